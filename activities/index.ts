@@ -1,0 +1,14 @@
+/** All activities of a Kiln worker, built from shared dependencies. */
+import type { ActivityDeps } from './deps.js';
+import { createHelloActivities } from './hello.js';
+import { createLineageActivities } from './lineage.js';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createLineageActivities(deps),
+    ...createHelloActivities(deps),
+  };
+}
+
+export type KilnActivities = ReturnType<typeof createActivities>;
+export type { ActivityDeps } from './deps.js';

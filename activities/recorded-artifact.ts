@@ -1,0 +1,21 @@
+/**
+ * Idempotent "write an artifact and record it" used by activities: if the URI already holds an
+ * artifact recorded in lineage with the same content hash, nothing is rewritten.
+ */
+import { sha256Hex } from '../infra/hash.js';
+import type { ActivityDeps } from './deps.js';
+
+export async function writeRecordedArtifact(
+  deps: ActivityDeps, runId: string,
+  a: { uri: string; kind: string; content: Uint8Array | string; metadata?: Record<string, unknown> },
+): Promise<{ uri: string; sha256: string; bytes: number }> {
+  const sha256 = sha256Hex(a.content);
+  const recorded = deps.lineage.getArtifactByUri(a.uri);
+  const onDisk = await deps.storage.size(a.uri);
+  let written = { uri: a.uri, sha256, bytes: typeof a.content === 'string' ? Buffer.byteLength(a.content) : a.content.byteLength };
+  if (!(recorded && recorded.sha256 === sha256 && onDisk === recorded.bytes)) {
+    written = await deps.storage.writeAtomic(a.uri, a.content);
+  }
+  deps.lineage.recordArtifactOfRun(runId, 'produced', { uri: a.uri, kind: a.kind, sha256: written.sha256, bytes: written.bytes, metadata: a.metadata });
+  return { uri: written.uri, sha256: written.sha256, bytes: written.bytes };
+}

@@ -1,0 +1,53 @@
+/** `kiln lineage ...`: read the lineage store (no Temporal needed). */
+import type { Command } from 'commander';
+import { loadConfig } from '../../infra/config.js';
+import { LineageStore } from '../../infra/lineage/store.js';
+import { MissingFileError } from '../../infra/errors.js';
+import { existsSync } from 'node:fs';
+
+function openLineage(): LineageStore {
+  const config = loadConfig();
+  if (!existsSync(config.lineagePath)) {
+    throw new MissingFileError(`no lineage database at ${config.lineagePath}`, 'run a job first (kiln run hello), or set KILN_DATA_ROOT to the data root you used.');
+  }
+  return new LineageStore(config.lineagePath);
+}
+
+export function registerLineage(program: Command): void {
+  const lineage = program.command('lineage').description('Audit lineage: which data, from where, made how, by which code.');
+  lineage.command('jobs')
+    .description('List recorded jobs, newest first.')
+    .option('--limit <n>', 'how many', (v) => Number(v), 50)
+    .option('--json', 'machine-readable output', false)
+    .action((o: { limit: number; json: boolean }) => {
+      const store = openLineage();
+      try {
+        const jobs = store.listJobs(o.limit);
+        if (o.json) process.stdout.write(`${JSON.stringify(jobs)}\n`);
+        else for (const j of jobs) process.stdout.write(`${j.status.padEnd(10)} ${j.kind.padEnd(10)} ${j.startedAt}  ${j.id}  ${j.codeVersion}\n`);
+      } finally {
+        store.close();
+      }
+    });
+  lineage.command('show')
+    .description('Show one job: its stage runs and the artifacts each consumed and produced (with sha256).')
+    .argument('<jobId>', 'the job (workflow) id')
+    .option('--json', 'machine-readable output', false)
+    .action((jobId: string, o: { json: boolean }) => {
+      const store = openLineage();
+      try {
+        const job = store.getJob(jobId);
+        if (!job) throw new MissingFileError(`no job ${JSON.stringify(jobId)} in ${store.path}`, 'list jobs with `kiln lineage jobs`.');
+        const runs = store.runsOfJob(jobId).map((r) => ({ ...r, consumed: store.artifactsOfRun(r.id, 'consumed'), produced: store.artifactsOfRun(r.id, 'produced') }));
+        if (o.json) { process.stdout.write(`${JSON.stringify({ job, runs })}\n`); return; }
+        process.stdout.write(`job ${job.id}  ${job.kind}  ${job.status}  code ${job.codeVersion}\n  params ${JSON.stringify(job.params)}\n`);
+        for (const r of runs) {
+          process.stdout.write(`  run ${r.id}  ${r.stage}  ${r.status}\n`);
+          for (const a of r.consumed) process.stdout.write(`    consumed ${a.uri}  sha256 ${a.sha256}  ${a.bytes} B\n`);
+          for (const a of r.produced) process.stdout.write(`    produced ${a.uri}  sha256 ${a.sha256}  ${a.bytes} B\n`);
+        }
+      } finally {
+        store.close();
+      }
+    });
+}

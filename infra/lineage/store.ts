@@ -1,0 +1,264 @@
+/**
+ * The lineage store: one SQLite file (WAL) recording jobs, stage runs, artifacts (uri, sha256,
+ * bytes), run->artifact edges and dataset versions. Every write is idempotent so a retried
+ * activity can record the same thing twice without creating a second row.
+ *
+ * Follows undici's sqlite-cache-store: options validated at open, pragmas at open, statements
+ * prepared once, schema version tracked in `schema_migrations`.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ArtifactConflictError, KilnError } from '../errors.js';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
+import type {
+  ArtifactRecord, DatasetVersionRecord, JobRecord, LifecycleStatus, NewArtifact, RunRecord,
+} from './types.js';
+
+export * from './types.js';
+
+export class LineageSchemaError extends KilnError {
+  constructor(found: number, supported: number, path: string) {
+    super('KILN_LINEAGE_SCHEMA', `lineage database ${path} has schema version ${found}, newer than this Kiln supports (${supported})`,
+      'upgrade Kiln to the version that wrote this database, or point KILN_DATA_ROOT at another data root.');
+  }
+}
+
+type Row = Record<string, unknown>;
+const now = () => new Date().toISOString();
+const json = (v: unknown) => JSON.stringify(v ?? null);
+
+export class LineageStore {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly stmts: ReturnType<LineageStore['prepare']>;
+
+  /** Open (creating and migrating if needed) the lineage database at `path`. */
+  constructor(path: string) {
+    if (typeof path !== 'string' || path.length === 0) throw new TypeError('LineageStore: path must be a non-empty string');
+    this.path = path;
+    mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 10000');
+    this.migrate();
+    this.stmts = this.prepare();
+  }
+
+  /** Schema version currently applied. */
+  schemaVersion(): number {
+    const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+    return row.v ?? 0;
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    const current = this.schemaVersion();
+    if (current > LATEST_SCHEMA_VERSION) throw new LineageSchemaError(current, LATEST_SCHEMA_VERSION, this.path);
+    const apply = this.db.transaction(() => {
+      for (const m of MIGRATIONS) {
+        if (m.version <= this.schemaVersion()) continue;
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, now());
+      }
+    });
+    apply.immediate();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      insertJob: db.prepare(`INSERT INTO jobs (id, kind, workflow_id, status, params_json, code_version, started_at)
+        VALUES (@id, @kind, @workflowId, 'running', @params, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
+      finishJob: db.prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?'),
+      getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
+      listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC LIMIT ?'),
+      insertRun: db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
+        VALUES (@id, @jobId, @stage, 'running', @params, @environment, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
+      restartRun: db.prepare(`UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ? AND status IN ('failed','cancelled')`),
+      finishRun: db.prepare('UPDATE runs SET status = ?, finished_at = ?, result_json = ?, error = ? WHERE id = ?'),
+      getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
+      runsOfJob: db.prepare('SELECT * FROM runs WHERE job_id = ? ORDER BY started_at, id'),
+      getArtifactByUri: db.prepare('SELECT * FROM artifacts WHERE uri = ?'),
+      getArtifactById: db.prepare('SELECT * FROM artifacts WHERE id = ?'),
+      artifactsBySha: db.prepare('SELECT * FROM artifacts WHERE sha256 = ? ORDER BY id'),
+      insertArtifact: db.prepare(`INSERT INTO artifacts (uri, kind, sha256, bytes, metadata_json, created_at)
+        VALUES (@uri, @kind, @sha256, @bytes, @metadata, @at)`),
+      insertEdge: db.prepare('INSERT INTO edges (run_id, artifact_id, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      artifactsOfRun: db.prepare(`SELECT a.*, e.role AS edge_role FROM edges e JOIN artifacts a ON a.id = e.artifact_id
+        WHERE e.run_id = ? ORDER BY a.id`),
+      runsOfArtifact: db.prepare(`SELECT r.*, e.role AS edge_role FROM edges e JOIN runs r ON r.id = e.run_id
+        WHERE e.artifact_id = ? ORDER BY r.started_at`),
+      insertDataset: db.prepare(`INSERT INTO dataset_versions (id, name, version, manifest_artifact_id, parents_json, schema_version, params_json, run_id, created_at)
+        VALUES (@id, @name, @version, @manifestArtifactId, @parents, @schemaVersion, @params, @runId, @at) ON CONFLICT(id) DO NOTHING`),
+      getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
+      datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
+      maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
+    };
+  }
+
+  /** Record a job (a user-submitted workflow). Idempotent on `id`. */
+  startJob(job: { id: string; kind: string; workflowId: string; params: unknown; codeVersion: string }): JobRecord {
+    this.stmts.insertJob.run({ ...job, params: json(job.params), at: now() });
+    return this.getJob(job.id)!;
+  }
+
+  finishJob(id: string, status: Exclude<LifecycleStatus, 'running'>, error?: string): void {
+    this.stmts.finishJob.run(status, now(), error ?? null, id);
+  }
+
+  getJob(id: string): JobRecord | undefined {
+    const r = this.stmts.getJob.get(id) as Row | undefined;
+    return r && toJob(r);
+  }
+
+  listJobs(limit = 50): JobRecord[] {
+    return (this.stmts.listJobs.all(limit) as Row[]).map(toJob);
+  }
+
+  /**
+   * Record the start of a stage run. Idempotent on `id`: a retried activity gets the existing
+   * row back (a failed or cancelled one is marked running again).
+   */
+  startRun(run: { id: string; jobId?: string | null; stage: string; params: unknown; environment?: Record<string, unknown>; codeVersion: string }): RunRecord {
+    this.stmts.insertRun.run({
+      id: run.id, jobId: run.jobId ?? null, stage: run.stage, params: json(run.params),
+      environment: json(run.environment ?? {}), codeVersion: run.codeVersion, at: now(),
+    });
+    this.stmts.restartRun.run(run.id);
+    return this.getRun(run.id)!;
+  }
+
+  finishRun(id: string, status: Exclude<LifecycleStatus, 'running'>, result?: unknown, error?: string): void {
+    this.stmts.finishRun.run(status, now(), result === undefined ? null : json(result), error ?? null, id);
+  }
+
+  getRun(id: string): RunRecord | undefined {
+    const r = this.stmts.getRun.get(id) as Row | undefined;
+    return r && toRun(r);
+  }
+
+  runsOfJob(jobId: string): RunRecord[] {
+    return (this.stmts.runsOfJob.all(jobId) as Row[]).map(toRun);
+  }
+
+  /**
+   * Record an immutable artifact. Recording the same uri with the same sha256 again returns the
+   * existing record; a different sha256 is an ArtifactConflictError (artifacts are never edited).
+   */
+  recordArtifact(a: NewArtifact): ArtifactRecord {
+    const existing = this.getArtifactByUri(a.uri);
+    if (existing) {
+      if (existing.sha256 !== a.sha256) throw new ArtifactConflictError(a.uri, existing.sha256, a.sha256);
+      return existing;
+    }
+    this.stmts.insertArtifact.run({ uri: a.uri, kind: a.kind, sha256: a.sha256, bytes: a.bytes, metadata: json(a.metadata ?? {}), at: now() });
+    return this.getArtifactByUri(a.uri)!;
+  }
+
+  /** Record an artifact and the edge saying `runId` produced (or consumed) it, in one transaction. */
+  recordArtifactOfRun(runId: string, role: 'consumed' | 'produced', a: NewArtifact): ArtifactRecord {
+    return this.db.transaction(() => {
+      const rec = this.recordArtifact(a);
+      this.stmts.insertEdge.run(runId, rec.id, role);
+      return rec;
+    }).immediate();
+  }
+
+  linkArtifact(runId: string, artifactId: number, role: 'consumed' | 'produced'): void {
+    this.stmts.insertEdge.run(runId, artifactId, role);
+  }
+
+  getArtifactByUri(uri: string): ArtifactRecord | undefined {
+    const r = this.stmts.getArtifactByUri.get(uri) as Row | undefined;
+    return r && toArtifact(r);
+  }
+
+  getArtifact(id: number): ArtifactRecord | undefined {
+    const r = this.stmts.getArtifactById.get(id) as Row | undefined;
+    return r && toArtifact(r);
+  }
+
+  artifactsBySha256(sha256: string): ArtifactRecord[] {
+    return (this.stmts.artifactsBySha.all(sha256) as Row[]).map(toArtifact);
+  }
+
+  artifactsOfRun(runId: string, role?: 'consumed' | 'produced'): ArtifactRecord[] {
+    return (this.stmts.artifactsOfRun.all(runId) as Row[])
+      .filter((r) => role === undefined || r.edge_role === role).map(toArtifact);
+  }
+
+  runsOfArtifact(artifactId: number, role?: 'consumed' | 'produced'): RunRecord[] {
+    return (this.stmts.runsOfArtifact.all(artifactId) as Row[])
+      .filter((r) => role === undefined || r.edge_role === role).map(toRun);
+  }
+
+  /** Record a dataset version whose manifest is an already-recorded artifact. Idempotent on `id`. */
+  recordDatasetVersion(d: Omit<DatasetVersionRecord, 'createdAt'>): DatasetVersionRecord {
+    this.stmts.insertDataset.run({
+      id: d.id, name: d.name, version: d.version, manifestArtifactId: d.manifestArtifactId,
+      parents: json(d.parents), schemaVersion: d.schemaVersion, params: json(d.params), runId: d.runId, at: now(),
+    });
+    return this.getDatasetVersion(d.id)!;
+  }
+
+  getDatasetVersion(id: string): DatasetVersionRecord | undefined {
+    const r = this.stmts.getDataset.get(id) as Row | undefined;
+    return r && toDataset(r);
+  }
+
+  datasetVersions(name: string): DatasetVersionRecord[] {
+    return (this.stmts.datasetVersions.all(name) as Row[]).map(toDataset);
+  }
+
+  /** Highest recorded version number of a dataset name (0 when none). */
+  latestDatasetVersionNumber(name: string): number {
+    return (this.stmts.maxDatasetVersion.get(name) as { v: number | null }).v ?? 0;
+  }
+
+  /** Run `fn` in one immediate transaction. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+const parse = (s: unknown) => (typeof s === 'string' ? JSON.parse(s) : null);
+
+function toJob(r: Row): JobRecord {
+  return {
+    id: r.id as string, kind: r.kind as string, workflowId: r.workflow_id as string, status: r.status as LifecycleStatus,
+    params: parse(r.params_json), codeVersion: r.code_version as string, startedAt: r.started_at as string,
+    finishedAt: (r.finished_at as string | null) ?? null, error: (r.error as string | null) ?? null,
+  };
+}
+
+function toRun(r: Row): RunRecord {
+  return {
+    id: r.id as string, jobId: (r.job_id as string | null) ?? null, stage: r.stage as string, status: r.status as LifecycleStatus,
+    params: parse(r.params_json), environment: parse(r.environment_json) ?? {}, codeVersion: r.code_version as string,
+    startedAt: r.started_at as string, finishedAt: (r.finished_at as string | null) ?? null,
+    result: parse(r.result_json), error: (r.error as string | null) ?? null,
+  };
+}
+
+function toArtifact(r: Row): ArtifactRecord {
+  return {
+    id: r.id as number, uri: r.uri as string, kind: r.kind as string, sha256: r.sha256 as string,
+    bytes: r.bytes as number, metadata: parse(r.metadata_json) ?? {}, createdAt: r.created_at as string,
+  };
+}
+
+function toDataset(r: Row): DatasetVersionRecord {
+  return {
+    id: r.id as string, name: r.name as string, version: r.version as number,
+    manifestArtifactId: r.manifest_artifact_id as number, parents: parse(r.parents_json) ?? [],
+    schemaVersion: r.schema_version as number, params: parse(r.params_json), runId: (r.run_id as string | null) ?? null,
+    createdAt: r.created_at as string,
+  };
+}

@@ -1,0 +1,108 @@
+/**
+ * Worker bootstrap: one process serves `kiln-io` (workflows + I/O activities) and `kiln-gpu`
+ * (model activities) by default; `queues` picks a subset (GPU machines run only `kiln-gpu`).
+ */
+import { fileURLToPath } from 'node:url';
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import type { ActivityDeps } from '../../activities/deps.js';
+import type { KilnConfig } from '../config.js';
+import { TASK_QUEUES, WORKFLOW_TASK_QUEUE, type TaskQueue } from '../constants.js';
+import { LocalStorage } from '../storage.js';
+import { LineageStore } from '../lineage/store.js';
+import { codeVersion } from '../code-version.js';
+
+const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.js', import.meta.url));
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+/** The workflow bundle, built once per process (webpack takes a few seconds). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  return bundle;
+}
+
+const quietBundlerLogger = {
+  log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined,
+  warn: (m: string) => console.warn(m), error: (m: string) => console.error(m),
+};
+
+/** The real dependencies of activities, rooted at config.dataRoot. */
+export function createActivityDeps(config: KilnConfig): ActivityDeps {
+  return {
+    config,
+    storage: new LocalStorage(config.dataRoot),
+    lineage: new LineageStore(config.lineagePath),
+    codeVersion: codeVersion(),
+  };
+}
+
+export interface KilnWorkers {
+  workers: Worker[];
+  deps: ActivityDeps;
+  /** Runs all workers until shutdown() (or a fatal worker error). */
+  run(): Promise<void>;
+  shutdown(): void;
+  /** Runs all workers until `work` settles, then shuts them down and waits for them. */
+  runUntil<T>(work: Promise<T>): Promise<T>;
+}
+
+let runtimeInstalled = false;
+/** Worker SDK logs at WARN (KILN_LOG_LEVEL=INFO|DEBUG for more); must run before the first connection. */
+export function installRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = (process.env.KILN_LOG_LEVEL ?? 'WARN').toUpperCase() as 'WARN';
+  try {
+    Runtime.install({ logger: new DefaultLogger(level) });
+  } catch {
+    // already installed by the embedding process (e.g. a test); keep its logger
+  }
+}
+
+export const ALL_QUEUES: TaskQueue[] = [TASK_QUEUES.io, TASK_QUEUES.gpu];
+
+export async function createKilnWorkers(config: KilnConfig, opts: { queues?: TaskQueue[]; deps?: ActivityDeps; connection?: NativeConnection } = {}): Promise<KilnWorkers> {
+  installRuntime();
+  const queues = opts.queues ?? ALL_QUEUES;
+  const deps = opts.deps ?? createActivityDeps(config);
+  const connection = opts.connection ?? await NativeConnection.connect({ address: config.temporalAddress });
+  const activities = createActivities(deps);
+  const workers: Worker[] = [];
+  for (const taskQueue of queues) {
+    const servesWorkflows = taskQueue === WORKFLOW_TASK_QUEUE;
+    workers.push(await Worker.create({
+      connection,
+      namespace: config.namespace,
+      taskQueue,
+      activities,
+      ...(servesWorkflows ? { workflowBundle: await workflowBundle() } : {}),
+      maxConcurrentActivityTaskExecutions: taskQueue === TASK_QUEUES.gpu ? 1 : 8,
+      shutdownGraceTime: '5s',
+    }));
+  }
+  const kiln: KilnWorkers = {
+    workers,
+    deps,
+    async run() {
+      try {
+        await Promise.all(workers.map((w) => w.run()));
+      } finally {
+        if (!opts.connection) await connection.close();
+        if (!opts.deps) deps.lineage.close();
+      }
+    },
+    shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    },
+    async runUntil<T>(work: Promise<T>): Promise<T> {
+      const running = kiln.run();
+      try {
+        return await work;
+      } finally {
+        kiln.shutdown();
+        await running;
+      }
+    },
+  };
+  return kiln;
+}

