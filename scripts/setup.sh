@@ -41,7 +41,7 @@ if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_HASH" ]; then
     export npm_config_nodedir="$NODE_PREFIX"
   fi
   # onnxruntime-node: skip its CUDA download (CPU inference works without it).
-  export ONNXRUNTIME_NODE_INSTALL=skip npm_config_onnxruntime_node_install=skip
+  export ONNXRUNTIME_NODE_INSTALL=skip
   # `npm install` (not `npm ci`): the registry mirror here serves only this platform's optional
   # packages, so the lock file cannot list every platform's @swc/core binary, which `npm ci` demands.
   say "installing npm packages (npm install from package-lock.json)"

@@ -4,6 +4,7 @@
  * must be running); `--no-worker` relies on external workers.
  */
 import type { Command } from 'commander';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { loadConfig } from '../../infra/config.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { withTemporalSession, newJobId } from '../session.js';
@@ -21,8 +22,16 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
   const config = loadConfig();
   const workflowId = flags.id ?? newJobId(kind);
   return withTemporalSession(config, { embeddedWorker: !flags.detach && flags.worker !== false }, async (client) => {
-    const handle = await client.workflow.start(workflowType, { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] });
-    process.stderr.write(`kiln: started ${kind} job ${workflowId}\n`);
+    let handle;
+    try {
+      handle = await client.workflow.start(workflowType, { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] });
+      process.stderr.write(`kiln: started ${kind} job ${workflowId}\n`);
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      // The same id is still running (e.g. the CLI that started it died): attach to it instead.
+      handle = client.workflow.getHandle(workflowId);
+      process.stderr.write(`kiln: ${kind} job ${workflowId} is already running; attached to it\n`);
+    }
     if (flags.detach) {
       process.stdout.write(flags.json ? `${JSON.stringify({ workflowId })}\n` : `${workflowId}\n`);
       return EXIT.ok;
