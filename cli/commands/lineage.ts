@@ -29,6 +29,7 @@ export function registerLineage(program: Command): void {
         store.close();
       }
     });
+  registerLineageVerify(lineage);
   lineage.command('show')
     .description('Show one job: its stage runs and the artifacts each consumed and produced (with sha256).')
     .argument('<jobId>', 'the job (workflow) id')
@@ -46,6 +47,27 @@ export function registerLineage(program: Command): void {
           for (const a of r.consumed) process.stdout.write(`    consumed ${a.uri}  sha256 ${a.sha256}  ${a.bytes} B\n`);
           for (const a of r.produced) process.stdout.write(`    produced ${a.uri}  sha256 ${a.sha256}  ${a.bytes} B\n`);
         }
+      } finally {
+        store.close();
+      }
+    });
+}
+
+export function registerLineageVerify(lineage: Command): void {
+  lineage.command('verify')
+    .description('Check the hash-chained lineage log: detects edited or deleted records (exit 1 when tampered).')
+    .option('--json', 'machine-readable output', false)
+    .action((o: { json: boolean }) => {
+      const store = openLineage();
+      try {
+        const r = store.verify();
+        if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+        else if (r.ok) process.stdout.write(`lineage OK: ${r.entries} log entries, ${r.rows} records, chain intact (${store.path})\n`);
+        else {
+          process.stdout.write(`lineage TAMPERED: ${r.problems.length} problem(s) in ${store.path}\n`);
+          for (const p of r.problems) process.stdout.write(`  ${p.kind}: ${p.detail}\n`);
+        }
+        if (!r.ok) process.exitCode = 1;
       } finally {
         store.close();
       }

@@ -69,6 +69,22 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'hash-chained lineage log (row images of every change)',
+    sql: `
+      CREATE TABLE lineage_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        row_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+      );
+      CREATE INDEX lineage_log_row ON lineage_log(table_name, row_key);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -11,6 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ArtifactConflictError, KilnError } from '../errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
+import { appendRowImage, backfillChain, verifyLineage, type VerifyReport } from './chain.js';
 import type {
   ArtifactRecord, DatasetVersionRecord, JobRecord, LifecycleStatus, NewArtifact, RunRecord,
 } from './types.js';
@@ -62,6 +63,7 @@ export class LineageStore {
         if (m.version <= this.schemaVersion()) continue;
         this.db.exec(m.sql);
         this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, now());
+        if (m.version === 2) backfillChain(this.db);
       }
     });
     apply.immediate();
@@ -96,17 +98,32 @@ export class LineageStore {
       getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
       datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
       maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
+      rawEdge: db.prepare('SELECT * FROM edges WHERE run_id = ? AND artifact_id = ? AND role = ?'),
     };
   }
 
   /** Record a job (a user-submitted workflow). Idempotent on `id`. */
   startJob(job: { id: string; kind: string; workflowId: string; params: unknown; codeVersion: string }): JobRecord {
-    this.stmts.insertJob.run({ ...job, params: json(job.params), at: now() });
-    return this.getJob(job.id)!;
+    return this.transaction(() => {
+      const changed = this.stmts.insertJob.run({ ...job, params: json(job.params), at: now() }).changes > 0;
+      if (changed) this.logRow('jobs', this.stmts.getJob.get(job.id) as Row);
+      return this.getJob(job.id)!;
+    });
   }
 
   finishJob(id: string, status: Exclude<LifecycleStatus, 'running'>, error?: string): void {
-    this.stmts.finishJob.run(status, now(), error ?? null, id);
+    this.transaction(() => {
+      if (this.stmts.finishJob.run(status, now(), error ?? null, id).changes > 0) this.logRow('jobs', this.stmts.getJob.get(id) as Row);
+    });
+  }
+
+  private logRow(table: string, row: Row): void {
+    appendRowImage(this.db, table, row);
+  }
+
+  /** Verify the hash chain and that every row equals its last logged state (see chain.ts). */
+  verify(): VerifyReport {
+    return verifyLineage(this.db);
   }
 
   getJob(id: string): JobRecord | undefined {
@@ -123,16 +140,23 @@ export class LineageStore {
    * row back (a failed or cancelled one is marked running again).
    */
   startRun(run: { id: string; jobId?: string | null; stage: string; params: unknown; environment?: Record<string, unknown>; codeVersion: string }): RunRecord {
-    this.stmts.insertRun.run({
-      id: run.id, jobId: run.jobId ?? null, stage: run.stage, params: json(run.params),
-      environment: json(run.environment ?? {}), codeVersion: run.codeVersion, at: now(),
+    return this.transaction(() => {
+      const inserted = this.stmts.insertRun.run({
+        id: run.id, jobId: run.jobId ?? null, stage: run.stage, params: json(run.params),
+        environment: json(run.environment ?? {}), codeVersion: run.codeVersion, at: now(),
+      }).changes;
+      const restarted = this.stmts.restartRun.run(run.id).changes;
+      if (inserted + restarted > 0) this.logRow('runs', this.stmts.getRun.get(run.id) as Row);
+      return this.getRun(run.id)!;
     });
-    this.stmts.restartRun.run(run.id);
-    return this.getRun(run.id)!;
   }
 
   finishRun(id: string, status: Exclude<LifecycleStatus, 'running'>, result?: unknown, error?: string): void {
-    this.stmts.finishRun.run(status, now(), result === undefined ? null : json(result), error ?? null, id);
+    this.transaction(() => {
+      if (this.stmts.finishRun.run(status, now(), result === undefined ? null : json(result), error ?? null, id).changes > 0) {
+        this.logRow('runs', this.stmts.getRun.get(id) as Row);
+      }
+    });
   }
 
   getRun(id: string): RunRecord | undefined {
@@ -149,26 +173,31 @@ export class LineageStore {
    * existing record; a different sha256 is an ArtifactConflictError (artifacts are never edited).
    */
   recordArtifact(a: NewArtifact): ArtifactRecord {
-    const existing = this.getArtifactByUri(a.uri);
-    if (existing) {
-      if (existing.sha256 !== a.sha256) throw new ArtifactConflictError(a.uri, existing.sha256, a.sha256);
-      return existing;
-    }
-    this.stmts.insertArtifact.run({ uri: a.uri, kind: a.kind, sha256: a.sha256, bytes: a.bytes, metadata: json(a.metadata ?? {}), at: now() });
-    return this.getArtifactByUri(a.uri)!;
+    return this.transaction(() => {
+      const existing = this.getArtifactByUri(a.uri);
+      if (existing) {
+        if (existing.sha256 !== a.sha256) throw new ArtifactConflictError(a.uri, existing.sha256, a.sha256);
+        return existing;
+      }
+      this.stmts.insertArtifact.run({ uri: a.uri, kind: a.kind, sha256: a.sha256, bytes: a.bytes, metadata: json(a.metadata ?? {}), at: now() });
+      this.logRow('artifacts', this.stmts.getArtifactByUri.get(a.uri) as Row);
+      return this.getArtifactByUri(a.uri)!;
+    });
   }
 
   /** Record an artifact and the edge saying `runId` produced (or consumed) it, in one transaction. */
   recordArtifactOfRun(runId: string, role: 'consumed' | 'produced', a: NewArtifact): ArtifactRecord {
-    return this.db.transaction(() => {
+    return this.transaction(() => {
       const rec = this.recordArtifact(a);
-      this.stmts.insertEdge.run(runId, rec.id, role);
+      this.linkArtifact(runId, rec.id, role);
       return rec;
-    }).immediate();
+    });
   }
 
   linkArtifact(runId: string, artifactId: number, role: 'consumed' | 'produced'): void {
-    this.stmts.insertEdge.run(runId, artifactId, role);
+    this.transaction(() => {
+      if (this.stmts.insertEdge.run(runId, artifactId, role).changes > 0) this.logRow('edges', this.stmts.rawEdge.get(runId, artifactId, role) as Row);
+    });
   }
 
   getArtifactByUri(uri: string): ArtifactRecord | undefined {
@@ -197,11 +226,14 @@ export class LineageStore {
 
   /** Record a dataset version whose manifest is an already-recorded artifact. Idempotent on `id`. */
   recordDatasetVersion(d: Omit<DatasetVersionRecord, 'createdAt'>): DatasetVersionRecord {
-    this.stmts.insertDataset.run({
-      id: d.id, name: d.name, version: d.version, manifestArtifactId: d.manifestArtifactId,
-      parents: json(d.parents), schemaVersion: d.schemaVersion, params: json(d.params), runId: d.runId, at: now(),
+    return this.transaction(() => {
+      const changed = this.stmts.insertDataset.run({
+        id: d.id, name: d.name, version: d.version, manifestArtifactId: d.manifestArtifactId,
+        parents: json(d.parents), schemaVersion: d.schemaVersion, params: json(d.params), runId: d.runId, at: now(),
+      }).changes > 0;
+      if (changed) this.logRow('dataset_versions', this.stmts.getDataset.get(d.id) as Row);
+      return this.getDatasetVersion(d.id)!;
     });
-    return this.getDatasetVersion(d.id)!;
   }
 
   getDatasetVersion(id: string): DatasetVersionRecord | undefined {
@@ -218,8 +250,9 @@ export class LineageStore {
     return (this.stmts.maxDatasetVersion.get(name) as { v: number | null }).v ?? 0;
   }
 
-  /** Run `fn` in one immediate transaction. */
+  /** Run `fn` in one immediate transaction (nested calls join the outer one). */
   transaction<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
     return this.db.transaction(fn).immediate();
   }
 

@@ -1,0 +1,135 @@
+/**
+ * TensorFlow.js backend choice, made once per process at start and recorded in lineage.
+ *
+ * Order (when not forced): `tensorflow` (native TF via @tensorflow/tfjs-node-gpu, then
+ * @tensorflow/tfjs-node, when either can be imported), else `wasm` (XNNPACK, loaded from
+ * node_modules on disk, never fetched), else `cpu` (pure JS). `KILN_TF_BACKEND` or the `prefer`
+ * option forces one (`tensorflow` | `wasm` | `cpu` | `auto`); a forced backend that cannot start is a
+ * `ConfigError`, never a silent fallback.
+ *
+ * Precision: TensorFlow.js has no bfloat16 dtype on any backend, so training runs in fp32 and says
+ * so (`precision`, `precisionNote`), as the recipe asks ("bf16 where the backend has it, fp32
+ * otherwise").
+ */
+import * as tf from '@tensorflow/tfjs';
+import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { createRequire } from 'node:module';
+import { dirname, join, sep } from 'node:path';
+import { ConfigError } from './errors.js';
+
+export type TfBackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type TfBackendPreference = TfBackendName | 'auto';
+
+export interface TfBackendChoice {
+  /** The active tfjs backend (what to record in lineage). */
+  name: TfBackendName;
+  /** npm package that provided it (`@tensorflow/tfjs-node-gpu`, `@tensorflow/tfjs-backend-wasm`...). */
+  provider: string;
+  /** Floating-point format training runs in on this backend. */
+  precision: 'fp32' | 'bf16';
+  precisionNote: string;
+  /** Backends tried before this one, with why each was not used. */
+  skipped: { name: TfBackendName; reason: string }[];
+}
+
+export interface SelectTfBackendOptions {
+  /** Force a backend; default `KILN_TF_BACKEND` from `env`, else `auto`. */
+  prefer?: TfBackendPreference;
+  env?: NodeJS.ProcessEnv;
+}
+
+const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
+const PREFERENCES: readonly TfBackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+const FP32_NOTE = 'TensorFlow.js has no bfloat16 dtype on any backend; training runs in fp32 (never fp16).';
+
+let current: { preference: TfBackendPreference; choice: TfBackendChoice } | undefined;
+
+/** Read and validate the preference from options or `KILN_TF_BACKEND`. */
+export function tfBackendPreference(opts: SelectTfBackendOptions = {}): TfBackendPreference {
+  const raw = opts.prefer ?? (opts.env ?? process.env).KILN_TF_BACKEND ?? 'auto';
+  const value = raw.trim().toLowerCase() as TfBackendPreference;
+  if (!PREFERENCES.includes(value)) {
+    throw new ConfigError(`KILN_TF_BACKEND=${JSON.stringify(raw)} is not a TensorFlow.js backend Kiln knows`,
+      `set KILN_TF_BACKEND to one of ${PREFERENCES.join(', ')} (or unset it for auto).`);
+  }
+  return value;
+}
+
+/**
+ * Choose, initialise and activate the TensorFlow.js backend; returns what was chosen. Idempotent:
+ * a second call with the same preference returns the first choice without touching the engine.
+ */
+export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promise<TfBackendChoice> {
+  const preference = tfBackendPreference(opts);
+  if (current && current.preference === preference && tf.getBackend() === current.choice.name) return current.choice;
+  const skipped: TfBackendChoice['skipped'] = [];
+  const order: TfBackendName[] = preference === 'auto' ? ['tensorflow', 'wasm', 'cpu'] : [preference];
+  for (const name of order) {
+    const started = await tryStart(name);
+    if ('provider' in started) {
+      const choice: TfBackendChoice = { name, provider: started.provider, precision: 'fp32', precisionNote: FP32_NOTE, skipped };
+      current = { preference, choice };
+      return choice;
+    }
+    skipped.push({ name, reason: started.reason });
+  }
+  const why = skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
+  throw new ConfigError(`TensorFlow.js backend ${JSON.stringify(preference)} could not start (${why})`,
+    preference === 'tensorflow'
+      ? 'install @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu, or set KILN_TF_BACKEND=wasm (or auto).'
+      : 'set KILN_TF_BACKEND=auto, or reinstall @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm.');
+}
+
+/** The backend chosen by `selectTfBackend` in this process, if any. */
+export function currentTfBackend(): TfBackendChoice | undefined {
+  return current?.choice;
+}
+
+async function tryStart(name: TfBackendName): Promise<{ provider: string } | { reason: string }> {
+  if (name === 'tensorflow') {
+    const reasons: string[] = [];
+    for (const pkg of NATIVE_PACKAGES) {
+      try {
+        await import(pkg);
+        if (await activate('tensorflow')) return { provider: pkg };
+        reasons.push(`${pkg} imported but did not register the "tensorflow" backend`);
+      } catch (err) {
+        reasons.push(`${pkg} not importable (${firstLine(err)})`);
+      }
+    }
+    return { reason: reasons.join('; ') };
+  }
+  if (name === 'wasm') {
+    try {
+      // After the first initialisation tfjs refuses new paths; the binaries are already loaded then.
+      if (tf.findBackend('wasm') === null) setWasmPaths(wasmDistDir());
+      if (await activate('wasm')) return { provider: '@tensorflow/tfjs-backend-wasm' };
+      return { reason: 'the wasm backend did not initialise' };
+    } catch (err) {
+      return { reason: firstLine(err) };
+    }
+  }
+  return (await activate('cpu')) ? { provider: '@tensorflow/tfjs-backend-cpu' } : { reason: 'the cpu backend did not initialise' };
+}
+
+async function activate(name: TfBackendName): Promise<boolean> {
+  if (tf.findBackendFactory(name) === null && tf.findBackend(name) === null) return false;
+  try {
+    const ok = await tf.setBackend(name);
+    await tf.ready();
+    return ok && tf.getBackend() === name;
+  } catch {
+    return false;
+  }
+}
+
+/** Directory (with trailing separator) holding the tfjs wasm binaries, so they load from disk. */
+export function wasmDistDir(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + sep;
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0] ?? msg;
+}

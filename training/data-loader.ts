@@ -1,0 +1,165 @@
+/**
+ * Streams training samples (success rows with an image) from a dataset version's Parquet shards in
+ * a deterministic shuffled order, one row group in memory at a time, and can stop and resume at any
+ * sample from a small `DataPosition` (saved in state.json).
+ *
+ * Order of epoch e: shards permuted by Rng(seed, 'shards', e); within a shard, row groups permuted
+ * by Rng(seed, 'row-groups', e, shard) and rows within each row group by Rng(seed, 'rows', e,
+ * shard, row group). `row` counts rows (of any status) consumed in that shard's permuted order, so
+ * the position never depends on decoding results.
+ */
+import type { ArtifactStorage } from '../infra/storage.js';
+import { EmptyDatasetError } from './errors.js';
+import { decodeTrainingImage } from './image-decode.js';
+import { openShardRowGroups, type ShardRowGroups, type TrainingRows } from './parquet-rows.js';
+import { Rng } from './rng.js';
+
+/** Where the stream is: epoch, index into that epoch's shard order, rows consumed of that shard. */
+export interface DataPosition {
+  epoch: number;
+  shard: number;
+  row: number;
+}
+
+export interface SampleBatch {
+  keys: string[];
+  captions: string[];
+  /** [n, resolution, resolution, 3] row-major, values in [-1, 1]. */
+  images: Float32Array;
+}
+
+export interface LoaderOptions {
+  seed: number;
+  captionColumn: string;
+  resolution: number;
+}
+
+export interface LoaderStats {
+  rowsScanned: number;
+  samples: number;
+  skippedNotSuccess: number;
+  skippedUndecodable: number;
+}
+
+interface OpenShard {
+  reader: ShardRowGroups;
+  total: number;
+  /** Row-group indexes in this epoch's order and the permuted-row start of each. */
+  groupOrder: Uint32Array;
+  groupStart: number[];
+  loaded: { slot: number; rows: TrainingRows; order: Uint32Array } | null;
+}
+
+export class ShardSampleStream {
+  readonly stats: LoaderStats = { rowsScanned: 0, samples: 0, skippedNotSuccess: 0, skippedUndecodable: 0 };
+  private pos: DataPosition;
+  private shardOrder: Uint32Array;
+  private current: OpenShard | null = null;
+  private visitYields = 0;
+  private emptyVisits = 0;
+  private readonly emptyThreshold: number;
+
+  constructor(private readonly storage: ArtifactStorage, private readonly shardUris: readonly string[], private readonly o: LoaderOptions, start: DataPosition = { epoch: 0, shard: 0, row: 0 }) {
+    if (shardUris.length === 0) throw new EmptyDatasetError('the dataset has no shards to train on');
+    if (start.shard < 0 || start.shard >= shardUris.length || start.row < 0 || start.epoch < 0) {
+      throw new RangeError(`data position ${JSON.stringify(start)} is outside a dataset of ${shardUris.length} shards`);
+    }
+    this.pos = { ...start };
+    this.shardOrder = Rng.derive(o.seed, 'shards', start.epoch).permutation(shardUris.length);
+    // A visit that starts mid-shard may have skipped that shard's successes: allow one more visit.
+    this.emptyThreshold = shardUris.length + (start.row > 0 ? 1 : 0);
+  }
+
+  position(): DataPosition {
+    return { ...this.pos };
+  }
+
+  /** The next `n` samples (crossing shard and epoch boundaries as needed). */
+  async nextBatch(n: number): Promise<SampleBatch> {
+    const px = this.o.resolution * this.o.resolution * 3;
+    const batch: SampleBatch = { keys: [], captions: [], images: new Float32Array(n * px) };
+    while (batch.keys.length < n) {
+      const sample = await this.nextSample();
+      batch.images.set(sample.image, batch.keys.length * px);
+      batch.keys.push(sample.key);
+      batch.captions.push(sample.caption);
+    }
+    return batch;
+  }
+
+  private async nextSample(): Promise<{ key: string; caption: string; image: Float32Array }> {
+    for (;;) {
+      const shard = this.current ?? (this.current = await this.openShard());
+      if (this.pos.row >= shard.total) {
+        this.finishShard();
+        continue;
+      }
+      const r = this.pos.row;
+      let slot = shard.groupStart.length - 1;
+      while (shard.groupStart[slot]! > r) slot--;
+      if (shard.loaded?.slot !== slot) {
+        const group = shard.groupOrder[slot]!;
+        const rows = await shard.reader.readRowGroup(group);
+        const shardIndex = this.shardOrder[this.pos.shard]!;
+        shard.loaded = { slot, rows, order: Rng.derive(this.o.seed, 'rows', this.pos.epoch, shardIndex, group).permutation(rows.keys.length) };
+      }
+      const { rows, order } = shard.loaded;
+      const i = order[r - shard.groupStart[slot]!]!;
+      this.pos.row += 1;
+      this.stats.rowsScanned += 1;
+      const bytes = rows.images[i];
+      if (rows.statuses[i] !== 'success' || !bytes || bytes.byteLength === 0) {
+        this.stats.skippedNotSuccess += 1;
+        continue;
+      }
+      const image = await decodeTrainingImage(bytes, this.o.resolution);
+      if (!image) {
+        this.stats.skippedUndecodable += 1;
+        continue;
+      }
+      this.visitYields += 1;
+      this.stats.samples += 1;
+      return { key: rows.keys[i]!, caption: rows.captions[i] ?? '', image };
+    }
+  }
+
+  private async openShard(): Promise<OpenShard> {
+    const shardIndex = this.shardOrder[this.pos.shard]!;
+    const reader = await openShardRowGroups(this.storage, this.shardUris[shardIndex]!, this.o.captionColumn);
+    const sizes = reader.rowGroupSizes;
+    const groupOrder = Rng.derive(this.o.seed, 'row-groups', this.pos.epoch, shardIndex).permutation(sizes.length);
+    const groupStart: number[] = [];
+    let total = 0;
+    for (const g of groupOrder) {
+      groupStart.push(total);
+      total += sizes[g]!;
+    }
+    if (this.pos.row > total) {
+      reader.close();
+      throw new RangeError(`data position row ${this.pos.row} is past the ${total} rows of shard ${this.shardUris[shardIndex]}`);
+    }
+    return { reader, total, groupOrder, groupStart, loaded: null };
+  }
+
+  private finishShard(): void {
+    this.current?.reader.close();
+    this.current = null;
+    this.emptyVisits = this.visitYields === 0 ? this.emptyVisits + 1 : 0;
+    this.visitYields = 0;
+    if (this.emptyVisits >= this.emptyThreshold) {
+      throw new EmptyDatasetError(`none of the ${this.shardUris.length} shard(s) has a usable row: ${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without a jpg, ${this.stats.skippedUndecodable} with an undecodable image`);
+    }
+    this.pos.row = 0;
+    this.pos.shard += 1;
+    if (this.pos.shard >= this.shardUris.length) {
+      this.pos.shard = 0;
+      this.pos.epoch += 1;
+      this.shardOrder = Rng.derive(this.o.seed, 'shards', this.pos.epoch).permutation(this.shardUris.length);
+    }
+  }
+
+  close(): void {
+    this.current?.reader.close();
+    this.current = null;
+  }
+}

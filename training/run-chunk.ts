@@ -1,0 +1,167 @@
+/**
+ * `runTrainingChunk`: the unit of durable training, what a `kiln-gpu` activity calls. It loads the
+ * latest checkpoint under `runUri` (or initialises from config + seed), trains up to
+ * `fromStep + steps`, writes one checkpoint atomically, prunes old ones, and returns a small JSON
+ * result. Idempotent: the output is a pure function of (runUri, target step); when a checkpoint at
+ * or past the target already exists, it returns that checkpoint's recorded result without training.
+ * A retried chunk after a killed worker continues from the newest complete checkpoint, and because
+ * all randomness is in the checkpoint, it produces the same weights an uninterrupted run would.
+ */
+import { sha256Hex } from '../infra/hash.js';
+import { ConfigError } from '../infra/errors.js';
+import type { ArtifactStorage } from '../infra/storage.js';
+import { selectTfBackend, type TfBackendChoice } from '../infra/tfjs-backend.js';
+import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState } from './checkpoint.js';
+import { resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
+import type { DataPosition } from './data-loader.js';
+import { CheckpointError } from './errors.js';
+import { createLatentCodec } from './latent-codec.js';
+import { assertFitsInMemory } from './memory.js';
+import { resolveModel } from './model.js';
+import { shardListSha256, TrainingSession, type StepResult } from './trainer.js';
+
+export interface TrainingChunkInput {
+  storage: ArtifactStorage;
+  /** Run directory URI (checkpoints go to `<runUri>/checkpoints/step-NNNNNNNNN/`). */
+  runUri: string;
+  config: TrainingConfigInput;
+  /** The dataset version's shard URIs, in manifest order (must not change within a run). */
+  datasetShardUris: readonly string[];
+  /** Step the chunk starts from (0 for a new run); a checkpoint at this step must exist when > 0. */
+  fromStep: number;
+  /** Optimiser steps to train in this chunk. */
+  steps: number;
+  /** Called after every step (heartbeat with step and loss). */
+  onProgress?: (p: StepResult) => void | Promise<void>;
+  /** When aborted, the chunk stops after the current step, checkpoints, and returns `cancelled: true`. */
+  signal?: AbortSignal;
+  /** An eval metric (e.g. FID) for an earlier checkpoint, recorded before retention so the best is kept. */
+  metric?: { step: number; name: string; value: number };
+}
+
+export interface TrainingChunkResult {
+  runUri: string;
+  /** Step of the checkpoint written (or found). */
+  step: number;
+  fromStep: number;
+  /** Loss of each step in (fromStep, step], as far as the checkpoint's loss tail reaches. */
+  losses: number[];
+  checkpointUri: string;
+  sha256s: Record<string, string>;
+  backend: string;
+  precision: string;
+  dataPosition: DataPosition;
+  samplesSeen: number;
+  cancelled: boolean;
+  /** True when the checkpoint already existed and nothing was trained. */
+  alreadyDone: boolean;
+  removedCheckpoints: string[];
+}
+
+/** Train one chunk of steps; see the module comment. */
+export async function runTrainingChunk(input: TrainingChunkInput): Promise<TrainingChunkResult> {
+  const { storage, runUri, fromStep, steps } = input;
+  if (!Number.isInteger(fromStep) || fromStep < 0 || !Number.isInteger(steps) || steps < 0) {
+    throw new ConfigError(`fromStep ${fromStep} and steps ${steps} must be non-negative integers`, 'pass whole step counts.');
+  }
+  const config = resolveTrainingConfig(input.config);
+  const target = fromStep + steps;
+  if (input.metric) await recordCheckpointMetric(storage, runUri, input.metric.step, input.metric.name, input.metric.value, config.checkpoint.metricMode);
+  const existing = await listCheckpoints(storage, runUri);
+  const latest = existing[existing.length - 1];
+  if (latest && latest.step >= target) {
+    const done = existing.find((c) => c.step === target) ?? latest;
+    return { ...(await recordedResult(storage, runUri, done.uri, fromStep)), removedCheckpoints: [] };
+  }
+  if ((latest?.step ?? 0) < fromStep) {
+    throw new CheckpointError(`run ${runUri} has no checkpoint at step ${fromStep} (newest: ${latest ? latest.step : 'none'})`,
+      'start the chunk from the newest checkpoint step (or 0 for a new run); do not delete checkpoints of a running run.');
+  }
+  const backend = await chooseBackend(config);
+  const { spec } = await resolveModel(config, createLatentCodec(config.codec));
+  assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
+  const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
+  if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri);
+  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint });
+  try {
+    const startStep = session.step;
+    let cancelled = false;
+    while (session.step < target) {
+      if (input.signal?.aborted) {
+        cancelled = true;
+        break;
+      }
+      const r = await session.trainStep(latest?.uri ?? null);
+      await input.onProgress?.(r);
+    }
+    if (session.step === startStep && latest) {
+      return { ...(await recordedResult(storage, runUri, latest.uri, fromStep)), cancelled, removedCheckpoints: [] };
+    }
+    const written = await session.saveCheckpoint(latest?.uri ?? null);
+    const removedCheckpoints = await pruneCheckpoints(storage, runUri, config.checkpoint.keepLast);
+    return {
+      runUri,
+      step: session.step,
+      fromStep,
+      losses: lossesAfter(session.losses, session.lossesFromStep, fromStep),
+      checkpointUri: written.uri,
+      sha256s: written.sha256s,
+      backend: backend.name,
+      precision: backend.precision,
+      dataPosition: session.data.position(),
+      samplesSeen: session.samplesSeen,
+      cancelled,
+      alreadyDone: false,
+      removedCheckpoints,
+    };
+  } finally {
+    session.dispose();
+  }
+}
+
+async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {
+  const backend = await selectTfBackend(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend });
+  if (config.runtime.precision === 'bf16' && backend.precision !== 'bf16') {
+    throw new ConfigError(`runtime.precision is bf16 but backend ${backend.name} trains in ${backend.precision} (${backend.precisionNote})`,
+      'set runtime.precision to "auto" (bf16 where the backend has it, fp32 otherwise) or "fp32".');
+  }
+  return backend;
+}
+
+function assertSameRun(state: CheckpointState, config: TrainingConfig, shardUris: readonly string[], uri: string): void {
+  if (canonicalJson(trainingIdentity(state.config)) !== canonicalJson(trainingIdentity(config))) {
+    throw new CheckpointError(`checkpoint ${uri} was trained with a different config than this chunk's`,
+      'resume with the config recorded in its state.json (only checkpoint.* and runtime.* may change), or start a new run id.');
+  }
+  if (state.datasetShardsSha256 !== shardListSha256(shardUris)) {
+    throw new CheckpointError(`checkpoint ${uri} was trained on a different shard list`, 'resume with the same dataset version (same shard URIs, same order), or start a new run id.');
+  }
+}
+
+async function recordedResult(storage: ArtifactStorage, runUri: string, uri: string, fromStep: number): Promise<Omit<TrainingChunkResult, 'removedCheckpoints'>> {
+  const state = await readCheckpointState(storage, uri);
+  const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(uri, 'state.json'))) };
+  for (const name of TENSOR_FILES) sha256s[name] = state.files[name].sha256;
+  return {
+    runUri,
+    step: state.step,
+    fromStep,
+    losses: lossesAfter(state.losses, state.lossesFromStep, fromStep),
+    checkpointUri: uri,
+    sha256s,
+    backend: state.backend,
+    precision: state.precision,
+    dataPosition: state.data,
+    samplesSeen: state.samplesSeen,
+    cancelled: false,
+    alreadyDone: true,
+  };
+}
+
+function lossesAfter(losses: number[], firstStep: number, fromStep: number): number[] {
+  return losses.slice(Math.max(0, fromStep + 1 - firstStep));
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
+}

@@ -1,0 +1,237 @@
+/**
+ * A training session: model, optimiser, EMA, RNG and data stream, started fresh from a config and
+ * seed or restored from a checkpoint, advanced one optimiser step at a time. Everything random is
+ * drawn from the session's `Rng` in a fixed order per micro-batch (caption dropout, timesteps,
+ * noise, dropout masks), so the same state always produces the same next step.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { sha256Hex } from '../infra/hash.js';
+import type { ArtifactStorage } from '../infra/storage.js';
+import type { TfBackendChoice } from '../infra/tfjs-backend.js';
+import { CHECKPOINT_FORMAT, writeCheckpoint, type LoadedCheckpoint, type WrittenCheckpoint } from './checkpoint.js';
+import type { TrainingConfig } from './config.js';
+import { ShardSampleStream } from './data-loader.js';
+import { runDenoiser } from './denoiser.js';
+import { NonFiniteLossError } from './errors.js';
+import { createLatentCodec, type LatentCodec } from './latent-codec.js';
+import { attentionMask } from './layers.js';
+import { learningRateAt } from './lr-schedule.js';
+import { buildParams, resolveModel, type ModelSpec } from './model.js';
+import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
+import { drawNoise, noisyLatents, objectiveTerms } from './objective.js';
+import { AdamW, clipByGlobalNorm, WeightEma } from './optimizer.js';
+import type { ParamStore } from './params.js';
+import { Rng } from './rng.js';
+import { entryToFloat32, type NamedArray } from './safetensors.js';
+import { encodeText } from './text-encoder.js';
+import type { CaptionTokenizer } from './tokenizer.js';
+
+export interface StepResult {
+  step: number;
+  loss: number;
+  diffusion: number;
+  prx: number;
+  gradNorm: number;
+  lr: { denoiser: number; text: number };
+}
+
+export interface SessionSource {
+  storage: ArtifactStorage;
+  runUri: string;
+  config: TrainingConfig;
+  shardUris: readonly string[];
+  backend: TfBackendChoice;
+  /** Restore from this checkpoint instead of initialising. */
+  checkpoint?: LoadedCheckpoint;
+}
+
+export function shardListSha256(shardUris: readonly string[]): string {
+  return sha256Hex(JSON.stringify(shardUris));
+}
+
+export class TrainingSession {
+  step = 0;
+  samplesSeen = 0;
+  losses: number[] = [];
+  lossesFromStep = 1;
+
+  private constructor(
+    private readonly src: SessionSource,
+    readonly spec: ModelSpec,
+    readonly tokenizer: CaptionTokenizer,
+    readonly codec: LatentCodec,
+    readonly params: ParamStore,
+    private readonly optimizer: AdamW,
+    private readonly ema: WeightEma | null,
+    private rng: Rng,
+    readonly data: ShardSampleStream,
+    private readonly schedule: NoiseSchedule,
+  ) {}
+
+  /** Initialise from config + seed, or restore everything from `src.checkpoint`. */
+  static async open(src: SessionSource): Promise<TrainingSession> {
+    const cfg = src.config;
+    const codec = createLatentCodec(cfg.codec);
+    const { spec, tokenizer } = await resolveModel(cfg, codec);
+    const ck = src.checkpoint;
+    const params = await buildParams(cfg, spec, !ck);
+    const optimizer = new AdamW(params, { beta1: cfg.optim.beta1, beta2: cfg.optim.beta2, eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay });
+    const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
+    const o = cfg.objective;
+    const schedule = ddpmSchedule(o.betaSchedule, o.betaStart, o.betaEnd, o.trainTimesteps);
+    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution };
+    const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
+    const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
+    const session = new TrainingSession(src, spec, tokenizer, codec, params, optimizer, ema, rng, data, schedule);
+    if (ck) {
+      for (const p of params.list()) {
+        const e = ck.files['model.safetensors'].tensors.get(p.name);
+        if (!e) throw new Error(`model.safetensors in ${ck.uri} lacks ${p.name}`);
+        params.assign(p.name, entryToFloat32(e), e.shape);
+      }
+      optimizer.load(ck.files['optimizer.safetensors']);
+      ema?.load(ck.files['ema.safetensors']);
+      session.step = ck.state.step;
+      session.samplesSeen = ck.state.samplesSeen;
+      session.losses = [...ck.state.losses];
+      session.lossesFromStep = ck.state.lossesFromStep;
+    }
+    return session;
+  }
+
+  /** One optimiser step (gradAccumSteps micro-batches). Throws NonFiniteLossError before updating on NaN/Inf. */
+  async trainStep(lastGoodCheckpoint: string | null): Promise<StepResult> {
+    const cfg = this.src.config;
+    const A = cfg.optim.gradAccumSteps;
+    const vars = this.params.list().map((p) => p.variable);
+    const accum = new Map<string, tf.Tensor>();
+    let loss = 0;
+    let diffusion = 0;
+    let prx = 0;
+    try {
+      for (let micro = 0; micro < A; micro++) {
+        const m = await this.microStep(vars);
+        loss += m.loss / A;
+        diffusion += m.diffusion / A;
+        prx += m.prx / A;
+        for (const [name, g] of m.grads) {
+          const prev = accum.get(name);
+          accum.set(name, prev ? tf.tidy(() => tf.add(prev, tf.div(g, A))) : tf.tidy(() => tf.div(g, A)));
+          prev?.dispose();
+          g.dispose();
+        }
+      }
+      const nextStep = this.step + 1;
+      if (!Number.isFinite(loss)) throw new NonFiniteLossError(nextStep, `loss is ${loss} (diffusion ${diffusion}, prx ${prx})`, lastGoodCheckpoint);
+      const lr = {
+        denoiser: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr }),
+        text: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr * cfg.optim.textLrRatio }),
+      };
+      const gradNorm = tf.tidy(() => {
+        const clipped = clipByGlobalNorm(accum, cfg.optim.gradClip);
+        if (!Number.isFinite(clipped.norm)) throw new NonFiniteLossError(nextStep, `gradient norm is ${clipped.norm} (loss ${loss})`, lastGoodCheckpoint);
+        this.optimizer.apply(clipped.grads, lr);
+        return clipped.norm;
+      });
+      this.ema?.update();
+      this.step = nextStep;
+      this.samplesSeen += A * cfg.optim.microBatchSize;
+      this.losses.push(loss);
+      const excess = this.losses.length - cfg.checkpoint.lossTail;
+      if (excess > 0) {
+        this.losses.splice(0, excess);
+        this.lossesFromStep += excess;
+      }
+      return { step: this.step, loss, diffusion, prx, gradNorm, lr };
+    } finally {
+      for (const g of accum.values()) g.dispose();
+    }
+  }
+
+  private async microStep(vars: tf.Variable[]): Promise<{ loss: number; diffusion: number; prx: number; grads: Map<string, tf.Tensor> }> {
+    const cfg = this.src.config;
+    const B = cfg.optim.microBatchSize;
+    const batch = await this.data.nextBatch(B);
+    const captions = batch.captions.map((c) => (this.rng.uniform() < cfg.objective.captionDropout ? '' : c));
+    const tokens = this.tokenizer.encode(captions);
+    const R = cfg.resolution;
+    const images = tf.tensor4d(batch.images, [B, R, R, 3]);
+    const x0 = await this.codec.encode(images);
+    images.dispose();
+    const den = this.spec.denoiser;
+    const draw = drawNoise(this.rng, B, den.size * den.size * den.channels, cfg.objective, this.schedule);
+    const parts: tf.Scalar[] = [];
+    const out = tf.tidy(() => {
+      const xt = noisyLatents(x0, draw);
+      const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
+      const { value, grads } = tf.variableGrads(() => {
+        const context = encodeText(this.params, this.spec.text, tokens, this.rng);
+        const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, this.rng);
+        const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective);
+        parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx));
+        return terms.loss;
+      }, vars);
+      return { value, grads };
+    });
+    x0.dispose();
+    const [loss, diffusion, prx] = (await Promise.all([out.value, ...parts].map(async (t) => (await t.data())[0]!))) as [number, number, number];
+    out.value.dispose();
+    for (const t of parts) t.dispose();
+    const grads = new Map<string, tf.Tensor>();
+    for (const [varName, g] of Object.entries(out.grads)) {
+      const p = this.params.byVariableName(varName);
+      if (!p) throw new Error(`gradient for unknown variable ${varName}`);
+      grads.set(p.name, g);
+    }
+    return { loss, diffusion, prx, grads };
+  }
+
+  private scheduleOptions() {
+    const o = this.src.config.optim;
+    return { totalSteps: this.src.config.totalSteps, minLr: o.minLr, warmupFraction: o.warmupFraction, constantFraction: o.constantFraction };
+  }
+
+  /** Write a checkpoint of the current state (tensor files, then state.json). */
+  async saveCheckpoint(lastGoodCheckpoint: string | null): Promise<WrittenCheckpoint> {
+    const { storage, runUri, config, backend, shardUris } = this.src;
+    const model = await this.params.toNamedArrays();
+    const ema = this.ema ? await this.ema.toNamedArrays() : model;
+    assertFinite(model, this.step, lastGoodCheckpoint);
+    assertFinite(ema, this.step, lastGoodCheckpoint);
+    return writeCheckpoint(storage, runUri, {
+      format: CHECKPOINT_FORMAT,
+      step: this.step,
+      rng: this.rng.state(),
+      data: this.data.position(),
+      samplesSeen: this.samplesSeen,
+      config,
+      backend: backend.name,
+      precision: backend.precision,
+      tokenizer: this.tokenizer.name,
+      codec: this.codec.name,
+      datasetShardsSha256: shardListSha256(shardUris),
+      losses: this.losses,
+      lossesFromStep: this.lossesFromStep,
+    }, {
+      'model.safetensors': { arrays: model, metadata: { format: 'pt', kiln_step: String(this.step) } },
+      'ema.safetensors': { arrays: ema, metadata: { format: 'pt', updates: String(this.ema?.updates ?? 0) } },
+      'optimizer.safetensors': { arrays: await this.optimizer.toNamedArrays(), metadata: { step: String(this.optimizer.step) } },
+    });
+  }
+
+  dispose(): void {
+    this.data.close();
+    this.ema?.dispose();
+    this.optimizer.dispose();
+    this.params.dispose();
+  }
+}
+
+/** Never write a checkpoint holding NaN/Inf weights. */
+function assertFinite(arrays: NamedArray[], step: number, lastGoodCheckpoint: string | null): void {
+  for (const a of arrays) {
+    for (let i = 0; i < a.data.length; i++) {
+      if (!Number.isFinite(a.data[i]!)) throw new NonFiniteLossError(step, `weight ${a.name} holds ${a.data[i]}`, lastGoodCheckpoint);
+    }
+  }
+}
