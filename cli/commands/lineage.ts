@@ -3,7 +3,9 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../infra/config.js';
 import { LineageStore } from '../../infra/lineage/store.js';
 import { MissingFileError } from '../../infra/errors.js';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { formatTrace, resolveArtifactRef, traceArtifact } from '../../infra/lineage/trace.js';
+import { exportOpenLineage } from '../../infra/lineage/openlineage.js';
 
 function openLineage(): LineageStore {
   const config = loadConfig();
@@ -30,6 +32,7 @@ export function registerLineage(program: Command): void {
       }
     });
   registerLineageVerify(lineage);
+  registerLineageAudits(lineage);
   lineage.command('show')
     .description('Show one job: its stage runs and the artifacts each consumed and produced (with sha256).')
     .argument('<jobId>', 'the job (workflow) id')
@@ -68,6 +71,37 @@ export function registerLineageVerify(lineage: Command): void {
           for (const p of r.problems) process.stdout.write(`  ${p.kind}: ${p.detail}\n`);
         }
         if (!r.ok) process.exitCode = 1;
+      } finally {
+        store.close();
+      }
+    });
+}
+
+export function registerLineageAudits(lineage: Command): void {
+  lineage.command('trace')
+    .description('Everything behind an artifact: the runs, their params (thresholds, configs), models and code versions, the dataset versions and the source files.')
+    .argument('<ref>', 'artifact URI (checkpoint, shard, manifest), sha256, or dataset version id (name@version)')
+    .option('--json', 'machine-readable output', false)
+    .action((ref: string, o: { json: boolean }) => {
+      const store = openLineage();
+      try {
+        const a = resolveArtifactRef(store, ref);
+        if (!a) throw new MissingFileError(`nothing recorded in lineage matches ${JSON.stringify(ref)}`, 'pass an artifact URI, a sha256 or a dataset version id (name@version); list jobs with `kiln lineage jobs`.');
+        const t = traceArtifact(store, a);
+        process.stdout.write(o.json ? `${JSON.stringify(t)}\n` : `${formatTrace(t)}\n`);
+      } finally {
+        store.close();
+      }
+    });
+  lineage.command('export')
+    .description('Export every run as OpenLineage RunEvents (spec 2-0-2), one JSON object per line, for Marquez or any OpenLineage consumer.')
+    .option('--out <file>', 'write to a file instead of stdout')
+    .action((o: { out?: string }) => {
+      const store = openLineage();
+      try {
+        const lines = exportOpenLineage(store).map((e) => JSON.stringify(e)).join('\n');
+        if (o.out) writeFileSync(o.out, `${lines}\n`);
+        else process.stdout.write(`${lines}\n`);
       } finally {
         store.close();
       }

@@ -96,6 +96,8 @@ export class LineageStore {
       insertDataset: db.prepare(`INSERT INTO dataset_versions (id, name, version, manifest_artifact_id, parents_json, schema_version, params_json, run_id, created_at)
         VALUES (@id, @name, @version, @manifestArtifactId, @parents, @schemaVersion, @params, @runId, @at) ON CONFLICT(id) DO NOTHING`),
       getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
+      datasetByManifest: db.prepare('SELECT * FROM dataset_versions WHERE manifest_artifact_id = ?'),
+      allRuns: db.prepare('SELECT * FROM runs ORDER BY started_at, id'),
       datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
       maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
       rawEdge: db.prepare('SELECT * FROM edges WHERE run_id = ? AND artifact_id = ? AND role = ?'),
@@ -239,6 +241,16 @@ export class LineageStore {
   getDatasetVersion(id: string): DatasetVersionRecord | undefined {
     const r = this.stmts.getDataset.get(id) as Row | undefined;
     return r && toDataset(r);
+  }
+
+  datasetVersionByManifest(manifestArtifactId: number): DatasetVersionRecord | undefined {
+    const r = this.stmts.datasetByManifest.get(manifestArtifactId) as Row | undefined;
+    return r && toDataset(r);
+  }
+
+  /** Every recorded run, oldest first (for exports). */
+  allRuns(): RunRecord[] {
+    return (this.stmts.allRuns.all() as Row[]).map(toRun);
   }
 
   datasetVersions(name: string): DatasetVersionRecord[] {

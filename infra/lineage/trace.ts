@@ -1,0 +1,85 @@
+/**
+ * Lineage audits over the store's graph: `traceArtifact` walks upstream from an artifact (or a
+ * dataset version's manifest) through the runs that produced it to everything they consumed,
+ * recursively, collecting run params (thresholds, configs), environments (models, backends) and
+ * code versions. Answers "which data, from where, filtered how, trained by which code".
+ */
+import type { ArtifactRecord, DatasetVersionRecord, LineageStore, RunRecord } from './store.js';
+
+export interface TraceNode {
+  artifact: ArtifactRecord;
+  /** Dataset version whose manifest this artifact is, if any. */
+  datasetVersion?: DatasetVersionRecord;
+  producedBy: { run: RunRecord; consumed: TraceNode[] }[];
+}
+
+export interface TraceResult {
+  root: TraceNode;
+  runs: RunRecord[];
+  codeVersions: string[];
+  datasetVersions: DatasetVersionRecord[];
+  sources: ArtifactRecord[];
+}
+
+/** Resolve a user reference (artifact URI, sha256, dataset version id like name@3) to an artifact. */
+export function resolveArtifactRef(store: LineageStore, ref: string): ArtifactRecord | undefined {
+  const byUri = store.getArtifactByUri(ref);
+  if (byUri) return byUri;
+  if (/^[0-9a-f]{64}$/.test(ref)) return store.artifactsBySha256(ref)[0];
+  const ds = store.getDatasetVersion(ref);
+  if (ds) return store.getArtifact(ds.manifestArtifactId);
+  return undefined;
+}
+
+export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, maxDepth = 50): TraceResult {
+  const runs = new Map<string, RunRecord>();
+  const datasets = new Map<string, DatasetVersionRecord>();
+  const sources = new Map<number, ArtifactRecord>();
+  const visiting = new Set<number>();
+  const datasetByManifest = (id: number) => store.datasetVersionByManifest(id);
+
+  const visit = (a: ArtifactRecord, depth: number): TraceNode => {
+    const node: TraceNode = { artifact: a, producedBy: [] };
+    const ds = datasetByManifest(a.id);
+    if (ds) { node.datasetVersion = ds; datasets.set(ds.id, ds); }
+    if (visiting.has(a.id) || depth > maxDepth) return node;
+    visiting.add(a.id);
+    const producers = store.runsOfArtifact(a.id, 'produced');
+    if (producers.length === 0) sources.set(a.id, a);
+    for (const run of producers) {
+      runs.set(run.id, run);
+      const consumed = store.artifactsOfRun(run.id, 'consumed').map((c) => visit(c, depth + 1));
+      node.producedBy.push({ run, consumed });
+    }
+    visiting.delete(a.id);
+    return node;
+  };
+  const root = visit(artifact, 0);
+  const runList = [...runs.values()];
+  return {
+    root,
+    runs: runList,
+    codeVersions: [...new Set(runList.map((r) => r.codeVersion))],
+    datasetVersions: [...datasets.values()],
+    sources: [...sources.values()],
+  };
+}
+
+/** Render a trace as an indented text tree. */
+export function formatTrace(t: TraceResult): string {
+  const lines: string[] = [];
+  const walk = (n: TraceNode, indent: string) => {
+    const ds = n.datasetVersion ? `  [dataset ${n.datasetVersion.id}, schema v${n.datasetVersion.schemaVersion}]` : '';
+    lines.push(`${indent}${n.artifact.kind}  ${n.artifact.uri}  sha256 ${n.artifact.sha256.slice(0, 16)}…  ${n.artifact.bytes} B${ds}`);
+    for (const p of n.producedBy) {
+      const env = Object.keys(p.run.environment).length ? `  env ${JSON.stringify(p.run.environment)}` : '';
+      lines.push(`${indent}  <- run ${p.run.id} (${p.run.stage}, ${p.run.status}, code ${p.run.codeVersion})  params ${JSON.stringify(p.run.params)}${env}`);
+      for (const c of p.consumed) walk(c, `${indent}     `);
+    }
+  };
+  walk(t.root, '');
+  lines.push('', `runs: ${t.runs.length}; code versions: ${t.codeVersions.join(', ') || 'none'}`);
+  lines.push(`dataset versions: ${t.datasetVersions.map((d) => d.id).join(', ') || 'none'}`);
+  lines.push(`sources (not produced by any recorded run): ${t.sources.map((s) => s.uri).join(', ') || 'none'}`);
+  return lines.join('\n');
+}
