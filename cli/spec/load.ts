@@ -1,0 +1,47 @@
+/** Read, parse and validate a pipeline spec file; relative paths resolve against the spec's folder. */
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError, MissingFileError } from '../../infra/errors.js';
+import { pipelineSpecSchema, type PipelineSpec } from './schema.js';
+
+/** One line per problem: `crawl.image_size: expected number, received string`. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`).join('\n');
+}
+
+export function parseSpecText(text: string, origin: string): PipelineSpec {
+  let raw: unknown;
+  try {
+    raw = origin.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`spec ${origin} is not valid ${origin.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, 'fix the syntax at the position given.');
+  }
+  const parsed = pipelineSpecSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`spec ${origin} is invalid:\n${formatIssues(parsed.error.issues)}`, 'correct the fields listed above (see docs/pipeline-spec.md for every field and its allowed values).');
+  }
+  return parsed.data;
+}
+
+/** Load a spec; makes every path in it absolute (relative to the spec file) and checks they exist. */
+export function loadSpec(path: string): PipelineSpec {
+  if (path.includes('\0')) throw new ConfigError('spec path contains a NUL byte', 'pass a plain file path.');
+  if (!existsSync(path)) throw new MissingFileError(`spec file ${path} does not exist`, 'pass the path of a .yaml or .json pipeline spec.');
+  const spec = parseSpecText(readFileSync(path, 'utf8'), path);
+  const base = dirname(resolve(path));
+  const abs = (p: string) => (isAbsolute(p) || p.startsWith('file://') ? p : resolve(base, p));
+  const mustExist = (p: string, field: string) => {
+    const local = p.startsWith('file://') ? new URL(p).pathname : p;
+    if (!existsSync(local)) throw new MissingFileError(`${field}: ${local} does not exist`, `fix ${field} in ${path} (relative paths are relative to the spec file).`);
+    return p;
+  };
+  spec.sources = spec.sources.map((s, i) => ({ ...s, path: mustExist(abs(s.path), `sources.${i}.path`) }));
+  if (spec.filter) {
+    spec.filter.clip_model = mustExist(abs(spec.filter.clip_model), 'filter.clip_model');
+    if (spec.filter.captioner_model) spec.filter.captioner_model = mustExist(abs(spec.filter.captioner_model), 'filter.captioner_model');
+  }
+  if (spec.eval) spec.eval.extractor = mustExist(abs(spec.eval.extractor), 'eval.extractor');
+  return spec;
+}
