@@ -23,6 +23,10 @@ export function createLineageActivities(deps: ActivityDeps) {
     async recordJobStarted(input: JobStartInput): Promise<void> {
       deps.lineage.startJob({ id: input.jobId, kind: input.kind, workflowId: input.workflowId, params: input.params, codeVersion: deps.codeVersion });
     },
+    /** Link a stage job to the pipeline job that ran it. Idempotent. */
+    async recordJobParent(input: { jobId: string; parentJobId: string }): Promise<void> {
+      deps.lineage.setJobParent(input.jobId, input.parentJobId);
+    },
     /** Record a job's end state. Idempotent. */
     async recordJobFinished(input: JobEndInput): Promise<void> {
       deps.lineage.finishJob(input.jobId, input.status, input.error);

@@ -85,6 +85,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX lineage_log_row ON lineage_log(table_name, row_key);
     `,
   },
+  {
+    version: 3,
+    description: 'jobs.parent_job_id: stage jobs of a pipeline point at the pipeline job',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN parent_job_id TEXT REFERENCES jobs(id);
+      CREATE INDEX jobs_parent ON jobs(parent_job_id);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

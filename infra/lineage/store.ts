@@ -76,6 +76,8 @@ export class LineageStore {
         VALUES (@id, @kind, @workflowId, 'running', @params, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
       finishJob: db.prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?'),
       getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
+      setJobParent: db.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ? AND parent_job_id IS NOT ?'),
+      childJobs: db.prepare('SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY started_at'),
       listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC LIMIT ?'),
       insertRun: db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
         VALUES (@id, @jobId, @stage, 'running', @params, @environment, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
@@ -117,6 +119,17 @@ export class LineageStore {
     this.transaction(() => {
       if (this.stmts.finishJob.run(status, now(), error ?? null, id).changes > 0) this.logRow('jobs', this.stmts.getJob.get(id) as Row);
     });
+  }
+
+  /** Mark `childId` as a stage job of pipeline job `parentId`. Idempotent. */
+  setJobParent(childId: string, parentId: string): void {
+    this.transaction(() => {
+      if (this.stmts.setJobParent.run(parentId, childId, parentId).changes > 0) this.logRow('jobs', this.stmts.getJob.get(childId) as Row);
+    });
+  }
+
+  childJobs(parentId: string): JobRecord[] {
+    return (this.stmts.childJobs.all(parentId) as Row[]).map(toJob);
   }
 
   private logRow(table: string, row: Row): void {
@@ -280,6 +293,7 @@ function toJob(r: Row): JobRecord {
     id: r.id as string, kind: r.kind as string, workflowId: r.workflow_id as string, status: r.status as LifecycleStatus,
     params: parse(r.params_json), codeVersion: r.code_version as string, startedAt: r.started_at as string,
     finishedAt: (r.finished_at as string | null) ?? null, error: (r.error as string | null) ?? null,
+    parentJobId: (r.parent_job_id as string | null) ?? null,
   };
 }
 

@@ -11,6 +11,8 @@ export interface JobRecord {
   startedAt: string;
   finishedAt: string | null;
   error: string | null;
+  /** The pipeline job this stage job belongs to, if any. */
+  parentJobId: string | null;
 }
 
 export interface RunRecord {

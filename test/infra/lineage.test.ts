@@ -92,3 +92,13 @@ test('reopening keeps data and applies no migration twice', () => {
     dir.cleanup();
   }
 });
+
+test('stage jobs point at their pipeline job, and the link is in the verified chain', () => withStore((s) => {
+  s.startJob({ id: 'pipe', kind: 'pipeline', workflowId: 'pipe', params: {}, codeVersion: 'v' });
+  s.startJob({ id: 'pipe.crawl', kind: 'crawl', workflowId: 'pipe/crawl', params: {}, codeVersion: 'v' });
+  s.setJobParent('pipe.crawl', 'pipe');
+  s.setJobParent('pipe.crawl', 'pipe');
+  assert.deepEqual(s.childJobs('pipe').map((j) => j.id), ['pipe.crawl']);
+  assert.equal(s.getJob('pipe.crawl')?.parentJobId, 'pipe');
+  assert.equal(s.verify().ok, true);
+}));

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Reference throughput for bench/filter.ts: the same CLIP scoring and greedy captioning with
+transformers on PyTorch (CPU), same model directory, same JPEG bytes, same thread count.
+
+Prints one JSON line: {"rows": [{"task", "batch", "value"}], "versions": {...}}.
+Needs torch + transformers + pillow (the fixtures venv: .venv-fixtures/bin/python).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+
+def best_of(repeat: int, fn) -> float:
+    """Shortest of `repeat` timed runs, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def clip_pairs_per_s(args, images: list[bytes], captions: list[str], batch: int) -> float:
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizerFast
+
+    proc = CLIPImageProcessor.from_pretrained(args.clip_dir)
+    tok = CLIPTokenizerFast.from_pretrained(args.clip_dir)
+    model = CLIPModel.from_pretrained(args.clip_dir).eval()
+
+    def score(imgs: list[bytes], texts: list[str]) -> torch.Tensor:
+        out = []
+        for s in range(0, len(imgs), batch):
+            pil = [Image.open(io.BytesIO(b)) for b in imgs[s:s + batch]]
+            px = proc(images=pil, return_tensors="pt")["pixel_values"]
+            enc = tok(texts[s:s + batch], padding=True, truncation=True, return_tensors="pt")
+            with torch.inference_mode():
+                ie = model.get_image_features(pixel_values=px)
+                te = model.get_text_features(**enc)
+            out.append(torch.nn.functional.cosine_similarity(ie, te))
+        return torch.cat(out)
+
+    score(images[:batch], captions[:batch])
+    return args.pairs / best_of(args.repeat, lambda: score(images[:args.pairs], captions[:args.pairs]))
+
+
+def captions_per_s(args, images: list[bytes], batch: int) -> float:
+    from transformers import AutoTokenizer, VisionEncoderDecoderModel, ViTImageProcessor
+
+    proc = ViTImageProcessor.from_pretrained(args.captioner_dir)
+    tok = AutoTokenizer.from_pretrained(args.captioner_dir)
+    model = VisionEncoderDecoderModel.from_pretrained(args.captioner_dir).eval()
+
+    def caption(imgs: list[bytes]) -> list[str]:
+        out: list[str] = []
+        for s in range(0, len(imgs), batch):
+            pil = [Image.open(io.BytesIO(b)).convert("RGB") for b in imgs[s:s + batch]]
+            px = proc(images=pil, return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                ids = model.generate(pixel_values=px, max_new_tokens=args.max_new_tokens, num_beams=1, do_sample=False)
+            out += tok.batch_decode(ids, skip_special_tokens=True)
+        return out
+
+    caption(images[:batch])
+    return args.captions / best_of(args.repeat, lambda: caption(images[:args.captions]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--images", required=True, help="dir of *.jpg + captions.json (written by bench/filter.ts)")
+    p.add_argument("--clip-dir", required=True)
+    p.add_argument("--captioner-dir", required=True)
+    p.add_argument("--batch-sizes", default="1,8,32")
+    p.add_argument("--pairs", type=int, default=256)
+    p.add_argument("--captions", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--only", default="all", choices=["all", "clip", "caption"])
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    d = Path(args.images)
+    images = [f.read_bytes() for f in sorted(d.glob("*.jpg"))]
+    captions = json.loads((d / "captions.json").read_text())
+    rows = []
+    for b in (int(x) for x in args.batch_sizes.split(",") if args.only != "caption"):
+        rows.append({"task": "clip pairs/s", "batch": b, "value": clip_pairs_per_s(args, images, captions, b)})
+    for b in (int(x) for x in args.batch_sizes.split(",") if args.only != "clip"):
+        rows.append({"task": "captions/s", "batch": b, "value": captions_per_s(args, images, b)})
+    import transformers
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "threads": str(args.threads)}
+    print(json.dumps({"rows": rows, "versions": versions}))
+
+
+if __name__ == "__main__":
+    main()

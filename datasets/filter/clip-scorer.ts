@@ -1,0 +1,188 @@
+/**
+ * CLIP scoring of image-text pairs as LAION and DataComp compute it: the cosine similarity of the
+ * L2-normalised image embedding and text embedding (no logit scale), one score per pair.
+ *
+ * Models: a local CLIP directory in the transformers.js ONNX layout (onnx/text_model.onnx,
+ * onnx/vision_model.onnx, tokenizer.json, preprocessor_config.json) run on ONNX Runtime.
+ */
+import {
+  AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, Tensor,
+  type PreTrainedModel, type PreTrainedTokenizer,
+} from '@huggingface/transformers';
+import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
+import { checkModelDir, hashModelDir, readModelJson, type ModelFileHash } from './model-dir.js';
+import { decodeBatch, ImagePreprocessor, type ImageProcessorConfig, type PixelBatch } from './preprocess.js';
+import { positiveInt, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
+
+/** Options for {@link loadClipScorer}. */
+export interface ClipScorerOptions extends ModelRuntimeOptions {
+  /** Pairs per ONNX Runtime call (default 32). */
+  batchSize?: number;
+}
+
+/** Scores with per-row errors (an undecodable or missing image/caption is data, not an exception). */
+export interface ClipScoreResult { scores: Float32Array; errors: (string | null)[] }
+
+/** A loaded CLIP scorer. Call {@link ClipScorer.dispose} when done (it holds native sessions). */
+export interface ClipScorer {
+  readonly modelDir: string;
+  readonly device: OnnxDeviceChoice;
+  readonly batchSize: number;
+  /** Cosine similarity per pair; NaN where the image cannot be decoded. */
+  score(images: readonly Uint8Array[], captions: readonly string[]): Promise<Float32Array>;
+  /** Like score, but rows may be null and each row's failure reason is returned. */
+  scoreRows(images: readonly (Uint8Array | null)[], captions: readonly (string | null)[]): Promise<ClipScoreResult>;
+  /** The pixel tensor the vision model receives (throws on undecodable images). */
+  pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch>;
+  /** Image embeddings (unnormalised), row-major [n, projection_dim]. */
+  embedImages(images: readonly Uint8Array[]): Promise<Float32Array>;
+  /** Text embeddings (unnormalised), row-major [n, projection_dim]. */
+  embedTexts(captions: readonly string[]): Promise<Float32Array>;
+  /** The token ids the text model receives (padded to the longest, truncated to 77). */
+  tokenize(captions: readonly string[]): number[][];
+  /** sha256 of every file of the model directory (for lineage). */
+  fileHashes(): Promise<ModelFileHash[]>;
+  dispose(): Promise<void>;
+}
+
+/** Cosine similarity of row i of `a` and row i of `b` (both [n, dim]), computed in float64. */
+export function rowCosine(a: Float32Array, b: Float32Array, dim: number): Float32Array {
+  const n = a.length / dim;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let dot = 0, na = 0, nb = 0;
+    for (let j = i * dim; j < (i + 1) * dim; j++) {
+      const x = a[j] as number, y = b[j] as number;
+      dot += x * y; na += x * x; nb += y * y;
+    }
+    out[i] = dot / (Math.sqrt(na) * Math.sqrt(nb));
+  }
+  return out;
+}
+
+/**
+ * Load a CLIP scorer from a local model directory. Throws MissingFileError naming the directory and
+ * the expected files when it is incomplete; nothing is downloaded.
+ */
+export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}): Promise<ClipScorer> {
+  const modelDir = await checkModelDir(dir, 'clip');
+  const batchSize = positiveInt('batchSize', opts.batchSize ?? 32);
+  const rt = await resolveRuntime(opts);
+  const pre = new ImagePreprocessor(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
+    `${modelDir}/preprocessor_config.json`);
+  const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
+  const text: PreTrainedModel = await CLIPTextModelWithProjection.from_pretrained(modelDir, rt.pretrained);
+  const vision: PreTrainedModel = await CLIPVisionModelWithProjection.from_pretrained(modelDir, rt.pretrained);
+  const textInputs: string[] = (text.sessions['model'] as { inputNames: string[] }).inputNames;
+  let hashes: Promise<ModelFileHash[]> | undefined;
+
+  const maxLength = Number(tokenizer.model_max_length) || 77;
+  /**
+   * Tokenise like transformers' CLIPTokenizerFast(padding=True, truncation=True): over-long captions
+   * keep their final special token (EOS), whose position CLIP pools. transformers.js's own truncation
+   * cuts EOS off, which changes the embedding, so truncation is done here.
+   */
+  function tokenIds(captions: readonly string[]): number[][] {
+    return captions.map((c) => {
+      const ids = tokenizer.encode(c);
+      return ids.length <= maxLength ? ids : [...ids.slice(0, maxLength - 1), ids[ids.length - 1] as number];
+    });
+  }
+
+  function encode(captions: readonly string[]): Record<string, Tensor> {
+    const ids = tokenIds(captions);
+    const len = Math.max(...ids.map((r) => r.length));
+    const inputIds = new BigInt64Array(ids.length * len).fill(BigInt(tokenizer.pad_token_id));
+    const mask = new BigInt64Array(ids.length * len);
+    ids.forEach((row, i) => row.forEach((t, j) => { inputIds[i * len + j] = BigInt(t); mask[i * len + j] = 1n; }));
+    return {
+      input_ids: new Tensor('int64', inputIds, [ids.length, len]),
+      attention_mask: new Tensor('int64', mask, [ids.length, len]),
+    };
+  }
+
+  async function runVision(batch: PixelBatch): Promise<Float32Array> {
+    const out = await vision({ pixel_values: new Tensor('float32', batch.data, batch.dims) }) as { image_embeds: Tensor };
+    return out.image_embeds.data as Float32Array;
+  }
+
+  async function runText(captions: readonly string[]): Promise<Float32Array> {
+    const enc = encode(captions);
+    const feeds: Record<string, Tensor> = {};
+    for (const name of textInputs) if (enc[name]) feeds[name] = enc[name];
+    const out = await text(feeds) as { text_embeds: Tensor };
+    return out.text_embeds.data as Float32Array;
+  }
+
+  async function pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch> {
+    const dec = await decodeBatch(images);
+    const bad = dec.errors.findIndex((e) => e !== null);
+    if (bad >= 0) throw new Error(`image ${bad}: ${dec.errors[bad] ?? ''}`);
+    return pre.batch(dec.images);
+  }
+
+  async function inBatches(n: number, fn: (start: number, end: number) => Promise<Float32Array>): Promise<Float32Array> {
+    const parts: Float32Array[] = [];
+    for (let s = 0; s < n; s += batchSize) parts.push(await fn(s, Math.min(n, s + batchSize)));
+    const out = new Float32Array(parts.reduce((k, p) => k + p.length, 0));
+    let o = 0;
+    for (const p of parts) { out.set(p, o); o += p.length; }
+    return out;
+  }
+
+  const scorer: ClipScorer = {
+    modelDir,
+    device: rt.choice,
+    batchSize,
+    async score(images, captions) {
+      return (await scorer.scoreRows(images, captions)).scores;
+    },
+    async scoreRows(images, captions) {
+      if (images.length !== captions.length) {
+        throw new RangeError(`scoreRows got ${images.length} images but ${captions.length} captions`);
+      }
+      const scores = new Float32Array(images.length).fill(Number.NaN);
+      const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
+      // Decode the next batch (sharp's thread pool) while the models run on this one.
+      const decodeAt = (s: number) => decodeBatch(images.slice(s, Math.min(images.length, s + batchSize)));
+      let next = images.length > 0 ? decodeAt(0) : null;
+      for (let s = 0; s < images.length; s += batchSize) {
+        const dec = await (next as ReturnType<typeof decodeAt>);
+        next = s + batchSize < images.length ? decodeAt(s + batchSize) : null;
+        const rows: number[] = [];
+        const imgs = [];
+        for (let k = 0; k < dec.images.length; k++) {
+          const row = s + (dec.rows[k] as number);
+          const caption = captions[row];
+          if (caption === null || caption === undefined) { errors[row] = 'no caption'; continue; }
+          rows.push(row);
+          imgs.push(dec.images[k] as (typeof dec.images)[number]);
+        }
+        dec.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; });
+        if (rows.length === 0) continue;
+        const imageEmb = await runVision(pre.batch(imgs));
+        const textEmb = await runText(rows.map((r) => captions[r] as string));
+        const dim = imageEmb.length / rows.length;
+        const cos = rowCosine(imageEmb, textEmb, dim);
+        rows.forEach((r, k) => { scores[r] = cos[k] as number; });
+      }
+      return { scores, errors };
+    },
+    pixelValues,
+    embedImages: (images) => inBatches(images.length, async (s, e) => runVision(await pixelValues(images.slice(s, e)))),
+    embedTexts: (captions) => inBatches(captions.length, (s, e) => runText(captions.slice(s, e))),
+    tokenize(captions) {
+      const ids = tokenIds(captions);
+      const len = Math.max(...ids.map((r) => r.length));
+      return ids.map((r) => [...r, ...new Array<number>(len - r.length).fill(tokenizer.pad_token_id)]);
+    },
+    fileHashes() {
+      hashes ??= hashModelDir(modelDir);
+      return hashes;
+    },
+    async dispose() {
+      await Promise.all([text.dispose(), vision.dispose()]);
+    },
+  };
+  return scorer;
+}

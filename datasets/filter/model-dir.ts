@@ -1,0 +1,83 @@
+/**
+ * Local model directories in the Hugging Face ONNX layout (as Optimum exports them and transformers.js
+ * loads them): checking that the expected files are present, and hashing every file for lineage.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { MissingFileError } from '../../infra/errors.js';
+import { sha256File } from '../../infra/hash.js';
+
+/** The model kinds the filter stage loads. */
+export type ModelKind = 'clip' | 'captioner';
+
+/** Files each kind needs (paths relative to the model directory), fp32 ONNX graphs. */
+export const EXPECTED_MODEL_FILES: Readonly<Record<ModelKind, readonly string[]>> = {
+  clip: [
+    'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
+    'onnx/text_model.onnx', 'onnx/vision_model.onnx',
+  ],
+  captioner: [
+    'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
+    'onnx/encoder_model.onnx', 'onnx/decoder_model_merged.onnx',
+  ],
+};
+
+const HOW_TO_EXPORT: Record<ModelKind, string> = {
+  clip: 'export a CLIP model with Optimum split into text and vision graphs (as transformers.js models such as Xenova/clip-vit-base-patch32 are laid out), or generate the tiny test model with `.venv-fixtures/bin/python scripts/fixtures/make_tiny_models.py`',
+  captioner: 'export an image-to-text model with `optimum-cli export onnx --task image-to-text-with-past` (ViT-GPT2 style VisionEncoderDecoder) and keep encoder_model.onnx and decoder_model_merged.onnx under onnx/, or generate the tiny test model with `.venv-fixtures/bin/python scripts/fixtures/make_tiny_models.py`',
+};
+
+/** A model file and its sha256 (hex), path relative to the model directory with "/" separators. */
+export interface ModelFileHash { path: string; sha256: string; bytes: number }
+
+/**
+ * Resolve `dir` and check every file `kind` needs is there. Throws MissingFileError (code
+ * KILN_MISSING_FILE) naming the directory, the missing files and the full expected list.
+ */
+export async function checkModelDir(dir: string, kind: ModelKind): Promise<string> {
+  const abs = resolve(dir);
+  const expected = EXPECTED_MODEL_FILES[kind];
+  const isDir = await stat(abs).then((s) => s.isDirectory(), () => false);
+  const missing: string[] = [];
+  if (isDir) {
+    for (const f of expected) {
+      const ok = await stat(join(abs, f)).then((s) => s.isFile(), () => false);
+      if (!ok) missing.push(f);
+    }
+  }
+  if (!isDir || missing.length > 0) {
+    const what = isDir ? `is missing ${missing.join(', ')}` : 'does not exist';
+    throw new MissingFileError(
+      `${kind} model directory ${abs} ${what} (expected files: ${expected.join(', ')}). Kiln never downloads models at run time.`,
+      `put a ${kind} model in the Hugging Face ONNX layout at ${abs}: ${HOW_TO_EXPORT[kind]}.`,
+    );
+  }
+  return abs;
+}
+
+async function listFiles(root: string, dir = root): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await listFiles(root, p)));
+    else if (entry.isFile()) out.push(relative(root, p).split(sep).join('/'));
+  }
+  return out;
+}
+
+/** sha256 of every file under the model directory, sorted by path: the model's identity in lineage. */
+export async function hashModelDir(dir: string): Promise<ModelFileHash[]> {
+  const abs = resolve(dir);
+  const files = (await listFiles(abs)).sort();
+  const out: ModelFileHash[] = [];
+  for (const path of files) {
+    const full = join(abs, path);
+    out.push({ path, sha256: await sha256File(full), bytes: (await stat(full)).size });
+  }
+  return out;
+}
+
+/** Read and parse a JSON file of the model directory. */
+export async function readModelJson<T>(dir: string, name: string): Promise<T> {
+  return JSON.parse(await readFile(join(dir, name), 'utf8')) as T;
+}

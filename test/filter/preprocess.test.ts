@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import sharp from 'sharp';
+import { pilResize, type PilResample } from '../../datasets/filter/pil-resample.js';
+import { centerCrop, decodeBatch, decodeRgb, ImagePreprocessor, shortestEdgeSize, type ImageProcessorConfig } from '../../datasets/filter/preprocess.js';
+import { assertClose, CAPTIONER_DIR, CLIP_DIR, MODELS, reference, referenceImages } from './fixtures.js';
+
+interface ResizeCase { width: number; height: number; out_width: number; out_height: number; resample: PilResample; input: string; output: string }
+const resize = JSON.parse(readFileSync(`${MODELS}/pil-resize.json`, 'utf8')) as { pillow: string; cases: ResizeCase[] };
+
+void test('pilResize reproduces Pillow byte for byte (every filter, both pass orders)', () => {
+  assert.ok(resize.cases.length >= 40);
+  for (const c of resize.cases) {
+    const img = { data: new Uint8Array(Buffer.from(c.input, 'base64')), width: c.width, height: c.height, channels: 3 };
+    const out = pilResize(img, c.out_width, c.out_height, c.resample);
+    const expected = new Uint8Array(Buffer.from(c.output, 'base64'));
+    assert.equal(out.width, c.out_width);
+    assert.equal(out.height, c.out_height);
+    const diff = out.data.findIndex((v, i) => v !== expected[i]);
+    assert.equal(diff, -1, `${c.width}x${c.height} -> ${c.out_width}x${c.out_height} resample=${c.resample}: first differing byte ${diff}`);
+  }
+});
+
+void test('shortest-edge size and centre crop follow transformers', () => {
+  const table: [number, number, number, { width: number; height: number }][] = [
+    [96, 64, 32, { width: 48, height: 32 }],
+    [40, 56, 32, { width: 32, height: 44 }], // int(32 * 56 / 40) = 44
+    [32, 32, 32, { width: 32, height: 32 }],
+    [30, 20, 32, { width: 48, height: 32 }],
+    [500, 333, 224, { width: 336, height: 224 }],
+  ];
+  for (const [w, h, s, want] of table) assert.deepEqual(shortestEdgeSize(w, h, s), want, `${w}x${h} -> ${s}`);
+  // 2x2 image cropped to 4x4: zero-padded, image centred at rows/cols 1..2.
+  const img = { data: new Uint8Array([1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]), width: 2, height: 2, channels: 3 };
+  const out = centerCrop(img, 4, 4);
+  assert.deepEqual(Array.from(out.data.filter((_, i) => i % 3 === 0)), [0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0, 0, 0, 0]);
+});
+
+void test('every fixture format (PNG, RGBA PNG, JPEG, grey JPEG, WebP, 16-bit PNG) decodes to 8-bit RGB; bad bytes are per-row errors', async () => {
+  const imgs = referenceImages();
+  for (const [i, bytes] of imgs.entries()) {
+    const d = await decodeRgb(bytes);
+    assert.equal(d.channels, 3, reference.images[i]);
+    assert.equal(d.data.length, d.width * d.height * 3);
+  }
+  const dec = await decodeBatch([imgs[0] as Uint8Array, null, new Uint8Array([1, 2, 3, 4]), imgs[1] as Uint8Array]);
+  assert.deepEqual(dec.rows, [0, 3]);
+  assert.equal(dec.errors[1], 'no image bytes');
+  assert.match(dec.errors[2] ?? '', /^undecodable image/);
+  // sharp-encoded 16-bit PNG still decodes to 8-bit RGB.
+  const png16 = await sharp(Buffer.alloc(4 * 4 * 3, 200), { raw: { width: 4, height: 4, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
+  const d16 = await decodeRgb(png16);
+  assert.equal(d16.data.length, 48);
+});
+
+async function pixelTensor(dir: string, images: Uint8Array[]): Promise<Float32Array> {
+  const config = JSON.parse(readFileSync(`${dir}/preprocessor_config.json`, 'utf8')) as ImageProcessorConfig;
+  const pre = new ImagePreprocessor(config);
+  const decoded = await Promise.all(images.map(decodeRgb));
+  return pre.batch(decoded).data;
+}
+
+void test('CLIPImageProcessor pixel tensor matches transformers to 1e-4', async () => {
+  const px = await pixelTensor(CLIP_DIR, referenceImages());
+  assertClose(px, reference.clip.pixel_values.data, 1e-4, 'CLIP pixel_values');
+});
+
+void test('ViTImageProcessor pixel tensor matches transformers to 1e-4', async () => {
+  const px = await pixelTensor(CAPTIONER_DIR, referenceImages());
+  assertClose(px, reference.captioner.pixel_values.data, 1e-4, 'ViT pixel_values');
+});
+
+void test('unsupported resample filter is a clear ConfigError', () => {
+  assert.throws(() => new ImagePreprocessor({ resample: 0, size: { height: 8, width: 8 } }), (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /resample=0/.test(e.message));
+});
