@@ -2,11 +2,17 @@
 import type { ActivityDeps } from './deps.js';
 import { createHelloActivities } from './hello.js';
 import { createLineageActivities } from './lineage.js';
+import { createTrainActivities } from './train.js';
+import { createFilterActivities } from './filter.js';
+import { createCrawlActivities } from './crawl.js';
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createLineageActivities(deps),
     ...createHelloActivities(deps),
+    ...createTrainActivities(deps),
+    ...createFilterActivities(deps),
+    ...createCrawlActivities(deps),
   };
 }
 

@@ -19,3 +19,16 @@ export async function writeRecordedArtifact(
   deps.lineage.recordArtifactOfRun(runId, 'produced', { uri: a.uri, kind: a.kind, sha256: written.sha256, bytes: written.bytes, metadata: a.metadata });
   return { uri: written.uri, sha256: written.sha256, bytes: written.bytes };
 }
+
+/**
+ * Link every shard a dataset manifest lists as `consumed` by the run that wrote the manifest, so
+ * a lineage trace walks from a dataset version down to its shards and the runs that made them.
+ */
+export function linkManifestShards(deps: ActivityDeps, runId: string, shardUris: readonly string[]): number {
+  let linked = 0;
+  for (const uri of shardUris) {
+    const a = deps.lineage.getArtifactByUri(uri);
+    if (a) { deps.lineage.linkArtifact(runId, a.id, 'consumed'); linked++; }
+  }
+  return linked;
+}

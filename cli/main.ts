@@ -23,7 +23,8 @@ export function buildProgram(): Command {
       + 'Every stage is a Temporal workflow: kill any process and it resumes; every artifact is recorded in lineage.')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n  kiln demo          run the whole demo job on a local synthetic web\n  kiln up            start Temporal (if needed) and a worker, in the foreground\n  kiln run hello     run the smallest stage end to end`);
+    .addHelpText('after', `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n  kiln demo          run the whole demo job on a local synthetic web\n  kiln up            start Temporal (if needed) and a worker, in the foreground\n  kiln run spec.yaml run a whole pipeline from a spec (docs/pipeline-spec.md)
+  kiln run hello     run the smallest stage end to end`);
   registerUp(program);
   registerRun(program);
   registerStatus(program);
@@ -41,7 +42,16 @@ function exitCodeOf(err: unknown): number {
   return EXIT.jobFailed;
 }
 
+/** `kiln run spec.yaml` is shorthand for `kiln run pipeline spec.yaml`. */
+export function expandRunShorthand(argv: string[]): string[] {
+  const i = argv.indexOf('run');
+  const next = i >= 2 ? argv[i + 1] : undefined;
+  if (i === 2 && next && /\.(ya?ml|json)$/i.test(next)) return [...argv.slice(0, i + 1), 'pipeline', ...argv.slice(i + 1)];
+  return argv;
+}
+
 export async function main(argv: string[]): Promise<number> {
+  argv = expandRunShorthand(argv);
   const program = buildProgram();
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();

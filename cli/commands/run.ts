@@ -9,16 +9,22 @@ import { loadConfig } from '../../infra/config.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { withTemporalSession, newJobId } from '../session.js';
 import { EXIT } from '../exit-codes.js';
+import { registerPipelineCommand } from './pipeline.js';
+import { registerTrainCommands } from './train.js';
+import { registerFilterCommand } from './filter.js';
 
 export interface RunFlags {
   detach?: boolean;
   worker?: boolean;
   json?: boolean;
   id?: string;
+  /** Do not print the raw result (a caller prints its own summary via onResult). */
+  quiet?: boolean;
+  onResult?: (result: unknown) => void;
 }
 
 /** Start `workflowType` with `input`; wait and print its result unless detached. Returns the exit code. */
-export async function runWorkflow(kind: string, workflowType: string, input: unknown, flags: RunFlags): Promise<number> {
+export async function runWorkflow(kind: string, workflowType: string, input: unknown, flags: RunFlags, progress?: ProgressFormatter): Promise<number> {
   const config = loadConfig();
   const workflowId = flags.id ?? newJobId(kind);
   return withTemporalSession(config, { embeddedWorker: !flags.detach && flags.worker !== false }, async (client) => {
@@ -36,9 +42,12 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
       process.stdout.write(flags.json ? `${JSON.stringify({ workflowId })}\n` : `${workflowId}\n`);
       return EXIT.ok;
     }
+    const stopWatching = progress ? watchProgress(handle, progress) : () => undefined;
     try {
-      const result: unknown = await handle.result();
-      process.stdout.write(flags.json ? `${JSON.stringify({ workflowId, result })}\n` : `${kind} job ${workflowId} completed:\n${JSON.stringify(result, null, 2)}\n`);
+      const result: unknown = await handle.result().finally(stopWatching);
+      if (flags.json) process.stdout.write(`${JSON.stringify({ workflowId, result })}\n`);
+      else if (!flags.quiet) process.stdout.write(`${kind} job ${workflowId} completed:\n${JSON.stringify(result, null, 2)}\n`);
+      flags.onResult?.(result);
       return EXIT.ok;
     } catch (err) {
       const cause = (err as { cause?: { message?: string } }).cause?.message;
@@ -46,6 +55,34 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
       return EXIT.jobFailed;
     }
   });
+}
+
+/** Renders a workflow's `progress` query result as one status line (null: nothing to show). */
+export type ProgressFormatter = (p: unknown) => string | null;
+
+/** Poll the `progress` query and redraw one status line on stderr (a TTY) or log changes (not a TTY). */
+function watchProgress(handle: { query<T>(name: string): Promise<T> }, format: ProgressFormatter): () => void {
+  const tty = process.stderr.isTTY === true;
+  let last = '';
+  const timer = setInterval(() => {
+    handle.query<unknown>('progress').then((p) => {
+      const line = format(p);
+      if (!line || line === last) return;
+      last = line;
+      process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+    }).catch(() => undefined);
+  }, tty ? 500 : 5000);
+  return () => {
+    clearInterval(timer);
+    if (tty && last) process.stderr.write('\n');
+  };
+}
+
+/** A text progress bar: `[#####.....] 50%`. */
+export function bar(done: number, total: number, width = 24): string {
+  const f = total > 0 ? Math.min(1, done / total) : 0;
+  const n = Math.round(f * width);
+  return `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${(f * 100).toFixed(0).padStart(3)}%`;
 }
 
 function withRunFlags(cmd: Command): Command {
@@ -65,4 +102,7 @@ export function registerRun(program: Command): void {
     .action(async (o: RunFlags & { message: string; pauseMs: number }) => {
       process.exitCode = await runWorkflow('hello', 'helloWorkflow', { message: o.message, pauseMs: o.pauseMs }, o);
     });
+  registerPipelineCommand(run, withRunFlags);
+  registerTrainCommands(run);
+  registerFilterCommand(run, withRunFlags);
 }

@@ -42,6 +42,10 @@ export function loadSpec(path: string): PipelineSpec {
     spec.filter.clip_model = mustExist(abs(spec.filter.clip_model), 'filter.clip_model');
     if (spec.filter.captioner_model) spec.filter.captioner_model = mustExist(abs(spec.filter.captioner_model), 'filter.captioner_model');
   }
-  if (spec.eval) spec.eval.extractor = mustExist(abs(spec.eval.extractor), 'eval.extractor');
+  if (spec.eval) {
+    spec.eval.extractor = mustExist(abs(spec.eval.extractor), 'eval.extractor');
+    const ref = spec.eval.reference;
+    if (ref && !/@v?\d+$/.test(ref)) spec.eval.reference = mustExist(abs(ref), 'eval.reference');
+  }
   return spec;
 }

@@ -33,7 +33,8 @@ export const crawlSpecSchema = z.object({
 
 export const filterSpecSchema = z.object({
   clip_model: z.string().min(1, 'give the CLIP model directory (Hugging Face ONNX layout)'),
-  threshold: z.number().min(-1).max(1).default(0.25),
+  /** Default 0.25, or none when keep_top_fraction is given (DataComp). */
+  threshold: z.number().min(-1).max(1).optional(),
   keep_top_fraction: z.number().gt(0).max(1).nullable().default(null),
   threshold_caption: z.enum(['original', 'generated']).default('original'),
   captioner_model: z.string().min(1).nullable().default(null),
@@ -53,6 +54,11 @@ export const evalSpecSchema = z.object({
   metric: z.enum(['fid', 'clip_score']).default('fid'),
   prompts: z.array(z.string()).optional(),
   seed: z.number().int().nonnegative().default(0),
+  /** Reference images: a dataset version (name@vN) or a directory of images; default the training data. */
+  reference: z.string().min(1).optional(),
+  reference_max_images: positiveInt.optional(),
+  sampler_steps: positiveInt.max(1000).default(50),
+  guidance_scale: z.number().min(1).default(4.5),
 }).strict();
 
 export const trainSpecSchema = z.object({

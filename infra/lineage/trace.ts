@@ -11,6 +11,8 @@ export interface TraceNode {
   /** Dataset version whose manifest this artifact is, if any. */
   datasetVersion?: DatasetVersionRecord;
   producedBy: { run: RunRecord; consumed: TraceNode[] }[];
+  /** Already expanded elsewhere in this trace (shared inputs such as model files are shown once). */
+  seeAbove?: boolean;
 }
 
 export interface TraceResult {
@@ -36,6 +38,7 @@ export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, max
   const datasets = new Map<string, DatasetVersionRecord>();
   const sources = new Map<number, ArtifactRecord>();
   const visiting = new Set<number>();
+  const expanded = new Set<number>();
   const datasetByManifest = (id: number) => store.datasetVersionByManifest(id);
 
   const visit = (a: ArtifactRecord, depth: number): TraceNode => {
@@ -43,6 +46,8 @@ export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, max
     const ds = datasetByManifest(a.id);
     if (ds) { node.datasetVersion = ds; datasets.set(ds.id, ds); }
     if (visiting.has(a.id) || depth > maxDepth) return node;
+    if (expanded.has(a.id)) { node.seeAbove = true; return node; }
+    expanded.add(a.id);
     visiting.add(a.id);
     const producers = store.runsOfArtifact(a.id, 'produced');
     if (producers.length === 0) sources.set(a.id, a);
@@ -69,8 +74,8 @@ export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, max
 export function formatTrace(t: TraceResult): string {
   const lines: string[] = [];
   const walk = (n: TraceNode, indent: string) => {
-    const ds = n.datasetVersion ? `  [dataset ${n.datasetVersion.id}, schema v${n.datasetVersion.schemaVersion}]` : '';
-    lines.push(`${indent}${n.artifact.kind}  ${n.artifact.uri}  sha256 ${n.artifact.sha256.slice(0, 16)}…  ${n.artifact.bytes} B${ds}`);
+    const ds = n.datasetVersion ? `  [dataset ${n.datasetVersion.id}, schema v${n.datasetVersion.schemaVersion}, params ${JSON.stringify(n.datasetVersion.params)}]` : '';
+    lines.push(`${indent}${n.artifact.kind}  ${n.artifact.uri}  sha256 ${n.artifact.sha256.slice(0, 16)}…  ${n.artifact.bytes} B${ds}${n.seeAbove ? '  (see above)' : ''}`);
     for (const p of n.producedBy) {
       const env = Object.keys(p.run.environment).length ? `  env ${JSON.stringify(p.run.environment)}` : '';
       lines.push(`${indent}  <- run ${p.run.id} (${p.run.stage}, ${p.run.status}, code ${p.run.codeVersion})  params ${JSON.stringify(p.run.params)}${env}`);

@@ -3,6 +3,7 @@
  * (model activities) by default; `queues` picks a subset (GPU machines run only `kiln-gpu`).
  */
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { ActivityDeps } from '../../activities/deps.js';
@@ -53,7 +54,14 @@ export function installRuntime(): void {
   runtimeInstalled = true;
   const level = (process.env.KILN_LOG_LEVEL ?? 'WARN').toUpperCase() as 'WARN';
   try {
-    Runtime.install({ logger: new DefaultLogger(level) });
+    Runtime.install({
+      logger: new DefaultLogger(level, (entry) => {
+        // A kiln-gpu worker serves activities only, by design: its "no workflows registered" warning is noise.
+        if (entry.message.startsWith('No workflows registered')) return;
+        const meta = entry.meta && Object.keys(entry.meta).length ? ` ${inspect(entry.meta, { depth: 4, breakLength: Infinity })}` : '';
+        process.stderr.write(`${new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString()} [${entry.level}] ${entry.message}${meta}\n`);
+      }),
+    });
   } catch {
     // already installed by the embedding process (e.g. a test); keep its logger
   }

@@ -1,0 +1,205 @@
+/**
+ * Crawl activities (task queue `kiln-io`): thin adapters over datasets/crawl. Inputs and results
+ * are small JSON (names, versions, indices, URIs, counts), never image bytes.
+ *
+ * - planCrawl: split URL lists into input shards and write plan.json. Idempotent (a rerun with the
+ *   same inputs finds the plan by fingerprint). Timeout: minutes per million rows; heartbeats.
+ * - pendingCrawlShards: which shards of an index range are not finished yet (cheap: stats + size).
+ * - crawlShard: crawl one input shard into a Parquet shard + stats; records a lineage run
+ *   `${jobId}/crawl/shard-${index}`. Idempotent: a finished shard (stats + Parquet with the
+ *   recorded sha256) is returned as is; a retry after a kill starts the shard over from its input
+ *   (nothing partial is ever visible). Heartbeats rows done. Retry: any failure but ConfigError.
+ * - writeCrawlManifest: manifest.json + lineage dataset version. Idempotent.
+ */
+import { Context } from '@temporalio/activity';
+import { pathToFileURL } from 'node:url';
+import { SHARD_SCHEMA_VERSION } from '../infra/constants.js';
+import { sha256Hex } from '../infra/hash.js';
+import { DatasetLayout } from '../datasets/shards/layout.js';
+import { manifestShardUris, parseManifest, writeDatasetManifest } from '../datasets/shards/manifest.js';
+import { linkManifestShards } from './recorded-artifact.js';
+import type { RowStatus } from '../datasets/shards/schema.js';
+import type { UrlListSource } from '../datasets/input/url-list.js';
+import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
+import { planCrawl, type CrawlPlan, type CrawlPlanSpec } from '../datasets/crawl/plan.js';
+import { buildCrawlManifest } from '../datasets/crawl/manifest.js';
+import type { CrawlOptions } from '../datasets/crawl/options.js';
+import type { ActivityDeps } from './deps.js';
+
+export interface PlanCrawlInput extends Omit<CrawlPlanSpec, 'sources'> {
+  jobId: string;
+  /** Recorded with the job when planCrawl is the first to record it (default: jobId). */
+  workflowId?: string;
+  /** URL lists: paths / file:// URIs, or sources with an explicit format. */
+  inputs: (string | UrlListSource)[];
+}
+
+export interface PlanCrawlResult {
+  datasetName: string;
+  version: number;
+  datasetId: string;
+  shardCount: number;
+  rows: number;
+  duplicates: number;
+  extraColumns: string[];
+  options: Partial<CrawlOptions>;
+  resumed: boolean;
+  planUri: string;
+}
+
+export interface ShardRange {
+  datasetName: string;
+  version: number;
+  /** First shard index (inclusive). */
+  from: number;
+  /** Last shard index (exclusive). */
+  to: number;
+}
+
+export interface CrawlShardInput {
+  jobId: string;
+  datasetName: string;
+  version: number;
+  shardIndex: number;
+  extraColumns: string[];
+  options?: Partial<CrawlOptions>;
+  rowGroupSize?: number;
+}
+
+export interface CrawlShardResult {
+  shardIndex: number;
+  rows: number;
+  skipped: boolean;
+  countsByStatus: Record<RowStatus, number>;
+  shard: FileRef;
+}
+
+export interface CrawlManifestResult {
+  datasetId: string;
+  manifest: FileRef;
+  rows: number;
+  shards: number;
+  countsByStatus: Partial<Record<RowStatus, number>>;
+}
+
+/** Test-only fault injection: called after each row is written; throwing aborts the attempt. */
+export interface CrawlActivityHooks {
+  onShardProgress?: (shardIndex: number, rowsDone: number, attempt: number) => void;
+}
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined; // called outside a Temporal activity (CLI, bench, tests)
+  }
+}
+
+export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHooks = {}) {
+  const { storage, lineage } = deps;
+  const readPlan = async (name: string, version: number): Promise<CrawlPlan> =>
+    JSON.parse(await storage.readText(new DatasetLayout(storage, name, version).planUri)) as CrawlPlan;
+
+  return {
+    /** Split the inputs into input shards and write plan.json (or find the matching plan). */
+    async planCrawl(input: PlanCrawlInput): Promise<PlanCrawlResult> {
+      const ctx = activityContext();
+      const runId = `${input.jobId}/crawl/plan`;
+      // Idempotent; the workflow records the job first, direct callers (CLI, bench) rely on this.
+      lineage.startJob({ id: input.jobId, kind: 'crawl', workflowId: input.workflowId ?? input.jobId, params: input, codeVersion: deps.codeVersion });
+      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.plan', params: input, codeVersion: deps.codeVersion });
+      try {
+        const sources = input.inputs.map((s) => (typeof s === 'string' ? { path: s } : s));
+        const latest = lineage.latestDatasetVersionNumber(input.datasetName);
+        const { plan, resumed } = await planCrawl(storage, { ...input, sources }, latest, (rows) => ctx?.heartbeat({ rows }));
+        for (const s of plan.sources) {
+          lineage.recordArtifactOfRun(runId, 'consumed', { uri: pathToFileURL(s.path).href, kind: 'url-list', sha256: s.sha256, bytes: s.bytes, metadata: { format: s.format, gzip: s.gzip } });
+        }
+        const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
+        const planText = await storage.readText(layout.planUri);
+        lineage.recordArtifactOfRun(runId, 'produced', { uri: layout.planUri, kind: 'crawl-plan', sha256: sha256Hex(planText), bytes: Buffer.byteLength(planText) });
+        const result: PlanCrawlResult = {
+          datasetName: plan.datasetName, version: plan.version, datasetId: plan.datasetId, shardCount: plan.shardCount, rows: plan.rows,
+          duplicates: plan.duplicates, extraColumns: plan.extraColumns, options: plan.options, resumed, planUri: layout.planUri,
+        };
+        lineage.finishRun(runId, 'completed', result);
+        return result;
+      } catch (err) {
+        lineage.finishRun(runId, 'failed', undefined, String(err));
+        throw err;
+      }
+    },
+
+    /** Indices in [from, to) whose shard is not finished (stats present and Parquet of the recorded size). */
+    async pendingCrawlShards(range: ShardRange): Promise<number[]> {
+      const layout = new DatasetLayout(storage, range.datasetName, range.version);
+      const pending: number[] = [];
+      for (let i = range.from; i < range.to; i++) {
+        if (!(await findFinishedShard(storage, layout, i, false))) pending.push(i);
+      }
+      return pending;
+    },
+
+    /** Crawl one shard (or return it when already finished). */
+    async crawlShard(input: CrawlShardInput): Promise<CrawlShardResult> {
+      const ctx = activityContext();
+      const attempt = ctx?.info.attempt ?? 1;
+      const runId = `${input.jobId}/crawl/shard-${input.shardIndex}`;
+      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, codeVersion: deps.codeVersion, environment: { attempt } });
+      try {
+        const outcome = await crawlShardToParquet(storage, input, {
+          signal: ctx?.cancellationSignal,
+          onProgress: (rowsDone, rowsTotal) => {
+            if (rowsDone % 50 === 0 || rowsDone === rowsTotal) ctx?.heartbeat({ rowsDone, rowsTotal });
+            hooks.onShardProgress?.(input.shardIndex, rowsDone, attempt);
+          },
+        });
+        const datasetId = new DatasetLayout(storage, input.datasetName, input.version).id;
+        lineage.recordArtifactOfRun(runId, 'consumed', { ...outcome.input, kind: 'crawl-input-shard', metadata: { datasetId, shardIndex: input.shardIndex } });
+        lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.shard, kind: 'dataset-shard', metadata: { datasetId, shardIndex: input.shardIndex, rows: outcome.rows, schemaVersion: SHARD_SCHEMA_VERSION } });
+        lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.stats, kind: 'shard-stats', metadata: { datasetId, shardIndex: input.shardIndex } });
+        const result: CrawlShardResult = { shardIndex: input.shardIndex, rows: outcome.rows, skipped: outcome.skipped, countsByStatus: outcome.countsByStatus, shard: outcome.shard };
+        lineage.finishRun(runId, 'completed', result);
+        return result;
+      } catch (err) {
+        lineage.finishRun(runId, 'failed', undefined, String(err));
+        throw err;
+      }
+    },
+
+    /** Write manifest.json of a fully crawled version and record the dataset version in lineage. */
+    async writeCrawlManifest(input: { jobId: string; datasetName: string; version: number }): Promise<CrawlManifestResult> {
+      const ctx = activityContext();
+      const runId = `${input.jobId}/crawl/manifest`;
+      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.manifest', params: input, codeVersion: deps.codeVersion });
+      try {
+        const layout = new DatasetLayout(storage, input.datasetName, input.version);
+        let ref: FileRef;
+        if (await storage.exists(layout.manifestUri)) {
+          const text = await storage.readText(layout.manifestUri);
+          parseManifest(text, layout.manifestUri);
+          ref = { uri: layout.manifestUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) };
+        } else {
+          const plan = await readPlan(input.datasetName, input.version);
+          const manifest = await buildCrawlManifest(storage, plan, (n) => ctx?.heartbeat({ shardsDone: n }));
+          ref = await writeDatasetManifest(storage, manifest);
+        }
+        const manifest = parseManifest(await storage.readText(layout.manifestUri), layout.manifestUri);
+        linkManifestShards(deps, runId, manifestShardUris(storage, manifest));
+        const artifact = lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest', metadata: { datasetId: manifest.id, rows: manifest.rows } });
+        lineage.recordDatasetVersion({
+          id: manifest.id, name: manifest.name, version: manifest.version, manifestArtifactId: artifact.id, parents: manifest.parents,
+          schemaVersion: manifest.schemaVersion, params: manifest.params, runId,
+        });
+        const result: CrawlManifestResult = { datasetId: manifest.id, manifest: ref, rows: manifest.rows, shards: manifest.shards.length, countsByStatus: manifest.countsByStatus ?? {} };
+        lineage.finishRun(runId, 'completed', result);
+        return result;
+      } catch (err) {
+        lineage.finishRun(runId, 'failed', undefined, String(err));
+        throw err;
+      }
+    },
+  };
+}
+
+export type CrawlActivities = ReturnType<typeof createCrawlActivities>;

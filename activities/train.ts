@@ -1,0 +1,276 @@
+/**
+ * Training activities: thin adapters over training/ (the chunk API in training/run-chunk.ts).
+ * Inputs and results are small JSON (URIs, steps, hashes, a few numbers), never tensors.
+ *
+ * - prepareTrainingRun (kiln-io): validates the config and eval options, pins the dataset version
+ *   (manifest sha256), starts the lineage run `${jobId}/train`, and finds where an existing run of
+ *   the same name stands (newest checkpoint, earlier evaluations). Idempotent.
+ * - trainChunk (kiln-gpu): trains (fromStep, fromStep + steps] with runTrainingChunk, heartbeating
+ *   {step, loss} after every step and passing the activity's cancellation signal. Records the
+ *   checkpoint files (sha256) in lineage as run `${jobId}/train/chunk-${target}` (consumed: the
+ *   dataset manifest and the checkpoint it resumed from; environment: backend, precision, attempt)
+ *   and writes the chunk's loss/LR log to `<runUri>/train-log/step-N.json`. Idempotent: a repeat
+ *   returns the recorded checkpoint; a retry after a killed worker resumes from the newest
+ *   checkpoint. On cancellation (or worker shutdown) it checkpoints, records, then rethrows the
+ *   cancellation. Retry: everything but the training errors (EmptyDatasetError, ...).
+ * - recordFinalCheckpoint (kiln-io): the newest checkpoint of a run, recorded in lineage (used when
+ *   a run is cancelled or fails).
+ * - finishTrainingRun (kiln-io): closes the `${jobId}/train` lineage run with its result.
+ *
+ * createTrainActivities also returns the evaluation activities of activities/eval.ts.
+ */
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CancelledFailure } from '@temporalio/common';
+import { ConfigError, MissingFileError } from '../infra/errors.js';
+import { assertSafeSegment } from '../infra/storage.js';
+import { sha256Hex } from '../infra/hash.js';
+import { EmptyDatasetError } from '../training/errors.js';
+import { InvalidManifestError, manifestShardUris, parseManifest } from '../datasets/shards/manifest.js';
+import { listCheckpoints, readCheckpointState, TENSOR_FILES } from '../training/checkpoint.js';
+import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../training/config.js';
+import { learningRateAt } from '../training/lr-schedule.js';
+import type { StepResult } from '../training/trainer.js';
+import type { TrainingChunkResult } from '../training/run-chunk.js';
+import type { ActivityDeps } from './deps.js';
+import {
+  activityContext, createEvalActivities, linkIfRecorded, pad9, resolveDatasetRef, writeRunArtifact,
+  type DatasetPin, type EvalPoint, type TrainEvalOptions,
+} from './eval.js';
+
+export type { DatasetPin, EvalPoint, TrainEvalOptions } from './eval.js';
+export type { BestCheckpoint, EvaluateTrainingResult } from './eval.js';
+
+export interface PrepareTrainingInput {
+  jobId: string;
+  /** Run directory name under `runs/` (a plain name); checkpoints of an existing run are resumed. */
+  runName: string;
+  /** `name@vN`, `name` (newest recorded version) or a manifest URI. */
+  dataset: string;
+  config: TrainingConfigInput;
+  /** Steps to train (default config.totalSteps, else 1000); also the LR schedule length unless config.totalSteps is set. */
+  totalSteps?: number;
+  chunkSteps: number;
+  eval?: TrainEvalOptions;
+}
+
+export interface PreparedTraining {
+  runUri: string;
+  dataset: DatasetPin;
+  totalSteps: number;
+  /** The config every chunk trains with (totalSteps filled in). */
+  config: TrainingConfigInput;
+  /** Newest checkpoint of the run (0 for a new run). */
+  startStep: number;
+  /** Earlier evaluations found under the run (steps up to startStep). */
+  evals: EvalPoint[];
+  /** The eval options with defaults applied (reference: the training dataset when none is given). */
+  eval: TrainEvalOptions | null;
+}
+
+export interface TrainChunkInput {
+  jobId: string;
+  runUri: string;
+  config: TrainingConfigInput;
+  dataset: DatasetPin;
+  fromStep: number;
+  steps: number;
+}
+
+export interface TrainChunkSummary {
+  step: number;
+  fromStep: number;
+  /** Losses reported for (fromStep, step] (the checkpoint's loss tail). */
+  losses: number;
+  lastLoss: number | null;
+  meanLoss: number | null;
+  checkpointUri: string;
+  sha256s: Record<string, string>;
+  backend: string;
+  precision: string;
+  alreadyDone: boolean;
+  /** Newest checkpoint when this attempt started (> fromStep after an interrupted attempt). */
+  resumedFromStep: number;
+  attempt: number;
+  removedCheckpoints: string[];
+  logUri: string;
+}
+
+export interface FinalCheckpoint {
+  step: number;
+  checkpointUri: string;
+  sha256s: Record<string, string>;
+}
+
+/** Test hook: called after every training step (e.g. to stop a worker process at a known step). */
+export interface TrainActivityHooks {
+  onStep?: (p: StepResult) => void | Promise<void>;
+}
+
+export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHooks = {}) {
+  const { storage, lineage } = deps;
+
+  /** Shard URIs of the pinned dataset version; the manifest must still have the pinned hash. */
+  async function pinnedShardUris(pin: DatasetPin): Promise<string[]> {
+    const text = await storage.readText(pin.manifestUri);
+    if (sha256Hex(text) !== pin.manifestSha256) throw new InvalidManifestError(pin.manifestUri, `its sha256 is no longer ${pin.manifestSha256}, the version this run trains on`);
+    return manifestShardUris(storage, parseManifest(text, pin.manifestUri));
+  }
+
+  /** Record a checkpoint's four files as produced by `runId`. */
+  async function recordCheckpoint(runId: string, checkpointUri: string, sha256s: Record<string, string>, step: number, env: Record<string, unknown>): Promise<void> {
+    for (const [file, sha256] of Object.entries(sha256s)) {
+      const uri = storage.child(checkpointUri, file);
+      lineage.recordArtifactOfRun(runId, 'produced', { uri, kind: 'checkpoint-file', sha256, bytes: (await storage.size(uri)) ?? 0, metadata: { step, file, ...env } });
+    }
+  }
+
+  /** `<runUri>/train-log/step-N.json`: loss and LR per step of a chunk (written once, then reused). */
+  async function writeTrainLog(runId: string, config: TrainingConfig, r: TrainingChunkResult, progress: Map<number, StepResult>): Promise<string> {
+    const uri = storage.child(r.runUri, 'train-log', `step-${pad9(r.step)}.json`);
+    if (await storage.exists(uri)) {
+      const bytes = await storage.read(uri);
+      lineage.recordArtifactOfRun(runId, 'produced', { uri, kind: 'train-log', sha256: sha256Hex(bytes), bytes: bytes.byteLength, metadata: { step: r.step } });
+      return uri;
+    }
+    const o = config.optim;
+    const schedule = { totalSteps: config.totalSteps, minLr: o.minLr, warmupFraction: o.warmupFraction, constantFraction: o.constantFraction };
+    const first = r.step - r.losses.length + 1;
+    const entries = r.losses.map((loss, i) => {
+      const step = first + i;
+      const p = progress.get(step);
+      return p
+        ? { step, loss: p.loss, diffusion: p.diffusion, prx: p.prx, gradNorm: p.gradNorm, lr: p.lr.denoiser, lrText: p.lr.text }
+        : { step, loss, lr: learningRateAt(step - 1, { ...schedule, peak: o.lr }), lrText: learningRateAt(step - 1, { ...schedule, peak: o.lr * o.textLrRatio }) };
+    });
+    const content = `${JSON.stringify({ format: 'kiln-train-log-v1', fromStep: r.fromStep, step: r.step, entries })}\n`;
+    await writeRunArtifact(deps, runId, { uri, kind: 'train-log', content, metadata: { step: r.step } });
+    return uri;
+  }
+
+  return {
+    ...createEvalActivities(deps),
+
+    /** Validate, pin the dataset, start the `${jobId}/train` lineage run; see the module comment. */
+    async prepareTrainingRun(input: PrepareTrainingInput): Promise<PreparedTraining> {
+      const { chunkSteps } = input;
+      if (!Number.isInteger(chunkSteps) || chunkSteps < 1) throw new ConfigError(`chunkSteps ${chunkSteps} is not a positive integer`, 'set chunkSteps (the checkpoint interval) to e.g. 500.');
+      const totalSteps = input.totalSteps ?? input.config.totalSteps ?? 1000;
+      if (!Number.isInteger(totalSteps) || totalSteps < 1) throw new ConfigError(`totalSteps ${totalSteps} is not a positive integer`, 'set totalSteps to the number of optimiser steps to train.');
+      const config: TrainingConfigInput = { ...input.config, totalSteps: input.config.totalSteps ?? totalSteps };
+      resolveTrainingConfig(config);
+      if (input.eval) await checkEvalOptions(input.eval, chunkSteps);
+      const runUri = storage.uri('runs', assertSafeSegment(input.runName, 'run name'));
+      const { pin, manifest } = await resolveDatasetRef(deps, input.dataset);
+      if (manifest.shards.length === 0 || manifest.countsByStatus?.success === 0) {
+        throw new EmptyDatasetError(`dataset ${manifest.id} has ${manifest.shards.length} shards and ${manifest.countsByStatus?.success ?? 0} success rows`);
+      }
+      const runId = `${input.jobId}/train`;
+      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train', params: { runUri, dataset: pin, config, totalSteps, chunkSteps, eval: input.eval ?? null }, codeVersion: deps.codeVersion });
+      const recorded = lineage.getArtifactByUri(pin.manifestUri);
+      if (recorded && recorded.sha256 !== pin.manifestSha256) throw new InvalidManifestError(pin.manifestUri, `lineage records sha256 ${recorded.sha256} but the file has ${pin.manifestSha256}`);
+      const bytes = (await storage.size(pin.manifestUri)) ?? 0;
+      lineage.recordArtifactOfRun(runId, 'consumed', { uri: pin.manifestUri, kind: 'dataset-manifest', sha256: pin.manifestSha256, bytes, metadata: { datasetId: pin.datasetId } });
+      const startStep = (await listCheckpoints(storage, runUri)).at(-1)?.step ?? 0;
+      const evals: EvalPoint[] = [];
+      for (const name of await storage.list(storage.child(runUri, 'evals'))) {
+        const s = JSON.parse(await storage.readText(storage.child(runUri, 'evals', name))) as { record: { step: number; fid: number | null; clipScore: number | null } };
+        if (s.record.step <= startStep) evals.push({ step: s.record.step, fid: s.record.fid, clipScore: s.record.clipScore });
+      }
+      const evalOptions = input.eval && !input.eval.referenceDataset && !input.eval.referenceDir ? { ...input.eval, referenceDataset: pin.manifestUri } : input.eval ?? null;
+      return { runUri, dataset: pin, totalSteps, config, startStep, evals, eval: evalOptions };
+    },
+
+    /** Train one chunk of steps on the GPU queue; see the module comment. */
+    async trainChunk(input: TrainChunkInput): Promise<TrainChunkSummary> {
+      const ctx = activityContext();
+      const attempt = ctx?.info.attempt ?? 1;
+      const previousHeartbeat: unknown = ctx?.info.heartbeatDetails;
+      ctx?.heartbeat({ phase: 'loading', step: input.fromStep });
+      const target = input.fromStep + input.steps;
+      const runId = `${input.jobId}/train/chunk-${target}`;
+      const config = resolveTrainingConfig(input.config);
+      const [{ runTrainingChunk }, { selectTfBackend }] = await Promise.all([import('../training/run-chunk.js'), import('../infra/tfjs-backend.js')]);
+      const backend = await selectTfBackend(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend });
+      const shardUris = await pinnedShardUris(input.dataset);
+      const resumedFrom = (await listCheckpoints(storage, input.runUri)).at(-1);
+      const env = { backend: backend.name, provider: backend.provider, precision: backend.precision };
+      lineage.startRun({
+        id: runId, jobId: input.jobId, stage: 'train.chunk', codeVersion: deps.codeVersion,
+        params: { runUri: input.runUri, fromStep: input.fromStep, steps: input.steps, dataset: input.dataset.datasetId, config: input.config },
+        environment: { ...env, attempt, resumedFromStep: resumedFrom?.step ?? 0, ...(previousHeartbeat !== undefined ? { previousAttemptHeartbeat: previousHeartbeat } : {}) },
+      });
+      linkIfRecorded(deps, runId, input.dataset.manifestUri, 'consumed');
+      if (resumedFrom) for (const f of [...TENSOR_FILES, 'state.json']) linkIfRecorded(deps, runId, storage.child(resumedFrom.uri, f), 'consumed');
+      const progress = new Map<number, StepResult>();
+      try {
+        const r = await runTrainingChunk({
+          storage, runUri: input.runUri, config: input.config, datasetShardUris: shardUris, fromStep: input.fromStep, steps: input.steps,
+          signal: ctx?.cancellationSignal,
+          onProgress: async (p) => {
+            progress.set(p.step, p);
+            ctx?.heartbeat({ phase: 'training', step: p.step, loss: p.loss });
+            await hooks.onStep?.(p);
+          },
+        });
+        await recordCheckpoint(runId, r.checkpointUri, r.sha256s, r.step, env);
+        const logUri = await writeTrainLog(runId, config, r, progress);
+        const summary: TrainChunkSummary = {
+          step: r.step, fromStep: input.fromStep, losses: r.losses.length, lastLoss: r.losses.at(-1) ?? null,
+          meanLoss: r.losses.length ? r.losses.reduce((a, b) => a + b, 0) / r.losses.length : null,
+          checkpointUri: r.checkpointUri, sha256s: r.sha256s, backend: r.backend, precision: r.precision, alreadyDone: r.alreadyDone,
+          resumedFromStep: resumedFrom?.step ?? 0, attempt, removedCheckpoints: r.removedCheckpoints, logUri,
+        };
+        lineage.finishRun(runId, r.cancelled ? 'cancelled' : 'completed', summary);
+        // The chunk stopped early and checkpointed because it was cancelled (workflow cancel or worker
+        // shutdown): report the cancellation so Temporal records it (and retries on shutdown).
+        if (r.cancelled) throw ctx?.cancellationSignal.reason instanceof CancelledFailure ? ctx.cancellationSignal.reason : new CancelledFailure(`chunk cancelled at step ${r.step}`);
+        return summary;
+      } catch (err) {
+        if (lineage.getRun(runId)?.status === 'running') lineage.finishRun(runId, err instanceof CancelledFailure ? 'cancelled' : 'failed', undefined, String(err));
+        throw err;
+      }
+    },
+
+    /** The newest checkpoint of the run, recorded in lineage (after a cancel or a failure); null when none. */
+    async recordFinalCheckpoint(input: { jobId: string; runUri: string }): Promise<FinalCheckpoint | null> {
+      const newest = (await listCheckpoints(storage, input.runUri)).at(-1);
+      if (!newest) return null;
+      const state = await readCheckpointState(storage, newest.uri);
+      const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(newest.uri, 'state.json'))) };
+      for (const f of TENSOR_FILES) sha256s[f] = state.files[f].sha256;
+      const missing = Object.keys(sha256s).filter((f) => !lineage.getArtifactByUri(storage.child(newest.uri, f)));
+      if (missing.length > 0) {
+        const runId = `${input.jobId}/train/final-checkpoint`;
+        lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train.final', params: input, environment: { backend: state.backend, precision: state.precision }, codeVersion: deps.codeVersion });
+        await recordCheckpoint(runId, newest.uri, sha256s, state.step, { backend: state.backend, precision: state.precision });
+        lineage.finishRun(runId, 'completed', { step: state.step, checkpointUri: newest.uri });
+      }
+      return { step: state.step, checkpointUri: newest.uri, sha256s };
+    },
+
+    /** Close the `${jobId}/train` lineage run with its result (stop reason, best, report). */
+    async finishTrainingRun(input: { jobId: string; status: 'completed' | 'failed' | 'cancelled'; result?: unknown; error?: string }): Promise<void> {
+      lineage.finishRun(`${input.jobId}/train`, input.status, input.result, input.error);
+    },
+  };
+}
+
+/** Checks of eval options that need no model (fail fast, before training starts). */
+async function checkEvalOptions(o: TrainEvalOptions, chunkSteps: number): Promise<void> {
+  const bad = (problem: string, fix: string) => new ConfigError(`eval options: ${problem}`, fix);
+  if (!Number.isInteger(o.everySteps) || o.everySteps < 1 || o.everySteps % chunkSteps !== 0) {
+    throw bad(`everySteps ${o.everySteps} is not a positive multiple of chunkSteps ${chunkSteps}`, 'evaluations run on checkpoints: make everySteps a multiple of chunkSteps.');
+  }
+  if (o.sampleCount !== undefined && (!Number.isInteger(o.sampleCount) || o.sampleCount < 2)) throw bad(`sampleCount ${o.sampleCount} must be an integer >= 2`, 'use e.g. 1000 samples (FID needs at least 2).');
+  if (o.referenceDataset && o.referenceDir) throw bad('give one of referenceDataset and referenceDir, not both', 'name the reference images: a dataset version (name@vN) or a directory (default: the training dataset).');
+  if ((o.metric ?? 'fid') === 'clip_score' && !o.clipModelDir) throw bad('metric clip_score needs clipModelDir', 'pass a CLIP model directory, or use metric fid.');
+  if (o.metric !== undefined && o.metric !== 'fid' && o.metric !== 'clip_score') throw bad(`metric ${JSON.stringify(o.metric)} is unknown`, 'use "fid" or "clip_score".');
+  if (o.patience !== undefined && (!Number.isInteger(o.patience) || o.patience < 1)) throw bad(`patience ${o.patience} is not a positive integer`, 'set patience to 1 or more (the recipe uses 3).');
+  if (o.minDelta !== undefined && !(o.minDelta >= 0)) throw bad(`minDelta ${o.minDelta} is negative`, 'set minDelta to 0 or a small positive number.');
+  await access(join(o.extractorDir, 'extractor.json')).catch(() => {
+    throw new MissingFileError(`FID feature extractor not found: ${join(o.extractorDir, 'extractor.json')} is missing`, 'put extractor.json and model.onnx there: see eval/architecture.md, "Standard Inception-v3 extractor".');
+  });
+}
+
+export type TrainActivities = ReturnType<typeof createTrainActivities>;

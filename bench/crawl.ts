@@ -1,0 +1,174 @@
+/**
+ * `npm run bench:crawl`: Kiln's crawler vs img2dataset on the same loopback URL list.
+ *
+ * Serves N realistic JPEGs (about 500x375, 30-80 KB; `--distinct` different images generated with
+ * sharp from gradients + noise, repeated under N distinct URLs) from a separate server process,
+ * crawls them to 256 px Parquet shards with Kiln (bench/crawl-run.ts, the activity code a worker
+ * runs) and with img2dataset (bench/crawl_reference.sh, pip, in .venv-bench), and prints images/s,
+ * MB/s, CPU use and peak memory of each (sampled over the whole process tree; PSS counts pages
+ * shared between forked processes once).
+ *
+ * Flags: --images 10000 --distinct 500 --image-size 256 --resize-mode border --quality 95
+ *        --rows-per-shard 2500 --shard-concurrency 2 --concurrency 64 --decode-concurrency <cpus> --ref-processes 2
+ *        --ref-threads 64 --skip-reference --no-jemalloc --work-dir <dir>
+ *
+ * When libjemalloc is installed (Debian: libjemalloc2), Kiln is also run with it preloaded (sharp's
+ * documentation recommends jemalloc on glibc: libvips' many small allocations from several threads
+ * cost glibc malloc a lot); both rows are printed.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeImage, rng } from '../test/crawl/images.js';
+import { ProcessTreeSampler } from './process-sampler.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const args = process.argv.slice(2);
+const flag = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : def;
+};
+const N = Number(flag('images', '10000'));
+const DISTINCT = Number(flag('distinct', '500'));
+const SIZE = Number(flag('image-size', '256'));
+const MODE = flag('resize-mode', 'border');
+const QUALITY = Number(flag('quality', '95'));
+const PER_SHARD = Number(flag('rows-per-shard', '2500'));
+const SHARD_CONCURRENCY = Number(flag('shard-concurrency', '2'));
+const CONCURRENCY = Number(flag('concurrency', '64'));
+const DECODE_CONCURRENCY = Number(flag('decode-concurrency', '0'));
+const REF_PROCS = Number(flag('ref-processes', '2'));
+const REF_THREADS = Number(flag('ref-threads', '64'));
+const SKIP_REF = args.includes('--skip-reference');
+const WORK = flag('work-dir', join(tmpdir(), 'kiln-bench-crawl'));
+const JEMALLOC = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2', '/usr/lib64/libjemalloc.so.2'].find((p) => existsSync(p));
+const USE_JEMALLOC = !args.includes('--no-jemalloc') && JEMALLOC !== undefined;
+
+interface Measured {
+  wallS: number;
+  cpuS: number;
+  peakRssMb: number;
+  peakPssMb: number;
+  stdout: string;
+}
+
+/** Run a command, sampling its process tree; CPU from GNU time when present (all reaped descendants). */
+async function measured(cmd: string, cmdArgs: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measured> {
+  const timeFile = join(WORK, 'time.txt');
+  const useTime = existsSync('/usr/bin/time');
+  const [exe, argv] = useTime ? ['/usr/bin/time', ['-f', '%U %S', '-o', timeFile, cmd, ...cmdArgs]] : [cmd, cmdArgs];
+  const t0 = performance.now();
+  const child = spawn(exe, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const sampler = new ProcessTreeSampler(child.pid!, 100);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20_000)));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const wallS = (performance.now() - t0) / 1000;
+  const peak = sampler.stop();
+  if (code !== 0) throw new Error(`${cmd} exited with ${code}\n${stderr}`);
+  const cpuS = useTime ? readFileSync(timeFile, 'utf8').trim().split(/\s+/).map(Number).reduce((a, b) => a + b, 0) : peak.cpuS;
+  return { wallS, cpuS, peakRssMb: peak.rssKb / 1024, peakPssMb: peak.pssKb / 1024, stdout };
+}
+
+async function prepareImages(): Promise<{ dir: string; sizes: number[] }> {
+  const dir = join(WORK, `images-${DISTINCT}`);
+  if (!existsSync(join(dir, 'done'))) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const r = rng(2024);
+    const shapes: [number, number][] = [[500, 375], [500, 375], [375, 500], [512, 384], [480, 360], [500, 333]];
+    for (let i = 0; i < DISTINCT; i++) {
+      const [w, h] = shapes[Math.floor(r() * shapes.length)]!;
+      const b = await makeImage(w, h, 'jpeg', i + 1, { noise: 25 + r() * 45, quality: Math.round(82 + r() * 10) });
+      writeFileSync(join(dir, `${String(i).padStart(5, '0')}.jpg`), b);
+    }
+    writeFileSync(join(dir, 'done'), '');
+  }
+  const sizes = readdirSync(dir).filter((n) => n.endsWith('.jpg')).sort().map((n) => readFileSync(join(dir, n)).length);
+  return { dir, sizes };
+}
+
+async function startServer(imageDir: string): Promise<{ port: number; stop(): void }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('./crawl-server.js', import.meta.url)), imageDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      const m = /PORT (\d+)/.exec(d.toString());
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (c) => reject(new Error(`server exited with ${c}`)));
+  });
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+function row(name: string, images: number, ok: number, m: Measured, mb: number): string[] {
+  return [name, String(images), String(ok), m.wallS.toFixed(1), (ok / m.wallS).toFixed(0), (mb / m.wallS).toFixed(1),
+    m.cpuS.toFixed(1), `${((100 * m.cpuS) / m.wallS).toFixed(0)}%`, m.peakRssMb.toFixed(0), m.peakPssMb.toFixed(0)];
+}
+
+async function main(): Promise<void> {
+  mkdirSync(WORK, { recursive: true });
+  if (!SKIP_REF) {
+    const r = spawnSync('bash', [join(ROOT, 'bench/crawl_reference.sh'), '--install-only'], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('could not install img2dataset into .venv-bench');
+  }
+  process.stderr.write(`[bench] preparing ${DISTINCT} distinct JPEGs for ${N} URLs in ${WORK}\n`);
+  const { dir, sizes } = await prepareImages();
+  const server = await startServer(dir);
+  try {
+    const base = `http://127.0.0.1:${server.port}`;
+    const list = join(WORK, 'urls.csv');
+    writeFileSync(list, ['url,caption', ...Array.from({ length: N }, (_, i) => `${base}/img/${i}.jpg,image number ${i}`)].join('\n') + '\n');
+    const sourceMb = Array.from({ length: N }, (_, i) => sizes[i % sizes.length]!).reduce((a, b) => a + b, 0) / 1e6;
+    const avgKb = sizes.reduce((a, b) => a + b, 0) / sizes.length / 1024;
+    process.stderr.write(`[bench] ${N} URLs, ${sourceMb.toFixed(1)} MB (mean ${avgKb.toFixed(0)} KB/image), server on ${base}\n`);
+
+    const options = { allowAddresses: ['127.0.0.1'], imageSize: SIZE, resizeMode: MODE, encodeQuality: QUALITY, concurrency: CONCURRENCY, retries: 0, ...(DECODE_CONCURRENCY ? { decodeConcurrency: DECODE_CONCURRENCY } : {}) };
+    const dataRoot = join(WORK, 'kiln-data');
+    rmSync(dataRoot, { recursive: true, force: true });
+    const kilnArgs = [fileURLToPath(new URL('./crawl-run.js', import.meta.url)), list, dataRoot, String(PER_SHARD), String(SHARD_CONCURRENCY), JSON.stringify(options)];
+    const rows = [['crawler', 'images', 'ok', 'wall s', 'images/s', 'MB/s', 'CPU s', 'CPU', 'peak RSS MB', 'peak PSS MB']];
+    const variants: [string, NodeJS.ProcessEnv][] = [['kiln', process.env]];
+    if (USE_JEMALLOC) variants.push(['kiln + jemalloc', { ...process.env, LD_PRELOAD: JEMALLOC }]);
+    let best = 0;
+    let kiln: { rows: number; success: number; counts: Record<string, number> } | undefined;
+    for (const [name, env] of variants) {
+      rmSync(dataRoot, { recursive: true, force: true });
+      process.stderr.write(`[bench] ${name} ...\n`);
+      const m = await measured(process.execPath, kilnArgs, env);
+      kiln = JSON.parse(m.stdout.trim().split('\n').pop()!) as { rows: number; success: number; counts: Record<string, number> };
+      rows.push(row(name, kiln.rows, kiln.success, m, sourceMb));
+      best = Math.max(best, kiln.success / m.wallS);
+    }
+    let ratio = '';
+    if (!SKIP_REF) {
+      process.stderr.write(`[bench] img2dataset (${REF_PROCS} processes x ${REF_THREADS} threads) ...\n`);
+      const out = join(WORK, 'img2dataset-out');
+      const ref = await measured('bash', [join(ROOT, 'bench/crawl_reference.sh'), list, out, String(REF_PROCS), String(REF_THREADS), String(SIZE), MODE, String(QUALITY), String(PER_SHARD)],
+        { ...process.env, NO_ALBUMENTATIONS_UPDATE: '1', WANDB_MODE: 'disabled' });
+      const counted = spawnSync(join(ROOT, '.venv-bench/bin/python'), ['-c', `
+import glob, json, sys, pyarrow.parquet as pq
+t = [pq.read_table(p, columns=['status']) for p in glob.glob(sys.argv[1] + '/*.parquet')]
+st = [s for x in t for s in x.column('status').to_pylist()]
+print(json.dumps({'rows': len(st), 'success': st.count('success')}))`, out], { encoding: 'utf8' });
+      const refCounts = JSON.parse(counted.stdout) as { rows: number; success: number };
+      rows.push(row('img2dataset', refCounts.rows, refCounts.success, ref, sourceMb));
+      ratio = `best kiln / img2dataset images/s: ${(best / (refCounts.success / ref.wallS)).toFixed(2)}x`;
+    }
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    const line = (r: string[]) => `| ${r.map((v, c) => v.padEnd(widths[c]!)).join(' | ')} |`;
+    console.log(`\ncrawl benchmark: ${N} JPEGs (~500x375, mean ${avgKb.toFixed(0)} KB) from loopback -> ${SIZE} px ${MODE}, jpeg q${QUALITY}, ${PER_SHARD} rows/shard`);
+    console.log(line(rows[0]!));
+    console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+    for (const r of rows.slice(1)) console.log(line(r));
+    if (ratio) console.log(ratio);
+    console.log(`kiln statuses: ${JSON.stringify(kiln?.counts)}`);
+  } finally {
+    server.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,56 @@
+/** Map a validated spec (snake_case, user-facing) to the pipeline workflow's input (stage inputs). */
+import type { PipelineInput } from '../../workflows/pipeline.js';
+import type { PipelineSpec } from './schema.js';
+
+export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
+  const c = spec.crawl;
+  const input: PipelineInput = {
+    name: spec.name,
+    crawl: {
+      datasetName: spec.name,
+      inputs: spec.sources.map((s) => (s.format ? { path: s.path, format: s.format } : s.path)),
+      urlColumn: c.url_col,
+      captionColumn: c.caption_col,
+      ...(c.extra_cols ? { extraColumns: c.extra_cols } : {}),
+      rowsPerShard: c.rows_per_shard,
+      options: {
+        imageSize: c.image_size, resizeMode: c.resize_mode, encodeFormat: c.encode_format, encodeQuality: c.encode_quality,
+        minImageSize: c.min_image_size, maxAspectRatio: c.max_aspect_ratio, timeoutMs: c.timeout_ms, retries: c.retries,
+        concurrency: c.concurrency, honorRobotsTag: c.honor_robots_tag, allowAddresses: c.allow_addresses,
+      },
+    },
+  };
+  if (spec.filter) {
+    const f = spec.filter;
+    input.filter = {
+      clipModelDir: f.clip_model, captionerModelDir: f.captioner_model, ...(f.threshold !== undefined ? { threshold: f.threshold } : {}),
+      keepTopFraction: f.keep_top_fraction, captionSource: f.threshold_caption, captionPrompt: f.caption_prompt,
+      maxNewTokens: f.max_new_tokens, numBeams: f.num_beams, batchSize: f.batch_size, device: f.device,
+    };
+  }
+  if (spec.train) input.train = trainInputFromSpec(spec);
+  return input;
+}
+
+/** The train stage's input (dataset filled in by the pipeline from the last curation stage). */
+export function trainInputFromSpec(spec: PipelineSpec): Record<string, unknown> {
+  const t = spec.train!;
+  const e = spec.eval;
+  return {
+    runName: t.run_name ?? `${spec.name}-train`,
+    config: t.config,
+    totalSteps: t.total_steps,
+    chunkSteps: t.chunk_steps,
+    ...(e ? {
+      eval: {
+        everySteps: e.every_steps, sampleCount: e.sample_count, patience: e.patience, minDelta: e.min_delta,
+        metric: e.metric, extractorDir: e.extractor, seed: e.seed, ...(e.prompts ? { prompts: e.prompts } : {}),
+        samplerSteps: e.sampler_steps, guidanceScale: e.guidance_scale,
+        ...(e.reference ? (/@v?\d+$/.test(e.reference) || e.reference.startsWith('file://') && e.reference.endsWith('manifest.json')
+          ? { referenceDataset: e.reference } : { referenceDir: e.reference }) : {}),
+        ...(e.reference_max_images ? { referenceMaxImages: e.reference_max_images } : {}),
+        ...(spec.filter ? { clipModelDir: spec.filter.clip_model } : {}),
+      },
+    } : {}),
+  };
+}

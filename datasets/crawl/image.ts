@@ -1,0 +1,117 @@
+/**
+ * Decode, check and resize one downloaded image with sharp (libvips). Resize modes follow
+ * img2dataset: `no`, `keep_ratio` (smaller side = imageSize), `center_crop` (smaller side =
+ * imageSize, then a centred imageSize x imageSize crop), `border` (larger side = imageSize, padded
+ * to a black imageSize x imageSize square). The pixel limit is checked on the header before any
+ * decoding, and again by libvips (`limitInputPixels`).
+ */
+import sharp from 'sharp';
+import type { CrawlOptions } from './options.js';
+import type { RowFailure } from './failures.js';
+import { describeBytes, sniffImageFormat } from './magic.js';
+import { headerDimensions, type Dimensions } from './dims.js';
+
+export type ImageOptions = Pick<CrawlOptions, 'imageSize' | 'resizeMode' | 'minImageSize' | 'maxAspectRatio' | 'maxPixels' | 'encodeFormat' | 'encodeQuality' | 'skipReencode'>;
+
+export interface ProcessedImage {
+  /** The stored bytes (re-encoded, or the original when re-encoding was skipped). */
+  data: Buffer;
+  width: number;
+  height: number;
+  originalWidth: number;
+  originalHeight: number;
+}
+
+export type ImageOutcome =
+  | { ok: true; image: ProcessedImage }
+  | { ok: false; failure: RowFailure; originalWidth?: number; originalHeight?: number };
+
+// One libvips thread per image: the crawler runs several images at once instead. No libvips
+// operation cache: every image is different, and the cache would only hold memory.
+sharp.concurrency(1);
+sharp.cache(false);
+
+/** Output size for an input size, or undefined when the image needs no resizing. */
+export function targetSize(d: Dimensions, o: Pick<ImageOptions, 'imageSize' | 'resizeMode'>): Dimensions | undefined {
+  const s = o.imageSize;
+  switch (o.resizeMode) {
+    case 'no': return undefined;
+    case 'keep_ratio': {
+      if (Math.min(d.width, d.height) === s) return undefined;
+      const scale = s / Math.min(d.width, d.height);
+      return { width: Math.max(1, Math.round(d.width * scale)), height: Math.max(1, Math.round(d.height * scale)) };
+    }
+    case 'center_crop':
+    case 'border':
+      return d.width === s && d.height === s ? undefined : { width: s, height: s };
+  }
+}
+
+/** The image's size inside the `size` square in border mode (larger side = size). */
+export function borderInnerSize(d: Dimensions, size: number): Dimensions {
+  const scale = size / Math.max(d.width, d.height);
+  return { width: Math.min(size, Math.max(1, Math.round(d.width * scale))), height: Math.min(size, Math.max(1, Math.round(d.height * scale))) };
+}
+
+const failure = (reason: RowFailure['reason'], detail: string, d?: Dimensions): ImageOutcome =>
+  ({ ok: false, failure: { reason, detail }, originalWidth: d?.width, originalHeight: d?.height });
+
+/** Validate and resize `bytes` according to `o`. Never throws for bad images: returns a failure. */
+export async function processImage(bytes: Buffer, o: ImageOptions): Promise<ImageOutcome> {
+  const format = sniffImageFormat(bytes);
+  if (!format) return failure('not_an_image', `content starts with ${describeBytes(bytes)}`);
+  const input = { limitInputPixels: o.maxPixels, failOn: 'error' as const, sequentialRead: true };
+  let dims = headerDimensions(bytes, format);
+  let hasAlpha: boolean | undefined = format === 'jpeg' ? false : undefined;
+  if (!dims) {
+    try {
+      const meta = await sharp(bytes, { ...input, limitInputPixels: false }).metadata();
+      if (!meta.width || !meta.height) return failure('decode_error', `${format} without dimensions`);
+      dims = { width: meta.width, height: meta.pageHeight ?? meta.height };
+      hasAlpha = meta.hasAlpha;
+    } catch (err) {
+      return failure('decode_error', `${format}: ${(err as Error).message}`);
+    }
+  }
+  if (dims.width * dims.height > o.maxPixels) {
+    return failure('pixel_limit', `${dims.width}x${dims.height} exceeds the ${o.maxPixels} pixel limit`, dims);
+  }
+  const short = Math.min(dims.width, dims.height);
+  if (o.minImageSize > 0 && short < o.minImageSize) return failure('image_too_small', `${dims.width}x${dims.height} is below ${o.minImageSize} px`, dims);
+  if (o.maxAspectRatio > 0 && Math.max(dims.width, dims.height) / short > o.maxAspectRatio) {
+    return failure('aspect_ratio_too_large', `${dims.width}x${dims.height} exceeds aspect ratio ${o.maxAspectRatio}`, dims);
+  }
+  const target = targetSize(dims, o);
+  if (!target && o.skipReencode) {
+    return { ok: true, image: { data: bytes, width: dims.width, height: dims.height, originalWidth: dims.width, originalHeight: dims.height } };
+  }
+  try {
+    let img = sharp(bytes, input);
+    if (hasAlpha !== false && o.encodeFormat === 'jpeg') img = img.flatten({ background: '#ffffff' });
+    if (target) {
+      const s = o.imageSize;
+      if (o.resizeMode === 'keep_ratio') img = img.resize(target.width, target.height, { fit: 'fill' });
+      else if (o.resizeMode === 'center_crop') img = img.resize(s, s, { fit: 'cover', position: 'centre' });
+      else {
+        // resize + extend with an opaque RGB background: same result as fit 'contain', but
+        // libvips then needs no alpha band for the bars (measurably cheaper per image).
+        const inner = borderInnerSize(dims, s);
+        img = img.resize(inner.width, inner.height, { fit: 'fill' });
+        const left = Math.floor((s - inner.width) / 2);
+        const top = Math.floor((s - inner.height) / 2);
+        if (left > 0 || top > 0 || inner.width < s || inner.height < s) {
+          img = img.extend({ top, bottom: s - inner.height - top, left, right: s - inner.width - left, background: { r: 0, g: 0, b: 0 } });
+        }
+      }
+    }
+    // No Huffman optimisation pass: it costs about as much CPU as the rest of the encode for a
+    // few % of bytes (OpenCV, hence img2dataset, does not optimise either).
+    img = o.encodeFormat === 'jpeg' ? img.jpeg({ quality: o.encodeQuality, optimiseCoding: false }) : img.webp({ quality: o.encodeQuality });
+    const { data, info } = await img.toBuffer({ resolveWithObject: true });
+    return { ok: true, image: { data, width: info.width, height: info.height, originalWidth: dims.width, originalHeight: dims.height } };
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/pixel limit/i.test(msg)) return failure('pixel_limit', msg, dims);
+    return failure('decode_error', `${format}: ${msg}`, dims);
+  }
+}

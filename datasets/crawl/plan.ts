@@ -1,0 +1,119 @@
+/**
+ * Planning a crawl: pick the dataset version, split the URL lists into input shards and write
+ * `plan.json` (the plan's commit record, written last). A plan is identified by a fingerprint of
+ * its inputs (file hashes), columns, shard size and the options that change shard content, so a
+ * rerun with the same inputs resumes the unfinished version (finished shards are skipped) instead
+ * of starting a new one.
+ */
+import { stat } from 'node:fs/promises';
+import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
+import { sha256File, sha256Hex } from '../../infra/hash.js';
+import { ConfigError } from '../../infra/errors.js';
+import { DatasetLayout } from '../shards/layout.js';
+import { detectFormat, type UrlListFormat, type UrlListSource } from '../input/url-list.js';
+import { DEFAULT_ROWS_PER_SHARD, splitIntoInputShards } from '../input/input-shards.js';
+import { THROUGHPUT_OPTIONS, resolveCrawlOptions, type CrawlOptions } from './options.js';
+
+export interface CrawlPlanSpec {
+  datasetName: string;
+  /** Explicit version (resume or create exactly this one); default: resume a matching unfinished version, else the next one. */
+  version?: number;
+  sources: UrlListSource[];
+  urlColumn?: string;
+  captionColumn?: string | null;
+  extraColumns?: string[] | 'all';
+  rowsPerShard?: number;
+  dedupUrls?: boolean;
+  options?: Partial<CrawlOptions>;
+}
+
+export interface CrawlPlan {
+  datasetName: string;
+  version: number;
+  datasetId: string;
+  fingerprint: string;
+  shardCount: number;
+  rows: number;
+  duplicates: number;
+  rowsPerShard: number;
+  extraColumns: string[];
+  /** The option overrides as given (each worker resolves defaults itself). */
+  options: Partial<CrawlOptions>;
+  sources: { path: string; format: UrlListFormat; gzip: boolean; sha256: string; bytes: number }[];
+  createdAt: string;
+}
+
+export interface PlanOutcome {
+  plan: CrawlPlan;
+  /** True when an existing plan was reused (an incremental rerun). */
+  resumed: boolean;
+}
+
+function contentOptions(o: Partial<CrawlOptions>): Omit<CrawlOptions, (typeof THROUGHPUT_OPTIONS)[number]> {
+  const resolved: Partial<CrawlOptions> = { ...resolveCrawlOptions(o) };
+  for (const k of THROUGHPUT_OPTIONS) delete resolved[k];
+  return resolved as Omit<CrawlOptions, (typeof THROUGHPUT_OPTIONS)[number]>;
+}
+
+async function readPlan(storage: ArtifactStorage, layout: DatasetLayout): Promise<CrawlPlan | undefined> {
+  if (!(await storage.exists(layout.planUri))) return undefined;
+  return JSON.parse(await storage.readText(layout.planUri)) as CrawlPlan;
+}
+
+/**
+ * Plan (or find the existing plan of) a crawl. `latestRecordedVersion` is the highest version of
+ * this dataset name already recorded in lineage; new versions are numbered after it.
+ */
+export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, latestRecordedVersion: number, onProgress?: (rows: number) => void): Promise<PlanOutcome> {
+  if (spec.sources.length === 0) throw new ConfigError('a crawl needs at least one URL list', 'pass one or more input files (parquet, csv, tsv, jsonl, optionally .gz).');
+  const sources: CrawlPlan['sources'] = [];
+  for (const s of spec.sources) {
+    const { path, format, gzip } = detectFormat(s);
+    let bytes: number;
+    try {
+      bytes = (await stat(path)).size;
+    } catch {
+      throw new ConfigError(`URL list ${path} does not exist or cannot be read`, 'check the input path.');
+    }
+    sources.push({ path, format, gzip, sha256: await sha256File(path), bytes });
+  }
+  const rowsPerShard = spec.rowsPerShard ?? DEFAULT_ROWS_PER_SHARD;
+  const options = spec.options ?? {};
+  const fingerprint = sha256Hex(JSON.stringify({
+    sources: sources.map((s) => [s.sha256, s.format, s.gzip]), urlColumn: spec.urlColumn ?? 'url',
+    captionColumn: spec.captionColumn === undefined ? 'caption' : spec.captionColumn, extraColumns: spec.extraColumns ?? 'all',
+    rowsPerShard, dedupUrls: spec.dedupUrls !== false, options: contentOptions(options),
+  }));
+
+  let version = spec.version ?? latestRecordedVersion + 1;
+  for (;;) {
+    const layout = new DatasetLayout(storage, spec.datasetName, version);
+    const existing = await readPlan(storage, layout);
+    if (existing?.fingerprint === fingerprint) {
+      // Temp files of shard writers killed in an earlier run; no shard of this version runs yet.
+      if (!(await storage.exists(layout.manifestUri))) await sweepTempFiles(storage, layout.shardsDirUri);
+      return { plan: existing, resumed: true };
+    }
+    const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
+    if (!taken) break;
+    if (spec.version !== undefined) {
+      throw new ConfigError(`dataset ${layout.id} already exists with different inputs or options`,
+        'datasets are immutable: omit the version to create the next one, or rerun with the same inputs and options to resume it.');
+    }
+    version++;
+  }
+
+  const layout = new DatasetLayout(storage, spec.datasetName, version);
+  await sweepTempFiles(storage, layout.inputDirUri);
+  await sweepTempFiles(storage, layout.shardsDirUri);
+  const split = await splitIntoInputShards(storage, layout, {
+    sources: spec.sources, urlColumn: spec.urlColumn, captionColumn: spec.captionColumn, extraColumns: spec.extraColumns,
+    rowsPerShard, dedupUrls: spec.dedupUrls, onProgress,
+  });
+  const plan: CrawlPlan = {
+    datasetName: spec.datasetName, version, datasetId: layout.id, fingerprint, shardCount: split.shardCount, rows: split.rows,
+    duplicates: split.duplicates, rowsPerShard, extraColumns: split.extraColumns, options, sources, createdAt: new Date().toISOString(),
+  };
+  await storage.writeAtomic(layout.planUri, `${JSON.stringify(plan, null, 2)}\n`);
+  return { plan, resumed: false };
+}

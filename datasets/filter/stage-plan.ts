@@ -1,0 +1,174 @@
+/**
+ * Planning a filter run: validate the options, check and hash the model directories, pin the
+ * source dataset version (its manifest sha256) and pick the output version, then write `plan.json`
+ * in the output version directory (the plan's commit record, written last).
+ *
+ * The output is always a NEW version of the same dataset name: the next free one, or the later
+ * version (unfinished or finished) whose plan has the same fingerprint (source manifest, policy,
+ * model file hashes, caption options), so a rerun with the same input resumes it and skips finished
+ * shards. Batch size and device are not in the fingerprint: they change throughput, not content.
+ * `plan.json` is the same file name the crawl planner uses, so neither stage ever claims a version
+ * directory the other has planned.
+ */
+import { sha256Hex } from '../../infra/hash.js';
+import { ConfigError, MissingFileError } from '../../infra/errors.js';
+import { parseOnnxDeviceRequest, type OnnxDeviceRequest } from '../../infra/onnx-runtime.js';
+import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
+import { DatasetLayout, datasetVersionId } from '../shards/layout.js';
+import { manifestShardUris, parseManifest } from '../shards/manifest.js';
+import { checkModelDir, hashModelDir, type ModelFileHash } from './model-dir.js';
+import { positiveInt } from './runtime.js';
+import { selectionPolicy, type CaptionSource, type SelectionPolicy } from './selection.js';
+import { scoresDirUri } from './stage-scores.js';
+
+/** Bumped when the filter stage's output for the same input changes. */
+export const FILTER_STAGE_VERSION = 1;
+
+/** What a user asks the filter stage to do. */
+export interface FilterPlanSpec {
+  datasetName: string;
+  sourceVersion: number;
+  /** Explicit output version (create or resume exactly this one); default: matching or next. */
+  outputVersion?: number;
+  clipModelDir: string;
+  captionerModelDir?: string | null;
+  threshold?: number | null;
+  keepTopFraction?: number | null;
+  captionSource?: CaptionSource;
+  captionPrompt?: string | null;
+  maxNewTokens?: number;
+  numBeams?: number;
+  batchSize?: number;
+  device?: OnnxDeviceRequest;
+}
+
+/** A model as the plan pins it: directory and sha256 of every file. */
+export interface PlannedModel { dir: string; files: ModelFileHash[] }
+
+/** Captioner generation options (part of the fingerprint). */
+export interface PlannedCaptionOptions { maxNewTokens: number; numBeams: number; prompt: string | null }
+
+/** One source shard as the source manifest lists it. */
+export interface PlannedSourceShard { index: number; uri: string; sha256: string; rows: number; bytes: number }
+
+/** The plan of one filter output version (`plan.json`). */
+export interface FilterPlan {
+  stage: 'filter';
+  stageVersion: number;
+  datasetName: string;
+  version: number;
+  datasetId: string;
+  fingerprint: string;
+  source: { id: string; version: number; manifestUri: string; manifestSha256: string; rows: number; shards: PlannedSourceShard[] };
+  policy: SelectionPolicy;
+  clip: PlannedModel;
+  captioner: (PlannedModel & { options: PlannedCaptionOptions }) | null;
+  /** Throughput options (not in the fingerprint). */
+  batchSize: number;
+  device: OnnxDeviceRequest;
+  createdAt: string;
+}
+
+export interface FilterPlanOutcome { plan: FilterPlan; resumed: boolean }
+
+/** Read `plan.json` of a version (undefined when absent). */
+export async function readVersionPlan(storage: ArtifactStorage, layout: DatasetLayout): Promise<{ fingerprint?: string; stage?: string } | undefined> {
+  if (!(await storage.exists(layout.planUri))) return undefined;
+  return JSON.parse(await storage.readText(layout.planUri)) as { fingerprint?: string; stage?: string };
+}
+
+/** Read the filter plan of an output version; throws when it is missing or not a filter plan. */
+export async function readFilterPlan(storage: ArtifactStorage, name: string, version: number): Promise<FilterPlan> {
+  const layout = new DatasetLayout(storage, name, version);
+  const plan = await readVersionPlan(storage, layout) as FilterPlan | undefined;
+  if (!plan || plan.stage !== 'filter') {
+    throw new MissingFileError(`dataset ${layout.id} has no filter plan at ${layout.planUri}`, 'run the filter stage (kiln run filter) to plan it first.');
+  }
+  return plan;
+}
+
+/** Validate options and the source; check and hash the models (no file is written). */
+async function resolvePlan(storage: ArtifactStorage, spec: FilterPlanSpec): Promise<Omit<FilterPlan, 'version' | 'datasetId' | 'createdAt'>> {
+  const policy = selectionPolicy({ threshold: spec.threshold, keepTopFraction: spec.keepTopFraction, captionSource: spec.captionSource });
+  const batchSize = positiveInt('batchSize', spec.batchSize ?? 32);
+  const device = parseOnnxDeviceRequest(spec.device, 'the device option');
+  const hasCaptioner = typeof spec.captionerModelDir === 'string' && spec.captionerModelDir.length > 0;
+  if (policy.captionSource === 'generated' && !hasCaptioner) {
+    throw new ConfigError('the threshold applies to the generated caption, but no captioner model was given',
+      'pass a captioner model directory (--captioner DIR), or apply the threshold to the original captions (--threshold-caption original).');
+  }
+  const options: PlannedCaptionOptions = {
+    maxNewTokens: positiveInt('maxNewTokens', spec.maxNewTokens ?? 30),
+    numBeams: positiveInt('numBeams', spec.numBeams ?? 1),
+    prompt: spec.captionPrompt && spec.captionPrompt.length > 0 ? spec.captionPrompt : null,
+  };
+  if (hasCaptioner && options.numBeams !== 1) {
+    throw new ConfigError(`numBeams=${options.numBeams} was asked for, but the captioner runtime decodes greedily only`, 'use numBeams 1.');
+  }
+  const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
+  const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
+  const clip: PlannedModel = { dir: clipDir, files: await hashModelDir(clipDir) };
+  const captioner = captionerDir ? { dir: captionerDir, files: await hashModelDir(captionerDir), options } : null;
+
+  const sourceLayout = new DatasetLayout(storage, spec.datasetName, spec.sourceVersion);
+  if (!(await storage.exists(sourceLayout.manifestUri))) {
+    throw new MissingFileError(`source dataset ${sourceLayout.id} has no manifest at ${sourceLayout.manifestUri}`,
+      `filter a finished dataset version: crawl ${spec.datasetName} first (kiln run pipeline / crawl), or pass the version that exists (--from-version).`);
+  }
+  const text = await storage.readText(sourceLayout.manifestUri);
+  const manifest = parseManifest(text, sourceLayout.manifestUri);
+  const uris = manifestShardUris(storage, manifest);
+  const source: FilterPlan['source'] = {
+    id: manifest.id, version: manifest.version, manifestUri: sourceLayout.manifestUri, manifestSha256: sha256Hex(text), rows: manifest.rows,
+    shards: manifest.shards.map((s, k) => ({ index: s.index, uri: uris[k] as string, sha256: s.sha256, rows: s.rows, bytes: s.bytes })),
+  };
+  const fingerprint = sha256Hex(JSON.stringify({
+    stage: 'filter', stageVersion: FILTER_STAGE_VERSION, source: [source.id, source.manifestSha256], policy,
+    clip: clip.files.map((f) => [f.path, f.sha256]),
+    captioner: captioner ? { files: captioner.files.map((f) => [f.path, f.sha256]), options } : null,
+  }));
+  return { stage: 'filter', stageVersion: FILTER_STAGE_VERSION, datasetName: spec.datasetName, fingerprint, source, policy, clip, captioner, batchSize, device };
+}
+
+/**
+ * Plan (or find the existing plan of) a filter run. `latestRecordedVersion` is the highest version
+ * of this dataset name recorded in lineage; new versions are numbered after it and the source.
+ * Throws MissingFileError (model dir, source manifest) and ConfigError (options) before writing.
+ */
+export async function planFilter(storage: ArtifactStorage, spec: FilterPlanSpec, latestRecordedVersion: number): Promise<FilterPlanOutcome> {
+  datasetVersionId(spec.datasetName, spec.sourceVersion);
+  if (spec.outputVersion !== undefined && spec.outputVersion === spec.sourceVersion) {
+    throw new ConfigError(`the output version v${spec.outputVersion} is the source version`, 'datasets are immutable: omit the output version to write the next one.');
+  }
+  const resolved = await resolvePlan(storage, spec);
+  // Look at the later versions for the same plan (finished or not); a new one takes the first
+  // version after the newest one recorded in lineage that no plan or manifest claims.
+  let version = spec.outputVersion ?? spec.sourceVersion + 1;
+  for (;;) {
+    const layout = new DatasetLayout(storage, spec.datasetName, version);
+    const existing = await readVersionPlan(storage, layout);
+    if (existing?.fingerprint === resolved.fingerprint) {
+      // Temp files of writers killed in an earlier run of this version.
+      if (!(await storage.exists(layout.manifestUri))) await sweepVersion(storage, layout);
+      return { plan: existing as FilterPlan, resumed: true };
+    }
+    const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
+    if (spec.outputVersion !== undefined) {
+      if (!taken) break;
+      throw new ConfigError(`dataset ${layout.id} already exists with different content or options`,
+        'datasets are immutable: omit the output version to create the next one, or rerun with the same options to resume it.');
+    }
+    if (!taken && version > latestRecordedVersion) break;
+    version++;
+  }
+  const layout = new DatasetLayout(storage, spec.datasetName, version);
+  await sweepVersion(storage, layout);
+  const plan: FilterPlan = { ...resolved, version, datasetId: layout.id, createdAt: new Date().toISOString() };
+  await storage.writeAtomic(layout.planUri, `${JSON.stringify(plan, null, 2)}\n`);
+  return { plan, resumed: false };
+}
+
+async function sweepVersion(storage: ArtifactStorage, layout: DatasetLayout): Promise<void> {
+  await sweepTempFiles(storage, layout.shardsDirUri);
+  await sweepTempFiles(storage, scoresDirUri(storage, layout));
+}

@@ -1,0 +1,186 @@
+/**
+ * crawlWorkflow: URL lists -> a new dataset version of Parquet shards (task queue kiln-io).
+ *
+ * 1. planCrawl splits the inputs into input shards (or finds the unfinished plan of a previous run
+ *    with the same inputs: an incremental rerun).
+ * 2. Shards are crawled page by page: one child workflow per page of `shardsPerPage` shards (id
+ *    `${workflowId}/page-${i}`), each running up to `maxConcurrentShards` crawlShard activities at
+ *    once and skipping finished shards. After `pagesPerRun` pages (or when Temporal suggests it) the
+ *    workflow continues as new, so 100,000 shards never grow one history without bound.
+ * 3. writeCrawlManifest writes manifest.json and records the dataset version in lineage.
+ *
+ * Deterministic: no I/O here; activity types only. Query `crawlProgress` returns the progress.
+ */
+import {
+  ContinueAsNew, continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+import type { CrawlActivities, CrawlShardResult, PlanCrawlResult } from '../activities/crawl.js';
+import type { createLineageActivities } from '../activities/lineage.js';
+import type { CrawlOptions } from '../datasets/crawl/options.js';
+import type { UrlListSource } from '../datasets/input/url-list.js';
+import type { RowStatus } from '../datasets/shards/schema.js';
+import { IO_QUEUE } from './queues.js';
+
+export interface CrawlWorkflowInput {
+  datasetName: string;
+  /** URL lists (paths or file:// URIs, or sources with an explicit format). */
+  inputs: (string | UrlListSource)[];
+  /** Default: resume a matching unfinished version, else the next version. */
+  version?: number;
+  /** Lineage job id (default: the workflow id). */
+  jobId?: string;
+  urlColumn?: string;
+  captionColumn?: string | null;
+  extraColumns?: string[] | 'all';
+  rowsPerShard?: number;
+  dedupUrls?: boolean;
+  options?: Partial<CrawlOptions>;
+  rowGroupSize?: number;
+  /** crawlShard activities running at once (default 4). */
+  maxConcurrentShards?: number;
+  /** Shards per child workflow (default 100). */
+  shardsPerPage?: number;
+  /** Pages per run before continue-as-new (default 10). */
+  pagesPerRun?: number;
+  /** Start-to-close timeout of one shard (default '2 hours'). */
+  shardTimeout?: string;
+  /** Heartbeat timeout of one shard (default '2 minutes'). */
+  shardHeartbeatTimeout?: string;
+  /** Internal: progress carried across continue-as-new. */
+  carried?: CrawlProgress;
+}
+
+export interface CrawlProgress {
+  jobId: string;
+  plan: PlanCrawlResult;
+  nextPage: number;
+  pages: number;
+  shardsCrawled: number;
+  shardsSkipped: number;
+  runs: number;
+}
+
+export interface CrawlWorkflowResult {
+  jobId: string;
+  datasetId: string;
+  datasetName: string;
+  version: number;
+  manifestUri: string;
+  manifestSha256: string;
+  rows: number;
+  shards: number;
+  shardsCrawled: number;
+  shardsSkipped: number;
+  countsByStatus: Partial<Record<RowStatus, number>>;
+  resumed: boolean;
+  /** Workflow runs used (1 + continue-as-new count). */
+  runs: number;
+}
+
+export interface CrawlPageInput {
+  jobId: string;
+  datasetName: string;
+  version: number;
+  from: number;
+  to: number;
+  extraColumns: string[];
+  options: Partial<CrawlOptions>;
+  rowGroupSize?: number;
+  maxConcurrentShards: number;
+  shardTimeout: string;
+  shardHeartbeatTimeout: string;
+}
+
+export interface CrawlPageResult {
+  crawled: number;
+  skipped: number;
+  rowsCrawled: number;
+}
+
+export const crawlProgressQuery = defineQuery<CrawlProgress | null>('crawlProgress');
+
+const NON_RETRYABLE = ['ConfigError', 'UrlListError', 'UnsafePathError', 'MissingFileError', 'InvalidManifestError', 'ShardsNotFinishedError', 'ArtifactConflictError'];
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE };
+
+const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
+const planActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes', retry });
+
+/** One page of shards: skip the finished ones, crawl the rest with a sliding window. */
+export async function crawlShardsPageWorkflow(input: CrawlPageInput): Promise<CrawlPageResult> {
+  const acts = proxyActivities<CrawlActivities>({
+    taskQueue: IO_QUEUE, startToCloseTimeout: input.shardTimeout, heartbeatTimeout: input.shardHeartbeatTimeout, retry,
+  });
+  const pending = await acts.pendingCrawlShards({ datasetName: input.datasetName, version: input.version, from: input.from, to: input.to });
+  const results: CrawlShardResult[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < pending.length) {
+      const shardIndex = pending[next++]!;
+      results.push(await acts.crawlShard({
+        jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex,
+        extraColumns: input.extraColumns, options: input.options, rowGroupSize: input.rowGroupSize,
+      }));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(input.maxConcurrentShards, pending.length) }, lane));
+  return {
+    crawled: results.filter((r) => !r.skipped).length,
+    skipped: input.to - input.from - pending.length + results.filter((r) => r.skipped).length,
+    rowsCrawled: results.filter((r) => !r.skipped).reduce((n, r) => n + r.rows, 0),
+  };
+}
+
+/** Crawl URL lists into a new (or resumed) dataset version; returns its manifest and counts. */
+export async function crawlWorkflow(input: CrawlWorkflowInput): Promise<CrawlWorkflowResult> {
+  const { workflowId } = workflowInfo();
+  let progress: CrawlProgress | null = input.carried ?? null;
+  setHandler(crawlProgressQuery, () => progress);
+  const jobId = progress?.jobId ?? input.jobId ?? workflowId;
+  try {
+    if (!progress) {
+      const { carried: _carried, ...params } = input;
+      await lineageActs.recordJobStarted({ jobId, kind: 'crawl', workflowId, params });
+      const plan = await planActs.planCrawl({
+        jobId, workflowId, datasetName: input.datasetName, version: input.version, inputs: input.inputs, urlColumn: input.urlColumn,
+        captionColumn: input.captionColumn, extraColumns: input.extraColumns, rowsPerShard: input.rowsPerShard,
+        dedupUrls: input.dedupUrls, options: input.options,
+      });
+      const perPage = input.shardsPerPage ?? 100;
+      progress = { jobId, plan, nextPage: 0, pages: Math.ceil(plan.shardCount / perPage), shardsCrawled: 0, shardsSkipped: 0, runs: 1 };
+    }
+    const p = progress;
+    const perPage = input.shardsPerPage ?? 100;
+    const pagesPerRun = input.pagesPerRun ?? 10;
+    let pagesThisRun = 0;
+    while (p.nextPage < p.pages) {
+      if (pagesThisRun >= pagesPerRun || workflowInfo().continueAsNewSuggested) {
+        await continueAsNew<typeof crawlWorkflow>({ ...input, carried: { ...p, runs: p.runs + 1 } });
+      }
+      const page = p.nextPage;
+      const r = await executeChild(crawlShardsPageWorkflow, {
+        workflowId: `${workflowId}/page-${page}`,
+        args: [{
+          jobId, datasetName: p.plan.datasetName, version: p.plan.version, from: page * perPage,
+          to: Math.min(p.plan.shardCount, (page + 1) * perPage), extraColumns: p.plan.extraColumns, options: p.plan.options,
+          rowGroupSize: input.rowGroupSize, maxConcurrentShards: input.maxConcurrentShards ?? 4,
+          shardTimeout: input.shardTimeout ?? '2 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+        }],
+      });
+      p.shardsCrawled += r.crawled;
+      p.shardsSkipped += r.skipped;
+      p.nextPage++;
+      pagesThisRun++;
+    }
+    const m = await planActs.writeCrawlManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
+    await lineageActs.recordJobFinished({ jobId, status: 'completed' });
+    return {
+      jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri,
+      manifestSha256: m.manifest.sha256, rows: m.rows, shards: m.shards, shardsCrawled: p.shardsCrawled, shardsSkipped: p.shardsSkipped,
+      countsByStatus: m.countsByStatus, resumed: p.plan.resumed, runs: p.runs,
+    };
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    await lineageActs.recordJobFinished({ jobId, status: 'failed', error: String(err) });
+    throw err;
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * filterWorkflow: a dataset version -> a NEW version of the same dataset in which every row gains
+ * `clip_score` and `caption_generated`, and rows below the policy are marked `filtered` with their
+ * reason (model activities on task queue kiln-gpu).
+ *
+ * 1. planFilter (kiln-gpu) checks and hashes the models, pins the source manifest and picks the
+ *    output version (a rerun with the same input resumes the same version). A missing model
+ *    directory fails the workflow at once (MissingFileError, not retried).
+ * 2. keep-top-fraction only: every shard is scored first (scoreFilterShard writes the scores
+ *    sidecar), then computeFilterCutoff takes DataComp's cutoff over the whole dataset.
+ * 3. filterShard writes each output shard (reusing the sidecars, so nothing is scored twice).
+ *    Shards run page by page: one child workflow per page of `shardsPerPage` shards (id
+ *    `${workflowId}/<phase>-page-${i}`), up to `maxConcurrentShards` activities at once, finished
+ *    shards skipped; after `pagesPerRun` pages (or when Temporal suggests it) the workflow continues
+ *    as new, so no history grows without bound.
+ * 4. writeFilterManifest writes manifest.json (parents: the source) and records the dataset version.
+ *
+ * Deterministic: no I/O here; activity types only. Query `progress` returns FilterProgress.
+ */
+import {
+  ContinueAsNew, continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+import type { FilterActivities, FilterShardResult, PlanFilterResult, ScoreShardResult } from '../activities/filter.js';
+import type { createLineageActivities } from '../activities/lineage.js';
+import { GPU_QUEUE, IO_QUEUE } from './queues.js';
+
+export interface FilterWorkflowInput {
+  datasetName: string;
+  sourceVersion: number;
+  /** Lineage job id (default: the workflow id). */
+  jobId?: string;
+  clipModelDir: string;
+  captionerModelDir?: string | null;
+  /** Keep rows with clip_score >= threshold (default 0.25 unless keepTopFraction is given). */
+  threshold?: number | null;
+  /** DataComp: keep the top fraction of the whole dataset (e.g. 0.3). */
+  keepTopFraction?: number | null;
+  /** Which caption the score (and so the policy) applies to (default 'original'). */
+  captionSource?: 'original' | 'generated';
+  captionPrompt?: string | null;
+  maxNewTokens?: number;
+  numBeams?: number;
+  batchSize?: number;
+  device?: 'auto' | 'cpu' | 'cuda';
+  /** Shard activities running at once (default 2). */
+  maxConcurrentShards?: number;
+  /** Explicit output version (default: resume a matching version, else the next one). */
+  outputVersion?: number;
+  /** Rows per Parquet row group of the output (default 1024). */
+  rowGroupSize?: number;
+  /** Shards per child workflow (default 100). */
+  shardsPerPage?: number;
+  /** Pages per run before continue-as-new (default 10). */
+  pagesPerRun?: number;
+  /** Start-to-close timeout of one shard (default '4 hours'). */
+  shardTimeout?: string;
+  /** Heartbeat timeout of one shard (default '2 minutes'): how soon a dead worker's shard is retried. */
+  shardHeartbeatTimeout?: string;
+  /** Internal: progress carried across continue-as-new. */
+  carried?: FilterProgress;
+}
+
+export type FilterPhase = 'score' | 'filter';
+
+export interface FilterProgress {
+  jobId: string;
+  plan: PlanFilterResult;
+  phase: FilterPhase;
+  nextPage: number;
+  pages: number;
+  /** Dataset-wide cutoff once computed (keep-top-fraction runs). */
+  topFractionCutoff?: number | null;
+  shardsScored: number;
+  shardsFiltered: number;
+  shardsSkipped: number;
+  rowsScored: number;
+  runs: number;
+}
+
+export interface FilterWorkflowResult {
+  jobId: string;
+  datasetId: string;
+  datasetName: string;
+  version: number;
+  manifestUri: string;
+  manifestSha256: string;
+  rows: number;
+  /** Rows with status `success` in the output. */
+  kept: number;
+  /** Source `success` rows marked `filtered` (below the policy, or unscored). */
+  filtered: number;
+  /** Source rows that were not `success`, carried through unchanged. */
+  failed: number;
+  shards: number;
+  /** Execution provider(s) that ran the models, e.g. "cpu" or "cuda" ("none" when nothing was scored). */
+  executionProvider: string;
+  sourceDatasetId: string;
+  topFractionCutoff: number | null;
+  shardsFiltered: number;
+  shardsSkipped: number;
+  rowsScored: number;
+  resumed: boolean;
+  runs: number;
+}
+
+export interface FilterPageInput {
+  jobId: string;
+  datasetName: string;
+  version: number;
+  phase: FilterPhase;
+  from: number;
+  to: number;
+  topFractionCutoff?: number | null;
+  rowGroupSize?: number;
+  maxConcurrentShards: number;
+  shardTimeout: string;
+  shardHeartbeatTimeout: string;
+}
+
+export interface FilterPageResult { done: number; skipped: number; rowsScored: number }
+
+export const filterProgressQuery = defineQuery<FilterProgress | null>('progress');
+
+const NON_RETRYABLE = [
+  'ConfigError', 'MissingFileError', 'ArtifactConflictError', 'ModelFilesChangedError', 'InvalidManifestError',
+  'FilterIncompleteError', 'UnsafePathError',
+];
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE };
+
+const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
+const planActs = proxyActivities<FilterActivities>({ taskQueue: GPU_QUEUE, startToCloseTimeout: '1 hour', retry });
+const ioActs = proxyActivities<FilterActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes', retry });
+
+/** One page of shards: skip the finished ones, score or filter the rest with a sliding window. */
+export async function filterShardsPageWorkflow(input: FilterPageInput): Promise<FilterPageResult> {
+  const acts = proxyActivities<FilterActivities>({
+    taskQueue: GPU_QUEUE, startToCloseTimeout: input.shardTimeout, heartbeatTimeout: input.shardHeartbeatTimeout, retry,
+  });
+  const pending = await ioActs.pendingFilterShards({ datasetName: input.datasetName, version: input.version, from: input.from, to: input.to, phase: input.phase });
+  const results: (FilterShardResult | ScoreShardResult)[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < pending.length) {
+      const shardIndex = pending[next++]!;
+      const args = {
+        jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex, rowGroupSize: input.rowGroupSize,
+        ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
+      };
+      results.push(input.phase === 'score' ? await acts.scoreFilterShard(args) : await acts.filterShard(args));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(input.maxConcurrentShards, pending.length) }, lane));
+  const skippedNow = results.filter((r) => 'skipped' in r && r.skipped).length;
+  return {
+    done: results.length - skippedNow,
+    skipped: input.to - input.from - pending.length + skippedNow,
+    rowsScored: results.reduce((n, r) => n + r.rowsScored, 0),
+  };
+}
+
+/** Filter (CLIP score + caption) a dataset version into a new version; returns its manifest and counts. */
+export async function filterWorkflow(input: FilterWorkflowInput): Promise<FilterWorkflowResult> {
+  const { workflowId } = workflowInfo();
+  let progress: FilterProgress | null = input.carried ?? null;
+  setHandler(filterProgressQuery, () => progress);
+  const jobId = progress?.jobId ?? input.jobId ?? workflowId;
+  const perPage = input.shardsPerPage ?? 100;
+  try {
+    if (!progress) {
+      const { carried: _carried, ...params } = input;
+      await lineageActs.recordJobStarted({ jobId, kind: 'filter', workflowId, params });
+      const plan = await planActs.planFilter({
+        jobId, workflowId, datasetName: input.datasetName, sourceVersion: input.sourceVersion, outputVersion: input.outputVersion,
+        clipModelDir: input.clipModelDir, captionerModelDir: input.captionerModelDir, threshold: input.threshold, keepTopFraction: input.keepTopFraction,
+        captionSource: input.captionSource, captionPrompt: input.captionPrompt, maxNewTokens: input.maxNewTokens, numBeams: input.numBeams,
+        batchSize: input.batchSize, device: input.device,
+      });
+      progress = {
+        jobId, plan, phase: plan.keepTopFraction !== null ? 'score' : 'filter', nextPage: 0, pages: Math.ceil(plan.shardCount / perPage),
+        shardsScored: 0, shardsFiltered: 0, shardsSkipped: 0, rowsScored: 0, runs: 1,
+      };
+    }
+    const p = progress;
+    const pagesPerRun = input.pagesPerRun ?? 10;
+    let pagesThisRun = 0;
+    for (;;) {
+      if (p.nextPage >= p.pages) {
+        if (p.phase === 'filter') break;
+        const c = await ioActs.computeFilterCutoff({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
+        p.topFractionCutoff = c.cutoff;
+        p.phase = 'filter';
+        p.nextPage = 0;
+        continue;
+      }
+      if (pagesThisRun >= pagesPerRun || workflowInfo().continueAsNewSuggested) {
+        await continueAsNew<typeof filterWorkflow>({ ...input, carried: { ...p, runs: p.runs + 1 } });
+      }
+      const page = p.nextPage;
+      const r = await executeChild(filterShardsPageWorkflow, {
+        workflowId: `${workflowId}/${p.phase}-page-${page}`,
+        args: [{
+          jobId, datasetName: p.plan.datasetName, version: p.plan.version, phase: p.phase, from: page * perPage,
+          to: Math.min(p.plan.shardCount, (page + 1) * perPage), rowGroupSize: input.rowGroupSize,
+          ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
+          maxConcurrentShards: input.maxConcurrentShards ?? 2,
+          shardTimeout: input.shardTimeout ?? '4 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+        }],
+      });
+      if (p.phase === 'score') p.shardsScored += r.done;
+      else { p.shardsFiltered += r.done; p.shardsSkipped += r.skipped; }
+      p.rowsScored += r.rowsScored;
+      p.nextPage++;
+      pagesThisRun++;
+    }
+    const m = await ioActs.writeFilterManifest({
+      jobId, datasetName: p.plan.datasetName, version: p.plan.version, ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
+    });
+    await lineageActs.recordJobFinished({ jobId, status: 'completed' });
+    return {
+      jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri,
+      manifestSha256: m.manifest.sha256, rows: m.rows, kept: m.kept, filtered: m.filtered, failed: m.carried, shards: m.shards,
+      executionProvider: m.executionProviders.length > 0 ? m.executionProviders.join(',') : 'none', sourceDatasetId: p.plan.sourceId,
+      topFractionCutoff: p.topFractionCutoff ?? null, shardsFiltered: p.shardsFiltered, shardsSkipped: p.shardsSkipped, rowsScored: p.rowsScored,
+      resumed: p.plan.resumed, runs: p.runs,
+    };
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    await lineageActs.recordJobFinished({ jobId, status: 'failed', error: String(err) });
+    throw err;
+  }
+}

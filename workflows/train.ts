@@ -1,0 +1,245 @@
+/**
+ * trainWorkflow: trains a PRX-recipe model on a dataset version, durably (issues 5 and 6).
+ *
+ * 1. prepareTrainingRun (kiln-io) validates the input, pins the dataset manifest (sha256) and finds
+ *    where a run of the same name stands (its newest checkpoint and earlier evaluations).
+ * 2. Chunks of `chunkSteps` steps run as trainChunk activities on kiln-gpu; every chunk ends on a
+ *    multiple of chunkSteps and writes a checkpoint. A chunk heartbeats {step, loss}; a killed
+ *    worker's chunk is retried after the heartbeat timeout and resumes from the newest checkpoint.
+ * 3. Every `eval.everySteps` steps, evaluateTrainingCheckpoint (kiln-gpu) measures FID (+ CLIP
+ *    score) and returns the early-stopping decision; when it says stop, training stops.
+ * 4. promoteBestCheckpoint writes `<runUri>/best.json`, writeTrainingReport the HTML report; the
+ *    result names the report, the best step and value, and the stop reason.
+ *
+ * History stays bounded: after `chunksPerRun` chunks (or when Temporal suggests it) the workflow
+ * continues as new, carrying {step, evals, decision}. Cancelling waits for the running chunk to
+ * checkpoint (WAIT_CANCELLATION_COMPLETED; the cancel reaches the chunk with its next heartbeat,
+ * within 0.8 x the heartbeat timeout), then, in a non-cancellable scope, records the final
+ * checkpoint, promotes the best evaluated one, writes the report and marks the run and job
+ * 'cancelled'. A non-retryable activity error (NaN loss, bad config, empty dataset...) fails the
+ * workflow with that error's message; the last good checkpoint stays. Deterministic: no I/O here, activity types only.
+ * Query `progress` returns {phase, step, totalSteps, lastLoss, evals}.
+ */
+import {
+  ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, ContinueAsNew, continueAsNew,
+  defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo,
+} from '@temporalio/workflow';
+import type { BestCheckpoint, EvalPoint, FinalCheckpoint, PreparedTraining, TrainActivities, TrainEvalOptions } from '../activities/train.js';
+import type { createLineageActivities } from '../activities/lineage.js';
+import type { EarlyStoppingDecision } from '../eval/early-stopping.js';
+import type { TrainingConfigInput } from '../training/config.js';
+import { GPU_QUEUE, IO_QUEUE } from './queues.js';
+
+export interface TrainWorkflowInput {
+  /** Dataset version: `name@vN`, `name` (newest recorded) or a manifest URI... */
+  dataset?: string;
+  /** ...or the manifest URI under this name (as the pipeline passes it). One of the two. */
+  datasetManifestUri?: string;
+  /** Run directory name under `runs/` (default: the job id). Reusing a name resumes that run. */
+  runName?: string;
+  /** Training config (training/config.ts); missing values take the recipe's defaults. */
+  config?: TrainingConfigInput;
+  /** Steps to train (default config.totalSteps, else 1000). */
+  totalSteps?: number;
+  /** Steps per chunk activity = checkpoint interval (K). */
+  chunkSteps: number;
+  /** FID / CLIP score every N steps with early stopping; omitted: no evaluation. */
+  eval?: TrainEvalOptions;
+  /** Chunks per workflow run before continue-as-new (default 100). */
+  chunksPerRun?: number;
+  /** Heartbeat timeout of a chunk (default '60s'): how soon a dead worker's chunk is retried. */
+  chunkHeartbeatTimeout?: string;
+  /** Start-to-close timeout of a chunk (default '12 hours'). */
+  chunkTimeout?: string;
+  /** Start-to-close and heartbeat timeouts of an evaluation (default '6 hours', '10 minutes'). */
+  evalTimeout?: string;
+  evalHeartbeatTimeout?: string;
+  /** Lineage job id (default: the workflow id). */
+  jobId?: string;
+  /** Internal: state carried across continue-as-new. */
+  carried?: TrainCarried;
+}
+
+export interface TrainCarried {
+  jobId: string;
+  prepared: PreparedTraining;
+  step: number;
+  evals: EvalPoint[];
+  decision: EarlyStoppingDecision | null;
+  lastLoss: number | null;
+  chunks: number;
+  /** Workflow runs so far (1 + continue-as-new count). */
+  runs: number;
+}
+
+export interface TrainProgress {
+  phase: string;
+  step: number;
+  totalSteps: number | null;
+  lastLoss: number | null;
+  evals: EvalPoint[];
+}
+
+export interface TrainWorkflowResult {
+  jobId: string;
+  runUri: string;
+  status: 'completed' | 'stopped-early';
+  finalStep: number;
+  totalSteps: number;
+  stopReason: string;
+  bestStep: number;
+  /** FID of the best checkpoint (null without FID evaluations). */
+  bestFid: number | null;
+  best: BestCheckpoint;
+  reportUri: string;
+  finalCheckpoint: FinalCheckpoint | null;
+  evaluations: EvalPoint[];
+  chunks: number;
+  runs: number;
+}
+
+export const trainProgressQuery = defineQuery<TrainProgress>('progress');
+
+const NON_RETRYABLE = [
+  'EmptyDatasetError', 'ModelTooLargeError', 'NonFiniteLossError', 'ConfigError', 'CheckpointError', 'MissingFileError',
+  'InvalidManifestError', 'UnsafePathError', 'FeatureExtractorError', 'FeatureStatisticsError', 'ArtifactConflictError',
+];
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE };
+
+function activities(input: TrainWorkflowInput) {
+  type Acts = TrainActivities & ReturnType<typeof createLineageActivities>;
+  return {
+    io: proxyActivities<Acts>({ taskQueue: IO_QUEUE, startToCloseTimeout: '10 minutes', retry: { ...retry, maximumAttempts: 5 } }),
+    chunk: proxyActivities<TrainActivities>({
+      taskQueue: GPU_QUEUE, startToCloseTimeout: input.chunkTimeout ?? '12 hours', heartbeatTimeout: input.chunkHeartbeatTimeout ?? '60s',
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, retry,
+    }),
+    eval: proxyActivities<TrainActivities>({
+      taskQueue: GPU_QUEUE, startToCloseTimeout: input.evalTimeout ?? '6 hours', heartbeatTimeout: input.evalHeartbeatTimeout ?? '10 minutes', retry: { ...retry, maximumAttempts: 5 },
+    }),
+  };
+}
+
+function configError(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`train: ${message}`, 'ConfigError');
+}
+
+/** Train, evaluate, stop early, promote the best checkpoint, write the report; see the module comment. */
+export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWorkflowResult> {
+  const { workflowId } = workflowInfo();
+  let s: TrainCarried | undefined = input.carried;
+  let phase = s ? 'training' : 'starting';
+  const jobId = s?.jobId ?? input.jobId ?? workflowId;
+  setHandler(trainProgressQuery, () => ({ phase, step: s?.step ?? 0, totalSteps: s?.prepared.totalSteps ?? input.totalSteps ?? null, lastLoss: s?.lastLoss ?? null, evals: s?.evals ?? [] }));
+  const acts = activities(input);
+  try {
+    if (!s) {
+      const datasetRef = input?.dataset ?? input?.datasetManifestUri;
+      if (typeof datasetRef !== 'string' || datasetRef.length === 0) throw configError('input.dataset must name a dataset version (name@vN) or a manifest URI');
+      if (!Number.isInteger(input.chunkSteps) || input.chunkSteps < 1) throw configError(`input.chunkSteps ${input.chunkSteps} must be a positive integer`);
+      const { carried: _carried, ...params } = input;
+      await acts.io.recordJobStarted({ jobId, kind: 'train', workflowId, params });
+      phase = 'preparing';
+      const prepared = await acts.io.prepareTrainingRun({
+        jobId, runName: input.runName ?? jobId, dataset: datasetRef, config: input.config ?? {}, totalSteps: input.totalSteps,
+        chunkSteps: input.chunkSteps, eval: input.eval,
+      });
+      s = { jobId, prepared, step: prepared.startStep, evals: prepared.evals, decision: null, lastLoss: null, chunks: 0, runs: 1 };
+    }
+    const st = s;
+    const { runUri, totalSteps, config, dataset } = st.prepared;
+    const K = input.chunkSteps;
+    const ev = st.prepared.eval;
+    let chunksThisRun = 0;
+    while (st.step < totalSteps && !st.decision?.stop) {
+      if (chunksThisRun >= (input.chunksPerRun ?? 100) || workflowInfo().continueAsNewSuggested) {
+        await continueAsNew<typeof trainWorkflow>({ ...input, carried: { ...st, runs: st.runs + 1 } });
+      }
+      phase = 'training';
+      const target = Math.min(totalSteps, (Math.floor(st.step / K) + 1) * K);
+      const r = await acts.chunk.trainChunk({ jobId, runUri, config, dataset, fromStep: st.step, steps: target - st.step });
+      st.step = r.step;
+      st.lastLoss = r.lastLoss ?? st.lastLoss;
+      st.chunks++;
+      chunksThisRun++;
+      if (ev && r.step % ev.everySteps === 0 && !st.evals.some((e) => e.step === r.step)) {
+        phase = 'evaluating';
+        const e = await acts.eval.evaluateTrainingCheckpoint({ jobId, runUri, step: r.step, checkpointUri: r.checkpointUri, eval: ev, history: st.evals });
+        st.evals.push(e.point);
+        st.decision = e.decision;
+      }
+    }
+    phase = 'promoting';
+    const stopped = st.decision?.stop === true && st.step < totalSteps;
+    const stopReason = stopped ? st.decision!.reason : `reached totalSteps ${totalSteps}${st.decision ? ` (${st.decision.reason})` : ''}`;
+    const best = await acts.io.promoteBestCheckpoint({ jobId, runUri, decision: st.decision });
+    const finalCheckpoint = await acts.io.recordFinalCheckpoint({ jobId, runUri });
+    phase = 'report';
+    const report = await acts.io.writeTrainingReport({
+      jobId, runUri, runName: input.runName ?? jobId, generatedAt: new Date().toISOString(), status: stopped ? 'stopped early' : 'completed',
+      decision: st.decision, dataset, best, stopReason, totalSteps,
+    });
+    const result: TrainWorkflowResult = {
+      jobId, runUri, status: stopped ? 'stopped-early' : 'completed', finalStep: st.step, totalSteps, stopReason, bestStep: best.step,
+      bestFid: st.evals.find((e) => e.step === best.step)?.fid ?? null, best, reportUri: report.uri, finalCheckpoint,
+      evaluations: st.evals, chunks: st.chunks, runs: st.runs,
+    };
+    await acts.io.finishTrainingRun({ jobId, status: 'completed', result: { ...result, evaluations: st.evals.length } });
+    await acts.io.recordJobFinished({ jobId, status: 'completed' });
+    phase = 'done';
+    return result;
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    if (isCancellation(err)) {
+      phase = 'cancelled';
+      await CancellationScope.nonCancellable(() => finalizeStopped(acts, jobId, input, s, 'cancelled'));
+      throw err;
+    }
+    const failure = clearFailure(err);
+    phase = 'failed';
+    await finalizeStopped(acts, jobId, input, s, 'failed', failure.message);
+    throw failure;
+  }
+}
+
+/**
+ * After a cancel or a failure: record the final checkpoint (the running chunk has already written
+ * it), promote the best evaluated checkpoint (if any), write the report, close the lineage run and
+ * job. Each step is best effort, so a failing report never hides the original error.
+ */
+async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: string, input: TrainWorkflowInput, s: TrainCarried | undefined,
+  status: 'cancelled' | 'failed', error?: string): Promise<void> {
+  let finalCheckpoint: FinalCheckpoint | null = null;
+  let reportUri: string | null = null;
+  let best: BestCheckpoint | null = null;
+  if (s) {
+    const { runUri, dataset, totalSteps } = s.prepared;
+    try {
+      finalCheckpoint = await acts.io.recordFinalCheckpoint({ jobId, runUri });
+      // The best evaluated checkpoint so far is still worth naming (retention keeps it).
+      if (s.decision && s.decision.bestStep !== null) best = await acts.io.promoteBestCheckpoint({ jobId, runUri, decision: s.decision });
+      reportUri = (await acts.io.writeTrainingReport({
+        jobId, runUri, runName: input.runName ?? jobId, generatedAt: new Date().toISOString(), status, decision: s.decision, dataset,
+        best, stopReason: error ?? status, totalSteps,
+      })).uri;
+    } catch (e) {
+      log.warn('train: could not record the final checkpoint or write the report', { error: String(e) });
+    }
+    try {
+      await acts.io.finishTrainingRun({ jobId, status, result: { finalCheckpoint, best, reportUri, step: finalCheckpoint?.step ?? s.step, evaluations: s.evals }, error });
+    } catch (e) {
+      log.warn('train: could not close the lineage run', { error: String(e) });
+    }
+  }
+  await acts.io.recordJobFinished({ jobId, status, ...(error ? { error } : {}) });
+}
+
+/** An activity's application error becomes the workflow's failure, with the same message and type. */
+function clearFailure(err: unknown): ApplicationFailure {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    return ApplicationFailure.create({ message: cause.message, type: cause.type ?? 'Error', nonRetryable: true, cause: err instanceof Error ? err : undefined });
+  }
+  if (err instanceof ApplicationFailure) return err;
+  return ApplicationFailure.create({ message: err instanceof Error ? err.message : String(err), type: 'TrainingFailed', nonRetryable: true });
+}
