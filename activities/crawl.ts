@@ -118,6 +118,12 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
         const planText = await storage.readText(layout.planUri);
         lineage.recordArtifactOfRun(runId, 'produced', { uri: layout.planUri, kind: 'crawl-plan', sha256: sha256Hex(planText), bytes: Buffer.byteLength(planText) });
+        // The input shards are this run's products (so a trace walks from a shard back to the URL lists).
+        for (let i = 0; i < plan.shardCount; i++) {
+          const uri = layout.inputShardUri(i);
+          const bytes = await storage.read(uri);
+          lineage.recordArtifactOfRun(runId, 'produced', { uri, kind: 'crawl-input-shard', sha256: sha256Hex(bytes), bytes: bytes.byteLength, metadata: { datasetId: plan.datasetId, shardIndex: i } });
+        }
         const result: PlanCrawlResult = {
           datasetName: plan.datasetName, version: plan.version, datasetId: plan.datasetId, shardCount: plan.shardCount, rows: plan.rows,
           duplicates: plan.duplicates, extraColumns: plan.extraColumns, options: plan.options, resumed, planUri: layout.planUri,
