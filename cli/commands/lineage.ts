@@ -6,6 +6,8 @@ import { MissingFileError } from '../../infra/errors.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { formatTrace, resolveArtifactRef, traceArtifact } from '../../infra/lineage/trace.js';
 import { exportOpenLineage } from '../../infra/lineage/openlineage.js';
+import { LocalStorage } from '../../infra/storage.js';
+import { parseWhereUsedQuery, whereUsed } from '../../datasets/audit/where-used.js';
 
 function openLineage(): LineageStore {
   const config = loadConfig();
@@ -89,6 +91,24 @@ export function registerLineageAudits(lineage: Command): void {
         if (!a) throw new MissingFileError(`nothing recorded in lineage matches ${JSON.stringify(ref)}`, 'pass an artifact URI, a sha256 or a dataset version id (name@version); list jobs with `kiln lineage jobs`.');
         const t = traceArtifact(store, a);
         process.stdout.write(o.json ? `${JSON.stringify(t)}\n` : `${formatTrace(t)}\n`);
+      } finally {
+        store.close();
+      }
+    });
+  lineage.command('where-used')
+    .description('Takedown audit: every dataset version row and every checkpoint that contains a URL, an image (sha256 of its original bytes) or any URL of a domain.')
+    .argument('<ref>', 'http(s) URL, 64-hex sha256, or domain (example.com)')
+    .option('--json', 'machine-readable output', false)
+    .action(async (ref: string, o: { json: boolean }) => {
+      const q = parseWhereUsedQuery(ref);
+      const store = openLineage();
+      try {
+        const r = await whereUsed(store, new LocalStorage(loadConfig().dataRoot), q);
+        if (o.json) { process.stdout.write(`${JSON.stringify(r)}\n`); return; }
+        process.stdout.write(`${r.rows.length} row(s) in ${r.datasetVersions.length} dataset version(s) (${r.shardsScanned} shards scanned)\n`);
+        for (const row of r.rows) process.stdout.write(`  ${row.datasetId}  key ${row.key}  ${row.status}  ${row.url}\n`);
+        process.stdout.write(`${r.checkpoints.length} checkpoint file(s) trained on them:\n`);
+        for (const c of r.checkpoints) process.stdout.write(`  ${c.uri}  sha256 ${c.sha256.slice(0, 16)}…\n`);
       } finally {
         store.close();
       }

@@ -100,6 +100,7 @@ export class LineageStore {
       getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
       datasetByManifest: db.prepare('SELECT * FROM dataset_versions WHERE manifest_artifact_id = ?'),
       allRuns: db.prepare('SELECT * FROM runs ORDER BY started_at, id'),
+      allDatasets: db.prepare('SELECT * FROM dataset_versions ORDER BY name, version'),
       datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
       maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
       rawEdge: db.prepare('SELECT * FROM edges WHERE run_id = ? AND artifact_id = ? AND role = ?'),
@@ -259,6 +260,11 @@ export class LineageStore {
   datasetVersionByManifest(manifestArtifactId: number): DatasetVersionRecord | undefined {
     const r = this.stmts.datasetByManifest.get(manifestArtifactId) as Row | undefined;
     return r && toDataset(r);
+  }
+
+  /** Every recorded dataset version, by name and version. */
+  allDatasetVersions(): DatasetVersionRecord[] {
+    return (this.stmts.allDatasets.all() as Row[]).map(toDataset);
   }
 
   /** Every recorded run, oldest first (for exports). */

@@ -71,6 +71,15 @@ test('kiln run spec.yaml: crawl -> filter -> train + eval, then trace, where-use
     assert.ok(t.sources.some((s) => s.kind === 'model.file'), 'trace reaches the CLIP model files');
     assert.deepEqual(t.datasetVersions.map((d) => d.id).sort(), ['pipe-web@v1', 'pipe-web@v2']);
     assert.ok(best, 'a best checkpoint is reported');
+    // takedown audit: one image URL and the whole (loopback) domain
+    const okItem = web.items.find((i) => i.fault === 'none')!;
+    const wu = spawnSync(process.execPath, [KILN, 'lineage', 'where-used', `${web.baseUrl}${okItem.path}`, '--json'], { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.equal(wu.status, 0, wu.stderr);
+    const w = JSON.parse(wu.stdout) as { rows: { datasetId: string }[]; checkpoints: { kind: string }[] };
+    assert.deepEqual(w.rows.map((x) => x.datasetId).sort(), ['pipe-web@v1', 'pipe-web@v2'], 'the URL is in both versions, once each');
+    assert.ok(w.checkpoints.length > 0 || String(filter.kept) === '0', 'checkpoints trained on a version that contains it are listed');
+    const dom = spawnSync(process.execPath, [KILN, 'lineage', 'where-used', new URL(web.baseUrl).host, '--json'], { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.equal((JSON.parse(dom.stdout) as { rows: unknown[] }).rows.length, 80, 'every row of both versions is on that domain');
     const verify = spawnSync(process.execPath, [KILN, 'lineage', 'verify'], { encoding: 'utf8', env: { ...process.env, ...env } });
     assert.equal(verify.status, 0, verify.stdout);
     const exp = spawnSync(process.execPath, [KILN, 'lineage', 'export'], { encoding: 'utf8', env: { ...process.env, ...env } });
