@@ -9,6 +9,7 @@ import { registerRun } from './commands/run.js';
 import { registerStatus } from './commands/status.js';
 import { registerLineage } from './commands/lineage.js';
 import { registerDemo } from './commands/demo.js';
+import { registerSchedule } from './commands/schedule.js';
 
 const ENV_HELP = `
 Environment:
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerLineage(program);
   registerDemo(program);
+  registerSchedule(program);
   return program;
 }
 
