@@ -17,7 +17,7 @@ import { SHARD_SCHEMA_VERSION } from '../infra/constants.js';
 import { sha256Hex } from '../infra/hash.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
 import { manifestShardUris, parseManifest, writeDatasetManifest } from '../datasets/shards/manifest.js';
-import { linkManifestShards } from './recorded-artifact.js';
+import { recordDatasetManifest } from './recorded-artifact.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
@@ -191,12 +191,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
           ref = await writeDatasetManifest(storage, manifest);
         }
         const manifest = parseManifest(await storage.readText(layout.manifestUri), layout.manifestUri);
-        linkManifestShards(deps, runId, manifestShardUris(storage, manifest));
-        const artifact = lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest', metadata: { datasetId: manifest.id, rows: manifest.rows } });
-        lineage.recordDatasetVersion({
-          id: manifest.id, name: manifest.name, version: manifest.version, manifestArtifactId: artifact.id, parents: manifest.parents,
-          schemaVersion: manifest.schemaVersion, params: manifest.params, runId,
-        });
+        recordDatasetManifest(deps, runId, ref, manifest, manifestShardUris(storage, manifest));
         const result: CrawlManifestResult = { datasetId: manifest.id, manifest: ref, rows: manifest.rows, shards: manifest.shards.length, countsByStatus: manifest.countsByStatus ?? {} };
         lineage.finishRun(runId, 'completed', result);
         return result;

@@ -33,7 +33,7 @@ import { filterShard, findFinishedFilterShard, scoreShard, type FilterShardProgr
 import { buildFilterManifest, filterVersionCutoff } from '../datasets/filter/stage-manifest.js';
 import { readShardScores, scoresUri, type FileRef } from '../datasets/filter/stage-scores.js';
 import { FilterModelCache, type FilterModelLease } from '../datasets/filter/stage-models.js';
-import { linkManifestShards, writeRecordedArtifact } from './recorded-artifact.js';
+import { recordDatasetManifest, writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface PlanFilterInput extends FilterPlanSpec { jobId: string; workflowId?: string }
@@ -268,12 +268,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
         const manifest = parseManifest(await storage.readText(layout.manifestUri), layout.manifestUri);
         const sourceManifest = lineage.getArtifactByUri(plan.source.manifestUri);
         if (sourceManifest) lineage.linkArtifact(runId, sourceManifest.id, 'consumed');
-        linkManifestShards(deps, runId, manifestShardUris(storage, manifest));
-        const artifact = lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest', metadata: { datasetId: manifest.id, rows: manifest.rows } });
-        lineage.recordDatasetVersion({
-          id: manifest.id, name: manifest.name, version: manifest.version, manifestArtifactId: artifact.id, parents: manifest.parents,
-          schemaVersion: manifest.schemaVersion, params: manifest.params, runId,
-        });
+        recordDatasetManifest(deps, runId, ref, manifest, manifestShardUris(storage, manifest));
         const t = built.totals;
         const result: FilterManifestResult = {
           datasetId: manifest.id, manifest: ref, rows: manifest.rows, kept: t.kept, filtered: t.filtered, carried: t.carried,

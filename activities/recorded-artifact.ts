@@ -4,6 +4,8 @@
  */
 import { sha256Hex } from '../infra/hash.js';
 import type { ActivityDeps } from './deps.js';
+import type { ArtifactRecord } from '../infra/lineage/store.js';
+import type { DatasetManifest } from '../datasets/shards/manifest.js';
 
 export async function writeRecordedArtifact(
   deps: ActivityDeps, runId: string,
@@ -24,11 +26,27 @@ export async function writeRecordedArtifact(
  * Link every shard a dataset manifest lists as `consumed` by the run that wrote the manifest, so
  * a lineage trace walks from a dataset version down to its shards and the runs that made them.
  */
-export function linkManifestShards(deps: ActivityDeps, runId: string, shardUris: readonly string[]): number {
+function linkManifestShards(deps: ActivityDeps, runId: string, shardUris: readonly string[]): number {
   let linked = 0;
   for (const uri of shardUris) {
     const a = deps.lineage.getArtifactByUri(uri);
     if (a) { deps.lineage.linkArtifact(runId, a.id, 'consumed'); linked++; }
   }
   return linked;
+}
+
+/**
+ * Record a dataset version's manifest as produced by `runId` (linking the shards it lists as
+ * consumed) and the dataset version itself, with its parents, schema version and params.
+ */
+export function recordDatasetManifest(
+  deps: ActivityDeps, runId: string, ref: { uri: string; sha256: string; bytes: number }, manifest: DatasetManifest, shardUris: readonly string[],
+): ArtifactRecord {
+  linkManifestShards(deps, runId, shardUris);
+  const artifact = deps.lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest', metadata: { datasetId: manifest.id, rows: manifest.rows } });
+  deps.lineage.recordDatasetVersion({
+    id: manifest.id, name: manifest.name, version: manifest.version, manifestArtifactId: artifact.id, parents: manifest.parents,
+    schemaVersion: manifest.schemaVersion, params: manifest.params, runId,
+  });
+  return artifact;
 }
