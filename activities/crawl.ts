@@ -18,6 +18,7 @@ import { sha256Hex } from '../infra/hash.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
 import { manifestShardUris, parseManifest, writeDatasetManifest } from '../datasets/shards/manifest.js';
 import { recordDatasetManifest } from './recorded-artifact.js';
+import { readShardRows } from '../datasets/shards/reader.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
@@ -26,8 +27,10 @@ import { buildCrawlManifest } from '../datasets/crawl/manifest.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { ActivityDeps } from './deps.js';
 
-export interface PlanCrawlInput extends Omit<CrawlPlanSpec, 'sources'> {
+export interface PlanCrawlInput extends Omit<CrawlPlanSpec, 'sources' | 'incremental'> {
   jobId: string;
+  /** Incremental curation against the seen index as of this position (from `seenIndexPosition`). */
+  incrementalAsOf?: number;
   /** Recorded with the job when planCrawl is the first to record it (default: jobId). */
   workflowId?: string;
   /** URL lists: paths / file:// URIs, or sources with an explicit format. */
@@ -111,7 +114,9 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       try {
         const sources = input.inputs.map((s) => (typeof s === 'string' ? { path: s } : s));
         const latest = lineage.latestDatasetVersionNumber(input.datasetName);
-        const { plan, resumed } = await planCrawl(storage, { ...input, sources }, latest, (rows) => ctx?.heartbeat({ rows }));
+        const asOf = input.incrementalAsOf;
+        const incremental = asOf === undefined ? undefined : { seenAsOf: asOf, seenUrl: (url: string) => lineage.seenUrl(url, asOf) };
+        const { plan, resumed } = await planCrawl(storage, { ...input, sources, incremental }, latest, (rows) => ctx?.heartbeat({ rows }));
         for (const s of plan.sources) {
           lineage.recordArtifactOfRun(runId, 'consumed', { uri: pathToFileURL(s.path).href, kind: 'url-list', sha256: s.sha256, bytes: s.bytes, metadata: { format: s.format, gzip: s.gzip } });
         }
@@ -146,6 +151,11 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       return pending;
     },
 
+    /** Position of the incremental-curation seen index; the workflow pins it before planning. */
+    async seenIndexPosition(): Promise<number> {
+      return lineage.seenIndexPosition();
+    },
+
     /** Crawl one shard (or return it when already finished). */
     async crawlShard(input: CrawlShardInput): Promise<CrawlShardResult> {
       const ctx = activityContext();
@@ -153,8 +163,10 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const runId = `${input.jobId}/crawl/shard-${input.shardIndex}`;
       lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, codeVersion: deps.codeVersion, environment: { attempt } });
       try {
+        const asOf = (await readPlan(input.datasetName, input.version)).seenAsOf;
         const outcome = await crawlShardToParquet(storage, input, {
           signal: ctx?.cancellationSignal,
+          ...(asOf != null ? { seenContent: (sha: string) => lineage.seenImage(sha, asOf) } : {}),
           onProgress: (rowsDone, rowsTotal) => {
             if (rowsDone % 50 === 0 || rowsDone === rowsTotal) ctx?.heartbeat({ rowsDone, rowsTotal });
             hooks.onShardProgress?.(input.shardIndex, rowsDone, attempt);
@@ -192,6 +204,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         }
         const manifest = parseManifest(await storage.readText(layout.manifestUri), layout.manifestUri);
         recordDatasetManifest(deps, runId, ref, manifest, manifestShardUris(storage, manifest));
+        await indexSeenItems(deps, manifest.id, input.jobId, manifestShardUris(storage, manifest));
         const result: CrawlManifestResult = { datasetId: manifest.id, manifest: ref, rows: manifest.rows, shards: manifest.shards.length, countsByStatus: manifest.countsByStatus ?? {} };
         lineage.finishRun(runId, 'completed', result);
         return result;
@@ -204,3 +217,15 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
 }
 
 export type CrawlActivities = ReturnType<typeof createCrawlActivities>;
+
+/** Add a crawled version's success rows (URL, image sha256) to the incremental-curation index, once. */
+async function indexSeenItems(deps: ActivityDeps, datasetId: string, jobId: string, shardUris: readonly string[]): Promise<void> {
+  if (deps.lineage.seenItemCount(datasetId) > 0) return;
+  for (const uri of shardUris) {
+    const items: { key: string; url: string; sha256: string | null }[] = [];
+    for await (const r of readShardRows(deps.storage, uri, { columns: ['key', 'url', 'sha256', 'status'] })) {
+      if (r.status === 'success') items.push({ key: r.key, url: r.url, sha256: r.sha256 });
+    }
+    deps.lineage.recordSeenItems(datasetId, jobId, items);
+  }
+}

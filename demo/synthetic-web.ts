@@ -103,7 +103,8 @@ export async function startSyntheticWeb(o: SyntheticWebOptions): Promise<Synthet
   };
   const server: Server = createServer((req, res) => {
     void (async () => {
-      const m = /^\/img\/(\d+)\.jpg(?:\?hop=(\d+))?$/.exec(req.url ?? '');
+      // `?hop=N` drives the redirect chain; any other query string serves the same image (mirrors).
+      const m = /^\/img\/(\d+)\.jpg(?:\?(?:hop=(\d+)|[\w=&.-]*))?$/.exec(req.url ?? '');
       const item = m ? items[Number(m[1])] : undefined;
       if (!item || item.fault === 'not_found') { res.writeHead(404, { 'content-type': 'text/plain' }).end('not found'); return; }
       const n = (hits.get(item.index) ?? 0) + 1;

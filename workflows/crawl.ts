@@ -34,6 +34,8 @@ export interface CrawlWorkflowInput {
   extraColumns?: string[] | 'all';
   rowsPerShard?: number;
   dedupUrls?: boolean;
+  /** Incremental curation: URLs and image bytes already in earlier dataset versions become `filtered` (seen_before / duplicate_content). */
+  incremental?: boolean;
   options?: Partial<CrawlOptions>;
   rowGroupSize?: number;
   /** crawlShard activities running at once (default 4). */
@@ -140,7 +142,9 @@ export async function crawlWorkflow(input: CrawlWorkflowInput): Promise<CrawlWor
     if (!progress) {
       const { carried: _carried, ...params } = input;
       await lineageActs.recordJobStarted({ jobId, kind: 'crawl', workflowId, params });
+      const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
       const plan = await planActs.planCrawl({
+        incrementalAsOf,
         jobId, workflowId, datasetName: input.datasetName, version: input.version, inputs: input.inputs, urlColumn: input.urlColumn,
         captionColumn: input.captionColumn, extraColumns: input.extraColumns, rowsPerShard: input.rowsPerShard,
         dedupUrls: input.dedupUrls, options: input.options,

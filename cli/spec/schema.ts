@@ -29,6 +29,8 @@ export const crawlSpecSchema = z.object({
   concurrency: positiveInt.max(4096).default(64),
   honor_robots_tag: z.boolean().default(true),
   allow_addresses: z.array(z.string()).default([]),
+  /** Only URLs (and image bytes) that no earlier crawled dataset version holds; the rest are kept as `filtered`. */
+  incremental: z.boolean().default(false),
 }).strict();
 
 export const filterSpecSchema = z.object({

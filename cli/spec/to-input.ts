@@ -13,6 +13,7 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
       captionColumn: c.caption_col,
       ...(c.extra_cols ? { extraColumns: c.extra_cols } : {}),
       rowsPerShard: c.rows_per_shard,
+      incremental: c.incremental,
       options: {
         imageSize: c.image_size, resizeMode: c.resize_mode, encodeFormat: c.encode_format, encodeQuality: c.encode_quality,
         minImageSize: c.min_image_size, maxAspectRatio: c.max_aspect_ratio, timeoutMs: c.timeout_ms, retries: c.retries,

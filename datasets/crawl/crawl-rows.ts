@@ -29,6 +29,8 @@ export interface CrawlRowsParams {
   /** Receives each output row; calls are serialised (never concurrent), in completion order. */
   emit: (row: ShardRow, timing: RowTiming) => Promise<void> | void;
   signal?: AbortSignal;
+  /** Incremental curation: the earlier dataset version holding these exact image bytes, if any. */
+  seenContent?: (sha256: string) => string | undefined;
 }
 
 /** An output row for a failed input row. */
@@ -60,6 +62,9 @@ export async function crawlRows(p: CrawlRowsParams): Promise<void> {
     if (input.duplicateOf !== undefined) {
       return emit(failedRow(input, { reason: 'duplicate_url', detail: `same URL as key ${input.duplicateOf}` }), NO_TIMING);
     }
+    if (input.seenIn !== undefined) {
+      return emit(failedRow(input, { reason: 'seen_before', detail: `URL already crawled in ${input.seenIn}` }), NO_TIMING);
+    }
     if (input.url.length === 0) return emit(failedRow(input, { reason: 'invalid_url', detail: 'empty URL' }), NO_TIMING);
     const t0 = performance.now();
     const fetched = await fetcher.fetch(input.url, signal);
@@ -68,6 +73,11 @@ export async function crawlRows(p: CrawlRowsParams): Promise<void> {
     if (!fetched.ok) return emit(failedRow(input, fetched.failure), { ...NO_TIMING, downloadMs, retries });
     const original = fetched.bytes;
     const sha256 = createHash('sha256').update(original).digest('hex');
+    const seenContentIn = p.seenContent?.(sha256);
+    if (seenContentIn !== undefined) {
+      return emit({ ...failedRow(input, { reason: 'duplicate_content', detail: `same image bytes already in ${seenContentIn}` }), sha256 },
+        { ...NO_TIMING, downloadedBytes: original.length, downloadMs, retries });
+    }
     const t1 = performance.now();
     const out = await decodes.add(() => processImage(original, options));
     const timing = { downloadedBytes: original.length, downloadMs, decodeMs: performance.now() - t1, retries };

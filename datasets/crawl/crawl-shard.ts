@@ -34,6 +34,8 @@ export interface CrawlShardHooks {
   signal?: AbortSignal;
   /** Reuse a fetcher (keep-alive connections) across shards; closed by the caller. */
   fetcher?: ImageFetcher;
+  /** Incremental curation: the earlier dataset version holding these image bytes, if any. */
+  seenContent?: (sha256: string) => string | undefined;
 }
 
 export interface FileRef {
@@ -93,7 +95,7 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
   });
   try {
     await crawlRows({
-      rows: input.rows, options, fetcher, signal: hooks.signal,
+      rows: input.rows, options, fetcher, signal: hooks.signal, seenContent: hooks.seenContent,
       emit: async (row, timing) => {
         collector.addRow(row, timing);
         const t = performance.now();

@@ -22,6 +22,10 @@ export const FAILURE_STATUS = {
   empty_body: 'failed_to_download',
   x_robots_tag: 'filtered',
   duplicate_url: 'filtered',
+  /** Incremental curation: the URL is already in an earlier dataset version. */
+  seen_before: 'filtered',
+  /** Incremental curation: the same image bytes (sha256) are already in an earlier dataset version. */
+  duplicate_content: 'filtered',
   image_too_small: 'filtered',
   aspect_ratio_too_large: 'filtered',
   not_an_image: 'failed_to_resize',

@@ -25,6 +25,11 @@ export interface CrawlPlanSpec {
   rowsPerShard?: number;
   dedupUrls?: boolean;
   options?: Partial<CrawlOptions>;
+  /**
+   * Incremental curation: skip URLs (and, at crawl time, image bytes) that earlier dataset versions
+   * already hold, as of the seen-index position `seenAsOf` (part of the plan's identity).
+   */
+  incremental?: { seenAsOf: number; seenUrl: (url: string) => string | undefined };
 }
 
 export interface CrawlPlan {
@@ -40,6 +45,8 @@ export interface CrawlPlan {
   /** The option overrides as given (each worker resolves defaults itself). */
   options: Partial<CrawlOptions>;
   sources: { path: string; format: UrlListFormat; gzip: boolean; sha256: string; bytes: number }[];
+  /** Incremental curation: seen-index position the plan was made against (null: not incremental). */
+  seenAsOf?: number | null;
   createdAt: string;
 }
 
@@ -83,6 +90,7 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
     sources: sources.map((s) => [s.sha256, s.format, s.gzip]), urlColumn: spec.urlColumn ?? 'url',
     captionColumn: spec.captionColumn === undefined ? 'caption' : spec.captionColumn, extraColumns: spec.extraColumns ?? 'all',
     rowsPerShard, dedupUrls: spec.dedupUrls !== false, options: contentOptions(options),
+    ...(spec.incremental ? { seenAsOf: spec.incremental.seenAsOf } : {}),
   }));
 
   let version = spec.version ?? latestRecordedVersion + 1;
@@ -108,11 +116,12 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
   await sweepTempFiles(storage, layout.shardsDirUri);
   const split = await splitIntoInputShards(storage, layout, {
     sources: spec.sources, urlColumn: spec.urlColumn, captionColumn: spec.captionColumn, extraColumns: spec.extraColumns,
-    rowsPerShard, dedupUrls: spec.dedupUrls, onProgress,
+    rowsPerShard, dedupUrls: spec.dedupUrls, onProgress, seenUrl: spec.incremental?.seenUrl,
   });
   const plan: CrawlPlan = {
     datasetName: spec.datasetName, version, datasetId: layout.id, fingerprint, shardCount: split.shardCount, rows: split.rows,
-    duplicates: split.duplicates, rowsPerShard, extraColumns: split.extraColumns, options, sources, createdAt: new Date().toISOString(),
+    duplicates: split.duplicates, rowsPerShard, extraColumns: split.extraColumns, options, sources,
+    seenAsOf: spec.incremental?.seenAsOf ?? null, createdAt: new Date().toISOString(),
   };
   await storage.writeAtomic(layout.planUri, `${JSON.stringify(plan, null, 2)}\n`);
   return { plan, resumed: false };

@@ -18,6 +18,8 @@ export interface InputShardRow {
   extra: Record<string, string | null>;
   /** Key of the first row with the same URL in this run (this row is not fetched again). */
   duplicateOf?: string;
+  /** Incremental curation: the dataset version that already holds this URL (not fetched again). */
+  seenIn?: string;
 }
 
 export interface SplitOptions {
@@ -32,6 +34,8 @@ export interface SplitOptions {
   rowsPerShard?: number;
   /** Mark repeated URLs as duplicates of their first occurrence (default true). */
   dedupUrls?: boolean;
+  /** Incremental curation: the earlier dataset version holding this URL, if any. */
+  seenUrl?: (url: string) => string | undefined;
   onProgress?: (rowsDone: number) => void;
 }
 
@@ -110,6 +114,10 @@ export async function splitIntoInputShards(storage: ArtifactStorage, layout: Dat
           row.duplicateOf = rowKey(Math.floor(first / rowsPerShard), first % rowsPerShard, rowsPerShard);
           duplicates++;
         }
+      }
+      if (row.duplicateOf === undefined && url.length > 0 && opts.seenUrl) {
+        const seenIn = opts.seenUrl(url);
+        if (seenIn !== undefined) row.seenIn = seenIn;
       }
       lines.push(JSON.stringify(row));
       ordinal++;

@@ -93,6 +93,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX jobs_parent ON jobs(parent_job_id);
     `,
   },
+  {
+    version: 4,
+    description: 'seen_items: which dataset version (and job) first held each URL and image hash (incremental curation)',
+    sql: `
+      CREATE TABLE seen_items (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        dataset_id TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        url_sha256 TEXT NOT NULL,
+        image_sha256 TEXT,
+        job_id TEXT,
+        UNIQUE (dataset_id, row_key)
+      );
+      CREATE INDEX seen_items_url ON seen_items(url_sha256);
+      CREATE INDEX seen_items_image ON seen_items(image_sha256);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

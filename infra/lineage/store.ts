@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ArtifactConflictError, KilnError } from '../errors.js';
+import { sha256Hex } from '../hash.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
 import { appendRowImage, backfillChain, verifyLineage, type VerifyReport } from './chain.js';
 import type {
@@ -104,6 +105,11 @@ export class LineageStore {
       datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
       maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
       rawEdge: db.prepare('SELECT * FROM edges WHERE run_id = ? AND artifact_id = ? AND role = ?'),
+      insertSeen: db.prepare('INSERT INTO seen_items (dataset_id, row_key, url_sha256, image_sha256, job_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      seenUrl: db.prepare('SELECT dataset_id FROM seen_items WHERE url_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1'),
+      seenImage: db.prepare('SELECT dataset_id FROM seen_items WHERE image_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1'),
+      seenMax: db.prepare('SELECT COALESCE(MAX(seq), 0) AS v FROM seen_items'),
+      seenCount: db.prepare('SELECT COUNT(*) AS n FROM seen_items WHERE dataset_id = ?'),
     };
   }
 
@@ -260,6 +266,38 @@ export class LineageStore {
   datasetVersionByManifest(manifestArtifactId: number): DatasetVersionRecord | undefined {
     const r = this.stmts.datasetByManifest.get(manifestArtifactId) as Row | undefined;
     return r && toDataset(r);
+  }
+
+  /**
+   * Incremental curation index: record the rows a dataset version holds (URL and image hash),
+   * once per (dataset, row key). A derived index (rebuildable from the shards), so not hash-chained.
+   */
+  recordSeenItems(datasetId: string, jobId: string | null, items: Iterable<{ key: string; url: string; sha256: string | null }>): number {
+    let n = 0;
+    this.transaction(() => {
+      for (const it of items) n += this.stmts.insertSeen.run(datasetId, it.key, sha256Hex(it.url), it.sha256, jobId).changes;
+    });
+    return n;
+  }
+
+  /** Rows of a dataset version already in the seen index. */
+  seenItemCount(datasetId: string): number {
+    return (this.stmts.seenCount.get(datasetId) as { n: number }).n;
+  }
+
+  /** Current position of the seen index (plans pin it, so a retried plan sees the same state). */
+  seenIndexPosition(): number {
+    return (this.stmts.seenMax.get() as { v: number }).v;
+  }
+
+  /** The first dataset version holding this URL, as of index position `asOf`. */
+  seenUrl(url: string, asOf: number): string | undefined {
+    return (this.stmts.seenUrl.get(sha256Hex(url), asOf) as { dataset_id: string } | undefined)?.dataset_id;
+  }
+
+  /** The first dataset version holding these image bytes, as of index position `asOf`. */
+  seenImage(imageSha256: string, asOf: number): string | undefined {
+    return (this.stmts.seenImage.get(imageSha256, asOf) as { dataset_id: string } | undefined)?.dataset_id;
   }
 
   /** Every recorded dataset version, by name and version. */
