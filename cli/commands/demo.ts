@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { loadConfig, PROJECT_ROOT } from '../../infra/config.js';
+import { ensureDataRoot, loadConfig, PROJECT_ROOT } from '../../infra/config.js';
 import { startSyntheticWeb } from '../../demo/synthetic-web.js';
 import { loadSpec } from '../spec/load.js';
 import { pipelineInputFromSpec } from '../spec/to-input.js';
@@ -88,6 +88,7 @@ export function registerDemo(program: Command): void {
     .option('--json', 'print machine-readable JSON on stdout', false)
     .action(async (o: DemoOptions) => {
       const config = loadConfig();
+      ensureDataRoot(config);
       const dir = join(config.dataRoot, 'demo');
       mkdirSync(dir, { recursive: true });
       const web = await startSyntheticWeb({ count: o.images, seed: 1 });

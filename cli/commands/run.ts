@@ -5,7 +5,8 @@
  */
 import type { Command } from 'commander';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { loadConfig } from '../../infra/config.js';
+import { ensureDataRoot, loadConfig } from '../../infra/config.js';
+import { assertSafeSegment } from '../../infra/storage.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { withTemporalSession, newJobId } from '../session.js';
 import { EXIT } from '../exit-codes.js';
@@ -26,7 +27,8 @@ export interface RunFlags {
 /** Start `workflowType` with `input`; wait and print its result unless detached. Returns the exit code. */
 export async function runWorkflow(kind: string, workflowType: string, input: unknown, flags: RunFlags, progress?: ProgressFormatter): Promise<number> {
   const config = loadConfig();
-  const workflowId = flags.id ?? newJobId(kind);
+  const workflowId = assertSafeSegment(flags.id ?? newJobId(kind), '--id (workflow id)');
+  ensureDataRoot(config);
   return withTemporalSession(config, { embeddedWorker: !flags.detach && flags.worker !== false }, async (client) => {
     let handle;
     try {
@@ -50,11 +52,40 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
       flags.onResult?.(result);
       return EXIT.ok;
     } catch (err) {
-      const cause = (err as { cause?: { message?: string } }).cause?.message;
-      process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${cause ?? String(err)}\n`);
-      return EXIT.jobFailed;
+      const root = rootCause(err);
+      const fix = /\nFix: /.test(root.message) ? '' : `\nFix: ${genericFix(root.message)}`;
+      process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`);
+      return exitCodeOfFailureType(root.type);
     }
   });
+}
+
+/**
+ * The innermost cause of a workflow failure: Temporal wraps the real error (with its `Fix:`) in
+ * "Child Workflow execution failed" / "Activity task failed" layers.
+ */
+export function rootCause(err: unknown): { message: string; type: string | null } {
+  let e = err as { cause?: unknown; message?: string; type?: string } | undefined;
+  let last = { message: String(err), type: null as string | null };
+  while (e) {
+    if (typeof e.message === 'string') last = { message: e.message, type: typeof e.type === 'string' ? e.type : last.type };
+    e = e.cause as typeof e;
+  }
+  return last;
+}
+
+/** A fix for failures that carry none of their own (system errors surfacing from an activity). */
+export function genericFix(message: string): string {
+  if (/ENOSPC/.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun with the same --id: finished work is kept and the job resumes.';
+  if (/EACCES|EPERM|EROFS/.test(message)) return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun with the same --id to resume.';
+  return 'read the error above; after fixing its cause, rerun with the same --id to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
+}
+
+/** A failed job's exit code from its root failure type (a user error inside the workflow is still a usage error). */
+export function exitCodeOfFailureType(type: string | null): number {
+  if (type === 'ConfigError' || type === 'UnsafePathError' || type === 'UrlListError' || type === 'InvalidManifestError') return EXIT.usage;
+  if (type === 'MissingFileError') return EXIT.missingFile;
+  return EXIT.jobFailed;
 }
 
 /** Renders a workflow's `progress` query result as one status line (null: nothing to show). */

@@ -1,6 +1,6 @@
 /** `kiln up` and `kiln worker`: long-running processes serving the task queues. */
 import type { Command } from 'commander';
-import { loadConfig } from '../../infra/config.js';
+import { ensureDataRoot, loadConfig } from '../../infra/config.js';
 import { TASK_QUEUES, type TaskQueue } from '../../infra/constants.js';
 import { ConfigError } from '../../infra/errors.js';
 import { ensureTemporalServer } from '../../infra/temporal/server.js';
@@ -16,6 +16,7 @@ export function parseQueues(value: string): TaskQueue[] {
 
 async function serve(queues: TaskQueue[], startServer: boolean, ui: boolean): Promise<void> {
   const config = loadConfig();
+  ensureDataRoot(config);
   const server = startServer ? await ensureTemporalServer(config, { ui }) : null;
   if (server?.startedHere) console.error(`kiln: Temporal dev server started at ${server.address}${ui ? ` (UI on port ${Number(server.address.split(':').pop()) + 1000})` : ''}`);
   const workers = await createKilnWorkers(config, { queues });

@@ -30,9 +30,13 @@ export function loadSpec(path: string): PipelineSpec {
   if (path.includes('\0')) throw new ConfigError('spec path contains a NUL byte', 'pass a plain file path.');
   if (!existsSync(path)) throw new MissingFileError(`spec file ${path} does not exist`, 'pass the path of a .yaml or .json pipeline spec.');
   const spec = parseSpecText(readFileSync(path, 'utf8'), path);
+  spec.sources.forEach((s, i) => {
+    if (s.path.includes('\0')) throw new ConfigError(`sources.${i}.path contains a NUL byte`, `fix sources.${i}.path in ${path}: give a plain file path.`);
+  });
   const base = dirname(resolve(path));
   const abs = (p: string) => (isAbsolute(p) || p.startsWith('file://') ? p : resolve(base, p));
   const mustExist = (p: string, field: string) => {
+    if (p.includes('\0')) throw new ConfigError(`${field} contains a NUL byte`, `fix ${field} in ${path}: give a plain file path.`);
     const local = p.startsWith('file://') ? new URL(p).pathname : p;
     if (!existsSync(local)) throw new MissingFileError(`${field}: ${local} does not exist`, `fix ${field} in ${path} (relative paths are relative to the spec file).`);
     return p;

@@ -109,6 +109,16 @@ async function* readJsonl(path: string, gzip: boolean): AsyncGenerator<UrlListRe
 }
 
 async function* readParquetList(path: string, gzip: boolean): AsyncGenerator<UrlListRecord> {
+  try {
+    yield* readParquetRecords(path, gzip);
+  } catch (err) {
+    if (err instanceof UrlListError) throw err;
+    throw new UrlListError(`URL list ${path} is not a readable Parquet file (${err instanceof Error ? err.message : String(err)})`,
+      'check that the file is a complete Parquet file (re-export or re-download it), or name it by its real format (.csv, .tsv, .jsonl).');
+  }
+}
+
+async function* readParquetRecords(path: string, gzip: boolean): AsyncGenerator<UrlListRecord> {
   const blob = gzip ? new Blob([gunzipSync(await readFile(path))]) : await openAsBlob(path);
   const file = await parquet.ParquetFile.fromFile(blob);
   try {
