@@ -113,7 +113,10 @@ export class LocalStorage implements ArtifactStorage {
     const finalPath = this.localPath(uri);
     const dir = dirname(finalPath);
     await mkdir(dir, { recursive: true });
-    const tmpPath = join(dir, `${TEMP_MARK}${randomBytes(6).toString('hex')}-${finalPath.slice(dir.length + 1)}`);
+    const base = finalPath.slice(dir.length + 1);
+    // Temp files of earlier writers of this same URI (killed mid-write) are garbage now: a retry replaces them.
+    await removeStaleTemps(dir, base);
+    const tmpPath = join(dir, `${TEMP_MARK}${randomBytes(6).toString('hex')}-${base}`);
     const fh = await open(tmpPath, 'wx');
     const hash = createHash('sha256');
     let bytes = 0;
@@ -171,6 +174,13 @@ export class LocalStorage implements ArtifactStorage {
   async remove(uri: string): Promise<void> {
     await rm(this.localPath(uri), { force: true, recursive: true });
   }
+}
+
+const TEMP_NAME = new RegExp(`^${TEMP_MARK.replace(/[.]/g, '\\.')}[0-9a-f]{12}-(.+)$`);
+
+async function removeStaleTemps(dir: string, base: string): Promise<void> {
+  const names = await readdir(dir);
+  await Promise.all(names.filter((n) => TEMP_NAME.exec(n)?.[1] === base).map((n) => rm(join(dir, n), { force: true })));
 }
 
 async function fsyncDir(dir: string): Promise<void> {

@@ -80,3 +80,23 @@ test('URIs outside the root are refused and nothing is written there', async () 
     dir.cleanup();
   }
 });
+
+test('a new writer of a URI removes the temp files killed writers of that same URI left, and only those', async () => {
+  const dir = tempDir();
+  try {
+    const s = new LocalStorage(dir.path);
+    const killed = await s.openAtomicWriter(s.uri('d', 'shard-1.parquet'));
+    await killed.write(new Uint8Array([1]));
+    const other = await s.openAtomicWriter(s.uri('d', 'shard-2.parquet'));
+    await other.write(new Uint8Array([2]));
+    // the retry of shard 1 (the killed writer never commits nor aborts)
+    await s.writeAtomic(s.uri('d', 'shard-1.parquet'), 'ok');
+    const left = readdirSync(join(dir.path, 'd')).sort();
+    assert.equal(left.length, 2, left.join(', '));
+    assert.ok(left.includes('shard-1.parquet'));
+    assert.ok(left.some((n) => n.endsWith('-shard-2.parquet')), 'another URI\'s writer in flight is untouched');
+    await other.commit();
+  } finally {
+    dir.cleanup();
+  }
+});
