@@ -28,6 +28,7 @@ const SHAPE = {
   train: { count: 24, rowsPerShard: 12, windowMs: 5000 },
 } as const;
 const TRAIN = { total: 8, chunk: 2 };
+const TRAIN_CONFIG = { resolution: 16, optim: { lr: 1e-3 }, runtime: { backend: 'wasm' } };
 
 type Shape = keyof typeof SHAPE;
 
@@ -37,7 +38,7 @@ function specOf(shape: Shape, sources: string): Record<string, unknown> {
     version: 1, name: 'chaos', sources: [{ path: sources }],
     crawl: { rows_per_shard: s.rowsPerShard, image_size: 16, resize_mode: 'center_crop', timeout_ms: 5000, allow_addresses: ['127.0.0.1'] },
     ...(shape === 'filter' ? { filter: { clip_model: join(FIXTURES, 'models', 'clip-tiny'), keep_top_fraction: 0.75 } } : {}),
-    ...(shape === 'train' ? { train: { run_name: 'chaos-run', total_steps: TRAIN.total, chunk_steps: TRAIN.chunk, config: { resolution: 16, optim: { lr: 1e-3 }, runtime: { backend: 'wasm' } } } } : {}),
+    ...(shape === 'train' ? { train: { run_name: 'chaos-run', total_steps: TRAIN.total, chunk_steps: TRAIN.chunk, config: TRAIN_CONFIG } } : {}),
   };
 }
 
@@ -80,8 +81,9 @@ async function checkPipeline(sb: Sandbox, shape: Shape, r: PipelineResult, refer
     const res = train.result as { finalCheckpoint: { step: number; sha256s: Record<string, string> } | null };
     const fc = res.finalCheckpoint;
     if (!fc || fc.step !== TRAIN.total) problems.push(`final checkpoint at step ${fc?.step}, want ${TRAIN.total}`);
-    if (fc && reference) {
-      for (const [name, sha] of Object.entries(reference)) {
+    const ref = reference ?? (fc ? await sameDatasetReference(sb, (crawl as { manifestUri?: string }).manifestUri!) : undefined);
+    if (fc && ref) {
+      for (const [name, sha] of Object.entries(ref)) {
         if (fc.sha256s[name] !== sha) problems.push(`final ${name} sha256 ${fc.sha256s[name]?.slice(0, 12)} != uninterrupted run ${sha.slice(0, 12)}`);
       }
     }
@@ -123,6 +125,23 @@ async function inSandbox<T>(fn: (sb: Sandbox) => Promise<T>): Promise<T> {
     return await fn(sb);
   } finally {
     await sb.dispose();
+  }
+}
+
+/**
+ * The final checkpoint sha256s of an uninterrupted training run on the SAME dataset version, in the
+ * same sandbox (crawled shards keep rows in completion order, so two crawls of one web differ).
+ */
+async function sameDatasetReference(sb: Sandbox, datasetManifestUri: string): Promise<Record<string, string>> {
+  const { client, close } = await sb.client();
+  try {
+    const r = await client.workflow.execute('trainWorkflow', {
+      taskQueue: WORKFLOW_TASK_QUEUE, workflowId: `chaos-ref-${Date.now().toString(36)}`,
+      args: [{ datasetManifestUri, runName: 'chaos-reference', totalSteps: TRAIN.total, chunkSteps: TRAIN.chunk, config: TRAIN_CONFIG }],
+    }) as { finalCheckpoint: { sha256s: Record<string, string> } };
+    return Object.fromEntries(Object.entries(r.finalCheckpoint.sha256s).filter(([n]) => n !== 'state.json'));
+  } finally {
+    await close();
   }
 }
 
