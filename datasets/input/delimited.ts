@@ -10,6 +10,8 @@ export class DelimitedParser {
   private quoteClosed = false;
   private started = false;
   private pendingCR = false;
+  /** 1-based line of the input being read (for error messages). */
+  private line = 1;
 
   constructor(private readonly delimiter: string) {
     if (delimiter.length !== 1) throw new TypeError(`delimiter must be one character, got ${JSON.stringify(delimiter)}`);
@@ -30,6 +32,7 @@ export class DelimitedParser {
         this.pendingCR = false;
         if (c === '\n') continue;
       }
+      if (c === '\n' || c === '\r') this.line++;
       if (this.inQuotes) {
         if (this.quoteClosed) {
           this.quoteClosed = false;
@@ -38,7 +41,10 @@ export class DelimitedParser {
             continue;
           }
           this.inQuotes = false;
-          // fall through: c is handled as an unquoted char below
+          if (c !== d && c !== '\n' && c !== '\r') {
+            throw new SyntaxError(`line ${this.line}: a quoted field is followed by ${JSON.stringify(c)} instead of a delimiter or line end (a stray or unescaped quote)`);
+          }
+          // fall through: the delimiter or line end is handled below
         } else if (c === '"') {
           this.quoteClosed = true;
           continue;
@@ -65,7 +71,7 @@ export class DelimitedParser {
   /** Flush the last record (a file need not end with a newline). */
   end(): string[][] {
     const out: string[][] = [];
-    if (this.inQuotes && !this.quoteClosed) throw new SyntaxError('unterminated quoted field at end of input');
+    if (this.inQuotes && !this.quoteClosed) throw new SyntaxError(`unterminated quoted field at end of input (line ${this.line})`);
     this.inQuotes = false;
     this.quoteClosed = false;
     if (this.field.length > 0 || this.record.length > 0) this.endRecord(out);

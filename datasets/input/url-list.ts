@@ -67,6 +67,16 @@ function cellToString(v: unknown): string | null {
 }
 
 async function* readDelimited(path: string, gzip: boolean, delimiter: string): AsyncGenerator<UrlListRecord> {
+  try {
+    yield* readDelimitedRecords(path, gzip, delimiter);
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    throw new UrlListError(`URL list ${path} has broken quoting: ${err.message}`,
+      'fix the quoting at that line: a field containing the delimiter, a quote or a line break must be wrapped in "..." with inner quotes doubled ("").');
+  }
+}
+
+async function* readDelimitedRecords(path: string, gzip: boolean, delimiter: string): AsyncGenerator<UrlListRecord> {
   const parser = new DelimitedParser(delimiter);
   let header: string[] | undefined;
   const toRecord = (cells: string[]): UrlListRecord | undefined => {

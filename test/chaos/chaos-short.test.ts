@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { runChaos, formatTable } from '../../chaos/run.js';
 import { KNOWN_PRODUCT_BUGS } from '../../chaos/known-bugs.js';
 
-const SHORT = ['crawl-kill#1', 'filter-kill#1', 'input-not-urls', 'input-captions', 'input-corrupt-parquet',
+const SHORT = ['crawl-kill#1', 'filter-kill#1', 'input-not-urls', 'input-captions', 'input-corrupt-parquet', 'input-csv-broken-quoting',
   'path-spec-name-dotdot', 'path-spec-name-nul', 'path-spec-run-name-dotdot', 'path-spec-source-nul',
   'path-workflow-id-dotdot', 'path-filter-dataset-dotdot', 'disk-unwritable-root'];
 

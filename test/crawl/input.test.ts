@@ -36,6 +36,10 @@ describe('DelimitedParser', () => {
     p.push('"abc');
     assert.throws(() => p.end(), SyntaxError);
   });
+  it('refuses a stray quote after a quoted field, naming the line, instead of merging rows', () => {
+    const p = new DelimitedParser(',');
+    assert.throws(() => p.push('url,caption\nhttp://a/1.jpg,"a caption\nhttp://a/2.jpg,"oops""\n'), /line 3: a quoted field is followed by "o"/);
+  });
 });
 
 describe('URL lists', () => {
