@@ -10,23 +10,11 @@
 import { FeatureStatisticsAccumulator, type FeatureStatistics } from '../eval/statistics.js';
 import { frechetDistance } from '../eval/frechet.js';
 import { pivotedCholesky, symmetricEigenvalues } from '../eval/symmetric.js';
+import { seededRandom } from '../test/eval/helpers.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-
-/** Small deterministic PRNG (mulberry32) + Box-Muller. */
-function gaussianSource(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
 const FACTORS = 64;
@@ -46,7 +34,7 @@ function makeBatch(rows: number, dim: number, w: Float64Array, gauss: () => numb
 }
 
 function statsOf(n: number, dim: number, batch: number, seed: number, shift: number, w: Float64Array): { stats: FeatureStatistics; seconds: number } {
-  const gauss = gaussianSource(seed);
+  const gauss = seededRandom(seed).normal;
   const acc = new FeatureStatisticsAccumulator(dim);
   let seconds = 0;
   for (let done = 0; done < n; done += batch) {
@@ -63,7 +51,7 @@ function statsOf(n: number, dim: number, batch: number, seed: number, shift: num
 
 function main(): void {
   const n = arg('n', 10000), dim = arg('dim', 2048), batch = arg('batch', 500);
-  const g = gaussianSource(1);
+  const g = seededRandom(1).normal;
   const w = new Float64Array(FACTORS * dim);
   for (let i = 0; i < w.length; i++) w[i] = g() * 0.15;
   console.log(`FID benchmark: ${n} x ${dim} features per set, batches of ${batch}, node ${process.version}`);
