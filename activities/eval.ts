@@ -36,6 +36,7 @@ import { listCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FI
 import type { TfBackendChoice } from '../infra/tfjs-backend.js';
 import { writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
+import { withRun } from './run-lifecycle.js';
 
 /** Evaluation options of a training run (issue 6): every N steps, FID (+ CLIP score), early stopping. */
 export interface TrainEvalOptions {
@@ -338,11 +339,10 @@ export function createEvalActivities(deps: ActivityDeps) {
       const state = await readCheckpointState(storage, input.checkpointUri);
       const { selectTfBackend } = await import('../infra/tfjs-backend.js');
       const backend = await selectTfBackend(state.config.runtime.backend === 'auto' ? {} : { prefer: state.config.runtime.backend });
-      lineage.startRun({
-        id: runId, jobId: input.jobId, stage: 'train.eval', params: { step: input.step, checkpointUri: input.checkpointUri, eval: o }, codeVersion: deps.codeVersion,
+      return withRun(deps, {
+        id: runId, jobId: input.jobId, stage: 'train.eval', params: { step: input.step, checkpointUri: input.checkpointUri, eval: o },
         environment: { backend: backend.name, precision: backend.precision, attempt: ctx?.info.attempt ?? 1, extractorDir: resolve(o.extractorDir), ...(o.clipModelDir ? { clipModelDir: resolve(o.clipModelDir) } : {}) },
-      });
-      try {
+      }, async (run) => {
         const reused = await storage.exists(evalUri);
         let stored: StoredEvaluation;
         if (reused) {
@@ -366,19 +366,15 @@ export function createEvalActivities(deps: ActivityDeps) {
           await recordCheckpointMetric(storage, input.runUri, input.step, metric, decision.bestValue, metric === 'fid' ? 'min' : 'max');
         }
         const result: EvaluateTrainingResult = { point, evalUri, sampleGridUri: gridUri, protocol: r.protocol, decision, reused };
-        lineage.finishRun(runId, 'completed', { fid: r.fid, clipScore: r.clipScore, protocol: r.protocol, decision });
+        run.summarize({ fid: r.fid, clipScore: r.clipScore, protocol: r.protocol, decision });
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** Write `<runUri>/best.json` naming the best checkpoint (by the metric, else the newest). */
     async promoteBestCheckpoint(input: PromoteBestInput): Promise<BestCheckpoint> {
       const runId = `${input.jobId}/train/best`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train.promote', params: input, codeVersion: deps.codeVersion });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.promote', params: input }, async (run) => {
         const checkpoints = await listCheckpoints(storage, input.runUri);
         if (checkpoints.length === 0) throw new MissingFileError(`run ${input.runUri} has no checkpoint to promote`, 'train at least one chunk first.');
         const d = input.decision;
@@ -396,19 +392,15 @@ export function createEvalActivities(deps: ActivityDeps) {
         };
         const written = await writeRunArtifact(deps, runId, { uri: storage.child(input.runUri, 'best.json'), kind: 'best-checkpoint', content: `${JSON.stringify(body, null, 1)}\n`, metadata: { step: chosen.step } });
         const best: BestCheckpoint = { uri: written.uri, sha256: written.sha256, step: chosen.step, checkpointUri: chosen.uri, sha256s, metric: body.metric, value: body.value, selectedBy: body.selectedBy };
-        lineage.finishRun(runId, 'completed', { ...best, reason: body.reason });
+        run.summarize({ ...best, reason: body.reason });
         return best;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** Render the run's HTML report to `<runUri>/report/index.html` and record it. */
     async writeTrainingReport(input: TrainingReportInput): Promise<{ uri: string; sha256: string; evaluations: number; trainingPoints: number }> {
       const runId = `${input.jobId}/train/report`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train.report', params: { runUri: input.runUri, status: input.status }, codeVersion: deps.codeVersion });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.report', params: { runUri: input.runUri, status: input.status } }, async (run) => {
         const reportDirUri = storage.child(input.runUri, 'report');
         const training = await readTrainingCurve(input.runUri);
         const evaluations: ReportEvaluation[] = [];
@@ -437,12 +429,9 @@ export function createEvalActivities(deps: ActivityDeps) {
           lineage: runLineage(input.jobId, input.dataset.manifestUri, input.best),
         });
         const written = await writeRunArtifact(deps, runId, { uri: storage.child(reportDirUri, 'index.html'), kind: 'run-report', content: html, metadata: { status: input.status } });
-        lineage.finishRun(runId, 'completed', { uri: written.uri, sha256: written.sha256 });
+        run.summarize({ uri: written.uri, sha256: written.sha256 });
         return { uri: written.uri, sha256: written.sha256, evaluations: evaluations.length, trainingPoints: training.length };
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
   };
 

@@ -35,6 +35,7 @@ import { readShardScores, scoresUri, type FileRef } from '../datasets/filter/sta
 import { FilterModelCache, type FilterModelLease } from '../datasets/filter/stage-models.js';
 import { recordDatasetManifest, writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
+import { withRun } from './run-lifecycle.js';
 
 export interface PlanFilterInput extends FilterPlanSpec { jobId: string; workflowId?: string }
 
@@ -114,25 +115,20 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     const attempt = ctx?.info.attempt ?? 1;
     const plan = await planOf(input.datasetName, input.version);
     const device = await chooseOnnxDevice({ device: plan.device });
-    lineage.startRun({ id: runId, jobId: input.jobId, stage, params: input, codeVersion: deps.codeVersion, environment: {
-      executionProvider: device.device, ortVersion: device.ortVersion, requestedDevice: device.requested, reason: device.reason, attempt,
-    } });
+    const environment = { executionProvider: device.device, ortVersion: device.ortVersion, requestedDevice: device.requested, reason: device.reason, attempt };
     let last: FilterShardProgress | { phase: 'loading' } = { phase: 'loading' };
     const beat = setInterval(() => ctx?.heartbeat(last), 10_000);
     beat.unref();
     let lease: FilterModelLease | undefined;
     try {
-      ctx?.heartbeat(last);
-      const result = await work(plan, async () => (lease ??= await models.acquire(plan)), (p) => {
-        last = p;
-        ctx?.heartbeat(p);
-        hooks.onShardProgress?.(input.shardIndex, p, attempt);
+      return await withRun(deps, { id: runId, jobId: input.jobId, stage, params: input, environment }, async () => {
+        ctx?.heartbeat(last);
+        return work(plan, async () => (lease ??= await models.acquire(plan)), (p) => {
+          last = p;
+          ctx?.heartbeat(p);
+          hooks.onShardProgress?.(input.shardIndex, p, attempt);
+        });
       });
-      lineage.finishRun(runId, 'completed', result);
-      return result;
-    } catch (err) {
-      lineage.finishRun(runId, 'failed', undefined, String(err));
-      throw err;
     } finally {
       clearInterval(beat);
       lease?.release();
@@ -144,8 +140,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     async planFilter(input: PlanFilterInput): Promise<PlanFilterResult> {
       const runId = `${input.jobId}/filter/plan`;
       lineage.startJob({ id: input.jobId, kind: 'filter', workflowId: input.workflowId ?? input.jobId, params: input, codeVersion: deps.codeVersion });
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'filter.plan', params: input, codeVersion: deps.codeVersion });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.plan', params: input }, async () => {
         const { plan, resumed } = await planFilter(storage, input, lineage.latestDatasetVersionNumber(input.datasetName));
         const manifestText = await storage.readText(plan.source.manifestUri);
         lineage.recordArtifactOfRun(runId, 'consumed', { uri: plan.source.manifestUri, kind: 'dataset-manifest', sha256: plan.source.manifestSha256, bytes: Buffer.byteLength(manifestText), metadata: { datasetId: plan.source.id } });
@@ -158,12 +153,8 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
           fingerprint: plan.fingerprint, shardCount: plan.source.shards.length, rows: plan.source.rows, resumed,
           threshold: plan.policy.threshold, keepTopFraction: plan.policy.keepTopFraction,
         };
-        lineage.finishRun(runId, 'completed', result);
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** Shard indices at plan positions [from, to) still to score (phase 'score') or to write ('filter'). */
@@ -230,8 +221,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     async computeFilterCutoff(input: { jobId: string; datasetName: string; version: number }): Promise<FilterCutoffResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/filter/cutoff`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'filter.cutoff', params: input, codeVersion: deps.codeVersion });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.cutoff', params: input }, async () => {
         const plan = await planOf(input.datasetName, input.version);
         const fraction = plan.policy.keepTopFraction ?? 1;
         const c = await filterVersionCutoff(storage, plan, fraction, (n) => { if (n % 100 === 0) ctx?.heartbeat({ shardsRead: n }); });
@@ -239,20 +229,15 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
         const content = `${JSON.stringify({ datasetId: plan.datasetId, keepTopFraction: fraction, ...c }, null, 2)}\n`;
         const artifact = await writeRecordedArtifact(deps, runId, { uri: storage.child(layout.dirUri, 'filter-cutoff.json'), kind: 'filter-cutoff', content, metadata: { datasetId: plan.datasetId } });
         const result: FilterCutoffResult = { cutoff: c.cutoff, scored: c.scored, artifact };
-        lineage.finishRun(runId, 'completed', result);
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** Write manifest.json of a fully filtered version and record the dataset version in lineage. */
     async writeFilterManifest(input: { jobId: string; datasetName: string; version: number; topFractionCutoff?: number | null }): Promise<FilterManifestResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/filter/manifest`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input, codeVersion: deps.codeVersion });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input }, async () => {
         const plan = await planOf(input.datasetName, input.version);
         const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
         const built = await buildFilterManifest(storage, plan, input.topFractionCutoff ?? null, (n) => ctx?.heartbeat({ shardsDone: n }));
@@ -274,12 +259,8 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
           datasetId: manifest.id, manifest: ref, rows: manifest.rows, kept: t.kept, filtered: t.filtered, carried: t.carried,
           shards: manifest.shards.length, executionProviders: t.executionProviders, ortVersions: t.ortVersions,
         };
-        lineage.finishRun(runId, 'completed', result);
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
   };
 }

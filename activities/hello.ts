@@ -7,6 +7,7 @@
 import { sha256Hex } from '../infra/hash.js';
 import { writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
+import { withRun } from './run-lifecycle.js';
 
 export interface GreetingInput {
   jobId: string;
@@ -24,25 +25,21 @@ export function createHelloActivities(deps: ActivityDeps) {
     /** Write hello/<jobId>/greeting.txt. Timeout: seconds. Retry: default policy. */
     async writeGreeting(input: GreetingInput): Promise<ArtifactRef> {
       const runId = `${input.jobId}/hello/greeting`;
-      deps.lineage.startRun({ id: runId, jobId: input.jobId, stage: 'hello.greeting', params: input, codeVersion: deps.codeVersion });
-      const uri = deps.storage.uri('hello', input.jobId, 'greeting.txt');
-      const ref = await writeRecordedArtifact(deps, runId, { uri, kind: 'hello.greeting', content: `${input.message}\n` });
-      deps.lineage.finishRun(runId, 'completed', ref);
-      return ref;
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'hello.greeting', params: input }, () =>
+        writeRecordedArtifact(deps, runId, { uri: deps.storage.uri('hello', input.jobId, 'greeting.txt'), kind: 'hello.greeting', content: `${input.message}\n` }));
     },
     /** Read the greeting (checking its hash) and write a summary that records it as consumed. */
     async writeSummary(input: { jobId: string; greeting: ArtifactRef }): Promise<ArtifactRef> {
       const runId = `${input.jobId}/hello/summary`;
-      deps.lineage.startRun({ id: runId, jobId: input.jobId, stage: 'hello.summary', params: input, codeVersion: deps.codeVersion });
-      const text = await deps.storage.readText(input.greeting.uri);
-      const sha = sha256Hex(text);
-      if (sha !== input.greeting.sha256) throw new Error(`greeting ${input.greeting.uri} changed: sha256 ${sha}, expected ${input.greeting.sha256}`);
-      const consumed = deps.lineage.getArtifactByUri(input.greeting.uri);
-      if (consumed) deps.lineage.linkArtifact(runId, consumed.id, 'consumed');
-      const summary = JSON.stringify({ greeting: input.greeting, words: text.trim().split(/\s+/).length, codeVersion: deps.codeVersion }, null, 2);
-      const ref = await writeRecordedArtifact(deps, runId, { uri: deps.storage.uri('hello', input.jobId, 'summary.json'), kind: 'hello.summary', content: summary });
-      deps.lineage.finishRun(runId, 'completed', ref);
-      return ref;
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'hello.summary', params: input }, async () => {
+        const text = await deps.storage.readText(input.greeting.uri);
+        const sha = sha256Hex(text);
+        if (sha !== input.greeting.sha256) throw new Error(`greeting ${input.greeting.uri} changed: sha256 ${sha}, expected ${input.greeting.sha256}`);
+        const consumed = deps.lineage.getArtifactByUri(input.greeting.uri);
+        if (consumed) deps.lineage.linkArtifact(runId, consumed.id, 'consumed');
+        const summary = JSON.stringify({ greeting: input.greeting, words: text.trim().split(/\s+/).length, codeVersion: deps.codeVersion }, null, 2);
+        return writeRecordedArtifact(deps, runId, { uri: deps.storage.uri('hello', input.jobId, 'summary.json'), kind: 'hello.summary', content: summary });
+      });
     },
   };
 }

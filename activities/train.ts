@@ -33,6 +33,7 @@ import { learningRateAt } from '../training/lr-schedule.js';
 import type { StepResult } from '../training/trainer.js';
 import type { TrainingChunkResult } from '../training/run-chunk.js';
 import type { ActivityDeps } from './deps.js';
+import { withRun } from './run-lifecycle.js';
 import {
   activityContext, createEvalActivities, linkIfRecorded, pad9, resolveDatasetRef, writeRunArtifact,
   type DatasetPin, type EvalPoint, type TrainEvalOptions,
@@ -195,15 +196,14 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const shardUris = await pinnedShardUris(input.dataset);
       const resumedFrom = (await listCheckpoints(storage, input.runUri)).at(-1);
       const env = { backend: backend.name, provider: backend.provider, precision: backend.precision };
-      lineage.startRun({
-        id: runId, jobId: input.jobId, stage: 'train.chunk', codeVersion: deps.codeVersion,
+      const progress = new Map<number, StepResult>();
+      return withRun(deps, {
+        id: runId, jobId: input.jobId, stage: 'train.chunk',
         params: { runUri: input.runUri, fromStep: input.fromStep, steps: input.steps, dataset: input.dataset.datasetId, config: input.config },
         environment: { ...env, attempt, resumedFromStep: resumedFrom?.step ?? 0, ...(previousHeartbeat !== undefined ? { previousAttemptHeartbeat: previousHeartbeat } : {}) },
-      });
-      linkIfRecorded(deps, runId, input.dataset.manifestUri, 'consumed');
-      if (resumedFrom) for (const f of [...TENSOR_FILES, 'state.json']) linkIfRecorded(deps, runId, storage.child(resumedFrom.uri, f), 'consumed');
-      const progress = new Map<number, StepResult>();
-      try {
+      }, async (run) => {
+        linkIfRecorded(deps, runId, input.dataset.manifestUri, 'consumed');
+        if (resumedFrom) for (const f of [...TENSOR_FILES, 'state.json']) linkIfRecorded(deps, runId, storage.child(resumedFrom.uri, f), 'consumed');
         const r = await runTrainingChunk({
           storage, runUri: input.runUri, config: input.config, datasetShardUris: shardUris, fromStep: input.fromStep, steps: input.steps,
           signal: ctx?.cancellationSignal,
@@ -221,15 +221,12 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
           checkpointUri: r.checkpointUri, sha256s: r.sha256s, backend: r.backend, precision: r.precision, alreadyDone: r.alreadyDone,
           resumedFromStep: resumedFrom?.step ?? 0, attempt, removedCheckpoints: r.removedCheckpoints, logUri,
         };
-        lineage.finishRun(runId, r.cancelled ? 'cancelled' : 'completed', summary);
+        run.summarize(summary);
         // The chunk stopped early and checkpointed because it was cancelled (workflow cancel or worker
         // shutdown): report the cancellation so Temporal records it (and retries on shutdown).
         if (r.cancelled) throw ctx?.cancellationSignal.reason instanceof CancelledFailure ? ctx.cancellationSignal.reason : new CancelledFailure(`chunk cancelled at step ${r.step}`);
         return summary;
-      } catch (err) {
-        if (lineage.getRun(runId)?.status === 'running') lineage.finishRun(runId, err instanceof CancelledFailure ? 'cancelled' : 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** The newest checkpoint of the run, recorded in lineage (after a cancel or a failure); null when none. */
@@ -242,9 +239,10 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const missing = Object.keys(sha256s).filter((f) => !lineage.getArtifactByUri(storage.child(newest.uri, f)));
       if (missing.length > 0) {
         const runId = `${input.jobId}/train/final-checkpoint`;
-        lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train.final', params: input, environment: { backend: state.backend, precision: state.precision }, codeVersion: deps.codeVersion });
-        await recordCheckpoint(runId, newest.uri, sha256s, state.step, { backend: state.backend, precision: state.precision });
-        lineage.finishRun(runId, 'completed', { step: state.step, checkpointUri: newest.uri });
+        await withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.final', params: input, environment: { backend: state.backend, precision: state.precision } }, async () => {
+          await recordCheckpoint(runId, newest.uri, sha256s, state.step, { backend: state.backend, precision: state.precision });
+          return { step: state.step, checkpointUri: newest.uri };
+        });
       }
       return { step: state.step, checkpointUri: newest.uri, sha256s };
     },

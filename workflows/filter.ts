@@ -23,6 +23,7 @@ import {
 import type { FilterActivities, FilterShardResult, PlanFilterResult, ScoreShardResult } from '../activities/filter.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
+import { stageRetryPolicy } from './retry.js';
 
 export interface FilterWorkflowInput {
   datasetName: string;
@@ -121,11 +122,7 @@ export interface FilterPageResult { done: number; skipped: number; rowsScored: n
 
 export const filterProgressQuery = defineQuery<FilterProgress | null>('progress');
 
-const NON_RETRYABLE = [
-  'ConfigError', 'MissingFileError', 'ArtifactConflictError', 'ModelFilesChangedError', 'InvalidManifestError',
-  'FilterIncompleteError', 'UnsafePathError',
-];
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE };
+const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['ModelFilesChangedError', 'FilterIncompleteError'] });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
 const planActs = proxyActivities<FilterActivities>({ taskQueue: GPU_QUEUE, startToCloseTimeout: '1 hour', retry });

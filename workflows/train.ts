@@ -29,6 +29,7 @@ import type { createLineageActivities } from '../activities/lineage.js';
 import type { EarlyStoppingDecision } from '../eval/early-stopping.js';
 import type { TrainingConfigInput } from '../training/config.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
+import { stageRetryPolicy } from './retry.js';
 
 export interface TrainWorkflowInput {
   /** Dataset version: `name@vN`, `name` (newest recorded) or a manifest URI... */
@@ -100,11 +101,10 @@ export interface TrainWorkflowResult {
 
 export const trainProgressQuery = defineQuery<TrainProgress>('progress');
 
-const NON_RETRYABLE = [
-  'EmptyDatasetError', 'ModelTooLargeError', 'NonFiniteLossError', 'ConfigError', 'CheckpointError', 'MissingFileError',
-  'InvalidManifestError', 'UnsafePathError', 'FeatureExtractorError', 'FeatureStatisticsError', 'ArtifactConflictError',
-];
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: NON_RETRYABLE };
+const retry = stageRetryPolicy({
+  maximumAttempts: 10,
+  nonRetryable: ['EmptyDatasetError', 'ModelTooLargeError', 'NonFiniteLossError', 'CheckpointError', 'FeatureExtractorError', 'FeatureStatisticsError'],
+});
 
 function activities(input: TrainWorkflowInput) {
   type Acts = TrainActivities & ReturnType<typeof createLineageActivities>;
