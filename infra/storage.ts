@@ -4,7 +4,7 @@
  * Writes are atomic: temp file in the same directory, fsync, rename, fsync of the directory, so a
  * partial file is never visible under its final name.
  */
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -37,6 +37,11 @@ export interface ArtifactStorage {
   readText(uri: string): Promise<string>;
   writeAtomic(uri: string, data: Uint8Array | string): Promise<WrittenObject>;
   openAtomicWriter(uri: string): Promise<AtomicWriter>;
+  /**
+   * Write a complete file under `uri` only if nothing is there yet (atomic and exclusive across
+   * processes); returns false, writing nothing, when the URI already exists.
+   */
+  createExclusive(uri: string, data: Uint8Array | string): Promise<boolean>;
   exists(uri: string): Promise<boolean>;
   size(uri: string): Promise<number | null>;
   /** Names directly under a directory URI (empty when it does not exist); temp files are hidden. */
@@ -147,6 +152,31 @@ export class LocalStorage implements ArtifactStorage {
         await rm(tmpPath, { force: true });
       },
     };
+  }
+
+  async createExclusive(uri: string, data: Uint8Array | string): Promise<boolean> {
+    const finalPath = this.localPath(uri);
+    const dir = dirname(finalPath);
+    await mkdir(dir, { recursive: true });
+    const tmpPath = join(dir, `${TEMP_MARK}${randomBytes(6).toString('hex')}-${finalPath.slice(dir.length + 1)}`);
+    const fh = await open(tmpPath, 'wx');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      // link() fails with EEXIST when the name exists: the complete file appears at once, or not at all.
+      await link(tmpPath, finalPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    } finally {
+      await rm(tmpPath, { force: true });
+    }
+    await fsyncDir(dir);
+    return true;
   }
 
   async exists(uri: string): Promise<boolean> {

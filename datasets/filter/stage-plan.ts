@@ -15,6 +15,7 @@ import { ConfigError, MissingFileError } from '../../infra/errors.js';
 import { parseOnnxDeviceRequest, type OnnxDeviceRequest } from '../../infra/onnx-runtime.js';
 import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout, datasetVersionId } from '../shards/layout.js';
+import { claimVersion } from '../shards/version-claim.js';
 import { manifestShardUris, parseManifest } from '../shards/manifest.js';
 import { checkModelDir, hashModelDir, type ModelFileHash } from './model-dir.js';
 import { positiveInt } from './runtime.js';
@@ -153,12 +154,13 @@ export async function planFilter(storage: ArtifactStorage, spec: FilterPlanSpec,
       return { plan: existing as FilterPlan, resumed: true };
     }
     const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
+    // A free version is taken by claiming it first, so two planners never share one (version-claim.ts).
     if (spec.outputVersion !== undefined) {
-      if (!taken) break;
+      if (!taken && (await claimVersion(storage, layout, resolved.fingerprint))) break;
       throw new ConfigError(`dataset ${layout.id} already exists with different content or options`,
         'datasets are immutable: omit the output version to create the next one, or rerun with the same options to resume it.');
     }
-    if (!taken && version > latestRecordedVersion) break;
+    if (!taken && version > latestRecordedVersion && (await claimVersion(storage, layout, resolved.fingerprint))) break;
     version++;
   }
   const layout = new DatasetLayout(storage, spec.datasetName, version);

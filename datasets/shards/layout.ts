@@ -3,6 +3,7 @@
  * shard index), built from validated segments through ArtifactStorage:
  *
  *   datasets/<name>/v<version>/manifest.json
+ *   datasets/<name>/v<version>/claim.json                     (which plan fingerprint took this version)
  *   datasets/<name>/v<version>/plan.json                      (crawl plan, written before shards)
  *   datasets/<name>/v<version>/input/input-000012.jsonl       (input shard 12)
  *   datasets/<name>/v<version>/shards/shard-000012.parquet    (output shard 12)
@@ -41,6 +42,9 @@ export class DatasetLayout {
   }
   get manifestUri(): string {
     return this.storage.child(this.dirUri, 'manifest.json');
+  }
+  get claimUri(): string {
+    return this.storage.child(this.dirUri, 'claim.json');
   }
   get planUri(): string {
     return this.storage.child(this.dirUri, 'plan.json');
