@@ -7,36 +7,28 @@
  *   checkpoint is the new best, its metric in `checkpoints/metrics.json` so retention keeps it.
  *   Idempotent: the record is `<runUri>/evals/step-NNNNNNNNN.json`; when it exists it is reused.
  *   Lineage run `${jobId}/eval/step-${step}`. Timeout: minutes to hours (sample count); heartbeats.
- * - promoteBestCheckpoint (kiln-io): writes `<runUri>/best.json` naming the best checkpoint and
- *   its hashes. Lineage run `${jobId}/train/best`.
- * - writeTrainingReport (kiln-io): the static HTML report (eval/report.ts) at
- *   `<runUri>/report/index.html`. Lineage run `${jobId}/train/report`.
- *
- * `resolveDatasetRef` (dataset `name@vN` or a manifest URI) is shared with activities/train.ts.
+ * The closing activities (best checkpoint, HTML report) are in train-report.ts.
  * Heavy modules (TensorFlow.js, ONNX Runtime) are imported lazily, so a kiln-io-only worker never
  * loads them.
  */
-import { Context } from '@temporalio/activity';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, MissingFileError } from '../infra/errors.js';
+import { MissingFileError } from '../infra/errors.js';
 import { sha256File, sha256Hex } from '../infra/hash.js';
-import { traceArtifact } from '../infra/lineage/trace.js';
-import { DatasetLayout } from '../datasets/shards/layout.js';
-import { manifestShardUris, parseManifest, type DatasetManifest } from '../datasets/shards/manifest.js';
+import { manifestShardUris } from '../datasets/shards/manifest.js';
 import { earlyStoppingDecision, type EarlyStoppingDecision, type StoppingMetric } from '../eval/early-stopping.js';
-import { renderRunReport, type EvalProtocol, type ReportEvaluation, type TrainingPoint } from '../eval/report.js';
+import type { EvalProtocol } from '../eval/report.js';
 import type { EvaluationRecord } from '../eval/evaluate.js';
 import type { FeatureExtractor } from '../eval/features.js';
 import type { ReferenceStats } from '../eval/reference-stats.js';
 import type { RgbImage } from '../eval/clean-resize.js';
 import type { ClipScorer } from '../datasets/filter/clip-scorer.js';
-import { listCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState } from '../training/checkpoint.js';
+import { readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState } from '../training/checkpoint.js';
 import type { TfBackendChoice } from '../infra/tfjs-backend.js';
-import { writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
-import { withRun } from './run-lifecycle.js';
+import { activityContext, withRun } from './run-lifecycle.js';
+import { linkIfRecorded, pad9, resolveDatasetRef, type DatasetPin } from './run-artifacts.js';
 
 /** Evaluation options of a training run (issue 6): every N steps, FID (+ CLIP score), early stopping. */
 export interface TrainEvalOptions {
@@ -84,12 +76,6 @@ export interface EvalPoint {
   clipScore: number | null;
 }
 
-export interface DatasetPin {
-  datasetId: string;
-  manifestUri: string;
-  manifestSha256: string;
-}
-
 export interface EvaluateTrainingInput {
   jobId: string;
   runUri: string;
@@ -111,7 +97,7 @@ export interface EvaluateTrainingResult {
 }
 
 /** What `<runUri>/evals/step-N.json` holds: the eval record plus what it consumed, for lineage. */
-interface StoredEvaluation {
+export interface StoredEvaluation {
   format: 'kiln-eval-v1';
   record: EvaluationRecord;
   checkpoint: { uri: string; step: number; sha256s: Record<string, string> };
@@ -122,96 +108,7 @@ interface StoredEvaluation {
   backend: string;
 }
 
-export interface BestCheckpoint {
-  uri: string;
-  sha256: string;
-  step: number;
-  checkpointUri: string;
-  sha256s: Record<string, string>;
-  metric: StoppingMetric | null;
-  value: number | null;
-  selectedBy: 'metric' | 'final-step';
-}
-
-export interface PromoteBestInput {
-  jobId: string;
-  runUri: string;
-  decision: EarlyStoppingDecision | null;
-}
-
-export interface TrainingReportInput {
-  jobId: string;
-  runUri: string;
-  runName: string;
-  /** ISO time from the workflow (so a retried activity renders the same bytes). */
-  generatedAt: string;
-  status: string;
-  decision: EarlyStoppingDecision | null;
-  dataset: DatasetPin;
-  best: BestCheckpoint | null;
-  stopReason: string | null;
-  totalSteps: number;
-}
-
-/** Longest run / checkpoint lists shown in a report's lineage section (the newest are kept). */
-const REPORT_LIST_CAP = 60;
-
-export const pad9 = (n: number) => String(n).padStart(9, '0');
 const finiteOrNull = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-
-/** The current activity context, or undefined outside an activity (CLI, tests). */
-export function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Resolve a dataset reference: `name@v3`, `name@3`, `name` (newest version recorded in lineage) or
- * a manifest URI. Returns the pinned manifest (its sha256) and the parsed manifest.
- */
-export async function resolveDatasetRef(deps: ActivityDeps, ref: string): Promise<{ pin: DatasetPin; manifest: DatasetManifest }> {
-  let uri: string;
-  if (ref.startsWith('file://')) {
-    uri = ref;
-  } else {
-    const m = /^([A-Za-z0-9._=-]+?)(?:@v?(\d+))?$/.exec(ref);
-    if (!m) throw new ConfigError(`dataset reference ${JSON.stringify(ref)} is not name@vN, name or a manifest URI`, 'pass e.g. laion-mini@v2 or file:///data/datasets/laion-mini/v2/manifest.json.');
-    const version = m[2] ? Number(m[2]) : deps.lineage.latestDatasetVersionNumber(m[1]!);
-    if (version < 1) throw new ConfigError(`no version of dataset ${JSON.stringify(m[1])} is recorded in lineage`, 'name the version (name@vN) or crawl the dataset first.');
-    uri = new DatasetLayout(deps.storage, m[1]!, version).manifestUri;
-  }
-  if (!(await deps.storage.exists(uri))) throw new MissingFileError(`dataset manifest ${uri} does not exist`, 'check the dataset name and version (kiln lineage lists dataset versions), or run the stage that writes it.');
-  const text = await deps.storage.readText(uri);
-  const manifest = parseManifest(text, uri);
-  return { pin: { datasetId: manifest.id, manifestUri: uri, manifestSha256: sha256Hex(text) }, manifest };
-}
-
-/**
- * Write an immutable run artifact and record it. If lineage already holds this URI with other
- * content (the run was continued by a later job), the new content goes to a sibling named by its
- * hash (`index.<sha12>.html`) instead of editing a recorded artifact.
- */
-export async function writeRunArtifact(deps: ActivityDeps, runId: string, a: { uri: string; kind: string; content: string | Uint8Array; metadata?: Record<string, unknown> }) {
-  const sha = sha256Hex(a.content);
-  const recorded = deps.lineage.getArtifactByUri(a.uri);
-  let uri = a.uri;
-  if (recorded && recorded.sha256 !== sha) {
-    const slash = uri.lastIndexOf('/');
-    const name = uri.slice(slash + 1);
-    const dot = name.lastIndexOf('.');
-    uri = deps.storage.child(uri.slice(0, slash), dot > 0 ? `${name.slice(0, dot)}.${sha.slice(0, 12)}${name.slice(dot)}` : `${name}.${sha.slice(0, 12)}`);
-  }
-  return writeRecordedArtifact(deps, runId, { ...a, uri });
-}
-
-/** Link an already-recorded artifact to a run (no-op when it is not recorded). */
-export function linkIfRecorded(deps: ActivityDeps, runId: string, uri: string, role: 'consumed' | 'produced'): void {
-  const a = deps.lineage.getArtifactByUri(uri);
-  if (a) deps.lineage.linkArtifact(runId, a.id, role);
-}
 
 export function createEvalActivities(deps: ActivityDeps) {
   const { storage, lineage } = deps;
@@ -371,102 +268,5 @@ export function createEvalActivities(deps: ActivityDeps) {
       });
     },
 
-    /** Write `<runUri>/best.json` naming the best checkpoint (by the metric, else the newest). */
-    async promoteBestCheckpoint(input: PromoteBestInput): Promise<BestCheckpoint> {
-      const runId = `${input.jobId}/train/best`;
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.promote', params: input }, async (run) => {
-        const checkpoints = await listCheckpoints(storage, input.runUri);
-        if (checkpoints.length === 0) throw new MissingFileError(`run ${input.runUri} has no checkpoint to promote`, 'train at least one chunk first.');
-        const d = input.decision;
-        const byMetric = d && d.bestStep !== null ? checkpoints.find((c) => c.step === d.bestStep) : undefined;
-        const chosen = byMetric ?? checkpoints[checkpoints.length - 1]!;
-        const state = await readCheckpointState(storage, chosen.uri);
-        const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(chosen.uri, 'state.json'))) };
-        for (const f of TENSOR_FILES) sha256s[f] = state.files[f].sha256;
-        for (const name of Object.keys(sha256s)) linkIfRecorded(deps, runId, storage.child(chosen.uri, name), 'consumed');
-        const body = {
-          format: 'kiln-best-checkpoint-v1', runUri: input.runUri, step: chosen.step, checkpointUri: chosen.uri, sha256s,
-          selectedBy: byMetric ? 'metric' as const : 'final-step' as const,
-          metric: byMetric ? d!.metric : null, value: byMetric ? d!.bestValue : null,
-          reason: byMetric ? d!.reason : d && d.bestStep !== null ? `the best checkpoint (step ${d.bestStep}) is missing; the newest is promoted` : 'no evaluation: the newest checkpoint is promoted',
-        };
-        const written = await writeRunArtifact(deps, runId, { uri: storage.child(input.runUri, 'best.json'), kind: 'best-checkpoint', content: `${JSON.stringify(body, null, 1)}\n`, metadata: { step: chosen.step } });
-        const best: BestCheckpoint = { uri: written.uri, sha256: written.sha256, step: chosen.step, checkpointUri: chosen.uri, sha256s, metric: body.metric, value: body.value, selectedBy: body.selectedBy };
-        run.summarize({ ...best, reason: body.reason });
-        return best;
-      });
-    },
-
-    /** Render the run's HTML report to `<runUri>/report/index.html` and record it. */
-    async writeTrainingReport(input: TrainingReportInput): Promise<{ uri: string; sha256: string; evaluations: number; trainingPoints: number }> {
-      const runId = `${input.jobId}/train/report`;
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.report', params: { runUri: input.runUri, status: input.status } }, async (run) => {
-        const reportDirUri = storage.child(input.runUri, 'report');
-        const training = await readTrainingCurve(input.runUri);
-        const evaluations: ReportEvaluation[] = [];
-        for (const name of await storage.list(storage.child(input.runUri, 'evals'))) {
-          const uri = storage.child(input.runUri, 'evals', name);
-          const s = JSON.parse(await storage.readText(uri)) as StoredEvaluation;
-          evaluations.push({ step: s.record.step, fid: s.record.fid, clipScore: s.record.clipScore, protocol: s.record.protocol, sampleGrid: s.record.sampleGrid ?? null, samplePrompts: s.record.samplePrompts ?? [] });
-          linkIfRecorded(deps, runId, uri, 'consumed');
-          if (s.record.sampleGrid) linkIfRecorded(deps, runId, storage.child(reportDirUri, ...s.record.sampleGrid.split('/')), 'consumed');
-        }
-        const newest = (await listCheckpoints(storage, input.runUri)).at(-1);
-        const state = newest ? await readCheckpointState(storage, newest.uri) : null;
-        const c = state?.config;
-        const html = renderRunReport({
-          runId: input.runName, title: `Training run ${input.runName}`, generatedAt: input.generatedAt, status: input.status,
-          summary: {
-            job: input.jobId, status: input.status, dataset: input.dataset.datasetId, 'dataset manifest sha256': input.dataset.manifestSha256,
-            'steps trained': state?.step ?? 0, 'total steps': input.totalSteps, 'stop reason': input.stopReason,
-            'best checkpoint': input.best ? `step ${input.best.step}` : null, backend: state ? `${state.backend} (${state.precision})` : null,
-            resolution: c?.resolution ?? null, denoiser: c ? `DiT width ${c.denoiser.width}, depth ${c.denoiser.depth}, patch ${c.denoiser.patchSize}` : null,
-            'text encoder': c ? (c.textEncoder.clipDir ? `CLIP ${basename(c.textEncoder.clipDir)}` : `width ${c.textEncoder.width}, depth ${c.textEncoder.depth}`) : null,
-            batch: c ? `${c.optim.microBatchSize} x ${c.optim.gradAccumSteps} accumulation` : null, 'peak LR': c?.optim.lr ?? null,
-            objective: c ? `${c.objective.prediction}, PRX weight ${c.objective.prxWeight}` : null,
-          },
-          training, evaluations, earlyStopping: input.decision,
-          lineage: runLineage(input.jobId, input.dataset.manifestUri, input.best),
-        });
-        const written = await writeRunArtifact(deps, runId, { uri: storage.child(reportDirUri, 'index.html'), kind: 'run-report', content: html, metadata: { status: input.status } });
-        run.summarize({ uri: written.uri, sha256: written.sha256 });
-        return { uri: written.uri, sha256: written.sha256, evaluations: evaluations.length, trainingPoints: training.length };
-      });
-    },
   };
-
-  /** Loss and LR per step from the chunk logs (`<runUri>/train-log/*.json`), merged by step. */
-  async function readTrainingCurve(runUri: string): Promise<TrainingPoint[]> {
-    const byStep = new Map<number, TrainingPoint>();
-    for (const name of await storage.list(storage.child(runUri, 'train-log'))) {
-      const log = JSON.parse(await storage.readText(storage.child(runUri, 'train-log', name))) as { entries: { step: number; loss: number; lr: number; lrText: number }[] };
-      for (const e of log.entries) byStep.set(e.step, { step: e.step, loss: e.loss, lr: e.lr, lrTextEncoder: e.lrText });
-    }
-    return [...byStep.values()].sort((a, b) => a.step - b.step);
-  }
-
-  /** The lineage shown in the report: the dataset's upstream trace and this job's finished runs (no timestamps). */
-  function runLineage(jobId: string, manifestUri: string, best: BestCheckpoint | null): unknown {
-    const manifest = lineage.getArtifactByUri(manifestUri);
-    const trace = manifest ? traceArtifact(lineage, manifest) : null;
-    const runs = lineage.runsOfJob(jobId).filter((r) => r.status !== 'running').map((r) => ({
-      run: r.id, stage: r.stage, status: r.status, code: r.codeVersion,
-      environment: Object.entries(r.environment).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', '),
-      produced: lineage.artifactsOfRun(r.id, 'produced').length,
-    }));
-    const checkpoints = lineage.runsOfJob(jobId).filter((r) => r.stage === 'train.chunk')
-      .flatMap((r) => lineage.artifactsOfRun(r.id, 'produced').filter((a) => a.kind === 'checkpoint-file').map((a) => ({ step: a.metadata.step, file: a.metadata.file, sha256: a.sha256, bytes: a.bytes })));
-    const capped = <T>(list: T[], what: string) => (list.length <= REPORT_LIST_CAP ? list : [...list.slice(-REPORT_LIST_CAP), { note: `${list.length - REPORT_LIST_CAP} earlier ${what} not shown (see kiln lineage)` }]);
-    return {
-      dataset: trace ? {
-        manifest: { uri: manifestUri, sha256: manifest!.sha256 },
-        versions: trace.datasetVersions.map((d) => ({ id: d.id, parents: d.parents.join(', '), schema: d.schemaVersion })),
-        upstreamRuns: trace.runs.map((r) => ({ run: r.id, stage: r.stage, status: r.status, code: r.codeVersion })),
-        sources: trace.sources.map((a) => ({ kind: a.kind, uri: a.uri, sha256: a.sha256 })),
-      } : { manifest: manifestUri, note: 'not recorded in lineage' },
-      best: best ? { step: best.step, checkpoint: best.checkpointUri, ...best.sha256s } : null,
-      runs: capped(runs, 'runs'),
-      checkpoints: capped([...new Map(checkpoints.map((c) => [`${String(c.step)}/${String(c.file)}`, c])).values()], 'checkpoint files'),
-    };
-  }
 }

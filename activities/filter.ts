@@ -21,7 +21,6 @@
  * Retry: everything but ConfigError, MissingFileError, ArtifactConflictError, ModelFilesChangedError,
  * InvalidManifestError, FilterIncompleteError, UnsafePathError (see workflows/filter.ts).
  */
-import { Context } from '@temporalio/activity';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sha256Hex } from '../infra/hash.js';
@@ -35,7 +34,7 @@ import { readShardScores, scoresUri, type FileRef } from '../datasets/filter/sta
 import { FilterModelCache, type FilterModelLease } from '../datasets/filter/stage-models.js';
 import { recordDatasetManifest, writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
-import { withRun } from './run-lifecycle.js';
+import { activityContext, withRun } from './run-lifecycle.js';
 
 export interface PlanFilterInput extends FilterPlanSpec { jobId: string; workflowId?: string }
 
@@ -69,14 +68,6 @@ export interface FilterManifestResult {
 export interface FilterActivityHooks {
   onShardProgress?: (shardIndex: number, p: FilterShardProgress, attempt: number) => void;
   checkpointIntervalMs?: number;
-}
-
-function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined; // called outside a Temporal activity (CLI, bench, tests)
-  }
 }
 
 /** Lineage URI of one model file: the file plus its content hash (model dirs are mutable, artifacts are not). */

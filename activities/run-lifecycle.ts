@@ -4,7 +4,7 @@
  * shutdown; a summary recorded before it is kept) or as failed with the error, whichever way the work ends.
  * Every activity that records a run goes through `withRun`, so no path leaves a run `running`.
  */
-import { CancelledFailure } from '@temporalio/activity';
+import { CancelledFailure, Context } from '@temporalio/activity';
 import type { ActivityDeps } from './deps.js';
 import type { LineageStore } from '../infra/lineage/store.js';
 
@@ -26,5 +26,14 @@ export async function withRun<R>(deps: ActivityDeps, run: RunStart, work: (handl
     const cancelled = err instanceof CancelledFailure;
     deps.lineage.finishRun(run.id, cancelled ? 'cancelled' : 'failed', cancelled ? summary?.value : undefined, String(err));
     throw err;
+  }
+}
+
+/** The current activity context, or undefined outside an activity (CLI, tests). */
+export function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
   }
 }

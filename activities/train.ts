@@ -17,7 +17,8 @@
  *   a run is cancelled or fails).
  * - finishTrainingRun (kiln-io): closes the `${jobId}/train` lineage run with its result.
  *
- * createTrainActivities also returns the evaluation activities of activities/eval.ts.
+ * createTrainActivities also returns the evaluation activities of activities/eval.ts and the
+ * closing ones (best checkpoint, report) of activities/train-report.ts.
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,6 +27,7 @@ import { ConfigError, MissingFileError } from '../infra/errors.js';
 import { assertSafeSegment } from '../infra/storage.js';
 import { sha256Hex } from '../infra/hash.js';
 import { EmptyDatasetError } from '../training/errors.js';
+import { assertVaeFiles } from '../training/vae-files.js';
 import { InvalidManifestError, manifestShardUris, parseManifest } from '../datasets/shards/manifest.js';
 import { listCheckpoints, readCheckpointState, TENSOR_FILES } from '../training/checkpoint.js';
 import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../training/config.js';
@@ -33,14 +35,14 @@ import { learningRateAt } from '../training/lr-schedule.js';
 import type { StepResult } from '../training/trainer.js';
 import type { TrainingChunkResult } from '../training/run-chunk.js';
 import type { ActivityDeps } from './deps.js';
-import { withRun } from './run-lifecycle.js';
-import {
-  activityContext, createEvalActivities, linkIfRecorded, pad9, resolveDatasetRef, writeRunArtifact,
-  type DatasetPin, type EvalPoint, type TrainEvalOptions,
-} from './eval.js';
+import { activityContext, withRun } from './run-lifecycle.js';
+import { createEvalActivities, type EvalPoint, type TrainEvalOptions } from './eval.js';
+import { createTrainReportActivities } from './train-report.js';
+import { linkIfRecorded, pad9, resolveDatasetRef, writeRunArtifact, type DatasetPin } from './run-artifacts.js';
 
-export type { DatasetPin, EvalPoint, TrainEvalOptions } from './eval.js';
-export type { BestCheckpoint, EvaluateTrainingResult } from './eval.js';
+export type { EvalPoint, TrainEvalOptions, EvaluateTrainingResult } from './eval.js';
+export type { BestCheckpoint } from './train-report.js';
+export type { DatasetPin } from './run-artifacts.js';
 
 export interface PrepareTrainingInput {
   jobId: string;
@@ -89,6 +91,8 @@ export interface TrainChunkSummary {
   sha256s: Record<string, string>;
   backend: string;
   precision: string;
+  /** Latent codec the checkpoint was trained with (`identity`, `onnx-vae:<dir>`) and its files' sha256. */
+  codec: { name: string; sha256: string | null };
   alreadyDone: boolean;
   /** Newest checkpoint when this attempt started (> fromStep after an interrupted attempt). */
   resumedFromStep: number;
@@ -151,6 +155,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
 
   return {
     ...createEvalActivities(deps),
+    ...createTrainReportActivities(deps),
 
     /** Validate, pin the dataset, start the `${jobId}/train` lineage run; see the module comment. */
     async prepareTrainingRun(input: PrepareTrainingInput): Promise<PreparedTraining> {
@@ -159,7 +164,8 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const totalSteps = input.totalSteps ?? input.config.totalSteps ?? 1000;
       if (!Number.isInteger(totalSteps) || totalSteps < 1) throw new ConfigError(`totalSteps ${totalSteps} is not a positive integer`, 'set totalSteps to the number of optimiser steps to train.');
       const config: TrainingConfigInput = { ...input.config, totalSteps: input.config.totalSteps ?? totalSteps };
-      resolveTrainingConfig(config);
+      const resolved = resolveTrainingConfig(config);
+      if (resolved.codec !== 'identity') await assertVaeFiles(resolved.codec.vae);
       if (input.eval) await checkEvalOptions(input.eval, chunkSteps);
       const runUri = storage.uri('runs', assertSafeSegment(input.runName, 'run name'));
       const { pin, manifest } = await resolveDatasetRef(deps, input.dataset);
@@ -213,12 +219,12 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
             await hooks.onStep?.(p);
           },
         });
-        await recordCheckpoint(runId, r.checkpointUri, r.sha256s, r.step, env);
+        await recordCheckpoint(runId, r.checkpointUri, r.sha256s, r.step, { ...env, codec: r.codec.name, codecSha256: r.codec.sha256 });
         const logUri = await writeTrainLog(runId, config, r, progress);
         const summary: TrainChunkSummary = {
           step: r.step, fromStep: input.fromStep, losses: r.losses.length, lastLoss: r.losses.at(-1) ?? null,
           meanLoss: r.losses.length ? r.losses.reduce((a, b) => a + b, 0) / r.losses.length : null,
-          checkpointUri: r.checkpointUri, sha256s: r.sha256s, backend: r.backend, precision: r.precision, alreadyDone: r.alreadyDone,
+          checkpointUri: r.checkpointUri, sha256s: r.sha256s, backend: r.backend, precision: r.precision, codec: r.codec, alreadyDone: r.alreadyDone,
           resumedFromStep: resumedFrom?.step ?? 0, attempt, removedCheckpoints: r.removedCheckpoints, logUri,
         };
         run.summarize(summary);
@@ -240,7 +246,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       if (missing.length > 0) {
         const runId = `${input.jobId}/train/final-checkpoint`;
         await withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.final', params: input, environment: { backend: state.backend, precision: state.precision } }, async () => {
-          await recordCheckpoint(runId, newest.uri, sha256s, state.step, { backend: state.backend, precision: state.precision });
+          await recordCheckpoint(runId, newest.uri, sha256s, state.step, { backend: state.backend, precision: state.precision, codec: state.codec, codecSha256: state.codecSha256 ?? null });
           return { step: state.step, checkpointUri: newest.uri };
         });
       }

@@ -31,6 +31,8 @@ export interface CheckpointState {
   precision: string;
   tokenizer: string;
   codec: string;
+  /** sha256 of the codec's files (`LatentCodec.sha256`; null for identity; absent in older checkpoints). */
+  codecSha256?: string | null;
   /** sha256 of the JSON list of shard URIs this run trains on (a resumed run must match). */
   datasetShardsSha256: string;
   /** Last losses, oldest first; `lossesFromStep` is the step of the first one. */

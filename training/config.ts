@@ -109,8 +109,16 @@ export const trainingConfigSchema = z.object({
   totalSteps: positiveInt.default(1000),
   /** Square image side in pixels. */
   resolution: positiveInt.default(32),
-  /** Latent codec: `identity` = pixel space (an ONNX VAE plugs in through `LatentCodec`). */
-  codec: z.enum(['identity']).default('identity'),
+  /**
+   * Latent codec: `'identity'` = pixel space; `{ vae: dir }` = a frozen VAE's latent space, from a
+   * diffusers AutoencoderKL exported to ONNX (Optimum layout: dir/vae_encoder, dir/vae_decoder; see
+   * onnx-vae-codec.ts). `resolution` must then be a multiple of the VAE's downsample factor times
+   * denoiser.patchSize; the denoiser sees resolution / factor pixels and the VAE's latent channels.
+   */
+  codec: z.union([
+    z.literal('identity'),
+    z.object({ vae: z.string().min(1) }).strict(),
+  ]).default('identity'),
   textEncoder: textEncoderSchema.prefault({}),
   denoiser: denoiserSchema.prefault({}),
   objective: objectiveSchema.prefault({}),

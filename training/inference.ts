@@ -9,9 +9,11 @@ import type { ArtifactStorage } from '../infra/storage.js';
 import { loadCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { TrainingConfig } from './config.js';
 import { runDenoiser } from './denoiser.js';
+import { CheckpointError } from './errors.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
 import { attentionMask } from './layers.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
+import type { ParamStore } from './params.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
 import { entryToFloat32 } from './safetensors.js';
 import { encodeText } from './text-encoder.js';
@@ -31,7 +33,7 @@ export interface TrainedModel {
   codec: LatentCodec;
   /** The DDPM schedule the model was trained with (for DDIM). */
   schedule: NoiseSchedule;
-  /** Sample shape in the denoiser's space. */
+  /** Sample shape in the denoiser's (latent) space; `decode` maps it to `config.resolution` pixels. */
   latentShape: { height: number; width: number; channels: number };
   denoiser: {
     prediction: 'epsilon' | 'v' | 'flow';
@@ -48,9 +50,22 @@ export interface TrainedModel {
 export async function loadTrainedModel(storage: ArtifactStorage, checkpointUri: string, o: { weights?: 'ema' | 'model' } = {}): Promise<TrainedModel> {
   const ck = await loadCheckpoint(storage, checkpointUri);
   const config = ck.state.config;
-  const codec = createLatentCodec(config.codec);
-  const { spec, tokenizer } = await resolveModel(config, codec);
-  const params = await buildParams(config, spec, false);
+  const codec = await createLatentCodec(config.codec);
+  if ((ck.state.codecSha256 ?? null) !== codec.sha256) {
+    await codec.dispose();
+    throw new CheckpointError(`checkpoint ${checkpointUri} was trained with codec ${ck.state.codec} (sha256 ${ck.state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
+      'sample with the VAE files the run was trained with (state.json records their sha256).');
+  }
+  let spec: ModelSpec;
+  let tokenizer: CaptionTokenizer;
+  let params: ParamStore;
+  try {
+    ({ spec, tokenizer } = await resolveModel(config, codec));
+    params = await buildParams(config, spec, false);
+  } catch (err) {
+    await codec.dispose();
+    throw err;
+  }
   const file = ck.files[o.weights === 'model' ? 'model.safetensors' : 'ema.safetensors'];
   for (const p of params.list()) {
     const e = file.tensors.get(p.name);
@@ -85,6 +100,9 @@ export async function loadTrainedModel(storage: ArtifactStorage, checkpointUri: 
     },
     decode: (latents) => codec.decode(latents),
     state: ck.state,
-    dispose: () => params.dispose(),
+    dispose: () => {
+      params.dispose();
+      void codec.dispose().catch(() => undefined);
+    },
   };
 }

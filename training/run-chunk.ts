@@ -11,11 +11,11 @@ import { sha256Hex } from '../infra/hash.js';
 import { ConfigError } from '../infra/errors.js';
 import type { ArtifactStorage } from '../infra/storage.js';
 import { selectTfBackend, type TfBackendChoice } from '../infra/tfjs-backend.js';
-import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState } from './checkpoint.js';
+import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js';
 import { resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
-import { createLatentCodec } from './latent-codec.js';
+import { createLatentCodec, type LatentCodec } from './latent-codec.js';
 import { assertFitsInMemory } from './memory.js';
 import { resolveModel } from './model.js';
 import { shardListSha256, TrainingSession, type StepResult } from './trainer.js';
@@ -50,6 +50,8 @@ export interface TrainingChunkResult {
   sha256s: Record<string, string>;
   backend: string;
   precision: string;
+  /** The latent codec (`identity`, `onnx-vae:<dir name>`) and the sha256 of its files (null for identity). */
+  codec: { name: string; sha256: string | null };
   dataPosition: DataPosition;
   samplesSeen: number;
   cancelled: boolean;
@@ -78,11 +80,22 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
       'start the chunk from the newest checkpoint step (or 0 for a new run); do not delete checkpoints of a running run.');
   }
   const backend = await chooseBackend(config);
-  const { spec } = await resolveModel(config, createLatentCodec(config.codec));
-  assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
-  const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
-  if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri);
-  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint });
+  const codec = await createLatentCodec(config.codec);
+  try {
+    const { spec } = await resolveModel(config, codec);
+    assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
+    const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
+    if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
+    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null);
+  } finally {
+    await codec.dispose();
+  }
+}
+
+async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null): Promise<TrainingChunkResult> {
+  const { storage, runUri, fromStep, steps } = input;
+  const target = fromStep + steps;
+  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec });
   try {
     const startStep = session.step;
     let cancelled = false;
@@ -91,13 +104,13 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
         cancelled = true;
         break;
       }
-      const r = await session.trainStep(latest?.uri ?? null);
+      const r = await session.trainStep(latestUri);
       await input.onProgress?.(r);
     }
-    if (session.step === startStep && latest) {
-      return { ...(await recordedResult(storage, runUri, latest.uri, fromStep)), cancelled, removedCheckpoints: [] };
+    if (session.step === startStep && latestUri) {
+      return { ...(await recordedResult(storage, runUri, latestUri, fromStep)), cancelled, removedCheckpoints: [] };
     }
-    const written = await session.saveCheckpoint(latest?.uri ?? null);
+    const written = await session.saveCheckpoint(latestUri);
     const removedCheckpoints = await pruneCheckpoints(storage, runUri, config.checkpoint.keepLast);
     return {
       runUri,
@@ -108,6 +121,7 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
       sha256s: written.sha256s,
       backend: backend.name,
       precision: backend.precision,
+      codec: { name: codec.name, sha256: codec.sha256 },
       dataPosition: session.data.position(),
       samplesSeen: session.samplesSeen,
       cancelled,
@@ -128,13 +142,17 @@ async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {
   return backend;
 }
 
-function assertSameRun(state: CheckpointState, config: TrainingConfig, shardUris: readonly string[], uri: string): void {
+function assertSameRun(state: CheckpointState, config: TrainingConfig, shardUris: readonly string[], uri: string, codec: LatentCodec): void {
   if (canonicalJson(trainingIdentity(state.config)) !== canonicalJson(trainingIdentity(config))) {
     throw new CheckpointError(`checkpoint ${uri} was trained with a different config than this chunk's`,
       'resume with the config recorded in its state.json (only checkpoint.* and runtime.* may change), or start a new run id.');
   }
   if (state.datasetShardsSha256 !== shardListSha256(shardUris)) {
     throw new CheckpointError(`checkpoint ${uri} was trained on a different shard list`, 'resume with the same dataset version (same shard URIs, same order), or start a new run id.');
+  }
+  if ((state.codecSha256 ?? null) !== codec.sha256) {
+    throw new CheckpointError(`checkpoint ${uri} was trained with codec ${state.codec} (sha256 ${state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
+      'resume with the VAE files the run started with (state.json records their sha256), or start a new run id.');
   }
 }
 
@@ -151,6 +169,7 @@ async function recordedResult(storage: ArtifactStorage, runUri: string, uri: str
     sha256s,
     backend: state.backend,
     precision: state.precision,
+    codec: { name: state.codec, sha256: state.codecSha256 ?? null },
     dataPosition: state.data,
     samplesSeen: state.samplesSeen,
     cancelled: false,

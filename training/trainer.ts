@@ -43,6 +43,8 @@ export interface SessionSource {
   backend: TfBackendChoice;
   /** Restore from this checkpoint instead of initialising. */
   checkpoint?: LoadedCheckpoint;
+  /** The latent codec of `config.codec`, owned by the caller; when absent the session creates (and disposes) its own. */
+  codec?: LatentCodec;
 }
 
 export function shardListSha256(shardUris: readonly string[]): string {
@@ -60,6 +62,7 @@ export class TrainingSession {
     readonly spec: ModelSpec,
     readonly tokenizer: CaptionTokenizer,
     readonly codec: LatentCodec,
+    private readonly ownsCodec: boolean,
     readonly params: ParamStore,
     private readonly optimizer: AdamW,
     private readonly ema: WeightEma | null,
@@ -71,10 +74,19 @@ export class TrainingSession {
   /** Initialise from config + seed, or restore everything from `src.checkpoint`. */
   static async open(src: SessionSource): Promise<TrainingSession> {
     const cfg = src.config;
-    const codec = createLatentCodec(cfg.codec);
-    const { spec, tokenizer } = await resolveModel(cfg, codec);
+    const codec = src.codec ?? await createLatentCodec(cfg.codec);
+    const ownsCodec = !src.codec;
+    let resolved: Awaited<ReturnType<typeof resolveModel>>;
+    let params: ParamStore;
     const ck = src.checkpoint;
-    const params = await buildParams(cfg, spec, !ck);
+    try {
+      resolved = await resolveModel(cfg, codec);
+      params = await buildParams(cfg, resolved.spec, !ck);
+    } catch (err) {
+      if (ownsCodec) await codec.dispose();
+      throw err;
+    }
+    const { spec, tokenizer } = resolved;
     const optimizer = new AdamW(params, { beta1: cfg.optim.beta1, beta2: cfg.optim.beta2, eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay });
     const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
     const o = cfg.objective;
@@ -82,7 +94,7 @@ export class TrainingSession {
     const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution };
     const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
-    const session = new TrainingSession(src, spec, tokenizer, codec, params, optimizer, ema, rng, data, schedule);
+    const session = new TrainingSession(src, spec, tokenizer, codec, ownsCodec, params, optimizer, ema, rng, data, schedule);
     if (ck) {
       for (const p of params.list()) {
         const e = ck.files['model.safetensors'].tensors.get(p.name);
@@ -209,6 +221,7 @@ export class TrainingSession {
       precision: backend.precision,
       tokenizer: this.tokenizer.name,
       codec: this.codec.name,
+      codecSha256: this.codec.sha256,
       datasetShardsSha256: shardListSha256(shardUris),
       losses: this.losses,
       lossesFromStep: this.lossesFromStep,
@@ -224,6 +237,7 @@ export class TrainingSession {
     this.ema?.dispose();
     this.optimizer.dispose();
     this.params.dispose();
+    if (this.ownsCodec) void this.codec.dispose().catch(() => undefined);
   }
 }
 
