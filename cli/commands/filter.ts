@@ -90,7 +90,7 @@ export function registerFilterCommand(run: Command, withRunFlags: (c: Command) =
     .option('--threshold-caption <which>', 'caption the score is computed against: original | generated', 'original')
     .option('--caption-prompt <text>', 'text every generated caption starts with (decoder prefix)')
     .option('--max-new-tokens <n>', 'tokens per generated caption at most (default 30)', number('--max-new-tokens'))
-    .option('--num-beams <n>', 'beams (only 1, greedy, is supported)', number('--num-beams'))
+    .option('--num-beams <n>', 'beams (1 = greedy; > 1 = beam search, as transformers generate(num_beams))', number('--num-beams'))
     .option('--batch-size <n>', 'rows per model batch (default 32)', number('--batch-size'))
     .option('--device <d>', 'ONNX Runtime execution provider: auto | cpu | cuda', 'auto')
     .option('--max-concurrent-shards <n>', 'shard activities at once (default 2)', number('--max-concurrent-shards'))

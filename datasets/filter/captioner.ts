@@ -1,7 +1,9 @@
 /**
  * Image captioning with an image-to-text encoder-decoder (ViT-GPT2 style VisionEncoderDecoder, as
  * `optimum-cli export onnx --task image-to-text-with-past` writes it: onnx/encoder_model.onnx +
- * onnx/decoder_model_merged.onnx) on ONNX Runtime via transformers.js, greedy decoding.
+ * onnx/decoder_model_merged.onnx) on ONNX Runtime. Greedy decoding (numBeams 1) uses transformers.js's
+ * generate(); beam search (numBeams > 1) is Kiln's port of transformers' (beam-search.ts) driving the
+ * same ONNX sessions (beam-decoder.ts), batched over images x beams.
  *
  * An optional prompt is fed as decoder prefix (after the decoder start token) and stripped from the
  * output, as transformers' `generate(decoder_input_ids=...)` does.
@@ -11,16 +13,22 @@ import {
 } from '@huggingface/transformers';
 import { ConfigError } from '../../infra/errors.js';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
+import { prefetchBatches } from './batches.js';
+import { EncoderDecoderBeams } from './beam-decoder.js';
 import { checkModelDir, hashModelDir, readModelJson, type ModelFileHash } from './model-dir.js';
-import { decodeBatch, ImagePreprocessor, type ImageProcessorConfig, type PixelBatch } from './preprocess.js';
-import { positiveInt, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
+import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
+import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
 
 /** Options for {@link loadCaptioner}. */
 export interface CaptionerOptions extends ModelRuntimeOptions {
   /** Tokens generated per caption at most (default 30). */
   maxNewTokens?: number;
-  /** Beam count. Only 1 (greedy) is supported: transformers.js 4.x generate() keeps one candidate. */
+  /** Beam count (default 1: greedy). > 1: beam search as transformers' generate(num_beams=...). */
   numBeams?: number;
+  /** Beam search: exponent of the length dividing a finished score (default: generation_config.json's, else 1.0). */
+  lengthPenalty?: number;
+  /** Beam search: transformers' early_stopping (default: generation_config.json's, else false). */
+  earlyStopping?: boolean | 'never';
   /** Text the caption must start with (decoder prefix); stripped from the returned caption. */
   prompt?: string;
   /** Images per generate() call (default 16). */
@@ -34,7 +42,7 @@ export interface CaptionIds { ids: number[][] }
 export interface Captioner {
   readonly modelDir: string;
   readonly device: OnnxDeviceChoice;
-  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize'>> & { prompt: string | null };
+  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>> & { prompt: string | null };
   /** One caption per image (throws if an image cannot be decoded: use captionRows for data rows). */
   caption(images: readonly Uint8Array[]): Promise<string[]>;
   /** Captions with per-row errors; null/undecodable rows get a null caption and a reason. */
@@ -46,29 +54,74 @@ export interface Captioner {
   dispose(): Promise<void>;
 }
 
-interface DecoderConfig { decoder_start_token_id?: number; eos_token_id?: number | number[]; bos_token_id?: number; decoder?: { bos_token_id?: number; eos_token_id?: number } }
+interface GenerationFields {
+  decoder_start_token_id?: number; eos_token_id?: number | number[]; bos_token_id?: number; pad_token_id?: number;
+  length_penalty?: number; early_stopping?: boolean | 'never';
+}
+interface DecoderConfig extends GenerationFields {
+  decoder?: { bos_token_id?: number; eos_token_id?: number; n_head?: number; num_attention_heads?: number; n_embd?: number; hidden_size?: number };
+}
+
+/** generation_config.json settings Kiln's beam search does not apply; a non-default value is refused. */
+const UNSUPPORTED_FOR_BEAMS: Record<string, (v: unknown) => boolean> = {
+  do_sample: (v) => v === true,
+  num_beam_groups: (v) => typeof v === 'number' && v > 1,
+  no_repeat_ngram_size: (v) => typeof v === 'number' && v > 0,
+  encoder_no_repeat_ngram_size: (v) => typeof v === 'number' && v > 0,
+  repetition_penalty: (v) => typeof v === 'number' && v !== 1,
+  min_length: (v) => typeof v === 'number' && v > 0,
+  min_new_tokens: (v) => typeof v === 'number' && v > 0,
+  bad_words_ids: (v) => Array.isArray(v) && v.length > 0,
+  forced_bos_token_id: (v) => typeof v === 'number',
+  forced_eos_token_id: (v) => typeof v === 'number' || (Array.isArray(v) && v.length > 0),
+  suppress_tokens: (v) => Array.isArray(v) && v.length > 0,
+  begin_suppress_tokens: (v) => Array.isArray(v) && v.length > 0,
+};
+
+async function readGenerationConfig(dir: string): Promise<Record<string, unknown> | null> {
+  try {
+    return await readModelJson<Record<string, unknown>>(dir, 'generation_config.json');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
 
 /**
  * Load a captioner from a local model directory. Throws MissingFileError (directory + expected files)
- * when incomplete and ConfigError for options it cannot honour (numBeams > 1).
+ * when incomplete and ConfigError for options it cannot honour.
  */
 export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): Promise<Captioner> {
   const modelDir = await checkModelDir(dir, 'captioner');
   const maxNewTokens = positiveInt('maxNewTokens', opts.maxNewTokens ?? 30);
   const numBeams = positiveInt('numBeams', opts.numBeams ?? 1);
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 16);
-  if (numBeams !== 1) {
-    throw new ConfigError(`numBeams=${numBeams} was asked for, but transformers.js ${'4.x'} generate() keeps only the best candidate per step, so beams would silently decode greedily`,
-      'use numBeams: 1 (greedy decoding); beam search is not implemented on this runtime yet.');
-  }
   const rt = await resolveRuntime(opts);
-  const pre = new ImagePreprocessor(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
-    `${modelDir}/preprocessor_config.json`);
+  const pool = preprocessPool(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
+    `${modelDir}/preprocessor_config.json`, opts);
   const config = await readModelJson<DecoderConfig>(modelDir, 'config.json');
+  // transformers' generate() reads generation_config.json when present, else the model config.
+  const genRaw = await readGenerationConfig(modelDir);
+  const gen = (genRaw ?? config) as GenerationFields & Record<string, unknown>;
+  const lengthPenalty = opts.lengthPenalty ?? gen.length_penalty ?? 1;
+  const earlyStopping = opts.earlyStopping ?? gen.early_stopping ?? false;
+  if (!Number.isFinite(lengthPenalty)) {
+    throw new ConfigError(`lengthPenalty is ${lengthPenalty}; it must be a finite number`, 'pass a number such as 1.0 (the default).');
+  }
+  if (earlyStopping !== true && earlyStopping !== false && earlyStopping !== 'never') {
+    throw new ConfigError(`earlyStopping is ${JSON.stringify(earlyStopping)}`, 'pass true, false (the default) or "never".');
+  }
+  if (numBeams > 1) {
+    const bad = Object.entries(UNSUPPORTED_FOR_BEAMS).filter(([k, isSet]) => isSet(gen[k])).map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
+    if (bad.length > 0) {
+      throw new ConfigError(`${modelDir}/${genRaw ? 'generation_config.json' : 'config.json'} sets ${bad.join(', ')}, which Kiln's beam search does not apply`,
+        'remove those settings from the model\'s generation config, or use numBeams 1 (greedy, transformers.js generate()).');
+    }
+  }
   const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
   const model: PreTrainedModel = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
-  const start = config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
-  const eosRaw = config.eos_token_id ?? config.decoder?.eos_token_id;
+  const start = gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
+  const eosRaw = gen.eos_token_id ?? config.eos_token_id ?? config.decoder?.eos_token_id;
   const eos = new Set<number>(eosRaw === undefined ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw]);
   if (start === undefined) {
     throw new ConfigError(`${modelDir}/config.json has no decoder_start_token_id or bos_token_id`, 'export the captioner with a config that sets decoder_start_token_id.');
@@ -76,10 +129,22 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const prompt = opts.prompt && opts.prompt.length > 0 ? opts.prompt : null;
   const promptIds = prompt ? tokenizer.encode(prompt, { add_special_tokens: false }) : [];
   const prefixLen = 1 + promptIds.length;
+  let beams: EncoderDecoderBeams | null = null;
+  try {
+    if (numBeams > 1) beams = new EncoderDecoderBeams(model, config, modelDir);
+  } catch (err) {
+    await model.dispose();
+    throw err;
+  }
+  // transformers pads with pad_token_id, else the first EOS (its `pad_token_id or eos_token_id[0]`).
+  const pad = gen.pad_token_id ?? config.pad_token_id ?? [...eos][0] ?? -1;
   let hashes: Promise<ModelFileHash[]> | undefined;
 
   async function generate(batch: PixelBatch): Promise<number[][]> {
     const n = batch.dims[0];
+    if (beams) {
+      return beams.generate(batch, [start as number, ...promptIds], { numBeams, maxNewTokens, eos: [...eos], pad, lengthPenalty, earlyStopping });
+    }
     const out = await model.generate({
       inputs: new Tensor('float32', batch.data, batch.dims),
       max_new_tokens: maxNewTokens,
@@ -90,24 +155,19 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     return out.tolist().map((row) => (row as bigint[]).map(Number));
   }
 
-  /** New tokens after the prefix, cut at the first EOS (transformers.js keeps stepping finished rows). */
+  /** New tokens after the prefix, cut at the first EOS (finished rows are padded / kept stepping). */
   function newTokens(seq: number[]): number[] {
     const tail = seq.slice(prefixLen);
     const end = tail.findIndex((t) => eos.has(t));
     return end < 0 ? tail : tail.slice(0, end);
   }
 
-  async function decodeOrThrow(images: readonly Uint8Array[]): Promise<PixelBatch> {
-    const dec = await decodeBatch(images);
-    const bad = dec.errors.findIndex((e) => e !== null);
-    if (bad >= 0) throw new Error(`image ${bad}: ${dec.errors[bad] ?? ''}`);
-    return pre.batch(dec.images);
-  }
+  const decodeOrThrow = (images: readonly Uint8Array[]): Promise<PixelBatch> => pool.pixels(images);
 
   const captioner: Captioner = {
     modelDir,
     device: rt.choice,
-    options: { maxNewTokens, numBeams, batchSize, prompt },
+    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping },
     async caption(images) {
       const res = await captioner.captionRows(images);
       const bad = res.errors.findIndex((e) => e !== null);
@@ -117,18 +177,15 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     async captionRows(images) {
       const captions: (string | null)[] = new Array<string | null>(images.length).fill(null);
       const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
-      const decodeAt = (s: number) => decodeBatch(images.slice(s, Math.min(images.length, s + batchSize)));
-      let next = images.length > 0 ? decodeAt(0) : null;
-      for (let s = 0; s < images.length; s += batchSize) {
-        const dec = await (next as ReturnType<typeof decodeAt>);
-        next = s + batchSize < images.length ? decodeAt(s + batchSize) : null;
-        dec.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; });
-        if (dec.images.length === 0) continue;
-        const seqs = await generate(pre.batch(dec.images));
+      // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the model runs on this one.
+      await prefetchBatches(images, batchSize, (batch) => pool.prepare(batch), async (prep, s) => {
+        prep.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; });
+        if (!prep.pixels) return;
+        const seqs = await generate(prep.pixels);
         seqs.forEach((seq, k) => {
-          captions[s + (dec.rows[k] as number)] = tokenizer.decode(newTokens(seq), { skip_special_tokens: true }).trim();
+          captions[s + (prep.rows[k] as number)] = tokenizer.decode(newTokens(seq), { skip_special_tokens: true }).trim();
         });
-      }
+      });
       return { captions, errors };
     },
     async generateSequences(images) {
@@ -144,7 +201,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
       return hashes;
     },
     async dispose() {
-      await model.dispose();
+      await Promise.all([model.dispose(), pool.close()]);
     },
   };
   return captioner;

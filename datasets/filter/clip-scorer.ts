@@ -10,9 +10,10 @@ import {
   type PreTrainedModel, type PreTrainedTokenizer,
 } from '@huggingface/transformers';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
+import { prefetchBatches } from './batches.js';
 import { checkModelDir, hashModelDir, readModelJson, type ModelFileHash } from './model-dir.js';
-import { decodeBatch, ImagePreprocessor, type ImageProcessorConfig, type PixelBatch } from './preprocess.js';
-import { positiveInt, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
+import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
+import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
 
 /** Options for {@link loadClipScorer}. */
 export interface ClipScorerOptions extends ModelRuntimeOptions {
@@ -68,8 +69,8 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
   const modelDir = await checkModelDir(dir, 'clip');
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 32);
   const rt = await resolveRuntime(opts);
-  const pre = new ImagePreprocessor(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
-    `${modelDir}/preprocessor_config.json`);
+  const pool = preprocessPool(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
+    `${modelDir}/preprocessor_config.json`, opts);
   const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
   const text: PreTrainedModel = await CLIPTextModelWithProjection.from_pretrained(modelDir, rt.pretrained);
   const vision: PreTrainedModel = await CLIPVisionModelWithProjection.from_pretrained(modelDir, rt.pretrained);
@@ -114,12 +115,7 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
     return out.text_embeds.data as Float32Array;
   }
 
-  async function pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch> {
-    const dec = await decodeBatch(images);
-    const bad = dec.errors.findIndex((e) => e !== null);
-    if (bad >= 0) throw new Error(`image ${bad}: ${dec.errors[bad] ?? ''}`);
-    return pre.batch(dec.images);
-  }
+  const pixelValues = (images: readonly Uint8Array[]): Promise<PixelBatch> => pool.pixels(images);
 
   async function inBatches(n: number, fn: (start: number, end: number) => Promise<Float32Array>): Promise<Float32Array> {
     const parts: Float32Array[] = [];
@@ -143,29 +139,19 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
       }
       const scores = new Float32Array(images.length).fill(Number.NaN);
       const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
-      // Decode the next batch (sharp's thread pool) while the models run on this one.
-      const decodeAt = (s: number) => decodeBatch(images.slice(s, Math.min(images.length, s + batchSize)));
-      let next = images.length > 0 ? decodeAt(0) : null;
-      for (let s = 0; s < images.length; s += batchSize) {
-        const dec = await (next as ReturnType<typeof decodeAt>);
-        next = s + batchSize < images.length ? decodeAt(s + batchSize) : null;
-        const rows: number[] = [];
-        const imgs = [];
-        for (let k = 0; k < dec.images.length; k++) {
-          const row = s + (dec.rows[k] as number);
-          const caption = captions[row];
-          if (caption === null || caption === undefined) { errors[row] = 'no caption'; continue; }
-          rows.push(row);
-          imgs.push(dec.images[k] as (typeof dec.images)[number]);
-        }
-        dec.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; });
-        if (rows.length === 0) continue;
-        const imageEmb = await runVision(pre.batch(imgs));
+      // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the models run on this one.
+      const hasCaption = (row: number) => captions[row] !== null && captions[row] !== undefined;
+      const prepare = (batch: (Uint8Array | null)[], s: number) => pool.prepare(batch, batch.map((_, k) => hasCaption(s + k)));
+      await prefetchBatches(images, batchSize, prepare, async (prep, s) => {
+        prep.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; else if (!hasCaption(s + k)) errors[s + k] = 'no caption'; });
+        if (!prep.pixels) return;
+        const rows = prep.rows.map((k) => s + k);
+        const imageEmb = await runVision(prep.pixels);
         const textEmb = await runText(rows.map((r) => captions[r] as string));
         const dim = imageEmb.length / rows.length;
         const cos = rowCosine(imageEmb, textEmb, dim);
         rows.forEach((r, k) => { scores[r] = cos[k] as number; });
-      }
+      });
       return { scores, errors };
     },
     pixelValues,
@@ -181,7 +167,7 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
       return hashes;
     },
     async dispose() {
-      await Promise.all([text.dispose(), vision.dispose()]);
+      await Promise.all([text.dispose(), vision.dispose(), pool.close()]);
     },
   };
   return scorer;

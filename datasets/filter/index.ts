@@ -9,5 +9,5 @@ export {
 export { scoreAndCaptionRows, filterLineage, type FilterInputRow, type FilterRowResult, type FilterModels, type FilterLineage } from './filter-batch.js';
 export { checkModelDir, hashModelDir, EXPECTED_MODEL_FILES, type ModelKind, type ModelFileHash } from './model-dir.js';
 export { decodeRgb, ImagePreprocessor, type ImageProcessorConfig, type PixelBatch } from './preprocess.js';
-export { pilResize, PIL_RESAMPLE, type PilResample, type RawImage8 } from './pil-resample.js';
+export { pilResize, PIL_RESAMPLE, type PilResample, type RawImage8 } from '../../infra/imaging/pil-resample.js';
 export type { ModelRuntimeOptions } from './runtime.js';

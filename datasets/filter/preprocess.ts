@@ -8,7 +8,7 @@
  */
 import sharp from 'sharp';
 import { ConfigError } from '../../infra/errors.js';
-import { PIL_RESAMPLE, pilResize, type PilResample, type RawImage8 } from './pil-resample.js';
+import { PIL_RESAMPLE, pilResize, type PilResample, type RawImage8 } from '../../infra/imaging/pil-resample.js';
 
 /** The preprocessor_config.json fields Kiln uses (names as transformers writes them). */
 export interface ImageProcessorConfig {
@@ -82,6 +82,14 @@ export function centerCrop(img: RawImage8, cropW: number, cropH: number): RawIma
   return { data: out, width: cropW, height: cropH, channels: c };
 }
 
+/** The centre-crop box of transformers' center_crop when it lies inside the image (no padding), else undefined. */
+function innerCropBox(w: number, h: number, cropW: number, cropH: number): { left: number; top: number; width: number; height: number } | undefined {
+  const top = Math.floor((h - cropH) / 2);
+  const left = Math.floor((w - cropW) / 2);
+  if (top < 0 || left < 0 || top + cropH > h || left + cropW > w) return undefined;
+  return { left, top, width: cropW, height: cropH };
+}
+
 /** A compiled image processor: turns decoded RGB images into the model's pixel tensor. */
 export class ImagePreprocessor {
   readonly outWidth: number;
@@ -90,6 +98,8 @@ export class ImagePreprocessor {
   private readonly mean: [number, number, number];
   private readonly std: [number, number, number];
   private readonly scale: number;
+  /** Per channel, the normalised float32 value of each 8-bit level (exactly what writeTensor computed per pixel). */
+  private readonly lut: Float32Array;
 
   constructor(readonly config: ImageProcessorConfig, source = 'preprocessor_config.json') {
     const resample = config.resample ?? PIL_RESAMPLE.bicubic;
@@ -115,39 +125,49 @@ export class ImagePreprocessor {
     this.mean = triple(config.do_normalize === false ? 0 : config.image_mean, 0.5);
     this.std = triple(config.do_normalize === false ? 1 : config.image_std, 0.5);
     this.scale = config.do_rescale === false ? 1 : (config.rescale_factor ?? 1 / 255);
+    const f = Math.fround;
+    this.lut = new Float32Array(3 * 256);
+    for (let ch = 0; ch < 3; ch++) {
+      const m = f(this.mean[ch] as number);
+      const s = f(this.std[ch] as number);
+      for (let v = 0; v < 256; v++) this.lut[ch * 256 + v] = f(f(f(v * this.scale) - m) / s);
+    }
   }
 
-  /** Resize and crop one decoded image to the model's input size (8-bit, as PIL produces it). */
+  /**
+   * Resize and crop one decoded image to the model's input size (8-bit, as PIL produces it). A centre
+   * crop inside the resized image is computed directly (only the kept pixels are resampled).
+   */
   resizeAndCrop(img: RawImage8): RawImage8 {
     let out = img;
     const size = this.config.size;
+    let cropped = false;
     if (this.config.do_resize !== false && size !== undefined) {
       const target = typeof size === 'number'
         ? { width: size, height: size }
         : size.shortest_edge !== undefined
           ? shortestEdgeSize(out.width, out.height, size.shortest_edge)
           : { width: size.width ?? out.width, height: size.height ?? out.height };
-      out = pilResize(out, target.width, target.height, this.resample);
+      const box = this.config.do_center_crop ? innerCropBox(target.width, target.height, this.outWidth, this.outHeight) : undefined;
+      out = pilResize(out, target.width, target.height, this.resample, box);
+      cropped = box !== undefined;
     }
-    if (this.config.do_center_crop) out = centerCrop(out, this.outWidth, this.outHeight);
+    if (this.config.do_center_crop && !cropped) out = centerCrop(out, this.outWidth, this.outHeight);
     if (out.width !== this.outWidth || out.height !== this.outHeight) {
       throw new Error(`preprocessed image is ${out.width}x${out.height}, expected ${this.outWidth}x${this.outHeight}`);
     }
     return out;
   }
 
-  /** Rescale + normalise (float32 arithmetic, as numpy does) into `dst` at image slot `index`. */
+  /** Rescale + normalise (float32 arithmetic, as numpy does; via a per-level table) into `dst` at image slot `index`. */
   writeTensor(img: RawImage8, dst: Float32Array, index: number): void {
     const plane = this.outWidth * this.outHeight;
     const base = index * 3 * plane;
-    const f = Math.fround;
+    const data = img.data, lut = this.lut;
     for (let ch = 0; ch < 3; ch++) {
-      const m = f(this.mean[ch] as number);
-      const s = f(this.std[ch] as number);
-      for (let p = 0; p < plane; p++) {
-        const v = f((img.data[p * 3 + ch] as number) * this.scale);
-        dst[base + ch * plane + p] = f(f(v - m) / s);
-      }
+      const o = base + ch * plane;
+      const l = ch * 256;
+      for (let p = 0, q = ch; p < plane; p++, q += 3) dst[o + p] = lut[l + (data[q] as number)] as number;
     }
   }
 
@@ -174,4 +194,26 @@ export async function decodeBatch(bytes: readonly (Uint8Array | null)[]): Promis
     else out.errors.push(r.error ?? 'unknown decode error');
   });
   return out;
+}
+
+/** A preprocessed batch: the pixel tensor of the rows that decoded (and were asked for), errors by row. */
+export interface PreparedBatch {
+  /** Tensor of `rows` (null when no row is in it). */
+  pixels: PixelBatch | null;
+  /** Indices (into the input) of the images in `pixels`, in order. */
+  rows: number[];
+  /** Per input row: the decode failure, or null. */
+  errors: (string | null)[];
+}
+
+/**
+ * Decode and preprocess a batch on this thread. `include[k] === false` decodes row k (so its
+ * decode error is reported) but leaves it out of the tensor.
+ */
+export async function prepareBatch(pre: ImagePreprocessor, images: readonly (Uint8Array | null)[], include?: readonly boolean[]): Promise<PreparedBatch> {
+  const dec = await decodeBatch(images);
+  const keep = dec.images.map((_, k) => include?.[dec.rows[k] as number] !== false);
+  const rows = dec.rows.filter((_, k) => keep[k]);
+  const imgs = dec.images.filter((_, k) => keep[k]);
+  return { pixels: imgs.length > 0 ? pre.batch(imgs) : null, rows, errors: dec.errors };
 }

@@ -6,6 +6,8 @@ import { env } from '@huggingface/transformers';
 import type { InferenceSession } from 'onnxruntime-node';
 import { chooseOnnxDevice, type OnnxDeviceChoice, type OnnxDeviceRequest } from '../../infra/onnx-runtime.js';
 import { ConfigError } from '../../infra/errors.js';
+import type { ImageProcessorConfig } from './preprocess.js';
+import { defaultPreprocessThreads, PreprocessPool } from './preprocess-pool.js';
 
 /** Options every filter model loader accepts. */
 export interface ModelRuntimeOptions {
@@ -15,6 +17,8 @@ export interface ModelRuntimeOptions {
   threads?: number;
   /** Let ORT's threads busy-wait between ops (ORT's default; faster only on dedicated cores). Default false. */
   spinWait?: boolean;
+  /** Worker threads decoding + preprocessing images while ORT runs (default: 0 on 1-2 cores, else cores/4, 1-4; 0: none). */
+  preprocessThreads?: number;
 }
 
 let configured = false;
@@ -52,6 +56,15 @@ export async function resolveRuntime(opts: ModelRuntimeOptions): Promise<Resolve
   // Kiln turns it off unless asked.
   if (!opts.spinWait) session_options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
   return { choice, pretrained: { device: choice.device, dtype: 'fp32', local_files_only: true, session_options } };
+}
+
+/** The preprocessing pool of a model (worker count validated). */
+export function preprocessPool(config: ImageProcessorConfig, source: string, opts: ModelRuntimeOptions): PreprocessPool {
+  const threads = opts.preprocessThreads ?? defaultPreprocessThreads();
+  if (!Number.isInteger(threads) || threads < 0) {
+    throw new ConfigError(`preprocessThreads is ${threads}; it must be an integer >= 0`, 'pass 0 (preprocess on the calling thread) or a small positive count, or leave it unset.');
+  }
+  return new PreprocessPool(config, source, threads);
 }
 
 /** Validate a positive integer option (batch sizes, token counts). */

@@ -103,9 +103,6 @@ async function resolvePlan(storage: ArtifactStorage, spec: FilterPlanSpec): Prom
     numBeams: positiveInt('numBeams', spec.numBeams ?? 1),
     prompt: spec.captionPrompt && spec.captionPrompt.length > 0 ? spec.captionPrompt : null,
   };
-  if (hasCaptioner && options.numBeams !== 1) {
-    throw new ConfigError(`numBeams=${options.numBeams} was asked for, but the captioner runtime decodes greedily only`, 'use numBeams 1.');
-  }
   const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
   const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
   const clip: PlannedModel = { dir: clipDir, files: await hashModelDir(clipDir) };

@@ -53,7 +53,7 @@ void test('captionRows keeps undecodable rows as null with a reason', async () =
 
 void test('options it cannot honour are ConfigErrors, not silent fallbacks', async () => {
   const table: [Record<string, unknown>, RegExp][] = [
-    [{ numBeams: 3 }, /numBeams=3/],
+    [{ numBeams: 0 }, /numBeams is 0/],
     [{ maxNewTokens: 0 }, /maxNewTokens is 0/],
     [{ batchSize: 1.5 }, /batchSize is 1.5/],
   ];

@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
-import { pilResize, type PilResample } from '../../datasets/filter/pil-resample.js';
+import { pilResize, type PilResample } from '../../infra/imaging/pil-resample.js';
 import { centerCrop, decodeBatch, decodeRgb, ImagePreprocessor, shortestEdgeSize, type ImageProcessorConfig } from '../../datasets/filter/preprocess.js';
+import { defaultPreprocessThreads, PreprocessPool } from '../../datasets/filter/preprocess-pool.js';
 import { assertClose, CAPTIONER_DIR, CLIP_DIR, MODELS, reference, referenceImages } from './fixtures.js';
 
 interface ResizeCase { width: number; height: number; out_width: number; out_height: number; resample: PilResample; input: string; output: string }
@@ -73,4 +74,51 @@ void test('ViTImageProcessor pixel tensor matches transformers to 1e-4', async (
 
 void test('unsupported resample filter is a clear ConfigError', () => {
   assert.throws(() => new ImagePreprocessor({ resample: 0, size: { height: 8, width: 8 } }), (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /resample=0/.test(e.message));
+});
+
+void test('pilResize with an output box computes exactly that crop of the full resize (both pass orders)', () => {
+  let seed = 7;
+  const rand = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return Math.floor((seed / 4294967296) * n); };
+  let orders = 0;
+  for (const c of resize.cases) {
+    const img = { data: new Uint8Array(Buffer.from(c.input, 'base64')), width: c.width, height: c.height, channels: 3 };
+    const full = new Uint8Array(Buffer.from(c.output, 'base64'));
+    const width = 1 + rand(c.out_width), height = 1 + rand(c.out_height);
+    const box = { left: rand(c.out_width - width + 1), top: rand(c.out_height - height + 1), width, height };
+    const out = pilResize(img, c.out_width, c.out_height, c.resample, box);
+    const want = new Uint8Array(width * height * 3);
+    for (let y = 0; y < height; y++) want.set(full.subarray(((y + box.top) * c.out_width + box.left) * 3, ((y + box.top) * c.out_width + box.left + width) * 3), y * width * 3);
+    assert.deepEqual([out.width, out.height], [width, height]);
+    assert.deepEqual(out.data, want, `${c.width}x${c.height} -> ${c.out_width}x${c.out_height} resample=${c.resample} box ${JSON.stringify(box)}`);
+    if (c.height - c.out_height > 2 * (c.width - c.out_width) && c.height > c.out_height) orders++;
+  }
+  assert.ok(orders > 0, 'some cases run the vertical pass first');
+});
+
+void test('the worker-thread preprocessing pool gives the same tensor and per-row errors as the calling thread', async () => {
+  const config = JSON.parse(readFileSync(`${CLIP_DIR}/preprocessor_config.json`, 'utf8')) as ImageProcessorConfig;
+  const imgs = referenceImages();
+  const rows = [imgs[0] as Uint8Array, null, new Uint8Array([1, 2, 3]), imgs[1] as Uint8Array, imgs[2] as Uint8Array, imgs[3] as Uint8Array, imgs[4] as Uint8Array];
+  const include = [true, true, true, false, true, true, true];
+  const local = new PreprocessPool(config, 'clip', 0);
+  const pooled = new PreprocessPool(config, 'clip', 3);
+  try {
+    const a = await local.prepare(rows, include);
+    const b = await pooled.prepare(rows, include);
+    assert.deepEqual(b.rows, [0, 4, 5, 6]);
+    assert.deepEqual(b.rows, a.rows);
+    assert.deepEqual(b.errors, a.errors);
+    assert.equal(b.errors[1], 'no image bytes');
+    assert.match(b.errors[2] ?? '', /^undecodable image/);
+    assert.deepEqual(b.pixels?.dims, [4, 3, 32, 32]);
+    assert.deepEqual(b.pixels?.data, a.pixels?.data);
+    assertClose((await pooled.pixels(imgs)).data, reference.clip.pixel_values.data, 0, 'pooled CLIP pixel_values');
+    await assert.rejects(pooled.pixels([imgs[0] as Uint8Array, new Uint8Array([9])]), /^Error: image 1: undecodable image/);
+  } finally {
+    await pooled.close();
+  }
+});
+
+void test('default preprocessing workers: none on 1-2 cores, a quarter of the cores above, at most 4', () => {
+  assert.deepEqual([1, 2, 3, 4, 8, 16, 64].map((c) => defaultPreprocessThreads(c)), [0, 0, 1, 1, 2, 4, 4]);
 });
