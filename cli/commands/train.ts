@@ -5,11 +5,12 @@
  * resumes that run from its newest checkpoint.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../infra/errors.js';
 import type { TrainingConfigInput } from '../../training/config.js';
+import { resolveTrainingConfigPaths } from '../spec/training-paths.js';
 import type { TrainEvalOptions } from '../../activities/train.js';
 import type { TrainProgress, TrainWorkflowInput } from '../../workflows/train.js';
 import { bar, runWorkflow, type RunFlags } from './run.js';
@@ -54,7 +55,8 @@ function readConfigFile(path: string): TrainingConfigInput {
   if (!existsSync(abs)) throw new ConfigError(`training config file ${abs} does not exist`, 'pass --config <file.json|file.yaml> with fields of training/config.ts.');
   const text = readFileSync(abs, 'utf8');
   try {
-    return (['.yaml', '.yml'].includes(extname(abs).toLowerCase()) ? parseYaml(text) : JSON.parse(text)) as TrainingConfigInput;
+    const parsed = (['.yaml', '.yml'].includes(extname(abs).toLowerCase()) ? parseYaml(text) : JSON.parse(text)) as TrainingConfigInput;
+    return resolveTrainingConfigPaths(parsed, dirname(abs));
   } catch (err) {
     throw new ConfigError(`training config file ${abs} does not parse: ${(err as Error).message}`, 'fix the file (JSON or YAML object).');
   }

@@ -1,6 +1,8 @@
 /** Read, parse and validate a pipeline spec file; relative paths resolve against the spec's folder. */
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import type { TrainingConfigInput } from '../../training/config.js';
+import { resolveTrainingConfigPaths } from './training-paths.js';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MissingFileError } from '../../infra/errors.js';
@@ -45,6 +47,12 @@ export function loadSpec(path: string): PipelineSpec {
   if (spec.filter) {
     spec.filter.clip_model = mustExist(abs(spec.filter.clip_model), 'filter.clip_model');
     if (spec.filter.captioner_model) spec.filter.captioner_model = mustExist(abs(spec.filter.captioner_model), 'filter.captioner_model');
+  }
+  if (spec.train) {
+    spec.train.config = resolveTrainingConfigPaths(spec.train.config as TrainingConfigInput, base) as Record<string, unknown>;
+    const c = spec.train.config as TrainingConfigInput;
+    if (c.codec && typeof c.codec === 'object' && typeof c.codec.vae === 'string') mustExist(c.codec.vae, 'train.config.codec.vae');
+    if (typeof c.textEncoder?.clipDir === 'string') mustExist(c.textEncoder.clipDir, 'train.config.textEncoder.clipDir');
   }
   if (spec.eval) {
     spec.eval.extractor = mustExist(abs(spec.eval.extractor), 'eval.extractor');

@@ -53,3 +53,22 @@ test('loadSpec resolves paths relative to the spec file and names a missing one'
     d.cleanup();
   }
 });
+
+test("a training config's VAE and CLIP directories resolve against the spec file, and a missing one is named", () => {
+  const d = tempDir();
+  try {
+    writeFileSync(join(d.path, 'urls.csv'), 'url,caption\n');
+    mkdirSync(join(d.path, 'models', 'vae'), { recursive: true });
+    mkdirSync(join(d.path, 'models', 'clip'), { recursive: true });
+    const train = 'train:\n  total_steps: 10\n  config:\n    codec:\n      vae: models/vae\n    textEncoder:\n      clipDir: models/clip\n';
+    writeFileSync(join(d.path, 'ok.yaml'), `${minimal}${train}`);
+    const c = loadSpec(join(d.path, 'ok.yaml')).train!.config as { codec: { vae: string }; textEncoder: { clipDir: string } };
+    assert.equal(c.codec.vae, join(d.path, 'models', 'vae'));
+    assert.equal(c.textEncoder.clipDir, join(d.path, 'models', 'clip'));
+    writeFileSync(join(d.path, 'typo.yaml'), `${minimal}train:\n  total_steps: 10\n  config:\n    codec:\n      vae: models/vea\n`);
+    assert.throws(() => loadSpec(join(d.path, 'typo.yaml')), (err: unknown) =>
+      err instanceof MissingFileError && /train\.config\.codec\.vae/.test(err.message) && err.message.includes(join(d.path, 'models', 'vea')));
+  } finally {
+    d.cleanup();
+  }
+});
