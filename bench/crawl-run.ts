@@ -12,6 +12,7 @@ import { createCrawlActivities } from '../activities/crawl.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { ShardStats } from '../datasets/shards/stats.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
+import { nativeJpegStatus } from '../datasets/crawl/native-jpeg.js';
 
 const [list, dataRoot, perShard, shardConcurrency, optionsJson] = process.argv.slice(2);
 const config = loadConfig({ dataRoot: dataRoot! }, {});
@@ -45,6 +46,7 @@ for (let i = 0; i < plan.shardCount; i++) {
 const ru = resourceUsage();
 process.stdout.write(`${JSON.stringify({
   rows: m.rows, success: m.countsByStatus.success ?? 0, counts: m.countsByStatus, shards: m.shards, downloadedBytes: downloaded, storedBytes: stored,
+  imagePath: nativeJpegStatus === 'loaded' ? 'native libjpeg-turbo for plain JPEGs' : `sharp only (native path ${nativeJpegStatus})`,
   planMs: tPlanned - t0, totalMs: t1 - t0, cpuUserMs: ru.userCPUTime / 1000, cpuSystemMs: ru.systemCPUTime / 1000, maxRssKb: ru.maxRSS,
   shardPaths: Array.from({ length: plan.shardCount }, (_, i) => deps.storage.localPath(layout.shardUri(i))),
 })}\n`);

@@ -10,7 +10,13 @@
  *
  * Flags: --images 10000 --distinct 500 --image-size 256 --resize-mode border --quality 95
  *        --rows-per-shard 2500 --shard-concurrency 2 --concurrency 64 --decode-concurrency <cpus> --ref-processes 2
- *        --ref-threads 64 --skip-reference --no-jemalloc --work-dir <dir>
+ *        --ref-threads 64 --skip-reference --no-jemalloc --sharp-row --rounds 1 --work-dir <dir>
+ *
+ * Kiln decodes/resizes/encodes JPEGs with its native libjpeg-turbo path when setup built it
+ * (datasets/crawl/native); `--sharp-row` adds a run with KILN_NATIVE_JPEG=0 (sharp for every image).
+ * `--rounds N` repeats Kiln and img2dataset N times, alternating which goes first, and prints the
+ * ratio of each round: on a machine shared with other work, wall-clock speed depends on the load
+ * during each run; CPU per image does much less.
  *
  * When libjemalloc is installed (Debian: libjemalloc2), Kiln is also run with it preloaded (sharp's
  * documentation recommends jemalloc on glibc: libvips' many small allocations from several threads
@@ -18,7 +24,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeImage, rng } from '../test/crawl/images.js';
@@ -45,6 +51,8 @@ const SKIP_REF = args.includes('--skip-reference');
 const WORK = flag('work-dir', join(tmpdir(), 'kiln-bench-crawl'));
 const JEMALLOC = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2', '/usr/lib64/libjemalloc.so.2'].find((p) => existsSync(p));
 const USE_JEMALLOC = !args.includes('--no-jemalloc') && JEMALLOC !== undefined;
+const SHARP_ROW = args.includes('--sharp-row');
+const ROUNDS = Number(flag('rounds', '1'));
 
 interface Measured {
   wallS: number;
@@ -52,6 +60,8 @@ interface Measured {
   peakRssMb: number;
   peakPssMb: number;
   stdout: string;
+  /** 1-minute load average before and after the run (other work on the machine). */
+  load: [number, number];
 }
 
 /** Run a command, sampling its process tree; CPU from GNU time when present (all reaped descendants). */
@@ -59,6 +69,7 @@ async function measured(cmd: string, cmdArgs: string[], env: NodeJS.ProcessEnv =
   const timeFile = join(WORK, 'time.txt');
   const useTime = existsSync('/usr/bin/time');
   const [exe, argv] = useTime ? ['/usr/bin/time', ['-f', '%U %S', '-o', timeFile, cmd, ...cmdArgs]] : [cmd, cmdArgs];
+  const loadBefore = loadavg()[0]!;
   const t0 = performance.now();
   const child = spawn(exe, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const sampler = new ProcessTreeSampler(child.pid!, 100);
@@ -71,7 +82,7 @@ async function measured(cmd: string, cmdArgs: string[], env: NodeJS.ProcessEnv =
   const peak = sampler.stop();
   if (code !== 0) throw new Error(`${cmd} exited with ${code}\n${stderr}`);
   const cpuS = useTime ? readFileSync(timeFile, 'utf8').trim().split(/\s+/).map(Number).reduce((a, b) => a + b, 0) : peak.cpuS;
-  return { wallS, cpuS, peakRssMb: peak.rssKb / 1024, peakPssMb: peak.pssKb / 1024, stdout };
+  return { wallS, cpuS, peakRssMb: peak.rssKb / 1024, peakPssMb: peak.pssKb / 1024, stdout, load: [loadBefore, loadavg()[0]!] };
 }
 
 async function prepareImages(): Promise<{ dir: string; sizes: number[] }> {
@@ -106,7 +117,8 @@ async function startServer(imageDir: string): Promise<{ port: number; stop(): vo
 
 function row(name: string, images: number, ok: number, m: Measured, mb: number): string[] {
   return [name, String(images), String(ok), m.wallS.toFixed(1), (ok / m.wallS).toFixed(0), (mb / m.wallS).toFixed(1),
-    m.cpuS.toFixed(1), `${((100 * m.cpuS) / m.wallS).toFixed(0)}%`, m.peakRssMb.toFixed(0), m.peakPssMb.toFixed(0)];
+    m.cpuS.toFixed(1), ((1000 * m.cpuS) / Math.max(1, ok)).toFixed(2), `${((100 * m.cpuS) / m.wallS).toFixed(0)}%`, m.peakRssMb.toFixed(0), m.peakPssMb.toFixed(0),
+    `${m.load[0].toFixed(1)}-${m.load[1].toFixed(1)}`];
 }
 
 async function main(): Promise<void> {
@@ -130,22 +142,28 @@ async function main(): Promise<void> {
     const dataRoot = join(WORK, 'kiln-data');
     rmSync(dataRoot, { recursive: true, force: true });
     const kilnArgs = [fileURLToPath(new URL('./crawl-run.js', import.meta.url)), list, dataRoot, String(PER_SHARD), String(SHARD_CONCURRENCY), JSON.stringify(options)];
-    const rows = [['crawler', 'images', 'ok', 'wall s', 'images/s', 'MB/s', 'CPU s', 'CPU', 'peak RSS MB', 'peak PSS MB']];
+    const rows = [['round', 'crawler', 'images', 'ok', 'wall s', 'images/s', 'MB/s', 'CPU s', 'CPU ms/image', 'CPU', 'peak RSS MB', 'peak PSS MB', 'load 1m']];
     const variants: [string, NodeJS.ProcessEnv][] = [['kiln', process.env]];
-    if (USE_JEMALLOC) variants.push(['kiln + jemalloc', { ...process.env, LD_PRELOAD: JEMALLOC }]);
-    let best = 0;
-    let kiln: { rows: number; success: number; counts: Record<string, number> } | undefined;
-    for (const [name, env] of variants) {
-      rmSync(dataRoot, { recursive: true, force: true });
-      process.stderr.write(`[bench] ${name} ...\n`);
-      const m = await measured(process.execPath, kilnArgs, env);
-      kiln = JSON.parse(m.stdout.trim().split('\n').pop()!) as { rows: number; success: number; counts: Record<string, number> };
-      rows.push(row(name, kiln.rows, kiln.success, m, sourceMb));
-      best = Math.max(best, kiln.success / m.wallS);
-    }
-    let ratio = '';
-    if (!SKIP_REF) {
-      process.stderr.write(`[bench] img2dataset (${REF_PROCS} processes x ${REF_THREADS} threads) ...\n`);
+    if (SHARP_ROW) variants.push(['kiln, sharp only', { ...process.env, KILN_NATIVE_JPEG: '0' }]);
+    if (USE_JEMALLOC) variants.push([`${SHARP_ROW ? 'kiln, sharp only' : 'kiln'} + jemalloc`, { ...process.env, LD_PRELOAD: JEMALLOC, ...(SHARP_ROW ? { KILN_NATIVE_JPEG: '0' } : {}) }]);
+    let kiln: { rows: number; success: number; counts: Record<string, number>; imagePath: string } | undefined;
+    const imagePaths = new Set<string>();
+    const ratios: { speed: number; cpu: number }[] = [];
+    const runKiln = async (round: number): Promise<{ ips: number; cpuMs: number }> => {
+      let first: { ips: number; cpuMs: number } | undefined;
+      for (const [name, env] of variants) {
+        rmSync(dataRoot, { recursive: true, force: true });
+        process.stderr.write(`[bench] round ${round}: ${name} ...\n`);
+        const m = await measured(process.execPath, kilnArgs, env);
+        kiln = JSON.parse(m.stdout.trim().split('\n').pop()!) as { rows: number; success: number; counts: Record<string, number>; imagePath: string };
+        rows.push([String(round), ...row(name, kiln.rows, kiln.success, m, sourceMb)]);
+        imagePaths.add(`${name}: ${kiln.imagePath}`);
+        first ??= { ips: kiln.success / m.wallS, cpuMs: (1000 * m.cpuS) / kiln.success };
+      }
+      return first!;
+    };
+    const runReference = async (round: number): Promise<{ ips: number; cpuMs: number }> => {
+      process.stderr.write(`[bench] round ${round}: img2dataset (${REF_PROCS} processes x ${REF_THREADS} threads) ...\n`);
       const out = join(WORK, 'img2dataset-out');
       const ref = await measured('bash', [join(ROOT, 'bench/crawl_reference.sh'), list, out, String(REF_PROCS), String(REF_THREADS), String(SIZE), MODE, String(QUALITY), String(PER_SHARD)],
         { ...process.env, NO_ALBUMENTATIONS_UPDATE: '1', WANDB_MODE: 'disabled' });
@@ -155,9 +173,26 @@ t = [pq.read_table(p, columns=['status']) for p in glob.glob(sys.argv[1] + '/*.p
 st = [s for x in t for s in x.column('status').to_pylist()]
 print(json.dumps({'rows': len(st), 'success': st.count('success')}))`, out], { encoding: 'utf8' });
       const refCounts = JSON.parse(counted.stdout) as { rows: number; success: number };
-      rows.push(row('img2dataset', refCounts.rows, refCounts.success, ref, sourceMb));
-      ratio = `best kiln / img2dataset images/s: ${(best / (refCounts.success / ref.wallS)).toFixed(2)}x`;
+      rows.push([String(round), ...row('img2dataset', refCounts.rows, refCounts.success, ref, sourceMb)]);
+      return { ips: refCounts.success / ref.wallS, cpuMs: (1000 * ref.cpuS) / refCounts.success };
+    };
+    for (let round = 1; round <= ROUNDS; round++) {
+      if (SKIP_REF) {
+        await runKiln(round);
+        continue;
+      }
+      // Alternate who goes first, so that a change in machine load does not always favour one side.
+      const [k, r] = round % 2 === 1 ? [await runKiln(round), await runReference(round)] : await (async () => {
+        const ref = await runReference(round);
+        return [await runKiln(round), ref] as const;
+      })();
+      ratios.push({ speed: k.ips / r.ips, cpu: r.cpuMs / k.cpuMs });
     }
+    const median = (v: number[]) => [...v].sort((x, y) => x - y)[Math.floor((v.length - 1) / 2)]!;
+    const ratio = ratios.length === 0 ? '' : [
+      `kiln / img2dataset images/s by round: ${ratios.map((x) => `${x.speed.toFixed(2)}x`).join(', ')}${ratios.length > 1 ? ` (median ${median(ratios.map((x) => x.speed)).toFixed(2)}x)` : ''}`,
+      `img2dataset / kiln CPU per image by round: ${ratios.map((x) => `${x.cpu.toFixed(2)}x`).join(', ')}`,
+    ].join('\n');
     const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
     const line = (r: string[]) => `| ${r.map((v, c) => v.padEnd(widths[c]!)).join(' | ')} |`;
     console.log(`\ncrawl benchmark: ${N} JPEGs (~500x375, mean ${avgKb.toFixed(0)} KB) from loopback -> ${SIZE} px ${MODE}, jpeg q${QUALITY}, ${PER_SHARD} rows/shard`);
@@ -166,6 +201,7 @@ print(json.dumps({'rows': len(st), 'success': st.count('success')}))`, out], { e
     for (const r of rows.slice(1)) console.log(line(r));
     if (ratio) console.log(ratio);
     console.log(`kiln statuses: ${JSON.stringify(kiln?.counts)}`);
+    console.log(`kiln JPEG path: ${[...imagePaths].join('; ')}`);
   } finally {
     server.stop();
   }

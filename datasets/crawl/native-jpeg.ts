@@ -1,0 +1,47 @@
+/**
+ * The optional native JPEG fast path (datasets/crawl/native/kiln_jpeg.c on the system
+ * libjpeg-turbo, built by scripts/setup.sh through native/build.sh): one call decodes a plain
+ * YCbCr JPEG, resizes it and re-encodes it as JPEG on the libuv pool, at about a quarter of
+ * sharp's CPU per image (sharp's per-call option marshalling and libvips pipeline setup dominate for small
+ * images). It answers `undefined` for anything it does not handle exactly as sharp would (grey or
+ * CMYK JPEGs, embedded ICC profiles, corrupt or truncated data), and image.ts then uses sharp.
+ * Absent when the addon was not built, or when KILN_NATIVE_JPEG=0.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeJpeg {
+  /**
+   * Decode `input`, resize it to rw x rh, place it at (ox, oy) on a black cw x ch canvas (negative
+   * offsets crop) and encode JPEG at `quality` (baseline, 4:2:0). `undefined`: not handled here
+   * (including images with more than `maxPixels` pixels, declined before decoding).
+   */
+  process(input: Buffer, rw: number, rh: number, cw: number, ch: number, ox: number, oy: number, quality: number, maxPixels: number): Promise<Buffer | undefined>;
+  libjpegTurboVersion: number;
+}
+
+/** Where build.sh puts the addon (from dist/datasets/crawl/ or datasets/crawl/). */
+export function nativeJpegPath(): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const root = here.includes('/dist/') ? new URL('../../../', import.meta.url) : new URL('../../', import.meta.url);
+  return fileURLToPath(new URL('datasets/crawl/native/build/kiln_jpeg.node', root));
+}
+
+function load(): { addon?: NativeJpeg; why: string } {
+  if (process.env.KILN_NATIVE_JPEG === '0') return { why: 'disabled by KILN_NATIVE_JPEG=0' };
+  const path = nativeJpegPath();
+  if (!existsSync(path)) return { why: `not built (${path} is missing; run bash datasets/crawl/native/build.sh)` };
+  try {
+    return { addon: createRequire(import.meta.url)(path) as NativeJpeg, why: 'loaded' };
+  } catch (err) {
+    return { why: `cannot load ${path}: ${(err as Error).message}` };
+  }
+}
+
+const loaded = load();
+
+/** The addon, or undefined (sharp does every image). */
+export const nativeJpeg: NativeJpeg | undefined = loaded.addon;
+/** Why the addon is or is not in use (for logs and the benchmark). */
+export const nativeJpegStatus: string = loaded.why;

@@ -1,0 +1,156 @@
+/**
+ * The native JPEG fast path (datasets/crawl/native, libjpeg-turbo) against sharp: same output
+ * geometry in every resize mode, pixels within JPEG noise of sharp's, and every image it must not
+ * handle (grey, CMYK, ICC profile, truncated, garbage) going through sharp with sharp's exact result.
+ * Skipped, saying why, when the addon is not built (setup.sh builds it where libjpeg-turbo's
+ * headers are installed).
+ */
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import sharp from 'sharp';
+import { placement, processImage, type ImageOptions } from '../../datasets/crawl/image.js';
+import { nativeJpeg, nativeJpegStatus } from '../../datasets/crawl/native-jpeg.js';
+import { makeImage, photoLikePixels } from './images.js';
+
+const BASE: ImageOptions = {
+  imageSize: 256, resizeMode: 'border', minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000,
+  encodeFormat: 'jpeg', encodeQuality: 95, skipReencode: false,
+};
+const MODES: ImageOptions['resizeMode'][] = ['border', 'center_crop', 'keep_ratio', 'no'];
+
+/** PSNR in dB between two encoded images of the same size and bands. */
+async function psnr(a: Buffer, b: Buffer): Promise<number> {
+  const [x, y] = await Promise.all([sharp(a).raw().toBuffer({ resolveWithObject: true }), sharp(b).raw().toBuffer({ resolveWithObject: true })]);
+  assert.deepEqual([x.info.width, x.info.height, x.info.channels], [y.info.width, y.info.height, y.info.channels]);
+  let se = 0;
+  for (let i = 0; i < x.data.length; i++) se += (x.data[i]! - y.data[i]!) ** 2;
+  return se === 0 ? Infinity : 10 * Math.log10((255 * 255) / (se / x.data.length));
+}
+
+const skip = nativeJpeg ? false : `native JPEG path not built: ${nativeJpegStatus}`;
+
+describe('native JPEG path', { skip }, () => {
+  const native = nativeJpeg!;
+  let photo: Buffer;
+  before(async () => {
+    photo = await makeImage(500, 375, 'jpeg', 11, { quality: 88 });
+  });
+
+  it('matches sharp in every resize mode: same dimensions, pixels within JPEG noise', async () => {
+    const shapes: [number, number][] = [[500, 375], [375, 500], [1024, 768], [2000, 1500], [257, 255], [256, 256], [100, 60], [3, 2], [1, 1], [2000, 40], [513, 257]];
+    for (const [w, h] of shapes) {
+      const jpg = await makeImage(w, h, 'jpeg', w + h, { quality: 90 });
+      for (const resizeMode of MODES) {
+        if (resizeMode === 'keep_ratio' && Math.max(w, h) / Math.min(w, h) > 10) continue; // 12,800 px wide: slow, not informative
+        const o = { ...BASE, resizeMode };
+        const [n, s] = await Promise.all([processImage(jpg, o), processImage(jpg, o, 'sharp')]);
+        assert.ok(n.ok && s.ok, `${w}x${h} ${resizeMode}`);
+        assert.deepEqual([n.image.width, n.image.height, n.image.originalWidth, n.image.originalHeight],
+          [s.image.width, s.image.height, s.image.originalWidth, s.image.originalHeight], `${w}x${h} ${resizeMode}`);
+        const meta = await sharp(n.image.data).metadata();
+        assert.deepEqual([meta.format, meta.width, meta.height, meta.channels], ['jpeg', n.image.width, n.image.height, 3]);
+        const db = await psnr(n.image.data, s.image.data);
+        assert.ok(db > 30, `${w}x${h} ${resizeMode}: ${db.toFixed(1)} dB from sharp's result`);
+      }
+    }
+  });
+
+  it('is the path taken for plain JPEGs (its output differs from sharp\'s bytes)', async () => {
+    const p = placement({ width: 500, height: 375 }, BASE);
+    assert.deepEqual(p, { rw: 256, rh: 192, cw: 256, ch: 256, ox: 0, oy: 32 });
+    const direct = await native.process(photo, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9);
+    assert.ok(direct);
+    const viaPipeline = await processImage(photo, BASE);
+    assert.ok(viaPipeline.ok);
+    assert.ok(viaPipeline.image.data.equals(direct));
+    const viaSharp = await processImage(photo, BASE, 'sharp');
+    assert.ok(viaSharp.ok && !viaSharp.image.data.equals(direct));
+  });
+
+  it('pads border bars exactly black and keeps a flat image flat', async () => {
+    const grey = await sharp({ create: { width: 400, height: 200, channels: 3, background: { r: 120, g: 130, b: 140 } } }).jpeg({ quality: 100 }).toBuffer();
+    const r = await processImage(grey, { ...BASE, encodeQuality: 100 });
+    assert.ok(r.ok);
+    const { data } = await sharp(r.image.data).raw().toBuffer({ resolveWithObject: true });
+    const at = (x: number, y: number) => [...data.subarray((y * 256 + x) * 3, (y * 256 + x) * 3 + 3)];
+    // 400x200 -> 256x128 at y 64..191.
+    for (const y of [0, 30, 56, 200, 255]) assert.ok(at(128, y).every((v) => v <= 3), `bar at y=${y}: ${at(128, y)}`);
+    for (const [x, y] of [[10, 128], [128, 80], [250, 180]] as const) {
+      at(x, y).forEach((v, c) => assert.ok(Math.abs(v - [120, 130, 140][c]!) <= 3, `flat at ${x},${y}: ${at(x, y)}`));
+    }
+  });
+
+  it('declines what sharp must handle, which then gives sharp\'s exact result', async () => {
+    const w = 300;
+    const h = 200;
+    const rgb = photoLikePixels(w, h, 5);
+    const samples: [string, Buffer][] = [
+      ['grey', await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).toColourspace('b-w').jpeg().toBuffer()],
+      ['cmyk', await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).toColourspace('cmyk').jpeg().toBuffer()],
+      ['icc profile', await sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).withIccProfile('p3').jpeg().toBuffer()],
+    ];
+    for (const [name, jpg] of samples) {
+      const p = placement({ width: w, height: h }, BASE);
+      assert.equal(await native.process(jpg, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9), undefined, `${name}: declined`);
+      const a = await processImage(jpg, BASE);
+      const s = await processImage(jpg, BASE, 'sharp');
+      assert.ok(a.ok && s.ok, name);
+      assert.ok(a.image.data.equals(s.image.data), `${name}: sharp's bytes`);
+    }
+  });
+
+  it('declines truncated data and rejects non-JPEG bytes; the pipeline reports decode_error as sharp does', async () => {
+    const p = placement({ width: 500, height: 375 }, BASE);
+    assert.equal(await native.process(photo.subarray(0, photo.length >> 1), p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9), undefined);
+    await assert.rejects(native.process(Buffer.from('definitely not a jpeg'), 8, 8, 8, 8, 0, 0, 95, 1e9), /JPEG/);
+    assert.throws(() => native.process(photo, 0, 8, 8, 8, 0, 0, 95, 1e9), RangeError);
+    // The pixel limit is enforced natively too (the header says 500x375).
+    assert.equal(await native.process(photo, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 500 * 375 - 1), undefined);
+    assert.ok(await native.process(photo, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 500 * 375));
+    for (const cut of [photo.subarray(0, 2000), photo.subarray(0, photo.length >> 1)]) {
+      // One at a time: libvips' error text is per thread, and concurrent failures can swap it.
+      const a = await processImage(cut, BASE);
+      const s = await processImage(cut, BASE, 'sharp');
+      assert.deepEqual(a, s);
+      assert.ok(!a.ok && a.failure.reason === 'decode_error', a.ok ? 'ok' : a.failure.detail);
+    }
+  });
+
+  it('leaves sizes beyond its range to sharp instead of failing the shard', async () => {
+    // keep_ratio on a 2x600 image asks for 256 x 76,800: past the addon's 65,535 limit.
+    const tall = await sharp(photoLikePixels(2, 600, 3), { raw: { width: 2, height: 600, channels: 3 } }).jpeg().toBuffer();
+    assert.throws(() => native.process(tall, 256, 76_800, 256, 76_800, 0, 0, 95, 1e9), RangeError);
+    // The row gets sharp's answer (JPEG cannot be that tall either), not a rejected shard.
+    const r = await processImage(tall, { ...BASE, resizeMode: 'keep_ratio' });
+    assert.deepEqual(r, await processImage(tall, { ...BASE, resizeMode: 'keep_ratio' }, 'sharp'));
+    assert.ok(!r.ok && r.failure.reason === 'decode_error' && /too large/.test(r.failure.detail), r.ok ? 'ok' : r.failure.detail);
+  });
+
+  it('declines images whose decoded + output pixels exceed its 64 MiB buffer budget (sharp streams them)', async () => {
+    const big = await sharp({ create: { width: 3400, height: 3400, channels: 3, background: { r: 10, g: 200, b: 90 } } }).jpeg().toBuffer();
+    assert.equal(await native.process(big, 3400, 3400, 3400, 3400, 0, 0, 95, 1e9), undefined);
+    assert.ok(await native.process(big, 256, 256, 256, 256, 0, 0, 95, 1e9)); // shrink-on-load 1/8: 425x425 decoded
+  });
+
+  it('handles progressive and 4:4:4 JPEGs', async () => {
+    const raw = sharp(photoLikePixels(333, 222, 9), { raw: { width: 333, height: 222, channels: 3 } });
+    for (const jpg of [await raw.clone().jpeg({ progressive: true }).toBuffer(), await raw.clone().jpeg({ chromaSubsampling: '4:4:4' }).toBuffer()]) {
+      const p = placement({ width: 333, height: 222 }, BASE);
+      const out = await native.process(jpg, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9);
+      assert.ok(out);
+      const s = await processImage(jpg, BASE, 'sharp');
+      assert.ok(s.ok && (await psnr(out, s.image.data)) > 30);
+    }
+  });
+});
+
+describe('native JPEG path switch', () => {
+  it('KILN_NATIVE_JPEG=0 leaves every image to sharp', () => {
+    const url = new URL('../../datasets/crawl/native-jpeg.js', import.meta.url).href;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(url)}); console.log(JSON.stringify([m.nativeJpeg === undefined, m.nativeJpegStatus]))`],
+      { env: { ...process.env, KILN_NATIVE_JPEG: '0' }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [true, 'disabled by KILN_NATIVE_JPEG=0']);
+  });
+});
