@@ -45,3 +45,12 @@ const loaded = load();
 export const nativeJpeg: NativeJpeg | undefined = loaded.addon;
 /** Why the addon is or is not in use (for logs and the benchmark). */
 export const nativeJpegStatus: string = loaded.why;
+
+/** The image codecs this worker crawls with, recorded with every crawl.shard run in lineage. */
+export async function imageCodecEnvironment(): Promise<{ imageCodec: string }> {
+  const { default: sharp } = await import('sharp');
+  const viaSharp = `sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips})`;
+  const v = nativeJpeg?.libjpegTurboVersion ?? 0;
+  const turbo = `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
+  return { imageCodec: nativeJpeg ? `libjpeg-turbo ${turbo} for JPEG->JPEG, ${viaSharp} otherwise` : `${viaSharp} (native JPEG path: ${nativeJpegStatus})` };
+}
