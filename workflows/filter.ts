@@ -125,7 +125,8 @@ export const filterProgressQuery = defineQuery<FilterProgress | null>('progress'
 const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['ModelFilesChangedError', 'FilterIncompleteError'] });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
-const planActs = proxyActivities<FilterActivities>({ taskQueue: GPU_QUEUE, startToCloseTimeout: '1 hour', retry });
+/** planFilter heartbeats every 5 s (activities/filter.ts), so a killed worker's planning is retried within a minute. */
+const planActs = proxyActivities<FilterActivities>({ taskQueue: GPU_QUEUE, startToCloseTimeout: '1 hour', heartbeatTimeout: '1 minute', retry });
 const ioActs = proxyActivities<FilterActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes', retry });
 
 /** One page of shards: skip the finished ones, score or filter the rest with a sliding window. */
