@@ -3,7 +3,8 @@
  * are small JSON (names, versions, indices, URIs, counts), never image bytes.
  *
  * - planCrawl: split URL lists into input shards and write plan.json. Idempotent (a rerun with the
- *   same inputs finds the plan by fingerprint). Timeout: minutes per million rows; heartbeats.
+ *   same inputs finds the plan by fingerprint). Timeout: minutes per million rows; heartbeats every
+ *   8 MiB hashed / 5,000 rows split / input shard recorded (the workflow's heartbeat timeout is 1 minute).
  * - pendingCrawlShards: which shards of an index range are not finished yet (cheap: stats + size).
  * - crawlShard: crawl one input shard into a Parquet shard + stats; records a lineage run
  *   `${jobId}/crawl/shard-${index}`. Idempotent: a finished shard (stats + Parquet with the
@@ -11,7 +12,6 @@
  *   (nothing partial is ever visible). Heartbeats rows done. Retry: any failure but ConfigError.
  * - writeCrawlManifest: manifest.json + lineage dataset version. Idempotent.
  */
-import { Context } from '@temporalio/activity';
 import { pathToFileURL } from 'node:url';
 import { SHARD_SCHEMA_VERSION } from '../infra/constants.js';
 import { sha256Hex } from '../infra/hash.js';
@@ -22,10 +22,12 @@ import { readShardRows } from '../datasets/shards/reader.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
+import { imageCodecEnvironment } from '../datasets/crawl/native-jpeg.js';
 import { planCrawl, type CrawlPlan, type CrawlPlanSpec } from '../datasets/crawl/plan.js';
 import { buildCrawlManifest } from '../datasets/crawl/manifest.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { ActivityDeps } from './deps.js';
+import { activityContext, withHeartbeats, withRun } from './run-lifecycle.js';
 
 export interface PlanCrawlInput extends Omit<CrawlPlanSpec, 'sources' | 'incremental'> {
   jobId: string;
@@ -90,14 +92,6 @@ export interface CrawlActivityHooks {
   onShardProgress?: (shardIndex: number, rowsDone: number, attempt: number) => void;
 }
 
-function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined; // called outside a Temporal activity (CLI, bench, tests)
-  }
-}
-
 export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHooks = {}) {
   const { storage, lineage } = deps;
   const readPlan = async (name: string, version: number): Promise<CrawlPlan> =>
@@ -110,13 +104,12 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const runId = `${input.jobId}/crawl/plan`;
       // Idempotent; the workflow records the job first, direct callers (CLI, bench) rely on this.
       lineage.startJob({ id: input.jobId, kind: 'crawl', workflowId: input.workflowId ?? input.jobId, params: input, codeVersion: deps.codeVersion });
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.plan', params: input, codeVersion: deps.codeVersion });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.plan', params: input }, async () => {
         const sources = input.inputs.map((s) => (typeof s === 'string' ? { path: s } : s));
         const latest = lineage.latestDatasetVersionNumber(input.datasetName);
         const asOf = input.incrementalAsOf;
         const incremental = asOf === undefined ? undefined : { seenAsOf: asOf, seenUrl: (url: string) => lineage.seenUrl(url, asOf) };
-        const { plan, resumed } = await planCrawl(storage, { ...input, sources, incremental }, latest, (rows) => ctx?.heartbeat({ rows }));
+        const { plan, resumed } = await planCrawl(storage, { ...input, sources, incremental }, latest, (progress) => ctx?.heartbeat(progress));
         for (const s of plan.sources) {
           lineage.recordArtifactOfRun(runId, 'consumed', { uri: pathToFileURL(s.path).href, kind: 'url-list', sha256: s.sha256, bytes: s.bytes, metadata: { format: s.format, gzip: s.gzip } });
         }
@@ -127,18 +120,15 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         for (let i = 0; i < plan.shardCount; i++) {
           const uri = layout.inputShardUri(i);
           const bytes = await storage.read(uri);
+          ctx?.heartbeat({ phase: 'record', shardsRecorded: i });
           lineage.recordArtifactOfRun(runId, 'produced', { uri, kind: 'crawl-input-shard', sha256: sha256Hex(bytes), bytes: bytes.byteLength, metadata: { datasetId: plan.datasetId, shardIndex: i } });
         }
         const result: PlanCrawlResult = {
           datasetName: plan.datasetName, version: plan.version, datasetId: plan.datasetId, shardCount: plan.shardCount, rows: plan.rows,
           duplicates: plan.duplicates, extraColumns: plan.extraColumns, options: plan.options, resumed, planUri: layout.planUri,
         };
-        lineage.finishRun(runId, 'completed', result);
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** Indices in [from, to) whose shard is not finished (stats present and Parquet of the recorded size). */
@@ -161,8 +151,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const ctx = activityContext();
       const attempt = ctx?.info.attempt ?? 1;
       const runId = `${input.jobId}/crawl/shard-${input.shardIndex}`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, codeVersion: deps.codeVersion, environment: { attempt } });
-      try {
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, environment: { attempt, ...(await imageCodecEnvironment()) } }, async () => {
         const asOf = (await readPlan(input.datasetName, input.version)).seenAsOf;
         const outcome = await crawlShardToParquet(storage, input, {
           signal: ctx?.cancellationSignal,
@@ -177,20 +166,15 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.shard, kind: 'dataset-shard', metadata: { datasetId, shardIndex: input.shardIndex, rows: outcome.rows, schemaVersion: SHARD_SCHEMA_VERSION } });
         lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.stats, kind: 'shard-stats', metadata: { datasetId, shardIndex: input.shardIndex } });
         const result: CrawlShardResult = { shardIndex: input.shardIndex, rows: outcome.rows, skipped: outcome.skipped, countsByStatus: outcome.countsByStatus, shard: outcome.shard };
-        lineage.finishRun(runId, 'completed', result);
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      });
     },
 
     /** Write manifest.json of a fully crawled version and record the dataset version in lineage. */
     async writeCrawlManifest(input: { jobId: string; datasetName: string; version: number }): Promise<CrawlManifestResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/crawl/manifest`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'crawl.manifest', params: input, codeVersion: deps.codeVersion });
-      try {
+      return withHeartbeats(() => ({ phase: 'manifest' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.manifest', params: input }, async () => {
         const layout = new DatasetLayout(storage, input.datasetName, input.version);
         let ref: FileRef;
         if (await storage.exists(layout.manifestUri)) {
@@ -206,12 +190,8 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         recordDatasetManifest(deps, runId, ref, manifest, manifestShardUris(storage, manifest));
         await indexSeenItems(deps, manifest.id, input.jobId, manifestShardUris(storage, manifest));
         const result: CrawlManifestResult = { datasetId: manifest.id, manifest: ref, rows: manifest.rows, shards: manifest.shards.length, countsByStatus: manifest.countsByStatus ?? {} };
-        lineage.finishRun(runId, 'completed', result);
         return result;
-      } catch (err) {
-        lineage.finishRun(runId, 'failed', undefined, String(err));
-        throw err;
-      }
+      }));
     },
   };
 }

@@ -208,7 +208,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     async computeFilterCutoff(input: { jobId: string; datasetName: string; version: number }): Promise<FilterCutoffResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/filter/cutoff`;
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.cutoff', params: input }, async () => {
+      return withHeartbeats(() => ({ phase: 'cutoff' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.cutoff', params: input }, async () => {
         const plan = await planOf(input.datasetName, input.version);
         const fraction = plan.policy.keepTopFraction ?? 1;
         const c = await filterVersionCutoff(storage, plan, fraction, (n) => { if (n % 100 === 0) ctx?.heartbeat({ shardsRead: n }); });
@@ -217,14 +217,14 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
         const artifact = await writeRecordedArtifact(deps, runId, { uri: storage.child(layout.dirUri, 'filter-cutoff.json'), kind: 'filter-cutoff', content, metadata: { datasetId: plan.datasetId } });
         const result: FilterCutoffResult = { cutoff: c.cutoff, scored: c.scored, artifact };
         return result;
-      });
+      }));
     },
 
     /** Write manifest.json of a fully filtered version and record the dataset version in lineage. */
     async writeFilterManifest(input: { jobId: string; datasetName: string; version: number; topFractionCutoff?: number | null }): Promise<FilterManifestResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/filter/manifest`;
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input }, async () => {
+      return withHeartbeats(() => ({ phase: 'manifest' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input }, async () => {
         const plan = await planOf(input.datasetName, input.version);
         const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
         const built = await buildFilterManifest(storage, plan, input.topFractionCutoff ?? null, (n) => ctx?.heartbeat({ shardsDone: n }));
@@ -247,7 +247,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
           shards: manifest.shards.length, executionProviders: t.executionProviders, ortVersions: t.ortVersions,
         };
         return result;
-      });
+      }));
     },
   };
 }

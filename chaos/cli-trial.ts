@@ -27,10 +27,10 @@ export function crawlSpec(source: string, crawl: Record<string, unknown> = {}, e
 }
 
 /** Write `spec` as <dir>/<file> (YAML, or JSON for .json) and run `kiln run <file> --json`. */
-export function runSpec(sb: CliSandbox, spec: unknown, timeoutMs: number, file = 'spec.yaml'): Promise<CliResult> {
+export function runSpec(sb: CliSandbox, spec: unknown, timeoutMs: number, file = 'spec.yaml', everySecond?: (pid: number) => void): Promise<CliResult> {
   const path = join(sb.dir, file);
   writeFileSync(path, file.endsWith('.json') ? JSON.stringify(spec) : stringify(spec));
-  return kiln(['run', path, '--json'], sb.env, timeoutMs);
+  return kiln(['run', path, '--json'], sb.env, timeoutMs, everySecond);
 }
 
 /** The crawl stage's result from `kiln run spec --json` output. */

@@ -4,7 +4,7 @@
  * that a trial can SIGKILL and restart. Nothing here touches an address outside 127.0.0.0/8.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
@@ -39,20 +39,37 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
   }
 }
 
-/** Result of a CLI run. */
-export interface CliResult { status: number | null; stdout: string; stderr: string; timedOut: boolean }
+/** Result of a CLI run; `peakRssKiB`: the process's VmHWM (Linux), sampled every second until it exits. */
+export interface CliResult { status: number | null; stdout: string; stderr: string; timedOut: boolean; peakRssKiB?: number }
 
-/** Run `node bin/kiln.js ...args` with env; SIGKILLed after timeoutMs. */
-export function kiln(args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<CliResult> {
+/** VmHWM (peak resident set, KiB) of a live process, from /proc (undefined elsewhere or once it is gone). */
+export function peakRssKiB(pid: number): number | undefined {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Run `node bin/kiln.js ...args` with env; SIGKILLed after timeoutMs; `everySecond(pid)` while it runs. */
+export function kiln(args: string[], env: Record<string, string>, timeoutMs = 120_000, everySecond?: (pid: number) => void): Promise<CliResult> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
+    let peak: number | undefined;
+    const sample = () => {
+      const v = p.pid ? peakRssKiB(p.pid) : undefined;
+      if (v !== undefined) peak = Math.max(peak ?? 0, v);
+      if (p.pid && everySecond) everySecond(p.pid);
+    };
+    const sampler = setInterval(sample, 1000);
     const timer = setTimeout(() => { timedOut = true; p.kill('SIGKILL'); }, timeoutMs);
     p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
     p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    p.on('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr, timedOut }); });
+    p.on('close', (status) => { clearTimeout(timer); clearInterval(sampler); resolve({ status, stdout, stderr, timedOut, peakRssKiB: peak }); });
   });
 }
 

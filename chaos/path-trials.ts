@@ -1,13 +1,16 @@
 /**
  * Names and paths that try to escape the data root (`../`, absolute paths, NUL bytes) given as
- * dataset names, run names, spec fields and workflow ids, through the real CLI: each must be
+ * dataset names and references, run names, spec fields, workflow and schedule ids, and the shard keys
+ * (shard / stats paths) of a tampered dataset manifest, through the real CLI: each must be
  * refused with exit code 2 and a "Fix:", and nothing may appear outside the data root.
  * Plus the disk trials: a full disk (2 MiB tmpfs data root; SKIP when mount is not permitted) and
- * an unwritable data root (a path component that is a regular file: ENOTDIR, which root cannot ignore).
+ * an unwritable data root: a read-only tmpfs (EROFS) and a path component that is a regular file
+ * (ENOTDIR); both bind root too (plain permission bits do not).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { PROJECT_ROOT, loadConfig } from '../infra/config.js';
 import { startDevServer } from '../infra/temporal/server.js';
 import { startSyntheticWeb } from '../demo/synthetic-web.js';
@@ -50,6 +53,20 @@ function escapeTrial(name: string, action: string, run: (sb: CliSandbox, evil: s
   };
 }
 
+/**
+ * A dataset manifest in the data root whose shard keys (shard and stats paths) were tampered with
+ * to point outside the version directory; returns the dataset name to pass to filter / train.
+ */
+function tamperedManifest(sb: CliSandbox, shardPath: string): string {
+  const dir = join(sb.dataRoot, 'datasets', 'tampered', 'v1');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({
+    id: 'tampered@v1', name: 'tampered', version: 1, parents: [], schemaVersion: 1, stage: 'crawl', params: {}, createdAt: new Date().toISOString(), rows: 1,
+    shards: [{ index: 0, path: shardPath, rows: 1, sha256: '0'.repeat(64), bytes: 10, stats: shardPath.replace(/\.parquet$/, '.stats.json') }],
+  }));
+  return 'tampered';
+}
+
 export function pathTrials(): TrialSpec[] {
   const spec = (o: Record<string, unknown>) => crawlSpec('urls.csv', {}, o);
   return [
@@ -63,6 +80,17 @@ export function pathTrials(): TrialSpec[] {
     escapeTrial('train-run-name-dotdot', 'kiln run train --run-name ../../evil', (sb) => kiln(['run', 'train', '--dataset', 'x@v1', '--run-name', '../../evil', '--total-steps', '2'], sb.env, 90_000)),
     escapeTrial('train-run-name-absolute', 'kiln run train --run-name <absolute path>', (sb, abs) => kiln(['run', 'train', '--dataset', 'x@v1', '--run-name', abs, '--total-steps', '2'], sb.env, 90_000)),
     escapeTrial('workflow-id-dotdot', 'kiln run hello --id ../../evil', (sb) => kiln(['run', 'hello', '--id', '../../evil'], sb.env, 90_000)),
+    escapeTrial('train-dataset-dotdot', 'kiln run train --dataset ../../evil@v1', (sb) => kiln(['run', 'train', '--dataset', '../../evil@v1', '--run-name', 'ok', '--total-steps', '2'], sb.env, 90_000)),
+    escapeTrial('schedule-id-dotdot', 'kiln schedule create spec.yaml --id ../../evil', async (sb) => {
+      writeFileSync(join(sb.dir, 'spec.yaml'), stringify(spec({})));
+      return kiln(['schedule', 'create', join(sb.dir, 'spec.yaml'), '--id', '../../evil', '--every', '1d'], sb.env, 60_000);
+    }),
+    escapeTrial('manifest-shard-dotdot', 'filter a dataset whose manifest shard key is ../../../../evil.parquet',
+      (sb) => kiln(['run', 'filter', '--dataset', tamperedManifest(sb, '../../../../evil.parquet'), '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000)),
+    escapeTrial('manifest-shard-absolute', 'train on a dataset whose manifest shard key is an absolute path',
+      (sb, abs) => kiln(['run', 'train', '--dataset', `${tamperedManifest(sb, `${abs}.parquet`)}@v1`, '--run-name', 'ok', '--total-steps', '2'], sb.env, 90_000)),
+    escapeTrial('manifest-shard-nul', 'filter a dataset whose manifest shard key holds a NUL byte',
+      (sb) => kiln(['run', 'filter', '--dataset', tamperedManifest(sb, 'shards/ok.parquet\u0000/../../../../evil'), '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000)),
     escapeTrial('workflow-id-absolute', 'kiln run hello --id <absolute path>', (sb, abs) => kiln(['run', 'hello', '--id', abs], sb.env, 90_000)),
   ];
 }
@@ -91,7 +119,8 @@ export function diskTrials(): TrialSpec[] {
           if (r.timedOut) problems.push(`no answer within 180 s (retrying ENOSPC forever?): ${firstError(r)}`);
           else if (r.status === 0) problems.push('completed on a 2 MiB disk (did not fill?)');
           else {
-            if (!/ENOSPC|no space/i.test(r.stderr)) problems.push(`error does not name the full disk: ${firstError(r)}`);
+            // Whichever write hits the full disk first: a file (ENOSPC) or lineage.db (SQLITE_FULL: "database or disk is full").
+            if (!/ENOSPC|no space|disk is full/i.test(r.stderr)) problems.push(`error does not name the full disk: ${r.stderr.replace(/\s+/g, ' ').slice(-300)}`);
             problems.push(...checkFix(r.stderr, `exit ${r.status}`));
           }
           try {
@@ -103,6 +132,32 @@ export function diskTrials(): TrialSpec[] {
         } finally {
           await web.close();
           await server.stop();
+          spawnSync('umount', [sb.dataRoot]);
+          sb.cleanup();
+        }
+      },
+    },
+    {
+      name: 'disk-readonly-root', stage: 'disk',
+      run: async () => {
+        const sb = await cliSandbox('kiln-chaos-rofs-');
+        const action = 'KILN_DATA_ROOT on a read-only tmpfs (EROFS: root cannot write either)';
+        mkdirSync(sb.dataRoot, { recursive: true });
+        const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', sb.dataRoot], { encoding: 'utf8' });
+        if (m.status !== 0) {
+          sb.cleanup();
+          return { action, outcome: 'SKIP' as const, detail: `mount not permitted: ${(m.stderr || m.error?.message || '').trim().slice(0, 120)}` };
+        }
+        try {
+          writeFileSync(join(sb.dir, 'urls.csv'), 'url,caption\nhttp://127.0.0.1:1/a.jpg,a\n');
+          const r = await runSpec(sb, crawlSpec('urls.csv'), 90_000);
+          const problems: string[] = [];
+          if (r.timedOut) problems.push('no answer within 90 s');
+          else if (r.status !== 2) problems.push(`exit ${r.status}, want 2 (configuration)`);
+          if (!/read-only|EROFS/i.test(r.stderr)) problems.push(`error does not name the read-only data root: ${firstError(r)}`);
+          problems.push(...checkFix(r.stderr, 'error'));
+          return verdict(action, problems, `exit ${r.status}: ${firstError(r)}`);
+        } finally {
           spawnSync('umount', [sb.dataRoot]);
           sb.cleanup();
         }

@@ -43,7 +43,7 @@ function specOf(shape: Shape, sources: string): Record<string, unknown> {
 }
 
 /** Start the pipeline for `shape` in the sandbox (short heartbeat timeouts so a dead worker's work is retried quickly). */
-async function startPipeline(sb: Sandbox, client: Client, shape: Shape, seed: number): Promise<{ handle: WorkflowHandle; close(): Promise<void> }> {
+export async function startPipeline(sb: Sandbox, client: Client, shape: Shape, seed: number): Promise<{ handle: WorkflowHandle; close(): Promise<void> }> {
   const web = await startSyntheticWeb({ count: SHAPE[shape].count, seed, faultEvery: 8 });
   writeFileSync(join(sb.dir, 'urls.csv'), web.urlListCsv());
   writeFileSync(join(sb.dir, 'spec.yaml'), stringify(specOf(shape, 'urls.csv')));
@@ -55,7 +55,7 @@ async function startPipeline(sb: Sandbox, client: Client, shape: Shape, seed: nu
   return { handle, close: () => web.close() };
 }
 
-async function stageOf(handle: WorkflowHandle): Promise<string | null> {
+export async function stageOf(handle: WorkflowHandle): Promise<string | null> {
   try {
     return (await handle.query<PipelineProgress>('progress')).stage;
   } catch {
@@ -64,7 +64,7 @@ async function stageOf(handle: WorkflowHandle): Promise<string | null> {
 }
 
 /** Every check on a finished pipeline; `reference` = the sha256s of an uninterrupted run's final checkpoint. */
-async function checkPipeline(sb: Sandbox, shape: Shape, r: PipelineResult, reference?: Record<string, string>): Promise<{ problems: string[]; notes: string[] }> {
+export async function checkPipeline(sb: Sandbox, shape: Shape, r: PipelineResult, reference?: Record<string, string>): Promise<{ problems: string[]; notes: string[] }> {
   const problems: string[] = [];
   const notes: string[] = [];
   const bad = r.stages.filter((s) => s.status !== 'completed');
@@ -90,10 +90,12 @@ async function checkPipeline(sb: Sandbox, shape: Shape, r: PipelineResult, refer
     const store = new LineageStore(sb.config.lineagePath);
     try {
       for (const run of store.runsOfJob(train.jobId).filter((x) => x.stage === 'train.chunk')) {
-        const rr = run.result as { attempt?: number; resumedFromStep?: number; step?: number } | null;
+        const rr = run.result as { attempt?: number; resumedFromStep?: number; step?: number; alreadyDone?: boolean } | null;
         if (!rr || (rr.attempt ?? 1) < 2) continue;
         const want = (rr.step ?? 0) - TRAIN.chunk;
-        if (rr.resumedFromStep !== want) problems.push(`${run.id} attempt ${rr.attempt} resumed from step ${rr.resumedFromStep}, last checkpoint was ${want}`);
+        // A killed attempt may have written this chunk's checkpoint already: the retry then finds it and trains nothing.
+        if (rr.alreadyDone && rr.resumedFromStep === rr.step) notes.push(`chunk retried, its checkpoint ${rr.step} was already written`);
+        else if (rr.resumedFromStep !== want) problems.push(`${run.id} attempt ${rr.attempt} resumed from step ${rr.resumedFromStep}, last checkpoint was ${want}`);
         else notes.push(`chunk retried, resumed from ckpt ${want}`);
       }
     } finally {
@@ -106,7 +108,7 @@ async function checkPipeline(sb: Sandbox, shape: Shape, r: PipelineResult, refer
   return { problems, notes };
 }
 
-async function resultWithin(handle: WorkflowHandle, ms: number): Promise<PipelineResult> {
+export async function resultWithin(handle: WorkflowHandle, ms: number): Promise<PipelineResult> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`pipeline not done within ${ms / 1000} s`)), ms); });
   try {
@@ -117,7 +119,7 @@ async function resultWithin(handle: WorkflowHandle, ms: number): Promise<Pipelin
 }
 
 /** Run one pipeline in a fresh sandbox; `fault` injects the chaos once the pipeline is started. */
-async function inSandbox<T>(fn: (sb: Sandbox) => Promise<T>): Promise<T> {
+export async function inSandbox<T>(fn: (sb: Sandbox) => Promise<T>): Promise<T> {
   const sb = new Sandbox();
   try {
     await sb.startServer();
@@ -241,6 +243,59 @@ export function serverRestartTrial(index: number, seed: number, reference: () =>
         }
       } finally {
         await p.close();
+      }
+    }),
+  };
+}
+
+/** Names of the activities the stage's child workflow is running now ([] when it is not there yet). */
+async function pendingActivities(client: Client, pipelineId: string, stage: Shape): Promise<string[]> {
+  try {
+    const d = await client.workflow.getHandle(`${pipelineId}/${stage}`).describe();
+    return (d.raw.pendingActivities ?? []).map((a) => a.activityType?.name ?? '');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * kill -9 the worker while the `stage` workflow runs `activity` itself (seen in its pending
+ * activities), e.g. `planFilter`; the pipeline must then complete within `limitS` seconds, i.e. the
+ * killed activity is retried after a heartbeat timeout, not after its start-to-close timeout.
+ */
+export function activityKillTrial(stage: Shape, activity: string, index: number, seed: number, limitS: number): TrialSpec {
+  return {
+    name: `${stage}-${activity}-kill#${index}`, stage,
+    run: () => inSandbox(async (sb) => {
+      const { client, close } = await sb.client();
+      const p = await startPipeline(sb, client, stage, seed);
+      try {
+        const t0 = Date.now();
+        let seen = false;
+        while (!seen && Date.now() - t0 < 180_000) {
+          seen = (await pendingActivities(client, p.handle.workflowId, stage)).includes(activity);
+          if (!seen) {
+            if ((await stageOf(p.handle)) === 'done') break;
+            await sleep(30);
+          }
+        }
+        if (!seen) return { action: `wait for ${activity}`, outcome: 'FAIL' as const, detail: `never saw ${activity} running (stage finished first?)` };
+        await sb.killWorker();
+        const downMs = Math.floor(Math.random() * 1000);
+        await sleep(downMs);
+        await sb.startWorker();
+        const action = `kill -9 worker while ${stage} runs ${activity}, restart after ${downMs} ms`;
+        let r: PipelineResult;
+        try {
+          r = await resultWithin(p.handle, limitS * 1000);
+        } catch (err) {
+          return verdict(action, [`${(err as Error).message.split('\n')[0]} of the kill (now running: ${(await pendingActivities(client, p.handle.workflowId, stage)).join(', ') || '-'})`], '');
+        }
+        const { problems, notes } = await checkPipeline(sb, stage, r);
+        return verdict(action, problems, notes.join('; '));
+      } finally {
+        await p.close();
+        await close();
       }
     }),
   };

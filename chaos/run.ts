@@ -7,8 +7,9 @@
  */
 import { pathToFileURL } from 'node:url';
 import { installRuntime } from '../infra/temporal/worker.js';
-import { killTrial, serverRestartTrial } from './pipeline-trials.js';
+import { activityKillTrial, killTrial, serverRestartTrial } from './pipeline-trials.js';
 import { inputTrials } from './input-trials.js';
+import { bigListTrial, planKillTrial } from './plan-trials.js';
 import { pathTrials, diskTrials } from './path-trials.js';
 import type { ChaosStage, TrialResult, TrialSpec } from './types.js';
 
@@ -31,8 +32,12 @@ export function planTrials(o: ChaosOptions): TrialSpec[] {
   for (const stage of ['crawl', 'filter', 'train'] as const) {
     if (want(stage)) for (let i = 1; i <= n; i++) out.push(killTrial(stage, i, stage === 'train' ? 7 : 100 + i, reference));
   }
+  // kill -9 while the filter plans (loads the model, lists shards): retried within 3 minutes?
+  if (want('filter')) out.push(activityKillTrial('filter', 'planFilter', 1, 101, 180));
+  // kill -9 during crawl planning (each waits out the 1-minute planning heartbeat timeout)
+  if (want('crawl')) for (let i = 1; i <= (o.short ? 1 : Math.min(n, 3)); i++) out.push(planKillTrial(i, o.short ? 20_000 : 100_000, o.short ? 1_000 : 5_000));
   if (want('server')) for (let i = 1; i <= Math.max(1, Math.min(n, o.short ? 1 : 4)); i++) out.push(serverRestartTrial(i, 7, reference));
-  if (want('inputs')) out.push(...inputTrials(o.short));
+  if (want('inputs')) out.push(...inputTrials(), bigListTrial(o.short ? 20_000 : 1_000_000));
   if (want('paths')) out.push(...pathTrials());
   if (want('disk')) out.push(...diskTrials());
   return o.only?.length ? out.filter((t) => o.only!.some((p) => t.name.startsWith(p))) : out;

@@ -1,3 +1,4 @@
+
 /**
  * crawlWorkflow: URL lists -> a new dataset version of Parquet shards (task queue kiln-io).
  *
@@ -20,6 +21,7 @@ import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import { IO_QUEUE } from './queues.js';
+import { stageRetryPolicy } from './retry.js';
 
 export interface CrawlWorkflowInput {
   datasetName: string;
@@ -101,11 +103,13 @@ export interface CrawlPageResult {
 
 export const crawlProgressQuery = defineQuery<CrawlProgress | null>('crawlProgress');
 
-const NON_RETRYABLE = ['ConfigError', 'UrlListError', 'UnsafePathError', 'MissingFileError', 'InvalidManifestError', 'ShardsNotFinishedError', 'ArtifactConflictError'];
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE };
+const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['UrlListError', 'ShardsNotFinishedError'] });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
-const planActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes', retry });
+/** writeCrawlManifest heartbeats every 5 s (activities/crawl.ts), so a killed worker's manifest step is retried within a minute. */
+const planActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
+/** planCrawl heartbeats every 8 MiB hashed and every 5,000 rows split, so a killed worker's planning is retried within a minute. */
+const planCrawlActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
 
 /** One page of shards: skip the finished ones, crawl the rest with a sliding window. */
 export async function crawlShardsPageWorkflow(input: CrawlPageInput): Promise<CrawlPageResult> {
@@ -143,7 +147,7 @@ export async function crawlWorkflow(input: CrawlWorkflowInput): Promise<CrawlWor
       const { carried: _carried, ...params } = input;
       await lineageActs.recordJobStarted({ jobId, kind: 'crawl', workflowId, params });
       const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
-      const plan = await planActs.planCrawl({
+      const plan = await planCrawlActs.planCrawl({
         incrementalAsOf,
         jobId, workflowId, datasetName: input.datasetName, version: input.version, inputs: input.inputs, urlColumn: input.urlColumn,
         captionColumn: input.captionColumn, extraColumns: input.extraColumns, rowsPerShard: input.rowsPerShard,

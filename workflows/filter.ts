@@ -127,7 +127,8 @@ const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['ModelFilesC
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
 /** planFilter heartbeats every 5 s (activities/filter.ts), so a killed worker's planning is retried within a minute. */
 const planActs = proxyActivities<FilterActivities>({ taskQueue: GPU_QUEUE, startToCloseTimeout: '1 hour', heartbeatTimeout: '1 minute', retry });
-const ioActs = proxyActivities<FilterActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '5 minutes', retry });
+/** The cutoff and manifest activities heartbeat every 5 s (activities/filter.ts): a killed worker is noticed within a minute. */
+const ioActs = proxyActivities<FilterActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
 
 /** One page of shards: skip the finished ones, score or filter the rest with a sliding window. */
 export async function filterShardsPageWorkflow(input: FilterPageInput): Promise<FilterPageResult> {

@@ -5,11 +5,14 @@
  * rerun with the same inputs resumes the unfinished version (finished shards are skipped) instead
  * of starting a new one.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
-import { sha256File, sha256Hex } from '../../infra/hash.js';
+import { sha256Hex } from '../../infra/hash.js';
 import { ConfigError } from '../../infra/errors.js';
 import { DatasetLayout } from '../shards/layout.js';
+import { claimVersion } from '../shards/version-claim.js';
 import { detectFormat, type UrlListFormat, type UrlListSource } from '../input/url-list.js';
 import { DEFAULT_ROWS_PER_SHARD, splitIntoInputShards } from '../input/input-shards.js';
 import { THROUGHPUT_OPTIONS, resolveCrawlOptions, type CrawlOptions } from './options.js';
@@ -56,6 +59,31 @@ export interface PlanOutcome {
   resumed: boolean;
 }
 
+/**
+ * Planning progress, reported often enough for a short activity heartbeat timeout: every
+ * {@link HASH_PROGRESS_BYTES} bytes while hashing the inputs, every few thousand rows while splitting
+ * (`splitIntoInputShards`). `bytesHashed` and `rows` are totals so far.
+ */
+export interface PlanProgress { phase: 'hash' | 'split'; bytesHashed: number; rows: number }
+
+export const HASH_PROGRESS_BYTES = 8 * 1024 * 1024;
+
+/** sha256 of a file, streamed; `onBytes(total)` after every HASH_PROGRESS_BYTES read. */
+async function sha256FileWithProgress(path: string, onBytes: (bytes: number) => void): Promise<string> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  let reported = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+    h.update(chunk as Buffer);
+    bytes += (chunk as Buffer).byteLength;
+    if (bytes - reported >= HASH_PROGRESS_BYTES) {
+      reported = bytes;
+      onBytes(bytes);
+    }
+  }
+  return h.digest('hex');
+}
+
 function contentOptions(o: Partial<CrawlOptions>): Omit<CrawlOptions, (typeof THROUGHPUT_OPTIONS)[number]> {
   const resolved: Partial<CrawlOptions> = { ...resolveCrawlOptions(o) };
   for (const k of THROUGHPUT_OPTIONS) delete resolved[k];
@@ -71,9 +99,10 @@ async function readPlan(storage: ArtifactStorage, layout: DatasetLayout): Promis
  * Plan (or find the existing plan of) a crawl. `latestRecordedVersion` is the highest version of
  * this dataset name already recorded in lineage; new versions are numbered after it.
  */
-export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, latestRecordedVersion: number, onProgress?: (rows: number) => void): Promise<PlanOutcome> {
+export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, latestRecordedVersion: number, onProgress?: (p: PlanProgress) => void): Promise<PlanOutcome> {
   if (spec.sources.length === 0) throw new ConfigError('a crawl needs at least one URL list', 'pass one or more input files (parquet, csv, tsv, jsonl, optionally .gz).');
   const sources: CrawlPlan['sources'] = [];
+  let hashedBefore = 0;
   for (const s of spec.sources) {
     const { path, format, gzip } = detectFormat(s);
     let bytes: number;
@@ -82,7 +111,10 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
     } catch {
       throw new ConfigError(`URL list ${path} does not exist or cannot be read`, 'check the input path.');
     }
-    sources.push({ path, format, gzip, sha256: await sha256File(path), bytes });
+    const sha256 = await sha256FileWithProgress(path, (b) => onProgress?.({ phase: 'hash', bytesHashed: hashedBefore + b, rows: 0 }));
+    hashedBefore += bytes;
+    onProgress?.({ phase: 'hash', bytesHashed: hashedBefore, rows: 0 });
+    sources.push({ path, format, gzip, sha256, bytes });
   }
   const rowsPerShard = spec.rowsPerShard ?? DEFAULT_ROWS_PER_SHARD;
   const options = spec.options ?? {};
@@ -103,7 +135,8 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
       return { plan: existing, resumed: true };
     }
     const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
-    if (!taken) break;
+    // A free version is taken by claiming it first, so two planners never split into one (version-claim.ts).
+    if (!taken && (await claimVersion(storage, layout, fingerprint))) break;
     if (spec.version !== undefined) {
       throw new ConfigError(`dataset ${layout.id} already exists with different inputs or options`,
         'datasets are immutable: omit the version to create the next one, or rerun with the same inputs and options to resume it.');
@@ -116,7 +149,8 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
   await sweepTempFiles(storage, layout.shardsDirUri);
   const split = await splitIntoInputShards(storage, layout, {
     sources: spec.sources, urlColumn: spec.urlColumn, captionColumn: spec.captionColumn, extraColumns: spec.extraColumns,
-    rowsPerShard, dedupUrls: spec.dedupUrls, onProgress, seenUrl: spec.incremental?.seenUrl,
+    rowsPerShard, dedupUrls: spec.dedupUrls, seenUrl: spec.incremental?.seenUrl,
+    onProgress: (rows) => onProgress?.({ phase: 'split', bytesHashed: hashedBefore, rows }),
   });
   const plan: CrawlPlan = {
     datasetName: spec.datasetName, version, datasetId: layout.id, fingerprint, shardCount: split.shardCount, rows: split.rows,

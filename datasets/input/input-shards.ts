@@ -36,8 +36,12 @@ export interface SplitOptions {
   dedupUrls?: boolean;
   /** Incremental curation: the earlier dataset version holding this URL, if any. */
   seenUrl?: (url: string) => string | undefined;
+  /** Rows read so far: after every shard written and every PROGRESS_EVERY_ROWS rows (for heartbeats). */
   onProgress?: (rowsDone: number) => void;
 }
+
+/** How often (in rows) splitting reports progress besides after each shard. */
+export const PROGRESS_EVERY_ROWS = 5_000;
 
 export interface SplitResult {
   shardCount: number;
@@ -124,7 +128,7 @@ export async function splitIntoInputShards(storage: ArtifactStorage, layout: Dat
       if (lines.length === rowsPerShard) {
         await flush();
         opts.onProgress?.(ordinal);
-      }
+      } else if (ordinal % PROGRESS_EVERY_ROWS === 0) opts.onProgress?.(ordinal);
     }
   }
   await flush();
