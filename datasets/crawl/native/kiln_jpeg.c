@@ -42,6 +42,17 @@ static void on_emit_message(j_common_ptr cinfo, int level) {
 
 static void on_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
+/* libjpeg's standard error manager with Kiln's handlers: errors longjmp to e->jump (the caller's
+ * setjmp), warnings are counted, nothing is printed. */
+static struct jpeg_error_mgr *kiln_error_mgr(kiln_err *e) {
+  struct jpeg_error_mgr *m = jpeg_std_error(&e->pub);
+  m->error_exit = on_error_exit;
+  m->emit_message = on_emit_message;
+  m->output_message = on_output_message;
+  e->warnings = 0;
+  return m;
+}
+
 /* One axis of a separable resample: for each output index the first source index, and `taps`
  * weights (fixed point, WBITS fraction bits, summing exactly to one; zero-padded to the largest
  * count on the axis, with the start moved left where needed so that they stay inside the row). */
@@ -215,11 +226,7 @@ static void run_job(job_t *j) {
   axis_t ax = {0}, ay = {0};
   volatile int d_live = 0, c_live = 0;
 
-  d.err = jpeg_std_error(&derr.pub);
-  derr.pub.error_exit = on_error_exit;
-  derr.pub.emit_message = on_emit_message;
-  derr.pub.output_message = on_output_message;
-  derr.warnings = 0;
+  d.err = kiln_error_mgr(&derr);
   if (setjmp(derr.jump)) {
     j->failed = 1;
     snprintf(j->message, sizeof j->message, "%s", derr.message);
@@ -287,10 +294,7 @@ static void run_job(job_t *j) {
     horizontal(canvas + ((size_t)(y + j->oy) * cw + j->ox) * 3, mid, &ax, x0, x1);
   }
 
-  c.err = jpeg_std_error(&cerr.pub);
-  cerr.pub.error_exit = on_error_exit;
-  cerr.pub.emit_message = on_emit_message;
-  cerr.pub.output_message = on_output_message;
+  c.err = kiln_error_mgr(&cerr);
   if (setjmp(cerr.jump)) {
     j->failed = 1;
     snprintf(j->message, sizeof j->message, "encode: %s", cerr.message);
