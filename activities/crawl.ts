@@ -22,7 +22,7 @@ import { readShardRows } from '../datasets/shards/reader.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
-import { imageCodecEnvironment } from '../datasets/crawl/native-jpeg.js';
+import { imageCodecEnvironment } from '../infra/imaging/native-jpeg.js';
 import { planCrawl, type CrawlPlan, type CrawlPlanSpec } from '../datasets/crawl/plan.js';
 import { buildCrawlManifest } from '../datasets/crawl/manifest.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';

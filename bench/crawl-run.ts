@@ -12,7 +12,7 @@ import { createCrawlActivities } from '../activities/crawl.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { ShardStats } from '../datasets/shards/stats.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
-import { nativeJpegStatus } from '../datasets/crawl/native-jpeg.js';
+import { nativeJpegStatus } from '../infra/imaging/native-jpeg.js';
 
 const [list, dataRoot, perShard, shardConcurrency, optionsJson] = process.argv.slice(2);
 const config = loadConfig({ dataRoot: dataRoot! }, {});

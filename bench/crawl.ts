@@ -13,7 +13,7 @@
  *        --ref-threads 64 --skip-reference --no-jemalloc --sharp-row --rounds 1 --work-dir <dir>
  *
  * Kiln decodes/resizes/encodes JPEGs with its native libjpeg-turbo path when setup built it
- * (datasets/crawl/native); `--sharp-row` adds a run with KILN_NATIVE_JPEG=0 (sharp for every image).
+ * (infra/imaging/native); `--sharp-row` adds a run with KILN_NATIVE_JPEG=0 (sharp for every image).
  * `--rounds N` repeats Kiln and img2dataset N times, alternating which goes first, and prints the
  * ratio of each round: on a machine shared with other work, wall-clock speed depends on the load
  * during each run; CPU per image does much less.

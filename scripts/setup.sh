@@ -49,14 +49,14 @@ if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_HASH" ]; then
   echo "$NPM_HASH" > "$NPM_STAMP"
 fi
 
-# --- crawler's native JPEG fast path (optional) -------------------------------------
-# datasets/crawl/native: libjpeg-turbo decode + resize + encode in one native call, about a quarter
+# --- native JPEG addon (optional): the crawler's fast path -------------------------------------
+# infra/imaging/native: libjpeg-turbo decode + resize + encode in one native call, about a quarter
 # of sharp's CPU per JPEG. Without it the crawler uses sharp for every image (correct, slower). Needs
 # the libjpeg-turbo headers: installed with apt-get when missing and running as root (KILN_NO_APT=1
 # skips that).
-NATIVE_DIR=datasets/crawl/native
+NATIVE_DIR=infra/imaging/native
 NATIVE_STAMP=$NATIVE_DIR/build/.kiln-stamp
-NATIVE_HASH=$( (cat "$NATIVE_DIR/kiln_jpeg.c" "$NATIVE_DIR/build.sh"; node --version) | sha256sum | cut -c1-16)
+NATIVE_HASH=$( (cat "$NATIVE_DIR"/*.c "$NATIVE_DIR"/*.h "$NATIVE_DIR/build.sh"; node --version) | sha256sum | cut -c1-16)
 if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_HASH" ] || [ ! -f "$NATIVE_DIR/build/kiln_jpeg.node" ]; then
   if [ "${KILN_NO_APT:-}" != "1" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null && command -v dpkg-query >/dev/null \
     && ! dpkg-query -W -f='${Status}' libjpeg62-turbo-dev 2>/dev/null | grep -q 'ok installed'; then

@@ -14,7 +14,7 @@ import type { CrawlOptions } from './options.js';
 import type { RowFailure } from './failures.js';
 import { describeBytes, sniffImageFormat } from './magic.js';
 import { headerDimensions, type Dimensions } from './dims.js';
-import { nativeJpeg } from './native-jpeg.js';
+import { nativeJpeg } from '../../infra/imaging/native-jpeg.js';
 
 export type ImageOptions = Pick<CrawlOptions, 'imageSize' | 'resizeMode' | 'minImageSize' | 'maxAspectRatio' | 'maxPixels' | 'encodeFormat' | 'encodeQuality' | 'skipReencode'>;
 

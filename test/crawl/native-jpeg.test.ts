@@ -1,5 +1,5 @@
 /**
- * The native JPEG fast path (datasets/crawl/native, libjpeg-turbo) against sharp: same output
+ * The native JPEG fast path (infra/imaging/native, libjpeg-turbo) against sharp: same output
  * geometry in every resize mode, pixels within JPEG noise of sharp's, and every image it must not
  * handle (grey, CMYK, ICC profile, truncated, garbage) going through sharp with sharp's exact result.
  * Skipped, saying why, when the addon is not built (setup.sh builds it where libjpeg-turbo's
@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { placement, processImage, type ImageOptions } from '../../datasets/crawl/image.js';
-import { nativeJpeg, nativeJpegStatus } from '../../datasets/crawl/native-jpeg.js';
+import { nativeJpeg, nativeJpegStatus } from '../../infra/imaging/native-jpeg.js';
 import { makeImage, photoLikePixels } from './images.js';
 
 const BASE: ImageOptions = {
@@ -147,7 +147,7 @@ describe('native JPEG path', { skip }, () => {
 
 describe('native JPEG path switch', () => {
   it('KILN_NATIVE_JPEG=0 leaves every image to sharp', () => {
-    const url = new URL('../../datasets/crawl/native-jpeg.js', import.meta.url).href;
+    const url = new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(url)}); console.log(JSON.stringify([m.nativeJpeg === undefined, m.nativeJpegStatus]))`],
       { env: { ...process.env, KILN_NATIVE_JPEG: '0' }, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);

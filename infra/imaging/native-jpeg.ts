@@ -1,5 +1,5 @@
 /**
- * The optional native JPEG fast path (datasets/crawl/native/kiln_jpeg.c on the system
+ * The optional native JPEG fast path (infra/imaging/native/kiln_jpeg.c on the system
  * libjpeg-turbo, built by scripts/setup.sh through native/build.sh): one call decodes a plain
  * YCbCr JPEG, resizes it and re-encodes it as JPEG on the libuv pool, at about a quarter of
  * sharp's CPU per image (sharp's per-call option marshalling and libvips pipeline setup dominate for small
@@ -25,13 +25,13 @@ export interface NativeJpeg {
 export function nativeJpegPath(): string {
   const here = fileURLToPath(new URL('.', import.meta.url));
   const root = here.includes('/dist/') ? new URL('../../../', import.meta.url) : new URL('../../', import.meta.url);
-  return fileURLToPath(new URL('datasets/crawl/native/build/kiln_jpeg.node', root));
+  return fileURLToPath(new URL('infra/imaging/native/build/kiln_jpeg.node', root));
 }
 
 function load(): { addon?: NativeJpeg; why: string } {
   if (process.env.KILN_NATIVE_JPEG === '0') return { why: 'disabled by KILN_NATIVE_JPEG=0' };
   const path = nativeJpegPath();
-  if (!existsSync(path)) return { why: `not built (${path} is missing; run bash datasets/crawl/native/build.sh)` };
+  if (!existsSync(path)) return { why: `not built (${path} is missing; run bash infra/imaging/native/build.sh)` };
   try {
     return { addon: createRequire(import.meta.url)(path) as NativeJpeg, why: 'loaded' };
   } catch (err) {

@@ -22,36 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jpeglib.h>
-
-typedef struct {
-  struct jpeg_error_mgr pub;
-  jmp_buf jump;
-  int warnings;
-  char message[JMSG_LENGTH_MAX];
-} kiln_err;
-
-static void on_error_exit(j_common_ptr cinfo) {
-  kiln_err *e = (kiln_err *)cinfo->err;
-  (*cinfo->err->format_message)(cinfo, e->message);
-  longjmp(e->jump, 1);
-}
-
-static void on_emit_message(j_common_ptr cinfo, int level) {
-  if (level < 0) ((kiln_err *)cinfo->err)->warnings++;
-}
-
-static void on_output_message(j_common_ptr cinfo) { (void)cinfo; }
-
-/* libjpeg's standard error manager with Kiln's handlers: errors longjmp to e->jump (the caller's
- * setjmp), warnings are counted, nothing is printed. */
-static struct jpeg_error_mgr *kiln_error_mgr(kiln_err *e) {
-  struct jpeg_error_mgr *m = jpeg_std_error(&e->pub);
-  m->error_exit = on_error_exit;
-  m->emit_message = on_emit_message;
-  m->output_message = on_output_message;
-  e->warnings = 0;
-  return m;
-}
+#include "jpeg_errors.h"
 
 /* One axis of a separable resample: for each output index the first source index, and `taps`
  * weights (fixed point, WBITS fraction bits, summing exactly to one; zero-padded to the largest
