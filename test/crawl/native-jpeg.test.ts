@@ -51,7 +51,10 @@ describe('native JPEG path', { skip }, () => {
         const meta = await sharp(n.image.data).metadata();
         assert.deepEqual([meta.format, meta.width, meta.height, meta.channels], ['jpeg', n.image.width, n.image.height, 3]);
         const db = await psnr(n.image.data, s.image.data);
-        assert.ok(db > 30, `${w}x${h} ${resizeMode}: ${db.toFixed(1)} dB from sharp's result`);
+        // A 3x2 4:2:0 JPEG has 2x1 chroma samples: enlarged 85x, sharp (chroma upsampled to RGB first)
+        // and the native path (chroma resampled in its own plane) reconstruct its colour differently.
+        const min = w * h < 16 && resizeMode !== 'no' ? 25 : 30;
+        assert.ok(db > min, `${w}x${h} ${resizeMode}: ${db.toFixed(1)} dB from sharp's result`);
       }
     }
   });

@@ -1,11 +1,12 @@
 /*
  * kiln_jpeg: the crawler's fast path for the common case, plain YCbCr JPEG in -> resized JPEG out,
  * on libjpeg-turbo (the system library) in one native call on the libuv thread pool:
- *   decode (DCT-domain shrink by 1/2, 1/4 or 1/8 when the result stays >= the target, as libvips'
- *   shrink-on-load) -> separable resample to (rw, rh) with OpenCV's INTER_AREA weights (the filter
- *   img2dataset uses: area mean when shrinking, bilinear when enlarging) -> place on a (cw, ch)
- *   black canvas at (ox, oy) (positive: border padding, negative: centre crop) -> baseline JPEG,
- *   4:2:0, no Huffman optimisation.
+ *   decode to YCbCr planes (DCT-domain shrink by 1/2, 1/4 or 1/8 when the result stays >= the
+ *   target, as libvips' shrink-on-load) -> separable resample of each plane with OpenCV's
+ *   INTER_AREA weights (the filter img2dataset uses: area mean when shrinking, bilinear when
+ *   enlarging) to (rw, rh) for luma, half that for chroma -> place on a (cw, ch) black canvas at
+ *   (ox, oy) (positive: border padding, negative: centre crop) -> baseline JPEG, 4:2:0, no Huffman
+ *   optimisation, from the planes (no colour conversion or chroma resampling anywhere).
  *
  * It declines (resolves `undefined`, the caller then uses sharp) whatever it does not handle the
  * way sharp would: not 8-bit 3-component YCbCr, an embedded ICC profile (sharp converts to sRGB),
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <jpeglib.h>
 #include "jpeg_errors.h"
+#include "decode_rgb.h"
 
 /* One axis of a separable resample: for each output index the first source index, and `taps`
  * weights (fixed point, WBITS fraction bits, summing exactly to one; zero-padded to the largest
@@ -42,9 +44,10 @@ static void axis_free(axis_t *a) {
 }
 
 /* OpenCV's INTER_AREA, img2dataset's resize filter: when shrinking, each output pixel is the mean
- * of the source area it covers (fractional at the edges); when enlarging, bilinear. */
-static int axis_init(axis_t *a, int in, int out) {
-  const double scale = (double)in / out;
+ * of the source area it covers (fractional at the edges); when enlarging, bilinear. `scale` is the
+ * source extent over `out`: in / out, except for a chroma plane of an odd-sized image, whose last
+ * sample covers only half a sample's worth of the image. */
+static int axis_init(axis_t *a, int in, int out, double scale) {
   const int cap = (int)scale + 3; /* source pixels one output can touch */
   a->start = malloc(sizeof(int) * out);
   int *count = malloc(sizeof(int) * out);
@@ -128,29 +131,23 @@ static void vertical(int32_t *restrict acc, uint8_t *restrict dst, const uint8_t
   }
 }
 
-/* One output pixel of the horizontal pass (T taps; a constant in the unrolled copies below). */
-static inline __attribute__((always_inline)) void hpixel(uint8_t *restrict d, const uint8_t *restrict p, const int32_t *restrict w, int T) {
-  int32_t r = 1 << (WBITS - 1), g = r, b = r;
-  for (int t = 0; t < T; t++, p += 3) {
-    r += w[t] * p[0];
-    g += w[t] * p[1];
-    b += w[t] * p[2];
-  }
-  r >>= WBITS; g >>= WBITS; b >>= WBITS;
-  d[0] = r < 0 ? 0 : r > 255 ? 255 : (uint8_t)r;
-  d[1] = g < 0 ? 0 : g > 255 ? 255 : (uint8_t)g;
-  d[2] = b < 0 ? 0 : b > 255 ? 255 : (uint8_t)b;
+/* One output sample of the horizontal pass on a plane (T taps; a constant in the unrolled copies). */
+static inline __attribute__((always_inline)) uint8_t hsample(const uint8_t *restrict p, const int32_t *restrict w, int T) {
+  int32_t v = 1 << (WBITS - 1);
+  for (int t = 0; t < T; t++) v += w[t] * p[t];
+  v >>= WBITS;
+  return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
 #define HROW(T) \
   static void hrow##T(uint8_t *restrict dst, const uint8_t *restrict src, const axis_t *ax, int x0, int x1) { \
-    for (int x = x0; x < x1; x++) hpixel(dst + x * 3, src + (size_t)ax->start[x] * 3, ax->w + (size_t)x * T, T); \
+    for (int x = x0; x < x1; x++) dst[x] = hsample(src + ax->start[x], ax->w + (size_t)x * T, T); \
   }
 HROW(2)
 HROW(3)
 HROW(4)
 
-/* One output row of the horizontal pass: RGB columns x0..x1 of the resized row into dst (at x0).
+/* One output row of the horizontal pass: columns x0..x1 of the resized row into dst (at x0).
  * The usual tap counts (shrinking by up to 2x, or enlarging) run unrolled. */
 static void horizontal(uint8_t *restrict dst, const uint8_t *restrict src, const axis_t *ax, int x0, int x1) {
   switch (ax->taps) {
@@ -158,8 +155,52 @@ static void horizontal(uint8_t *restrict dst, const uint8_t *restrict src, const
     case 3: hrow3(dst, src, ax, x0, x1); return;
     case 4: hrow4(dst, src, ax, x0, x1); return;
     default:
-      for (int x = x0; x < x1; x++) hpixel(dst + x * 3, src + (size_t)ax->start[x] * 3, ax->w + (size_t)x * ax->taps, ax->taps);
+      for (int x = x0; x < x1; x++) dst[x] = hsample(src + ax->start[x], ax->w + (size_t)x * ax->taps, ax->taps);
   }
+}
+
+/* A single-channel 8-bit image: w x h samples, rows `stride` bytes apart. */
+typedef struct {
+  uint8_t *p;
+  int w, h;
+  size_t stride;
+} plane_t;
+
+/* Resample `src` (whose samples cover src_w x src_h of the image) to rw x rh samples (covering
+ * out_w x out_h of the resized image: rw x rh itself, except for chroma placed on a half-sample
+ * grid) and place it at (ox, oy) on `dst` (negative offsets crop): only the
+ * resized rows and columns that land on dst are computed. Vertical pass first (whole rows at a
+ * time: vectorisable), then the horizontal pass on the fewer output rows. 0: out of memory. */
+static int resize_into(const plane_t *src, double src_w, double src_h, const plane_t *dst, int rw, int rh, double out_w, double out_h, int ox, int oy) {
+  axis_t ax = {0}, ay = {0};
+  uint8_t *mid = malloc((size_t)src->w);
+  int32_t *acc = malloc(sizeof(int32_t) * src->w);
+  int ok = mid && acc && axis_init(&ax, src->w, rw, src_w / out_w) && axis_init(&ay, src->h, rh, src_h / out_h);
+  if (ok) {
+    int y0 = oy < 0 ? -oy : 0, y1 = rh;
+    if (oy + y1 > dst->h) y1 = dst->h - oy;
+    int x0 = ox < 0 ? -ox : 0, x1 = rw;
+    if (ox + x1 > dst->w) x1 = dst->w - ox;
+    for (int y = y0; y < y1; y++) {
+      vertical(acc, mid, src->p + (size_t)ay.start[y] * src->stride, src->stride, ay.w + (size_t)y * ay.taps, ay.taps, src->w);
+      horizontal(dst->p + (size_t)(y + oy) * dst->stride + ox, mid, &ax, x0, x1);
+    }
+  }
+  axis_free(&ax);
+  axis_free(&ay);
+  free(mid);
+  free(acc);
+  return ok;
+}
+
+/* Replicate a plane's last column and row into its padding (rows up to `rows`, columns up to the
+ * stride), as libjpeg's own edge expansion does before the DCT. */
+static void pad_edges(const plane_t *pl, int rows) {
+  for (int y = 0; y < pl->h; y++) {
+    uint8_t *row = pl->p + (size_t)y * pl->stride;
+    memset(row + pl->w, row[pl->w - 1], pl->stride - pl->w);
+  }
+  for (int y = pl->h; y < rows; y++) memcpy(pl->p + (size_t)y * pl->stride, pl->p + (size_t)(pl->h - 1) * pl->stride, pl->stride);
 }
 
 typedef struct {
@@ -186,15 +227,20 @@ static int has_icc(j_decompress_ptr d) {
   return 0;
 }
 
-/* Decode -> resample -> canvas -> encode. Runs off the JS thread. */
+/* Floor of x / 2 for negative x too. */
+static inline int half_floor(int x) { return x >= 0 ? x / 2 : -((1 - x) / 2); }
+
+/* Decode -> resample -> canvas -> encode, all in YCbCr planes (libjpeg's raw data interface): no
+ * colour conversion, no chroma upsampling on decode and no chroma downsampling on encode, and the
+ * chroma planes are resampled at their own (usually half) resolution. Resampling is linear, so this
+ * is the RGB-domain resize up to rounding. Runs off the JS thread. */
 static void run_job(job_t *j) {
   struct jpeg_decompress_struct d;
   struct jpeg_compress_struct c;
   kiln_err derr, cerr;
   /* volatile: set after setjmp and read after a longjmp back to it */
-  uint8_t *volatile pix = NULL, *volatile mid = NULL, *volatile canvas = NULL;
-  int32_t *volatile acc = NULL;
-  axis_t ax = {0}, ay = {0};
+  uint8_t *volatile src_mem[3] = {NULL, NULL, NULL}, *volatile dst_mem[3] = {NULL, NULL, NULL};
+  JSAMPROW *volatile rows_mem = NULL;
   volatile int d_live = 0, c_live = 0;
 
   d.err = kiln_error_mgr(&derr);
@@ -213,7 +259,7 @@ static void run_job(job_t *j) {
     j->declined = 1;
     goto done;
   }
-  d.out_color_space = JCS_RGB;
+  d.raw_data_out = TRUE;
   /* DCT-domain shrink while the decoded image still covers the resize target on both axes. */
   int denom = 1;
   while (denom < 8 && (int)((d.image_width + 2 * denom - 1) / (2 * denom)) >= j->rw &&
@@ -227,16 +273,45 @@ static void run_job(job_t *j) {
     goto done;
   }
   jpeg_start_decompress(&d);
-  int iw = d.output_width, ih = d.output_height;
-  pix = malloc((size_t)iw * ih * 3);
-  if (!pix) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "out of memory for %dx%d pixels", iw, ih);
+  /* Luma must carry the largest sampling factors (it does in every encoder's 4:4:4 / 4:2:2 / 4:2:0). */
+  if (d.comp_info[0].h_samp_factor != d.max_h_samp_factor || d.comp_info[0].v_samp_factor != d.max_v_samp_factor) {
+    j->declined = 1;
     goto done;
   }
-  while (d.output_scanline < d.output_height) {
-    JSAMPROW row = pix + (size_t)d.output_scanline * iw * 3;
-    jpeg_read_scanlines(&d, &row, 1);
+
+  /* Source planes: each component at its decoded resolution, padded to whole iMCU rows. */
+  plane_t src[3];
+  double ext_w[3], ext_h[3]; /* the image's extent in each plane's samples (w/2 for the chroma of an odd width w) */
+  int row_ptrs = 0;
+  for (int ci = 0; ci < 3; ci++) {
+    jpeg_component_info *k = &d.comp_info[ci]; /* freed by jpeg_finish_decompress: read everything here */
+    ext_w[ci] = (double)d.output_width * k->h_samp_factor * k->DCT_scaled_size / (d.max_h_samp_factor * d.min_DCT_scaled_size);
+    ext_h[ci] = (double)d.output_height * k->v_samp_factor * k->DCT_scaled_size / (d.max_v_samp_factor * d.min_DCT_scaled_size);
+    const int rows_per_imcu = k->v_samp_factor * k->DCT_scaled_size;
+    src[ci] = (plane_t){NULL, (int)k->downsampled_width, (int)k->downsampled_height, (size_t)k->width_in_blocks * k->DCT_scaled_size};
+    src_mem[ci] = src[ci].p = malloc(src[ci].stride * rows_per_imcu * d.total_iMCU_rows);
+    if (!src[ci].p) {
+      j->failed = 1;
+      snprintf(j->message, sizeof j->message, "out of memory for %dx%d pixels", (int)d.output_width, (int)d.output_height);
+      goto done;
+    }
+    row_ptrs += rows_per_imcu;
+  }
+  rows_mem = malloc(sizeof(JSAMPROW) * (row_ptrs > 48 ? row_ptrs : 48));
+  if (!rows_mem) {
+    j->failed = 1;
+    snprintf(j->message, sizeof j->message, "out of memory");
+    goto done;
+  }
+  for (JDIMENSION imcu = 0; d.output_scanline < d.output_height; imcu++) {
+    JSAMPARRAY planes[3];
+    JSAMPROW *r = rows_mem;
+    for (int ci = 0; ci < 3; ci++) {
+      const int n = d.comp_info[ci].v_samp_factor * d.comp_info[ci].DCT_scaled_size;
+      planes[ci] = r;
+      for (int y = 0; y < n; y++) *r++ = src[ci].p + ((size_t)imcu * n + y) * src[ci].stride;
+    }
+    jpeg_read_raw_data(&d, planes, d.max_v_samp_factor * d.min_DCT_scaled_size);
   }
   jpeg_finish_decompress(&d);
   if (derr.warnings) {
@@ -244,25 +319,32 @@ static void run_job(job_t *j) {
     goto done;
   }
 
-  /* Resample: vertical pass first (ih -> rh rows, whole rows at a time: vectorisable), then the
-   * horizontal pass (iw -> rw) on the fewer output rows, straight into the canvas. Only resized
-   * rows and columns that land on the canvas are computed (centre crop). */
-  const int rw = j->rw, rh = j->rh, cw = j->cw, ch = j->ch;
-  canvas = calloc((size_t)cw * ch * 3, 1);
-  mid = malloc((size_t)iw * 3);
-  acc = malloc(sizeof(int32_t) * iw * 3);
-  if (!canvas || !mid || !acc || !axis_init(&ax, iw, rw) || !axis_init(&ay, ih, rh)) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "out of memory resizing %dx%d", iw, ih);
-    goto done;
-  }
-  int y0 = j->oy < 0 ? -j->oy : 0, y1 = rh;
-  if (j->oy + y1 > ch) y1 = ch - j->oy;
-  int x0 = j->ox < 0 ? -j->ox : 0, x1 = rw;
-  if (j->ox + x1 > cw) x1 = cw - j->ox;
-  for (int y = y0; y < y1; y++) {
-    vertical(acc, mid, pix + (size_t)ay.start[y] * iw * 3, (size_t)iw * 3, ay.w + (size_t)y * ay.taps, ay.taps, iw * 3);
-    horizontal(canvas + ((size_t)(y + j->oy) * cw + j->ox) * 3, mid, &ax, x0, x1);
+  /* Output planes: Y at cw x ch, Cb and Cr at 4:2:0, each padded to whole 16x16 MCUs. Black
+   * borders are Y 0, Cb = Cr = 128 (RGB 0,0,0). The chroma placement is the luma one halved
+   * (rounded outwards when odd: at most half a chroma sample off at the image's edge). */
+  const int cw = j->cw, ch = j->ch, mcu_rows = (ch + 15) / 16;
+  const int cox = half_floor(j->ox), coy = half_floor(j->oy);
+  const int crw = half_floor(j->ox + j->rw + 1) - cox, crh = half_floor(j->oy + j->rh + 1) - coy;
+  plane_t dst[3];
+  for (int ci = 0; ci < 3; ci++) {
+    const int sub = ci == 0 ? 1 : 2;
+    dst[ci] = (plane_t){NULL, (cw + sub - 1) / sub, (ch + sub - 1) / sub, (size_t)((cw + 15) / 16) * 16 / sub};
+    const size_t bytes = dst[ci].stride * (size_t)mcu_rows * 16 / sub;
+    dst_mem[ci] = dst[ci].p = malloc(bytes);
+    if (!dst[ci].p) {
+      j->failed = 1;
+      snprintf(j->message, sizeof j->message, "out of memory for a %dx%d canvas", cw, ch);
+      goto done;
+    }
+    memset(dst[ci].p, ci == 0 ? 0 : 128, bytes);
+    const int ok = ci == 0 ? resize_into(&src[0], ext_w[0], ext_h[0], &dst[0], j->rw, j->rh, j->rw, j->rh, j->ox, j->oy)
+                           : resize_into(&src[ci], ext_w[ci], ext_h[ci], &dst[ci], crw, crh, j->rw / 2.0, j->rh / 2.0, cox, coy);
+    if (!ok) {
+      j->failed = 1;
+      snprintf(j->message, sizeof j->message, "out of memory resizing %dx%d", (int)d.output_width, (int)d.output_height);
+      goto done;
+    }
+    pad_edges(&dst[ci], mcu_rows * 16 / sub);
   }
 
   c.err = kiln_error_mgr(&cerr);
@@ -277,26 +359,32 @@ static void run_job(job_t *j) {
   c.image_width = cw;
   c.image_height = ch;
   c.input_components = 3;
-  c.in_color_space = JCS_RGB;
-  jpeg_set_defaults(&c);
+  c.in_color_space = JCS_YCbCr;
+  jpeg_set_defaults(&c); /* YCbCr, 4:2:0 */
   jpeg_set_quality(&c, j->quality, TRUE);
   c.optimize_coding = FALSE;
+  c.raw_data_in = TRUE;
   jpeg_start_compress(&c, TRUE);
-  while (c.next_scanline < c.image_height) {
-    JSAMPROW row = canvas + (size_t)c.next_scanline * cw * 3;
-    jpeg_write_scanlines(&c, &row, 1);
+  for (int m = 0; m < mcu_rows; m++) {
+    JSAMPARRAY planes[3];
+    JSAMPROW *r = rows_mem;
+    for (int ci = 0; ci < 3; ci++) {
+      const int n = ci == 0 ? 16 : 8;
+      planes[ci] = r;
+      for (int y = 0; y < n; y++) *r++ = dst[ci].p + ((size_t)m * n + y) * dst[ci].stride;
+    }
+    jpeg_write_raw_data(&c, planes, 16);
   }
   jpeg_finish_compress(&c);
 
 done:
   if (c_live) jpeg_destroy_compress(&c);
   if (d_live) jpeg_destroy_decompress(&d);
-  axis_free(&ax);
-  axis_free(&ay);
-  free(pix);
-  free(mid);
-  free(canvas);
-  free(acc);
+  for (int ci = 0; ci < 3; ci++) {
+    free(src_mem[ci]);
+    free(dst_mem[ci]);
+  }
+  free(rows_mem);
   if ((j->failed || j->declined) && j->out) {
     free(j->out);
     j->out = NULL;
@@ -391,6 +479,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, version;
   if (napi_create_function(env, "process", NAPI_AUTO_LENGTH, js_process, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "process", fn);
+  if (napi_create_function(env, "decodeRgb", NAPI_AUTO_LENGTH, kiln_decode_rgb, NULL, &fn) != napi_ok) return NULL;
+  napi_set_named_property(env, exports, "decodeRgb", fn);
   napi_create_int32(env, LIBJPEG_TURBO_VERSION_NUMBER, &version);
   napi_set_named_property(env, exports, "libjpegTurboVersion", version);
   return exports;
