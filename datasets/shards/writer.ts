@@ -1,6 +1,6 @@
 /**
  * Streaming Parquet shard writer: rows are buffered into row groups, each row group is converted
- * Arrow -> IPC -> parquet-wasm RecordBatch and fed to parquet-wasm's streaming encoder (ZSTD),
+ * Arrow -> IPC -> parquet-wasm RecordBatch and fed to parquet-wasm's streaming encoder (ZSTD; the image bytes column uncompressed),
  * whose output bytes go straight to an atomic storage writer. Memory stays at about one row group;
  * nothing is visible under the final URI until `commit()` (temp file, fsync, rename).
  */
@@ -81,6 +81,9 @@ export class ShardWriter {
       .setMaxRowGroupSize(rowGroupSize)
       .setColumnDictionaryEnabled('jpg', false)
       .setColumnStatisticsEnabled('jpg', parquet.EnabledStatistics.None)
+      // Image bytes are already compressed (JPEG/WebP/PNG): ZSTD saved <0.1% on crawled JPEGs and
+      // cost ~0.06-0.12 ms CPU per row, a few percent of a crawl's CPU.
+      .setColumnCompression('jpg', parquet.Compression.UNCOMPRESSED)
       .setKeyValueMetadata(meta)
       .setCreatedBy('kiln')
       .build();
