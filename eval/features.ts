@@ -9,9 +9,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import sharp from 'sharp';
 import { KilnError, MissingFileError } from '../infra/errors.js';
 import { sha256File } from '../infra/hash.js';
+import { decodeRgb as decodeRgbShared } from '../infra/imaging/decode-rgb.js';
 import { cleanResize, type RgbImage } from './clean-resize.js';
 import { FeatureStatisticsAccumulator, type FeatureStatistics } from './statistics.js';
 
@@ -156,19 +156,15 @@ function parseDescriptor(raw: string, path: string): FeatureExtractorDescriptor 
 }
 
 /**
- * Decode an encoded image (PNG, JPEG, WebP...) to 8-bit RGB like PIL's `Image.open().convert('RGB')`:
- * alpha is dropped (not composited), grey is replicated, other colour spaces (CMYK) go to sRGB.
- * Same decoding as datasets/filter (sharp/libvips); see eval/architecture.md for how it can differ
- * from PIL (JPEG decoder details, embedded ICC profiles).
+ * Decode an encoded image (PNG, JPEG, WebP...) to 8-bit RGB like PIL's `Image.open().convert('RGB')`
+ * (clean-fid decodes with PIL): alpha is dropped (not composited), grey is replicated. The project's
+ * one decoder, infra/imaging/decode-rgb.ts (Pillow's exact bytes for YCbCr and grey JPEGs, ICC
+ * profiles ignored as PIL does; sharp for the rest, which converts CMYK and ICC-tagged non-JPEGs to
+ * sRGB); see eval/architecture.md.
  */
 export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
-  const { data, info } = await sharp(bytes, { failOn: 'error' })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new FeatureExtractorError(`decoded image has ${info.channels} channels, expected 3`, 'convert the image to RGB.');
-  return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  const { width, height, data } = await decodeRgbShared(bytes);
+  return { width, height, data };
 }
 
 /**

@@ -10,7 +10,7 @@ import { ImagePreprocessor, prepareBatch, type ImageProcessorConfig, type PixelB
 
 /**
  * Default worker count: none on 1-2 cores (measured on a shared 2-core machine: no gain, more CPU per
- * image; sharp still decodes the next batch on its own threads while ORT runs), else a quarter of
+ * image; the next batch still decodes on the libuv pool while ORT runs), else a quarter of
  * the cores, at most 4.
  */
 export function defaultPreprocessThreads(cores = availableParallelism()): number {

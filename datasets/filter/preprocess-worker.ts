@@ -1,5 +1,5 @@
 /**
- * Worker thread of the preprocessing pool (preprocess-pool.ts): decodes (sharp) and preprocesses
+ * Worker thread of the preprocessing pool (preprocess-pool.ts): decodes (infra/imaging/decode-rgb.ts) and preprocesses
  * (Pillow-compatible resize, normalise) image batches off the thread that runs ONNX Runtime.
  * In: `{ id, packed, bounds, include }` (the images packed into one transferred buffer; image k is
  * packed[bounds[2k] .. bounds[2k+1]], bounds[2k] = -1 for a missing image).

@@ -1,13 +1,14 @@
 /**
  * Image preprocessing for the filter models, reproducing transformers' (Python) image processors as
- * configured by a model's preprocessor_config.json: decode (sharp), convert to RGB, resize with
- * Pillow's resampling (shortest-edge or fixed size), centre crop, rescale, normalise, NCHW float32.
+ * configured by a model's preprocessor_config.json: decode to RGB as PIL does (infra/imaging/decode-rgb.ts:
+ * native libjpeg-turbo for JPEGs, sharp otherwise), resize with Pillow's resampling (shortest-edge or
+ * fixed size), centre crop, rescale, normalise, NCHW float32.
  *
  * Supported processor types: CLIPImageProcessor, ViTImageProcessor, BlipImageProcessor and others
  * made of the same steps (size as {shortest_edge} or {height, width}).
  */
-import sharp from 'sharp';
 import { ConfigError } from '../../infra/errors.js';
+import { decodeRgb } from '../../infra/imaging/decode-rgb.js';
 import { PIL_RESAMPLE, pilResize, type PilResample, type RawImage8 } from '../../infra/imaging/pil-resample.js';
 
 /** The preprocessor_config.json fields Kiln uses (names as transformers writes them). */
@@ -28,19 +29,8 @@ export interface ImageProcessorConfig {
 /** A batch of preprocessed images: `data` is NCHW float32, `dims` = [n, 3, height, width]. */
 export interface PixelBatch { data: Float32Array; dims: [number, number, number, number] }
 
-/**
- * Decode encoded image bytes (JPEG, PNG, WebP, ...) to 8-bit RGB. Alpha is dropped (as PIL's
- * `convert('RGB')` does), grey is replicated to three channels. Throws on undecodable bytes.
- */
-export async function decodeRgb(bytes: Uint8Array): Promise<RawImage8> {
-  const { data, info } = await sharp(bytes, { failOn: 'error' })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3) throw new Error(`decoded image has ${info.channels} channels, expected 3`);
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
-}
+/** Decode encoded image bytes to 8-bit RGB as PIL's convert('RGB') (the shared decoder; re-exported for the filter's API). */
+export { decodeRgb };
 
 function triple(v: number[] | number | undefined, fallback: number): [number, number, number] {
   if (v === undefined) return [fallback, fallback, fallback];
@@ -182,7 +172,7 @@ export class ImagePreprocessor {
 /** Outcome of decoding a batch: images for the rows that decoded, errors (by row) for the rest. */
 export interface DecodedBatch { images: RawImage8[]; rows: number[]; errors: (string | null)[] }
 
-/** Decode many images concurrently (sharp's thread pool); failures are per-row data, not exceptions. */
+/** Decode many images concurrently (on the libuv pool: native JPEG decode or sharp); failures are per-row data, not exceptions. */
 export async function decodeBatch(bytes: readonly (Uint8Array | null)[]): Promise<DecodedBatch> {
   const results = await Promise.all(bytes.map(async (b) => {
     if (!b || b.length === 0) return { error: 'no image bytes' };

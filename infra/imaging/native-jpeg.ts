@@ -18,6 +18,13 @@ export interface NativeJpeg {
    * (including images with more than `maxPixels` pixels, declined before decoding).
    */
   process(input: Buffer, rw: number, rh: number, cw: number, ch: number, ox: number, oy: number, quality: number, maxPixels: number): Promise<Buffer | undefined>;
+  /**
+   * Decode `input` to 8-bit RGB (width * height * 3 bytes) exactly as Pillow's
+   * `Image.open().convert('RGB')` (YCbCr or grey JPEGs; ICC profiles ignored, as PIL does).
+   * `undefined`: not handled here (other colour spaces, corrupt or truncated data, more than
+   * `maxPixels` pixels); see decode_rgb.c. Used through infra/imaging/decode-rgb.ts.
+   */
+  decodeRgb(input: Buffer, maxPixels: number): Promise<{ data: Buffer; width: number; height: number } | undefined>;
   libjpegTurboVersion: number;
 }
 

@@ -1,0 +1,215 @@
+/*
+ * decode_rgb: the filter stage's (and eval's) decode for plain JPEGs, encoded bytes -> 8-bit RGB
+ * pixels exactly as Pillow's Image.open(...).convert('RGB') gives them (the reference decodes with
+ * PIL: transformers' image processors, clean-fid), on libjpeg-turbo (the system library) on the
+ * libuv thread pool. Pillow leaves libjpeg at its defaults (JDCT_ISLOW, fancy upsampling, no DCT
+ * scaling) and asks for JCS_RGB; so does this, and libjpeg-turbo's output is the same byte for byte.
+ * Greyscale is decoded straight to RGB (libjpeg replicates the level, as convert('RGB') does).
+ *
+ * Embedded ICC profiles are ignored, as PIL ignores them (sharp would convert to sRGB): this path
+ * follows the reference. EXIF orientation is not applied (neither PIL's open nor sharp's raw decode
+ * rotates).
+ *
+ * It declines (resolves `undefined`, the caller then uses sharp) whatever is not 8-bit 3-component
+ * YCbCr or 1-component greyscale (CMYK, YCCK, Adobe RGB-transform files: PIL converts those its own
+ * way), any libjpeg warning (corrupt or truncated data: sharp decides what that means, as before),
+ * and images with more than maxPixels pixels in their header (declined before any decoding). Hard
+ * errors reject with libjpeg's message, unless a warning came first (truncated data: declined).
+ *
+ * JS: decodeRgb(input: Buffer, maxPixels) -> Promise<{data: Buffer, width, height} | undefined>
+ * (data: width * height * 3 bytes, RGB interleaved, rows top to bottom).
+ */
+#include <node_api.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <stdlib.h>
+#include <string.h>
+#include <jpeglib.h>
+#include "jpeg_errors.h"
+#include "decode_rgb.h"
+
+typedef struct {
+  /* in */
+  napi_ref input_ref;
+  const uint8_t *in;
+  size_t in_len;
+  double max_pixels;
+  /* out */
+  int declined;
+  int failed;
+  char message[JMSG_LENGTH_MAX + 64];
+  uint8_t *pixels;
+  int width, height;
+  napi_deferred deferred;
+  napi_async_work work;
+} decode_job;
+
+/* The colour layouts decoded here the way PIL decodes them. */
+static int plain(j_decompress_ptr d) {
+  return d->data_precision == 8 &&
+         ((d->num_components == 3 && d->jpeg_color_space == JCS_YCbCr) ||
+          (d->num_components == 1 && d->jpeg_color_space == JCS_GRAYSCALE));
+}
+
+/* Header checks -> full decode to RGB. Runs off the JS thread. */
+static void run_decode(decode_job *j) {
+  struct jpeg_decompress_struct d;
+  kiln_err err;
+  uint8_t *volatile pix = NULL; /* volatile: set after setjmp and read after a longjmp back to it */
+  volatile int live = 0;
+
+  d.err = kiln_error_mgr(&err);
+  if (setjmp(err.jump)) {
+    /* An error after warnings (e.g. "no image" after "premature end") is truncated data: sharp's call. */
+    if (err.warnings) j->declined = 1;
+    else {
+      j->failed = 1;
+      snprintf(j->message, sizeof j->message, "%s", err.message);
+    }
+    goto done;
+  }
+  jpeg_create_decompress(&d);
+  live = 1;
+  jpeg_mem_src(&d, j->in, (unsigned long)j->in_len);
+  jpeg_read_header(&d, TRUE);
+  if (!plain(&d) || err.warnings || (double)d.image_width * d.image_height > j->max_pixels) {
+    j->declined = 1;
+    goto done;
+  }
+  d.out_color_space = JCS_RGB; /* everything else stays at libjpeg's defaults, as in Pillow */
+  jpeg_start_decompress(&d);
+  const int w = d.output_width, h = d.output_height;
+  const size_t stride = (size_t)w * 3;
+  pix = malloc(stride * h);
+  if (!pix) {
+    j->failed = 1;
+    snprintf(j->message, sizeof j->message, "out of memory for %dx%d pixels", w, h);
+    goto done;
+  }
+  JSAMPROW rows[16];
+  while (d.output_scanline < d.output_height) {
+    int n = 0;
+    while (n < 16 && d.output_scanline + n < d.output_height) {
+      rows[n] = pix + (size_t)(d.output_scanline + n) * stride;
+      n++;
+    }
+    jpeg_read_scanlines(&d, rows, n);
+  }
+  jpeg_finish_decompress(&d);
+  if (err.warnings) {
+    j->declined = 1;
+    goto done;
+  }
+  j->pixels = pix;
+  pix = NULL;
+  j->width = w;
+  j->height = h;
+
+done:
+  if (live) jpeg_destroy_decompress(&d);
+  free(pix);
+}
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  run_decode((decode_job *)data);
+}
+
+static void free_pixels(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+/* {data, width, height}, the pixels handed to a Buffer without a copy where the runtime allows. */
+static napi_status result_object(napi_env env, decode_job *j, napi_value *out) {
+  const size_t len = (size_t)j->width * j->height * 3;
+  napi_value data, width, height;
+  napi_status s = napi_create_external_buffer(env, len, j->pixels, free_pixels, NULL, &data);
+  if (s == napi_ok) {
+    j->pixels = NULL; /* the Buffer owns them now */
+  } else {
+    void *copy;
+    s = napi_create_buffer_copy(env, len, j->pixels, &copy, &data);
+    if (s != napi_ok) return s;
+  }
+  if ((s = napi_create_object(env, out)) != napi_ok) return s;
+  if ((s = napi_create_int32(env, j->width, &width)) != napi_ok) return s;
+  if ((s = napi_create_int32(env, j->height, &height)) != napi_ok) return s;
+  if ((s = napi_set_named_property(env, *out, "data", data)) != napi_ok) return s;
+  if ((s = napi_set_named_property(env, *out, "width", width)) != napi_ok) return s;
+  return napi_set_named_property(env, *out, "height", height);
+}
+
+static void reject(napi_env env, napi_deferred deferred, const char *message) {
+  napi_value msg, e;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &e);
+  napi_reject_deferred(env, deferred, e);
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  decode_job *j = data;
+  napi_value v;
+  if (status != napi_ok) {
+    reject(env, j->deferred, "kiln_jpeg.decodeRgb: job cancelled");
+  } else if (j->failed) {
+    reject(env, j->deferred, j->message);
+  } else if (j->declined) {
+    napi_get_undefined(env, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  } else if (result_object(env, j, &v) == napi_ok) {
+    napi_resolve_deferred(env, j->deferred, v);
+  } else {
+    reject(env, j->deferred, "kiln_jpeg.decodeRgb: cannot create the result (out of memory?)");
+  }
+  free(j->pixels);
+  napi_delete_reference(env, j->input_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+#define CHECK(call) \
+  do { \
+    if ((call) != napi_ok) { \
+      napi_throw_error(env, NULL, "kiln_jpeg.decodeRgb: " #call " failed"); \
+      return NULL; \
+    } \
+  } while (0)
+
+napi_value kiln_decode_rgb(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 2) {
+    napi_throw_type_error(env, NULL, "kiln_jpeg.decodeRgb(input, maxPixels)");
+    return NULL;
+  }
+  bool is_buffer = false;
+  CHECK(napi_is_buffer(env, argv[0], &is_buffer));
+  if (!is_buffer) {
+    napi_throw_type_error(env, NULL, "kiln_jpeg.decodeRgb: input must be a Buffer");
+    return NULL;
+  }
+  double max_pixels;
+  CHECK(napi_get_value_double(env, argv[1], &max_pixels));
+  decode_job *j = calloc(1, sizeof(decode_job));
+  if (!j) {
+    napi_throw_error(env, NULL, "kiln_jpeg.decodeRgb: out of memory");
+    return NULL;
+  }
+  void *in;
+  size_t len;
+  CHECK(napi_get_buffer_info(env, argv[0], &in, &len));
+  j->in = in;
+  j->in_len = len;
+  j->max_pixels = max_pixels;
+  CHECK(napi_create_reference(env, argv[0], 1, &j->input_ref));
+  napi_value promise, name;
+  CHECK(napi_create_promise(env, &j->deferred, &promise));
+  CHECK(napi_create_string_utf8(env, "kiln_jpeg.decodeRgb", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_create_async_work(env, NULL, name, execute, complete, j, &j->work));
+  CHECK(napi_queue_async_work(env, j->work));
+  return promise;
+}
