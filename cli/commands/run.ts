@@ -76,7 +76,7 @@ export function rootCause(err: unknown): { message: string; type: string | null 
 
 /** A fix for failures that carry none of their own (system errors surfacing from an activity). */
 export function genericFix(message: string): string {
-  if (/ENOSPC/.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun with the same --id: finished work is kept and the job resumes.';
+  if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun with the same --id: finished work is kept and the job resumes.';
   if (/EACCES|EPERM|EROFS/.test(message)) return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun with the same --id to resume.';
   return 'read the error above; after fixing its cause, rerun with the same --id to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
 }
