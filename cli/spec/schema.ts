@@ -19,7 +19,13 @@ export const crawlSpecSchema = z.object({
   extra_cols: z.union([z.array(z.string()), z.literal('all')]).optional(),
   rows_per_shard: positiveInt.max(1_000_000).default(10_000),
   image_size: positiveInt.max(16_384).default(256),
-  resize_mode: z.enum(['no', 'keep_ratio', 'center_crop', 'border']).default('border'),
+  resize_mode: z.enum(['no', 'keep_ratio', 'keep_ratio_largest', 'center_crop', 'border']).default('border'),
+  /** img2dataset's resize_only_if_bigger: images not larger than image_size keep their size (no upscaling or padding). */
+  resize_only_if_bigger: z.boolean().default(false),
+  /** Store the original bytes when no resize is needed (no re-encoding). */
+  skip_reencode: z.boolean().default(false),
+  /** Images with more pixels are refused before decoding (decompression bombs). */
+  max_pixels: positiveInt.default(89_478_485),
   encode_format: z.enum(['jpeg', 'webp']).default('jpeg'),
   encode_quality: z.number().int().min(1).max(100).default(95),
   min_image_size: z.number().int().nonnegative().default(0),

@@ -15,7 +15,7 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
       rowsPerShard: c.rows_per_shard,
       incremental: c.incremental,
       options: {
-        imageSize: c.image_size, resizeMode: c.resize_mode, encodeFormat: c.encode_format, encodeQuality: c.encode_quality,
+        imageSize: c.image_size, resizeMode: c.resize_mode, resizeOnlyIfBigger: c.resize_only_if_bigger, skipReencode: c.skip_reencode, maxPixels: c.max_pixels, encodeFormat: c.encode_format, encodeQuality: c.encode_quality,
         minImageSize: c.min_image_size, maxAspectRatio: c.max_aspect_ratio, timeoutMs: c.timeout_ms, retries: c.retries,
         concurrency: c.concurrency, honorRobotsTag: c.honor_robots_tag, allowAddresses: c.allow_addresses,
       },

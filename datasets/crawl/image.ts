@@ -1,8 +1,9 @@
 /**
  * Decode, check and resize one downloaded image with sharp (libvips). Resize modes follow
- * img2dataset: `no`, `keep_ratio` (smaller side = imageSize), `center_crop` (smaller side =
- * imageSize, then a centred imageSize x imageSize crop), `border` (larger side = imageSize, padded
- * to a black imageSize x imageSize square). The pixel limit is checked on the header before any
+ * img2dataset: `no`, `keep_ratio` (smaller side = imageSize), `keep_ratio_largest` (larger side =
+ * imageSize), `center_crop` (smaller side = imageSize, then a centred imageSize x imageSize crop),
+ * `border` (larger side = imageSize, padded to a black imageSize x imageSize square); with
+ * `resizeOnlyIfBigger`, images not larger than imageSize keep their size. The pixel limit is checked on the header before any
  * decoding, and again by libvips (`limitInputPixels`).
  *
  * JPEG in, JPEG out (the common case) goes through the native libjpeg-turbo path when it is built
@@ -16,7 +17,7 @@ import { describeBytes, sniffImageFormat } from './magic.js';
 import { headerDimensions, type Dimensions } from './dims.js';
 import { nativeJpeg } from '../../infra/imaging/native-jpeg.js';
 
-export type ImageOptions = Pick<CrawlOptions, 'imageSize' | 'resizeMode' | 'minImageSize' | 'maxAspectRatio' | 'maxPixels' | 'encodeFormat' | 'encodeQuality' | 'skipReencode'>;
+export type ImageOptions = Pick<CrawlOptions, 'imageSize' | 'resizeMode' | 'resizeOnlyIfBigger' | 'minImageSize' | 'maxAspectRatio' | 'maxPixels' | 'encodeFormat' | 'encodeQuality' | 'skipReencode'>;
 
 export interface ProcessedImage {
   /** The stored bytes (re-encoded, or the original when re-encoding was skipped). */
@@ -36,18 +37,29 @@ export type ImageOutcome =
 sharp.concurrency(1);
 sharp.cache(false);
 
+/** The resize options that decide geometry (resizeOnlyIfBigger defaults to false). */
+export type GeometryOptions = Pick<ImageOptions, 'imageSize' | 'resizeMode'> & Partial<Pick<ImageOptions, 'resizeOnlyIfBigger'>>;
+
 /** Output size for an input size, or undefined when the image needs no resizing. */
-export function targetSize(d: Dimensions, o: Pick<ImageOptions, 'imageSize' | 'resizeMode'>): Dimensions | undefined {
+export function targetSize(d: Dimensions, o: GeometryOptions): Dimensions | undefined {
   const s = o.imageSize;
+  const short = Math.min(d.width, d.height);
+  const long = Math.max(d.width, d.height);
   switch (o.resizeMode) {
     case 'no': return undefined;
     case 'keep_ratio': {
-      if (Math.min(d.width, d.height) === s) return undefined;
-      const scale = s / Math.min(d.width, d.height);
+      if (short === s || (o.resizeOnlyIfBigger && short <= s)) return undefined;
+      const scale = s / short;
       return { width: Math.max(1, Math.round(d.width * scale)), height: Math.max(1, Math.round(d.height * scale)) };
     }
+    case 'keep_ratio_largest':
+      if (long === s || (o.resizeOnlyIfBigger && long <= s)) return undefined;
+      return borderInnerSize(d, s);
     case 'center_crop':
+      if (o.resizeOnlyIfBigger && short <= s) return undefined;
+      return d.width === s && d.height === s ? undefined : { width: s, height: s };
     case 'border':
+      if (o.resizeOnlyIfBigger && long <= s) return undefined;
       return d.width === s && d.height === s ? undefined : { width: s, height: s };
   }
 }
@@ -69,7 +81,7 @@ export interface Placement {
 }
 
 /** The geometry of each resize mode as resize + place (the native path; sharp's pipeline matches it). */
-export function placement(d: Dimensions, o: Pick<ImageOptions, 'imageSize' | 'resizeMode'>): Placement {
+export function placement(d: Dimensions, o: GeometryOptions): Placement {
   const target = targetSize(d, o);
   const s = o.imageSize;
   if (!target) return { rw: d.width, rh: d.height, cw: d.width, ch: d.height, ox: 0, oy: 0 };
@@ -139,7 +151,7 @@ export async function processImage(bytes: Buffer, o: ImageOptions, codec: ImageC
     if (hasAlpha !== false && o.encodeFormat === 'jpeg') img = img.flatten({ background: '#ffffff' });
     if (target) {
       const s = o.imageSize;
-      if (o.resizeMode === 'keep_ratio') img = img.resize(target.width, target.height, { fit: 'fill' });
+      if (o.resizeMode === 'keep_ratio' || o.resizeMode === 'keep_ratio_largest') img = img.resize(target.width, target.height, { fit: 'fill' });
       else if (o.resizeMode === 'center_crop') img = img.resize(s, s, { fit: 'cover', position: 'centre' });
       else {
         // resize + extend with an opaque RGB background: same result as fit 'contain', but

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { USER_AGENT } from '../../infra/constants.js';
 import { ConfigError } from '../../infra/errors.js';
 
-export type ResizeMode = 'no' | 'keep_ratio' | 'center_crop' | 'border';
+export type ResizeMode = 'no' | 'keep_ratio' | 'keep_ratio_largest' | 'center_crop' | 'border';
 export type EncodeFormat = 'jpeg' | 'webp';
 
 export interface CrawlOptions {
@@ -38,6 +38,12 @@ export interface CrawlOptions {
   /** Target size in pixels (see resizeMode). */
   imageSize: number;
   resizeMode: ResizeMode;
+  /**
+   * Resize only images larger than imageSize (img2dataset's resize_only_if_bigger): by the smaller
+   * side for keep_ratio / center_crop, by the larger side for border / keep_ratio_largest. Smaller
+   * images are stored at their own size (re-encoded unless skipReencode), never upscaled or padded.
+   */
+  resizeOnlyIfBigger: boolean;
   /** Rows whose original smaller side is below this are filtered (0: off). */
   minImageSize: number;
   /** Rows whose original long/short side ratio exceeds this are filtered (0: off). */
@@ -70,7 +76,8 @@ const optionsSchema = z.object({
   honorRobotsTag: z.boolean(),
   disallowedRobotsDirectives: z.array(z.string()),
   imageSize: positiveInt.max(16384),
-  resizeMode: z.enum(['no', 'keep_ratio', 'center_crop', 'border']),
+  resizeMode: z.enum(['no', 'keep_ratio', 'keep_ratio_largest', 'center_crop', 'border']),
+  resizeOnlyIfBigger: z.boolean(),
   minImageSize: nonNegInt,
   maxAspectRatio: z.number().nonnegative(),
   maxPixels: positiveInt,
@@ -96,6 +103,7 @@ export const DEFAULT_CRAWL_OPTIONS: Readonly<CrawlOptions> = Object.freeze({
   disallowedRobotsDirectives: ['noai', 'noimageai', 'noindex', 'noimageindex'],
   imageSize: 256,
   resizeMode: 'border',
+  resizeOnlyIfBigger: false,
   minImageSize: 0,
   maxAspectRatio: 0,
   maxPixels: 89_478_485,

@@ -8,7 +8,7 @@ import { sniffImageFormat } from '../../datasets/crawl/magic.js';
 import { photoLikePixels, makeImage } from './images.js';
 
 const BASE: ImageOptions = {
-  imageSize: 256, resizeMode: 'border', minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000,
+  imageSize: 256, resizeMode: 'border', resizeOnlyIfBigger: false, minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000,
   encodeFormat: 'jpeg', encodeQuality: 90, skipReencode: false,
 };
 
@@ -49,10 +49,37 @@ describe('image pipeline', () => {
     assert.deepEqual(targetSize(d, { imageSize: 256, resizeMode: 'keep_ratio' }), { width: 341, height: 256 });
     assert.deepEqual(targetSize(d, { imageSize: 256, resizeMode: 'center_crop' }), { width: 256, height: 256 });
     assert.deepEqual(targetSize({ width: 256, height: 256 }, { imageSize: 256, resizeMode: 'border' }), undefined);
+    assert.deepEqual(targetSize(d, { imageSize: 256, resizeMode: 'keep_ratio_largest' }), { width: 256, height: 192 });
+    assert.deepEqual(targetSize({ width: 100, height: 50 }, { imageSize: 256, resizeMode: 'keep_ratio_largest' }), { width: 256, height: 128 });
+  });
+
+  it('resizes only images larger than imageSize with resizeOnlyIfBigger (img2dataset semantics)', async () => {
+    const only = (w: number, h: number, resizeMode: ImageOptions['resizeMode']) => targetSize({ width: w, height: h }, { imageSize: 256, resizeMode, resizeOnlyIfBigger: true });
+    // keep_ratio / center_crop look at the smaller side, border / keep_ratio_largest at the larger one.
+    assert.equal(only(640, 200, 'keep_ratio'), undefined);
+    assert.deepEqual(only(640, 480, 'keep_ratio'), { width: 341, height: 256 });
+    assert.equal(only(640, 256, 'center_crop'), undefined);
+    assert.deepEqual(only(640, 257, 'center_crop'), { width: 256, height: 256 });
+    assert.equal(only(200, 256, 'border'), undefined);
+    assert.deepEqual(only(300, 100, 'border'), { width: 256, height: 256 });
+    assert.equal(only(120, 90, 'keep_ratio_largest'), undefined);
+    assert.deepEqual(only(640, 480, 'keep_ratio_largest'), { width: 256, height: 192 });
+    // A small image is stored at its own size: not upscaled, not padded, not cropped.
+    const small = await makeImage(120, 90, 'jpeg', 3);
+    for (const resizeMode of ['border', 'center_crop', 'keep_ratio', 'keep_ratio_largest'] as const) {
+      for (const codec of ['auto', 'sharp'] as const) {
+        const r = await processImage(small, { ...BASE, resizeMode, resizeOnlyIfBigger: true }, codec);
+        assert.ok(r.ok, resizeMode);
+        const meta = await sharp(r.image.data).metadata();
+        assert.deepEqual([r.image.width, r.image.height, meta.width, meta.height], [120, 90, 120, 90], `${resizeMode} ${codec}`);
+      }
+      const kept = await processImage(small, { ...BASE, resizeMode, resizeOnlyIfBigger: true, skipReencode: true });
+      assert.ok(kept.ok && kept.image.data.equals(small), `${resizeMode}: original bytes kept with skipReencode`);
+    }
   });
 
   it('resizes in each mode', async () => {
-    const cases: [ImageOptions['resizeMode'], number, number][] = [['no', 640, 480], ['keep_ratio', 341, 256], ['center_crop', 256, 256], ['border', 256, 256]];
+    const cases: [ImageOptions['resizeMode'], number, number][] = [['no', 640, 480], ['keep_ratio', 341, 256], ['keep_ratio_largest', 256, 192], ['center_crop', 256, 256], ['border', 256, 256]];
     for (const [mode, w, h] of cases) {
       const r = await processImage(jpg, { ...BASE, resizeMode: mode });
       assert.ok(r.ok, mode);

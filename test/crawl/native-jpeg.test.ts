@@ -14,10 +14,10 @@ import { nativeJpeg, nativeJpegStatus } from '../../infra/imaging/native-jpeg.js
 import { makeImage, photoLikePixels } from './images.js';
 
 const BASE: ImageOptions = {
-  imageSize: 256, resizeMode: 'border', minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000,
+  imageSize: 256, resizeMode: 'border', resizeOnlyIfBigger: false, minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000,
   encodeFormat: 'jpeg', encodeQuality: 95, skipReencode: false,
 };
-const MODES: ImageOptions['resizeMode'][] = ['border', 'center_crop', 'keep_ratio', 'no'];
+const MODES: ImageOptions['resizeMode'][] = ['border', 'center_crop', 'keep_ratio', 'keep_ratio_largest', 'no'];
 
 /** PSNR in dB between two encoded images of the same size and bands. */
 async function psnr(a: Buffer, b: Buffer): Promise<number> {
