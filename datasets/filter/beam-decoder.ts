@@ -91,14 +91,24 @@ export class EncoderDecoderBeams {
   }
 }
 
-/** Gather rows (dim 0) of every cache tensor: row r of the result is row `order[r]` of the input. */
+/**
+ * Gather rows (dim 0) of every cache tensor: row r of the result is row `order[r]` of the input.
+ * An identity order keeps the tensors; runs of consecutive source rows are copied as one block.
+ */
 function reorderRows(past: Record<string, ort.Tensor>, order: Int32Array): Record<string, ort.Tensor> {
+  if (order.every((from, r) => from === r)) return past;
   const out: Record<string, ort.Tensor> = {};
   for (const [name, t] of Object.entries(past)) {
     const data = t.data as Float32Array;
     const per = data.length / order.length;
     const moved = new Float32Array(data.length);
-    order.forEach((from, r) => moved.set(data.subarray(from * per, (from + 1) * per), r * per));
+    for (let r = 0; r < order.length;) {
+      const from = order[r] as number;
+      let end = r + 1;
+      while (end < order.length && order[end] === from + (end - r)) end++;
+      moved.set(data.subarray(from * per, (from + end - r) * per), r * per);
+      r = end;
+    }
     out[name] = new ort.Tensor('float32', moved, t.dims);
   }
   return out;

@@ -46,14 +46,70 @@ export type DecoderStep = (tokens: readonly (readonly number[])[], reorder: Int3
 const f32 = Math.fround;
 const NEG = -1e9;
 
-/** out[at + v] = float32(float32(log_softmax(row)[v]) + score): one beam's accumulated scores. */
-function accumulate(logits: Float32Array, offset: number, vocab: number, score: number, out: Float32Array, at: number): void {
+/** log(sum(exp(row))) of one logits row, in double precision (log_softmax(row)[v] = row[v] - this). */
+function logSumExp(logits: Float32Array, offset: number, vocab: number): number {
   let max = Number.NEGATIVE_INFINITY;
   for (let v = 0; v < vocab; v++) { const x = logits[offset + v] as number; if (x > max) max = x; }
   let sum = 0;
   for (let v = 0; v < vocab; v++) sum += Math.exp((logits[offset + v] as number) - max);
-  const shift = max + Math.log(sum);
-  for (let v = 0; v < vocab; v++) out[at + v] = f32(f32((logits[offset + v] as number) - shift) + score);
+  return max + Math.log(sum);
+}
+
+/** The best continuations so far, best first: flat index (beam * vocab + token) and score. */
+export class TopContinuations {
+  readonly idx: Int32Array;
+  readonly vals: Float64Array;
+  size = 0;
+  private worst = Number.NEGATIVE_INFINITY; // vals[keep - 1] once full
+
+  constructor(readonly keep: number) {
+    this.idx = new Int32Array(keep);
+    this.vals = new Float64Array(keep);
+  }
+
+  clear(): void {
+    this.size = 0;
+    this.worst = Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * Offer one beam's continuations, scored float32(float32(logits[v] - shift) + score), tokens in
+   * order (flat index base + v). Ties keep the earlier index, as a stable sort over all offers would.
+   * The score never decreases with the logit, so once a logit x scored no better than the worst kept,
+   * later logits <= x are skipped without scoring them.
+   */
+  offer(logits: Float32Array, offset: number, vocab: number, shift: number, score: number, base: number): void {
+    const { keep, idx, vals } = this;
+    let n = this.size, worst = this.worst, xLow = Number.NaN; // NaN: nothing skipped yet (x <= NaN is false)
+    for (let v = 0; v < vocab; v++) {
+      const x = logits[offset + v] as number;
+      if (x <= xLow) continue;
+      const s = f32(f32(x - shift) + score);
+      if (n === keep && !(s > worst)) { xLow = x; continue; }
+      // Insert in order; when the list is full the last entry drops out.
+      let p = n === keep ? keep - 1 : n++;
+      while (p > 0 && s > (vals[p - 1] as number)) { vals[p] = vals[p - 1] as number; idx[p] = idx[p - 1] as number; p--; }
+      vals[p] = s;
+      idx[p] = base + v;
+      if (n === keep) worst = vals[keep - 1] as number;
+    }
+    this.size = n;
+    this.worst = worst;
+  }
+}
+
+/**
+ * One input's `top.keep` best continuations over its beams x vocab: log_softmax of each beam's row
+ * (double precision, rounded to float32) plus the beam's running score (float32). The same values
+ * and order as scoring all beams x vocab into a float32 array and taking its stable top-k, without
+ * that array.
+ */
+export function topContinuations(logits: Float32Array, firstRow: number, scores: readonly number[], vocab: number, top: TopContinuations): void {
+  top.clear();
+  for (let j = 0; j < scores.length; j++) {
+    const offset = (firstRow + j) * vocab;
+    top.offer(logits, offset, vocab, logSumExp(logits, offset, vocab), scores[j] as number, j * vocab);
+  }
 }
 
 /** Indices of the `k` largest values, best first (ties: lower index first, as a stable sort). */
@@ -90,23 +146,22 @@ export async function beamSearch(batch: number, prefix: readonly number[], cfg: 
   let tokens: number[][] = Array.from({ length: batch * k }, () => [...prefix]);
   let reorder: Int32Array | null = null;
   let curLen = prefixLen;
-  let acc = new Float32Array(0);
+  const top = new TopContinuations(keep);
   for (;;) {
     const { logits, vocab } = await step(tokens, reorder);
     const nextReorder = new Int32Array(batch * k);
     const nextTokens: number[][] = [];
-    if (acc.length !== k * vocab) acc = new Float32Array(k * vocab);
     let allHit = true;
     for (let b = 0; b < batch; b++) {
-      // Accumulated scores over beams x vocab, then the top `keep` continuations.
+      // The top `keep` continuations over beams x vocab of accumulated scores.
       const beams = running[b] as { tokens: number[]; score: number }[];
-      for (let j = 0; j < k; j++) accumulate(logits, (b * k + j) * vocab, vocab, (beams[j] as { score: number }).score, acc, j * vocab);
-      const top = topK(acc, keep);
-      const cands = top.map((flat) => {
+      topContinuations(logits, b * k, beams.map((beam) => beam.score), vocab, top);
+      const cands = Array.from({ length: top.size }, (_, i) => {
+        const flat = top.idx[i] as number;
         const src = Math.floor(flat / vocab);
         const token = flat % vocab;
         const hit = eos.has(token) || curLen + 1 >= maxLength;
-        return { src, tokens: [...(beams[src] as { tokens: number[] }).tokens, token], score: acc[flat] as number, hit };
+        return { src, tokens: [...(beams[src] as { tokens: number[] }).tokens, token], score: top.vals[i] as number, hit };
       });
       if (cands.some((c) => !c.hit)) allHit = false;
       // Running beams for the next step: the best continuations that did not finish.

@@ -2,13 +2,15 @@
  * Image preprocessing for the filter models, reproducing transformers' (Python) image processors as
  * configured by a model's preprocessor_config.json: decode to RGB as PIL does (infra/imaging/decode-rgb.ts:
  * native libjpeg-turbo for JPEGs, sharp otherwise), resize with Pillow's resampling (shortest-edge or
- * fixed size), centre crop, rescale, normalise, NCHW float32.
+ * fixed size), centre crop, rescale, normalise, NCHW float32. Plain JPEGs are decoded, resized and
+ * cropped in one native call on the libuv pool (decodeToSize: the same bytes as the JS resize), so the
+ * JS thread only normalises them.
  *
  * Supported processor types: CLIPImageProcessor, ViTImageProcessor, BlipImageProcessor and others
  * made of the same steps (size as {shortest_edge} or {height, width}).
  */
 import { ConfigError } from '../../infra/errors.js';
-import { decodeRgb } from '../../infra/imaging/decode-rgb.js';
+import { decodeResizedRgb, decodeRgb, type RgbResize } from '../../infra/imaging/decode-rgb.js';
 import { PIL_RESAMPLE, pilResize, type PilResample, type RawImage8 } from '../../infra/imaging/pil-resample.js';
 
 /** The preprocessor_config.json fields Kiln uses (names as transformers writes them). */
@@ -125,28 +127,44 @@ export class ImagePreprocessor {
   }
 
   /**
-   * Resize and crop one decoded image to the model's input size (8-bit, as PIL produces it). A centre
-   * crop inside the resized image is computed directly (only the kept pixels are resampled).
+   * The resize for a decoded width x height image (shortest-edge or fixed size; the centre crop as
+   * its output box when the crop lies inside, so only the kept pixels are resampled); undefined
+   * without do_resize.
    */
-  resizeAndCrop(img: RawImage8): RawImage8 {
-    let out = img;
+  resizeFor(width: number, height: number): RgbResize | undefined {
     const size = this.config.size;
-    let cropped = false;
-    if (this.config.do_resize !== false && size !== undefined) {
-      const target = typeof size === 'number'
-        ? { width: size, height: size }
-        : size.shortest_edge !== undefined
-          ? shortestEdgeSize(out.width, out.height, size.shortest_edge)
-          : { width: size.width ?? out.width, height: size.height ?? out.height };
-      const box = this.config.do_center_crop ? innerCropBox(target.width, target.height, this.outWidth, this.outHeight) : undefined;
-      out = pilResize(out, target.width, target.height, this.resample, box);
-      cropped = box !== undefined;
-    }
-    if (this.config.do_center_crop && !cropped) out = centerCrop(out, this.outWidth, this.outHeight);
+    if (this.config.do_resize === false || size === undefined) return undefined;
+    const target = typeof size === 'number'
+      ? { width: size, height: size }
+      : size.shortest_edge !== undefined
+        ? shortestEdgeSize(width, height, size.shortest_edge)
+        : { width: size.width ?? width, height: size.height ?? height };
+    const box = this.config.do_center_crop ? innerCropBox(target.width, target.height, this.outWidth, this.outHeight) : undefined;
+    return { ...target, resample: this.resample, box };
+  }
+
+  /** After `resize` (resizeFor's, or none): the centre crop if the resize's box was not it, and the size check. */
+  private finishCrop(img: RawImage8, resize: RgbResize | undefined): RawImage8 {
+    const out = this.config.do_center_crop && !resize?.box ? centerCrop(img, this.outWidth, this.outHeight) : img;
     if (out.width !== this.outWidth || out.height !== this.outHeight) {
       throw new Error(`preprocessed image is ${out.width}x${out.height}, expected ${this.outWidth}x${this.outHeight}`);
     }
     return out;
+  }
+
+  /** Resize and crop one decoded image to the model's input size (8-bit, as PIL produces it). */
+  resizeAndCrop(img: RawImage8): RawImage8 {
+    const r = this.resizeFor(img.width, img.height);
+    return this.finishCrop(r ? pilResize(img, r.width, r.height, r.resample, r.box) : img, r);
+  }
+
+  /**
+   * Encoded bytes -> the model-size 8-bit image, as decodeRgb() then resizeAndCrop(): a plain JPEG
+   * is decoded and resized in one native call on the libuv pool (infra/imaging/decode-rgb.ts).
+   */
+  async decodeToSize(bytes: Uint8Array): Promise<RawImage8> {
+    const { image, resize } = await decodeResizedRgb(bytes, (w, h) => this.resizeFor(w, h));
+    return this.finishCrop(image, resize);
   }
 
   /** Rescale + normalise (float32 arithmetic, as numpy does; via a per-level table) into `dst` at image slot `index`. */
@@ -163,8 +181,13 @@ export class ImagePreprocessor {
 
   /** Preprocess decoded images into one NCHW batch. */
   batch(images: readonly RawImage8[]): PixelBatch {
+    return this.tensor(images.map((img) => this.resizeAndCrop(img)));
+  }
+
+  /** One NCHW batch of images already at the model's size (resizeAndCrop's or decodeToSize's). */
+  tensor(images: readonly RawImage8[]): PixelBatch {
     const data = new Float32Array(images.length * 3 * this.outWidth * this.outHeight);
-    images.forEach((img, i) => this.writeTensor(this.resizeAndCrop(img), data, i));
+    images.forEach((img, i) => this.writeTensor(img, data, i));
     return { data, dims: [images.length, 3, this.outHeight, this.outWidth] };
   }
 }
@@ -197,13 +220,19 @@ export interface PreparedBatch {
 }
 
 /**
- * Decode and preprocess a batch on this thread. `include[k] === false` decodes row k (so its
- * decode error is reported) but leaves it out of the tensor.
+ * Decode and preprocess a batch (decode + resize on the libuv pool for plain JPEGs, see
+ * ImagePreprocessor.decodeToSize; the rest on this thread). `include[k] === false` decodes row k (so
+ * its decode error is reported) but leaves it out of the tensor.
  */
 export async function prepareBatch(pre: ImagePreprocessor, images: readonly (Uint8Array | null)[], include?: readonly boolean[]): Promise<PreparedBatch> {
-  const dec = await decodeBatch(images);
-  const keep = dec.images.map((_, k) => include?.[dec.rows[k] as number] !== false);
-  const rows = dec.rows.filter((_, k) => keep[k]);
-  const imgs = dec.images.filter((_, k) => keep[k]);
-  return { pixels: imgs.length > 0 ? pre.batch(imgs) : null, rows, errors: dec.errors };
+  const decoded = await Promise.all(images.map(async (b) => {
+    if (!b || b.length === 0) return 'no image bytes';
+    try { return await pre.decodeToSize(b); } catch (err) { return `undecodable image: ${(err as Error).message}`; }
+  }));
+  const rows: number[] = [];
+  const imgs: RawImage8[] = [];
+  decoded.forEach((d, k) => {
+    if (typeof d !== 'string' && include?.[k] !== false) { rows.push(k); imgs.push(d); }
+  });
+  return { pixels: imgs.length > 0 ? pre.tensor(imgs) : null, rows, errors: decoded.map((d) => (typeof d === 'string' ? d : null)) };
 }

@@ -25,6 +25,13 @@ export interface NativeJpeg {
    * `maxPixels` pixels); see decode_rgb.c. Used through infra/imaging/decode-rgb.ts.
    */
   decodeRgb(input: Buffer, maxPixels: number): Promise<{ data: Buffer; width: number; height: number } | undefined>;
+  /**
+   * Pillow's 8-bit resize of `input` (a JPEG decoded as decodeRgb does when `jpeg`, else raw RGB of
+   * the plan's input size), restricted to an output box: `plan` comes from pil-resample.ts's
+   * resamplePlan() (layout in native/pil_resample.c). `undefined`: the JPEG is declined as by
+   * decodeRgb, or is not the plan's size. Used through decode-rgb.ts's decodeResizedRgb().
+   */
+  resizeRgb?(input: Buffer, jpeg: boolean, maxPixels: number, plan: Int32Array): Promise<{ data: Buffer; width: number; height: number } | undefined>;
   libjpegTurboVersion: number;
 }
 

@@ -11,7 +11,8 @@
  * twice as many pixels as the width, else horizontal first (Pillow <= 11 always went horizontal first).
  *
  * Coefficients are cached per (input size, output size, filter): a batch of same-size images
- * computes them once.
+ * computes them once. resamplePlan() hands them, with the pass order, to the native 8-bit resampler
+ * (native/pil_resample.c), which repeats pilResize's integer passes off the JS thread.
  */
 
 /** PIL resampling filters by their `PIL.Image.Resampling` number (as in preprocessor_config.json). */
@@ -225,6 +226,17 @@ function inputSpan(co: AxisCoefficients, from: number, count: number): [number, 
   return [first, last];
 }
 
+/** The output box of a resize to width x height (the whole image by default), checked with the filter and size. */
+function checkedBox(width: number, height: number, resample: PilResample, box: OutputBox | undefined): OutputBox {
+  if (!FILTERS[resample]) throw new RangeError(`unsupported PIL resample filter ${String(resample)}`);
+  if (width < 1 || height < 1) throw new RangeError(`cannot resize to ${width}x${height}`);
+  const b = box ?? { left: 0, top: 0, width, height };
+  if (b.left < 0 || b.top < 0 || b.width < 1 || b.height < 1 || b.left + b.width > width || b.top + b.height > height) {
+    throw new RangeError(`box ${JSON.stringify(b)} is outside ${width}x${height}`);
+  }
+  return b;
+}
+
 /**
  * Resize like `PIL.Image.resize((width, height), resample)` (Pillow 13) on an 8-bit RGB/L image: no
  * reducing_gap, full box. Returns the input unchanged when the size is the same, as Pillow does.
@@ -232,12 +244,7 @@ function inputSpan(co: AxisCoefficients, from: number, count: number): [number, 
  * resizing fully and cropping, with less work: a centre crop after a resize costs only the crop).
  */
 export function pilResize(img: RawImage8, width: number, height: number, resample: PilResample, box?: OutputBox): RawImage8 {
-  if (!FILTERS[resample]) throw new RangeError(`unsupported PIL resample filter ${String(resample)}`);
-  if (width < 1 || height < 1) throw new RangeError(`cannot resize to ${width}x${height}`);
-  const b = box ?? { left: 0, top: 0, width, height };
-  if (b.left < 0 || b.top < 0 || b.width < 1 || b.height < 1 || b.left + b.width > width || b.top + b.height > height) {
-    throw new RangeError(`box ${JSON.stringify(b)} is outside ${width}x${height}`);
-  }
+  const b = checkedBox(width, height, resample, box);
   const needH = width !== img.width;
   const needV = height !== img.height;
   if (!needH && !needV) return box ? cropRaw(img, b) : img;
@@ -255,6 +262,30 @@ export function pilResize(img: RawImage8, width: number, height: number, resampl
   const [xFirst, xLast] = inputSpan(horiz, b.left, b.width);
   const tmp = vertical8(cropRaw(img, { left: xFirst, top: 0, width: xLast - xFirst, height: img.height }), vert, b.top, b.height, 0);
   return horizontal8(tmp, horiz, b.left, b.width, 0, b.height, xFirst);
+}
+
+/**
+ * What `pilResize(img, width, height, resample, box)` does to an inW x inH image, as the Int32Array
+ * the native resampler takes (`resizeRgb` in native/pil_resample.c, which documents the layout):
+ * the box, the pass order and, per box column and row, the bounds and 22-bit fixed-point weights of
+ * axisCoefficients(). The coefficients are computed here, in the same JS as pilResize, so the
+ * native passes give its bytes exactly. (Built per call: a few KB copied from the cached coefficients.)
+ */
+export function resamplePlan(inW: number, inH: number, width: number, height: number, resample: PilResample, box?: OutputBox): Int32Array {
+  const b = checkedBox(width, height, resample, box);
+  const horiz = width !== inW ? axisCoefficients(inW, width, resample) : undefined;
+  const vert = height !== inH ? axisCoefficients(inH, height, resample) : undefined;
+  const axisLength = (co: AxisCoefficients | undefined, n: number) => (co ? n * (2 + co.ksize) : 0);
+  const plan = new Int32Array(9 + axisLength(horiz, b.width) + axisLength(vert, b.height));
+  plan.set([inW, inH, b.left, b.top, b.width, b.height, horiz && vert && verticalFirst(inW, inH, width, height) ? 1 : 0, horiz?.ksize ?? 0, vert?.ksize ?? 0]);
+  let o = 9;
+  for (const [co, from, n] of [[horiz, b.left, b.width], [vert, b.top, b.height]] as const) {
+    if (!co) continue;
+    plan.set(co.bounds.subarray(from * 2, (from + n) * 2), o);
+    plan.set(co.fixed.subarray(from * co.ksize, (from + n) * co.ksize), o + n * 2);
+    o += n * (2 + co.ksize);
+  }
+  return plan;
 }
 
 function cropRaw(img: RawImage8, b: OutputBox): RawImage8 {

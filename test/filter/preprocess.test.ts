@@ -122,3 +122,24 @@ void test('the worker-thread preprocessing pool gives the same tensor and per-ro
 void test('default preprocessing workers: none on 1-2 cores, a quarter of the cores above, at most 4', () => {
   assert.deepEqual([1, 2, 3, 4, 8, 16, 64].map((c) => defaultPreprocessThreads(c)), [0, 0, 1, 1, 2, 4, 4]);
 });
+
+void test('decodeToSize (native decode + resize for JPEGs) gives resizeAndCrop(decodeRgb()) exactly, crop inside or padded', async () => {
+  const jpegs = await Promise.all([[256, 192], [40, 56], [20, 12], [33, 700], [700, 33]].map(([w, h]) => {
+    const raw = Buffer.from(Array.from({ length: (w as number) * (h as number) * 3 }, (_, i) => (i * 7919) % 251));
+    return sharp(raw, { raw: { width: w as number, height: h as number, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  }));
+  const configs: ImageProcessorConfig[] = [
+    JSON.parse(readFileSync(`${CLIP_DIR}/preprocessor_config.json`, 'utf8')) as ImageProcessorConfig,
+    JSON.parse(readFileSync(`${CAPTIONER_DIR}/preprocessor_config.json`, 'utf8')) as ImageProcessorConfig,
+    { size: { shortest_edge: 24 }, resample: 1, do_center_crop: true, crop_size: { height: 30, width: 30 } }, // crop larger than the resize: padded
+  ];
+  for (const config of configs) {
+    const pre = new ImagePreprocessor(config);
+    for (const bytes of [...referenceImages(), ...jpegs.map((b) => new Uint8Array(b))]) {
+      const want = pre.resizeAndCrop(await decodeRgb(bytes));
+      const got = await pre.decodeToSize(bytes);
+      assert.deepEqual([got.width, got.height], [want.width, want.height]);
+      assert.deepEqual(got.data, want.data, `${JSON.stringify(config.size)}: ${bytes.length} bytes`);
+    }
+  }
+});

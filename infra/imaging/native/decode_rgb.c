@@ -52,39 +52,37 @@ static int plain(j_decompress_ptr d) {
           (d->num_components == 1 && d->jpeg_color_space == JCS_GRAYSCALE));
 }
 
-/* Header checks -> full decode to RGB. Runs off the JS thread. */
-static void run_decode(decode_job *j) {
+/* Header checks -> full decode to RGB (declared in decode_rgb.h; pil_resample.c decodes with it too). */
+int kiln_decode_rgb_pixels(const uint8_t *in, size_t in_len, double max_pixels, uint8_t **pixels, int *width, int *height,
+                           char *message, size_t message_size) {
   struct jpeg_decompress_struct d;
   kiln_err err;
   uint8_t *volatile pix = NULL; /* volatile: set after setjmp and read after a longjmp back to it */
   volatile int live = 0;
+  volatile int rc = KILN_RGB_DECLINED;
 
   d.err = kiln_error_mgr(&err);
   if (setjmp(err.jump)) {
     /* An error after warnings (e.g. "no image" after "premature end") is truncated data: sharp's call. */
-    if (err.warnings) j->declined = 1;
-    else {
-      j->failed = 1;
-      snprintf(j->message, sizeof j->message, "%s", err.message);
+    if (!err.warnings) {
+      rc = KILN_RGB_FAILED;
+      snprintf(message, message_size, "%s", err.message);
     }
     goto done;
   }
   jpeg_create_decompress(&d);
   live = 1;
-  jpeg_mem_src(&d, j->in, (unsigned long)j->in_len);
+  jpeg_mem_src(&d, in, (unsigned long)in_len);
   jpeg_read_header(&d, TRUE);
-  if (!plain(&d) || err.warnings || (double)d.image_width * d.image_height > j->max_pixels) {
-    j->declined = 1;
-    goto done;
-  }
+  if (!plain(&d) || err.warnings || (double)d.image_width * d.image_height > max_pixels) goto done;
   d.out_color_space = JCS_RGB; /* everything else stays at libjpeg's defaults, as in Pillow */
   jpeg_start_decompress(&d);
   const int w = d.output_width, h = d.output_height;
   const size_t stride = (size_t)w * 3;
   pix = malloc(stride * h);
   if (!pix) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "out of memory for %dx%d pixels", w, h);
+    rc = KILN_RGB_FAILED;
+    snprintf(message, message_size, "out of memory for %dx%d pixels", w, h);
     goto done;
   }
   JSAMPROW rows[16];
@@ -97,18 +95,23 @@ static void run_decode(decode_job *j) {
     jpeg_read_scanlines(&d, rows, n);
   }
   jpeg_finish_decompress(&d);
-  if (err.warnings) {
-    j->declined = 1;
-    goto done;
-  }
-  j->pixels = pix;
+  if (err.warnings) goto done;
+  *pixels = pix;
   pix = NULL;
-  j->width = w;
-  j->height = h;
+  *width = w;
+  *height = h;
+  rc = KILN_RGB_OK;
 
 done:
   if (live) jpeg_destroy_decompress(&d);
   free(pix);
+  return rc;
+}
+
+static void run_decode(decode_job *j) {
+  const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &j->pixels, &j->width, &j->height, j->message, sizeof j->message);
+  j->declined = rc == KILN_RGB_DECLINED;
+  j->failed = rc == KILN_RGB_FAILED;
 }
 
 static void execute(napi_env env, void *data) {

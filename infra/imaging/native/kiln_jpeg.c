@@ -25,6 +25,7 @@
 #include <jpeglib.h>
 #include "jpeg_errors.h"
 #include "decode_rgb.h"
+#include "pil_resample.h"
 
 /* One axis of a separable resample: for each output index the first source index, and `taps`
  * weights (fixed point, WBITS fraction bits, summing exactly to one; zero-padded to the largest
@@ -481,6 +482,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "process", fn);
   if (napi_create_function(env, "decodeRgb", NAPI_AUTO_LENGTH, kiln_decode_rgb, NULL, &fn) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "decodeRgb", fn);
+  if (napi_create_function(env, "resizeRgb", NAPI_AUTO_LENGTH, kiln_resize_rgb, NULL, &fn) != napi_ok) return NULL;
+  napi_set_named_property(env, exports, "resizeRgb", fn);
   napi_create_int32(env, LIBJPEG_TURBO_VERSION_NUMBER, &version);
   napi_set_named_property(env, exports, "libjpegTurboVersion", version);
   return exports;
