@@ -104,6 +104,7 @@ async function main(): Promise<void> {
     const n = Math.max(nPairs, nCaptions);
     const { images, captions } = await makeImages(n, dir);
     const rows: Row[] = [];
+    let captionDecoder = 'not run';
     for (const batchSize of only === 'caption' ? [] : batchSizes) {
       const scorer = await loadClipScorer(clipDir, { device: 'cpu', batchSize, threads, ...pre });
       await scorer.score(images.slice(0, batchSize), captions.slice(0, batchSize));
@@ -116,6 +117,7 @@ async function main(): Promise<void> {
       await cap.caption(images.slice(0, batchSize));
       const s = await timeIt(() => cap.caption(images.slice(0, nCaptions)));
       rows.push({ task: 'captions/s', batch: batchSize, kiln: nCaptions / s.wall, reference: null, kilnCpuMs: (1000 * s.cpu) / nCaptions, referenceCpuMs: null });
+      captionDecoder = cap.options.decoder.path;
       await cap.dispose();
     }
     if (!flag('no-reference')) {
@@ -135,7 +137,7 @@ async function main(): Promise<void> {
         console.log(`reference: ${Object.entries(ref.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       }
     }
-    console.log(`models: ${clipDir}, ${captionerDir}; ${n} synthetic ${imgW}x${imgH} JPEGs; threads ${threads}; preprocess threads ${preprocessThreads ?? `${defaultPreprocessThreads()} (default)`}; max new tokens ${maxNewTokens}; beams ${numBeams}; best of ${repeat}; load average before ${loadBefore}, after ${load()}`);
+    console.log(`models: ${clipDir}, ${captionerDir}; ${n} synthetic ${imgW}x${imgH} JPEGs; threads ${threads}; preprocess threads ${preprocessThreads ?? `${defaultPreprocessThreads()} (default)`}; max new tokens ${maxNewTokens}; beams ${numBeams}; captioner decoder ${captionDecoder}; best of ${repeat}; load average before ${loadBefore}, after ${load()}`);
     console.log('task            batch   kiln (ORT)   reference (PyTorch)   ratio   kiln CPU ms/item   reference CPU ms/item   CPU ratio');
     for (const r of rows) {
       const ref = r.reference === null ? '-' : r.reference.toFixed(1);

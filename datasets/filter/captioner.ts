@@ -1,9 +1,11 @@
 /**
  * Image captioning with an image-to-text encoder-decoder (ViT-GPT2 style VisionEncoderDecoder, as
  * `optimum-cli export onnx --task image-to-text-with-past` writes it: onnx/encoder_model.onnx +
- * onnx/decoder_model_merged.onnx) on ONNX Runtime. Greedy decoding (numBeams 1) uses transformers.js's
- * generate(); beam search (numBeams > 1) is Kiln's port of transformers' (beam-search.ts) driving the
- * same ONNX sessions (beam-decoder.ts), batched over images x beams.
+ * onnx/decoder_model_merged.onnx) on ONNX Runtime. Beam search (numBeams > 1) is Kiln's port of
+ * transformers' (beam-search.ts) driving the same ONNX sessions (beam-decoder.ts), batched over
+ * images x beams. Greedy decoding (numBeams 1) uses transformers.js's generate(), or Kiln's greedy loop
+ * when the directory has a cross-attention split (cross-kv-split.ts: the cross-attention keys/values
+ * computed once per batch instead of at every step, as transformers caches them).
  *
  * An optional prompt is fed as decoder prefix (after the decoder start token) and stripped from the
  * output, as transformers' `generate(decoder_input_ids=...)` does.
@@ -14,7 +16,8 @@ import {
 import { ConfigError } from '../../infra/errors.js';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
 import { prefetchBatches } from './batches.js';
-import { EncoderDecoderBeams } from './beam-decoder.js';
+import { EncoderDecoderLoop } from './beam-decoder.js';
+import { hasDecoderSplit, loadCrossKvSplit, splitCommand, type CaptionDecoderPath, type CrossKvSplit } from './cross-kv-split.js';
 import { checkModelDir, hashModelDir, readModelJson, type ModelFileHash } from './model-dir.js';
 import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
 import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
@@ -42,7 +45,8 @@ export interface CaptionIds { ids: number[][] }
 export interface Captioner {
   readonly modelDir: string;
   readonly device: OnnxDeviceChoice;
-  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>> & { prompt: string | null };
+  /** Effective options (lineage), with the decoder graphs the loop runs. */
+  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>> & { prompt: string | null; decoder: CaptionDecoderPath };
   /** One caption per image (throws if an image cannot be decoded: use captionRows for data rows). */
   caption(images: readonly Uint8Array[]): Promise<string[]>;
   /** Captions with per-row errors; null/undecodable rows get a null caption and a reason. */
@@ -111,13 +115,18 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   if (earlyStopping !== true && earlyStopping !== false && earlyStopping !== 'never') {
     throw new ConfigError(`earlyStopping is ${JSON.stringify(earlyStopping)}`, 'pass true, false (the default) or "never".');
   }
+  const bad = Object.entries(UNSUPPORTED_FOR_BEAMS).filter(([k, isSet]) => isSet(gen[k])).map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
   if (numBeams > 1) {
-    const bad = Object.entries(UNSUPPORTED_FOR_BEAMS).filter(([k, isSet]) => isSet(gen[k])).map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
     if (bad.length > 0) {
       throw new ConfigError(`${modelDir}/${genRaw ? 'generation_config.json' : 'config.json'} sets ${bad.join(', ')}, which Kiln's beam search does not apply`,
         'remove those settings from the model\'s generation config, or use numBeams 1 (greedy, transformers.js generate()).');
     }
   }
+  let hashes: Promise<ModelFileHash[]> | undefined;
+  // A split is verified against the directory's hashes (computed once: lineage records them too).
+  const splitPresent = hasDecoderSplit(modelDir);
+  const usesSplit = splitPresent && (numBeams > 1 || bad.length === 0);
+  if (usesSplit) await (hashes = hashModelDir(modelDir));
   const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
   const model: PreTrainedModel = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
   const start = gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
@@ -129,22 +138,35 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const prompt = opts.prompt && opts.prompt.length > 0 ? opts.prompt : null;
   const promptIds = prompt ? tokenizer.encode(prompt, { add_special_tokens: false }) : [];
   const prefixLen = 1 + promptIds.length;
-  let beams: EncoderDecoderBeams | null = null;
+  let loop: EncoderDecoderLoop | null = null;
+  let split: CrossKvSplit | null = null;
   try {
-    if (numBeams > 1) beams = new EncoderDecoderBeams(model, config, modelDir);
+    if (usesSplit) {
+      split = await loadCrossKvSplit(modelDir, await (hashes as Promise<ModelFileHash[]>), {
+        ...rt.pretrained.session_options, executionProviders: [rt.choice.device],
+      });
+    }
+    if (numBeams > 1 || split) loop = new EncoderDecoderLoop(model, config, modelDir, split);
   } catch (err) {
-    await model.dispose();
+    await Promise.all([model.dispose(), split?.release(), pool.close()]);
     throw err;
   }
+  const decoder: CaptionDecoderPath = split
+    ? { path: 'split', files: split.files, reason: 'onnx/decoder_xkv.json matches the decoder: cross-attention keys/values computed once per batch' }
+    : {
+      path: 'merged', files: ['onnx/decoder_model_merged.onnx'],
+      reason: splitPresent
+        ? `the split is not used for greedy decoding with generation settings Kiln's loop does not apply (${bad.join(', ')}): transformers.js generate()`
+        : `no onnx/decoder_xkv.json: cross-attention keys/values are recomputed at every step; ${splitCommand(modelDir)} splits them out (faster on CPU)`,
+    };
   // transformers pads with pad_token_id, else the first EOS (its `pad_token_id or eos_token_id[0]`).
   const pad = gen.pad_token_id ?? config.pad_token_id ?? [...eos][0] ?? -1;
-  let hashes: Promise<ModelFileHash[]> | undefined;
 
   async function generate(batch: PixelBatch): Promise<number[][]> {
     const n = batch.dims[0];
-    if (beams) {
-      return beams.generate(batch, [start as number, ...promptIds], { numBeams, maxNewTokens, eos: [...eos], pad, lengthPenalty, earlyStopping });
-    }
+    const prefix = [start as number, ...promptIds];
+    if (loop && numBeams > 1) return loop.generate(batch, prefix, { numBeams, maxNewTokens, eos: [...eos], pad, lengthPenalty, earlyStopping });
+    if (loop) return loop.greedy(batch, prefix, { maxNewTokens, eos: [...eos], pad });
     const out = await model.generate({
       inputs: new Tensor('float32', batch.data, batch.dims),
       max_new_tokens: maxNewTokens,
@@ -167,7 +189,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const captioner: Captioner = {
     modelDir,
     device: rt.choice,
-    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping },
+    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, decoder },
     async caption(images) {
       const res = await captioner.captionRows(images);
       const bad = res.errors.findIndex((e) => e !== null);
@@ -201,7 +223,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
       return hashes;
     },
     async dispose() {
-      await Promise.all([model.dispose(), pool.close()]);
+      await Promise.all([model.dispose(), pool.close(), split?.release()]);
     },
   };
   return captioner;

@@ -35,6 +35,8 @@ export interface FilterTotals {
   countsByStatus: Record<RowStatus, number>;
   executionProviders: string[];
   ortVersions: string[];
+  /** Captioner decoder paths the shards ran ("split" / "merged"). */
+  captionDecoders: string[];
   /** Merged filter stats of all shards (histogram over the whole dataset). */
   filter: FilterStats | null;
 }
@@ -65,7 +67,7 @@ export async function buildFilterManifest(
   const missing: number[] = [];
   const totals: FilterTotals = {
     rows: 0, kept: 0, filtered: 0, carried: 0, countsByStatus: Object.fromEntries(ROW_STATUSES.map((s) => [s, 0])) as Record<RowStatus, number>,
-    executionProviders: [], ortVersions: [], filter: null,
+    executionProviders: [], ortVersions: [], captionDecoders: [], filter: null,
   };
   for (const [k, src] of plan.source.shards.entries()) {
     const i = src.index;
@@ -80,6 +82,8 @@ export async function buildFilterManifest(
     for (const st of ROW_STATUSES) totals.countsByStatus[st] += s.countsByStatus[st] ?? 0;
     for (const ep of s.runtime.executionProviders) if (!totals.executionProviders.includes(ep)) totals.executionProviders.push(ep);
     if (s.runtime.ortVersion && !totals.ortVersions.includes(s.runtime.ortVersion)) totals.ortVersions.push(s.runtime.ortVersion);
+    const dec = s.runtime.captionDecoder?.path;
+    if (dec && !totals.captionDecoders.includes(dec)) totals.captionDecoders.push(dec);
     totals.filter = totals.filter ? mergeFilterStats(totals.filter, s.filter) : s.filter;
     if (k % 1000 === 999) onProgress?.(k + 1);
   }
@@ -105,6 +109,7 @@ export async function buildFilterManifest(
       batchSize: plan.batchSize,
       executionProviders: totals.executionProviders,
       ortVersions: totals.ortVersions,
+      captionDecoders: totals.captionDecoders,
     },
     createdAt: new Date().toISOString(), rows: totals.rows, countsByStatus: totals.countsByStatus, shards,
   };

@@ -79,6 +79,7 @@ function noteRuntime(s: ShardScores, models: FilterModels): void {
   const ep = models.scorer.device.device;
   if (!s.runtime.executionProviders.includes(ep)) s.runtime.executionProviders.push(ep);
   s.runtime.ortVersion = models.scorer.device.ortVersion;
+  if (models.captioner) s.runtime.captionDecoder = { path: models.captioner.options.decoder.path, files: models.captioner.options.decoder.files };
 }
 
 /**

@@ -37,8 +37,8 @@ export interface ShardScores {
   captionGenerated: (string | null)[];
   /** Why a `success` row has no score (null when scored, or when the row was not `success`). */
   scoreError: (string | null)[];
-  /** Execution providers and ONNX Runtime version that computed these rows. */
-  runtime: { executionProviders: string[]; ortVersion: string | null };
+  /** Execution providers and ONNX Runtime version that computed these rows; captioner decoder graphs (split or merged). */
+  runtime: { executionProviders: string[]; ortVersion: string | null; captionDecoder?: { path: string; files: string[] } | undefined };
 }
 
 const scoresSchema = z.object({
@@ -51,7 +51,10 @@ const scoresSchema = z.object({
   clipScore: z.array(z.number().nullable()),
   captionGenerated: z.array(z.string().nullable()),
   scoreError: z.array(z.string().nullable()),
-  runtime: z.object({ executionProviders: z.array(z.string()), ortVersion: z.string().nullable() }),
+  runtime: z.object({
+    executionProviders: z.array(z.string()), ortVersion: z.string().nullable(),
+    captionDecoder: z.object({ path: z.string(), files: z.array(z.string()) }).optional(),
+  }),
 });
 
 const pad = (i: number) => String(i).padStart(6, '0');
