@@ -30,18 +30,28 @@ interface DecoderConfigLike { decoder?: { n_head?: number; num_attention_heads?:
 /** Greedy decoding settings (transformers' names: max_new_tokens, eos_token_id, pad_token_id). */
 export interface GreedyConfig { maxNewTokens: number; eos: readonly number[]; pad: number }
 
-/** The encoder and decoder sessions of a vision-encoder-decoder model (transformers.js's, plus an optional split). */
+/** The ONNX sessions a loop runs: the encoder, and Optimum's merged decoder unless a split replaces it. */
+export interface LoopSessions { encoder?: Session; merged?: Session }
+
+/** transformers.js's sessions of a loaded VisionEncoderDecoder model. */
+export function modelSessions(model: PreTrainedModel): LoopSessions {
+  const sessions = model.sessions as Record<string, Session | undefined>;
+  return { encoder: sessions['model'], merged: sessions['decoder_model_merged'] };
+}
+
+/** The encoder and decoder sessions of a vision-encoder-decoder model (the merged decoder, or a split that runs every step). */
 export class EncoderDecoderLoop {
   private readonly encoder: Session;
   private readonly decoder: Session;
   private readonly pastNames: string[];
   private readonly cache: CacheShape;
 
-  constructor(model: PreTrainedModel, config: DecoderConfigLike, source: string, private readonly split: CrossKvSplit | null = null) {
-    const sessions = model.sessions as Record<string, Session | undefined>;
-    const encoder = sessions['model'];
-    const decoder = sessions['decoder_model_merged'];
-    if (!encoder || !decoder || !decoder.inputNames.includes('use_cache_branch')) {
+  constructor(sessions: LoopSessions, config: DecoderConfigLike, source: string, private readonly split: CrossKvSplit | null = null) {
+    const { encoder } = sessions;
+    // A split that also runs the first step needs no merged decoder (it is then not even loaded).
+    const decoder = split?.firstStep === 'split' ? sessions.merged ?? split.decoder : sessions.merged;
+    const mergedOk = decoder !== undefined && (decoder === split?.decoder || decoder.inputNames.includes('use_cache_branch'));
+    if (!encoder || !decoder || !mergedOk) {
       throw new ConfigError(`${source} has no encoder + merged decoder with a cache branch, which beam search needs`,
         'export the captioner with `optimum-cli export onnx --task image-to-text-with-past` (encoder_model.onnx + decoder_model_merged.onnx), or use numBeams 1.');
     }

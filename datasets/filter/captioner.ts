@@ -13,15 +13,20 @@
 import {
   AutoModelForVision2Seq, AutoTokenizer, Tensor, type PreTrainedModel, type PreTrainedTokenizer,
 } from '@huggingface/transformers';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { ConfigError } from '../../infra/errors.js';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
 import { prefetchBatches } from './batches.js';
-import { EncoderDecoderLoop } from './beam-decoder.js';
+import { EncoderDecoderLoop, modelSessions } from './beam-decoder.js';
 import { hasDecoderSplit, loadCrossKvSplit, splitCommand, type CaptionDecoderPath, type CrossKvSplit } from './cross-kv-split.js';
 import { checkModelDir, hashModelDir, readModelJson, type ModelFileHash } from './model-dir.js';
 import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
 import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
 
+
+/** The vision encoder in Optimum's layout (what transformers.js loads for VisionEncoderDecoder). */
+const ENCODER_FILE = 'onnx/encoder_model.onnx';
 /** Options for {@link loadCaptioner}. */
 export interface CaptionerOptions extends ModelRuntimeOptions {
   /** Tokens generated per caption at most (default 30). */
@@ -128,7 +133,6 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const usesSplit = splitPresent && (numBeams > 1 || bad.length === 0);
   if (usesSplit) await (hashes = hashModelDir(modelDir));
   const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
-  const model: PreTrainedModel = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
   const start = gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
   const eosRaw = gen.eos_token_id ?? config.eos_token_id ?? config.decoder?.eos_token_id;
   const eos = new Set<number>(eosRaw === undefined ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw]);
@@ -140,15 +144,19 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const prefixLen = 1 + promptIds.length;
   let loop: EncoderDecoderLoop | null = null;
   let split: CrossKvSplit | null = null;
+  // transformers.js's model (merged decoder) unless a split runs every step: then only the encoder is
+  // loaded, as a plain ONNX Runtime session (the merged decoder is ~460 MB at ViT-GPT2's real size).
+  let model: PreTrainedModel | null = null;
+  let encoder: ort.InferenceSession | null = null;
+  const release = () => Promise.all([model?.dispose(), encoder?.release(), split?.release(), pool.close()]);
   try {
-    if (usesSplit) {
-      split = await loadCrossKvSplit(modelDir, await (hashes as Promise<ModelFileHash[]>), {
-        ...rt.pretrained.session_options, executionProviders: [rt.choice.device],
-      });
-    }
-    if (numBeams > 1 || split) loop = new EncoderDecoderLoop(model, config, modelDir, split);
+    const sessionOptions = { ...rt.pretrained.session_options, executionProviders: [rt.choice.device] };
+    if (usesSplit) split = await loadCrossKvSplit(modelDir, await (hashes as Promise<ModelFileHash[]>), sessionOptions);
+    if (split?.firstStep === 'split') encoder = await ort.InferenceSession.create(join(modelDir, ENCODER_FILE), sessionOptions);
+    else model = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
+    if (numBeams > 1 || split) loop = new EncoderDecoderLoop(model ? modelSessions(model) : { encoder: encoder ?? undefined }, config, modelDir, split);
   } catch (err) {
-    await Promise.all([model.dispose(), split?.release(), pool.close()]);
+    await release();
     throw err;
   }
   const decoder: CaptionDecoderPath = split
@@ -167,6 +175,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     const prefix = [start as number, ...promptIds];
     if (loop && numBeams > 1) return loop.generate(batch, prefix, { numBeams, maxNewTokens, eos: [...eos], pad, lengthPenalty, earlyStopping });
     if (loop) return loop.greedy(batch, prefix, { maxNewTokens, eos: [...eos], pad });
+    if (!model) throw new Error('captioner: no decoding loop and no transformers.js model (internal error)');
     const out = await model.generate({
       inputs: new Tensor('float32', batch.data, batch.dims),
       max_new_tokens: maxNewTokens,
@@ -223,7 +232,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
       return hashes;
     },
     async dispose() {
-      await Promise.all([model.dispose(), pool.close(), split?.release()]);
+      await release();
     },
   };
   return captioner;
