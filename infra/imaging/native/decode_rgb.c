@@ -28,6 +28,7 @@
 #include <jpeglib.h>
 #include "jpeg_errors.h"
 #include "decode_rgb.h"
+#include "napi_results.h"
 
 typedef struct {
   /* in */
@@ -119,53 +120,20 @@ static void execute(napi_env env, void *data) {
   run_decode((decode_job *)data);
 }
 
-static void free_pixels(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  free(data);
-}
-
-/* {data, width, height}, the pixels handed to a Buffer without a copy where the runtime allows. */
-static napi_status result_object(napi_env env, decode_job *j, napi_value *out) {
-  const size_t len = (size_t)j->width * j->height * 3;
-  napi_value data, width, height;
-  napi_status s = napi_create_external_buffer(env, len, j->pixels, free_pixels, NULL, &data);
-  if (s == napi_ok) {
-    j->pixels = NULL; /* the Buffer owns them now */
-  } else {
-    void *copy;
-    s = napi_create_buffer_copy(env, len, j->pixels, &copy, &data);
-    if (s != napi_ok) return s;
-  }
-  if ((s = napi_create_object(env, out)) != napi_ok) return s;
-  if ((s = napi_create_int32(env, j->width, &width)) != napi_ok) return s;
-  if ((s = napi_create_int32(env, j->height, &height)) != napi_ok) return s;
-  if ((s = napi_set_named_property(env, *out, "data", data)) != napi_ok) return s;
-  if ((s = napi_set_named_property(env, *out, "width", width)) != napi_ok) return s;
-  return napi_set_named_property(env, *out, "height", height);
-}
-
-static void reject(napi_env env, napi_deferred deferred, const char *message) {
-  napi_value msg, e;
-  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
-  napi_create_error(env, NULL, msg, &e);
-  napi_reject_deferred(env, deferred, e);
-}
-
 static void complete(napi_env env, napi_status status, void *data) {
   decode_job *j = data;
   napi_value v;
   if (status != napi_ok) {
-    reject(env, j->deferred, "kiln_jpeg.decodeRgb: job cancelled");
+    kiln_reject(env, j->deferred, "kiln_jpeg.decodeRgb: job cancelled");
   } else if (j->failed) {
-    reject(env, j->deferred, j->message);
+    kiln_reject(env, j->deferred, j->message);
   } else if (j->declined) {
     napi_get_undefined(env, &v);
     napi_resolve_deferred(env, j->deferred, v);
-  } else if (result_object(env, j, &v) == napi_ok) {
+  } else if (kiln_rgb_result(env, &j->pixels, j->width, j->height, &v) == napi_ok) {
     napi_resolve_deferred(env, j->deferred, v);
   } else {
-    reject(env, j->deferred, "kiln_jpeg.decodeRgb: cannot create the result (out of memory?)");
+    kiln_reject(env, j->deferred, "kiln_jpeg.decodeRgb: cannot create the result (out of memory?)");
   }
   free(j->pixels);
   napi_delete_reference(env, j->input_ref);

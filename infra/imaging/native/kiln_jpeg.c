@@ -24,6 +24,7 @@
 #include <string.h>
 #include <jpeglib.h>
 #include "jpeg_errors.h"
+#include "napi_results.h"
 #include "decode_rgb.h"
 #include "pil_resample.h"
 
@@ -401,15 +402,9 @@ static void complete(napi_env env, napi_status status, void *data) {
   job_t *j = data;
   napi_value v;
   if (status != napi_ok) {
-    napi_value msg;
-    napi_create_string_utf8(env, "kiln_jpeg: job cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &v);
-    napi_reject_deferred(env, j->deferred, v);
+    kiln_reject(env, j->deferred, "kiln_jpeg: job cancelled");
   } else if (j->failed) {
-    napi_value msg;
-    napi_create_string_utf8(env, j->message, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &v);
-    napi_reject_deferred(env, j->deferred, v);
+    kiln_reject(env, j->deferred, j->message);
   } else if (j->declined) {
     napi_get_undefined(env, &v);
     napi_resolve_deferred(env, j->deferred, v);
