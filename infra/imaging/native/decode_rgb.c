@@ -31,19 +31,14 @@
 #include "napi_results.h"
 
 typedef struct {
+  kiln_job job; /* first: the shared part (napi_results.h) */
   /* in */
-  napi_ref input_ref;
   const uint8_t *in;
   size_t in_len;
   double max_pixels;
   /* out */
-  int declined;
-  int failed;
-  char message[JMSG_LENGTH_MAX + 64];
   uint8_t *pixels;
   int width, height;
-  napi_deferred deferred;
-  napi_async_work work;
 } decode_job;
 
 /* The colour layouts decoded here the way PIL decodes them. */
@@ -110,9 +105,9 @@ done:
 }
 
 static void run_decode(decode_job *j) {
-  const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &j->pixels, &j->width, &j->height, j->message, sizeof j->message);
-  j->declined = rc == KILN_RGB_DECLINED;
-  j->failed = rc == KILN_RGB_FAILED;
+  const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &j->pixels, &j->width, &j->height, j->job.message, sizeof j->job.message);
+  j->job.declined = rc == KILN_RGB_DECLINED;
+  j->job.failed = rc == KILN_RGB_FAILED;
 }
 
 static void execute(napi_env env, void *data) {
@@ -120,24 +115,15 @@ static void execute(napi_env env, void *data) {
   run_decode((decode_job *)data);
 }
 
+static napi_status result(napi_env env, kiln_job *job, napi_value *out) {
+  decode_job *j = (decode_job *)job;
+  return kiln_rgb_result(env, &j->pixels, j->width, j->height, out);
+}
+
 static void complete(napi_env env, napi_status status, void *data) {
   decode_job *j = data;
-  napi_value v;
-  if (status != napi_ok) {
-    kiln_reject(env, j->deferred, "kiln_jpeg.decodeRgb: job cancelled");
-  } else if (j->failed) {
-    kiln_reject(env, j->deferred, j->message);
-  } else if (j->declined) {
-    napi_get_undefined(env, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  } else if (kiln_rgb_result(env, &j->pixels, j->width, j->height, &v) == napi_ok) {
-    napi_resolve_deferred(env, j->deferred, v);
-  } else {
-    kiln_reject(env, j->deferred, "kiln_jpeg.decodeRgb: cannot create the result (out of memory?)");
-  }
+  kiln_settle_job(env, status, &j->job, "kiln_jpeg.decodeRgb", result);
   free(j->pixels);
-  napi_delete_reference(env, j->input_ref);
-  napi_delete_async_work(env, j->work);
   free(j);
 }
 
@@ -176,11 +162,7 @@ napi_value kiln_decode_rgb(napi_env env, napi_callback_info info) {
   j->in = in;
   j->in_len = len;
   j->max_pixels = max_pixels;
-  CHECK(napi_create_reference(env, argv[0], 1, &j->input_ref));
-  napi_value promise, name;
-  CHECK(napi_create_promise(env, &j->deferred, &promise));
-  CHECK(napi_create_string_utf8(env, "kiln_jpeg.decodeRgb", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_create_async_work(env, NULL, name, execute, complete, j, &j->work));
-  CHECK(napi_queue_async_work(env, j->work));
+  napi_value promise = kiln_queue_job(env, &j->job, argv[0], "kiln_jpeg.decodeRgb", execute, complete);
+  if (!promise) free(j);
   return promise;
 }

@@ -206,20 +206,15 @@ static void pad_edges(const plane_t *pl, int rows) {
 }
 
 typedef struct {
+  kiln_job job; /* first: the shared part (napi_results.h) */
   /* in */
-  napi_ref input_ref;
   const uint8_t *in;
   size_t in_len;
   int rw, rh, cw, ch, ox, oy, quality;
   double max_pixels;
   /* out */
-  int declined;
-  int failed;
-  char message[JMSG_LENGTH_MAX + 64];
   unsigned char *out;
   unsigned long out_len;
-  napi_deferred deferred;
-  napi_async_work work;
 } job_t;
 
 static int has_icc(j_decompress_ptr d) {
@@ -247,8 +242,8 @@ static void run_job(job_t *j) {
 
   d.err = kiln_error_mgr(&derr);
   if (setjmp(derr.jump)) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "%s", derr.message);
+    j->job.failed = 1;
+    snprintf(j->job.message, sizeof j->job.message, "%s", derr.message);
     goto done;
   }
   jpeg_create_decompress(&d);
@@ -258,7 +253,7 @@ static void run_job(job_t *j) {
   jpeg_read_header(&d, TRUE);
   if (d.num_components != 3 || d.jpeg_color_space != JCS_YCbCr || d.data_precision != 8 || has_icc(&d) || derr.warnings ||
       (double)d.image_width * d.image_height > j->max_pixels) {
-    j->declined = 1;
+    j->job.declined = 1;
     goto done;
   }
   d.raw_data_out = TRUE;
@@ -271,13 +266,13 @@ static void run_job(job_t *j) {
   /* Whole decoded image + canvas in memory: past this budget sharp's streaming pipeline is kinder. */
   jpeg_calc_output_dimensions(&d);
   if (((double)d.output_width * d.output_height + (double)j->cw * j->ch) * 3 > MAX_BUFFER_BYTES) {
-    j->declined = 1;
+    j->job.declined = 1;
     goto done;
   }
   jpeg_start_decompress(&d);
   /* Luma must carry the largest sampling factors (it does in every encoder's 4:4:4 / 4:2:2 / 4:2:0). */
   if (d.comp_info[0].h_samp_factor != d.max_h_samp_factor || d.comp_info[0].v_samp_factor != d.max_v_samp_factor) {
-    j->declined = 1;
+    j->job.declined = 1;
     goto done;
   }
 
@@ -293,16 +288,16 @@ static void run_job(job_t *j) {
     src[ci] = (plane_t){NULL, (int)k->downsampled_width, (int)k->downsampled_height, (size_t)k->width_in_blocks * k->DCT_scaled_size};
     src_mem[ci] = src[ci].p = malloc(src[ci].stride * rows_per_imcu * d.total_iMCU_rows);
     if (!src[ci].p) {
-      j->failed = 1;
-      snprintf(j->message, sizeof j->message, "out of memory for %dx%d pixels", (int)d.output_width, (int)d.output_height);
+      j->job.failed = 1;
+      snprintf(j->job.message, sizeof j->job.message, "out of memory for %dx%d pixels", (int)d.output_width, (int)d.output_height);
       goto done;
     }
     row_ptrs += rows_per_imcu;
   }
   rows_mem = malloc(sizeof(JSAMPROW) * (row_ptrs > 48 ? row_ptrs : 48));
   if (!rows_mem) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "out of memory");
+    j->job.failed = 1;
+    snprintf(j->job.message, sizeof j->job.message, "out of memory");
     goto done;
   }
   for (JDIMENSION imcu = 0; d.output_scanline < d.output_height; imcu++) {
@@ -317,7 +312,7 @@ static void run_job(job_t *j) {
   }
   jpeg_finish_decompress(&d);
   if (derr.warnings) {
-    j->declined = 1;
+    j->job.declined = 1;
     goto done;
   }
 
@@ -334,16 +329,16 @@ static void run_job(job_t *j) {
     const size_t bytes = dst[ci].stride * (size_t)mcu_rows * 16 / sub;
     dst_mem[ci] = dst[ci].p = malloc(bytes);
     if (!dst[ci].p) {
-      j->failed = 1;
-      snprintf(j->message, sizeof j->message, "out of memory for a %dx%d canvas", cw, ch);
+      j->job.failed = 1;
+      snprintf(j->job.message, sizeof j->job.message, "out of memory for a %dx%d canvas", cw, ch);
       goto done;
     }
     memset(dst[ci].p, ci == 0 ? 0 : 128, bytes);
     const int ok = ci == 0 ? resize_into(&src[0], ext_w[0], ext_h[0], &dst[0], j->rw, j->rh, j->rw, j->rh, j->ox, j->oy)
                            : resize_into(&src[ci], ext_w[ci], ext_h[ci], &dst[ci], crw, crh, j->rw / 2.0, j->rh / 2.0, cox, coy);
     if (!ok) {
-      j->failed = 1;
-      snprintf(j->message, sizeof j->message, "out of memory resizing %dx%d", (int)d.output_width, (int)d.output_height);
+      j->job.failed = 1;
+      snprintf(j->job.message, sizeof j->job.message, "out of memory resizing %dx%d", (int)d.output_width, (int)d.output_height);
       goto done;
     }
     pad_edges(&dst[ci], mcu_rows * 16 / sub);
@@ -351,8 +346,8 @@ static void run_job(job_t *j) {
 
   c.err = kiln_error_mgr(&cerr);
   if (setjmp(cerr.jump)) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "encode: %s", cerr.message);
+    j->job.failed = 1;
+    snprintf(j->job.message, sizeof j->job.message, "encode: %s", cerr.message);
     goto done;
   }
   jpeg_create_compress(&c);
@@ -387,7 +382,7 @@ done:
     free(dst_mem[ci]);
   }
   free(rows_mem);
-  if ((j->failed || j->declined) && j->out) {
+  if ((j->job.failed || j->job.declined) && j->out) {
     free(j->out);
     j->out = NULL;
   }
@@ -398,24 +393,16 @@ static void execute(napi_env env, void *data) {
   run_job((job_t *)data);
 }
 
+static napi_status result(napi_env env, kiln_job *job, napi_value *out) {
+  job_t *j = (job_t *)job;
+  void *copy;
+  return napi_create_buffer_copy(env, j->out_len, j->out, &copy, out);
+}
+
 static void complete(napi_env env, napi_status status, void *data) {
   job_t *j = data;
-  napi_value v;
-  if (status != napi_ok) {
-    kiln_reject(env, j->deferred, "kiln_jpeg: job cancelled");
-  } else if (j->failed) {
-    kiln_reject(env, j->deferred, j->message);
-  } else if (j->declined) {
-    napi_get_undefined(env, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  } else {
-    void *copy;
-    napi_create_buffer_copy(env, j->out_len, j->out, &copy, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  }
+  kiln_settle_job(env, status, &j->job, "kiln_jpeg", result);
   free(j->out);
-  napi_delete_reference(env, j->input_ref);
-  napi_delete_async_work(env, j->work);
   free(j);
 }
 
@@ -462,12 +449,8 @@ static napi_value js_process(napi_env env, napi_callback_info info) {
   j->in_len = len;
   j->rw = n[0]; j->rh = n[1]; j->cw = n[2]; j->ch = n[3]; j->ox = n[4]; j->oy = n[5]; j->quality = n[6];
   j->max_pixels = max_pixels;
-  CHECK(napi_create_reference(env, argv[0], 1, &j->input_ref));
-  napi_value promise, name;
-  CHECK(napi_create_promise(env, &j->deferred, &promise));
-  CHECK(napi_create_string_utf8(env, "kiln_jpeg", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_create_async_work(env, NULL, name, execute, complete, j, &j->work));
-  CHECK(napi_queue_async_work(env, j->work));
+  napi_value promise = kiln_queue_job(env, &j->job, argv[0], "kiln_jpeg", execute, complete);
+  if (!promise) free(j);
   return promise;
 }
 

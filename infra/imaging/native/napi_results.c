@@ -1,4 +1,5 @@
 /* Settling the addon's promises (see napi_results.h). */
+#include <stdio.h>
 #include <stdlib.h>
 #include "napi_results.h"
 
@@ -31,4 +32,47 @@ napi_status kiln_rgb_result(napi_env env, uint8_t **pixels, int width, int heigh
   if ((s = napi_set_named_property(env, *out, "data", data)) != napi_ok) return s;
   if ((s = napi_set_named_property(env, *out, "width", w)) != napi_ok) return s;
   return napi_set_named_property(env, *out, "height", h);
+}
+
+napi_value kiln_queue_job(napi_env env, kiln_job *job, napi_value input, const char *name,
+                          napi_async_execute_callback execute, napi_async_complete_callback complete) {
+  napi_value promise, resource_name;
+  if (napi_create_reference(env, input, 1, &job->input_ref) != napi_ok) goto fail;
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
+      napi_create_async_work(env, NULL, resource_name, execute, complete, job, &job->work) != napi_ok) {
+    napi_delete_reference(env, job->input_ref);
+    goto fail;
+  }
+  if (napi_queue_async_work(env, job->work) != napi_ok) {
+    napi_delete_async_work(env, job->work);
+    napi_delete_reference(env, job->input_ref);
+    goto fail;
+  }
+  return promise;
+fail:
+  napi_throw_error(env, NULL, "kiln_jpeg: cannot queue the job on the thread pool");
+  return NULL;
+}
+
+void kiln_settle_job(napi_env env, napi_status status, kiln_job *job, const char *what,
+                     napi_status (*result)(napi_env env, kiln_job *job, napi_value *out)) {
+  char text[320];
+  napi_value v;
+  if (status != napi_ok) {
+    snprintf(text, sizeof text, "%s: job cancelled", what);
+    kiln_reject(env, job->deferred, text);
+  } else if (job->failed) {
+    kiln_reject(env, job->deferred, job->message);
+  } else if (job->declined) {
+    napi_get_undefined(env, &v);
+    napi_resolve_deferred(env, job->deferred, v);
+  } else if (result(env, job, &v) == napi_ok) {
+    napi_resolve_deferred(env, job->deferred, v);
+  } else {
+    snprintf(text, sizeof text, "%s: cannot create the result (out of memory?)", what);
+    kiln_reject(env, job->deferred, text);
+  }
+  napi_delete_reference(env, job->input_ref);
+  napi_delete_async_work(env, job->work);
 }

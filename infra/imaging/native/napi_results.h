@@ -4,6 +4,28 @@
 #include <node_api.h>
 #include <stdint.h>
 
+/* What every asynchronous entry point's job carries (its first member, `job`): the input Buffer
+ * kept alive while the pool works on it, the promise, the work item, and the outcome. */
+typedef struct {
+  napi_ref input_ref;
+  napi_deferred deferred;
+  napi_async_work work;
+  int declined; /* resolve `undefined`: the caller falls back to sharp */
+  int failed;   /* reject with `message` */
+  char message[264];
+} kiln_job;
+
+/* Keep `input` alive, create the promise and queue `execute` on the libuv pool (`complete` on the JS
+ * thread after). Returns the promise, or NULL with a JS exception pending (nothing queued). */
+napi_value kiln_queue_job(napi_env env, kiln_job *job, napi_value input, const char *name,
+                          napi_async_execute_callback execute, napi_async_complete_callback complete);
+
+/* Settle a finished job's promise and release its input and work item (not the job's own memory):
+ * rejected when cancelled ("<what>: job cancelled") or failed (message), resolved with `undefined`
+ * when declined, else with what `result` builds (rejected when it cannot build it). */
+void kiln_settle_job(napi_env env, napi_status status, kiln_job *job, const char *what,
+                     napi_status (*result)(napi_env env, kiln_job *job, napi_value *out));
+
 /* Reject `deferred` with an Error whose message is `message`. */
 void kiln_reject(napi_env env, napi_deferred deferred, const char *message);
 

@@ -41,19 +41,14 @@ enum { IN_W, IN_H, LEFT, TOP, OUT_W, OUT_H, VFIRST, HK, VK, HEADER };
 #define HALF (1 << (PRECISION_BITS - 1))
 
 typedef struct {
-  napi_ref input_ref;
+  kiln_job job; /* first: the shared part (napi_results.h) */
   const uint8_t *in;
   size_t in_len;
   int jpeg;
   double max_pixels;
   int32_t *plan;
   /* out */
-  int declined;
-  int failed;
-  char message[256];
   uint8_t *pixels;
-  napi_deferred deferred;
-  napi_async_work work;
 } resize_job;
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -172,10 +167,10 @@ static void execute(napi_env env, void *data) {
   const uint8_t *src = j->in;
   if (j->jpeg) {
     int w = 0, h = 0;
-    const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &decoded, &w, &h, j->message, sizeof j->message);
-    if (rc == KILN_RGB_FAILED) j->failed = 1;
+    const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &decoded, &w, &h, j->job.message, sizeof j->job.message);
+    if (rc == KILN_RGB_FAILED) j->job.failed = 1;
     if (rc != KILN_RGB_OK || w != p[IN_W] || h != p[IN_H]) {
-      j->declined = !j->failed;
+      j->job.declined = !j->job.failed;
       free(decoded);
       return;
     }
@@ -183,31 +178,22 @@ static void execute(napi_env env, void *data) {
   }
   j->pixels = resample(src, p);
   if (!j->pixels) {
-    j->failed = 1;
-    snprintf(j->message, sizeof j->message, "kiln_jpeg.resizeRgb: out of memory for a %dx%d image", p[IN_W], p[IN_H]);
+    j->job.failed = 1;
+    snprintf(j->job.message, sizeof j->job.message, "kiln_jpeg.resizeRgb: out of memory for a %dx%d image", p[IN_W], p[IN_H]);
   }
   free(decoded);
 }
 
+static napi_status result(napi_env env, kiln_job *job, napi_value *out) {
+  resize_job *j = (resize_job *)job;
+  return kiln_rgb_result(env, &j->pixels, j->plan[OUT_W], j->plan[OUT_H], out);
+}
+
 static void complete(napi_env env, napi_status status, void *data) {
   resize_job *j = data;
-  napi_value v;
-  if (status != napi_ok) {
-    kiln_reject(env, j->deferred, "kiln_jpeg.resizeRgb: job cancelled");
-  } else if (j->failed) {
-    kiln_reject(env, j->deferred, j->message);
-  } else if (j->declined) {
-    napi_get_undefined(env, &v);
-    napi_resolve_deferred(env, j->deferred, v);
-  } else if (kiln_rgb_result(env, &j->pixels, j->plan[OUT_W], j->plan[OUT_H], &v) == napi_ok) {
-    napi_resolve_deferred(env, j->deferred, v);
-  } else {
-    kiln_reject(env, j->deferred, "kiln_jpeg.resizeRgb: cannot create the result (out of memory?)");
-  }
+  kiln_settle_job(env, status, &j->job, "kiln_jpeg.resizeRgb", result);
   free(j->pixels);
   free(j->plan);
-  napi_delete_reference(env, j->input_ref);
-  napi_delete_async_work(env, j->work);
   free(j);
 }
 
@@ -281,11 +267,10 @@ napi_value kiln_resize_rgb(napi_env env, napi_callback_info info) {
   j->in_len = in_len;
   j->jpeg = jpeg;
   j->max_pixels = max_pixels;
-  CHECK(napi_create_reference(env, argv[0], 1, &j->input_ref));
-  napi_value promise, name;
-  CHECK(napi_create_promise(env, &j->deferred, &promise));
-  CHECK(napi_create_string_utf8(env, "kiln_jpeg.resizeRgb", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_create_async_work(env, NULL, name, execute, complete, j, &j->work));
-  CHECK(napi_queue_async_work(env, j->work));
+  napi_value promise = kiln_queue_job(env, &j->job, argv[0], "kiln_jpeg.resizeRgb", execute, complete);
+  if (!promise) {
+    free(j->plan);
+    free(j);
+  }
   return promise;
 }
