@@ -388,8 +388,17 @@ done:
   }
 }
 
+/* Test-only switch for the chaos suite (chaos/, test/chaos): with KILN_TEST_NATIVE_ABORT_BYTES=<n>, a
+ * process() call on an input of exactly n bytes aborts the whole process on the worker thread, as a
+ * memory-safety bug in this file would. Never set outside tests. */
+static void test_abort_switch(size_t in_len) {
+  const char *e = getenv("KILN_TEST_NATIVE_ABORT_BYTES");
+  if (e && *e && strtoull(e, NULL, 10) == (unsigned long long)in_len) abort();
+}
+
 static void execute(napi_env env, void *data) {
   (void)env;
+  test_abort_switch(((job_t *)data)->in_len);
   run_job((job_t *)data);
 }
 
