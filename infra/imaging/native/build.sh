@@ -17,7 +17,7 @@ printf '#include <stdio.h>\n#include <jpeglib.h>\nint main(void) { return LIBJPE
 "$CC" build/probe.c -o build/probe -ljpeg 2>/dev/null && ./build/probe \
   || { say "libjpeg-turbo development files not found. Fix: apt-get install libjpeg62-turbo-dev (Ubuntu: libjpeg-turbo8-dev)"; exit 1; }
 # -O3 vectorises the resampler; target_clones in the source adds an AVX2 variant picked at load time.
-"$CC" -O3 -fPIC -shared -Wall -Wextra -I"$NODE_INC" ./*.c -ljpeg -o build/kiln_jpeg.node.tmp
+"$CC" -O3 -fPIC -shared -Wall -Wextra -Werror -I"$NODE_INC" ./*.c -ljpeg -o build/kiln_jpeg.node.tmp
 mv -f build/kiln_jpeg.node.tmp build/kiln_jpeg.node
 node -e 'const m = require(process.argv[1]); if (typeof m.process !== "function") process.exit(1)' "$PWD/build/kiln_jpeg.node" \
   || { say "built build/kiln_jpeg.node but Node cannot load it"; rm -f build/kiln_jpeg.node; exit 1; }
