@@ -119,11 +119,17 @@ oom:
   return NULL;
 }
 
-/* One axis' coefficients: `count` (xmin, n) pairs inside 0..in with n <= k. */
-static int axis_ok(const int32_t *bounds, int count, int k, int in) {
+/* One axis' coefficients: `count` (xmin, n) pairs inside 0..in with n <= k, and weights small enough
+ * that no int32 sum of a pass can overflow (Pillow's own coefficients sum to about 1 << 22 in absolute
+ * value, far below the bound; a plan that breaks it is malformed, found by fuzz/fuzz_resize_rgb.c). */
+static int axis_ok(const int32_t *bounds, const int32_t *weights, int count, int k, int in) {
+  const int64_t limit = (INT32_MAX - HALF) / 255;
   for (int i = 0; i < count; i++) {
     const int32_t lo = bounds[2 * i], n = bounds[2 * i + 1];
     if (lo < 0 || n < 0 || n > k || lo > in - n) return 0;
+    int64_t sum = 0;
+    for (int t = 0; t < n; t++) sum += weights[(size_t)i * k + t] < 0 ? -(int64_t)weights[(size_t)i * k + t] : weights[(size_t)i * k + t];
+    if (sum > limit) return 0;
   }
   return 1;
 }
@@ -138,6 +144,6 @@ int kiln_pil_plan_ok(const int32_t *p, size_t len) {
   if (!hk && p[KILN_PLAN_LEFT] + ow > in_w) return 0;
   if (!vk && p[KILN_PLAN_TOP] + oh > in_h) return 0;
   const int32_t *hb = p + KILN_PLAN_HEADER, *vb = hk ? hb + ow * (2 + hk) : hb;
-  return (!hk || axis_ok(hb, (int)ow, (int)hk, (int)in_w)) && (!vk || axis_ok(vb, (int)oh, (int)vk, (int)in_h));
+  return (!hk || axis_ok(hb, hb + 2 * ow, (int)ow, (int)hk, (int)in_w)) && (!vk || axis_ok(vb, vb + 2 * oh, (int)oh, (int)vk, (int)in_h));
 }
 
