@@ -44,7 +44,8 @@ export function nativeJpegPath(): string {
 
 function load(): { addon?: NativeJpeg; why: string } {
   if (process.env.KILN_NATIVE_JPEG === '0') return { why: 'disabled by KILN_NATIVE_JPEG=0' };
-  const path = nativeJpegPath();
+  // KILN_NATIVE_JPEG_ADDON: another build of the same addon (the sanitizer build of native/sanitize.sh).
+  const path = process.env.KILN_NATIVE_JPEG_ADDON || nativeJpegPath();
   if (!existsSync(path)) return { why: `not built (${path} is missing; run bash infra/imaging/native/build.sh)` };
   try {
     return { addon: createRequire(import.meta.url)(path) as NativeJpeg, why: 'loaded' };
