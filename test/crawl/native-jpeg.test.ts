@@ -136,6 +136,45 @@ describe('native JPEG path', { skip }, () => {
     assert.ok(await native.process(big, 256, 256, 256, 256, 0, 0, 95, 1e9)); // shrink-on-load 1/8: 425x425 decoded
   });
 
+  it('issue 13: ordinary 4:2:0 JPEGs with odd border / centre-crop placements stay inside their buffers and match sharp', async () => {
+    // Root cause: the chroma plane of such a placement has one output sample more than its scale
+    // maps; its resampler window started past the plane and its weights were written past their row
+    // (heap corruption in ~1 image in 10). A child process with glibc's strict heap checks
+    // (MALLOC_CHECK_=3) runs them first, so a regression fails here instead of killing the runner;
+    // the sanitizer build (native-sanitized.test.ts) checks every access of the same cases.
+    const sizes: [number, number][] = [[809, 886], [930, 821], [586, 885], [896, 685], [873, 617], [399, 480]];
+    const imageUrl = new URL('../../datasets/crawl/image.js', import.meta.url).href;
+    const nativeUrl = new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', `
+      const { default: sharp } = await import('sharp');
+      const { placement } = await import(${JSON.stringify(imageUrl)});
+      const { nativeJpeg } = await import(${JSON.stringify(nativeUrl)});
+      let n = 0;
+      for (const [w, h] of ${JSON.stringify(sizes)}) {
+        const px = Buffer.alloc(w * h * 3, 0).map((_, i) => (i * 7 + (i >> 9)) & 255);
+        const jpg = await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 85, chromaSubsampling: '4:2:0' }).toBuffer();
+        for (const imageSize of [128, 224, 256]) for (const resizeMode of ['border', 'center_crop']) {
+          const p = placement({ width: w, height: h }, { imageSize, resizeMode });
+          if (await nativeJpeg.process(jpg, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9)) n++;
+        }
+      }
+      console.log(n);`], { encoding: 'utf8', env: { ...process.env, MALLOC_CHECK_: '3', MALLOC_PERTURB_: '165' } });
+    assert.equal(child.status, 0, `child died (signal ${child.signal}): ${child.stderr.slice(-2000)}`);
+    assert.equal(Number(child.stdout.trim()), sizes.length * 6);
+    for (const [w, h] of sizes) {
+      const jpg = await makeImage(w, h, 'jpeg', w, { quality: 85 });
+      for (const imageSize of [128, 224, 256]) {
+        for (const resizeMode of ['border', 'center_crop'] as const) {
+          const o = { ...BASE, imageSize, resizeMode };
+          const [n, s] = await Promise.all([processImage(jpg, o), processImage(jpg, o, 'sharp')]);
+          assert.ok(n.ok && s.ok);
+          const db = await psnr(n.image.data, s.image.data);
+          assert.ok(db > 30, `${w}x${h} ${resizeMode} ${imageSize}: ${db.toFixed(1)} dB from sharp`);
+        }
+      }
+    }
+  });
+
   it('handles progressive and 4:4:4 JPEGs', async () => {
     const raw = sharp(photoLikePixels(333, 222, 9), { raw: { width: 333, height: 222, channels: 3 } });
     for (const jpg of [await raw.clone().jpeg({ progressive: true }).toBuffer(), await raw.clone().jpeg({ chromaSubsampling: '4:4:4' }).toBuffer()]) {

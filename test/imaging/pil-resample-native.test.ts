@@ -137,6 +137,10 @@ describe('native Pillow resize (resizeRgb)', { skip }, () => {
     assert.throws(() => resizeRgb(c.jpeg, true, 1e9, broken), RangeError);
     assert.throws(() => resizeRgb(c.jpeg, true, 1e9, plan.subarray(0, plan.length - 1)), RangeError);
     assert.throws(() => resizeRgb(c.jpeg, true, 1e9, new Float64Array(plan) as unknown as Int32Array), TypeError);
+    // Found by fuzz/fuzz_resize_rgb.c: weights whose int32 sums overflow (UB) are refused, not run.
+    const huge = Int32Array.from(plan);
+    huge.fill(1 << 30, 9 + 2 * 16, 9 + 2 * 16 + 16 * plan[7]!);
+    assert.throws(() => resizeRgb(c.jpeg, true, 1e9, huge), RangeError);
   });
 });
 
