@@ -1,14 +1,15 @@
 /**
  * `npm run bench:crawl`: Kiln's crawler vs img2dataset on the same loopback URL list.
  *
- * Serves N realistic JPEGs (about 500x375, 30-80 KB; `--distinct` different images generated with
- * sharp from gradients + noise, repeated under N distinct URLs) from a separate server process,
+ * Serves N realistic JPEGs (`--source-set mixed`, the default: 200x150 to 2000x1500, 4:2:0 baseline and
+ * progressive, 4:4:4 and grey; `uniform`: ~500x375 4:2:0; `--distinct` different images generated
+ * with sharp from gradients + noise, repeated under N distinct URLs) from a separate server process,
  * crawls them to 256 px Parquet shards with Kiln (bench/crawl-run.ts, the activity code a worker
  * runs) and with img2dataset (bench/crawl_reference.sh, pip, in .venv-bench), and prints images/s,
  * MB/s, CPU use and peak memory of each (sampled over the whole process tree; PSS counts pages
  * shared between forked processes once).
  *
- * Flags: --images 10000 --distinct 500 --image-size 256 --resize-mode border --quality 95
+ * Flags: --images 10000 --distinct 500 --source-set mixed|uniform --image-size 256 --resize-mode border --quality 95
  *        --rows-per-shard 2500 --shard-concurrency 2 --concurrency 64 --decode-concurrency <cpus> --ref-processes 2
  *        --ref-threads 64 --skip-reference --no-jemalloc --sharp-row --rounds 1 --work-dir <dir>
  *
@@ -27,7 +28,8 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeImage, rng } from '../test/crawl/images.js';
+import sharp from 'sharp';
+import { makeImage, photoLikePixels, rng } from '../test/crawl/images.js';
 import { ProcessTreeSampler } from './process-sampler.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -53,6 +55,8 @@ const JEMALLOC = ['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2', '/usr/lib/aarch6
 const USE_JEMALLOC = !args.includes('--no-jemalloc') && JEMALLOC !== undefined;
 const SHARP_ROW = args.includes('--sharp-row');
 const ROUNDS = Number(flag('rounds', '1'));
+const SOURCE_SET = flag('source-set', 'mixed');
+if (SOURCE_SET !== 'mixed' && SOURCE_SET !== 'uniform') throw new Error(`--source-set ${SOURCE_SET}: use mixed or uniform`);
 
 interface Measured {
   wallS: number;
@@ -85,22 +89,45 @@ async function measured(cmd: string, cmdArgs: string[], env: NodeJS.ProcessEnv =
   return { wallS, cpuS, peakRssMb: peak.rssKb / 1024, peakPssMb: peak.pssKb / 1024, stdout, load: [loadBefore, loadavg()[0]!] };
 }
 
-async function prepareImages(): Promise<{ dir: string; sizes: number[] }> {
-  const dir = join(WORK, `images-${DISTINCT}`);
+/**
+ * The source set. `mixed` (default): what a web crawl meets: sizes from 200x150 to 2000x1500 (odd and
+ * portrait ones too), 70% 4:2:0 baseline, 10% progressive 4:2:0, 12% 4:4:4, 8% greyscale, quality
+ * 70-95. `uniform`: the earlier set, ~500x375 4:2:0 only (comparable with older BENCHMARKS rows).
+ */
+async function prepareImages(): Promise<{ dir: string; sizes: number[]; describe: string }> {
+  const dir = join(WORK, `images-${SOURCE_SET}-${DISTINCT}`);
   if (!existsSync(join(dir, 'done'))) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const r = rng(2024);
     const shapes: [number, number][] = [[500, 375], [500, 375], [375, 500], [512, 384], [480, 360], [500, 333]];
     for (let i = 0; i < DISTINCT; i++) {
-      const [w, h] = shapes[Math.floor(r() * shapes.length)]!;
-      const b = await makeImage(w, h, 'jpeg', i + 1, { noise: 25 + r() * 45, quality: Math.round(82 + r() * 10) });
+      let b: Buffer;
+      if (SOURCE_SET === 'uniform') {
+        const [w, h] = shapes[Math.floor(r() * shapes.length)]!;
+        b = await makeImage(w, h, 'jpeg', i + 1, { noise: 25 + r() * 45, quality: Math.round(82 + r() * 10) });
+      } else {
+        // Long side log-uniform in 200..2000, aspect 0.5..2 (portrait or landscape), never under 150 px.
+        const long = Math.round(200 * 10 ** r());
+        const aspect = 0.5 + r() * 1.5;
+        let w = Math.max(150, Math.round(aspect >= 1 ? long : long * aspect));
+        let h = Math.max(150, Math.round(aspect >= 1 ? long / aspect : long));
+        if (r() < 0.5) { w |= 1; h |= 1; } // odd sizes
+        const kind = r();
+        const quality = Math.round(70 + r() * 25);
+        const px = sharp(photoLikePixels(w, h, i + 1, 3, 25 + r() * 45), { raw: { width: w, height: h, channels: 3 } });
+        b = kind < 0.7 ? await px.jpeg({ quality }).toBuffer()
+          : kind < 0.8 ? await px.jpeg({ quality, progressive: true }).toBuffer()
+            : kind < 0.92 ? await px.jpeg({ quality, chromaSubsampling: '4:4:4' }).toBuffer()
+              : await px.greyscale().jpeg({ quality }).toBuffer();
+      }
       writeFileSync(join(dir, `${String(i).padStart(5, '0')}.jpg`), b);
     }
     writeFileSync(join(dir, 'done'), '');
   }
   const sizes = readdirSync(dir).filter((n) => n.endsWith('.jpg')).sort().map((n) => readFileSync(join(dir, n)).length);
-  return { dir, sizes };
+  const describe = SOURCE_SET === 'uniform' ? '~500x375 4:2:0' : 'mixed 200x150..2000x1500: 4:2:0, progressive, 4:4:4, grey';
+  return { dir, sizes, describe };
 }
 
 async function startServer(imageDir: string): Promise<{ port: number; stop(): void }> {
@@ -128,7 +155,7 @@ async function main(): Promise<void> {
     if (r.status !== 0) throw new Error('could not install img2dataset into .venv-bench');
   }
   process.stderr.write(`[bench] preparing ${DISTINCT} distinct JPEGs for ${N} URLs in ${WORK}\n`);
-  const { dir, sizes } = await prepareImages();
+  const { dir, sizes, describe } = await prepareImages();
   const server = await startServer(dir);
   try {
     const base = `http://127.0.0.1:${server.port}`;
@@ -195,7 +222,7 @@ print(json.dumps({'rows': len(st), 'success': st.count('success')}))`, out], { e
     ].join('\n');
     const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
     const line = (r: string[]) => `| ${r.map((v, c) => v.padEnd(widths[c]!)).join(' | ')} |`;
-    console.log(`\ncrawl benchmark: ${N} JPEGs (~500x375, mean ${avgKb.toFixed(0)} KB) from loopback -> ${SIZE} px ${MODE}, jpeg q${QUALITY}, ${PER_SHARD} rows/shard`);
+    console.log(`\ncrawl benchmark: ${N} JPEGs (${describe}, mean ${avgKb.toFixed(0)} KB) from loopback -> ${SIZE} px ${MODE}, jpeg q${QUALITY}, ${PER_SHARD} rows/shard`);
     console.log(line(rows[0]!));
     console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
     for (const r of rows.slice(1)) console.log(line(r));
