@@ -175,6 +175,20 @@ describe('native JPEG path', { skip }, () => {
     }
   });
 
+  it('works on its own copy of the input: the caller may overwrite or transfer the Buffer at once', async () => {
+    const p = placement({ width: 500, height: 375 }, BASE);
+    const want = await native.process(photo, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9);
+    const reused = Buffer.from(photo);
+    const pending = native.process(reused, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9);
+    reused.fill(0);
+    const moved = new Uint8Array(photo.length);
+    moved.set(photo);
+    const pending2 = native.decodeRgb(Buffer.from(moved.buffer), 1e9);
+    structuredClone(moved.buffer, { transfer: [moved.buffer] }); // detaches it: its memory now belongs elsewhere
+    assert.deepEqual(await pending, want);
+    assert.equal((await pending2)?.width, 500);
+  });
+
   it('handles progressive and 4:4:4 JPEGs', async () => {
     const raw = sharp(photoLikePixels(333, 222, 9), { raw: { width: 333, height: 222, channels: 3 } });
     for (const jpg of [await raw.clone().jpeg({ progressive: true }).toBuffer(), await raw.clone().jpeg({ chromaSubsampling: '4:4:4' }).toBuffer()]) {

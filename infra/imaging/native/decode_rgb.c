@@ -14,9 +14,7 @@
 
 typedef struct {
   kiln_job job; /* first: the shared part (napi_results.h) */
-  /* in */
-  const uint8_t *in;
-  size_t in_len;
+  /* in (the bytes: job.input) */
   double max_pixels;
   /* out */
   uint8_t *pixels;
@@ -24,7 +22,7 @@ typedef struct {
 } decode_job;
 
 static void run_decode(decode_job *j) {
-  const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &j->pixels, &j->width, &j->height, j->job.message, sizeof j->job.message);
+  const int rc = kiln_decode_rgb_pixels(j->job.input, j->job.input_len, j->max_pixels, &j->pixels, &j->width, &j->height, j->job.message, sizeof j->job.message);
   j->job.declined = rc == KILN_DECLINED;
   j->job.failed = rc == KILN_FAILED;
 }
@@ -70,16 +68,11 @@ napi_value kiln_decode_rgb(napi_env env, napi_callback_info info) {
   }
   double max_pixels;
   CHECK(napi_get_value_double(env, argv[1], &max_pixels));
-  void *in;
-  size_t len;
-  CHECK(napi_get_buffer_info(env, argv[0], &in, &len));
   decode_job *j = calloc(1, sizeof(decode_job));
   if (!j) {
     napi_throw_error(env, NULL, "kiln_jpeg.decodeRgb: out of memory");
     return NULL;
   }
-  j->in = in;
-  j->in_len = len;
   j->max_pixels = max_pixels;
   napi_value promise = kiln_queue_job(env, &j->job, argv[0], "kiln_jpeg.decodeRgb", execute, complete);
   if (!promise) free(j);

@@ -19,9 +19,7 @@
 
 typedef struct {
   kiln_job job; /* first: the shared part (napi_results.h) */
-  /* in */
-  const uint8_t *in;
-  size_t in_len;
+  /* in (the bytes: job.input) */
   kiln_resize_params params;
   /* out */
   uint8_t *out;
@@ -39,8 +37,8 @@ static void test_abort_switch(size_t in_len) {
 static void execute(napi_env env, void *data) {
   (void)env;
   job_t *j = data;
-  test_abort_switch(j->in_len);
-  const int rc = kiln_jpeg_resize(j->in, j->in_len, &j->params, &j->out, &j->out_len, j->job.message, sizeof j->job.message);
+  test_abort_switch(j->job.input_len);
+  const int rc = kiln_jpeg_resize(j->job.input, j->job.input_len, &j->params, &j->out, &j->out_len, j->job.message, sizeof j->job.message);
   j->job.declined = rc == KILN_DECLINED;
   j->job.failed = rc == KILN_FAILED;
 }
@@ -93,15 +91,6 @@ static napi_value js_process(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "kiln_jpeg: out of memory");
     return NULL;
   }
-  void *in;
-  size_t len;
-  if (napi_get_buffer_info(env, argv[0], &in, &len) != napi_ok) {
-    free(j);
-    napi_throw_error(env, NULL, "kiln_jpeg: napi_get_buffer_info failed");
-    return NULL;
-  }
-  j->in = in;
-  j->in_len = len;
   j->params = params;
   napi_value promise = kiln_queue_job(env, &j->job, argv[0], "kiln_jpeg", execute, complete);
   if (!promise) free(j);

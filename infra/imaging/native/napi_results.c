@@ -1,6 +1,7 @@
 /* Settling the addon's promises (see napi_results.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "napi_results.h"
 
 void kiln_reject(napi_env env, napi_deferred deferred, const char *message) {
@@ -37,21 +38,27 @@ napi_status kiln_rgb_result(napi_env env, uint8_t **pixels, int width, int heigh
 napi_value kiln_queue_job(napi_env env, kiln_job *job, napi_value input, const char *name,
                           napi_async_execute_callback execute, napi_async_complete_callback complete) {
   napi_value promise, resource_name;
-  if (napi_create_reference(env, input, 1, &job->input_ref) != napi_ok) goto fail;
+  void *data;
+  size_t len;
+  if (napi_get_buffer_info(env, input, &data, &len) != napi_ok) goto fail;
+  job->input = malloc(len ? len : 1);
+  if (!job->input) goto fail;
+  if (len) memcpy(job->input, data, len);
+  job->input_len = len;
   if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
       napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_create_async_work(env, NULL, resource_name, execute, complete, job, &job->work) != napi_ok) {
-    napi_delete_reference(env, job->input_ref);
     goto fail;
   }
   if (napi_queue_async_work(env, job->work) != napi_ok) {
     napi_delete_async_work(env, job->work);
-    napi_delete_reference(env, job->input_ref);
     goto fail;
   }
   return promise;
 fail:
-  napi_throw_error(env, NULL, "kiln_jpeg: cannot queue the job on the thread pool");
+  free(job->input);
+  job->input = NULL;
+  napi_throw_error(env, NULL, "kiln_jpeg: cannot queue the job on the thread pool (out of memory?)");
   return NULL;
 }
 
@@ -73,6 +80,7 @@ void kiln_settle_job(napi_env env, napi_status status, kiln_job *job, const char
     snprintf(text, sizeof text, "%s: cannot create the result (out of memory?)", what);
     kiln_reject(env, job->deferred, text);
   }
-  napi_delete_reference(env, job->input_ref);
+  free(job->input);
+  job->input = NULL;
   napi_delete_async_work(env, job->work);
 }

@@ -38,8 +38,6 @@
 
 typedef struct {
   kiln_job job; /* first: the shared part (napi_results.h) */
-  const uint8_t *in;
-  size_t in_len;
   int jpeg;
   double max_pixels;
   int32_t *plan;
@@ -53,10 +51,10 @@ static void execute(napi_env env, void *data) {
   resize_job *j = data;
   const int32_t *p = j->plan;
   uint8_t *decoded = NULL;
-  const uint8_t *src = j->in;
+  const uint8_t *src = j->job.input;
   if (j->jpeg) {
     int w = 0, h = 0;
-    const int rc = kiln_decode_rgb_pixels(j->in, j->in_len, j->max_pixels, &decoded, &w, &h, j->job.message, sizeof j->job.message);
+    const int rc = kiln_decode_rgb_pixels(j->job.input, j->job.input_len, j->max_pixels, &decoded, &w, &h, j->job.message, sizeof j->job.message);
     if (rc == KILN_FAILED) j->job.failed = 1;
     if (rc != KILN_OK || w != p[KILN_PLAN_IN_W] || h != p[KILN_PLAN_IN_H]) {
       j->job.declined = !j->job.failed;
@@ -115,23 +113,24 @@ napi_value kiln_resize_rgb(napi_env env, napi_callback_info info) {
   void *in;
   size_t in_len;
   CHECK(napi_get_buffer_info(env, argv[0], &in, &in_len));
-  if (!kiln_pil_plan_ok(plan_data, plan_len) ||
-      (!jpeg && in_len != (size_t)((const int32_t *)plan_data)[KILN_PLAN_IN_W] * ((const int32_t *)plan_data)[KILN_PLAN_IN_H] * 3)) {
-    napi_throw_range_error(env, NULL, "kiln_jpeg.resizeRgb: the plan does not fit its input (see pil_resample.c)");
-    return NULL;
-  }
+  /* Check the copy, not the caller's array: it may be shared with another thread and change. */
   resize_job *j = calloc(1, sizeof(resize_job));
-  int32_t *plan = malloc(plan_len * sizeof(int32_t));
+  int32_t *plan = malloc((plan_len ? plan_len : 1) * sizeof(int32_t));
   if (!j || !plan) {
     free(j);
     free(plan);
     napi_throw_error(env, NULL, "kiln_jpeg.resizeRgb: out of memory");
     return NULL;
   }
-  memcpy(plan, plan_data, plan_len * sizeof(int32_t)); /* the caller may reuse its array */
+  if (plan_len) memcpy(plan, plan_data, plan_len * sizeof(int32_t));
+  if (!kiln_pil_plan_ok(plan, plan_len) ||
+      (!jpeg && in_len != (size_t)plan[KILN_PLAN_IN_W] * plan[KILN_PLAN_IN_H] * 3)) {
+    free(j);
+    free(plan);
+    napi_throw_range_error(env, NULL, "kiln_jpeg.resizeRgb: the plan does not fit its input (see pil_resample.c)");
+    return NULL;
+  }
   j->plan = plan;
-  j->in = in;
-  j->in_len = in_len;
   j->jpeg = jpeg;
   j->max_pixels = max_pixels;
   napi_value promise = kiln_queue_job(env, &j->job, argv[0], "kiln_jpeg.resizeRgb", execute, complete);
