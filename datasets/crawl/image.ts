@@ -141,7 +141,11 @@ export async function processImage(bytes: Buffer, o: ImageOptions, codec: ImageC
     let data: Buffer | undefined;
     try {
       data = await nativeJpeg.process(bytes, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, o.encodeQuality, o.maxPixels);
-    } catch {
+    } catch (err) {
+      // A progressive JPEG with more scans than any encoder writes costs minutes of CPU in any decoder:
+      // the row fails here instead of being handed to sharp.
+      const msg = (err as Error).message;
+      if (/decompression bomb/.test(msg)) return failure('decode_error', `jpeg: ${msg}`, dims);
       data = undefined; // a hard libjpeg error, or sizes beyond its range: sharp decides (and words any decode_error)
     }
     if (data) return { ok: true, image: { data, width: p.cw, height: p.ch, originalWidth: dims.width, originalHeight: dims.height } };

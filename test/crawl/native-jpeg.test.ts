@@ -189,6 +189,23 @@ describe('native JPEG path', { skip }, () => {
     assert.equal((await pending2)?.width, 500);
   });
 
+  it('refuses a progressive JPEG with more than 500 scans (a decompression bomb) instead of decoding it', async () => {
+    const prog = await sharp(photoLikePixels(64, 48, 5), { raw: { width: 64, height: 48, channels: 3 } }).jpeg({ progressive: true }).toBuffer();
+    // Repeat the last scan (SOS header + entropy-coded data, up to EOI) 600 times: libjpeg decodes
+    // every copy (warning of a bogus progression), each a full pass over the coefficients.
+    const lastSos = prog.lastIndexOf(Buffer.from([0xff, 0xda]));
+    const scan = prog.subarray(lastSos, prog.length - 2);
+    const bomb = Buffer.concat([prog.subarray(0, prog.length - 2), ...Array.from({ length: 600 }, () => scan), Buffer.from([0xff, 0xd9])]);
+    const p = placement({ width: 64, height: 48 }, BASE);
+    await assert.rejects(native.process(bomb, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 1e9), /more than 500 scans/);
+    await assert.rejects(native.decodeRgb(bomb, 1e9), /more than 500 scans/);
+    const row = await processImage(bomb, BASE);
+    assert.ok(!row.ok && row.failure.reason === 'decode_error' && /decompression bomb/.test(row.failure.detail), row.ok ? 'ok' : row.failure.detail);
+    // The same JPEG with 100 repeats is still an image (a warning: left to sharp, as before).
+    const fine = Buffer.concat([prog.subarray(0, prog.length - 2), ...Array.from({ length: 100 }, () => scan), Buffer.from([0xff, 0xd9])]);
+    assert.equal(await native.decodeRgb(fine, 1e9), undefined);
+  });
+
   it('handles progressive and 4:4:4 JPEGs', async () => {
     const raw = sharp(photoLikePixels(333, 222, 9), { raw: { width: 333, height: 222, channels: 3 } });
     for (const jpg of [await raw.clone().jpeg({ progressive: true }).toBuffer(), await raw.clone().jpeg({ chromaSubsampling: '4:4:4' }).toBuffer()]) {

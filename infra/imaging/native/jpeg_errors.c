@@ -1,4 +1,6 @@
 /* libjpeg error handling shared by the addon's entry points (see jpeg_errors.h). */
+#include <stdio.h>
+#include <string.h>
 #include "jpeg_errors.h"
 
 static void on_error_exit(j_common_ptr cinfo) {
@@ -21,5 +23,22 @@ struct jpeg_error_mgr *kiln_error_mgr(kiln_err *e) {
   m->emit_message = on_emit_message;
   m->output_message = on_output_message;
   e->warnings = 0;
+  e->refused = 0;
   return m;
+}
+
+static void on_progress(j_common_ptr cinfo) {
+  j_decompress_ptr d = (j_decompress_ptr)cinfo;
+  if (cinfo->is_decompressor && d->progressive_mode && d->input_scan_number > KILN_MAX_SCANS) {
+    kiln_err *e = (kiln_err *)cinfo->err;
+    e->refused = 1;
+    snprintf(e->message, sizeof e->message, "progressive JPEG with more than %d scans (a decompression bomb): refused", KILN_MAX_SCANS);
+    longjmp(e->jump, 1);
+  }
+}
+
+void kiln_limit_scans(j_decompress_ptr d, kiln_err *e) {
+  memset(&e->progress, 0, sizeof e->progress);
+  e->progress.progress_monitor = on_progress;
+  d->progress = &e->progress;
 }

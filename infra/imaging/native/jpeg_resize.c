@@ -265,6 +265,7 @@ static void run(resize_state *st, const uint8_t *in, size_t in_len) {
   }
   jpeg_create_decompress(&d);
   d_live = 1;
+  kiln_limit_scans(&d, &derr);
   jpeg_mem_src(&d, in, (unsigned long)in_len);
   jpeg_save_markers(&d, JPEG_APP0 + 2, 0xffff);
   jpeg_read_header(&d, TRUE);

@@ -46,8 +46,9 @@ int kiln_decode_rgb_pixels(const uint8_t *in, size_t in_len, double max_pixels, 
 
   d.err = kiln_error_mgr(&err);
   if (setjmp(err.jump)) {
-    /* An error after warnings (e.g. "no image" after "premature end") is truncated data: sharp's call. */
-    if (!err.warnings) {
+    /* An error after warnings (e.g. "no image" after "premature end") is truncated data: sharp's call.
+     * A refused decompression bomb is refused whatever came before. */
+    if (!err.warnings || err.refused) {
       rc = KILN_FAILED;
       snprintf(message, message_size, "%s", err.message);
     }
@@ -55,6 +56,7 @@ int kiln_decode_rgb_pixels(const uint8_t *in, size_t in_len, double max_pixels, 
   }
   jpeg_create_decompress(&d);
   live = 1;
+  kiln_limit_scans(&d, &err);
   jpeg_mem_src(&d, in, (unsigned long)in_len);
   jpeg_read_header(&d, TRUE);
   if (!plain(&d) || err.warnings || (double)d.image_width * d.image_height > max_pixels) goto done;
