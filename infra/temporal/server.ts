@@ -162,9 +162,15 @@ export interface Listener {
   argv: string[];
 }
 
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 /** The process listening on host:port, when /proc shows it (undefined elsewhere or when not visible). */
 export function findListener(address: string): Listener | undefined {
-  const { port } = parseAddress(address);
+  const { host, port } = parseAddress(address);
+  // Only this machine's listeners: a remote address's port number says nothing about local processes.
+  if (!isLoopbackHost(host)) return undefined;
   const inodes = new Set<string>();
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string;
