@@ -14,11 +14,13 @@ import { LocalStorage } from '../../infra/storage.js';
 import { nativeJpeg } from '../../infra/imaging/native-jpeg.js';
 import { planCrawl } from '../../datasets/crawl/plan.js';
 import { crawlShardToParquet, findFinishedShard } from '../../datasets/crawl/crawl-shard.js';
-import { ShardAttemptJournal, shardCodecDecision } from '../../datasets/crawl/attempts.js';
+import { ShardAttemptJournal, shardCodecDecision, decideCodec, type AttemptStart } from '../../datasets/crawl/attempts.js';
 import { resolveCrawlOptions } from '../../datasets/crawl/options.js';
 import { processImage } from '../../datasets/crawl/image.js';
 import { DatasetLayout } from '../../datasets/shards/layout.js';
 import { readShardRows } from '../../datasets/shards/reader.js';
+import { hostname } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { tempDir } from '../helpers/env.js';
 import { startFixtureServer, type FixtureServer } from './fixture-server.js';
 import { TEST_CRAWL_OPTIONS, writeJsonl } from './helpers.js';
@@ -87,5 +89,28 @@ describe('a shard whose attempts die in native code', () => {
     const again = await crawlShardToParquet(storage, { datasetName: 'poison', version: plan.version, shardIndex: 0, extraColumns: plan.extraColumns, options });
     assert.equal(again.skipped, true);
     assert.equal(again.codec?.codec, 'sharp');
+  });
+
+  it('the journal counts only attempts whose process is gone and that did not end', async () => {
+    const storage = new LocalStorage(`${tmp.path}/journal`);
+    const layout = new DatasetLayout(storage, 'j', 1);
+    const journal = new ShardAttemptJournal(storage, layout, 0);
+    // A live attempt of this process (e.g. one Temporal timed out that still runs) is not a death.
+    const live = await journal.begin('auto', 1);
+    assert.equal((await journal.history()).died.length, 0);
+    // An attempt that threw is not a death either.
+    await journal.end(await journal.begin('auto', 2), 'threw', 'Error: boom');
+    // A process that has exited (a real child), never ended: died. So does a start from another host.
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const dead: AttemptStart = { ...live, id: 'dead-1', pid: Number(gone.stdout), processStart: null, temporalAttempt: 3 };
+    const remote: AttemptStart = { ...live, id: 'remote-1', host: `not-${hostname()}`, temporalAttempt: 4 };
+    // The same pid with another start time is another process (pid reuse): died.
+    const reused: AttemptStart = { ...live, id: 'reused-1', processStart: (live.processStart ?? 0) + 1, temporalAttempt: 5 };
+    for (const rec of [dead, remote, reused]) await storage.writeAtomic(storage.child(layout.attemptsDirUri(0), `start-${rec.id}.json`), JSON.stringify(rec));
+    const h = await journal.history();
+    assert.deepEqual(h.died.map((d) => d.id).sort(), ['dead-1', 'remote-1', ...(live.processStart !== null ? ['reused-1'] : [])].sort());
+    assert.equal(decideCodec(h).codec, 'sharp');
+    assert.equal(decideCodec({ ...h, died: h.died.slice(0, 1) }).codec, 'auto');
+    await journal.end(live, 'finished');
   });
 });
