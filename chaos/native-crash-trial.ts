@@ -94,6 +94,9 @@ export function nativeCrashTrial(index: number, seed: number, shape: NativeCrash
 
         const problems: string[] = [];
         const notes: string[] = [`worker deaths: ${sb.workerDeaths.join(', ') || 'none'}`];
+        // Deaths beyond the poison's two: what the dying workers said (glibc heap checks, V8 fatal errors).
+        const said = [...new Set(sb.workerLog.split('\n').filter((l) => /corrupt|invalid|malloc|free\(\)|double free|FATAL|Aborted/i.test(l)).map((l) => l.trim().slice(0, 100)))];
+        if (said.length) notes.push(`workers said: ${said.slice(0, 3).join(' | ')}`);
         if (sb.workerDeaths.filter((d) => d === 'SIGABRT').length < 2) problems.push(`want >= 2 worker deaths by SIGABRT, saw [${sb.workerDeaths.join(', ')}]`);
         const c = await checkDataset(sb.dataRoot, r.datasetName, r.version, expectedKeys(rows, rowsPerShard));
         problems.push(...c.problems);
