@@ -10,6 +10,9 @@
  *   `${jobId}/crawl/shard-${index}`. Idempotent: a finished shard (stats + Parquet with the
  *   recorded sha256) is returned as is; a retry after a kill starts the shard over from its input
  *   (nothing partial is ever visible). Heartbeats rows done. Retry: any failure but ConfigError.
+ *   Attempts whose worker process died (seen in the shard's attempt journal, datasets/crawl/attempts.ts)
+ *   count: after 2, the shard is crawled with sharp for every row (native JPEG path off), recorded
+ *   in the shard's stats (`imageCodec`) and in the run's lineage environment.
  * - writeCrawlManifest: manifest.json + lineage dataset version. Idempotent.
  */
 import { pathToFileURL } from 'node:url';
@@ -22,6 +25,7 @@ import { readShardRows } from '../datasets/shards/reader.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
+import { shardCodecDecision } from '../datasets/crawl/attempts.js';
 import { imageCodecEnvironment } from '../infra/imaging/native-jpeg.js';
 import { planCrawl, type CrawlPlan, type CrawlPlanSpec } from '../datasets/crawl/plan.js';
 import { buildCrawlManifest } from '../datasets/crawl/manifest.js';
@@ -77,6 +81,9 @@ export interface CrawlShardResult {
   skipped: boolean;
   countsByStatus: Record<RowStatus, number>;
   shard: FileRef;
+  /** The codec the shard was crawled with (`sharp`: native JPEG path off after dead attempts) and the dead attempts before it. */
+  imageCodec?: 'auto' | 'sharp';
+  diedAttempts?: number;
 }
 
 export interface CrawlManifestResult {
@@ -151,10 +158,17 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const ctx = activityContext();
       const attempt = ctx?.info.attempt ?? 1;
       const runId = `${input.jobId}/crawl/shard-${input.shardIndex}`;
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, environment: { attempt, ...(await imageCodecEnvironment()) } }, async () => {
+      // Earlier attempts that died with their worker (timed out, never threw) turn the native JPEG path off for this shard.
+      const decision = await shardCodecDecision(storage, new DatasetLayout(storage, input.datasetName, input.version), input.shardIndex);
+      const environment = {
+        attempt, ...(await imageCodecEnvironment(decision.codec, decision.reason)),
+        ...(decision.diedAttempts ? { diedAttempts: decision.diedAttempts, nativeJpeg: decision.codec === 'sharp' ? 'off' : 'on' } : {}),
+      };
+      // A retried shard records the environment of the attempt that runs now (the codec may have changed).
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, environment, environmentOfRetry: 'latest' }, async () => {
         const asOf = (await readPlan(input.datasetName, input.version)).seenAsOf;
-        const outcome = await crawlShardToParquet(storage, input, {
-          signal: ctx?.cancellationSignal,
+        const outcome = await crawlShardToParquet(storage, { ...input, codec: decision.codec }, {
+          signal: ctx?.cancellationSignal, attempt,
           ...(asOf != null ? { seenContent: (sha: string) => lineage.seenImage(sha, asOf) } : {}),
           onProgress: (rowsDone, rowsTotal) => {
             if (rowsDone % 50 === 0 || rowsDone === rowsTotal) ctx?.heartbeat({ rowsDone, rowsTotal });
@@ -165,7 +179,10 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         lineage.recordArtifactOfRun(runId, 'consumed', { ...outcome.input, kind: 'crawl-input-shard', metadata: { datasetId, shardIndex: input.shardIndex } });
         lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.shard, kind: 'dataset-shard', metadata: { datasetId, shardIndex: input.shardIndex, rows: outcome.rows, schemaVersion: SHARD_SCHEMA_VERSION } });
         lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.stats, kind: 'shard-stats', metadata: { datasetId, shardIndex: input.shardIndex } });
-        const result: CrawlShardResult = { shardIndex: input.shardIndex, rows: outcome.rows, skipped: outcome.skipped, countsByStatus: outcome.countsByStatus, shard: outcome.shard };
+        const result: CrawlShardResult = {
+          shardIndex: input.shardIndex, rows: outcome.rows, skipped: outcome.skipped, countsByStatus: outcome.countsByStatus, shard: outcome.shard,
+          ...(outcome.codec ? { imageCodec: outcome.codec.codec, diedAttempts: outcome.codec.diedAttempts } : {}),
+        };
         return result;
       });
     },

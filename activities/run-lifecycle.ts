@@ -15,8 +15,9 @@ export interface RunHandle {
   summarize(summary: unknown): void;
 }
 
-export async function withRun<R>(deps: ActivityDeps, run: RunStart, work: (handle: RunHandle) => Promise<R>): Promise<R> {
-  deps.lineage.startRun({ ...run, codeVersion: deps.codeVersion });
+export async function withRun<R>(deps: ActivityDeps, run: RunStart & { environmentOfRetry?: 'first' | 'latest' }, work: (handle: RunHandle) => Promise<R>): Promise<R> {
+  const { environmentOfRetry, ...start } = run;
+  deps.lineage.startRun({ ...start, codeVersion: deps.codeVersion }, { environment: environmentOfRetry });
   let summary: { value: unknown } | undefined;
   try {
     const result = await work({ summarize: (value) => { summary = { value }; } });

@@ -84,6 +84,10 @@ export class Sandbox {
   /** stderr of all worker children, for diagnostics. */
   workerLog = '';
   workerStarts = 0;
+  /** Extra environment of every worker child (e.g. a test-only fault switch). */
+  workerEnv: Record<string, string> = {};
+  /** How each worker child ended that was not stopped by killWorker(): signal name or exit code. */
+  workerDeaths: string[] = [];
 
   constructor(prefix = 'kiln-chaos-') {
     this.dir = mkdtempSync(join(tmpdir(), prefix));
@@ -108,10 +112,13 @@ export class Sandbox {
 
   /** Spawn `kiln worker` and wait until it serves its queues. */
   async startWorker(): Promise<void> {
-    const child = spawn(process.execPath, [KILN_BIN, 'worker'], { env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...this.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [KILN_BIN, 'worker'], { env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...this.env, ...this.workerEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
     this.worker = child;
     this.workerStarts++;
-    this.workerExited = new Promise((resolve) => child.once('exit', () => resolve()));
+    this.workerExited = new Promise((resolve) => child.once('exit', (code, signal) => {
+      if (!child.killed) this.workerDeaths.push(signal ?? `exit ${code}`);
+      resolve();
+    }));
     let ready = false;
     child.stderr!.on('data', (d: Buffer) => {
       const t = d.toString();
@@ -125,6 +132,21 @@ export class Sandbox {
   /** True while the worker child runs. */
   get workerAlive(): boolean {
     return !!this.worker && this.worker.exitCode === null && this.worker.signalCode === null;
+  }
+
+  /**
+   * Restart the worker child whenever it dies on its own (as a supervisor or `kiln up` under systemd
+   * would), until the returned stop() is called.
+   */
+  supervise(everyMs = 200): { stop(): Promise<void> } {
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        if (!this.workerAlive) await this.startWorker();
+        await sleep(everyMs);
+      }
+    })();
+    return { stop: async () => { stopped = true; await loop; } };
   }
 
   /** kill -9 the worker child and wait for it to be gone. */

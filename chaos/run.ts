@@ -11,6 +11,7 @@ import { activityKillTrial, killTrial, serverRestartTrial } from './pipeline-tri
 import { inputTrials } from './input-trials.js';
 import { bigListTrial, planKillTrial } from './plan-trials.js';
 import { pathTrials, diskTrials } from './path-trials.js';
+import { nativeCrashTrial } from './native-crash-trial.js';
 import type { ChaosStage, TrialResult, TrialSpec } from './types.js';
 
 export interface ChaosOptions {
@@ -34,6 +35,8 @@ export function planTrials(o: ChaosOptions): TrialSpec[] {
   }
   // kill -9 while the filter plans (loads the model, lists shards): retried within 3 minutes?
   if (want('filter')) out.push(activityKillTrial('filter', 'planFilter', 1, 101, 180));
+  // one image aborts the worker process in the native JPEG addon (test-only switch): the shard is retried with sharp
+  if (want('crawl')) for (let i = 1; i <= (o.short ? 1 : Math.min(n, 3)); i++) out.push(nativeCrashTrial(i, 200 + i));
   // kill -9 during crawl planning (each waits out the 1-minute planning heartbeat timeout)
   if (want('crawl')) for (let i = 1; i <= (o.short ? 1 : Math.min(n, 3)); i++) out.push(planKillTrial(i, o.short ? 20_000 : 100_000, o.short ? 1_000 : 5_000));
   if (want('server')) for (let i = 1; i <= Math.max(1, Math.min(n, o.short ? 1 : 4)); i++) out.push(serverRestartTrial(i, 7, reference));

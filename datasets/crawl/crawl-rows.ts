@@ -12,7 +12,7 @@ import type { InputShardRow } from '../input/input-shards.js';
 import type { CrawlOptions } from './options.js';
 import { errorMessage, statusOfReason, type RowFailure } from './failures.js';
 import type { ImageFetcher } from './fetcher.js';
-import { processImage } from './image.js';
+import { processImage, type ImageCodec } from './image.js';
 
 export interface RowTiming {
   downloadedBytes: number;
@@ -31,6 +31,8 @@ export interface CrawlRowsParams {
   signal?: AbortSignal;
   /** Incremental curation: the earlier dataset version holding these exact image bytes, if any. */
   seenContent?: (sha256: string) => string | undefined;
+  /** `sharp`: the native JPEG path is off for these rows (a shard whose attempts died, see attempts.ts). Default `auto`. */
+  codec?: ImageCodec;
 }
 
 /** An output row for a failed input row. */
@@ -79,7 +81,7 @@ export async function crawlRows(p: CrawlRowsParams): Promise<void> {
         { ...NO_TIMING, downloadedBytes: original.length, downloadMs, retries });
     }
     const t1 = performance.now();
-    const out = await decodes.add(() => processImage(original, options));
+    const out = await decodes.add(() => processImage(original, options, p.codec ?? 'auto'));
     const timing = { downloadedBytes: original.length, downloadMs, decodeMs: performance.now() - t1, retries };
     if (!out.ok) return emit({ ...failedRow(input, out.failure, out), sha256 }, timing);
     const img = out.image;

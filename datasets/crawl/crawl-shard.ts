@@ -16,6 +16,8 @@ import { readInputShard } from '../input/input-shards.js';
 import { resolveCrawlOptions, type CrawlOptions } from './options.js';
 import { ImageFetcher } from './fetcher.js';
 import { crawlRows } from './crawl-rows.js';
+import type { ImageCodec } from './image.js';
+import { ShardAttemptJournal, decideCodec, type CodecDecision } from './attempts.js';
 
 export interface CrawlShardSpec {
   datasetName: string;
@@ -26,6 +28,8 @@ export interface CrawlShardSpec {
   extraColumns: string[];
   /** Rows per Parquet row group (default 1024). */
   rowGroupSize?: number;
+  /** Force a codec; default: decided from the shard's attempt journal (sharp after 2 dead attempts, see attempts.ts). */
+  codec?: ImageCodec;
 }
 
 export interface CrawlShardHooks {
@@ -36,6 +40,8 @@ export interface CrawlShardHooks {
   fetcher?: ImageFetcher;
   /** Incremental curation: the earlier dataset version holding these image bytes, if any. */
   seenContent?: (sha256: string) => string | undefined;
+  /** Temporal's attempt number, recorded in the attempt journal. */
+  attempt?: number;
 }
 
 export interface FileRef {
@@ -53,6 +59,8 @@ export interface CrawlShardOutcome {
   countsByStatus: Record<RowStatus, number>;
   /** True when the shard was already finished and nothing was crawled. */
   skipped: boolean;
+  /** The codec this attempt crawled with and why (for a skipped shard: what its stats recorded, if anything). */
+  codec?: CodecDecision;
 }
 
 /** The shard's stats when shard `i` is finished (stats present, Parquet present with the recorded hash). */
@@ -83,19 +91,31 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
   if (done) {
     return {
       shardIndex: i, rows: done.stats.rows, shard: done.stats.shard, stats: done.statsRef, input: inputRef,
-      countsByStatus: done.stats.countsByStatus, skipped: true,
+      countsByStatus: done.stats.countsByStatus, skipped: true, codec: done.stats.imageCodec,
     };
   }
   const options = resolveCrawlOptions(spec.options, availableParallelism());
+  // The journal tells this attempt how earlier ones ended; its own start is durable before any row.
+  const journal = new ShardAttemptJournal(storage, layout, i);
+  const decided = decideCodec(await journal.history());
+  const codec: CodecDecision = spec.codec && spec.codec !== decided.codec ? { ...decided, codec: spec.codec, reason: `codec ${spec.codec} forced by the caller` } : decided;
   const fetcher = hooks.fetcher ?? new ImageFetcher(options);
   const collector = new ShardStatsCollector();
   const writer = await ShardWriter.open(storage, layout.shardUri(i), {
     columns: { extra: spec.extraColumns }, rowGroupSize: spec.rowGroupSize,
     metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i) },
   });
+  let attempt;
+  try {
+    attempt = await journal.begin(codec.codec, hooks.attempt);
+  } catch (err) {
+    await writer.abort();
+    if (!hooks.fetcher) await fetcher.close();
+    throw err;
+  }
   try {
     await crawlRows({
-      rows: input.rows, options, fetcher, signal: hooks.signal, seenContent: hooks.seenContent,
+      rows: input.rows, options, fetcher, signal: hooks.signal, seenContent: hooks.seenContent, codec: codec.codec,
       emit: async (row, timing) => {
         collector.addRow(row, timing);
         const t = performance.now();
@@ -108,11 +128,13 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
     const t = performance.now();
     const shard = await writer.commit();
     collector.addWriteTime(performance.now() - t);
-    const stats = collector.finish({ schemaVersion: SHARD_SCHEMA_VERSION, shardIndex: i, inputUri, shard: { uri: shard.uri, sha256: shard.sha256, bytes: shard.bytes } });
+    const stats = collector.finish({ schemaVersion: SHARD_SCHEMA_VERSION, shardIndex: i, inputUri, shard: { uri: shard.uri, sha256: shard.sha256, bytes: shard.bytes }, imageCodec: codec });
     const statsRef = await storage.writeAtomic(layout.statsUri(i), `${JSON.stringify(stats, null, 2)}\n`);
-    return { shardIndex: i, rows: shard.rows, shard: stats.shard, stats: statsRef, input: inputRef, countsByStatus: stats.countsByStatus, skipped: false };
+    await journal.end(attempt, 'finished').catch(() => undefined); // the shard is finished either way
+    return { shardIndex: i, rows: shard.rows, shard: stats.shard, stats: statsRef, input: inputRef, countsByStatus: stats.countsByStatus, skipped: false, codec };
   } catch (err) {
     await writer.abort();
+    await journal.end(attempt, 'threw', String(err)).catch(() => undefined);
     throw err;
   } finally {
     if (!hooks.fetcher) await fetcher.close();

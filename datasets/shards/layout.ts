@@ -8,6 +8,7 @@
  *   datasets/<name>/v<version>/input/input-000012.jsonl       (input shard 12)
  *   datasets/<name>/v<version>/shards/shard-000012.parquet    (output shard 12)
  *   datasets/<name>/v<version>/shards/shard-000012.stats.json
+ *   datasets/<name>/v<version>/attempts/shard-000012/...      (attempt journal of shard 12)
  */
 import { assertSafeSegment, type ArtifactStorage } from '../../infra/storage.js';
 
@@ -60,6 +61,10 @@ export class DatasetLayout {
   }
   statsUri(i: number): string {
     return this.storage.child(this.dirUri, 'shards', `shard-${pad(i)}.stats.json`);
+  }
+  /** Shard i's attempt journal (datasets/crawl/attempts.ts): one small record per attempt start / end. */
+  attemptsDirUri(i: number): string {
+    return this.storage.child(this.dirUri, 'attempts', `shard-${pad(i)}`);
   }
   inputShardUri(i: number): string {
     return this.storage.child(this.dirUri, 'input', `input-${pad(i)}.jsonl`);

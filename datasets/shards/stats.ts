@@ -53,6 +53,12 @@ export interface ShardStats {
   retries: number;
   startedAt: string;
   finishedAt: string;
+  /**
+   * The image codec the shard was crawled with (crawl shards written since the attempt journal):
+   * `auto` (native JPEG path where built) or `sharp` (native path off: earlier attempts died), with
+   * the count of dead earlier attempts and the reason.
+   */
+  imageCodec?: { codec: 'auto' | 'sharp'; diedAttempts: number; reason: string };
 }
 
 /** The stable reason code of an error_message (`http_404: Not Found` -> `http_404`). */
@@ -95,7 +101,7 @@ export class ShardStatsCollector {
     this.writeMs += ms;
   }
 
-  finish(f: { schemaVersion: number; shardIndex: number; inputUri: string; shard: ShardStats['shard'] }): ShardStats {
+  finish(f: { schemaVersion: number; shardIndex: number; inputUri: string; shard: ShardStats['shard']; imageCodec?: ShardStats['imageCodec'] }): ShardStats {
     const round = (x: number) => Math.round(x * 10) / 10;
     return {
       schemaVersion: f.schemaVersion,
@@ -110,6 +116,7 @@ export class ShardStatsCollector {
       retries: this.retries,
       startedAt: new Date(this.startedAtMs).toISOString(),
       finishedAt: new Date().toISOString(),
+      ...(f.imageCodec ? { imageCodec: f.imageCodec } : {}),
     };
   }
 }

@@ -61,10 +61,15 @@ export const nativeJpeg: NativeJpeg | undefined = loaded.addon;
 /** Why the addon is or is not in use (for logs and the benchmark). */
 export const nativeJpegStatus: string = loaded.why;
 
-/** The image codecs this worker crawls with, recorded with every crawl.shard run in lineage. */
-export async function imageCodecEnvironment(): Promise<{ imageCodec: string }> {
+/**
+ * The image codecs this worker crawls with, recorded with every crawl.shard run in lineage. With
+ * `codec` = `sharp` (a shard whose earlier attempts died, see datasets/crawl/attempts.ts), sharp
+ * does every image whether or not the addon is loaded, and `why` says so.
+ */
+export async function imageCodecEnvironment(codec: 'auto' | 'sharp' = 'auto', why?: string): Promise<{ imageCodec: string }> {
   const { default: sharp } = await import('sharp');
   const viaSharp = `sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips})`;
+  if (codec === 'sharp') return { imageCodec: `${viaSharp} for every image (${why ?? 'native JPEG path off for this shard'})` };
   const v = nativeJpeg?.libjpegTurboVersion ?? 0;
   const turbo = `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
   return { imageCodec: nativeJpeg ? `libjpeg-turbo ${turbo} for JPEG->JPEG, ${viaSharp} otherwise` : `${viaSharp} (native JPEG path: ${nativeJpegStatus})` };

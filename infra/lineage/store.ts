@@ -83,6 +83,7 @@ export class LineageStore {
       insertRun: db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
         VALUES (@id, @jobId, @stage, 'running', @params, @environment, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
       restartRun: db.prepare(`UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ? AND status IN ('failed','cancelled')`),
+      setRunEnvironment: db.prepare(`UPDATE runs SET environment_json = ? WHERE id = ? AND status = 'running' AND environment_json <> ?`),
       finishRun: db.prepare('UPDATE runs SET status = ?, finished_at = ?, result_json = ?, error = ? WHERE id = ?'),
       getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
       runsOfJob: db.prepare('SELECT * FROM runs WHERE job_id = ? ORDER BY started_at, id'),
@@ -161,14 +162,21 @@ export class LineageStore {
    * Record the start of a stage run. Idempotent on `id`: a retried activity gets the existing
    * row back (a failed or cancelled one is marked running again).
    */
-  startRun(run: { id: string; jobId?: string | null; stage: string; params: unknown; environment?: Record<string, unknown>; codeVersion: string }): RunRecord {
+  /**
+   * Start a run, or restart it (a failed or cancelled run, or one left `running` by an attempt whose
+   * process died). A restarted run keeps its first attempt's environment unless `environment` is
+   * `latest`: then it records this attempt's (e.g. a crawl shard retried without the native codec).
+   */
+  startRun(run: { id: string; jobId?: string | null; stage: string; params: unknown; environment?: Record<string, unknown>; codeVersion: string }, opts: { environment?: 'first' | 'latest' } = {}): RunRecord {
     return this.transaction(() => {
+      const environment = json(run.environment ?? {});
       const inserted = this.stmts.insertRun.run({
         id: run.id, jobId: run.jobId ?? null, stage: run.stage, params: json(run.params),
-        environment: json(run.environment ?? {}), codeVersion: run.codeVersion, at: now(),
+        environment, codeVersion: run.codeVersion, at: now(),
       }).changes;
       const restarted = this.stmts.restartRun.run(run.id).changes;
-      if (inserted + restarted > 0) this.logRow('runs', this.stmts.getRun.get(run.id) as Row);
+      const updated = !inserted && opts.environment === 'latest' ? this.stmts.setRunEnvironment.run(environment, run.id, environment).changes : 0;
+      if (inserted + restarted + updated > 0) this.logRow('runs', this.stmts.getRun.get(run.id) as Row);
       return this.getRun(run.id)!;
     });
   }

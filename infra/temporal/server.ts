@@ -1,11 +1,17 @@
 /**
  * Embedded Temporal: when nothing answers at TEMPORAL_ADDRESS, start `temporal server start-dev`
- * with its SQLite file under the data root. What Kiln started, Kiln stops.
+ * with its SQLite file under the data root. What Kiln started, Kiln stops, even when Kiln itself
+ * is killed -9 or aborts: the server runs under a watchdog (`WATCHDOG_SH`) that holds a pipe from
+ * this process and stops the server when the pipe reaches EOF, i.e. when this process is gone.
+ *
+ * When something already answers at the address, Kiln attaches only to a working Temporal frontend
+ * whose database file (for a dev server) still exists; anything else is an error that says what
+ * answers there (process, reply) and what to do.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, openSync, closeSync, existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { KilnConfig } from '../config.js';
 import { parseAddress } from '../config.js';
@@ -44,13 +50,8 @@ export async function waitForTemporal(address: string, namespace: string, timeou
     }
     if (await isPortOpen(address, 500)) {
       try {
-        const conn = await Connection.connect({ address, connectTimeout: 2000 });
-        try {
-          await conn.workflowService.describeNamespace({ namespace });
-          return;
-        } finally {
-          await conn.close();
-        }
+        await describeNamespace(address, namespace, 2000);
+        return;
       } catch (err) {
         lastErr = err;
       }
@@ -60,6 +61,45 @@ export async function waitForTemporal(address: string, namespace: string, timeou
   throw new TemporalUnavailableError(`Temporal at ${address} did not become ready within ${timeoutMs} ms`,
     'check the server log, or point TEMPORAL_ADDRESS at a running Temporal server.', { cause: lastErr });
 }
+
+async function describeNamespace(address: string, namespace: string, timeoutMs: number): Promise<void> {
+  const conn = await Connection.connect({ address, connectTimeout: timeoutMs });
+  try {
+    await conn.withDeadline(Date.now() + timeoutMs, () => conn.workflowService.describeNamespace({ namespace }));
+  } finally {
+    await conn.close();
+  }
+}
+
+/**
+ * The parent-death watch around the server (POSIX sh; `$@` is the server command). Its stdin is a
+ * pipe whose only write end this (Node) process holds. A background reader blocks on that pipe;
+ * EOF means the parent closed it (stop()) or died (exit, crash, abort, SIGKILL: the kernel closes
+ * its descriptors), and the reader then sends the server SIGTERM, and SIGKILL after $KILN_WATCHDOG_GRACE_S.
+ * The main shell waits for the server and exits with its status, so the parent still sees the
+ * server's exit. Chosen over `setpriv --pdeathsig` (util-linux): PR_SET_PDEATHSIG fires when the
+ * *thread* that forked exits, not the process, misses a parent that dies before the prctl, and is
+ * Linux-only; EOF on a pipe is a state, not an event, so it cannot be missed.
+ */
+export const WATCHDOG_SH = [
+  'exec 3<&0',
+  '"$@" </dev/null &',
+  'server=$!',
+  '( while IFS= read -r _; do :; done <&3',
+  '  kill -TERM "$server" 2>/dev/null',
+  '  i=0',
+  '  while kill -0 "$server" 2>/dev/null; do',
+  '    i=$((i + 1))',
+  '    if [ "$i" -ge $((${KILN_WATCHDOG_GRACE_S:-10} * 10)) ]; then kill -KILL "$server" 2>/dev/null; break; fi',
+  '    sleep 0.1',
+  '  done ) &',
+  'reader=$!',
+  'exec 3<&-',
+  'wait "$server"',
+  'code=$?',
+  'kill "$reader" 2>/dev/null',
+  'exit "$code"',
+].join('\n');
 
 export interface StartDevServerOptions {
   binary?: string;
@@ -72,24 +112,32 @@ export interface StartDevServerOptions {
   readyTimeoutMs?: number;
 }
 
-/** Start `temporal server start-dev` on address, persisting to a SQLite file; resolves when ready. */
+/**
+ * Start `temporal server start-dev` on address, persisting to a SQLite file; resolves when ready.
+ * The server stops when stop() is called or when this process ends in any way (see WATCHDOG_SH).
+ */
 export async function startDevServer(opts: StartDevServerOptions): Promise<TemporalServerHandle> {
   const binary = opts.binary ?? findTemporalBinary();
   const { host, port } = parseAddress(opts.address);
   const dir = join(opts.dataRoot, 'temporal');
   mkdirSync(dir, { recursive: true });
-  const dbFile = opts.dbFile ?? join(dir, 'temporal.db');
+  const dbFile = resolvePath(opts.dbFile ?? join(dir, 'temporal.db'));
   const logFd = openSync(join(dir, 'server.log'), 'a');
   const args = ['server', 'start-dev', '--ip', host, '--port', String(port), '--db-filename', dbFile,
     '--namespace', opts.namespace, '--log-level', 'warn'];
   if (opts.ui) args.push('--ui-port', String(port + 1000)); else args.push('--headless');
-  const child = spawn(binary, args, { stdio: ['ignore', logFd, logFd] });
+  const child = spawn('/bin/sh', ['-c', WATCHDOG_SH, 'kiln-temporal-watchdog', binary, ...args], { stdio: ['pipe', logFd, logFd] });
   closeSync(logFd);
+  // The pipe is the watch: never written, and not kept open by anything but this process.
+  child.stdin!.on('error', () => undefined);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const release = () => child.stdin!.destroy();
+  child.once('exit', release);
   try {
     await waitForTemporal(opts.address, opts.namespace, opts.readyTimeoutMs ?? 60_000, child);
   } catch (err) {
-    child.kill('SIGKILL');
+    release();
+    await exited;
     throw err;
   }
   let stopped = false;
@@ -100,23 +148,168 @@ export async function startDevServer(opts: StartDevServerOptions): Promise<Tempo
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      // EOF on the watch pipe: the watchdog sends SIGTERM, then SIGKILL after 10 s, and exits with the server.
+      release();
+      await exited;
     },
   };
 }
 
+/** A process listening on a TCP port of this machine (Linux /proc; only processes this user may inspect). */
+export interface Listener {
+  pid: number;
+  /** argv, as in /proc/<pid>/cmdline. */
+  argv: string[];
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The process listening on host:port, when /proc shows it (undefined elsewhere or when not visible). */
+export function findListener(address: string): Listener | undefined {
+  const { host, port } = parseAddress(address);
+  // Only this machine's listeners: a remote address's port number says nothing about local processes.
+  if (!isLoopbackHost(host)) return undefined;
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A') continue; // 0A = LISTEN
+      const localPort = parseInt(f[1]!.split(':')[1] ?? '', 16);
+      if (localPort === port) inodes.add(f[9]!);
+    }
+  }
+  if (inodes.size === 0) return undefined;
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return undefined;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m && inodes.has(m[1]!)) {
+        try {
+          return { pid: Number(pid), argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean) };
+        } catch {
+          return undefined;
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/** `temporal server start-dev`'s database file, when the listener is one: its path and whether it still exists. */
+export function devServerDatabase(l: Listener): { path: string; gone: boolean } | undefined {
+  const i = l.argv.indexOf('start-dev');
+  if (i < 0 || !l.argv.includes('server')) return undefined;
+  let path: string | undefined;
+  for (let j = i + 1; j < l.argv.length; j++) {
+    const a = l.argv[j]!;
+    if (a === '--db-filename' || a === '-f') path = l.argv[j + 1];
+    else if (a.startsWith('--db-filename=')) path = a.slice('--db-filename='.length);
+  }
+  if (path === undefined) return undefined; // in-memory dev server: no file to lose
+  let cwd = '';
+  try {
+    cwd = readlinkSync(`/proc/${l.pid}/cwd`);
+  } catch { /* not inspectable */ }
+  const abs = cwd ? resolvePath(cwd, path) : path;
+  // Deleted and perhaps recreated since: the server still writes to the deleted inode.
+  let deletedOpen = false;
+  try {
+    for (const fd of readdirSync(`/proc/${l.pid}/fd`)) {
+      try {
+        const t = readlinkSync(`/proc/${l.pid}/fd/${fd}`);
+        if (t.endsWith(' (deleted)') && t.slice(0, -' (deleted)'.length).startsWith(abs)) deletedOpen = true;
+      } catch { /* fd closed meanwhile */ }
+    }
+  } catch { /* not inspectable */ }
+  return { path: abs, gone: deletedOpen || !existsSync(abs) };
+}
+
+/** The first line something at address sends back to an HTTP/1.1 request (or its greeting), for error messages. */
+export function probeReply(address: string, timeoutMs = 1500): Promise<string> {
+  const { host, port } = parseAddress(address);
+  return new Promise((resolve) => {
+    const sock = createConnection({ host, port });
+    let data = '';
+    let sent = false;
+    const done = (what: string) => { sock.destroy(); clearTimeout(timer); resolve(what); };
+    const timer = setTimeout(() => done(data ? firstLine(data) : 'no reply'), timeoutMs);
+    const firstLine = (s: string) => JSON.stringify(s.split(/\r?\n/)[0]!.replace(/[^\x20-\x7e]/g, '.').slice(0, 80));
+    sock.once('connect', () => {
+      // Greeting protocols (SSH, SMTP, Redis INFO-less...) speak first; otherwise ask in HTTP/1.1.
+      setTimeout(() => { if (!data && !sent) { sent = true; sock.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`); } }, 200);
+    });
+    sock.on('data', (d: Buffer) => { data += d.toString('latin1'); if (data.includes('\n') || data.length > 200) done(firstLine(data)); });
+    sock.once('error', (err) => done(data ? firstLine(data) : `connection error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    sock.once('end', () => done(data ? firstLine(data) : 'closed the connection without a reply'));
+  });
+}
+
+function describeListener(l: Listener | undefined): string {
+  if (!l) return 'a process this user cannot inspect';
+  const cmd = l.argv.join(' ');
+  return `pid ${l.pid} (${cmd.length > 160 ? `${cmd.slice(0, 160)}...` : cmd})`;
+}
+
 /**
- * Use the Temporal server at config.temporalAddress if one answers; otherwise start the embedded
- * dev server there (only for loopback addresses: a remote cluster that is down is an error).
+ * Check whatever answers at `address` before attaching to it: a Temporal frontend serving the
+ * namespace, and, when it is a local dev server, one whose database file still exists. Throws a
+ * TemporalUnavailableError naming what was found and the fix otherwise.
  */
-export async function ensureTemporalServer(config: KilnConfig, opts: { ui?: boolean } = {}): Promise<TemporalServerHandle> {
+export async function checkExistingServer(address: string, namespace: string, opts: { readyTimeoutMs?: number } = {}): Promise<void> {
+  const listener = findListener(address);
+  const db = listener ? devServerDatabase(listener) : undefined;
+  if (listener && db?.gone) {
+    throw new TemporalUnavailableError(
+      `a Temporal dev server answers at ${address} (${describeListener(listener)}) but its database file ${db.path} is gone: its history would vanish with that process, so Kiln does not attach to it`,
+      `stop it (kill ${listener.pid}; it is probably left over from an earlier run whose data root was removed) and rerun: Kiln then starts a fresh embedded server with its database under the data root.`);
+  }
+  const looksLikeTemporal = !listener || listener.argv.some((a) => /temporal/i.test(a));
+  try {
+    // A server that is still starting (e.g. `kiln up` in another shell) gets time to become ready.
+    await (looksLikeTemporal ? waitForTemporal(address, namespace, opts.readyTimeoutMs ?? 30_000) : describeNamespace(address, namespace, 3000));
+    return;
+  } catch (err) {
+    const reply = await probeReply(address);
+    throw new TemporalUnavailableError(
+      `something answers at ${address} but it is not a working Temporal frontend serving namespace ${JSON.stringify(namespace)}: ${describeListener(listener)}, which replied ${reply} to HTTP and ${JSON.stringify(String((err as Error).message ?? err).split('\n')[0]!.slice(0, 160))} to Temporal's gRPC`,
+      `stop that process or free the port, or set TEMPORAL_ADDRESS to your Temporal server (or to a free loopback port such as 127.0.0.1:7239, where Kiln starts its embedded dev server).`,
+      { cause: err });
+  }
+}
+
+/**
+ * Use the Temporal server at config.temporalAddress if one answers (and checks out, see
+ * checkExistingServer); otherwise start the embedded dev server there (only for loopback
+ * addresses: a remote cluster that is down is an error).
+ */
+export async function ensureTemporalServer(config: KilnConfig, opts: { ui?: boolean; readyTimeoutMs?: number } = {}): Promise<TemporalServerHandle> {
   if (await isPortOpen(config.temporalAddress)) {
-    await waitForTemporal(config.temporalAddress, config.namespace, 30_000);
+    await checkExistingServer(config.temporalAddress, config.namespace, opts);
     return { address: config.temporalAddress, startedHere: false, dbFile: null, stop: async () => undefined };
   }
   const { host } = parseAddress(config.temporalAddress);
