@@ -107,6 +107,7 @@ async function main(): Promise<void> {
   console.log(`addon: ${process.env.KILN_NATIVE_JPEG_ADDON ?? '(default build)'}; ${args.cases} cases from seed ${args.seed}`);
   const r = rng(args.seed);
   const failures: string[] = [];
+  const fail = (f: string) => { failures.push(f); console.log(`FAIL ${f}`); };
   const stats = { processed: 0, declined: 0, outOfRange: 0, minPsnr: Infinity, decodeExact: 0, resizeExact: 0, rawResizeExact: 0, largest: '' };
   let largestPx = 0;
   const started = Date.now();
@@ -132,24 +133,24 @@ async function main(): Promise<void> {
     const inRange = [p.rw, p.rh, p.cw, p.ch].every((v) => v <= 65535);
     try {
       out = await addon.process(jpg, p.rw, p.rh, p.cw, p.ch, p.ox, p.oy, 95, 50_000_000);
-      if (!inRange) failures.push(`${tag}: process() accepted a size beyond 65535 (${p.rw}x${p.rh} on ${p.cw}x${p.ch})`);
+      if (!inRange) fail(`${tag}: process() accepted a size beyond 65535 (${p.rw}x${p.rh} on ${p.cw}x${p.ch})`);
     } catch (err) {
       // Geometry beyond JPEG's 65535 limit (keep_ratio of a 3001x1 image): a RangeError, and the
       // crawler then asks sharp (which fails it as a decode_error). Anything else is a failure.
-      if (inRange || !(err instanceof RangeError)) failures.push(`${tag}: process() threw ${(err as Error).message}`);
+      if (inRange || !(err instanceof RangeError)) fail(`${tag}: process() threw ${(err as Error).message}`);
       else stats.outOfRange++;
       continue;
     }
     if (layout.comps === 1) {
-      if (out) failures.push(`${tag}: process() handled a grey JPEG (it must decline: sharp's job)`);
+      if (out) fail(`${tag}: process() handled a grey JPEG (it must decline: sharp's job)`);
       else stats.declined++;
     } else if (!out) {
-      failures.push(`${tag}: process() declined a plain YCbCr JPEG (${geo.resizeMode} ${geo.imageSize})`);
+      fail(`${tag}: process() declined a plain YCbCr JPEG (${geo.resizeMode} ${geo.imageSize})`);
     } else {
       stats.processed++;
       const opts: ImageOptions = { ...geo, resizeOnlyIfBigger: geo.resizeOnlyIfBigger ?? false, minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000, encodeFormat: 'jpeg', encodeQuality: 95, skipReencode: false };
       const ref = await processImage(jpg, opts, 'sharp');
-      if (!ref.ok) failures.push(`${tag}: sharp failed on it: ${ref.failure.detail}`);
+      if (!ref.ok) fail(`${tag}: sharp failed on it: ${ref.failure.detail}`);
       else {
         const db = await psnr(out, ref.image.data);
         // The native path resamples with OpenCV's INTER_AREA (img2dataset's filter), sharp with
@@ -159,7 +160,7 @@ async function main(): Promise<void> {
         const target = targetSize({ width: w, height: h }, geo);
         const enlarged = target ? Math.max(target.width / w, target.height / h) : 1;
         const floor = Math.min(w, h) < 8 || enlarged > 16 ? 22 : 26;
-        if (db < floor) failures.push(`${tag}: process() ${geo.resizeMode} ${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ${db.toFixed(1)} dB from sharp (floor ${floor})`);
+        if (db < floor) fail(`${tag}: process() ${geo.resizeMode} ${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ${db.toFixed(1)} dB from sharp (floor ${floor})`);
         if (Number.isFinite(db)) stats.minPsnr = Math.min(stats.minPsnr, db);
       }
     }
@@ -168,9 +169,9 @@ async function main(): Promise<void> {
     const dec = await addon.decodeRgb(jpg, 50_000_000);
     const ref = await sharp(jpg).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
     const refRgb = ref.info.channels === 3 ? ref.data : expandGrey(ref.data);
-    if (!dec) failures.push(`${tag}: decodeRgb() declined a plain JPEG`);
+    if (!dec) fail(`${tag}: decodeRgb() declined a plain JPEG`);
     else if (dec.width !== w || dec.height !== h || firstDiff(dec.data, refRgb) !== -1) {
-      failures.push(`${tag}: decodeRgb() differs from sharp at byte ${firstDiff(dec.data, refRgb)} (${dec.width}x${dec.height})`);
+      fail(`${tag}: decodeRgb() differs from sharp at byte ${firstDiff(dec.data, refRgb)} (${dec.width}x${dec.height})`);
     } else stats.decodeExact++;
 
     // resizeRgb(): pilResize of the decode, from the JPEG and from raw pixels.
@@ -184,15 +185,14 @@ async function main(): Promise<void> {
     for (const [jpeg, input] of [[true, jpg], [false, refRgb]] as const) {
       const got = await addon.resizeRgb(input, jpeg, 50_000_000, plan);
       const what = `${tag}: resizeRgb(${jpeg ? 'jpeg' : 'raw'}) to ${ow}x${oh} filter ${filter}${box ? ` box ${box.left},${box.top} ${box.width}x${box.height}` : ''}`;
-      if (!got) failures.push(`${what}: declined`);
+      if (!got) fail(`${what}: declined`);
       else if (got.width !== want.width || got.height !== want.height || firstDiff(got.data, want.data) !== -1) {
-        failures.push(`${what}: differs from pilResize at byte ${firstDiff(got.data, want.data)}`);
+        fail(`${what}: differs from pilResize at byte ${firstDiff(got.data, want.data)}`);
       } else if (jpeg) stats.resizeExact++;
       else stats.rawResizeExact++;
     }
     if ((i + 1) % 250 === 0) console.log(`  ${i + 1} of ${total} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
-  for (const f of failures.slice(0, 50)) console.log(`FAIL ${f}`);
   console.log(`native random cases: ${REGRESSIONS.length} regression + ${args.cases} random cases (largest ${stats.largest}): process ${stats.processed} compared (min PSNR ${stats.minPsnr.toFixed(1)} dB) + ${stats.declined} grey declined + ${stats.outOfRange} over 65535 px refused; ` +
     `decodeRgb exact ${stats.decodeExact}; resizeRgb exact ${stats.resizeExact} jpeg + ${stats.rawResizeExact} raw; ${failures.length} failures; ${((Date.now() - started) / 1000).toFixed(0)} s`);
   process.exitCode = failures.length ? 1 : 0;
