@@ -1,13 +1,32 @@
 /**
  * Functional building blocks shared by the text encoder and the denoiser. Every op here has a
  * gradient on the wasm and cpu backends (matmul-type ops only: no convolutions, whose filter
- * gradient the wasm backend lacks). Randomness (dropout) comes only from the caller's `Rng`.
+ * gradient the wasm backend lacks). Randomness (dropout) comes only from the caller's
+ * `DropoutStream`, a pure function of (key, call index).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Rng } from './rng.js';
+import { nativeBackend, statelessUniform } from './native-ops.js';
+import { Rng } from './rng.js';
+
+/**
+ * Where a forward pass's dropout masks come from: mask number i of a pass keyed `key` is a pure
+ * function of (key, i, shape). The trainer draws `key` from its training `Rng` once per micro-batch
+ * (so checkpoints need nothing more than that Rng's state); call sites take indexes in forward order.
+ * On native TensorFlow the mask is drawn on the device (StatelessRandomUniform, Philox, seed
+ * [key, i]); on wasm and cpu in JavaScript from `Rng.derive(key, 'dropout', i)`. The two backends
+ * therefore draw different masks for the same key (each is deterministic on its own).
+ */
+export class DropoutStream {
+  private calls = 0;
+  constructor(readonly key: number) {}
+  /** Seed words of the next mask. */
+  nextSeed(): [number, number] {
+    return [this.key, this.calls++];
+  }
+}
 
 /** Dropout source for a forward pass: `null` means evaluation (no dropout). */
-export type DropoutRng = Rng | null;
+export type DropoutRng = DropoutStream | null;
 
 /** y = x W^T + b with W in PyTorch layout [out, in]; x is [..., in]. */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
@@ -42,11 +61,19 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** Inverted dropout with a mask drawn from `rng` (identity when `rng` is null or rate is 0). */
-export function dropout(x: tf.Tensor, rate: number, rng: DropoutRng): tf.Tensor {
-  if (!rng || rate <= 0) return x;
-  const n = x.size;
+/** Inverted dropout with the next mask of `stream` (identity when `stream` is null or rate is 0). */
+export function dropout(x: tf.Tensor, rate: number, stream: DropoutRng): tf.Tensor {
+  if (!stream || rate <= 0) return x;
+  const seed = stream.nextSeed();
   const keep = 1 / (1 - rate);
+  const be = nativeBackend();
+  if (be) {
+    // Built outside any gradient: the mask is a constant of the step.
+    const mask = tf.tidy(() => tf.mul(tf.cast(tf.greaterEqual(statelessUniform(be, x.shape, seed), rate), 'float32'), keep));
+    return tf.mul(x, mask);
+  }
+  const rng = Rng.derive(seed[0], 'dropout', seed[1]);
+  const n = x.size;
   const mask = new Float32Array(n);
   for (let i = 0; i < n; i++) mask[i] = rng.uniform() >= rate ? keep : 0;
   return tf.mul(x, tf.tensor(mask, x.shape, 'float32'));

@@ -2,7 +2,7 @@
  * A training session: model, optimiser, EMA, RNG and data stream, started fresh from a config and
  * seed or restored from a checkpoint, advanced one optimiser step at a time. Everything random is
  * drawn from the session's `Rng` in a fixed order per micro-batch (caption dropout, timesteps,
- * noise, dropout masks), so the same state always produces the same next step.
+ * noise, the key of the dropout masks), so the same state always produces the same next step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { sha256Hex } from '../infra/hash.js';
@@ -14,7 +14,7 @@ import { ShardSampleStream } from './data-loader.js';
 import { runDenoiser } from './denoiser.js';
 import { NonFiniteLossError } from './errors.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
-import { attentionMask } from './layers.js';
+import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
@@ -172,13 +172,14 @@ export class TrainingSession {
     images.dispose();
     const den = this.spec.denoiser;
     const draw = drawNoise(this.rng, B, den.size * den.size * den.channels, cfg.objective, this.schedule);
+    const drop = new DropoutStream(this.rng.nextU32());
     const parts: tf.Scalar[] = [];
     const out = tf.tidy(() => {
       const xt = noisyLatents(x0, draw);
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
       const { value, grads } = tf.variableGrads(() => {
-        const context = encodeText(this.params, this.spec.text, tokens, this.rng);
-        const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, this.rng);
+        const context = encodeText(this.params, this.spec.text, tokens, drop);
+        const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
         const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective);
         parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx));
         return terms.loss;

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../infra/config.js';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../../infra/errors.js';
-import { selectTfBackend, tfBackendPreference } from '../../infra/tfjs-backend.js';
+import { selectTfBackend, tfBackendPreference, type TfBackendName } from '../../infra/tfjs-backend.js';
+import { dropout, DropoutStream } from '../../training/layers.js';
 import { runTrainingChunk } from '../../training/run-chunk.js';
 import { tempStorage, twoShardDataset } from './shard-fixtures.js';
 import { TEST_CONFIG } from './train-config.js';
@@ -56,7 +57,7 @@ void test('the default model trains on the cpu and wasm backends (matmul-type op
   }
 });
 
-void test('native TensorFlow trains the same numbers as the cpu backend (same init, data, noise and dropout)', async (t) => {
+void test('native TensorFlow trains the same numbers as the cpu backend (same init, data and noise; dropout off, since the backends draw masks differently)', async (t) => {
   const native = await selectTfBackend({ prefer: 'tensorflow' }).catch(() => null);
   if (!native) {
     t.skip('native TensorFlow is not built here (scripts/setup-tf-native.sh)');
@@ -67,7 +68,7 @@ void test('native TensorFlow trains the same numbers as the cpu backend (same in
     const shards = await twoShardDataset(storage);
     const losses: Record<string, number[]> = {};
     for (const backend of ['tensorflow', 'cpu'] as const) {
-      const r = await runTrainingChunk({ storage, runUri: storage.uri('runs', backend), config: { ...TEST_CONFIG, runtime: { backend } }, datasetShardUris: shards, fromStep: 0, steps: 3 });
+      const r = await runTrainingChunk({ storage, runUri: storage.uri('runs', backend), config: { ...TEST_CONFIG, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0 }, runtime: { backend } }, datasetShardUris: shards, fromStep: 0, steps: 3 });
       assert.equal(r.backend, backend);
       losses[backend] = r.losses;
     }
@@ -77,5 +78,30 @@ void test('native TensorFlow trains the same numbers as the cpu backend (same in
     }
   } finally {
     await cleanup();
+  }
+});
+
+void test('dropout masks: a pure function of (key, call index) on every backend, about `rate` zeros, inverted scaling, gradient through the mask', async () => {
+  const backends: TfBackendName[] = ['cpu', 'wasm'];
+  if (await selectTfBackend({ prefer: 'tensorflow' }).then(() => true, () => false)) backends.push('tensorflow');
+  for (const name of backends) {
+    await selectTfBackend({ prefer: name });
+    const x = tf.ones([64, 100]);
+    const draw = (key: number, skip: number) => {
+      const s = new DropoutStream(key);
+      for (let i = 0; i < skip; i++) s.nextSeed();
+      return tf.tidy(() => dropout(x, 0.25, s)).dataSync();
+    };
+    const a = draw(5, 0);
+    assert.deepEqual(draw(5, 0), a, `${name}: same key and index, same mask`);
+    assert.notDeepEqual(draw(5, 1), a, `${name}: the next call index draws another mask`);
+    assert.notDeepEqual(draw(6, 0), a, `${name}: another key draws another mask`);
+    const zeros = a.filter((v) => v === 0).length / a.length;
+    assert.ok(zeros > 0.2 && zeros < 0.3, `${name}: ${zeros} zeros at rate 0.25`);
+    assert.ok(a.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6), `${name}: kept values scaled by 1/(1-rate)`);
+    const g = tf.grad((t: tf.Tensor) => tf.sum(dropout(t, 0.25, new DropoutStream(5))))(x).dataSync();
+    assert.deepEqual(g, a, `${name}: d(sum(dropout(x)))/dx is the mask`);
+    assert.equal(dropout(x, 0.25, null), x, 'no stream: evaluation, identity');
+    x.dispose();
   }
 });
