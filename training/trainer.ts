@@ -19,7 +19,7 @@ import { learningRateAt } from './lr-schedule.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
 import { drawNoise, noisyLatents, objectiveTerms } from './objective.js';
-import { AdamW, clipByGlobalNorm, WeightEma } from './optimizer.js';
+import { AdamW, flattenGrads, globalNormClip, WeightEma, type FlatByGroup } from './optimizer.js';
 import type { ParamStore } from './params.js';
 import { Rng } from './rng.js';
 import { entryToFloat32, type NamedArray } from './safetensors.js';
@@ -116,7 +116,8 @@ export class TrainingSession {
     const cfg = this.src.config;
     const A = cfg.optim.gradAccumSteps;
     const vars = this.params.list().map((p) => p.variable);
-    const accum = new Map<string, tf.Tensor>();
+    // Gradients accumulate as one flat vector per parameter group: sum over micro-batches of g / A.
+    let accum: FlatByGroup = new Map();
     let loss = 0;
     let diffusion = 0;
     let prx = 0;
@@ -126,12 +127,16 @@ export class TrainingSession {
         loss += m.loss / A;
         diffusion += m.diffusion / A;
         prx += m.prx / A;
-        for (const [name, g] of m.grads) {
-          const prev = accum.get(name);
-          accum.set(name, prev ? tf.tidy(() => tf.add(prev, tf.div(g, A))) : tf.tidy(() => tf.div(g, A)));
+        const flat = flattenGrads(this.params, m.grads);
+        for (const g of m.grads.values()) g.dispose();
+        const next: FlatByGroup = new Map();
+        for (const [group, g] of flat) {
+          const prev = accum.get(group);
+          next.set(group, A === 1 ? g : tf.tidy(() => (prev ? tf.add(prev, tf.div(g, A)) : tf.div(g, A)) as tf.Tensor1D));
+          if (A !== 1) g.dispose();
           prev?.dispose();
-          g.dispose();
         }
+        accum = next;
       }
       const nextStep = this.step + 1;
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(nextStep, `loss is ${loss} (diffusion ${diffusion}, prx ${prx})`, lastGoodCheckpoint);
@@ -139,13 +144,14 @@ export class TrainingSession {
         denoiser: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr }),
         text: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr * cfg.optim.textLrRatio }),
       };
-      const gradNorm = tf.tidy(() => {
-        const clipped = clipByGlobalNorm(accum, cfg.optim.gradClip);
-        if (!Number.isFinite(clipped.norm)) throw new NonFiniteLossError(nextStep, `gradient norm is ${clipped.norm} (loss ${loss})`, lastGoodCheckpoint);
-        this.optimizer.apply(clipped.grads, lr);
-        return clipped.norm;
-      });
-      this.ema?.update();
+      const { norm: gradNorm, coef } = globalNormClip(accum, cfg.optim.gradClip);
+      if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(nextStep, `gradient norm is ${gradNorm} (loss ${loss})`, lastGoodCheckpoint);
+      const updated = this.optimizer.applyFlat(accum, lr, coef);
+      try {
+        this.ema?.update(updated);
+      } finally {
+        for (const t of updated.values()) t.dispose();
+      }
       this.step = nextStep;
       this.samplesSeen += A * cfg.optim.microBatchSize;
       this.losses.push(loss);
