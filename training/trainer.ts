@@ -91,7 +91,7 @@ export class TrainingSession {
     const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
     const o = cfg.objective;
     const schedule = ddpmSchedule(o.betaSchedule, o.betaStart, o.betaEnd, o.trainTimesteps);
-    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution };
+    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true };
     const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
     const session = new TrainingSession(src, spec, tokenizer, codec, ownsCodec, params, optimizer, ema, rng, data, schedule);
