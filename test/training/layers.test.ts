@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { selectTfBackend } from '../../infra/tfjs-backend.js';
-import { attention, layerNorm } from '../../training/layers.js';
+import { attention, gelu, layerNorm } from '../../training/layers.js';
 import { Rng } from '../../training/rng.js';
 
 await selectTfBackend();
@@ -66,4 +66,13 @@ void test('attention: 4-D heads with the scale on q equal the per-head softmax(q
       }
     }
   }
+});
+
+void test('gelu: value and gradient match autodiff of 0.5 x (1 + erf(x / sqrt 2))', () => {
+  const x = tf.mul(rand(Rng.derive(3, 'gelu'), [3, 50]), 3);
+  const plain = (t: tf.Tensor) => tf.mul(tf.mul(t, 0.5), tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1));
+  assert.ok(maxDiff(gelu(x), plain(x)) < 1e-6);
+  const w = rand(Rng.derive(4, 'gelu'), [3, 50]);
+  const g = (f: (t: tf.Tensor) => tf.Tensor) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t), w)))(x);
+  assert.ok(maxDiff(g(gelu), g(plain)) < 1e-5, String(maxDiff(g(gelu), g(plain))));
 });
