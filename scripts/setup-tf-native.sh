@@ -105,8 +105,10 @@ ln -sf libtensorflow_framework.so.2 "$PKG_DIR/deps/lib/libtensorflow_framework.s
 #    ($ORIGIN/../nvidia/...) finds them. Without them TensorFlow runs on the CPU.
 if [ "$VARIANT" = gpu ]; then
   # shellcheck disable=SC2086
+  # NVIDIA's wheels carry manylinux2014 / 2_27 tags, which --platform must name one by one.
   "$PY" -m pip install --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version "$WHEEL_PY" \
-    --platform "$WHEEL_PLATFORM" --target "$PKG_DIR/deps" $CUDA_WHEELS >&2 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_28_x86_64 --target "$PKG_DIR/deps" $CUDA_WHEELS >&2 \
     || say "WARNING: could not install NVIDIA's CUDA wheels ($CUDA_WHEELS); TensorFlow will run on the CPU. Fix: check access to PyPI and rerun setup."
 fi
 
