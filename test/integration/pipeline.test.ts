@@ -38,7 +38,7 @@ test('kiln run spec.yaml: crawl -> filter -> train + eval, then trace, where-use
       sources: [{ path: 'urls.csv' }],
       crawl: { rows_per_shard: 20, image_size: 16, resize_mode: 'center_crop', timeout_ms: 5000, allow_addresses: ['127.0.0.1'] },
       filter: { clip_model: join(fixtures, 'models', 'clip-tiny'), keep_top_fraction: 0.75 },
-      train: { run_name: 'pipe-run', total_steps: 8, chunk_steps: 4, config: { resolution: 16, optim: { lr: 1e-3 }, runtime: { backend: 'wasm' } } },
+      train: { run_name: 'pipe-run', total_steps: 8, chunk_steps: 4, config: { resolution: 16, optim: { lr: 1e-3 } } },
       eval: { every_steps: 4, extractor: join(fixtures, 'eval', 'fid-tiny'), sample_count: 4, patience: 3, sampler_steps: 4 },
     }));
     const env = { KILN_DATA_ROOT: join(dir.path, 'data'), TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` };

@@ -4,7 +4,8 @@
  * extractor and CLIP fixtures, and a real lineage file: evaluations every N steps with early
  * stopping and the best checkpoint kept, the report, continue-as-new, a worker SIGKILLed in the
  * middle of a chunk (same final weights as an uninterrupted run), cancellation, and a NaN loss.
- * Training runs on the wasm backend at 16x16.
+ * Training runs at 16x16 on the backend `auto` picks (native TensorFlow when setup built it;
+ * `KILN_TF_BACKEND=wasm` runs the same suite on the wasm fallback).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +24,7 @@ import { TASK_QUEUES, WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { PROJECT_ROOT, type KilnConfig } from '../../infra/config.js';
 import { sha256File } from '../../infra/hash.js';
 import { ConfigError } from '../../infra/errors.js';
+import { selectTfBackend } from '../../infra/tfjs-backend.js';
 import { formatTrainProgress, trainInputFromFlags } from '../../cli/commands/train.js';
 import { LocalStorage } from '../../infra/storage.js';
 import { LineageStore } from '../../infra/lineage/store.js';
@@ -37,7 +39,9 @@ import { tempDir, temporalBinary, testConfig, uniqueId } from '../helpers/env.js
 const EXTRACTOR = join(PROJECT_ROOT, 'fixtures', 'eval', 'fid-tiny');
 const CLIP = join(PROJECT_ROOT, 'fixtures', 'models', 'clip-tiny');
 /** Keep only the newest checkpoint (plus the best): retention must not drop the best one. */
-const CONFIG: TrainingConfigInput = { ...TEST_CONFIG, runtime: { backend: 'wasm' }, checkpoint: { keepLast: 1 } };
+const CONFIG: TrainingConfigInput = { ...TEST_CONFIG, checkpoint: { keepLast: 1 } };
+/** The backend the in-process workers train on (and record in lineage). */
+const BACKEND = (await selectTfBackend()).name;
 
 /** Two shards of colour squares (some failed rows) as dataset version tiny@v1, recorded in lineage. */
 async function writeDataset(storage: LocalStorage, lineagePath: string): Promise<void> {
@@ -181,7 +185,7 @@ describe('trainWorkflow (Temporal)', () => {
       assert.equal(store.getJob(r.jobId)!.status, 'completed');
       const runs = store.runsOfJob(r.jobId);
       const chunks = runs.filter((x) => x.stage === 'train.chunk');
-      assert.deepEqual(chunks.map((c) => [c.id, c.status, c.environment.backend, c.environment.precision]), [[`${r.jobId}/train/chunk-2`, 'completed', 'wasm', 'fp32'], [`${r.jobId}/train/chunk-4`, 'completed', 'wasm', 'fp32']]);
+      assert.deepEqual(chunks.map((c) => [c.id, c.status, c.environment.backend, c.environment.precision]), [[`${r.jobId}/train/chunk-2`, 'completed', BACKEND, 'fp32'], [`${r.jobId}/train/chunk-4`, 'completed', BACKEND, 'fp32']]);
       for (const c of chunks) {
         const produced = store.artifactsOfRun(c.id, 'produced').filter((a) => a.kind === 'checkpoint-file');
         assert.equal(produced.length, 4);

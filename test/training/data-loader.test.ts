@@ -94,3 +94,23 @@ void test('no shards, or only failed rows, is an EmptyDatasetError', async () =>
   await writeFixtureShard(storage, uri, rows);
   await assert.rejects(new ShardSampleStream(storage, [uri, uri], OPTS).nextBatch(1), (err: unknown) => err instanceof EmptyDatasetError && err.code === 'KILN_EMPTY_DATASET' && /10 rows scanned/.test(err.message));
 });
+
+void test('prefetching reads the next batch ahead but yields the same batches, and position() counts only batches returned', async () => {
+  const plain = new ShardSampleStream(storage, shards, OPTS);
+  const ahead = new ShardSampleStream(storage, shards, { ...OPTS, prefetch: true });
+  const positions: string[] = [];
+  for (let i = 0; i < 7; i++) {
+    const [a, b] = [await plain.nextBatch(3), await ahead.nextBatch(3)];
+    assert.deepEqual(b.keys, a.keys, `batch ${i}`);
+    assert.deepEqual(b.images, a.images, `batch ${i} pixels`);
+    assert.deepEqual(ahead.position(), plain.position(), `position after batch ${i}`);
+    positions.push(JSON.stringify(ahead.position()));
+  }
+  // Resuming from a prefetching stream's position continues with the batch it had read ahead.
+  const resumed = new ShardSampleStream(storage, shards, { ...OPTS, prefetch: true }, JSON.parse(positions[3]!) as { epoch: number; shard: number; row: number });
+  const reference = new ShardSampleStream(storage, shards, OPTS);
+  for (let i = 0; i < 4; i++) await reference.nextBatch(3);
+  assert.deepEqual((await resumed.nextBatch(3)).keys, (await reference.nextBatch(3)).keys);
+  await assert.rejects(ahead.nextBatch(2), /one batch size/);
+  for (const s of [plain, ahead, resumed, reference]) s.close();
+});

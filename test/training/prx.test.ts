@@ -7,7 +7,7 @@ import { PROJECT_ROOT } from '../../infra/config.js';
 import { selectTfBackend } from '../../infra/tfjs-backend.js';
 import { resolveTrainingConfig } from '../../training/config.js';
 import { defineDenoiser, runDenoiser, type DenoiserShape } from '../../training/denoiser.js';
-import { attentionMask } from '../../training/layers.js';
+import { attentionMask, DropoutStream } from '../../training/layers.js';
 import { ddpmSchedule } from '../../training/noise-schedule.js';
 import { drawNoise, noisyLatents, objectiveTerms } from '../../training/objective.js';
 import { ParamStore } from '../../training/params.js';
@@ -88,7 +88,7 @@ async function prxGradNorms(zeroInit: boolean): Promise<Map<string, number>> {
   const vars = store.list().map((p) => p.variable);
   // Only the PRX term: the gradient of prx(x0hat) alone must reach the denoiser weights.
   const { grads } = tf.variableGrads(() => {
-    const pred = runDenoiser(store, shape, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask }, Rng.derive(0, 'drop'));
+    const pred = runDenoiser(store, shape, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask }, new DropoutStream(7));
     return prxRegularization(objectiveTerms(pred, x0, xt, draw, o).x0hat, OPTS).total;
   }, vars);
   const norms = new Map<string, number>();

@@ -42,15 +42,17 @@ void test('killed after 3 steps and resumed in a new process: same losses and bi
   }
 });
 
-void test('the same holds on the cpu backend', async () => {
-  const cpu = { ...TEST_CONFIG, runtime: { backend: 'cpu' as const } };
-  const straight = await chunk('cpu-straight', 0, 4, cpu);
-  const first = await chunk('cpu-resumed', 0, 2, cpu);
-  const second = await chunkInChildProcess('cpu-resumed', 2, 2, cpu);
-  assert.equal(second.backend, 'cpu');
-  assert.deepEqual([...first.losses, ...second.losses], straight.losses);
-  assert.deepEqual(second.sha256s, straight.sha256s);
-});
+for (const backend of ['cpu', 'wasm'] as const) {
+  void test(`the same holds on the ${backend} fallback backend`, async () => {
+    const config = { ...TEST_CONFIG, runtime: { backend } };
+    const straight = await chunk(`${backend}-straight`, 0, 4, config);
+    const first = await chunk(`${backend}-resumed`, 0, 2, config);
+    const second = await chunkInChildProcess(`${backend}-resumed`, 2, 2, config);
+    assert.equal(second.backend, backend);
+    assert.deepEqual([...first.losses, ...second.losses], straight.losses);
+    assert.deepEqual(second.sha256s, straight.sha256s);
+  });
+}
 
 void test('a checkpoint holds both networks, EMA, Adam moments and the full resumable state', async () => {
   const ck = await loadCheckpoint(storage, checkpointUri(storage, storage.uri('runs', 'straight'), 6));
