@@ -54,8 +54,8 @@ static void axis_free(axis_t *a) {
  * of the source area it covers (fractional at the edges); when enlarging, bilinear. `scale` is the
  * source extent over `out`: in / out, except for a chroma plane of an odd-sized image, whose last
  * sample covers only half a sample's worth of the image. The source window of each output is
- * clamped to [0, in - 1]: an output mapped (partly) past the plane's end gets the edge sample's
- * weight (the first root cause of issue 13: the chroma plane of an odd placement has one output
+ * clamped to [0, in - 1], and the weights of a window cut by the clamp are renormalised over what
+ * it covers (the first root cause of issue 13: the chroma plane of an odd placement has one output
  * more than its scale maps, whose window started past the plane and whose weights were written
  * past their row). 0: out of memory. */
 static int axis_init(axis_t *a, int in, int out, double scale) {
@@ -77,10 +77,17 @@ static int axis_init(axis_t *a, int in, int out, double scale) {
       lo = a0 >= in - 1 ? in - 1 : (int)a0;
       const int hi = a1 >= in - 1 ? in - 1 : (int)a1;
       n = hi - lo + 1; /* >= 1: lo <= hi, both in [0, in - 1] */
+      double sum = 0;
       for (int i = lo; i <= hi; i++) {
         const double l = i > a0 ? i : a0, r = i + 1 < a1 ? i + 1 : a1;
         w[i - lo] = r > l ? (r - l) / scale : 0;
+        sum += w[i - lo];
       }
+      /* A window that reaches past the plane's end (the extra chroma sample of an odd placement, a
+       * chroma sample of a 1-pixel-wide output) averages the samples it does cover; one wholly past
+       * it repeats the edge sample. Inside the plane the sum is already 1. */
+      if (sum > 0) for (int i = 0; i < n; i++) w[i] /= sum;
+      else w[0] = 1;
     } else {
       const double centre = (o + 0.5) * scale - 0.5;
       n = 1;
