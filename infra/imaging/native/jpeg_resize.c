@@ -283,9 +283,14 @@ static void run(resize_state *st, const uint8_t *in, size_t in_len) {
   }
   d.raw_data_out = TRUE;
   /* DCT-domain shrink while the decoded image still covers the resize target on both axes. */
+  /* Never below 8 decoded pixels a side: the last, partial block of a row is padded by the encoder
+   * (edge replication), and DCT scaling averages the padding in; with a few decoded pixels that
+   * sample is most of the image (a 3-pixel-wide image at 1/8 came out weighted 5:1 to its last
+   * column). With 8 or more, it is one edge sample, weighted by the extent it really covers below. */
   int denom = 1;
-  while (denom < 8 && (int)((d.image_width + 2 * denom - 1) / (2 * denom)) >= p->rw &&
-         (int)((d.image_height + 2 * denom - 1) / (2 * denom)) >= p->rh) denom *= 2;
+  const int min_w = p->rw > 8 ? p->rw : 8, min_h = p->rh > 8 ? p->rh : 8;
+  while (denom < 8 && (int)((d.image_width + 2 * denom - 1) / (2 * denom)) >= min_w &&
+         (int)((d.image_height + 2 * denom - 1) / (2 * denom)) >= min_h) denom *= 2;
   d.scale_num = 1;
   d.scale_denom = denom;
   /* Whole decoded image + canvas in memory: past this budget sharp's streaming pipeline is kinder. */
@@ -307,8 +312,10 @@ static void run(resize_state *st, const uint8_t *in, size_t in_len) {
   int row_ptrs = 0;
   for (int ci = 0; ci < 3; ci++) {
     jpeg_component_info *k = &d.comp_info[ci]; /* freed by jpeg_finish_decompress: read everything here */
-    ext_w[ci] = (double)d.output_width * k->h_samp_factor * k->DCT_scaled_size / (d.max_h_samp_factor * d.min_DCT_scaled_size);
-    ext_h[ci] = (double)d.output_height * k->v_samp_factor * k->DCT_scaled_size / (d.max_v_samp_factor * d.min_DCT_scaled_size);
+    /* The image's true extent at this scale (image_width / denom, not the rounded-up output_width):
+     * the last decoded sample of an odd or partial block covers only part of a sample. */
+    ext_w[ci] = (double)d.image_width / denom * k->h_samp_factor * k->DCT_scaled_size / (d.max_h_samp_factor * d.min_DCT_scaled_size);
+    ext_h[ci] = (double)d.image_height / denom * k->v_samp_factor * k->DCT_scaled_size / (d.max_v_samp_factor * d.min_DCT_scaled_size);
     const int rows_per_imcu = k->v_samp_factor * k->DCT_scaled_size;
     src[ci] = (plane_t){NULL, (int)k->downsampled_width, (int)k->downsampled_height, (size_t)k->width_in_blocks * k->DCT_scaled_size};
     src_mem[ci] = src[ci].p = malloc(src[ci].stride * rows_per_imcu * d.total_iMCU_rows);
