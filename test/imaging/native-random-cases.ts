@@ -163,10 +163,12 @@ async function main(): Promise<void> {
         // reconstructs colour differently again (see native-jpeg.test.ts).
         // Outputs under 32 px on a side (a 1-px-wide keep_ratio of a 3x2039 image, an 8 px centre
         // crop) are a few samples of steep gradients: a fraction of a pixel of phase between the two
-        // resamplers (libvips shrinks on load first) moves them by 10+ levels, so 18 dB there.
+        // resamplers (libvips shrinks on load first) moves them by 10+ levels, so 18 dB there. Sources
+        // under 8 px a side get 15 dB: there sharp itself is far from the area mean (a 3x251 image
+        // to 1x18: sharp's red 116 where the three columns average 140; Kiln 136-147 by layout).
         const target = targetSize({ width: w, height: h }, geo);
         const enlarged = target ? Math.max(target.width / w, target.height / h) : 1;
-        const floor = Math.min(w, h) < 8 || Math.min(p.cw, p.ch) < 32 || enlarged > 16 ? 18 : 24;
+        const floor = Math.min(w, h) < 8 ? 15 : Math.min(p.cw, p.ch) < 32 || enlarged > 16 ? 18 : 24;
         if (db < floor) fail(`${tag}: process() ${geo.resizeMode} ${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ${db.toFixed(1)} dB from sharp (floor ${floor})`);
         if (Number.isFinite(db)) stats.minPsnr = Math.min(stats.minPsnr, db);
         psnrs.push(Number.isFinite(db) ? db : 99);
