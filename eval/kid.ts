@@ -202,3 +202,40 @@ function toF64(f: FeatureRows, d: number, what: string): Float64Array {
   }
   return out;
 }
+
+/** Half-splits used by {@link kidNoise}. */
+export const KID_NOISE_SPLITS = 20;
+
+/**
+ * The noise of a KID measured on all nX generated samples, estimated from the data: `splits` times,
+ * MMD²_u of a random half of X (h = floor(nX / 2) rows) against h random reference rows; the standard
+ * deviation of those values, divided by √2 (an MMD²_u's variance falls as 1/h when the two
+ * distributions differ, and faster when they match, so this errs on the large side). It is the
+ * spread to expect between two evaluations of the same model with different noise seeds, which is
+ * what min_delta must exceed for an improvement to be real.
+ */
+export function kidNoise(x: FeatureRows, y: FeatureRows, dim: number, options: { splits?: number; seed?: number } = {}): { std: number; halfSize: number; splits: number } {
+  const splits = options.splits ?? KID_NOISE_SPLITS;
+  const h = Math.floor(Math.min(x.count, y.count * 2) / 2);
+  if (h < 2 || splits < 2) return { std: NaN, halfSize: h, splits };
+  const pick = (n: number, side: string, s: number): Int32Array => {
+    const rng = Rng.derive(options.seed ?? 0, 'kid-noise', side, s);
+    const p = Int32Array.from({ length: n }, (_, i) => i);
+    for (let i = 0; i < h; i++) {
+      const j = i + rng.int(n - i);
+      const t = p[i]!; p[i] = p[j]!; p[j] = t;
+    }
+    return p.slice(0, h).sort();
+  };
+  const plan: KidSubsets = { subsetSize: h, x: [], y: [] };
+  for (let s = 0; s < splits; s++) {
+    plan.x.push(pick(x.count, 'x', s));
+    plan.y.push(pick(y.count, 'y', s));
+  }
+  const v = kidSubsetValues(x, y, dim, plan);
+  let mean = 0;
+  for (const a of v) mean += a / v.length;
+  let sq = 0;
+  for (const a of v) sq += (a - mean) ** 2;
+  return { std: Math.sqrt(sq / (v.length - 1)) / Math.SQRT2, halfSize: h, splits };
+}

@@ -24,11 +24,26 @@ export interface EvalProtocol {
   /** e.g. "ddim, 50 steps, guidance 4.5". */
   sampler?: string;
   clipModel?: string;
+  /** Reference images in the statistics (after the cap). */
+  referenceCount?: number;
+  featureDim?: number;
+  /** The metric early stopping decides on. */
+  metric?: string;
+  /** KID estimator, subsets and seed. */
+  kid?: string;
+  /** How reference and generated images reach the extractor's input size. */
+  resize?: string;
 }
 
 export interface ReportEvaluation {
   step: number;
   fid: number | null;
+  /** Kernel Inception Distance (absent in records written before KID). */
+  kid?: number | null;
+  /** KID's details; `noiseStd` is the noise to expect at this sample count. */
+  kidParts?: { noiseStd: number; noiseMethod: string; subsetStd?: number; subsetSize?: number; subsets?: number } | null;
+  /** The evaluation failed (message) or its stopping metric was not finite. */
+  failed?: string | null;
   clipScore: number | null;
   protocol: EvalProtocol;
   /** Report-relative path of the sample grid PNG (see sample-grid.ts). */
@@ -63,7 +78,7 @@ export interface RunReportInput {
 const COLORS = { loss: '#2563eb', lr: '#059669', lrText: '#d97706', fid: '#dc2626', clip: '#7c3aed', best: '#16a34a' };
 
 function protocolKey(p: EvalProtocol): string {
-  return [p.extractorSha256, p.referenceStatsSha256, p.sampleCount, p.seed, p.sampler ?? ''].join('|');
+  return [p.extractorSha256, p.referenceStatsSha256, p.sampleCount, p.seed, p.sampler ?? '', p.resize ?? '', p.kid ?? ''].join('|');
 }
 
 function num(v: number | null | undefined, digits = 4): string {
