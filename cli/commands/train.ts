@@ -107,7 +107,7 @@ export function formatTrainProgress(p: unknown): string | null {
 /** Add `train` under `kiln run`. */
 export function registerTrainCommands(run: Command): void {
   run.command('train')
-    .description('Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID every --eval-every with early stopping, an HTML report. The same --run-name resumes a run.')
+    .description('Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), an HTML report. The same --run-name resumes a run.')
     .requiredOption('--dataset <ref>', 'dataset version: name@vN, name (newest recorded) or a manifest file:// URI')
     .option('--run-name <name>', 'run directory under <data root>/runs/ (default: the job id); reusing it resumes that run')
     .option('--config <file>', 'training config, JSON or YAML (fields of training/config.ts; defaults: the recipe + a tiny model)')
@@ -116,7 +116,7 @@ export function registerTrainCommands(run: Command): void {
     .option('--backend <name>', 'TensorFlow.js backend: auto, tensorflow, wasm or cpu (overrides config runtime.backend)')
     .option('--chunks-per-run <n>', 'chunks per workflow run before continue-as-new', positiveInt)
     .option('--heartbeat-timeout <duration>', 'chunk heartbeat timeout, e.g. 60s: how soon a dead worker\'s chunk is retried')
-    .option('--eval-every <n>', 'evaluate every N steps (a multiple of --chunk-steps); enables FID and early stopping', positiveInt)
+    .option('--eval-every <n>', 'evaluate every N steps (a multiple of --chunk-steps); enables FID, KID and early stopping', positiveInt)
     .option('--eval-samples <n>', `generated samples per evaluation (default ${DEFAULT_EVAL_SAMPLE_COUNT})`, positiveInt)
     .option('--patience <n>', 'stop after N evaluations in a row without improvement', positiveInt, 3)
     .option('--min-delta <x>', 'minimum change that counts as an improvement', nonNegative, 0)

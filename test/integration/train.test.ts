@@ -265,6 +265,15 @@ describe('trainWorkflow (Temporal)', () => {
       const again = await acts.evaluateTrainingCheckpoint(input);
       assert.equal(again.reused, true);
       assert.deepEqual(again.point, first.point);
+      // The reference cap is part of the cache key and the protocol: 2 of the 3 images is another entry.
+      const capped = await acts.evaluateTrainingCheckpoint({ ...input, runUri: storage.uri('runs', 'capped-eval'), eval: { ...input.eval, referenceMaxImages: 2 } });
+      const cappedStored = JSON.parse(readFileSync(file(capped.evalUri), 'utf8')) as { reference: { count: number; statsUri: string }; record: { kid: number; protocol: { referenceCount: number; resize: string } } };
+      const firstStored = JSON.parse(readFileSync(file(first.evalUri), 'utf8')) as { reference: { statsUri: string } };
+      assert.equal(cappedStored.reference.count, 2);
+      assert.equal(cappedStored.record.protocol.referenceCount, 2);
+      assert.match(cappedStored.record.protocol.resize, /resized to 16x16 as training does.*first 2 images/);
+      assert.notEqual(cappedStored.reference.statsUri, firstStored.reference.statsUri);
+      assert.ok(Number.isFinite(cappedStored.record.kid));
     } finally {
       deps.lineage.close();
     }
