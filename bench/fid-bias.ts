@@ -4,6 +4,7 @@
  * (mean ± std over repeats with fresh generated samples) for eval/architecture.md.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/fid-bias.js [--dim 2048] [--repeats 2] [--kid-subsets 10] [--sizes 256,1000,5000,10000] [--ref 10000]
+ *   node dist/bench/fid-bias.js --noise 256 --repeats 8 --ref 5000   # kidNoise's estimate vs the measured spread
  *
  * Features are synthetic, not images: a seeded factor model like bench/fid.ts (64 Gaussian factors
  * mixed into `dim` outputs plus independent noise, ReLU'd, non-negative like Inception pool3
@@ -14,7 +15,7 @@
  */
 import { FeatureStatisticsAccumulator } from '../eval/statistics.js';
 import { frechetDistance } from '../eval/frechet.js';
-import { kernelInceptionDistance } from '../eval/kid.js';
+import { kernelInceptionDistance, kidNoise } from '../eval/kid.js';
 import { seededRandom } from '../test/eval/helpers.js';
 
 function arg(name: string, dflt: string): string {
@@ -53,6 +54,7 @@ function stats(x: Float32Array) {
   return acc.finalize();
 }
 
+const NOISE_N = Number(arg('noise', '0'));
 const t0 = Date.now();
 const refRows = features(REF, 1, 1);
 const refStats = stats(refRows);
@@ -66,6 +68,24 @@ const fmt = (v: number[], digits: number) => {
   const { m, sd } = ms(v);
   return Number.isFinite(sd) ? `${m.toFixed(digits)} ± ${sd.toFixed(digits)}` : m.toFixed(digits);
 };
+if (NOISE_N > 0) {
+  // The noise statement of the report (eval/kid.ts kidNoise) against the spread it predicts: KID
+  // with clean-fid's defaults (100 subsets) on REPEATS fresh generated sets of NOISE_N samples.
+  console.log(`dim ${DIM}, reference ${REF}, ${NOISE_N} generated samples, ${REPEATS} repeats, KID with 100 subsets\n`);
+  console.log('| pair | measured std of KID x 1e3 over repeats | kidNoise estimate x 1e3 (mean over repeats) | KID x 1e3 mean |');
+  console.log('| --- | ---: | ---: | ---: |');
+  for (const [pair, scale] of [['same', 1], ['shifted', 1.1]] as const) {
+    const kid: number[] = [], est: number[] = [];
+    for (let r = 0; r < REPEATS; r++) {
+      const x = { data: features(NOISE_N, 5000 + 31 * r, scale), count: NOISE_N };
+      kid.push(1e3 * kernelInceptionDistance(x, ref, DIM, { seed: r }).kid);
+      est.push(1e3 * kidNoise(x, ref, DIM).std);
+    }
+    console.log(`| ${pair} | ${ms(kid).sd.toFixed(3)} | ${ms(est).m.toFixed(3)} | ${ms(kid).m.toFixed(3)} |`);
+  }
+  console.log(`\ntotal ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  process.exit(0);
+}
 console.log(`dim ${DIM}, reference ${REF} samples, ${REPEATS} repeats, KID subsets ${KID_SUBSETS} (size min(n, 1000))\n`);
 console.log('| pair | samples | FID (mean ± std) | KID x 1e3 (mean ± std) | seconds |');
 console.log('| --- | ---: | ---: | ---: | ---: |');

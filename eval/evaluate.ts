@@ -2,7 +2,7 @@
  * One evaluation of a checkpoint, as the eval activity runs it: generate the fixed sample plan,
  * extract features (streaming mean/covariance, rows kept for KID), Frechet distance against the
  * cached reference statistics, KID against the cached reference rows (with its noise at this sample
- * count, from half-splits: eval/kid.ts kidNoise), CLIP score of the samples against their prompts, and a sample grid for the report.
+ * count: a jackknife over the generated samples, eval/kid.ts kidNoise), CLIP score of the samples against their prompts, and a sample grid for the report.
  * Returns a small JSON-able record carrying the numbers and the protocol they were measured under.
  *
  * Dependencies are injected (the denoiser adapter, text encoding and latent decoding come from
@@ -115,7 +115,7 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
   const kidSubsets = o.kidSubsets ?? KID_DEFAULT_SUBSETS, kidMax = o.kidMaxSubsetSize ?? KID_DEFAULT_MAX_SUBSET_SIZE;
   const gen = { data: rows, count: acc.count };
   const kid = kernelInceptionDistance(gen, deps.reference.features, dim, { subsets: kidSubsets, maxSubsetSize: kidMax, seed: deps.generate.sampler.seed });
-  const noise = kidNoise(gen, deps.reference.features, dim, { seed: deps.generate.sampler.seed });
+  const noise = kidNoise(gen, deps.reference.features, dim);
   const written = grid.length ? await writeSampleGrid(deps.storage, deps.reportDirUri, o.step, grid) : null;
   const s = deps.generate.sampler;
   const protocol: EvalProtocol = {
@@ -144,7 +144,7 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
     fidParts,
     kidParts: {
       subsetStd: kid.std, subsetSize: kid.subsetSize, subsets: kid.subsets, noiseStd: noise.std,
-      noiseMethod: `std of MMD²_u over ${noise.splits} random halves (${noise.halfSize} samples each) / √2`,
+      noiseMethod: noise.method,
     },
   };
 }

@@ -203,39 +203,54 @@ function toF64(f: FeatureRows, d: number, what: string): Float64Array {
   return out;
 }
 
-/** Half-splits used by {@link kidNoise}. */
-export const KID_NOISE_SPLITS = 20;
+/** Generated rows per block when {@link kidNoise} forms kernel rows (bounds memory to a block x n doubles). */
+const NOISE_BLOCK = 128;
 
 /**
- * The noise of a KID measured on all nX generated samples, estimated from the data: `splits` times,
- * MMD²_u of a random half of X (h = floor(nX / 2) rows) against h random reference rows; the standard
- * deviation of those values, divided by √2 (an MMD²_u's variance falls as 1/h when the two
- * distributions differ, and faster when they match, so this errs on the large side). It is the
- * spread to expect between two evaluations of the same model with different noise seeds, which is
- * what min_delta must exceed for an improvement to be real.
+ * The noise of a KID measured on these nX generated samples against this (cached, fixed) reference
+ * set: the standard deviation to expect between two evaluations of the same model with different
+ * sampling noise, which is what min_delta must exceed for an improvement to be real.
+ *
+ * Jackknife over the generated samples of the part of KID that depends on them,
+ * f(X) = Σ_{i≠j} k(x_i, x_j) / (n(n-1)) - 2 Σ_i mean_j k(x_i, y_j) / n (the reference-only term is
+ * the same at every evaluation): leave-one-out values in O(1) each from the kernel row sums,
+ * var = (n-1)/n Σ (f_{-i} - mean)². The jackknife variance of a U-statistic is consistent;
+ * bench/fid-bias.ts --noise compares it with the spread measured over fresh generated sets.
+ * Cost: n² d / 2 + n nY d multiply-adds, memory O(block x (n + nY)).
  */
-export function kidNoise(x: FeatureRows, y: FeatureRows, dim: number, options: { splits?: number; seed?: number } = {}): { std: number; halfSize: number; splits: number } {
-  const splits = options.splits ?? KID_NOISE_SPLITS;
-  const h = Math.floor(Math.min(x.count, y.count * 2) / 2);
-  if (h < 2 || splits < 2) return { std: NaN, halfSize: h, splits };
-  const pick = (n: number, side: string, s: number): Int32Array => {
-    const rng = Rng.derive(options.seed ?? 0, 'kid-noise', side, s);
-    const p = Int32Array.from({ length: n }, (_, i) => i);
-    for (let i = 0; i < h; i++) {
-      const j = i + rng.int(n - i);
-      const t = p[i]!; p[i] = p[j]!; p[j] = t;
+export function kidNoise(x: FeatureRows, y: FeatureRows, dim: number): { std: number; method: string } {
+  const n = x.count, nY = y.count;
+  const method = `jackknife over the ${n} generated samples, reference fixed (${nY} rows)`;
+  if (n < 3 || nY < 1) return { std: NaN, method };
+  const X = toF64(x, dim, 'generated'), Y = toF64(y, dim, 'reference');
+  const invD = 1 / dim;
+  const k = (dot: number) => { const t = dot * invD + 1; return t * t * t; };
+  const r = new Float64Array(n); // Σ_{b≠i} k(x_i, x_b)
+  const t = new Float64Array(n); // mean_j k(x_i, y_j)
+  const dx = new Float64Array(NOISE_BLOCK * n), dy = new Float64Array(NOISE_BLOCK * nY);
+  for (let i0 = 0; i0 < n; i0 += NOISE_BLOCK) {
+    const rows = Math.min(NOISE_BLOCK, n - i0);
+    const block = X.subarray(i0 * dim, (i0 + rows) * dim);
+    multiplyABt(block, rows, X, n, dim, dx);
+    multiplyABt(block, rows, Y, nY, dim, dy);
+    for (let p = 0; p < rows; p++) {
+      const i = i0 + p;
+      let sx = 0, sy = 0;
+      for (let b = 0; b < n; b++) if (b !== i) sx += k(dx[p * n + b]!);
+      for (let j = 0; j < nY; j++) sy += k(dy[p * nY + j]!);
+      r[i] = sx;
+      t[i] = sy / nY;
     }
-    return p.slice(0, h).sort();
-  };
-  const plan: KidSubsets = { subsetSize: h, x: [], y: [] };
-  for (let s = 0; s < splits; s++) {
-    plan.x.push(pick(x.count, 'x', s));
-    plan.y.push(pick(y.count, 'y', s));
   }
-  const v = kidSubsetValues(x, y, dim, plan);
+  let S = 0, T = 0;
+  for (let i = 0; i < n; i++) { S += r[i]!; T += t[i]!; }
+  const loo = new Float64Array(n);
   let mean = 0;
-  for (const a of v) mean += a / v.length;
+  for (let i = 0; i < n; i++) {
+    loo[i] = (S - 2 * r[i]!) / ((n - 1) * (n - 2)) - (2 * (T - t[i]!)) / (n - 1);
+    mean += loo[i]! / n;
+  }
   let sq = 0;
-  for (const a of v) sq += (a - mean) ** 2;
-  return { std: Math.sqrt(sq / (v.length - 1)) / Math.SQRT2, halfSize: h, splits };
+  for (let i = 0; i < n; i++) sq += (loo[i]! - mean) ** 2;
+  return { std: Math.sqrt(((n - 1) / n) * sq), method };
 }

@@ -114,7 +114,7 @@ void test('run report: renders every section, writes atomically, references only
 void test('run report on KID: states the noise at the sample count, flags failed evaluations, shows the protocol', () => {
   const protocol = { extractor: 'inception', extractorSha256: SHA('a'), sampleCount: 256, seed: 0, referenceStatsSha256: SHA('b'), featureDim: 2048, metric: 'kid',
     resize: 'reference: decoded and resized to 64x64 as training does; samples at 64x64; both clean-fid "clean" resize to 299x299', kid: 'unbiased MMD², 1 subset(s) of 256' };
-  const kidParts = { noiseStd: 0.0012, noiseMethod: 'std of MMD²_u over 20 random halves (128 samples each) / √2' };
+  const kidParts = { noiseStd: 0.0012, noiseMethod: 'jackknife over the 256 generated samples, reference fixed (5000 rows)' };
   const evaluations = [
     { step: 100, fid: 150, kid: 0.05, kidParts, clipScore: null, protocol },
     { step: 200, fid: 140, kid: 0.04, kidParts, clipScore: null, protocol },
@@ -124,7 +124,7 @@ void test('run report on KID: states the noise at the sample count, flags failed
   assert.equal(decision.stop, true, decision.reason);
   const html = renderRunReport({ runId: 'r', generatedAt: 'now', training: [], evaluations, earlyStopping: decision });
   assert.match(html, /Metric KID \(lower is better\)/);
-  assert.match(html, /KID noise at 256 samples: std ≈ 0\.0012 between evaluations of the same model \(std of MMD²_u over 20 random halves/);
+  assert.match(html, /KID noise at 256 samples: std ≈ 0\.0012 between evaluations of the same model \(jackknife over the 256 generated samples, reference fixed/);
   assert.match(html, /min_delta 0\.001 is below twice the noise \(0\.0024\)/);
   assert.match(html, /Failed evaluations \(1\) count as no improvement/);
   assert.match(html, /<span class="pill warn" title="KID not finite">failed<\/span>/);
