@@ -90,12 +90,12 @@ export function noiseStatement(evals: readonly ReportEvaluation[], metric: strin
     const sd = withNoise.kidParts!.noiseStd;
     const cmp = minDelta >= 2 * sd ? 'above twice the noise: an improvement that passes it is unlikely to be noise'
       : `below twice the noise (${fmtNum(2 * sd)}): some "improvements" may be noise`;
-    return `KID noise at ${withNoise.protocol.sampleCount} samples: std ≈ ${fmtNum(sd)} between evaluations of the same model (${withNoise.kidParts!.noiseMethod}). min_delta ${minDelta} is ${cmp}.`;
+    return `KID noise at ${withNoise.protocol.sampleCount} samples: std ≲ ${fmtNum(sd)} between evaluations of the same model (${withNoise.kidParts!.noiseMethod}; an upper-side estimate). min_delta ${minDelta} is ${cmp}.`;
   }
   if (metric === 'fid') {
     const p = evals.at(-1)?.protocol;
     const dimNote = p?.featureDim && p.sampleCount < p.featureDim ? ` ${p.sampleCount} samples is below the feature dimension ${p.featureDim}: FID is strongly biased and rank-deficient here; prefer KID.` : '';
-    return `FID noise is not estimated per evaluation (see eval/architecture.md, "FID's bias", for its spread at 256 / 1k / 5k / 10k samples).${dimNote}${withNoise ? ` KID noise at the same samples: std ≈ ${fmtNum(withNoise.kidParts!.noiseStd)}.` : ''}`;
+    return `FID noise is not estimated per evaluation (see eval/architecture.md, "FID's bias", for its spread at 256 / 1k / 5k / 10k samples).${dimNote}${withNoise ? ` KID noise at the same samples: std ≲ ${fmtNum(withNoise.kidParts!.noiseStd)}.` : ''}`;
   }
   return 'CLIP score noise is not estimated.';
 }
