@@ -2,11 +2,15 @@
  * Evaluation activities of the train workflow: thin adapters over eval/ (and training/inference.ts).
  * Inputs and results are small JSON (URIs, steps, numbers, the protocol), never images or tensors.
  *
- * - evaluateTrainingCheckpoint (kiln-gpu): FID (+ CLIP score) of one checkpoint with the fixed
- *   sample plan, the early-stopping decision over the run's evaluation history, and, when this
- *   checkpoint is the new best, its metric in `checkpoints/metrics.json` so retention keeps it.
+ * - evaluateTrainingCheckpoint (kiln-gpu): FID, KID (+ CLIP score) of one checkpoint with the fixed
+ *   sample plan, the early-stopping decision over the run's evaluation history on the configured
+ *   metric, and, when this checkpoint is the new best, its metric in `checkpoints/metrics.json`
+ *   (direction from the metric: metricMode) so retention keeps it.
  *   Idempotent: the record is `<runUri>/evals/step-NNNNNNNNN.json`; when it exists it is reused.
  *   Lineage run `${jobId}/eval/step-${step}`. Timeout: minutes to hours (sample count); heartbeats.
+ * - recordFailedEvaluation (kiln-io): when evaluateTrainingCheckpoint failed for good, records the
+ *   failure as that step's evaluation (`failed`, no numbers) and returns the decision, in which it
+ *   counts as an evaluation without improvement.
  * The closing activities (best checkpoint, HTML report) are in train-report.ts.
  * Heavy modules (TensorFlow.js, ONNX Runtime) are imported lazily, so a kiln-io-only worker never
  * loads them.
@@ -17,7 +21,8 @@ import { pathToFileURL } from 'node:url';
 import { MissingFileError } from '../infra/errors.js';
 import { sha256File, sha256Hex } from '../infra/hash.js';
 import { manifestShardUris } from '../datasets/shards/manifest.js';
-import { earlyStoppingDecision, type EarlyStoppingDecision, type StoppingMetric } from '../eval/early-stopping.js';
+import { earlyStoppingDecision, metricMode, metricValue, METRIC_LABEL, type EarlyStoppingDecision, type StoppingMetric } from '../eval/early-stopping.js';
+import { DEFAULT_EVAL_SAMPLE_COUNT, DEFAULT_REFERENCE_MAX_IMAGES, defaultStoppingMetric } from '../eval/protocol.js';
 import type { EvalProtocol } from '../eval/report.js';
 import type { EvaluationRecord } from '../eval/evaluate.js';
 import type { FeatureExtractor } from '../eval/features.js';
@@ -34,13 +39,17 @@ import { linkIfRecorded, pad9, resolveDatasetRef, type DatasetPin } from './run-
 export interface TrainEvalOptions {
   /** Evaluate every N steps (a multiple of the chunk size, so it lands on a checkpoint). */
   everySteps: number;
-  /** Generated samples per evaluation (default 256; FID is biased at small counts). */
+  /** Generated samples per evaluation (default eval/protocol.ts DEFAULT_EVAL_SAMPLE_COUNT, 256). */
   sampleCount?: number;
   /** Evaluations in a row without improvement that stop training (default 3). */
   patience?: number;
   /** Minimum change that counts as an improvement (default 0). */
   minDelta?: number;
-  /** Metric for early stopping and for keeping the best checkpoint (default 'fid'). */
+  /**
+   * Metric for early stopping and for keeping the best checkpoint. Default: 'kid' when sampleCount
+   * is below the extractor's feature dimension (FID is rank-deficient and biased there), else 'fid'
+   * (prepareTrainingRun resolves it, so the workflow always carries a concrete metric).
+   */
   metric?: StoppingMetric;
   /** Feature extractor directory (extractor.json + model.onnx; see eval/architecture.md). */
   extractorDir: string;
@@ -51,7 +60,7 @@ export interface TrainEvalOptions {
   referenceDataset?: string;
   /** ...or a directory of images (png/jpg/jpeg/webp). At most one of the two. */
   referenceDir?: string;
-  /** Use at most this many reference images (default all). */
+  /** Use at most this many reference images (default DEFAULT_REFERENCE_MAX_IMAGES, 5,000). */
   referenceMaxImages?: number;
   /** CLIP model directory (transformers.js ONNX layout) for the CLIP score; required for metric 'clip_score'. */
   clipModelDir?: string;
@@ -69,11 +78,36 @@ export interface TrainEvalOptions {
   gridSamples?: number;
 }
 
-/** One evaluation's numbers as the workflow carries them (null: not measured or not finite). */
+/**
+ * One evaluation's numbers as the workflow carries them (JSON: null when not measured or not
+ * finite). `failed` says why an evaluation failed or which metrics were not finite, so a NaN stored
+ * as null still counts as an evaluation without improvement.
+ */
 export interface EvalPoint {
   step: number;
   fid: number | null;
+  kid?: number | null;
   clipScore: number | null;
+  failed?: string | null;
+}
+
+/** The workflow's point for a stored evaluation record (what prepareTrainingRun reloads, too). */
+export function evalPointFromRecord(r: { step: number; fid: number | null; kid?: number | null; clipScore: number | null; failed?: string | null }): EvalPoint {
+  const fin = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  // fid and kid are always measured (kid from the KID release on): null or non-finite means NaN.
+  const bad = [r.fid === null || !Number.isFinite(r.fid) ? 'FID' : null, 'kid' in r && (r.kid === null || !Number.isFinite(r.kid!)) ? 'KID' : null].filter((x) => x);
+  const failed = r.failed ?? (bad.length ? `${bad.join(' and ')} not finite` : null);
+  return { step: r.step, fid: fin(r.fid), ...('kid' in r ? { kid: fin(r.kid) } : {}), clipScore: fin(r.clipScore), ...(failed ? { failed } : {}) };
+}
+
+/** The stopping metric of these options with the extractor's feature dimension (see TrainEvalOptions.metric). */
+export function resolveStoppingMetric(o: Pick<TrainEvalOptions, 'metric' | 'sampleCount'>, featureDim: number): StoppingMetric {
+  return o.metric ?? defaultStoppingMetric(o.sampleCount ?? DEFAULT_EVAL_SAMPLE_COUNT, featureDim);
+}
+
+export interface RecordFailedEvaluationInput extends EvaluateTrainingInput {
+  /** The failure, as the workflow saw it. */
+  error: string;
 }
 
 export interface EvaluateTrainingInput {
@@ -108,22 +142,39 @@ export interface StoredEvaluation {
   backend: string;
 }
 
-const finiteOrNull = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** What `<runUri>/evals/step-N.json` holds for an evaluation that failed. */
+export interface FailedEvaluation {
+  format: 'kiln-eval-failed-v1';
+  record: { step: number; fid: null; kid: null; clipScore: null; failed: string; protocol: EvalProtocol; sampleGrid: null; samplePrompts: string[] };
+  checkpoint: { uri: string; step: number };
+}
 
 export function createEvalActivities(deps: ActivityDeps) {
   const { storage, lineage } = deps;
 
   /** Cached reference statistics for the configured reference set and extractor. */
-  async function referenceFor(extractor: FeatureExtractor, o: TrainEvalOptions, onProgress: (n: number) => void): Promise<{ ref: ReferenceStats; name: string; setHash: string; dataset: DatasetPin | null }> {
-    const [{ hashReferenceSet, referenceStatistics }, { decodeRgb, imageSetStatistics }] = await Promise.all([import('../eval/reference-stats.js'), import('../eval/features.js')]);
-    const max = o.referenceMaxImages ?? Infinity;
-    const selection = { id: `select:success-rows;max=${Number.isFinite(max) ? max : 'all'}`, sha256: sha256Hex(String(max)) };
+  /**
+   * Cached reference statistics and rows for the configured reference set and extractor: at most
+   * `referenceMaxImages` (5,000) images, each decoded and brought to the training resolution as
+   * training decodes them (training/image-decode.ts: sharp cover/centre crop), so the cache entry is
+   * a function of (set, cap, resolution, extractor) and never holds native-resolution work.
+   */
+  async function referenceFor(extractor: FeatureExtractor, o: TrainEvalOptions, resolution: number, onProgress: (n: number) => void): Promise<{ ref: ReferenceStats; name: string; setHash: string; dataset: DatasetPin | null; resize: string }> {
+    const [{ hashReferenceSet, referenceStatistics }, { imageSetFeatures }, { decodeTrainingImage }] = await Promise.all([
+      import('../eval/reference-stats.js'), import('../eval/features.js'), import('../training/image-decode.js')]);
+    const max = o.referenceMaxImages ?? DEFAULT_REFERENCE_MAX_IMAGES;
+    const resize = `decoded and resized to ${resolution}x${resolution} as training does (sharp cover/centre), first ${max} images`;
+    const selection = { id: `select:success-rows;max=${max};resize=train-cover-centre-${resolution}`, sha256: sha256Hex(`${max}|${resolution}`) };
+    const decodeRgb = async (bytes: Uint8Array): Promise<RgbImage | null> => {
+      const x = await decodeTrainingImage(bytes, resolution);
+      return x ? { width: resolution, height: resolution, data: Uint8Array.from(x, (v) => Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)))) } : null;
+    };
     let setHash: string, name: string, dataset: DatasetPin | null = null;
     let images: () => AsyncGenerator<RgbImage>;
     if (o.referenceDataset) {
       const { pin, manifest } = await resolveDatasetRef(deps, o.referenceDataset);
       dataset = pin;
-      name = `${manifest.id} (success rows${Number.isFinite(max) ? `, first ${max}` : ''})`;
+      name = `${manifest.id} (success rows, first ${max})`;
       setHash = hashReferenceSet([...manifest.shards.map((s) => ({ id: `${manifest.id}/${s.path}`, sha256: s.sha256 })), selection]);
       const { readShardRows } = await import('../datasets/shards/reader.js');
       images = async function* () {
@@ -132,7 +183,7 @@ export function createEvalActivities(deps: ActivityDeps) {
           for await (const row of readShardRows(storage, uri, { columns: ['key', 'status', 'jpg'] })) {
             if (n >= max) return;
             if (row.status !== 'success' || !row.jpg) continue;
-            const img = await decodeRgb(row.jpg).catch(() => null);
+            const img = await decodeRgb(row.jpg);
             if (img) { n++; yield img; }
           }
         }
@@ -140,18 +191,21 @@ export function createEvalActivities(deps: ActivityDeps) {
     } else {
       const dir = resolve(o.referenceDir!);
       const files = (await readdir(dir).catch(() => { throw new MissingFileError(`reference image directory ${dir} does not exist`, 'pass a directory of PNG/JPEG reference images (e.g. COCO val2014) or a reference dataset.'); }))
-        .filter((f) => ['.png', '.jpg', '.jpeg', '.webp'].includes(extname(f).toLowerCase())).sort().slice(0, Number.isFinite(max) ? max : undefined);
+        .filter((f) => ['.png', '.jpg', '.jpeg', '.webp'].includes(extname(f).toLowerCase())).sort().slice(0, max);
       name = `directory ${basename(dir)} (${files.length} images)`;
       const members = [];
       for (const f of files) members.push({ id: f, sha256: await sha256File(join(dir, f)) });
       setHash = hashReferenceSet(members);
       images = async function* () {
-        for (const f of files) yield await decodeRgb(await readFile(join(dir, f)));
+        for (const f of files) {
+          const img = await decodeRgb(await readFile(join(dir, f)));
+          if (img) yield img;
+        }
       };
     }
     const ref = await referenceStatistics(storage, { referenceSetHash: setHash, extractorSha256: extractor.modelSha256 },
-      () => imageSetStatistics(extractor, images(), { onProgress }));
-    return { ref, name, setHash, dataset };
+      () => imageSetFeatures(extractor, images(), { onProgress }));
+    return { ref, name, setHash, dataset, resize };
   }
 
   /** Generate samples from the checkpoint and measure them (the expensive part). */
@@ -163,7 +217,7 @@ export function createEvalActivities(deps: ActivityDeps) {
     ctx?.heartbeat({ phase: 'loading', step: input.step });
     const extractor = await loadFeatureExtractor(resolve(o.extractorDir), { batchSize: o.batchSize ?? 16 });
     try {
-      const reference = await referenceFor(extractor, o, (n) => ctx?.heartbeat({ phase: 'reference', images: n }));
+      const reference = await referenceFor(extractor, o, state.config.resolution, (n) => ctx?.heartbeat({ phase: 'reference', images: n }));
       const model = await loadTrainedModel(storage, input.checkpointUri);
       let clip: ClipScorer | undefined;
       try {
@@ -185,8 +239,8 @@ export function createEvalActivities(deps: ActivityDeps) {
             },
           },
         }, {
-          step: input.step, prompts: o.prompts ?? DEFAULT_EVAL_PROMPTS, sampleCount: o.sampleCount ?? 256, gridSamples: o.gridSamples ?? 16,
-          referenceSetName: reference.name, onProgress: (done) => ctx?.heartbeat({ phase: 'sampling', step: input.step, done }),
+          step: input.step, prompts: o.prompts ?? DEFAULT_EVAL_PROMPTS, sampleCount: o.sampleCount ?? DEFAULT_EVAL_SAMPLE_COUNT, gridSamples: o.gridSamples ?? 16,
+          referenceSetName: reference.name, metric: resolveStoppingMetric(o, extractor.featureDim), referenceResize: reference.resize, onProgress: (done) => ctx?.heartbeat({ phase: 'sampling', step: input.step, done }),
         });
         const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(input.checkpointUri, 'state.json'))) };
         for (const f of TENSOR_FILES) sha256s[f] = state.files[f].sha256;
@@ -219,16 +273,63 @@ export function createEvalActivities(deps: ActivityDeps) {
     for (const f of s.clip?.files ?? []) {
       lineage.recordArtifactOfRun(runId, 'consumed', { uri: pathToFileURL(join(s.clip!.dir, f.path)).href, kind: 'clip-model-file', sha256: f.sha256, bytes: f.bytes });
     }
-    lineage.recordArtifactOfRun(runId, 'produced', { uri: evalUri, kind: 'eval-record', sha256: evalSha256, bytes: evalBytes, metadata: { step: s.record.step, fid: s.record.fid, clipScore: s.record.clipScore, protocol: s.record.protocol } });
+    lineage.recordArtifactOfRun(runId, 'produced', { uri: evalUri, kind: 'eval-record', sha256: evalSha256, bytes: evalBytes, metadata: { step: s.record.step, fid: s.record.fid, kid: s.record.kid, kidNoiseStd: s.record.kidParts?.noiseStd ?? null, clipScore: s.record.clipScore, protocol: s.record.protocol } });
     return s.record.sampleGrid ? storage.child(reportDirUri, ...s.record.sampleGrid.split('/')) : null;
   }
 
+  /** The decision over history + this point; a new best goes to metrics.json (retention keeps exactly it). */
+  async function decide(input: EvaluateTrainingInput, point: EvalPoint, metric: StoppingMetric): Promise<EarlyStoppingDecision> {
+    const o = input.eval;
+    const history = [...input.history.filter((h) => h.step !== input.step), point];
+    const decision = earlyStoppingDecision(history, { metric, patience: o.patience ?? 3, minDelta: o.minDelta ?? 0 });
+    if (decision.latestIsBest && decision.bestValue !== null) {
+      await recordCheckpointMetric(storage, input.runUri, input.step, metric, decision.bestValue, metricMode(metric));
+    }
+    return decision;
+  }
+
   return {
-    /** FID (+ CLIP score) of one checkpoint and the early-stopping decision; see the module comment. */
+    /**
+     * After evaluateTrainingCheckpoint failed for good (retries spent, or a non-retryable error such
+     * as non-finite features from a diverged model): store the failure as this step's evaluation and
+     * return the decision, in which it counts as an evaluation without improvement. Idempotent: an
+     * existing record for the step (failed or not) is kept.
+     */
+    async recordFailedEvaluation(input: RecordFailedEvaluationInput): Promise<EvaluateTrainingResult> {
+      const o = input.eval;
+      const evalUri = storage.child(input.runUri, 'evals', `step-${pad9(input.step)}.json`);
+      const runId = `${input.jobId}/eval/step-${input.step}/failure`;
+      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.eval', params: { step: input.step, checkpointUri: input.checkpointUri, eval: o, failed: input.error } }, async (run) => {
+        let record: StoredEvaluation['record'] | FailedEvaluation['record'];
+        if (await storage.exists(evalUri)) {
+          record = (JSON.parse(await storage.readText(evalUri)) as StoredEvaluation | FailedEvaluation).record;
+        } else {
+          const protocol: EvalProtocol = {
+            extractor: basename(resolve(o.extractorDir)), extractorSha256: '', sampleCount: o.sampleCount ?? DEFAULT_EVAL_SAMPLE_COUNT, seed: o.seed ?? 0,
+            referenceStatsSha256: '', ...(o.metric ? { metric: o.metric } : {}),
+          };
+          const failed: FailedEvaluation = {
+            format: 'kiln-eval-failed-v1', checkpoint: { uri: input.checkpointUri, step: input.step },
+            record: { step: input.step, fid: null, kid: null, clipScore: null, failed: input.error.slice(0, 2000), protocol, sampleGrid: null, samplePrompts: [] },
+          };
+          const content = `${JSON.stringify(failed, null, 1)}\n`;
+          const written = await storage.writeAtomic(evalUri, content);
+          lineage.recordArtifactOfRun(runId, 'produced', { uri: evalUri, kind: 'eval-record', sha256: written.sha256, bytes: Buffer.byteLength(content), metadata: { step: input.step, failed: failed.record.failed } });
+          record = failed.record;
+        }
+        const metric = resolveStoppingMetric(o, record.protocol.featureDim ?? 2048);
+        const point = evalPointFromRecord(record);
+        if (metricValue(point, metric) === undefined) point.failed = `${METRIC_LABEL[metric]} was not measured`;
+        const decision = await decide(input, point, metric);
+        run.summarize({ failed: point.failed ?? null, metric, decision });
+        return { point, evalUri, sampleGridUri: null, protocol: record.protocol, decision, reused: false };
+      });
+    },
+
+    /** FID, KID (+ CLIP score) of one checkpoint and the early-stopping decision; see the module comment. */
     async evaluateTrainingCheckpoint(input: EvaluateTrainingInput): Promise<EvaluateTrainingResult> {
       const ctx = activityContext();
       const o = input.eval;
-      const metric: StoppingMetric = o.metric ?? 'fid';
       const runId = `${input.jobId}/eval/step-${input.step}`;
       const evalUri = storage.child(input.runUri, 'evals', `step-${pad9(input.step)}.json`);
       const reportDirUri = storage.child(input.runUri, 'report');
@@ -255,15 +356,12 @@ export function createEvalActivities(deps: ActivityDeps) {
           lineage.recordArtifactOfRun(runId, 'produced', { uri: gridUri, kind: 'sample-grid', sha256: sha256Hex(png), bytes: png.byteLength, metadata: { step: input.step } });
         }
         const r = stored.record;
-        const point: EvalPoint = { step: input.step, fid: finiteOrNull(r.fid), clipScore: finiteOrNull(r.clipScore) };
-        const history = [...input.history.filter((h) => h.step !== input.step), { step: input.step, fid: r.fid ?? NaN, clipScore: r.clipScore }];
-        const decision = earlyStoppingDecision(history, { metric, patience: o.patience ?? 3, minDelta: o.minDelta ?? 0 });
-        // Only improvements go to metrics.json, so retention keeps exactly the early-stopping best.
-        if (decision.latestIsBest && decision.bestValue !== null) {
-          await recordCheckpointMetric(storage, input.runUri, input.step, metric, decision.bestValue, metric === 'fid' ? 'min' : 'max');
-        }
+        const metric = resolveStoppingMetric(o, r.protocol.featureDim ?? 2048);
+        const point = evalPointFromRecord(r);
+        if (metricValue(point, metric) === undefined) point.failed = `${METRIC_LABEL[metric]} was not measured`;
+        const decision = await decide(input, point, metric);
         const result: EvaluateTrainingResult = { point, evalUri, sampleGridUri: gridUri, protocol: r.protocol, decision, reused };
-        run.summarize({ fid: r.fid, clipScore: r.clipScore, protocol: r.protocol, decision });
+        run.summarize({ fid: r.fid, kid: r.kid, kidNoiseStd: r.kidParts?.noiseStd ?? null, clipScore: r.clipScore, metric, protocol: r.protocol, decision });
         return result;
       });
     },

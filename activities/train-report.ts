@@ -13,7 +13,7 @@ import type { EarlyStoppingDecision, StoppingMetric } from '../eval/early-stoppi
 import { renderRunReport, type ReportEvaluation, type TrainingPoint } from '../eval/report.js';
 import { listCheckpoints, readCheckpointState, TENSOR_FILES } from '../training/checkpoint.js';
 import type { ActivityDeps } from './deps.js';
-import type { StoredEvaluation } from './eval.js';
+import { evalPointFromRecord, type StoredEvaluation } from './eval.js';
 import { linkIfRecorded, writeRunArtifact, type DatasetPin } from './run-artifacts.js';
 import { withRun } from './run-lifecycle.js';
 
@@ -91,7 +91,11 @@ export function createTrainReportActivities(deps: ActivityDeps) {
         for (const name of await storage.list(storage.child(input.runUri, 'evals'))) {
           const uri = storage.child(input.runUri, 'evals', name);
           const s = JSON.parse(await storage.readText(uri)) as StoredEvaluation;
-          evaluations.push({ step: s.record.step, fid: s.record.fid, clipScore: s.record.clipScore, protocol: s.record.protocol, sampleGrid: s.record.sampleGrid ?? null, samplePrompts: s.record.samplePrompts ?? [] });
+          const point = evalPointFromRecord(s.record);
+          evaluations.push({
+            step: s.record.step, fid: s.record.fid, kid: s.record.kid ?? null, kidParts: s.record.kidParts ?? null, clipScore: s.record.clipScore,
+            ...(point.failed ? { failed: point.failed } : {}), protocol: s.record.protocol, sampleGrid: s.record.sampleGrid ?? null, samplePrompts: s.record.samplePrompts ?? [],
+          });
           linkIfRecorded(deps, runId, uri, 'consumed');
           if (s.record.sampleGrid) linkIfRecorded(deps, runId, storage.child(reportDirUri, ...s.record.sampleGrid.split('/')), 'consumed');
         }

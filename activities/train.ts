@@ -20,7 +20,7 @@
  * createTrainActivities also returns the evaluation activities of activities/eval.ts and the
  * closing ones (best checkpoint, report) of activities/train-report.ts.
  */
-import { access } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { ConfigError, MissingFileError } from '../infra/errors.js';
@@ -36,7 +36,8 @@ import type { StepResult } from '../training/trainer.js';
 import type { TrainingChunkResult } from '../training/run-chunk.js';
 import type { ActivityDeps } from './deps.js';
 import { activityContext, withRun } from './run-lifecycle.js';
-import { createEvalActivities, type EvalPoint, type TrainEvalOptions } from './eval.js';
+import { createEvalActivities, evalPointFromRecord, resolveStoppingMetric, type EvalPoint, type TrainEvalOptions } from './eval.js';
+import { metricMode, STOPPING_METRICS } from '../eval/early-stopping.js';
 import { createTrainReportActivities } from './train-report.js';
 import { linkIfRecorded, pad9, resolveDatasetRef, writeRunArtifact, type DatasetPin } from './run-artifacts.js';
 
@@ -163,17 +164,23 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       if (!Number.isInteger(chunkSteps) || chunkSteps < 1) throw new ConfigError(`chunkSteps ${chunkSteps} is not a positive integer`, 'set chunkSteps (the checkpoint interval) to e.g. 500.');
       const totalSteps = input.totalSteps ?? input.config.totalSteps ?? 1000;
       if (!Number.isInteger(totalSteps) || totalSteps < 1) throw new ConfigError(`totalSteps ${totalSteps} is not a positive integer`, 'set totalSteps to the number of optimiser steps to train.');
-      const config: TrainingConfigInput = { ...input.config, totalSteps: input.config.totalSteps ?? totalSteps };
+      let config: TrainingConfigInput = { ...input.config, totalSteps: input.config.totalSteps ?? totalSteps };
+      let evalInput = input.eval;
+      if (evalInput) {
+        // The stopping metric, resolved once (KID below feature_dim samples), is also what checkpoint
+        // retention ranks by: config.checkpoint.metricMode follows it (a contradicting one is an error).
+        evalInput = { ...evalInput, metric: resolveStoppingMetric(evalInput, await checkEvalOptions(evalInput, chunkSteps)) };
+        config = withMetricMode(config, metricMode(evalInput.metric!), evalInput.metric!);
+      }
       const resolved = resolveTrainingConfig(config);
       if (resolved.codec !== 'identity') await assertVaeFiles(resolved.codec.vae);
-      if (input.eval) await checkEvalOptions(input.eval, chunkSteps);
       const runUri = storage.uri('runs', assertSafeSegment(input.runName, 'run name'));
       const { pin, manifest } = await resolveDatasetRef(deps, input.dataset);
       if (manifest.shards.length === 0 || manifest.countsByStatus?.success === 0) {
         throw new EmptyDatasetError(`dataset ${manifest.id} has ${manifest.shards.length} shards and ${manifest.countsByStatus?.success ?? 0} success rows`);
       }
       const runId = `${input.jobId}/train`;
-      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train', params: { runUri, dataset: pin, config, totalSteps, chunkSteps, eval: input.eval ?? null }, codeVersion: deps.codeVersion });
+      lineage.startRun({ id: runId, jobId: input.jobId, stage: 'train', params: { runUri, dataset: pin, config, totalSteps, chunkSteps, eval: evalInput ?? null }, codeVersion: deps.codeVersion });
       const recorded = lineage.getArtifactByUri(pin.manifestUri);
       if (recorded && recorded.sha256 !== pin.manifestSha256) throw new InvalidManifestError(pin.manifestUri, `lineage records sha256 ${recorded.sha256} but the file has ${pin.manifestSha256}`);
       const bytes = (await storage.size(pin.manifestUri)) ?? 0;
@@ -181,10 +188,10 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const startStep = (await listCheckpoints(storage, runUri)).at(-1)?.step ?? 0;
       const evals: EvalPoint[] = [];
       for (const name of await storage.list(storage.child(runUri, 'evals'))) {
-        const s = JSON.parse(await storage.readText(storage.child(runUri, 'evals', name))) as { record: { step: number; fid: number | null; clipScore: number | null } };
-        if (s.record.step <= startStep) evals.push({ step: s.record.step, fid: s.record.fid, clipScore: s.record.clipScore });
+        const s = JSON.parse(await storage.readText(storage.child(runUri, 'evals', name))) as { record: Parameters<typeof evalPointFromRecord>[0] };
+        if (s.record.step <= startStep) evals.push(evalPointFromRecord(s.record));
       }
-      const evalOptions = input.eval && !input.eval.referenceDataset && !input.eval.referenceDir ? { ...input.eval, referenceDataset: pin.manifestUri } : input.eval ?? null;
+      const evalOptions = evalInput && !evalInput.referenceDataset && !evalInput.referenceDir ? { ...evalInput, referenceDataset: pin.manifestUri } : evalInput ?? null;
       return { runUri, dataset: pin, totalSteps, config, startStep, evals, eval: evalOptions };
     },
 
@@ -260,21 +267,44 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
   };
 }
 
-/** Checks of eval options that need no model (fail fast, before training starts). */
-async function checkEvalOptions(o: TrainEvalOptions, chunkSteps: number): Promise<void> {
+/**
+ * config.checkpoint.metricMode set from the stopping metric's direction, so checkpoint retention and
+ * early stopping rank checkpoints the same way; an explicit contradicting value is a ConfigError.
+ */
+export function withMetricMode(config: TrainingConfigInput, mode: 'min' | 'max', metric: string): TrainingConfigInput {
+  const checkpoint = (config as { checkpoint?: { metricMode?: string } }).checkpoint ?? {};
+  if (checkpoint.metricMode !== undefined && checkpoint.metricMode !== mode) {
+    throw new ConfigError(`config.checkpoint.metricMode is ${JSON.stringify(checkpoint.metricMode)} but the stopping metric ${metric} is better when ${mode === 'min' ? 'lower' : 'higher'}`,
+      `remove checkpoint.metricMode (it follows eval.metric) or set it to "${mode}".`);
+  }
+  return { ...config, checkpoint: { ...checkpoint, metricMode: mode } } as TrainingConfigInput;
+}
+
+/** Checks of eval options that need no model (fail fast, before training starts); returns the extractor's feature_dim. */
+async function checkEvalOptions(o: TrainEvalOptions, chunkSteps: number): Promise<number> {
   const bad = (problem: string, fix: string) => new ConfigError(`eval options: ${problem}`, fix);
   if (!Number.isInteger(o.everySteps) || o.everySteps < 1 || o.everySteps % chunkSteps !== 0) {
     throw bad(`everySteps ${o.everySteps} is not a positive multiple of chunkSteps ${chunkSteps}`, 'evaluations run on checkpoints: make everySteps a multiple of chunkSteps.');
   }
   if (o.sampleCount !== undefined && (!Number.isInteger(o.sampleCount) || o.sampleCount < 2)) throw bad(`sampleCount ${o.sampleCount} must be an integer >= 2`, 'use e.g. 1000 samples (FID needs at least 2).');
   if (o.referenceDataset && o.referenceDir) throw bad('give one of referenceDataset and referenceDir, not both', 'name the reference images: a dataset version (name@vN) or a directory (default: the training dataset).');
-  if ((o.metric ?? 'fid') === 'clip_score' && !o.clipModelDir) throw bad('metric clip_score needs clipModelDir', 'pass a CLIP model directory, or use metric fid.');
-  if (o.metric !== undefined && o.metric !== 'fid' && o.metric !== 'clip_score') throw bad(`metric ${JSON.stringify(o.metric)} is unknown`, 'use "fid" or "clip_score".');
+  if (o.metric === 'clip_score' && !o.clipModelDir) throw bad('metric clip_score needs clipModelDir', 'pass a CLIP model directory, or use metric kid or fid.');
+  if (o.metric !== undefined && !STOPPING_METRICS.includes(o.metric)) throw bad(`metric ${JSON.stringify(o.metric)} is unknown`, 'use "kid", "fid" or "clip_score" (or leave it out: KID below feature_dim samples, else FID).');
+  if (o.referenceMaxImages !== undefined && (!Number.isInteger(o.referenceMaxImages) || o.referenceMaxImages < 2)) throw bad(`referenceMaxImages ${o.referenceMaxImages} must be an integer >= 2`, 'use e.g. 5000 reference images.');
   if (o.patience !== undefined && (!Number.isInteger(o.patience) || o.patience < 1)) throw bad(`patience ${o.patience} is not a positive integer`, 'set patience to 1 or more (the recipe uses 3).');
   if (o.minDelta !== undefined && !(o.minDelta >= 0)) throw bad(`minDelta ${o.minDelta} is negative`, 'set minDelta to 0 or a small positive number.');
-  await access(join(o.extractorDir, 'extractor.json')).catch(() => {
-    throw new MissingFileError(`FID feature extractor not found: ${join(o.extractorDir, 'extractor.json')} is missing`, 'put extractor.json and model.onnx there: see eval/architecture.md, "Standard Inception-v3 extractor".');
+  const descriptorPath = join(o.extractorDir, 'extractor.json');
+  const raw = await readFile(descriptorPath, 'utf8').catch(() => {
+    throw new MissingFileError(`FID feature extractor not found: ${descriptorPath} is missing`, 'put extractor.json and model.onnx there: see eval/architecture.md, "Standard Inception-v3 extractor".');
   });
+  let featureDim: unknown;
+  try {
+    featureDim = (JSON.parse(raw) as { feature_dim?: unknown }).feature_dim;
+  } catch {
+    featureDim = undefined;
+  }
+  if (!Number.isInteger(featureDim) || (featureDim as number) < 1) throw bad(`${descriptorPath} has no positive integer feature_dim`, 'fix extractor.json as described in eval/architecture.md.');
+  return featureDim as number;
 }
 
 export type TrainActivities = ReturnType<typeof createTrainActivities>;

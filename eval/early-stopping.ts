@@ -2,8 +2,10 @@
  * Early-stopping policy (pure): from the history of evaluations, decide whether training has
  * converged. The recipe: if FID has not improved for `patience` (3) evaluations in a row, stop and
  * keep the best checkpoint. "Improved" means better than the best so far by more than `minDelta`
- * (FID: lower is better; CLIP score: higher is better). A non-finite value (a diverged run's NaN
- * FID) counts as an evaluation without improvement; an evaluation that lacks the metric is ignored.
+ * (FID and KID: lower is better; CLIP score: higher is better). A non-finite value (a diverged run's
+ * NaN FID) and a failed evaluation (`failed` set: the activity failed, or its metrics came out
+ * non-finite and were stored as null, since JSON has no NaN) count as evaluations without
+ * improvement; an evaluation that did not measure the metric (null without `failed`) is ignored.
  */
 import { ConfigError } from '../infra/errors.js';
 
@@ -11,10 +13,27 @@ import { ConfigError } from '../infra/errors.js';
 export interface EvaluationPoint {
   step: number;
   fid?: number | null;
+  kid?: number | null;
   clipScore?: number | null;
+  /** Why the evaluation failed or which metrics were not finite; counts as no improvement. */
+  failed?: string | null;
 }
 
-export type StoppingMetric = 'fid' | 'clip_score';
+export type StoppingMetric = 'fid' | 'kid' | 'clip_score';
+
+export const STOPPING_METRICS: readonly StoppingMetric[] = ['fid', 'kid', 'clip_score'];
+
+/** Which direction is better: 'min' for FID and KID, 'max' for CLIP score (checkpoint retention uses it too). */
+export function metricMode(metric: StoppingMetric): 'min' | 'max' {
+  return metric === 'clip_score' ? 'max' : 'min';
+}
+
+/** The metric's value in a point: a number (NaN counts), NaN for a failed evaluation, undefined when not measured. */
+export function metricValue(p: EvaluationPoint, metric: StoppingMetric): number | undefined {
+  const v = metric === 'fid' ? p.fid : metric === 'kid' ? p.kid : p.clipScore;
+  if (typeof v === 'number') return v;
+  return p.failed ? NaN : undefined;
+}
 
 export interface EarlyStoppingOptions {
   metric: StoppingMetric;
@@ -40,20 +59,20 @@ export interface EarlyStoppingDecision {
   reason: string;
 }
 
-const LABEL: Record<StoppingMetric, string> = { fid: 'FID', clip_score: 'CLIP score' };
+export const METRIC_LABEL: Record<StoppingMetric, string> = { fid: 'FID', kid: 'KID', clip_score: 'CLIP score' };
 
 /** Decide from `history` (any order; sorted by step here). */
 export function earlyStoppingDecision(history: readonly EvaluationPoint[], options: EarlyStoppingOptions): EarlyStoppingDecision {
   const { metric } = options;
   const patience = options.patience ?? 3;
   const minDelta = options.minDelta ?? 0;
-  if (metric !== 'fid' && metric !== 'clip_score') throw new ConfigError(`early-stopping metric ${JSON.stringify(metric)} is unknown`, 'use "fid" or "clip_score".');
+  if (!STOPPING_METRICS.includes(metric)) throw new ConfigError(`early-stopping metric ${JSON.stringify(metric)} is unknown`, 'use "kid", "fid" or "clip_score".');
   if (!Number.isInteger(patience) || patience < 1) throw new ConfigError(`early-stopping patience ${patience} is not a positive integer`, 'set patience to 1 or more (the recipe uses 3).');
   if (!Number.isFinite(minDelta) || minDelta < 0) throw new ConfigError(`early-stopping min_delta ${minDelta} is negative or not finite`, 'set min_delta to 0 or a small positive number.');
-  const lowerIsBetter = metric === 'fid';
-  const label = LABEL[metric];
+  const lowerIsBetter = metricMode(metric) === 'min';
+  const label = METRIC_LABEL[metric];
   const points = history
-    .map((p) => ({ step: p.step, value: metric === 'fid' ? p.fid : p.clipScore }))
+    .map((p) => ({ step: p.step, value: metricValue(p, metric) }))
     .filter((p): p is { step: number; value: number } => typeof p.value === 'number')
     .sort((a, b) => a.step - b.step);
   for (let i = 1; i < points.length; i++) {

@@ -1,7 +1,8 @@
 /**
  * One evaluation of a checkpoint, as the eval activity runs it: generate the fixed sample plan,
- * extract features (streaming mean/covariance), Frechet distance against the cached reference
- * statistics, CLIP score of the samples against their prompts, and a sample grid for the report.
+ * extract features (streaming mean/covariance, rows kept for KID), Frechet distance against the
+ * cached reference statistics, KID against the cached reference rows (with its noise at this sample
+ * count: a jackknife over the generated samples, eval/kid.ts kidNoise), CLIP score of the samples against their prompts, and a sample grid for the report.
  * Returns a small JSON-able record carrying the numbers and the protocol they were measured under.
  *
  * Dependencies are injected (the denoiser adapter, text encoding and latent decoding come from
@@ -13,6 +14,8 @@ import type { RgbImage } from './clean-resize.js';
 import { evalSamplePlan, generateEvalImages, type GenerateOptions } from './eval-samples.js';
 import type { FeatureExtractor } from './features.js';
 import { frechetDistance, type FrechetDistance } from './frechet.js';
+import type { StoppingMetric } from './early-stopping.js';
+import { kernelInceptionDistance, kidNoise, KID_DEFAULT_MAX_SUBSET_SIZE, KID_DEFAULT_SUBSETS } from './kid.js';
 import type { ReferenceStats } from './reference-stats.js';
 import type { EvalProtocol, ReportEvaluation } from './report.js';
 import { writeSampleGrid } from './sample-grid.js';
@@ -46,11 +49,32 @@ export interface EvaluationOptions {
   referenceSetName?: string;
   /** Called after every batch with the number of samples done (heartbeats). */
   onProgress?: (done: number) => void;
+  /** The stopping metric the run decides on (recorded in the protocol). */
+  metric?: StoppingMetric;
+  /** How reference images were brought to a fixed size before the extractor's resize (protocol). */
+  referenceResize?: string;
+  /** KID subsets (default 100) and largest subset size (default 1000), clean-fid's protocol. */
+  kidSubsets?: number;
+  kidMaxSubsetSize?: number;
+}
+
+/** KID's details: clean-fid's subset std, the subsets used, and the noise at this sample count. */
+export interface KidParts {
+  /** Population std over the subsets (clean-fid / torch-fidelity's kid_std; 0 with one subset). */
+  subsetStd: number;
+  subsetSize: number;
+  subsets: number;
+  /** Estimated standard deviation of this KID between two evaluations with different noise (kidNoise). */
+  noiseStd: number;
+  noiseMethod: string;
 }
 
 /** The evaluation's result: a ReportEvaluation plus the parts of the distance. */
 export interface EvaluationRecord extends ReportEvaluation {
   fidParts: Omit<FrechetDistance, 'distance'>;
+  /** Kernel Inception Distance (unbiased MMD², cubic kernel) against the reference rows. */
+  kid: number | null;
+  kidParts: KidParts | null;
   /** Mean cosine similarity of image and prompt embeddings (null without a CLIP model). */
   clipScore: number | null;
 }
@@ -58,14 +82,19 @@ export interface EvaluationRecord extends ReportEvaluation {
 /** Run one evaluation (see the module comment). Deterministic for a given checkpoint and options. */
 export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: EvaluationOptions): Promise<EvaluationRecord> {
   const plan = evalSamplePlan(o.prompts, o.sampleCount);
-  const acc = new FeatureStatisticsAccumulator(deps.extractor.featureDim);
+  const dim = deps.extractor.featureDim;
+  const acc = new FeatureStatisticsAccumulator(dim);
+  const rows = new Float32Array(plan.length * dim);
   const gridCount = Math.min(o.gridSamples ?? 16, plan.length);
   const grid: RgbImage[] = [];
   let clipSum = 0, clipN = 0;
+  let sampleSize: string | undefined;
   let batch: { image: RgbImage; prompt: string }[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    acc.add(await deps.extractor.extractImages(batch.map((b) => b.image)));
+    const f = await deps.extractor.extractImages(batch.map((b) => b.image));
+    rows.set(f, acc.count * dim);
+    acc.add(f);
     if (deps.clip) {
       const png = await Promise.all(batch.map((b) => rgbToPng(b.image)));
       const scores = await deps.clip.scorer.score(png, batch.map((b) => b.prompt));
@@ -76,12 +105,17 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
   };
   for await (const { sample, image } of generateEvalImages(plan, deps.generate)) {
     if (grid.length < gridCount) grid.push(image);
+    sampleSize ??= `${image.width}x${image.height}`;
     batch.push({ image, prompt: sample.prompt });
     if (batch.length >= deps.generate.batchSize) await flush();
   }
   await flush();
   const stats = acc.finalize();
   const { distance, ...fidParts } = frechetDistance(stats, deps.reference.stats);
+  const kidSubsets = o.kidSubsets ?? KID_DEFAULT_SUBSETS, kidMax = o.kidMaxSubsetSize ?? KID_DEFAULT_MAX_SUBSET_SIZE;
+  const gen = { data: rows, count: acc.count };
+  const kid = kernelInceptionDistance(gen, deps.reference.features, dim, { subsets: kidSubsets, maxSubsetSize: kidMax, seed: deps.generate.sampler.seed });
+  const noise = kidNoise(gen, deps.reference.features, dim);
   const written = grid.length ? await writeSampleGrid(deps.storage, deps.reportDirUri, o.step, grid) : null;
   const s = deps.generate.sampler;
   const protocol: EvalProtocol = {
@@ -90,6 +124,11 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
     sampleCount: o.sampleCount,
     seed: s.seed,
     referenceStatsSha256: deps.reference.statsSha256,
+    referenceCount: deps.reference.stats.count,
+    featureDim: dim,
+    ...(o.metric ? { metric: o.metric } : {}),
+    kid: `unbiased MMD², k(x,y) = (x·y/${dim} + 1)³, ${kid.subsets} subset(s) of ${kid.subsetSize} (clean-fid: min(n, ref, ${kidMax}), ${kidSubsets} subsets), seed ${s.seed}`,
+    resize: `${o.referenceResize ? `reference: ${o.referenceResize}; ` : ''}samples at ${sampleSize}; both clean-fid "clean" resize to ${deps.extractor.descriptor.input_size.join('x')}`,
     ...(o.referenceSetName ? { referenceSet: o.referenceSetName } : {}),
     sampler: `${s.method}, ${s.steps} steps, guidance ${s.guidanceScale}${s.method === 'ddim' && s.eta ? `, eta ${s.eta}` : ''}`,
     ...(deps.clip ? { clipModel: deps.clip.name } : {}),
@@ -97,11 +136,16 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
   return {
     step: o.step,
     fid: distance,
+    kid: kid.kid,
     clipScore: deps.clip && clipN > 0 ? clipSum / clipN : null,
     protocol,
     sampleGrid: written?.relativePath ?? null,
     samplePrompts: plan.slice(0, gridCount).map((p) => p.prompt),
     fidParts,
+    kidParts: {
+      subsetStd: kid.std, subsetSize: kid.subsetSize, subsets: kid.subsets, noiseStd: noise.std,
+      noiseMethod: noise.method,
+    },
   };
 }
 

@@ -13,7 +13,7 @@ import { KilnError, MissingFileError } from '../infra/errors.js';
 import { sha256File } from '../infra/hash.js';
 import { decodeRgb as decodeRgbShared } from '../infra/imaging/decode-rgb.js';
 import { cleanResize, type RgbImage } from './clean-resize.js';
-import { FeatureStatisticsAccumulator, type FeatureStatistics } from './statistics.js';
+import { FeatureStatisticsAccumulator, type FeatureRowsF32, type FeatureStatistics } from './statistics.js';
 
 /** Contents of `extractor.json`. */
 export interface FeatureExtractorDescriptor {
@@ -165,6 +165,36 @@ function parseDescriptor(raw: string, path: string): FeatureExtractorDescriptor 
 export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
   const { width, height, data } = await decodeRgbShared(bytes);
   return { width, height, data };
+}
+
+/**
+ * Statistics of a stream of images plus the feature rows themselves (float32 [n, dim], for KID):
+ * what the reference cache stores. Memory: n x dim x 4 bytes (5,000 x 2048: 41 MB).
+ */
+export async function imageSetFeatures(extractor: FeatureExtractor, images: AsyncIterable<RgbImage> | Iterable<RgbImage>,
+  opts: { batchSize?: number; onProgress?: (done: number) => void } = {}): Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }> {
+  const acc = new FeatureStatisticsAccumulator(extractor.featureDim);
+  const chunks: Float32Array[] = [];
+  const batchSize = opts.batchSize ?? 32;
+  let batch: RgbImage[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const f = await extractor.extractImages(batch);
+    acc.add(f);
+    chunks.push(Float32Array.from(f));
+    batch = [];
+    opts.onProgress?.(acc.count);
+  };
+  for await (const img of images) {
+    batch.push(img);
+    if (batch.length >= batchSize) await flush();
+  }
+  await flush();
+  const stats = acc.finalize();
+  const data = new Float32Array(stats.count * extractor.featureDim);
+  let o = 0;
+  for (const c of chunks) { data.set(c, o); o += c.length; }
+  return { stats, features: { data, count: stats.count } };
 }
 
 /**

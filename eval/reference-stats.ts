@@ -5,11 +5,13 @@
  * re-extracting thousands of images.
  *
  * Layout: <root>/eval/reference-stats/ref-<set hash>.ext-<extractor sha256>.safetensors
- * (F64 `mean` and `cov`; metadata repeats both keys and the sample count).
+ * (F64 `mean` and `cov`, F32 `features` [n, dim] for KID; metadata repeats both keys and the sample
+ * count). The set hash covers the selection (cap, resolution), so a different cap is another entry.
+ * An entry without `features` (written before KID) is recomputed.
  */
 import { sha256Hex } from '../infra/hash.js';
 import type { ArtifactStorage } from '../infra/storage.js';
-import { decodeStatistics, encodeStatistics, FeatureStatisticsError, type FeatureStatistics } from './statistics.js';
+import { decodeStatistics, encodeStatistics, FeatureStatisticsError, type FeatureRowsF32, type FeatureStatistics } from './statistics.js';
 
 export interface ReferenceStatsKey {
   /** Hash naming the reference image set (see {@link hashReferenceSet}). */
@@ -24,6 +26,8 @@ export interface ReferenceStats {
   /** sha256 of the cached statistics file: the "reference statistics hash" of the eval protocol. */
   statsSha256: string;
   stats: FeatureStatistics;
+  /** The reference feature rows (float32 [count, dim]), for KID. */
+  features: FeatureRowsF32;
   /** true when read from the cache, false when computed by this call. */
   fromCache: boolean;
 }
@@ -60,24 +64,24 @@ export function referenceStatsUri(storage: ArtifactStorage, key: ReferenceStatsK
  * concurrent callers may both compute, and the last atomic rename wins with equivalent content.
  */
 export async function referenceStatistics(storage: ArtifactStorage, key: ReferenceStatsKey,
-  compute: () => Promise<FeatureStatistics>): Promise<ReferenceStats> {
+  compute: () => Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }>): Promise<ReferenceStats> {
   const uri = referenceStatsUri(storage, key);
   if (await storage.exists(uri)) {
     const bytes = await storage.read(uri);
     try {
-      const { stats, metadata } = decodeStatistics(bytes);
-      if (metadata.reference_set_hash === key.referenceSetHash && metadata.extractor_sha256 === key.extractorSha256) {
-        return { key, uri, statsSha256: sha256Hex(bytes), stats, fromCache: true };
+      const { stats, metadata, features } = decodeStatistics(bytes);
+      if (features && features.count === stats.count && metadata.reference_set_hash === key.referenceSetHash && metadata.extractor_sha256 === key.extractorSha256) {
+        return { key, uri, statsSha256: sha256Hex(bytes), stats, features, fromCache: true };
       }
     } catch (err) {
       if (!(err instanceof FeatureStatisticsError) && !(err instanceof SyntaxError)) throw err;
       // A damaged cache entry is derived data: fall through and recompute it.
     }
   }
-  const stats = await compute();
+  const { stats, features } = await compute();
   const written = await storage.writeAtomic(uri, encodeStatistics(stats, {
     reference_set_hash: key.referenceSetHash,
     extractor_sha256: key.extractorSha256,
-  }));
-  return { key, uri, statsSha256: written.sha256, stats, fromCache: false };
+  }, features));
+  return { key, uri, statsSha256: written.sha256, stats, features, fromCache: false };
 }

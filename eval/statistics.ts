@@ -121,32 +121,46 @@ export function featureStatistics(features: ArrayLike<number>, dim: number): Fea
   return acc.finalize();
 }
 
+/** Feature rows kept beside the statistics (float32 [count, dim]; KID needs the rows themselves). */
+export interface FeatureRowsF32 {
+  data: Float32Array;
+  count: number;
+}
+
 /**
  * Encode statistics as a safetensors file: tensors `mean` (F64, [dim]) and `cov` (F64, [dim, dim]),
- * `__metadata__` string map (count plus caller metadata). Readable with `safetensors.numpy.load_file`.
+ * optionally `features` (F32, [count, dim]: the rows, for KID), `__metadata__` string map (count plus
+ * caller metadata). Readable with `safetensors.numpy.load_file`.
  */
-export function encodeStatistics(stats: FeatureStatistics, metadata: Record<string, string> = {}): Uint8Array {
+export function encodeStatistics(stats: FeatureStatistics, metadata: Record<string, string> = {}, features?: FeatureRowsF32): Uint8Array {
   const d = stats.dim;
   const meanBytes = d * 8, covBytes = d * d * 8;
-  const header = {
-    __metadata__: { ...metadata, count: String(stats.count), format: 'kiln-fid-stats-v1' },
+  if (features && features.data.length !== features.count * d) throw new FeatureStatisticsError(`feature rows hold ${features.data.length} values, not ${features.count} x ${d}`, 'pass whole rows of the statistics\' dimension.');
+  const featBytes = features ? features.data.length * 4 : 0;
+  const header: Record<string, unknown> = {
+    __metadata__: { ...metadata, count: String(stats.count), format: 'kiln-fid-stats-v1', ...(features ? { feature_rows: String(features.count) } : {}) },
     mean: { dtype: 'F64', shape: [d], data_offsets: [0, meanBytes] },
     cov: { dtype: 'F64', shape: [d, d], data_offsets: [meanBytes, meanBytes + covBytes] },
+    ...(features ? { features: { dtype: 'F32', shape: [features.count, d], data_offsets: [meanBytes + covBytes, meanBytes + covBytes + featBytes] } } : {}),
   };
   let json = JSON.stringify(header);
   while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
   const headerBytes = Buffer.from(json, 'utf8');
-  const out = Buffer.alloc(8 + headerBytes.length + meanBytes + covBytes);
+  const out = Buffer.alloc(8 + headerBytes.length + meanBytes + covBytes + featBytes);
   out.writeBigUInt64LE(BigInt(headerBytes.length), 0);
   headerBytes.copy(out, 8);
   const base = 8 + headerBytes.length;
   out.set(littleEndianBytes(stats.mean), base);
   out.set(littleEndianBytes(stats.cov), base + meanBytes);
+  if (features) {
+    if (HOST_LE) out.set(new Uint8Array(features.data.buffer, features.data.byteOffset, featBytes), base + meanBytes + covBytes);
+    else for (let i = 0; i < features.data.length; i++) out.writeFloatLE(features.data[i]!, base + meanBytes + covBytes + i * 4);
+  }
   return out;
 }
 
 /** Decode what {@link encodeStatistics} wrote; returns the statistics and the metadata map. */
-export function decodeStatistics(bytes: Uint8Array): { stats: FeatureStatistics; metadata: Record<string, string> } {
+export function decodeStatistics(bytes: Uint8Array): { stats: FeatureStatistics; metadata: Record<string, string>; features: FeatureRowsF32 | null } {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const bad = (why: string) => new FeatureStatisticsError(`feature statistics file is malformed: ${why}`, 'delete the cached statistics file; it will be recomputed.');
   if (buf.length < 8) throw bad('shorter than 8 bytes');
@@ -164,7 +178,19 @@ export function decodeStatistics(bytes: Uint8Array): { stats: FeatureStatistics;
   const mean = readF64(buf, base + meanH.data_offsets[0], d);
   const cov = readF64(buf, base + covH.data_offsets[0], d * d);
   const count = Number(meta.count ?? NaN);
-  return { stats: { dim: d, count, mean, cov }, metadata: meta };
+  let features: FeatureRowsF32 | null = null;
+  const fH = header.features as typeof meanH;
+  if (fH) {
+    if (fH.dtype !== 'F32' || !fH.shape || fH.shape.length !== 2 || fH.shape[1] !== d || !fH.data_offsets) throw bad(`features tensor must be F32 [n, ${d}]`);
+    const n = fH.shape[0]!;
+    if (fH.data_offsets[1] - fH.data_offsets[0] !== n * d * 4 || base + fH.data_offsets[1] > buf.length) throw bad('features tensor data does not fit');
+    const data = new Float32Array(n * d);
+    const off = base + fH.data_offsets[0];
+    if (HOST_LE) new Uint8Array(data.buffer).set(buf.subarray(off, off + n * d * 4));
+    else for (let i = 0; i < n * d; i++) data[i] = buf.readFloatLE(off + i * 4);
+    features = { data, count: n };
+  }
+  return { stats: { dim: d, count, mean, cov }, metadata: meta, features };
 }
 
 const HOST_LE = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f;

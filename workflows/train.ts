@@ -6,8 +6,12 @@
  * 2. Chunks of `chunkSteps` steps run as trainChunk activities on kiln-gpu; every chunk ends on a
  *    multiple of chunkSteps and writes a checkpoint. A chunk heartbeats {step, loss}; a killed
  *    worker's chunk is retried after the heartbeat timeout and resumes from the newest checkpoint.
- * 3. Every `eval.everySteps` steps, evaluateTrainingCheckpoint (kiln-gpu) measures FID (+ CLIP
- *    score) and returns the early-stopping decision; when it says stop, training stops.
+ * 3. Every `eval.everySteps` steps, evaluateTrainingCheckpoint (kiln-gpu) measures FID, KID (+ CLIP
+ *    score) and returns the early-stopping decision on the run's metric (prepareTrainingRun resolves
+ *    it: KID below feature_dim samples, else FID); when it says stop, training stops. An evaluation
+ *    that fails for good (retries spent or a non-retryable error, e.g. NaN features from a diverged
+ *    model) is recorded by recordFailedEvaluation and counts as an evaluation without improvement,
+ *    so a run whose evaluations keep failing stops after `patience` of them instead of failing.
  * 4. promoteBestCheckpoint writes `<runUri>/best.json`, writeTrainingReport the HTML report; the
  *    result names the report, the best step and value, and the stop reason.
  *
@@ -91,6 +95,9 @@ export interface TrainWorkflowResult {
   bestStep: number;
   /** FID of the best checkpoint (null without FID evaluations). */
   bestFid: number | null;
+  /** The metric early stopping decided on and the best checkpoint's value of it (null without evaluations). */
+  metric: string | null;
+  bestValue: number | null;
   best: BestCheckpoint;
   reportUri: string;
   finalCheckpoint: FinalCheckpoint | null;
@@ -164,7 +171,15 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
       chunksThisRun++;
       if (ev && r.step % ev.everySteps === 0 && !st.evals.some((e) => e.step === r.step)) {
         phase = 'evaluating';
-        const e = await acts.eval.evaluateTrainingCheckpoint({ jobId, runUri, step: r.step, checkpointUri: r.checkpointUri, eval: ev, history: st.evals });
+        const evalInput = { jobId, runUri, step: r.step, checkpointUri: r.checkpointUri, eval: ev, history: st.evals };
+        let e: Awaited<ReturnType<TrainActivities['evaluateTrainingCheckpoint']>>;
+        try {
+          e = await acts.eval.evaluateTrainingCheckpoint(evalInput);
+        } catch (err) {
+          if (isCancellation(err) || !(err instanceof ActivityFailure)) throw err;
+          log.warn('train: evaluation failed; it counts as no improvement', { step: r.step, error: clearFailure(err).message });
+          e = await acts.io.recordFailedEvaluation({ ...evalInput, error: clearFailure(err).message });
+        }
         st.evals.push(e.point);
         st.decision = e.decision;
       }
@@ -181,7 +196,7 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
     });
     const result: TrainWorkflowResult = {
       jobId, runUri, status: stopped ? 'stopped-early' : 'completed', finalStep: st.step, totalSteps, stopReason, bestStep: best.step,
-      bestFid: st.evals.find((e) => e.step === best.step)?.fid ?? null, best, reportUri: report.uri, finalCheckpoint,
+      bestFid: st.evals.find((e) => e.step === best.step)?.fid ?? null, metric: st.decision?.metric ?? null, bestValue: st.decision?.bestValue ?? null, best, reportUri: report.uri, finalCheckpoint,
       evaluations: st.evals, chunks: st.chunks, runs: st.runs,
     };
     await acts.io.finishTrainingRun({ jobId, status: 'completed', result: { ...result, evaluations: st.evals.length } });

@@ -1,7 +1,7 @@
 /**
  * `kiln demo`: the main job. Serves a synthetic local "web" of captioned images (faults included)
  * on loopback, writes its URL list and a pipeline spec under <data root>/demo/, and runs the whole
- * pipeline with the tiny test models: crawl -> CLIP filter + recaption -> train with FID every N
+ * pipeline with the tiny test models: crawl -> CLIP filter + recaption -> train with FID + KID every N
  * steps until early stopping. Ends by printing where the report is and a short summary.
  */
 import type { Command } from 'commander';
@@ -82,7 +82,7 @@ export function demoSummary(r: PipelineResult, dataRoot: string): string {
 
 export function registerDemo(program: Command): void {
   program.command('demo')
-    .description('Run the whole pipeline end to end on a synthetic local web with the tiny test models: crawl, CLIP filter + recaption, train with FID every 20 steps until early stopping. Prints where the report is.')
+    .description('Run the whole pipeline end to end on a synthetic local web with the tiny test models: crawl, CLIP filter + recaption, train with FID + KID every 20 steps until early stopping (on KID: 16 samples < 64 feature dims). Prints where the report is.')
     .option('--images <n>', 'images on the synthetic web', (v) => Number(v), 144)
     .option('--steps <n>', 'maximum training steps (early stopping usually ends sooner)', (v) => Number(v), 400)
     .option('--json', 'print machine-readable JSON on stdout', false)

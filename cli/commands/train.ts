@@ -9,6 +9,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../infra/errors.js';
+import { DEFAULT_EVAL_SAMPLE_COUNT, DEFAULT_REFERENCE_MAX_IMAGES } from '../../eval/protocol.js';
 import type { TrainingConfigInput } from '../../training/config.js';
 import { resolveTrainingConfigPaths } from '../spec/training-paths.js';
 import type { TrainEvalOptions } from '../../activities/train.js';
@@ -28,7 +29,7 @@ interface TrainFlags extends RunFlags {
   evalSamples?: number;
   patience: number;
   minDelta: number;
-  metric: 'fid' | 'clip_score';
+  metric?: 'kid' | 'fid' | 'clip_score';
   extractorDir?: string;
   reference?: string;
   referenceMax?: number;
@@ -74,9 +75,9 @@ export function trainInputFromFlags(o: TrainFlags): TrainWorkflowInput {
     const ref = o.reference;
     const isDir = ref !== undefined && !ref.startsWith('file://') && existsSync(ref) && statSync(ref).isDirectory();
     evalOptions = {
-      everySteps: o.evalEvery, patience: o.patience, minDelta: o.minDelta, metric: o.metric, extractorDir: resolve(o.extractorDir),
+      everySteps: o.evalEvery, patience: o.patience, minDelta: o.minDelta, ...(o.metric ? { metric: o.metric } : {}), extractorDir: resolve(o.extractorDir),
       ...(ref === undefined ? {} : isDir ? { referenceDir: resolve(ref) } : { referenceDataset: ref }),
-      ...(o.evalSamples !== undefined ? { sampleCount: o.evalSamples } : {}),
+      sampleCount: o.evalSamples ?? DEFAULT_EVAL_SAMPLE_COUNT,
       ...(o.referenceMax !== undefined ? { referenceMaxImages: o.referenceMax } : {}),
       ...(o.clipModelDir ? { clipModelDir: resolve(o.clipModelDir) } : {}),
       ...(o.samplerSteps !== undefined ? { samplerSteps: o.samplerSteps } : {}),
@@ -100,13 +101,13 @@ export function formatTrainProgress(p: unknown): string | null {
   if (!t || !t.totalSteps) return null;
   const e = t.evals.at(-1);
   return `train ${bar(t.step, t.totalSteps)} step ${t.step}/${t.totalSteps} ${t.phase}`
-    + `${t.lastLoss !== null ? ` · loss ${t.lastLoss.toPrecision(4)}` : ''}${e && e.fid !== null ? ` · FID ${e.fid.toPrecision(4)} at step ${e.step}` : ''}`;
+    + `${t.lastLoss !== null ? ` · loss ${t.lastLoss.toPrecision(4)}` : ''}${e && e.kid != null ? ` · KID ${e.kid.toPrecision(3)}` : ''}${e && e.fid !== null ? ` · FID ${e.fid.toPrecision(4)} at step ${e.step}` : ''}${e?.failed ? ` · evaluation at step ${e.step} failed` : ''}`;
 }
 
 /** Add `train` under `kiln run`. */
 export function registerTrainCommands(run: Command): void {
   run.command('train')
-    .description('Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID every --eval-every with early stopping, an HTML report. The same --run-name resumes a run.')
+    .description('Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), an HTML report. The same --run-name resumes a run.')
     .requiredOption('--dataset <ref>', 'dataset version: name@vN, name (newest recorded) or a manifest file:// URI')
     .option('--run-name <name>', 'run directory under <data root>/runs/ (default: the job id); reusing it resumes that run')
     .option('--config <file>', 'training config, JSON or YAML (fields of training/config.ts; defaults: the recipe + a tiny model)')
@@ -115,14 +116,14 @@ export function registerTrainCommands(run: Command): void {
     .option('--backend <name>', 'TensorFlow.js backend: auto, tensorflow, wasm or cpu (overrides config runtime.backend)')
     .option('--chunks-per-run <n>', 'chunks per workflow run before continue-as-new', positiveInt)
     .option('--heartbeat-timeout <duration>', 'chunk heartbeat timeout, e.g. 60s: how soon a dead worker\'s chunk is retried')
-    .option('--eval-every <n>', 'evaluate every N steps (a multiple of --chunk-steps); enables FID and early stopping', positiveInt)
-    .option('--eval-samples <n>', 'generated samples per evaluation (default 256)', positiveInt)
+    .option('--eval-every <n>', 'evaluate every N steps (a multiple of --chunk-steps); enables FID, KID and early stopping', positiveInt)
+    .option('--eval-samples <n>', `generated samples per evaluation (default ${DEFAULT_EVAL_SAMPLE_COUNT})`, positiveInt)
     .option('--patience <n>', 'stop after N evaluations in a row without improvement', positiveInt, 3)
     .option('--min-delta <x>', 'minimum change that counts as an improvement', nonNegative, 0)
-    .option('--metric <name>', 'early-stopping metric: fid or clip_score', 'fid')
+    .option('--metric <name>', 'early-stopping metric: kid, fid or clip_score (default: kid when --eval-samples is below the extractor\'s feature_dim, else fid)')
     .option('--extractor-dir <dir>', 'FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md)')
     .option('--reference <ref>', 'reference images: a dataset version (name@vN or manifest URI) or a directory of images (default: the training dataset)')
-    .option('--reference-max <n>', 'use at most N reference images', positiveInt)
+    .option('--reference-max <n>', `use at most N reference images (default ${DEFAULT_REFERENCE_MAX_IMAGES})`, positiveInt)
     .option('--clip-model-dir <dir>', 'CLIP model directory for the CLIP score (needed for --metric clip_score)')
     .option('--sampler-steps <n>', 'DDIM / Euler steps per sample (default 50)', positiveInt)
     .option('--guidance <w>', 'classifier-free guidance scale (default 4.5)', nonNegative)
@@ -132,7 +133,7 @@ export function registerTrainCommands(run: Command): void {
     .option('--id <workflowId>', 'workflow id (default train-<timestamp>-<random>); reusing one attaches to it')
     .option('--json', 'print machine-readable JSON on stdout', false)
     .action(async (o: TrainFlags) => {
-      if (o.metric !== 'fid' && o.metric !== 'clip_score') throw new ConfigError(`--metric ${JSON.stringify(o.metric)} is unknown`, 'use fid or clip_score.');
+      if (o.metric !== undefined && o.metric !== 'kid' && o.metric !== 'fid' && o.metric !== 'clip_score') throw new ConfigError(`--metric ${JSON.stringify(o.metric)} is unknown`, 'use kid, fid or clip_score.');
       process.exitCode = await runWorkflow('train', 'trainWorkflow', trainInputFromFlags(o), o, formatTrainProgress);
     });
 }

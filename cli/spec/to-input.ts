@@ -45,7 +45,7 @@ export function trainInputFromSpec(spec: PipelineSpec): Record<string, unknown> 
     ...(e ? {
       eval: {
         everySteps: e.every_steps, sampleCount: e.sample_count, patience: e.patience, minDelta: e.min_delta,
-        metric: e.metric, extractorDir: e.extractor, seed: e.seed, ...(e.prompts ? { prompts: e.prompts } : {}),
+        ...(e.metric ? { metric: e.metric } : {}), extractorDir: e.extractor, seed: e.seed, ...(e.prompts ? { prompts: e.prompts } : {}),
         samplerSteps: e.sampler_steps, guidanceScale: e.guidance_scale,
         ...(e.reference ? (/@v?\d+$/.test(e.reference) || e.reference.startsWith('file://') && e.reference.endsWith('manifest.json')
           ? { referenceDataset: e.reference } : { referenceDir: e.reference }) : {}),

@@ -23,6 +23,11 @@ const CASES: { name: string; history: EvaluationPoint[]; opts: EarlyStoppingOpti
   { name: 'CLIP score: higher is better', history: clips(0.20, 0.25, 0.24, 0.23, 0.22), opts: { metric: 'clip_score' }, stop: true, bestStep: 2000, since: 3, latestIsBest: false, reason: /CLIP score has not improved/ },
   { name: 'CLIP score improving', history: clips(0.20, 0.21, 0.26), opts: { metric: 'clip_score', minDelta: 0.01 }, stop: false, bestStep: 3000, since: 0, latestIsBest: true },
   { name: 'FID history ignored when stopping on CLIP score', history: [{ step: 1, fid: 10, clipScore: 0.2 }, { step: 2, fid: 90, clipScore: 0.3 }], opts: { metric: 'clip_score', patience: 1 }, stop: false, bestStep: 2, since: 0, latestIsBest: true },
+  { name: 'KID: lower is better', history: [0.05, 0.03, 0.031, 0.032, 0.033].map((kid, i) => ({ step: i + 1, kid, fid: 100 - i })), opts: { metric: 'kid' }, stop: true, bestStep: 2, since: 3, latestIsBest: false, reason: /KID has not improved/ },
+  { name: 'KID history decides, not FID', history: [{ step: 1, kid: 0.05, fid: 10 }, { step: 2, kid: 0.04, fid: 90 }], opts: { metric: 'kid', patience: 1 }, stop: false, bestStep: 2, since: 0, latestIsBest: true },
+  { name: 'failed evaluations (metric stored as null) count as no improvement', history: [{ step: 1, fid: 40 }, { step: 2, fid: null, failed: 'FID is NaN' }, { step: 3, fid: null, failed: 'activity failed' }, { step: 4, fid: null, failed: 'FID is NaN' }], opts: { metric: 'fid' }, stop: true, bestStep: 1, since: 3, latestIsBest: false },
+  { name: 'a failed evaluation with no metric at all counts for KID too', history: [{ step: 1, kid: 0.1 }, { step: 2, failed: 'sampling crashed' }], opts: { metric: 'kid', patience: 1 }, stop: true, bestStep: 1, since: 1, latestIsBest: false },
+  { name: 'failed flag does not hide a finite value of the stopping metric', history: [{ step: 1, kid: 0.1 }, { step: 2, kid: 0.05, fid: null, failed: 'FID is NaN' }], opts: { metric: 'kid', patience: 1 }, stop: false, bestStep: 2, since: 0, latestIsBest: true },
   { name: 'unsorted history is sorted by step', history: [{ step: 3, fid: 5 }, { step: 1, fid: 10 }, { step: 2, fid: 7 }], opts: { metric: 'fid' }, stop: false, bestStep: 3, since: 0, latestIsBest: true },
 ];
 

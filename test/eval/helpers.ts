@@ -1,6 +1,5 @@
-/** Shared helpers for the eval tests: a seeded PRNG and a Python-with-scipy finder. */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+/** Shared helpers for the eval tests: a seeded PRNG, the reference feature generator, the committed reference values. */
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,24 +20,35 @@ export function seededRandom(seed: number): { uniform: () => number; normal: () 
   return { uniform, normal };
 }
 
-let cached: { python: string | null; why: string } | undefined;
-
-/** `.venv/bin/python` (else `python3`) when it can import numpy and scipy; otherwise null and why. */
-export function pythonWithScipy(): { python: string | null; why: string } {
-  if (cached) return cached;
-  const candidates = [join(REPO_ROOT, '.venv', 'bin', 'python'), 'python3'].filter((p) => p === 'python3' || existsSync(p));
-  const tried: string[] = [];
-  for (const py of candidates) {
-    const r = spawnSync(py, ['-c', 'import numpy, scipy.linalg'], { encoding: 'utf8' });
-    if (r.status === 0) return (cached = { python: py, why: '' });
-    tried.push(`${py}: ${(r.stderr || r.error?.message || 'failed').trim().split('\n').pop()}`);
+/**
+ * The committed numpy/scipy reference values of FID and KID (fixtures/eval/fid-kid-reference.json).
+ * Missing or unreadable: throws, naming the file and how to regenerate it (tests never skip on it).
+ */
+export function loadReferenceFixture<T>(): T {
+  const file = join(REPO_ROOT, 'fixtures', 'eval', 'fid-kid-reference.json');
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
+  } catch (err) {
+    throw new Error(`cannot read the FID/KID reference fixture ${file} (${(err as Error).message}); regenerate it with .venv/bin/python scripts/fixtures/make_fid_kid_reference.py`, { cause: err });
   }
-  return (cached = { python: null, why: `no Python with numpy+scipy (run scripts/setup.sh to create .venv). Tried ${tried.join('; ')}` });
 }
 
-/** Run a Python script with arguments; throws with stderr on failure; returns stdout. */
-export function runPython(python: string, script: string, args: string[]): string {
-  const r = spawnSync(python, ['-c', script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
+/** Correlated, non-negative-ish features: x = offset + z·W (+ ReLU), seeded. */
+export function features(n: number, d: number, seed: number, offset: number, scale: number): Float64Array {
+  const rnd = seededRandom(seed);
+  const k = Math.min(d, 24);
+  const w = new Float64Array(k * d);
+  const wr = seededRandom(7); // same mixing for every set: distributions differ by offset/scale only
+  for (let i = 0; i < w.length; i++) w[i] = wr.normal() / Math.sqrt(k);
+  const out = new Float64Array(n * d);
+  const z = new Float64Array(k);
+  for (let r = 0; r < n; r++) {
+    for (let f = 0; f < k; f++) z[f] = rnd.normal();
+    for (let i = 0; i < d; i++) {
+      let v = offset + 0.2 * rnd.normal();
+      for (let f = 0; f < k; f++) v += scale * z[f]! * w[f * d + i]!;
+      out[r * d + i] = Math.max(v, 0);
+    }
+  }
+  return out;
 }

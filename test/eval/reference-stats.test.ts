@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStorage } from '../../infra/storage.js';
 import { sha256Hex } from '../../infra/hash.js';
-import { decodeRgb, imageSetStatistics, loadFeatureExtractor } from '../../eval/features.js';
+import { decodeRgb, imageSetFeatures, imageSetStatistics, loadFeatureExtractor } from '../../eval/features.js';
 import { hashReferenceSet, referenceStatistics } from '../../eval/reference-stats.js';
 import { REPO_ROOT } from './helpers.js';
 
@@ -25,7 +25,7 @@ void test('reference statistics: computed on first call, reused from the cache o
     let computed = 0;
     const compute = async () => {
       computed++;
-      return imageSetStatistics(ex, await Promise.all(bytes.map((b) => decodeRgb(b))));
+      return imageSetFeatures(ex, await Promise.all(bytes.map((b) => decodeRgb(b))));
     };
     const first = await referenceStatistics(storage, key, compute);
     const second = await referenceStatistics(storage, key, compute);
@@ -37,6 +37,11 @@ void test('reference statistics: computed on first call, reused from the cache o
     assert.equal(second.statsSha256, first.statsSha256);
     assert.equal(second.stats.count, 3);
     assert.deepEqual(Array.from(second.stats.cov), Array.from(first.stats.cov));
+    // The feature rows travel with the statistics (KID), bit-exactly, and agree with the statistics.
+    assert.equal(second.features.count, 3);
+    assert.deepEqual(Array.from(second.features.data), Array.from(first.features.data));
+    const direct = await imageSetStatistics(ex, await Promise.all(bytes.map((b) => decodeRgb(b))));
+    assert.deepEqual(Array.from(second.stats.mean), Array.from(direct.mean));
 
     // A different extractor hash is a different cache entry.
     const other = await referenceStatistics(storage, { ...key, extractorSha256: 'f'.repeat(64) }, compute);

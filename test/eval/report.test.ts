@@ -85,7 +85,8 @@ void test('run report: renders every section, writes atomically, references only
     const path = storage.localPath(written.uri);
     const html = readFileSync(path, 'utf8');
     assert.equal(written.bytes, Buffer.byteLength(html));
-    assert.equal((html.match(/<svg /g) ?? []).length, 4, 'loss, LR, FID and CLIP charts');
+    assert.equal((html.match(/<svg /g) ?? []).length, 5, 'loss, LR, KID, FID and CLIP charts');
+    assert.match(html, /FID noise is not estimated per evaluation/, 'the noise of the stopping metric is stated');
     assert.match(html, /Early stopping: stop/);
     assert.match(html, /keep the checkpoint at step 6000/);
     assert.equal((html.match(/<tr class="best/g) ?? []).length, 1, 'one best row');
@@ -108,6 +109,27 @@ void test('run report: renders every section, writes atomically, references only
   } finally {
     if (!keep) rmSync(root, { recursive: true, force: true });
   }
+});
+
+void test('run report on KID: states the noise at the sample count, flags failed evaluations, shows the protocol', () => {
+  const protocol = { extractor: 'inception', extractorSha256: SHA('a'), sampleCount: 256, seed: 0, referenceStatsSha256: SHA('b'), featureDim: 2048, metric: 'kid',
+    resize: 'reference: decoded and resized to 64x64 as training does; samples at 64x64; both clean-fid "clean" resize to 299x299', kid: 'unbiased MMD², 1 subset(s) of 256' };
+  const kidParts = { noiseStd: 0.0012, noiseMethod: 'jackknife over the 256 generated samples, reference fixed (5000 rows)' };
+  const evaluations = [
+    { step: 100, fid: 150, kid: 0.05, kidParts, clipScore: null, protocol },
+    { step: 200, fid: 140, kid: 0.04, kidParts, clipScore: null, protocol },
+    { step: 300, fid: null, kid: null, kidParts: null, clipScore: null, failed: 'KID not finite', protocol },
+  ];
+  const decision = earlyStoppingDecision(evaluations, { metric: 'kid', patience: 1, minDelta: 0.001 });
+  assert.equal(decision.stop, true, decision.reason);
+  const html = renderRunReport({ runId: 'r', generatedAt: 'now', training: [], evaluations, earlyStopping: decision });
+  assert.match(html, /Metric KID \(lower is better\)/);
+  assert.match(html, /KID noise at 256 samples: std ≲ 0\.0012 between evaluations of the same model \(jackknife over the 256 generated samples, reference fixed/);
+  assert.match(html, /min_delta 0\.001 is below twice the noise \(0\.0024\)/);
+  assert.match(html, /Failed evaluations \(1\) count as no improvement/);
+  assert.match(html, /<span class="pill warn" title="KID not finite">failed<\/span>/);
+  assert.match(html, /both clean-fid &quot;clean&quot; resize to 299x299/);
+  assert.match(html, /± 0\.0012/);
 });
 
 void test('run report renders an empty run without errors', () => {

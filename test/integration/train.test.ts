@@ -120,7 +120,7 @@ describe('trainWorkflow (Temporal)', () => {
     dir.cleanup();
   });
 
-  it('evaluates every N steps, stops early when FID does not improve, keeps the best checkpoint, writes the report', async () => {
+  it('evaluates every N steps, stops early when KID (the default below feature_dim samples) does not improve, keeps the best checkpoint, writes the report', async () => {
     // The input shape the pipeline passes: the manifest URI, and no reference set (the training set is the default).
     const handle = await start({
       datasetManifestUri: new DatasetLayout(storage, 'tiny', 1).manifestUri, runName: 'early', config: CONFIG, totalSteps: 12, chunkSteps: 2, chunkHeartbeatTimeout: '10s',
@@ -133,14 +133,18 @@ describe('trainWorkflow (Temporal)', () => {
     await replay(handle);
 
     // minDelta is huge, so the second evaluation is no improvement and patience 1 stops the run.
+    // 8 samples < the tiny extractor's 64 dimensions: the run stops on KID (no metric was configured).
     assert.equal(r.status, 'stopped-early');
+    assert.equal(r.metric, 'kid');
+    assert.ok(r.evaluations.every((e) => Number.isFinite(e.kid)), JSON.stringify(r.evaluations));
+    assert.equal(r.bestValue, r.evaluations[0]!.kid);
     assert.equal(r.finalStep, 4);
     assert.deepEqual(r.evaluations.map((e) => e.step), [2, 4]);
     assert.ok(r.evaluations.every((e) => Number.isFinite(e.fid) && e.fid! > 0), JSON.stringify(r.evaluations));
     assert.ok(r.evaluations.every((e) => e.clipScore !== null && Math.abs(e.clipScore) <= 1));
     assert.equal(r.bestStep, 2);
     assert.equal(r.bestFid, r.evaluations[0]!.fid);
-    assert.match(r.stopReason, /FID has not improved by more than 1000000000 for 1 evaluations in a row.*keep the checkpoint at step 2/);
+    assert.match(r.stopReason, /KID has not improved by more than 1000000000 for 1 evaluations in a row.*keep the checkpoint at step 2/);
 
     // The best checkpoint survives retention (keepLast 1) and best.json names it with its hashes.
     const run = storage.uri('runs', 'early');
@@ -148,8 +152,8 @@ describe('trainWorkflow (Temporal)', () => {
     const best = JSON.parse(readFileSync(file(r.best.uri), 'utf8')) as { step: number; checkpointUri: string; sha256s: Record<string, string>; metric: string; value: number; reason: string };
     assert.equal(r.best.uri, storage.child(run, 'best.json'));
     assert.equal(best.step, 2);
-    assert.equal(best.metric, 'fid');
-    assert.equal(best.value, r.evaluations[0]!.fid);
+    assert.equal(best.metric, 'kid');
+    assert.equal(best.value, r.evaluations[0]!.kid);
     for (const [name, sha] of Object.entries(best.sha256s)) assert.equal(await sha256File(file(storage.child(best.checkpointUri, name))), sha, name);
 
     // Each evaluation's record carries its protocol; the reference statistics were computed once.
@@ -163,6 +167,10 @@ describe('trainWorkflow (Temporal)', () => {
       assert.equal(rec.record.protocol.seed, 1);
       assert.equal(rec.record.protocol.referenceStatsSha256, await sha256File(file(rec.reference.statsUri)));
       assert.equal(rec.record.protocol.sampler, 'ddim, 3 steps, guidance 2');
+      assert.equal(rec.record.protocol.metric, 'kid');
+      assert.equal(rec.record.protocol.featureDim, 64);
+      assert.equal(rec.record.protocol.referenceCount, 13);
+      assert.match(String(rec.record.protocol.resize), /reference: decoded and resized to 16x16 as training does.*first 5000 images; samples at 16x16; both clean-fid "clean" resize to 32x32/);
       assert.equal(rec.reference.count, 13, 'the 13 success rows of tiny@v1');
     }
     assert.equal(records[0]!.reference.statsSha256, records[1]!.reference.statsSha256);
@@ -213,6 +221,24 @@ describe('trainWorkflow (Temporal)', () => {
     assert.ok(steps.every((e) => Number.isFinite(e.loss)));
   });
 
+  it('an evaluation that fails for good counts as no improvement: the run stops after patience failures instead of failing', async () => {
+    // samplerSteps 0 makes every evaluation fail with a non-retryable ConfigError inside the eval activity.
+    const handle = await start({
+      dataset: 'tiny@v1', runName: 'evalfail', config: CONFIG, totalSteps: 8, chunkSteps: 2, chunkHeartbeatTimeout: '10s',
+      eval: { everySteps: 2, sampleCount: 4, patience: 2, extractorDir: EXTRACTOR, samplerSteps: 0, guidanceScale: 1, batchSize: 4 },
+    });
+    const r = await withWorkers([await workers()], () => handle.result()) as TrainWorkflowResult;
+    await replay(handle);
+    assert.equal(r.status, 'stopped-early', r.stopReason);
+    assert.equal(r.finalStep, 4);
+    assert.deepEqual(r.evaluations.map((e) => [e.step, e.kid ?? null, typeof e.failed]), [[2, null, 'string'], [4, null, 'string']]);
+    assert.match(r.stopReason, /KID has not improved for 2 evaluations in a row/);
+    assert.equal(r.best.selectedBy, 'final-step');
+    const rec = JSON.parse(readFileSync(file(storage.child(storage.uri('runs', 'evalfail'), 'evals', 'step-000000002.json')), 'utf8')) as { format: string; record: { failed: string } };
+    assert.equal(rec.format, 'kiln-eval-failed-v1');
+    assert.ok(rec.record.failed.length > 0);
+  });
+
   it('trains straight through with continue-as-new between chunks', async () => {
     const handle = await start({ dataset: 'tiny@v1', runName: 'straight', config: CONFIG, totalSteps: 6, chunkSteps: 2, chunksPerRun: 2 });
     straight = await withWorkers([await workers()], () => handle.result()) as TrainWorkflowResult;
@@ -243,6 +269,15 @@ describe('trainWorkflow (Temporal)', () => {
       const again = await acts.evaluateTrainingCheckpoint(input);
       assert.equal(again.reused, true);
       assert.deepEqual(again.point, first.point);
+      // The reference cap is part of the cache key and the protocol: 2 of the 3 images is another entry.
+      const capped = await acts.evaluateTrainingCheckpoint({ ...input, runUri: storage.uri('runs', 'capped-eval'), eval: { ...input.eval, referenceMaxImages: 2 } });
+      const cappedStored = JSON.parse(readFileSync(file(capped.evalUri), 'utf8')) as { reference: { count: number; statsUri: string }; record: { kid: number; protocol: { referenceCount: number; resize: string } } };
+      const firstStored = JSON.parse(readFileSync(file(first.evalUri), 'utf8')) as { reference: { statsUri: string } };
+      assert.equal(cappedStored.reference.count, 2);
+      assert.equal(cappedStored.record.protocol.referenceCount, 2);
+      assert.match(cappedStored.record.protocol.resize, /resized to 16x16 as training does.*first 2 images/);
+      assert.notEqual(cappedStored.reference.statsUri, firstStored.reference.statsUri);
+      assert.ok(Number.isFinite(cappedStored.record.kid));
     } finally {
       deps.lineage.close();
     }
