@@ -167,21 +167,20 @@ export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
   return { width, height, data };
 }
 
-/**
- * Statistics of a stream of images plus the feature rows themselves (float32 [n, dim], for KID):
- * what the reference cache stores. Memory: n x dim x 4 bytes (5,000 x 2048: 41 MB).
- */
-export async function imageSetFeatures(extractor: FeatureExtractor, images: AsyncIterable<RgbImage> | Iterable<RgbImage>,
-  opts: { batchSize?: number; onProgress?: (done: number) => void } = {}): Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }> {
+type ImageStream = AsyncIterable<RgbImage> | Iterable<RgbImage>;
+interface BatchOptions { batchSize?: number; onProgress?: (done: number) => void }
+
+/** Extract features batch by batch (memory: one batch of images), accumulating statistics; `onBatch` sees each batch's rows. */
+async function accumulateFeatures(extractor: FeatureExtractor, images: ImageStream, opts: BatchOptions,
+  onBatch?: (rows: Float32Array) => void): Promise<FeatureStatistics> {
   const acc = new FeatureStatisticsAccumulator(extractor.featureDim);
-  const chunks: Float32Array[] = [];
   const batchSize = opts.batchSize ?? 32;
   let batch: RgbImage[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
     const f = await extractor.extractImages(batch);
     acc.add(f);
-    chunks.push(Float32Array.from(f));
+    onBatch?.(Float32Array.from(f));
     batch = [];
     opts.onProgress?.(acc.count);
   };
@@ -190,7 +189,17 @@ export async function imageSetFeatures(extractor: FeatureExtractor, images: Asyn
     if (batch.length >= batchSize) await flush();
   }
   await flush();
-  const stats = acc.finalize();
+  return acc.finalize();
+}
+
+/**
+ * Statistics of a stream of images plus the feature rows themselves (float32 [n, dim], for KID):
+ * what the reference cache stores. Memory: n x dim x 4 bytes (5,000 x 2048: 41 MB).
+ */
+export async function imageSetFeatures(extractor: FeatureExtractor, images: ImageStream,
+  opts: BatchOptions = {}): Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }> {
+  const chunks: Float32Array[] = [];
+  const stats = await accumulateFeatures(extractor, images, opts, (rows) => chunks.push(rows));
   const data = new Float32Array(stats.count * extractor.featureDim);
   let o = 0;
   for (const c of chunks) { data.set(c, o); o += c.length; }
@@ -201,21 +210,6 @@ export async function imageSetFeatures(extractor: FeatureExtractor, images: Asyn
  * Mean and covariance of the features of a stream of images, batch by batch (memory is one batch
  * of images plus the dim² statistics). `onProgress` gets the number of images done (for heartbeats).
  */
-export async function imageSetStatistics(extractor: FeatureExtractor, images: AsyncIterable<RgbImage> | Iterable<RgbImage>,
-  opts: { batchSize?: number; onProgress?: (done: number) => void } = {}): Promise<FeatureStatistics> {
-  const acc = new FeatureStatisticsAccumulator(extractor.featureDim);
-  const batchSize = opts.batchSize ?? 32;
-  let batch: RgbImage[] = [];
-  const flush = async () => {
-    if (batch.length === 0) return;
-    acc.add(await extractor.extractImages(batch));
-    batch = [];
-    opts.onProgress?.(acc.count);
-  };
-  for await (const img of images) {
-    batch.push(img);
-    if (batch.length >= batchSize) await flush();
-  }
-  await flush();
-  return acc.finalize();
+export function imageSetStatistics(extractor: FeatureExtractor, images: ImageStream, opts: BatchOptions = {}): Promise<FeatureStatistics> {
+  return accumulateFeatures(extractor, images, opts);
 }
