@@ -70,7 +70,7 @@ export function demoSummary(r: PipelineResult, dataRoot: string): string {
     `Kiln demo finished (job ${r.jobId}).`,
     `  crawl:  ${crawl?.rows} rows -> ${crawl?.datasetId}: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')}`,
     `  filter: ${filter?.datasetId}: ${filter?.kept} kept, ${filter?.filtered} filtered by CLIP score (cutoff ${Number(filter?.topFractionCutoff).toFixed(4)}), ${filter?.failed} failed rows carried`,
-    `  train:  ${train?.finalStep} steps (${train?.status}); best FID ${Number(train?.bestFid).toPrecision(4)} at step ${train?.bestStep}; ${train?.stopReason}`,
+    `  train:  ${train?.finalStep} steps (${train?.status}); best ${String(train?.metric ?? 'fid').toUpperCase()} ${Number(train?.bestValue ?? train?.bestFid).toPrecision(4)} at step ${train?.bestStep}; ${train?.stopReason}`,
     '',
     `Report:  ${train?.reportUri ? fileURLToPath(String(train.reportUri)) : '(none)'}`,
     `Data:    ${dataRoot}`,
