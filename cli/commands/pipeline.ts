@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { loadSpec } from '../spec/load.js';
 import { pipelineInputFromSpec } from '../spec/to-input.js';
 import { runWorkflow, bar, type RunFlags } from './run.js';
+import { specJobId } from '../spec/identity.js';
 import type { PipelineProgress } from '../../workflows/pipeline.js';
 
 /** One status line for a pipeline: stage list with the current one marked. */
@@ -17,9 +18,11 @@ export function formatPipelineProgress(p: unknown): string | null {
 export function registerPipelineCommand(run: Command, withRunFlags: (c: Command) => Command): void {
   withRunFlags(run.command('pipeline')
     .description('Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec (see docs/pipeline-spec.md). Shorthand: kiln run spec.yaml')
-    .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)'))
-    .action(async (specPath: string, o: RunFlags) => {
+    .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)')
+    .option('--new', 'start a new job (new dataset versions) even if this spec already ran; default: the job id derives from the spec, so rerunning the same spec attaches to its job, resumes it after a crash, or prints the finished result'))
+    .action(async (specPath: string, o: RunFlags & { new?: boolean }) => {
       const spec = loadSpec(specPath);
-      process.exitCode = await runWorkflow('pipeline', 'pipelineWorkflow', pipelineInputFromSpec(spec), { ...o, id: o.id ?? undefined }, formatPipelineProgress);
+      const id = o.id ?? (o.new ? undefined : specJobId(spec));
+      process.exitCode = await runWorkflow('pipeline', 'pipelineWorkflow', pipelineInputFromSpec(spec), { ...o, id, derivedId: !o.id && !o.new, fresh: o.new }, formatPipelineProgress);
     });
 }

@@ -4,7 +4,7 @@
  * must be running); `--no-worker` relies on external workers.
  */
 import type { Command } from 'commander';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { ensureDataRoot, loadConfig } from '../../infra/config.js';
 import { assertSafeSegment } from '../../infra/storage.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
@@ -21,6 +21,10 @@ export interface RunFlags {
   id?: string;
   /** Do not print the raw result (a caller prints its own summary via onResult). */
   quiet?: boolean;
+  /** Start a fresh job even when the id names a finished one (`--new`); set by commands whose id derives from their input. */
+  fresh?: boolean;
+  /** The id derives from the input (a spec): a finished job of it prints its result instead of running again. */
+  derivedId?: boolean;
   onResult?: (result: unknown) => void;
 }
 
@@ -31,6 +35,14 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
   ensureDataRoot(config);
   return withTemporalSession(config, { embeddedWorker: !flags.detach && flags.worker !== false }, async (client) => {
     let handle;
+    if (flags.derivedId && !flags.fresh) {
+      const prior = await describeJob(client, workflowId);
+      if (prior === 'COMPLETED') {
+        process.stderr.write(`kiln: ${kind} job ${workflowId} already finished for this spec; its result follows (--new runs it again as a new job)\n`);
+        return finish(client.workflow.getHandle(workflowId), undefined);
+      }
+      if (prior && prior !== 'RUNNING') process.stderr.write(`kiln: ${kind} job ${workflowId} ended ${prior.toLowerCase()}; starting it again (finished stages, dataset versions and checkpoints are reused)\n`);
+    }
     try {
       handle = await client.workflow.start(workflowType, { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] });
       process.stderr.write(`kiln: started ${kind} job ${workflowId}\n`);
@@ -44,6 +56,11 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
       process.stdout.write(flags.json ? `${JSON.stringify({ workflowId })}\n` : `${workflowId}\n`);
       return EXIT.ok;
     }
+    return finish(handle, progress);
+  });
+
+  /** Wait for the job and print its result (or its failure with a Fix). */
+  async function finish(handle: WorkflowHandle, progress?: ProgressFormatter): Promise<number> {
     const stopWatching = progress ? watchProgress(handle, progress) : () => undefined;
     try {
       const result: unknown = await handle.result().finally(stopWatching);
@@ -57,7 +74,17 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
       process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`);
       return exitCodeOfFailureType(root.type);
     }
-  });
+  }
+}
+
+/** The status name of the latest run of `workflowId` (COMPLETED, RUNNING, FAILED, ...), or undefined when there is none. */
+async function describeJob(client: Client, workflowId: string): Promise<string | undefined> {
+  try {
+    return (await client.workflow.getHandle(workflowId).describe()).status.name;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
 }
 
 /**

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, spawn } from 'node:child_process';
-import { writeFileSync, existsSync } from 'node:fs';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -85,6 +85,24 @@ test('kiln run spec.yaml: crawl -> filter -> train + eval, then trace, where-use
     const exp = spawnSync(process.execPath, [KILN, 'lineage', 'export'], { encoding: 'utf8', env: { ...process.env, ...env } });
     assert.equal(exp.status, 0);
     assert.ok(exp.stdout.trim().split('\n').every((l) => (JSON.parse(l) as { schemaURL: string }).schemaURL.includes('2-0-2')));
+
+    // Issue 19: the job id derives from the spec, so the same command again (comments and key order
+    // do not count) reports the finished job instead of crawling into a third version.
+    assert.match(out.workflowId, /^pipe-web-[0-9a-f]{12}$/);
+    const text = readFileSync(join(dir.path, 'spec.yaml'), 'utf8');
+    writeFileSync(join(dir.path, 'spec.yaml'), `# the same spec\n${text}`);
+    const again = await kilnAsync(['run', join(dir.path, 'spec.yaml'), '--json'], env);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /already finished for this spec/);
+    const out2 = JSON.parse(again.stdout) as { workflowId: string; result: unknown };
+    assert.equal(out2.workflowId, out.workflowId);
+    assert.deepEqual(out2.result, out.result);
+    const store2 = new LineageStore(join(env.KILN_DATA_ROOT, 'lineage.db'));
+    try {
+      assert.deepEqual(store2.childJobs(out.workflowId).map((j) => j.kind).sort(), ['crawl', 'filter', 'train'], 'no stage ran again');
+    } finally {
+      store2.close();
+    }
   } finally {
     await web.close();
     dir.cleanup();
