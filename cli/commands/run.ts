@@ -103,9 +103,9 @@ export function rootCause(err: unknown): { message: string; type: string | null 
 
 /** A fix for failures that carry none of their own (system errors surfacing from an activity). */
 export function genericFix(message: string): string {
-  if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun with the same --id: finished work is kept and the job resumes.';
-  if (/EACCES|EPERM|EROFS/.test(message)) return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun with the same --id to resume.';
-  return 'read the error above; after fixing its cause, rerun with the same --id to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
+  if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun the same command (for a spec, or with the same --id): finished work is kept and the job resumes.';
+  if (/EACCES|EPERM|EROFS/.test(message)) return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun the same command (or with the same --id) to resume.';
+  return 'read the error above; after fixing its cause, rerun the same command (a spec keeps its job id; elsewhere pass the same --id) to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
 }
 
 /** A failed job's exit code from its root failure type (a user error inside the workflow is still a usage error). */
