@@ -282,8 +282,8 @@ static void run(resize_state *st, const uint8_t *in, size_t in_len) {
     goto done;
   }
   d.raw_data_out = TRUE;
-  /* DCT-domain shrink while the decoded image still covers the resize target on both axes. */
-  /* Never below 8 decoded pixels a side: the last, partial block of a row is padded by the encoder
+  /* DCT-domain shrink while the decoded image still covers the resize target on both axes, and
+   * never below 8 decoded pixels a side: the last, partial block of a row is padded by the encoder
    * (edge replication), and DCT scaling averages the padding in; with a few decoded pixels that
    * sample is most of the image (a 3-pixel-wide image at 1/8 came out weighted 5:1 to its last
    * column). With 8 or more, it is one edge sample, weighted by the extent it really covers below. */
@@ -429,11 +429,8 @@ int kiln_jpeg_resize(const uint8_t *in, size_t in_len, const kiln_resize_params 
     snprintf(message, message_size, "size, offset or quality out of range (sizes 1..65535, offsets -65535..65535, quality 1..100)");
     return KILN_FAILED;
   }
-  run(&st, in, in_len);
-  if (st.failed || st.declined) {
-    free(st.out);
-    return st.failed ? KILN_FAILED : KILN_DECLINED;
-  }
+  run(&st, in, in_len); /* frees its output when it fails or declines */
+  if (st.failed || st.declined) return st.failed ? KILN_FAILED : KILN_DECLINED;
   *out = st.out;
   *out_len = st.out_len;
   return KILN_OK;
