@@ -36,7 +36,7 @@ const denoiserSchema = z.object({
   dropout: fraction.default(0.1),
   /** Width of the sinusoidal timestep features fed to the timestep MLP. */
   timestepFeatures: positiveInt.default(128),
-  /** DiT adaLN-Zero: modulation and output layers start at zero (each block starts as identity). */
+  /** DiT adaLN-Zero: modulation, cross-attention output and final layers start at zero (each block starts as identity). */
   zeroInit: z.boolean().default(true),
 }).strict();
 
