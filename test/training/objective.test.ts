@@ -1,0 +1,155 @@
+/**
+ * The objective and PRX's proportion (issue 15, part 1): flow matching by default, PRX's gradient
+ * share bounded at initialisation on each objective, the PRX setting resolved per space and recorded,
+ * the objective guarding resume, caption dropout and gradient accumulation.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { checkpointUri, loadCheckpoint, readCheckpointState } from '../../training/checkpoint.js';
+import { resolveTrainingConfig, type TrainingConfigInput } from '../../training/config.js';
+import { CheckpointError } from '../../training/errors.js';
+import { ddpmSchedule } from '../../training/noise-schedule.js';
+import { drawMicroBatch } from '../../training/objective.js';
+import { Rng } from '../../training/rng.js';
+import { runTrainingChunk } from '../../training/run-chunk.js';
+import { entryToFloat32 } from '../../training/safetensors.js';
+import type { StepResult } from '../../training/trainer.js';
+import { tempStorage, twoShardDataset } from './shard-fixtures.js';
+import { TEST_CONFIG } from './train-config.js';
+
+const { storage, cleanup } = await tempStorage();
+test.after(cleanup);
+const shards = await twoShardDataset(storage);
+const SCHED = ddpmSchedule('linear', 1e-4, 0.02, 1000);
+
+async function chunk(run: string, config: TrainingConfigInput, fromStep = 0, steps = 1): Promise<{ steps: StepResult[]; checkpointUri: string }> {
+  const seen: StepResult[] = [];
+  const r = await runTrainingChunk({ storage, runUri: storage.uri('runs', run), config, datasetShardUris: shards, fromStep, steps, onProgress: (p) => { seen.push(p); } });
+  return { steps: seen, checkpointUri: r.checkpointUri };
+}
+
+/** The stated bound: at initialisation PRX carries under 5% of the gradient on the prediction. */
+const INIT_SHARE_BOUND = 0.05;
+
+for (const prediction of ['flow', 'epsilon', 'v'] as const) {
+  void test(`${prediction}: at initialisation PRX's gradient share stays below ${INIT_SHARE_BOUND} (pixel space, unit targets: the adverse case)`, async () => {
+    for (const seed of [1, 2, 3]) {
+      const { steps: [s] } = await chunk(`share-${prediction}-${seed}`, { ...TEST_CONFIG, seed, objective: { prediction, prxTargets: 'unit' } });
+      assert.ok(s!.prx > 0, `seed ${seed}: PRX is on and measured (${s!.prx})`);
+      assert.ok(s!.prxGradShare > 0 && s!.prxGradShare < INIT_SHARE_BOUND, `seed ${seed}: PRX gradient share ${s!.prxGradShare}`);
+      assert.ok(Math.abs(s!.loss - (s!.diffusion + 0.01 * s!.prx)) < 1e-5 * s!.loss, 'loss = diffusion + 0.01 prx');
+      assert.ok(Math.abs(s!.prx - (s!.prxVar + 0.1 * s!.prxCorr)) < 1e-4 * s!.prx, 'prx = var + 0.1 corr');
+    }
+  });
+}
+
+void test('without the cut-off, epsilon\'s amplified x0-hat lets PRX dominate the gradient (why prxMaxGain exists)', async () => {
+  const { steps: [s] } = await chunk('share-eps-nocut', { ...TEST_CONFIG, seed: 1, objective: { prediction: 'epsilon', prxTargets: 'unit', prxMaxGain: null } });
+  assert.ok(s!.prxGradShare > 0.5, `share ${s!.prxGradShare}`);
+  assert.ok(s!.prx > 100 * s!.diffusion, `prx ${s!.prx} vs diffusion ${s!.diffusion}`);
+});
+
+void test('defaults: flow matching, logit-normal t; PRX resolves to off in pixel space and unit with a VAE, and the run records it', async () => {
+  const pixel = resolveTrainingConfig({});
+  assert.equal(pixel.objective.prediction, 'flow');
+  assert.equal(pixel.objective.flowTimesteps, 'logit_normal');
+  assert.equal(pixel.objective.prxTargets, 'off');
+  assert.equal(resolveTrainingConfig({ codec: { vae: 'fixtures/models/tiny-vae' } }).objective.prxTargets, 'unit');
+  const { steps: [s], checkpointUri: uri } = await chunk('defaults', TEST_CONFIG);
+  assert.equal(s!.prx, 0);
+  assert.equal(s!.prxGradShare, 0);
+  const raw = JSON.parse(await readFile(storage.localPath(storage.child(uri, 'state.json')), 'utf8')) as { config: { objective: Record<string, unknown> } };
+  assert.equal(raw.config.objective.prediction, 'flow');
+  assert.equal(raw.config.objective.prxTargets, 'off', 'state.json records the resolved choice, not "auto"');
+});
+
+void test('flow timesteps: logit(t) is standard normal under logit_normal; uniform stays uniform', () => {
+  const stats = (flowTimesteps: 'logit_normal' | 'uniform') => {
+    const o = resolveTrainingConfig({ objective: { flowTimesteps, captionDropout: 0 } }).objective;
+    const { draw } = drawMicroBatch(Rng.derive(4, 't'), new Array<string>(20000).fill('x'), 1, o, SCHED);
+    const ts = Array.from(draw.noiseScale);
+    const logits = ts.map((t) => Math.log(t / (1 - t)));
+    const mean = logits.reduce((a, v) => a + v, 0) / ts.length;
+    const std = Math.sqrt(logits.reduce((a, v) => a + (v - mean) ** 2, 0) / ts.length);
+    return { mean, std, below: ts.filter((t) => t < 0.1).length / ts.length, model: Array.from(draw.modelTimesteps).every((m, i) => Math.abs(m - 1000 * ts[i]!) < 1e-3) };
+  };
+  const ln = stats('logit_normal');
+  assert.ok(Math.abs(ln.mean) < 0.03 && Math.abs(ln.std - 1) < 0.03, `logit-normal: mean ${ln.mean}, std ${ln.std}`);
+  assert.ok(ln.model, 'the model sees t x 1000');
+  const u = stats('uniform');
+  assert.ok(Math.abs(u.below - 0.1) < 0.01, `uniform: P(t < 0.1) = ${u.below}`);
+});
+
+void test('caption dropout: seeded, the configured fraction (10% by default) become ""', () => {
+  const captions = Array.from({ length: 20000 }, (_, i) => `caption ${i}`);
+  const o = resolveTrainingConfig({}).objective;
+  assert.equal(o.captionDropout, 0.1);
+  const drop = (seed: number, p = o.captionDropout) => drawMicroBatch(Rng.derive(seed, 'train'), captions, 3, { ...o, captionDropout: p }, SCHED).captions;
+  const a = drop(7);
+  const fraction = a.filter((c) => c === '').length / a.length;
+  // 3 sigma of a binomial(20000, 0.1) fraction is 0.0064.
+  assert.ok(Math.abs(fraction - 0.1) < 0.0064, `dropped fraction ${fraction}`);
+  assert.ok(a.every((c, i) => c === '' || c === captions[i]), 'kept captions are unchanged');
+  assert.deepEqual(drop(7), a, 'same seed, same captions dropped');
+  assert.notDeepEqual(drop(8), a, 'another seed drops others');
+  assert.ok(drop(7, 0).every((c, i) => c === captions[i]));
+  assert.ok(drop(7, 1).every((c) => c === ''));
+});
+
+/** Parameters of a checkpoint's model.safetensors, flattened by name. */
+async function weights(uri: string): Promise<Map<string, Float32Array>> {
+  const ck = await loadCheckpoint(storage, uri);
+  return new Map([...ck.files['model.safetensors'].tensors].map(([n, e]) => [n, entryToFloat32(e)]));
+}
+
+void test('gradient accumulation: 2 micro-batches of 2 give the same update as one batch of 4 (PRX off); with PRX on, PRX is per micro-batch', async () => {
+  const base: TrainingConfigInput = {
+    ...TEST_CONFIG, seed: 5,
+    textEncoder: { ...TEST_CONFIG.textEncoder, dropout: 0 }, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0 },
+  };
+  const withBatch = (microBatchSize: number, gradAccumSteps: number, objective: TrainingConfigInput['objective'] = {}) =>
+    ({ ...base, optim: { ...TEST_CONFIG.optim, microBatchSize, gradAccumSteps }, objective });
+  const accum = await chunk('accum-2x2', withBatch(2, 2));
+  const whole = await chunk('accum-1x4', withBatch(4, 1));
+  const [a, w] = [accum.steps[0]!, whole.steps[0]!];
+  assert.ok(Math.abs(a.loss - w.loss) < 1e-6 * w.loss, `loss ${a.loss} vs ${w.loss}`);
+  assert.ok(Math.abs(a.gradNorm - w.gradNorm) < 1e-5 * w.gradNorm, `gradient norm ${a.gradNorm} vs ${w.gradNorm}`);
+  const [wa, ww] = [await weights(accum.checkpointUri), await weights(whole.checkpointUri)];
+  let maxDiff = 0;
+  for (const [name, v] of ww) {
+    const u = wa.get(name)!;
+    for (let i = 0; i < v.length; i++) maxDiff = Math.max(maxDiff, Math.abs(v[i]! - u[i]!));
+  }
+  // lr at step 1 is the warmup start (1e-6-ish); AdamW's first step moves each weight by ~lr.
+  assert.ok(maxDiff < 1e-9, `largest weight difference after one step: ${maxDiff}`);
+  // PRX is a batch statistic, computed per micro-batch: the diffusion part still matches, PRX does not.
+  const pa = (await chunk('accum-2x2-prx', withBatch(2, 2, { prxTargets: 'unit' }))).steps[0]!;
+  const pw = (await chunk('accum-1x4-prx', withBatch(4, 1, { prxTargets: 'unit' }))).steps[0]!;
+  assert.ok(Math.abs(pa.diffusion - pw.diffusion) < 1e-6 * pw.diffusion);
+  assert.ok(Math.abs(pa.prx - pw.prx) > 1e-4, `PRX of two micro-batches of 2 (${pa.prx}) differs from one batch of 4 (${pw.prx})`);
+});
+
+void test('a checkpoint made with another objective is a CheckpointError naming both objectives and the fix', async () => {
+  await chunk('objective-eps', { ...TEST_CONFIG, objective: { prediction: 'epsilon' } });
+  await assert.rejects(chunk('objective-eps', TEST_CONFIG, 1, 1), (err: unknown) =>
+    err instanceof CheckpointError && /"epsilon"/.test(err.message) && /"flow"/.test(err.message) && /objective\.prediction: "epsilon"/.test(err.fix));
+  // Another changed field is named in the message.
+  await assert.rejects(chunk('objective-eps', { ...TEST_CONFIG, objective: { prediction: 'epsilon', prxWeight: 0.02 } }, 1, 1), (err: unknown) =>
+    err instanceof CheckpointError && /objective\.prxWeight: 0\.01 -> 0\.02/.test(err.message));
+});
+
+void test('a checkpoint written before the PRX/flow fields existed resumes with its old behaviour', async () => {
+  const legacy = { ...TEST_CONFIG, objective: { prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null } };
+  await chunk('legacy', legacy);
+  // Strip the later fields from state.json, as an older Kiln wrote it.
+  const path = storage.localPath(storage.child(checkpointUri(storage, storage.uri('runs', 'legacy'), 1), 'state.json'));
+  const state = JSON.parse(await readFile(path, 'utf8')) as { config: { objective: Record<string, unknown> } };
+  for (const k of ['prxTargets', 'prxMaxGain', 'flowTimesteps', 'flowLogitMean', 'flowLogitStd']) delete state.config.objective[k];
+  await writeFile(path, JSON.stringify(state));
+  const read = await readCheckpointState(storage, checkpointUri(storage, storage.uri('runs', 'legacy'), 1));
+  assert.deepEqual([read.config.objective.prxTargets, read.config.objective.prxMaxGain, read.config.objective.flowTimesteps], ['unit', null, 'uniform']);
+  const resumed = await chunk('legacy', legacy, 1, 1);
+  assert.ok(resumed.steps[0]!.prx > 0);
+  await assert.rejects(chunk('legacy', TEST_CONFIG, 2, 1), (err: unknown) => err instanceof CheckpointError && /"epsilon"/.test(err.message));
+});
