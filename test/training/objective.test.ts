@@ -6,11 +6,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
 import { checkpointUri, loadCheckpoint, readCheckpointState } from '../../training/checkpoint.js';
 import { resolveTrainingConfig, type TrainingConfigInput } from '../../training/config.js';
+import { selectTfBackend } from '../../infra/tfjs-backend.js';
 import { CheckpointError } from '../../training/errors.js';
 import { ddpmSchedule } from '../../training/noise-schedule.js';
-import { drawMicroBatch } from '../../training/objective.js';
+import { defineDenoiser, runDenoiser, type DenoiserShape } from '../../training/denoiser.js';
+import { attentionMask } from '../../training/layers.js';
+import { drawMicroBatch, noisyLatents, objectiveTerms } from '../../training/objective.js';
+import { ParamStore } from '../../training/params.js';
 import { Rng } from '../../training/rng.js';
 import { runTrainingChunk } from '../../training/run-chunk.js';
 import { entryToFloat32 } from '../../training/safetensors.js';
@@ -18,6 +23,7 @@ import type { StepResult } from '../../training/trainer.js';
 import { tempStorage, twoShardDataset } from './shard-fixtures.js';
 import { TEST_CONFIG } from './train-config.js';
 
+await selectTfBackend();
 const { storage, cleanup } = await tempStorage();
 test.after(cleanup);
 const shards = await twoShardDataset(storage);
@@ -152,4 +158,49 @@ void test('a checkpoint written before the PRX/flow fields existed resumes with 
   const resumed = await chunk('legacy', legacy, 1, 1);
   assert.ok(resumed.steps[0]!.prx > 0);
   await assert.rejects(chunk('legacy', TEST_CONFIG, 2, 1), (err: unknown) => err instanceof CheckpointError && /"epsilon"/.test(err.message));
+});
+
+/** |grad_theta(0.01 prx)| / (|grad_theta diffusion| + |grad_theta(0.01 prx)|) over the denoiser's weights, at initialisation. */
+async function parameterShare(prediction: 'flow' | 'epsilon' | 'v', zeroInit: boolean, seed: number): Promise<number> {
+  const shape: DenoiserShape = { size: 16, channels: 3, patchSize: 4, width: 32, depth: 2, heads: 2, mlpRatio: 2, dropout: 0, timestepFeatures: 32, zeroInit, contextWidth: 32 };
+  const store = new ParamStore(seed);
+  defineDenoiser(store, shape);
+  const o = resolveTrainingConfig({ objective: { prediction, prxTargets: 'unit' } }).objective;
+  const rng = Rng.derive(seed, 'param-share');
+  // Pixel-like clean images: variance ~0.3, strongly correlated RGB (the adverse case for unit targets).
+  const B = 8, E = 16 * 16 * 3;
+  const shared = rng.fillNormal(new Float32Array(B * 16 * 16), 0, 0.5);
+  const own = rng.fillNormal(new Float32Array(B * E), 0, 0.15);
+  const x0 = tf.tensor4d(own.map((v, i) => v + shared[Math.floor(i / 3)]!), [B, 16, 16, 3]);
+  const { draw } = drawMicroBatch(rng, new Array<string>(B).fill('x'), E, o, SCHED);
+  const xt = noisyLatents(x0, draw);
+  const context = tf.tensor3d(rng.fillNormal(new Float32Array(B * 4 * 32)), [B, 4, 32]);
+  const contextMask = attentionMask(new Float32Array(B * 4).fill(1), B, 2, 1, 4, false);
+  const vars = store.list().map((p) => p.variable);
+  const norm = (part: 'diffusion' | 'prx') => {
+    const { value, grads } = tf.variableGrads(() => {
+      const pred = runDenoiser(store, shape, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask }, null);
+      const t = objectiveTerms(pred, x0, xt, draw, o);
+      return part === 'diffusion' ? t.diffusion : tf.mul(t.prx, o.prxWeight) as tf.Scalar;
+    }, vars);
+    value.dispose();
+    return Math.sqrt(Object.values(grads).reduce((a, g) => a + tf.sum(tf.square(g)).dataSync()[0]!, 0));
+  };
+  const [d, p] = [norm('diffusion'), norm('prx')];
+  store.dispose();
+  return p / (d + p);
+}
+
+void test(`on the denoiser's weights too, at initialisation PRX's gradient share stays below ${INIT_SHARE_BOUND} on each objective`, async () => {
+  const seen: string[] = [];
+  for (const prediction of ['flow', 'epsilon', 'v'] as const) {
+    for (const zeroInit of [true, false]) {
+      for (const seed of [1, 2]) {
+        const share = await parameterShare(prediction, zeroInit, seed);
+        seen.push(`${prediction}/${zeroInit ? 'zero' : 'dense'}/${seed}: ${share.toFixed(4)}`);
+        assert.ok(share < INIT_SHARE_BOUND, seen.join(', '));
+      }
+    }
+  }
+  console.log(seen.join(', '));
 });
