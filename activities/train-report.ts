@@ -185,7 +185,8 @@ function objectiveText(o: ObjectiveConfig): string {
 
 function prxText(o: ObjectiveConfig): string {
   if (o.prxTargets === 'off' || o.prxWeight === 0) return 'off (pixel space: unit targets would contradict the data)';
-  return `weight ${o.prxWeight}, targets variance ${o.prxTargetVar} and correlation I, correlation weight ${o.prxCorrWeight}, ${o.prxMaxGain === null ? 'every sample' : `samples with x0-hat error gain <= ${o.prxMaxGain}`}`;
+  const targets = o.prxTargets === 'measured' ? `targets measured from up to ${o.prxMeasureImages} images of the data (prx-targets.json)` : `targets variance ${o.prxTargetVar} and correlation I`;
+  return `weight ${o.prxWeight}, ${targets}, correlation weight ${o.prxCorrWeight}, ${o.prxMaxGain === null ? 'every sample' : `samples with x0-hat error gain <= ${o.prxMaxGain}`}`;
 }
 
 /** Report lines on the loss parts: means over the logged steps, and PRX's share of the loss and gradient. */

@@ -62,11 +62,14 @@ const objectiveSchema = z.object({
   prxWeight: z.number().min(0).default(0.01),
   /**
    * PRX targets. `unit`: variance 1 and correlation I (a VAE latent scaled by its scaling factor).
-   * `off`: no PRX term. `auto` (default) resolves to `unit` with a VAE codec and `off` in pixel space
-   * (where images have variance ~0.3 and correlated RGB, so unit targets pull against the data);
-   * the resolved value is what the run records.
+   * `measured`: the variance and channel correlation of the run's data, measured once at the start
+   * of the run (prx-targets.ts, `<runUri>/prx-targets.json`). `off`: no PRX term. `auto` (default)
+   * resolves to `unit` with a VAE codec and `off` in pixel space (where images have variance ~0.3
+   * and correlated RGB, so unit targets pull against the data); the resolved value is what the run records.
    */
-  prxTargets: z.enum(['auto', 'unit', 'off']).default('auto'),
+  prxTargets: z.enum(['auto', 'unit', 'measured', 'off']).default('auto'),
+  /** `measured` only: images the targets are measured from (at most one pass over the dataset). */
+  prxMeasureImages: positiveInt.default(256),
   prxTargetVar: z.number().positive().default(1.0),
   prxCorrWeight: z.number().min(0).default(0.1),
   /**
@@ -200,8 +203,8 @@ export function prxEnabled(cfg: TrainingConfig): boolean {
 /** Config fields that define the model and the math of training: a resumed run must match them. */
 export function trainingIdentity(cfg: TrainingConfig): unknown {
   const { checkpoint: _c, runtime: _r, ...rest } = cfg;
-  // Fields the prediction does not use are no part of it (flow draws no betas; DDPM no flow t).
-  const { flowTimesteps, flowLogitMean, flowLogitStd, betaSchedule, betaStart, betaEnd, trainTimesteps, ...objective } = cfg.objective;
+  // Fields the run does not use are no part of it (flow draws no betas; DDPM no flow t; unit targets measure nothing).
+  const { flowTimesteps, flowLogitMean, flowLogitStd, betaSchedule, betaStart, betaEnd, trainTimesteps, prxMeasureImages, ...objective } = cfg.objective;
   const used = cfg.objective.prediction === 'flow' ? { flowTimesteps, flowLogitMean, flowLogitStd } : { betaSchedule, betaStart, betaEnd, trainTimesteps };
-  return { ...rest, objective: { ...objective, ...used } };
+  return { ...rest, objective: { ...objective, ...used, ...(cfg.objective.prxTargets === 'measured' ? { prxMeasureImages } : {}) } };
 }

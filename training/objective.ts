@@ -131,8 +131,20 @@ export function prxActive(o: Objective): boolean {
   return o.prxTargets !== 'off' && o.prxWeight > 0;
 }
 
+/** Targets measured from the data (prx-targets.ts), needed when `prxTargets` is `measured`. */
+export interface MeasuredPrxTargets {
+  variance: number;
+  correlation: number[][];
+}
+
+function prxOptions(o: Objective, measured: MeasuredPrxTargets | undefined) {
+  if (o.prxTargets !== 'measured') return { targetVar: o.prxTargetVar, corrWeight: o.prxCorrWeight };
+  if (!measured) throw new Error('objective.prxTargets is "measured" but no measured targets were given (runTrainingChunk measures them)');
+  return { targetVar: measured.variance, corrWeight: o.prxCorrWeight, targetCorr: measured.correlation };
+}
+
 /** Loss of a prediction `pred` for clean latents `x0`, noisy `xt` and the draw that made it. */
-export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, d: NoiseDraw, o: Objective): ObjectiveTerms {
+export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, d: NoiseDraw, o: Objective, measured?: MeasuredPrxTargets): ObjectiveTerms {
   const B = x0.shape[0];
   const a = tf.tensor4d(d.signal, [B, 1, 1, 1]);
   const s = tf.tensor4d(d.noiseScale, [B, 1, 1, 1]);
@@ -152,7 +164,7 @@ export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor
   const perSample = tf.mean(tf.squaredDifference(pred, target), [1, 2, 3]);
   const diffusion = tf.mean(tf.mul(perSample, tf.tensor1d(d.weights))) as tf.Scalar;
   const useful = prxActive(o) && d.prxMask.some((m) => m > 0);
-  const p = useful ? prxRegularization(x0hat, { targetVar: o.prxTargetVar, corrWeight: o.prxCorrWeight }, d.prxMask) : null;
+  const p = useful ? prxRegularization(x0hat, prxOptions(o, measured), d.prxMask) : null;
   const zero = tf.scalar(0);
   const prx = p ? p.total : zero;
   const loss = p ? tf.add(diffusion, tf.mul(prx, o.prxWeight)) as tf.Scalar : diffusion;
@@ -164,11 +176,11 @@ export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor
  * the gradient of prx_weight x prx and g_diffusion that of the diffusion loss, both with respect to
  * the denoiser's output (cheap: the objective only, not the network). 0 when PRX is off.
  */
-export function prxGradientShare(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, d: NoiseDraw, o: Objective): number {
+export function prxGradientShare(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, d: NoiseDraw, o: Objective, measured?: MeasuredPrxTargets): number {
   if (!prxActive(o) || !d.prxMask.some((m) => m > 0)) return 0;
   return tf.tidy(() => {
-    const gd = tf.grad((p: tf.Tensor) => objectiveTerms(p as tf.Tensor4D, x0, xt, d, o).diffusion)(pred);
-    const gp = tf.grad((p: tf.Tensor) => tf.mul(objectiveTerms(p as tf.Tensor4D, x0, xt, d, o).prx, o.prxWeight))(pred);
+    const gd = tf.grad((p: tf.Tensor) => objectiveTerms(p as tf.Tensor4D, x0, xt, d, o, measured).diffusion)(pred);
+    const gp = tf.grad((p: tf.Tensor) => tf.mul(objectiveTerms(p as tf.Tensor4D, x0, xt, d, o, measured).prx, o.prxWeight))(pred);
     const nd = tf.norm(gd).dataSync()[0]!;
     const np = tf.norm(gp).dataSync()[0]!;
     return nd + np > 0 ? np / (nd + np) : 0;

@@ -3,7 +3,7 @@
  * the clean latent (so the term has a gradient; on the noisy z_t it would train nothing):
  *
  *   var_term  = |var(x0hat) - target_var|            (variance over all elements, target 1.0)
- *   corr_term = ||C - I||_F, C = the channel-by-channel correlation matrix (C x C) over the
+ *   corr_term = ||C - T||_F, T = I (or a measured correlation), C = the channel-by-channel correlation matrix (C x C) over the
  *               batch x height x width samples of each channel
  *   prx       = var_term + corr_weight * corr_term    (corr_weight 0.1)
  *
@@ -17,6 +17,8 @@ import * as tf from '@tensorflow/tfjs';
 export interface PrxOptions {
   targetVar: number;
   corrWeight: number;
+  /** The target correlation matrix (C x C); the identity when absent. */
+  targetCorr?: number[][];
 }
 
 export interface PrxTerms {
@@ -48,6 +50,7 @@ export function prxRegularization(x0hat: tf.Tensor, o: PrxOptions, sampleMask?: 
   const variances = tf.div(tf.sum(tf.square(centered), 0), samples);
   const denom = tf.sqrt(tf.add(tf.mul(variances.reshape([channels, 1]), variances.reshape([1, channels])), STD_EPS));
   const corr = tf.div(cov, denom);
-  const corrTerm = tf.sqrt(tf.add(tf.sum(tf.square(tf.sub(corr, tf.eye(channels)))), NORM_EPS)) as tf.Scalar;
+  const target = o.targetCorr ? tf.tensor2d(o.targetCorr.flat(), [channels, channels]) : tf.eye(channels);
+  const corrTerm = tf.sqrt(tf.add(tf.sum(tf.square(tf.sub(corr, target))), NORM_EPS)) as tf.Scalar;
   return { total: tf.add(varTerm, tf.mul(corrTerm, o.corrWeight)) as tf.Scalar, varTerm, corrTerm };
 }

@@ -12,7 +12,8 @@ import { ConfigError } from '../infra/errors.js';
 import type { ArtifactStorage } from '../infra/storage.js';
 import { selectTfBackend, type TfBackendChoice } from '../infra/tfjs-backend.js';
 import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js';
-import { resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
+import { prxEnabled, resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
+import { runPrxTargets, type PrxTargetStats } from './prx-targets.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
@@ -68,8 +69,8 @@ export interface TrainingChunkResult {
  */
 export interface LossPartsSummary {
   steps: number;
-  /** `unit` or `off` (config.objective.prxTargets as resolved), with the weight and cut-off. */
-  prx: { targets: string; weight: number; maxGain: number | null };
+  /** `unit`, `measured` or `off` (config.objective.prxTargets as resolved), with the weight and cut-off (and the measured variance). */
+  prx: { targets: string; weight: number; maxGain: number | null; measuredVariance?: number };
   loss: number;
   diffusion: number;
   prxVar: number;
@@ -78,13 +79,13 @@ export interface LossPartsSummary {
   prxGradShare: { mean: number; max: number };
 }
 
-export function summarizeLossParts(config: TrainingConfig, steps: readonly StepResult[]): LossPartsSummary | null {
+export function summarizeLossParts(config: TrainingConfig, steps: readonly StepResult[], measured?: PrxTargetStats): LossPartsSummary | null {
   if (steps.length === 0) return null;
   const o = config.objective;
   const mean = (f: (s: StepResult) => number) => steps.reduce((a, s) => a + f(s), 0) / steps.length;
   return {
     steps: steps.length,
-    prx: { targets: o.prxTargets, weight: o.prxWeight, maxGain: o.prxMaxGain },
+    prx: { targets: o.prxTargets, weight: o.prxWeight, maxGain: o.prxMaxGain, ...(measured ? { measuredVariance: measured.variance } : {}) },
     loss: mean((s) => s.loss),
     diffusion: mean((s) => s.diffusion),
     prxVar: mean((s) => s.prxVar),
@@ -120,16 +121,19 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
     assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
     const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
     if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
-    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null);
+    const prxTargets = config.objective.prxTargets === 'measured' && prxEnabled(config)
+      ? await runPrxTargets(storage, runUri, input.datasetShardUris, config, codec, shardListSha256(input.datasetShardUris))
+      : undefined;
+    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null, prxTargets);
   } finally {
     await codec.dispose();
   }
 }
 
-async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null): Promise<TrainingChunkResult> {
+async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null, prxTargets: PrxTargetStats | undefined): Promise<TrainingChunkResult> {
   const { storage, runUri, fromStep, steps } = input;
   const target = fromStep + steps;
-  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec });
+  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec, prxTargets });
   try {
     const startStep = session.step;
     const trained: StepResult[] = [];
@@ -163,7 +167,7 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
       cancelled,
       alreadyDone: false,
       removedCheckpoints,
-      lossParts: summarizeLossParts(config, trained),
+      lossParts: summarizeLossParts(config, trained, prxTargets),
     };
   } finally {
     session.dispose();

@@ -19,7 +19,7 @@ import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
-import { drawMicroBatch, noisyLatents, objectiveTerms, prxGradientShare } from './objective.js';
+import { drawMicroBatch, noisyLatents, objectiveTerms, prxGradientShare, type MeasuredPrxTargets } from './objective.js';
 import { AdamW, flattenGrads, globalNormClip, WeightEma, type FlatByGroup } from './optimizer.js';
 import type { ParamStore } from './params.js';
 import { Rng } from './rng.js';
@@ -51,6 +51,8 @@ export interface SessionSource {
   checkpoint?: LoadedCheckpoint;
   /** The latent codec of `config.codec`, owned by the caller; when absent the session creates (and disposes) its own. */
   codec?: LatentCodec;
+  /** PRX targets measured from the data (prx-targets.ts), when `objective.prxTargets` is `measured`. */
+  prxTargets?: MeasuredPrxTargets;
 }
 
 export function shardListSha256(shardUris: readonly string[]): string {
@@ -200,13 +202,13 @@ export class TrainingSession {
       const { value, grads } = tf.variableGrads(() => {
         const context = encodeText(this.params, this.spec.text, tokens, drop);
         const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
-        const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective);
+        const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective, this.src.prxTargets);
         parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx), tf.keep(terms.prxVar), tf.keep(terms.prxCorr));
         predOut = tf.keep(pred);
         return terms.loss;
       }, vars);
       // Outside the weights' tape: PRX's share of the gradient on the prediction (objective only).
-      prxGradShare = prxGradientShare(predOut!, x0, xt, draw, cfg.objective);
+      prxGradShare = prxGradientShare(predOut!, x0, xt, draw, cfg.objective, this.src.prxTargets);
       predOut!.dispose();
       return { value, grads };
     });

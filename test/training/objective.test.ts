@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
+import sharp from 'sharp';
 import { checkpointUri, loadCheckpoint, readCheckpointState } from '../../training/checkpoint.js';
 import { resolveTrainingConfig, type TrainingConfigInput } from '../../training/config.js';
 import { selectTfBackend } from '../../infra/tfjs-backend.js';
@@ -20,7 +21,7 @@ import { Rng } from '../../training/rng.js';
 import { runTrainingChunk } from '../../training/run-chunk.js';
 import { entryToFloat32 } from '../../training/safetensors.js';
 import type { StepResult } from '../../training/trainer.js';
-import { tempStorage, twoShardDataset } from './shard-fixtures.js';
+import { tempStorage, twoShardDataset, writeFixtureShard, type FixtureRow } from './shard-fixtures.js';
 import { TEST_CONFIG } from './train-config.js';
 
 await selectTfBackend();
@@ -203,4 +204,45 @@ void test(`on the denoiser's weights too, at initialisation PRX's gradient share
     }
   }
   console.log(seen.join(', '));
+});
+
+void test('measured PRX targets (pixel space): the data\'s variance and channel correlation, measured once per run and reused on resume', async () => {
+  const colours: [number, number, number][] = [[220, 30, 30], [30, 200, 60], [40, 60, 230], [230, 220, 40], [240, 240, 240], [15, 15, 15]];
+  const rows: FixtureRow[] = [];
+  for (const [i, [r, g, b]] of colours.entries()) {
+    const jpg = new Uint8Array(await sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g, b } } }).jpeg({ quality: 100 }).toBuffer());
+    rows.push({ key: `m${i}`, caption: `colour ${i}`, status: 'success', color: [r, g, b], jpg });
+  }
+  const shard = storage.uri('data', 'solid.parquet');
+  await writeFixtureShard(storage, shard, rows);
+  // The statistics of the six colours in [-1, 1], computed here independently.
+  const px = colours.map((c) => c.map((v) => (v / 255) * 2 - 1));
+  const all = px.flat();
+  const m = all.reduce((a, v) => a + v, 0) / all.length;
+  const variance = all.reduce((a, v) => a + (v - m) ** 2, 0) / all.length;
+  const chMean = [0, 1, 2].map((c) => px.reduce((a, p) => a + p[c]!, 0) / px.length);
+  const cov = (a: number, b: number) => px.reduce((s, p) => s + (p[a]! - chMean[a]!) * (p[b]! - chMean[b]!), 0) / px.length;
+  const runUri = storage.uri('runs', 'measured');
+  const config: TrainingConfigInput = { ...TEST_CONFIG, objective: { prxTargets: 'measured', prxMeasureImages: 64 } };
+  const steps: StepResult[] = [];
+  await runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 0, steps: 1, onProgress: (p) => { steps.push(p); } });
+  const file = storage.localPath(storage.child(runUri, 'prx-targets.json'));
+  const measured = JSON.parse(await readFile(file, 'utf8')) as { variance: number; correlation: number[][]; images: number };
+  assert.equal(measured.images, 6, 'one pass over the 6 images, fewer than prxMeasureImages');
+  assert.ok(Math.abs(measured.variance - variance) < 0.01, `variance ${measured.variance} vs ${variance}`);
+  for (let a = 0; a < 3; a++) {
+    for (let b = 0; b < 3; b++) {
+      const want = cov(a, b) / Math.sqrt(cov(a, a) * cov(b, b));
+      assert.ok(Math.abs(measured.correlation[a]![b]! - want) < 0.01, `correlation[${a}][${b}] ${measured.correlation[a]![b]} vs ${want}`);
+    }
+  }
+  assert.ok(steps[0]!.prx > 0 && steps[0]!.prxGradShare < INIT_SHARE_BOUND);
+  const state = await readCheckpointState(storage, checkpointUri(storage, runUri, 1));
+  assert.equal(state.config.objective.prxTargets, 'measured');
+  // Resume reads the file (byte-identical afterwards), and a changed file for another dataset is refused.
+  const before = await readFile(file, 'utf8');
+  await runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 1, steps: 1 });
+  assert.equal(await readFile(file, 'utf8'), before);
+  await writeFile(file, before.replace(/"datasetShardsSha256": "[0-9a-f]+"/, '"datasetShardsSha256": "0"'));
+  await assert.rejects(runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 2, steps: 1 }), CheckpointError);
 });
