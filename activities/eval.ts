@@ -224,7 +224,7 @@ export function createEvalActivities(deps: ActivityDeps) {
         if (o.clipModelDir) clip = await (await import('../datasets/filter/clip-scorer.js')).loadClipScorer(resolve(o.clipModelDir));
         const guidanceScale = o.guidanceScale ?? 4.5;
         const sampler = {
-          method: model.denoiser.prediction === 'flow' ? 'euler' as const : 'ddim' as const, steps: o.samplerSteps ?? 50, guidanceScale, seed: o.seed ?? 0,
+          method: model.sampler, steps: o.samplerSteps ?? 50, guidanceScale, seed: o.seed ?? 0,
           ...model.latentShape, schedule: model.schedule,
         };
         const batchSize = o.batchSize ?? 16;

@@ -86,7 +86,7 @@ export function createTrainReportActivities(deps: ActivityDeps) {
       const runId = `${input.jobId}/train/report`;
       return withRun(deps, { id: runId, jobId: input.jobId, stage: 'train.report', params: { runUri: input.runUri, status: input.status } }, async (run) => {
         const reportDirUri = storage.child(input.runUri, 'report');
-        const training = await readTrainingCurve(input.runUri);
+        const { training, parts } = await readTrainingCurve(input.runUri);
         const evaluations: ReportEvaluation[] = [];
         for (const name of await storage.list(storage.child(input.runUri, 'evals'))) {
           const uri = storage.child(input.runUri, 'evals', name);
@@ -111,7 +111,9 @@ export function createTrainReportActivities(deps: ActivityDeps) {
             resolution: c?.resolution ?? null, denoiser: c ? `DiT width ${c.denoiser.width}, depth ${c.denoiser.depth}, patch ${c.denoiser.patchSize}` : null,
             'text encoder': c ? (c.textEncoder.clipDir ? `CLIP ${basename(c.textEncoder.clipDir)}` : `width ${c.textEncoder.width}, depth ${c.textEncoder.depth}`) : null,
             batch: c ? `${c.optim.microBatchSize} x ${c.optim.gradAccumSteps} accumulation` : null, 'peak LR': c?.optim.lr ?? null,
-            objective: c ? `${c.objective.prediction}, PRX weight ${c.objective.prxWeight}` : null,
+            objective: c ? objectiveText(c.objective) : null,
+            PRX: c ? prxText(c.objective) : null,
+            ...lossPartsSummary(parts),
           },
           training, evaluations, earlyStopping: input.decision,
           lineage: runLineage(input.jobId, input.dataset.manifestUri, input.best),
@@ -123,14 +125,18 @@ export function createTrainReportActivities(deps: ActivityDeps) {
     },
   };
 
-  /** Loss and LR per step from the chunk logs (`<runUri>/train-log/*.json`), merged by step. */
-  async function readTrainingCurve(runUri: string): Promise<TrainingPoint[]> {
+  /** Loss and LR per step from the chunk logs (`<runUri>/train-log/*.json`), merged by step, and the steps' loss parts. */
+  async function readTrainingCurve(runUri: string): Promise<{ training: TrainingPoint[]; parts: LoggedParts[] }> {
     const byStep = new Map<number, TrainingPoint>();
+    const parts = new Map<number, LoggedParts>();
     for (const name of await storage.list(storage.child(runUri, 'train-log'))) {
-      const log = JSON.parse(await storage.readText(storage.child(runUri, 'train-log', name))) as { entries: { step: number; loss: number; lr: number; lrText: number }[] };
-      for (const e of log.entries) byStep.set(e.step, { step: e.step, loss: e.loss, lr: e.lr, lrTextEncoder: e.lrText });
+      const log = JSON.parse(await storage.readText(storage.child(runUri, 'train-log', name))) as { entries: (LoggedParts & { lr: number; lrText: number })[] };
+      for (const e of log.entries) {
+        byStep.set(e.step, { step: e.step, loss: e.loss, lr: e.lr, lrTextEncoder: e.lrText });
+        if (e.diffusion !== undefined) parts.set(e.step, e);
+      }
     }
-    return [...byStep.values()].sort((a, b) => a.step - b.step);
+    return { training: [...byStep.values()].sort((a, b) => a.step - b.step), parts: [...parts.values()].sort((a, b) => a.step - b.step) };
   }
 
   /** The lineage shown in the report: the dataset's upstream trace and this job's finished runs (no timestamps). */
@@ -157,4 +163,44 @@ export function createTrainReportActivities(deps: ActivityDeps) {
       checkpoints: capped([...new Map(checkpoints.map((c) => [`${String(c.step)}/${String(c.file)}`, c])).values()], 'checkpoint files'),
     };
   }
+}
+
+/** A train-log entry's loss parts (absent in logs written before they were logged, and for steps of an interrupted attempt). */
+interface LoggedParts {
+  step: number;
+  loss: number;
+  diffusion?: number;
+  prx?: number;
+  prxVar?: number;
+  prxCorr?: number;
+  prxGradShare?: number;
+}
+
+type ObjectiveConfig = NonNullable<Awaited<ReturnType<typeof readCheckpointState>>>['config']['objective'];
+
+function objectiveText(o: ObjectiveConfig): string {
+  if (o.prediction === 'flow') return `flow matching (rectified flow, velocity; t ${o.flowTimesteps === 'logit_normal' ? `logit-normal(${o.flowLogitMean}, ${o.flowLogitStd})` : 'uniform'})`;
+  return `${o.prediction} prediction (${o.betaSchedule} betas, ${o.trainTimesteps} steps)`;
+}
+
+function prxText(o: ObjectiveConfig): string {
+  if (o.prxTargets === 'off' || o.prxWeight === 0) return 'off (pixel space: unit targets would contradict the data)';
+  const targets = o.prxTargets === 'measured' ? `targets measured from up to ${o.prxMeasureImages} images of the data (prx-targets.json)` : `targets variance ${o.prxTargetVar} and correlation I`;
+  return `weight ${o.prxWeight}, ${targets}, correlation weight ${o.prxCorrWeight}, ${o.prxMaxGain === null ? 'every sample' : `samples with x0-hat error gain <= ${o.prxMaxGain}`}`;
+}
+
+/** Report lines on the loss parts: means over the logged steps, and PRX's share of the loss and gradient. */
+function lossPartsSummary(parts: readonly LoggedParts[]): Record<string, string> {
+  const logged = parts.filter((p) => p.prxVar !== undefined);
+  if (logged.length === 0) return {};
+  const mean = (f: (p: LoggedParts) => number) => logged.reduce((a, p) => a + f(p), 0) / logged.length;
+  const fmt = (v: number) => String(+v.toPrecision(3));
+  const last = logged.slice(-Math.max(1, Math.ceil(logged.length / 10)));
+  const lastMean = (f: (p: LoggedParts) => number) => last.reduce((a, p) => a + f(p), 0) / last.length;
+  return {
+    'loss parts (mean over logged steps)': `diffusion ${fmt(mean((p) => p.diffusion!))}, PRX variance ${fmt(mean((p) => p.prxVar!))}, PRX correlation ${fmt(mean((p) => p.prxCorr!))} (${logged.length} steps)`,
+    'loss parts (last 10% of logged steps)': `diffusion ${fmt(lastMean((p) => p.diffusion!))}, PRX variance ${fmt(lastMean((p) => p.prxVar!))}, PRX correlation ${fmt(lastMean((p) => p.prxCorr!))}`,
+    'PRX share of the loss': `mean ${fmt(mean((p) => (p.loss > 0 ? (p.loss - p.diffusion!) / p.loss : 0)))}`,
+    'PRX share of the gradient (on the prediction)': `mean ${fmt(mean((p) => p.prxGradShare!))}, max ${fmt(Math.max(...logged.map((p) => p.prxGradShare!)))}`,
+  };
 }

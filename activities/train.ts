@@ -9,7 +9,9 @@
  *   {step, loss} after every step and passing the activity's cancellation signal. Records the
  *   checkpoint files (sha256) in lineage as run `${jobId}/train/chunk-${target}` (consumed: the
  *   dataset manifest and the checkpoint it resumed from; environment: backend, precision, attempt)
- *   and writes the chunk's loss/LR log to `<runUri>/train-log/step-N.json`. Idempotent: a repeat
+ *   and writes the chunk's log to `<runUri>/train-log/step-N.json` (per step: loss, its parts
+ *   diffusion / PRX variance / PRX correlation, PRX's gradient share, gradient norm, LR); the
+ *   summary carries the chunk's means of those (lossParts). Idempotent: a repeat
  *   returns the recorded checkpoint; a retry after a killed worker resumes from the newest
  *   checkpoint. On cancellation (or worker shutdown) it checkpoints, records, then rethrows the
  *   cancellation. Retry: everything but the training errors (EmptyDatasetError, ...).
@@ -33,7 +35,7 @@ import { listCheckpoints, readCheckpointState, TENSOR_FILES } from '../training/
 import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../training/config.js';
 import { learningRateAt } from '../training/lr-schedule.js';
 import type { StepResult } from '../training/trainer.js';
-import type { TrainingChunkResult } from '../training/run-chunk.js';
+import type { LossPartsSummary, TrainingChunkResult } from '../training/run-chunk.js';
 import type { ActivityDeps } from './deps.js';
 import { activityContext, withRun } from './run-lifecycle.js';
 import { createEvalActivities, evalPointFromRecord, resolveStoppingMetric, type EvalPoint, type TrainEvalOptions } from './eval.js';
@@ -100,6 +102,8 @@ export interface TrainChunkSummary {
   attempt: number;
   removedCheckpoints: string[];
   logUri: string;
+  /** Loss parts and PRX's share of the loss and of the gradient over the steps this attempt trained (null when none). */
+  lossParts: LossPartsSummary | null;
 }
 
 export interface FinalCheckpoint {
@@ -146,7 +150,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const step = first + i;
       const p = progress.get(step);
       return p
-        ? { step, loss: p.loss, diffusion: p.diffusion, prx: p.prx, gradNorm: p.gradNorm, lr: p.lr.denoiser, lrText: p.lr.text }
+        ? { step, loss: p.loss, diffusion: p.diffusion, prx: p.prx, prxVar: p.prxVar, prxCorr: p.prxCorr, prxGradShare: p.prxGradShare, gradNorm: p.gradNorm, lr: p.lr.denoiser, lrText: p.lr.text }
         : { step, loss, lr: learningRateAt(step - 1, { ...schedule, peak: o.lr }), lrText: learningRateAt(step - 1, { ...schedule, peak: o.lr * o.textLrRatio }) };
     });
     const content = `${JSON.stringify({ format: 'kiln-train-log-v1', fromStep: r.fromStep, step: r.step, entries })}\n`;
@@ -232,7 +236,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
           step: r.step, fromStep: input.fromStep, losses: r.losses.length, lastLoss: r.losses.at(-1) ?? null,
           meanLoss: r.losses.length ? r.losses.reduce((a, b) => a + b, 0) / r.losses.length : null,
           checkpointUri: r.checkpointUri, sha256s: r.sha256s, backend: r.backend, precision: r.precision, codec: r.codec, alreadyDone: r.alreadyDone,
-          resumedFromStep: resumedFrom?.step ?? 0, attempt, removedCheckpoints: r.removedCheckpoints, logUri,
+          resumedFromStep: resumedFrom?.step ?? 0, attempt, removedCheckpoints: r.removedCheckpoints, logUri, lossParts: r.lossParts,
         };
         run.summarize(summary);
         // The chunk stopped early and checkpointed because it was cancelled (workflow cancel or worker

@@ -72,7 +72,9 @@ const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 function benchConfig(name: string, vae: string): TrainingConfig {
   const base = CONFIGS[name];
   if (!base) throw new Error(`unknown config ${name} (have ${Object.keys(CONFIGS).join(', ')})`);
-  return resolveTrainingConfig(vae ? { ...base, codec: { vae }, denoiser: { ...base.denoiser, patchSize: (base.denoiser?.patchSize ?? 4) / 2 } } : base);
+  // The PyTorch reference trains epsilon + PRX (unit targets, every sample): pin Kiln to the same update.
+  const same = { ...base, objective: { ...base.objective, prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null } };
+  return resolveTrainingConfig(vae ? { ...same, codec: { vae }, denoiser: { ...base.denoiser, patchSize: (base.denoiser?.patchSize ?? 4) / 2 } } : same);
 }
 
 async function runKiln(configName: string, backend: TfBackendName, steps: number, warmup: number, vae: string, profile: boolean): Promise<BenchRow> {

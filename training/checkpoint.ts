@@ -10,7 +10,7 @@
  */
 import type { ArtifactStorage } from '../infra/storage.js';
 import { sha256Hex } from '../infra/hash.js';
-import type { TrainingConfig } from './config.js';
+import { recordedTrainingConfig, type TrainingConfig } from './config.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
 import type { RngState } from './rng.js';
@@ -117,7 +117,7 @@ export async function listCheckpoints(storage: ArtifactStorage, runUri: string):
 export async function loadCheckpoint(storage: ArtifactStorage, uri: string): Promise<LoadedCheckpoint> {
   let state: CheckpointState;
   try {
-    state = JSON.parse(await storage.readText(storage.child(uri, 'state.json'))) as CheckpointState;
+    state = withRecordedConfig(JSON.parse(await storage.readText(storage.child(uri, 'state.json'))) as CheckpointState);
   } catch (err) {
     throw new CheckpointError(`checkpoint ${uri} has no readable state.json (${(err as Error).message})`, 'remove this checkpoint directory; the run resumes from the previous one.');
   }
@@ -139,7 +139,7 @@ export async function loadCheckpoint(storage: ArtifactStorage, uri: string): Pro
 
 /** The state.json of a checkpoint, unverified (cheap: for results of already-finished chunks). */
 export async function readCheckpointState(storage: ArtifactStorage, uri: string): Promise<CheckpointState> {
-  return JSON.parse(await storage.readText(storage.child(uri, 'state.json'))) as CheckpointState;
+  return withRecordedConfig(JSON.parse(await storage.readText(storage.child(uri, 'state.json'))) as CheckpointState);
 }
 
 interface MetricsFile {
@@ -200,4 +200,9 @@ export async function pruneCheckpoints(storage: ArtifactStorage, runUri: string,
     }
   }
   return removed;
+}
+
+/** Older state.json files lack later config fields: read them as the values those runs trained with. */
+function withRecordedConfig(state: CheckpointState): CheckpointState {
+  return { ...state, config: recordedTrainingConfig(state.config) };
 }

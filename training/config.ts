@@ -36,12 +36,21 @@ const denoiserSchema = z.object({
   dropout: fraction.default(0.1),
   /** Width of the sinusoidal timestep features fed to the timestep MLP. */
   timestepFeatures: positiveInt.default(128),
-  /** DiT adaLN-Zero: modulation and output layers start at zero (each block starts as identity). */
+  /** DiT adaLN-Zero: modulation, cross-attention output and final layers start at zero (each block starts as identity). */
   zeroInit: z.boolean().default(true),
 }).strict();
 
 const objectiveSchema = z.object({
-  prediction: z.enum(['epsilon', 'v', 'flow']).default('epsilon'),
+  /**
+   * What the denoiser predicts. `flow` (default): rectified flow, x_t = (1-t) x0 + t eps, target the
+   * velocity eps - x0, as Photoroom's PRX trains. `epsilon` and `v`: DDPM noising with the beta
+   * schedule below. A checkpoint only resumes under the objective it was trained with.
+   */
+  prediction: z.enum(['epsilon', 'v', 'flow']).default('flow'),
+  /** Flow only: how t is drawn. `logit_normal` (SD3, t = sigmoid(m + s n)) or `uniform`. */
+  flowTimesteps: z.enum(['logit_normal', 'uniform']).default('logit_normal'),
+  flowLogitMean: z.number().default(0),
+  flowLogitStd: z.number().positive().default(1),
   betaSchedule: z.enum(['linear', 'scaled_linear']).default('linear'),
   betaStart: z.number().positive().default(1e-4),
   betaEnd: z.number().positive().default(0.02),
@@ -51,8 +60,25 @@ const objectiveSchema = z.object({
   /** Fraction of captions replaced by "" (classifier-free guidance). */
   captionDropout: fraction.default(0.1),
   prxWeight: z.number().min(0).default(0.01),
+  /**
+   * PRX targets. `unit`: variance 1 and correlation I (a VAE latent scaled by its scaling factor).
+   * `measured`: the variance and channel correlation of the run's data, measured once at the start
+   * of the run (prx-targets.ts, `<runUri>/prx-targets.json`). `off`: no PRX term. `auto` (default)
+   * resolves to `unit` with a VAE codec and `off` in pixel space (where images have variance ~0.3
+   * and correlated RGB, so unit targets pull against the data); the resolved value is what the run records.
+   */
+  prxTargets: z.enum(['auto', 'unit', 'measured', 'off']).default('auto'),
+  /** `measured` only: images the targets are measured from (at most one pass over the dataset). */
+  prxMeasureImages: positiveInt.default(256),
   prxTargetVar: z.number().positive().default(1.0),
   prxCorrWeight: z.number().min(0).default(0.1),
+  /**
+   * PRX cut-off: only samples whose x0-hat error gain is at most this enter PRX's statistics. The
+   * gain is the factor a prediction error is multiplied by in x0-hat: sqrt(1-ab)/sqrt(ab) for
+   * epsilon (up to ~157), sqrt(1-ab) for v, t for flow (both <= 1). 1 keeps every v/flow sample and,
+   * for epsilon, the samples with SNR >= 1. null = every sample (the recipe's sketch).
+   */
+  prxMaxGain: z.number().positive().nullable().default(1),
 }).strict();
 
 const emaSchema = z.object({
@@ -141,6 +167,7 @@ export function resolveTrainingConfig(input: TrainingConfigInput = {}): Training
     throw new ConfigError(`training config is invalid: ${problems}`, 'fix the named fields (see training/config.ts for each field and its default).');
   }
   const cfg = parsed.data;
+  if (cfg.objective.prxTargets === 'auto') cfg.objective.prxTargets = cfg.codec === 'identity' ? 'off' : 'unit';
   const checks: [boolean, string][] = [
     [cfg.resolution % cfg.denoiser.patchSize === 0, `resolution ${cfg.resolution} is not a multiple of denoiser.patchSize ${cfg.denoiser.patchSize}`],
     [cfg.denoiser.width % cfg.denoiser.heads === 0, `denoiser.width ${cfg.denoiser.width} is not divisible by denoiser.heads ${cfg.denoiser.heads}`],
@@ -155,8 +182,29 @@ export function resolveTrainingConfig(input: TrainingConfigInput = {}): Training
   return cfg;
 }
 
+/**
+ * Values of fields added after checkpoints already existed, as those runs trained: a state.json
+ * without them means the old behaviour (PRX with unit targets on every sample; flow t uniform).
+ * The prediction itself was always recorded.
+ */
+const LEGACY_OBJECTIVE = { prxTargets: 'unit', prxMaxGain: null, flowTimesteps: 'uniform' } as const;
+
+/** A config read back from a checkpoint's state.json, with the legacy values of later fields filled in. */
+export function recordedTrainingConfig(recorded: TrainingConfigInput): TrainingConfig {
+  const objective = { ...LEGACY_OBJECTIVE, ...(recorded.objective ?? {}) };
+  return resolveTrainingConfig({ ...recorded, objective });
+}
+
+/** Whether the PRX term is on for a resolved config. */
+export function prxEnabled(cfg: TrainingConfig): boolean {
+  return cfg.objective.prxTargets !== 'off' && cfg.objective.prxWeight > 0;
+}
+
 /** Config fields that define the model and the math of training: a resumed run must match them. */
 export function trainingIdentity(cfg: TrainingConfig): unknown {
   const { checkpoint: _c, runtime: _r, ...rest } = cfg;
-  return rest;
+  // Fields the run does not use are no part of it (flow draws no betas; DDPM no flow t; unit targets measure nothing).
+  const { flowTimesteps, flowLogitMean, flowLogitStd, betaSchedule, betaStart, betaEnd, trainTimesteps, prxMeasureImages, ...objective } = cfg.objective;
+  const used = cfg.objective.prediction === 'flow' ? { flowTimesteps, flowLogitMean, flowLogitStd } : { betaSchedule, betaStart, betaEnd, trainTimesteps };
+  return { ...rest, objective: { ...objective, ...used, ...(cfg.objective.prxTargets === 'measured' ? { prxMeasureImages } : {}) } };
 }

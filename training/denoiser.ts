@@ -48,7 +48,9 @@ export function defineDenoiser(store: ParamStore, s: DenoiserShape): void {
     lin(`${b}.cross.q`, D, D);
     lin(`${b}.cross.k`, D, Dc);
     lin(`${b}.cross.v`, D, Dc);
-    lin(`${b}.cross.out`, D, D);
+    // Zero-initialised like the adaLN gates (PixArt-alpha zeroes its cross-attention projection too),
+    // so the un-gated cross-attention branch adds nothing at step 0 and each block starts as identity.
+    lin(`${b}.cross.out`, D, D, s.zeroInit ? { kind: 'zeros' } : { kind: 'xavier' });
     lin(`${b}.mlp.fc1`, D * s.mlpRatio, D);
     lin(`${b}.mlp.fc2`, D, D * s.mlpRatio);
   }

@@ -35,6 +35,8 @@ export interface TrainedModel {
   schedule: NoiseSchedule;
   /** Sample shape in the denoiser's (latent) space; `decode` maps it to `config.resolution` pixels. */
   latentShape: { height: number; width: number; channels: number };
+  /** The sampler for its objective: `euler` (the flow ODE) for flow matching, `ddim` for epsilon and v. */
+  sampler: 'euler' | 'ddim';
   denoiser: {
     prediction: 'epsilon' | 'v' | 'flow';
     predict(xt: tf.Tensor4D, t: tf.Tensor1D, cond: TextCondition): tf.Tensor4D;
@@ -88,6 +90,7 @@ export async function loadTrainedModel(storage: ArtifactStorage, checkpointUri: 
     tokenizer,
     codec,
     schedule: ddpmSchedule(o2.betaSchedule, o2.betaStart, o2.betaEnd, o2.trainTimesteps),
+    sampler: o2.prediction === 'flow' ? 'euler' : 'ddim',
     latentShape: { height: den.size, width: den.size, channels: den.channels },
     denoiser: {
       prediction: o2.prediction,

@@ -12,7 +12,8 @@ import { ConfigError } from '../infra/errors.js';
 import type { ArtifactStorage } from '../infra/storage.js';
 import { selectTfBackend, type TfBackendChoice } from '../infra/tfjs-backend.js';
 import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js';
-import { resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
+import { prxEnabled, resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
+import { runPrxTargets, type PrxTargetStats } from './prx-targets.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
@@ -58,6 +59,40 @@ export interface TrainingChunkResult {
   /** True when the checkpoint already existed and nothing was trained. */
   alreadyDone: boolean;
   removedCheckpoints: string[];
+  /** The loss parts of the steps trained by this call (null when it trained none, e.g. alreadyDone). */
+  lossParts: LossPartsSummary | null;
+}
+
+/**
+ * Means over a chunk's steps of the loss parts, and PRX's proportion: its share of the loss
+ * (prx_weight x prx / loss) and of the gradient on the prediction (mean and max over steps).
+ */
+export interface LossPartsSummary {
+  steps: number;
+  /** `unit`, `measured` or `off` (config.objective.prxTargets as resolved), with the weight and cut-off (and the measured variance). */
+  prx: { targets: string; weight: number; maxGain: number | null; measuredVariance?: number };
+  loss: number;
+  diffusion: number;
+  prxVar: number;
+  prxCorr: number;
+  prxLossShare: number;
+  prxGradShare: { mean: number; max: number };
+}
+
+export function summarizeLossParts(config: TrainingConfig, steps: readonly StepResult[], measured?: PrxTargetStats): LossPartsSummary | null {
+  if (steps.length === 0) return null;
+  const o = config.objective;
+  const mean = (f: (s: StepResult) => number) => steps.reduce((a, s) => a + f(s), 0) / steps.length;
+  return {
+    steps: steps.length,
+    prx: { targets: o.prxTargets, weight: o.prxWeight, maxGain: o.prxMaxGain, ...(measured ? { measuredVariance: measured.variance } : {}) },
+    loss: mean((s) => s.loss),
+    diffusion: mean((s) => s.diffusion),
+    prxVar: mean((s) => s.prxVar),
+    prxCorr: mean((s) => s.prxCorr),
+    prxLossShare: mean((s) => (s.loss > 0 ? (o.prxWeight * s.prx) / s.loss : 0)),
+    prxGradShare: { mean: mean((s) => s.prxGradShare), max: Math.max(...steps.map((s) => s.prxGradShare)) },
+  };
 }
 
 /** Train one chunk of steps; see the module comment. */
@@ -73,7 +108,7 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
   const latest = existing[existing.length - 1];
   if (latest && latest.step >= target) {
     const done = existing.find((c) => c.step === target) ?? latest;
-    return { ...(await recordedResult(storage, runUri, done.uri, fromStep)), removedCheckpoints: [] };
+    return { ...(await recordedResult(storage, runUri, done.uri, fromStep)), removedCheckpoints: [], lossParts: null };
   }
   if ((latest?.step ?? 0) < fromStep) {
     throw new CheckpointError(`run ${runUri} has no checkpoint at step ${fromStep} (newest: ${latest ? latest.step : 'none'})`,
@@ -86,18 +121,22 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
     assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
     const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
     if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
-    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null);
+    const prxTargets = config.objective.prxTargets === 'measured' && prxEnabled(config)
+      ? await runPrxTargets(storage, runUri, input.datasetShardUris, config, codec, shardListSha256(input.datasetShardUris))
+      : undefined;
+    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null, prxTargets);
   } finally {
     await codec.dispose();
   }
 }
 
-async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null): Promise<TrainingChunkResult> {
+async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null, prxTargets: PrxTargetStats | undefined): Promise<TrainingChunkResult> {
   const { storage, runUri, fromStep, steps } = input;
   const target = fromStep + steps;
-  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec });
+  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec, prxTargets });
   try {
     const startStep = session.step;
+    const trained: StepResult[] = [];
     let cancelled = false;
     while (session.step < target) {
       if (input.signal?.aborted) {
@@ -105,10 +144,11 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
         break;
       }
       const r = await session.trainStep(latestUri);
+      trained.push(r);
       await input.onProgress?.(r);
     }
     if (session.step === startStep && latestUri) {
-      return { ...(await recordedResult(storage, runUri, latestUri, fromStep)), cancelled, removedCheckpoints: [] };
+      return { ...(await recordedResult(storage, runUri, latestUri, fromStep)), cancelled, removedCheckpoints: [], lossParts: null };
     }
     const written = await session.saveCheckpoint(latestUri);
     const removedCheckpoints = await pruneCheckpoints(storage, runUri, config.checkpoint.keepLast);
@@ -127,6 +167,7 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
       cancelled,
       alreadyDone: false,
       removedCheckpoints,
+      lossParts: summarizeLossParts(config, trained, prxTargets),
     };
   } finally {
     session.dispose();
@@ -143,8 +184,14 @@ async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {
 }
 
 function assertSameRun(state: CheckpointState, config: TrainingConfig, shardUris: readonly string[], uri: string, codec: LatentCodec): void {
-  if (canonicalJson(trainingIdentity(state.config)) !== canonicalJson(trainingIdentity(config))) {
-    throw new CheckpointError(`checkpoint ${uri} was trained with a different config than this chunk's`,
+  const was = state.config.objective.prediction;
+  if (was !== config.objective.prediction) {
+    throw new CheckpointError(`checkpoint ${uri} was trained with objective.prediction "${was}", but this chunk's config asks for "${config.objective.prediction}" (the default is "flow"); a model trained for one objective cannot continue on another`,
+      `set objective.prediction: "${was}" in the config to resume this run, or start a new run id to train with "${config.objective.prediction}".`);
+  }
+  const differ = configDifferences(trainingIdentity(state.config), trainingIdentity(config));
+  if (differ.length > 0) {
+    throw new CheckpointError(`checkpoint ${uri} was trained with a different config than this chunk's (${differ.slice(0, 5).join('; ')}${differ.length > 5 ? `; ${differ.length - 5} more` : ''})`,
       'resume with the config recorded in its state.json (only checkpoint.* and runtime.* may change), or start a new run id.');
   }
   if (state.datasetShardsSha256 !== shardListSha256(shardUris)) {
@@ -156,7 +203,7 @@ function assertSameRun(state: CheckpointState, config: TrainingConfig, shardUris
   }
 }
 
-async function recordedResult(storage: ArtifactStorage, runUri: string, uri: string, fromStep: number): Promise<Omit<TrainingChunkResult, 'removedCheckpoints'>> {
+async function recordedResult(storage: ArtifactStorage, runUri: string, uri: string, fromStep: number): Promise<Omit<TrainingChunkResult, 'removedCheckpoints' | 'lossParts'>> {
   const state = await readCheckpointState(storage, uri);
   const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(uri, 'state.json'))) };
   for (const name of TENSOR_FILES) sha256s[name] = state.files[name].sha256;
@@ -179,6 +226,16 @@ async function recordedResult(storage: ArtifactStorage, runUri: string, uri: str
 
 function lossesAfter(losses: number[], firstStep: number, fromStep: number): number[] {
   return losses.slice(Math.max(0, fromStep + 1 - firstStep));
+}
+
+/** `path: recorded -> now` for each leaf that differs. */
+function configDifferences(recorded: unknown, now: unknown, path = ''): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+  if (isObj(recorded) && isObj(now)) {
+    return [...new Set([...Object.keys(recorded), ...Object.keys(now)])].sort()
+      .flatMap((k) => configDifferences(recorded[k], now[k], path ? `${path}.${k}` : k));
+  }
+  return canonicalJson(recorded) === canonicalJson(now) ? [] : [`${path}: ${canonicalJson(recorded)} -> ${canonicalJson(now)}`];
 }
 
 function canonicalJson(value: unknown): string {

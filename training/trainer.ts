@@ -1,8 +1,9 @@
 /**
  * A training session: model, optimiser, EMA, RNG and data stream, started fresh from a config and
  * seed or restored from a checkpoint, advanced one optimiser step at a time. Everything random is
- * drawn from the session's `Rng` in a fixed order per micro-batch (caption dropout, timesteps,
- * noise, the key of the dropout masks), so the same state always produces the same next step.
+ * drawn from the session's `Rng` in a fixed order: per step the key of the dropout masks, then per
+ * sample its caption dropout, timestep and noise (so A micro-batches of B draw what one batch of
+ * A x B draws), and the same state always produces the same next step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { sha256Hex } from '../infra/hash.js';
@@ -18,7 +19,7 @@ import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
-import { drawNoise, noisyLatents, objectiveTerms } from './objective.js';
+import { drawMicroBatch, noisyLatents, objectiveTerms, prxGradientShare, type MeasuredPrxTargets } from './objective.js';
 import { AdamW, flattenGrads, globalNormClip, WeightEma, type FlatByGroup } from './optimizer.js';
 import type { ParamStore } from './params.js';
 import { Rng } from './rng.js';
@@ -30,7 +31,12 @@ export interface StepResult {
   step: number;
   loss: number;
   diffusion: number;
+  /** PRX (unweighted) and its variance and correlation parts, averaged over the micro-batches. */
   prx: number;
+  prxVar: number;
+  prxCorr: number;
+  /** PRX's share of the gradient on the prediction (objective.ts prxGradientShare), averaged over micro-batches. */
+  prxGradShare: number;
   gradNorm: number;
   lr: { denoiser: number; text: number };
 }
@@ -45,6 +51,8 @@ export interface SessionSource {
   checkpoint?: LoadedCheckpoint;
   /** The latent codec of `config.codec`, owned by the caller; when absent the session creates (and disposes) its own. */
   codec?: LatentCodec;
+  /** PRX targets measured from the data (prx-targets.ts), when `objective.prxTargets` is `measured`. */
+  prxTargets?: MeasuredPrxTargets;
 }
 
 export function shardListSha256(shardUris: readonly string[]): string {
@@ -121,12 +129,19 @@ export class TrainingSession {
     let loss = 0;
     let diffusion = 0;
     let prx = 0;
+    let prxVar = 0;
+    let prxCorr = 0;
+    let prxGradShare = 0;
+    const dropoutKey = this.rng.nextU32();
     try {
       for (let micro = 0; micro < A; micro++) {
-        const m = await this.microStep(vars);
+        const m = await this.microStep(vars, Rng.derive(dropoutKey, 'micro', micro).nextU32());
         loss += m.loss / A;
         diffusion += m.diffusion / A;
         prx += m.prx / A;
+        prxVar += m.prxVar / A;
+        prxCorr += m.prxCorr / A;
+        prxGradShare += m.prxGradShare / A;
         const flat = flattenGrads(this.params, m.grads);
         for (const g of m.grads.values()) g.dispose();
         const next: FlatByGroup = new Map();
@@ -160,40 +175,45 @@ export class TrainingSession {
         this.losses.splice(0, excess);
         this.lossesFromStep += excess;
       }
-      return { step: this.step, loss, diffusion, prx, gradNorm, lr };
+      return { step: this.step, loss, diffusion, prx, prxVar, prxCorr, prxGradShare, gradNorm, lr };
     } finally {
       for (const g of accum.values()) g.dispose();
     }
   }
 
-  private async microStep(vars: tf.Variable[]): Promise<{ loss: number; diffusion: number; prx: number; grads: Map<string, tf.Tensor> }> {
+  private async microStep(vars: tf.Variable[], dropoutKey: number): Promise<{ loss: number; diffusion: number; prx: number; prxVar: number; prxCorr: number; prxGradShare: number; grads: Map<string, tf.Tensor> }> {
     const cfg = this.src.config;
     const B = cfg.optim.microBatchSize;
     const batch = await this.data.nextBatch(B);
-    const captions = batch.captions.map((c) => (this.rng.uniform() < cfg.objective.captionDropout ? '' : c));
+    const den = this.spec.denoiser;
+    const { captions, draw } = drawMicroBatch(this.rng, batch.captions, den.size * den.size * den.channels, cfg.objective, this.schedule);
     const tokens = this.tokenizer.encode(captions);
     const R = cfg.resolution;
     const images = tf.tensor4d(batch.images, [B, R, R, 3]);
     const x0 = await this.codec.encode(images);
     images.dispose();
-    const den = this.spec.denoiser;
-    const draw = drawNoise(this.rng, B, den.size * den.size * den.channels, cfg.objective, this.schedule);
-    const drop = new DropoutStream(this.rng.nextU32());
+    const drop = new DropoutStream(dropoutKey);
     const parts: tf.Scalar[] = [];
+    let prxGradShare = 0;
+    let predOut: tf.Tensor4D | null = null;
     const out = tf.tidy(() => {
       const xt = noisyLatents(x0, draw);
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
       const { value, grads } = tf.variableGrads(() => {
         const context = encodeText(this.params, this.spec.text, tokens, drop);
         const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
-        const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective);
-        parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx));
+        const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective, this.src.prxTargets);
+        parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx), tf.keep(terms.prxVar), tf.keep(terms.prxCorr));
+        predOut = tf.keep(pred);
         return terms.loss;
       }, vars);
+      // Outside the weights' tape: PRX's share of the gradient on the prediction (objective only).
+      prxGradShare = prxGradientShare(predOut!, x0, xt, draw, cfg.objective, this.src.prxTargets);
+      predOut!.dispose();
       return { value, grads };
     });
     x0.dispose();
-    const [loss, diffusion, prx] = (await Promise.all([out.value, ...parts].map(async (t) => (await t.data())[0]!))) as [number, number, number];
+    const [loss, diffusion, prx, prxVar, prxCorr] = (await Promise.all([out.value, ...parts].map(async (t) => (await t.data())[0]!))) as [number, number, number, number, number];
     out.value.dispose();
     for (const t of parts) t.dispose();
     const grads = new Map<string, tf.Tensor>();
@@ -202,7 +222,7 @@ export class TrainingSession {
       if (!p) throw new Error(`gradient for unknown variable ${varName}`);
       grads.set(p.name, g);
     }
-    return { loss, diffusion, prx, grads };
+    return { loss, diffusion, prx, prxVar, prxCorr, prxGradShare, grads };
   }
 
   private scheduleOptions() {

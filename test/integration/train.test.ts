@@ -166,7 +166,7 @@ describe('trainWorkflow (Temporal)', () => {
       assert.equal(rec.record.protocol.sampleCount, 8);
       assert.equal(rec.record.protocol.seed, 1);
       assert.equal(rec.record.protocol.referenceStatsSha256, await sha256File(file(rec.reference.statsUri)));
-      assert.equal(rec.record.protocol.sampler, 'ddim, 3 steps, guidance 2');
+      assert.equal(rec.record.protocol.sampler, 'euler, 3 steps, guidance 2', 'flow matching (the default) samples with the Euler ODE solver');
       assert.equal(rec.record.protocol.metric, 'kid');
       assert.equal(rec.record.protocol.featureDim, 64);
       assert.equal(rec.record.protocol.referenceCount, 13);
@@ -179,6 +179,10 @@ describe('trainWorkflow (Temporal)', () => {
     assert.equal(r.reportUri, storage.child(run, 'report', 'index.html'));
     const html = readFileSync(file(r.reportUri), 'utf8');
     assert.match(html, /Early stopping: stop/);
+    // The objective, the PRX setting and the loss parts are in the report's summary.
+    assert.match(html, /flow matching/);
+    assert.match(html, /off \(pixel space/);
+    assert.match(html, /PRX share of the gradient/);
     for (const rec of records) {
       assert.ok(html.includes(`src="${rec.record.sampleGrid}"`), rec.record.sampleGrid);
       const png = readFileSync(join(file(storage.child(run, 'report')), rec.record.sampleGrid));
@@ -215,10 +219,12 @@ describe('trainWorkflow (Temporal)', () => {
       store.close();
     }
     // Losses are finite at every step.
-    const logs = readdirSync(file(storage.child(run, 'train-log'))).map((n) => JSON.parse(readFileSync(join(file(storage.child(run, 'train-log')), n), 'utf8')) as { entries: { step: number; loss: number }[] });
+    const logs = readdirSync(file(storage.child(run, 'train-log'))).map((n) => JSON.parse(readFileSync(join(file(storage.child(run, 'train-log')), n), 'utf8')) as { entries: { step: number; loss: number; diffusion: number; prxVar: number; prxCorr: number; prxGradShare: number }[] });
     const steps = logs.flatMap((l) => l.entries);
     assert.deepEqual(steps.map((e) => e.step), [1, 2, 3, 4]);
     assert.ok(steps.every((e) => Number.isFinite(e.loss)));
+    // Loss parts per step; PRX is off in pixel space by default, so the loss is the diffusion loss.
+    assert.ok(steps.every((e) => e.diffusion === e.loss && e.prxVar === 0 && e.prxCorr === 0 && e.prxGradShare === 0), JSON.stringify(steps[0]));
   });
 
   it('an evaluation that fails for good counts as no improvement: the run stops after patience failures instead of failing', async () => {
@@ -263,7 +269,7 @@ describe('trainWorkflow (Temporal)', () => {
       const first = await acts.evaluateTrainingCheckpoint(input);
       const stored = JSON.parse(readFileSync(file(first.evalUri), 'utf8')) as { reference: { name: string; count: number }; record: { protocol: { sampler: string } } };
       assert.deepEqual([stored.reference.name, stored.reference.count], ['directory fid-tiny (3 images)', 3]);
-      assert.equal(stored.record.protocol.sampler, 'ddim, 2 steps, guidance 1');
+      assert.equal(stored.record.protocol.sampler, 'euler, 2 steps, guidance 1');
       assert.equal(first.reused, false);
       assert.ok(first.decision.latestIsBest && first.decision.bestStep === 6 && !first.decision.stop);
       const again = await acts.evaluateTrainingCheckpoint(input);

@@ -39,6 +39,6 @@ void test('defaults are the recipe\'s numbers', () => {
   const c = resolveTrainingConfig({});
   assert.deepEqual(
     [c.optim.beta1, c.optim.beta2, c.optim.weightDecay, c.optim.gradClip, c.optim.lr, c.optim.textLrRatio, c.optim.minLr, c.optim.warmupFraction, c.optim.constantFraction, c.denoiser.dropout, c.objective.trainTimesteps, c.objective.prediction],
-    [0.9, 0.999, 0.01, 1.0, 1e-4, 0.1, 1e-6, 0.1, 0.6, 0.1, 1000, 'epsilon'],
+    [0.9, 0.999, 0.01, 1.0, 1e-4, 0.1, 1e-6, 0.1, 0.6, 0.1, 1000, 'flow'],
   );
 });

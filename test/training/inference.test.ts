@@ -32,14 +32,21 @@ void test('a checkpoint loads for sampling: EMA weights by default, deterministi
   raw.dispose();
 });
 
-void test('it plugs into eval/ sampling (DDIM with classifier-free guidance)', async () => {
-  const model = await loadTrainedModel(storage, run.checkpointUri);
-  const c = model.encode(['a red square', 'a green square']);
-  const x = await sampleBatch(model.denoiser, c.cond, c.uncond, [0, 1], {
-    method: 'ddim', steps: 4, guidanceScale: 3, seed: 0, ...model.latentShape, schedule: model.schedule,
+for (const prediction of ['flow', 'epsilon', 'v'] as const) {
+  void test(`a ${prediction} model samples through eval/ with its sampler and classifier-free guidance`, async () => {
+    const runUri = storage.uri('runs', `inf-${prediction}`);
+    const r = prediction === 'flow' ? run : await runTrainingChunk({ storage, runUri, config: { ...TEST_CONFIG, objective: { prediction } }, datasetShardUris: shards, fromStep: 0, steps: 2 });
+    const model = await loadTrainedModel(storage, r.checkpointUri);
+    assert.equal(model.denoiser.prediction, prediction);
+    assert.equal(model.sampler, prediction === 'flow' ? 'euler' : 'ddim');
+    const c = model.encode(['a red square', 'a green square']);
+    const opts = { method: model.sampler, steps: 4, seed: 0, ...model.latentShape, schedule: model.schedule };
+    const guided = await sampleBatch(model.denoiser, c.cond, c.uncond, [0, 1], { ...opts, guidanceScale: 3 });
+    const plain = await sampleBatch(model.denoiser, c.cond, c.uncond, [0, 1], { ...opts, guidanceScale: 1 });
+    assert.deepEqual(guided.shape, [2, 16, 16, 3]);
+    assert.ok((await guided.data()).every(Number.isFinite));
+    assert.ok((await tf.max(tf.abs(tf.sub(guided, plain))).data())[0]! > 0, 'guidance changes the samples');
+    c.dispose();
+    model.dispose();
   });
-  assert.deepEqual(x.shape, [2, 16, 16, 3]);
-  assert.ok((await x.data()).every(Number.isFinite));
-  c.dispose();
-  model.dispose();
-});
+}

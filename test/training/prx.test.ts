@@ -108,7 +108,7 @@ void test('the PRX term (on x0-hat) has a non-zero gradient with respect to the 
 });
 
 void test('loss = diffusion + 0.01 * (var_term + 0.1 * corr_term) on x0-hat', async () => {
-  const o = resolveTrainingConfig({}).objective;
+  const o = resolveTrainingConfig({ objective: { prediction: 'epsilon', prxTargets: 'unit', prxMaxGain: null } }).objective;
   assert.deepEqual([o.prxWeight, o.prxCorrWeight, o.prxTargetVar, o.captionDropout], [0.01, 0.1, 1.0, 0.1]);
   const rng = Rng.derive(1, 'l');
   const x0 = tf.tensor4d(rng.fillNormal(new Float32Array(2 * 4 * 4 * 3)), [2, 4, 4, 3]);

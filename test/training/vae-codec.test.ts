@@ -167,7 +167,7 @@ void test('sampling decodes latents through the VAE to images of the configured 
   assert.deepEqual(model.latentShape, { height: 8, width: 8, channels: 4 });
   const c = model.encode(['a red square', 'a green square']);
   const x = await sampleBatch(model.denoiser, c.cond, c.uncond, [0, 1], {
-    method: 'ddim', steps: 3, guidanceScale: 3, seed: 0, ...model.latentShape, schedule: model.schedule,
+    method: model.sampler, steps: 3, guidanceScale: 3, seed: 0, ...model.latentShape, schedule: model.schedule,
   });
   const images = await model.decode(x);
   assert.deepEqual(images.shape, [2, 16, 16, 3]);
