@@ -9,7 +9,7 @@ import { createActivities } from '../../activities/index.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KilnConfig } from '../config.js';
 import { TASK_QUEUES, WORKFLOW_TASK_QUEUE, type TaskQueue } from '../constants.js';
-import { LocalStorage } from '../storage.js';
+import { openStorage } from '../storage-open.js';
 import { LineageStore } from '../lineage/store.js';
 import { codeVersion } from '../code-version.js';
 
@@ -31,7 +31,7 @@ const quietBundlerLogger = {
 export function createActivityDeps(config: KilnConfig): ActivityDeps {
   return {
     config,
-    storage: new LocalStorage(config.dataRoot),
+    storage: openStorage(config.dataRoot),
     lineage: new LineageStore(config.lineagePath),
     codeVersion: codeVersion(),
   };
