@@ -69,7 +69,14 @@ export function installRuntime(): void {
 
 export const ALL_QUEUES: TaskQueue[] = [TASK_QUEUES.io, TASK_QUEUES.gpu];
 
-export async function createKilnWorkers(config: KilnConfig, opts: { queues?: TaskQueue[]; deps?: ActivityDeps; connection?: NativeConnection } = {}): Promise<KilnWorkers> {
+/**
+ * Activities one worker process runs at once, per queue (`kiln worker --io-concurrency/--gpu-concurrency`):
+ * kiln-io activities are downloads and Parquet writes (I/O-bound, 8 overlap well on a few cores);
+ * kiln-gpu activities are model work (one training chunk or scoring batch owns the accelerator).
+ */
+export const DEFAULT_CONCURRENCY: Record<TaskQueue, number> = { [TASK_QUEUES.io]: 8, [TASK_QUEUES.gpu]: 1 } as Record<TaskQueue, number>;
+
+export async function createKilnWorkers(config: KilnConfig, opts: { queues?: TaskQueue[]; deps?: ActivityDeps; connection?: NativeConnection; concurrency?: Partial<Record<TaskQueue, number>> } = {}): Promise<KilnWorkers> {
   installRuntime();
   const queues = opts.queues ?? ALL_QUEUES;
   const deps = opts.deps ?? createActivityDeps(config);
@@ -84,7 +91,7 @@ export async function createKilnWorkers(config: KilnConfig, opts: { queues?: Tas
       taskQueue,
       activities,
       ...(servesWorkflows ? { workflowBundle: await workflowBundle() } : {}),
-      maxConcurrentActivityTaskExecutions: taskQueue === TASK_QUEUES.gpu ? 1 : 8,
+      maxConcurrentActivityTaskExecutions: opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue],
       shutdownGraceTime: '5s',
     }));
   }
