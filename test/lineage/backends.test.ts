@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { LineageStore } from '../../infra/lineage/store.js';
 import { copyLineage, LineageCopyError } from '../../infra/lineage/copy.js';
+import { resolveArtifactRef, traceArtifact } from '../../infra/lineage/trace.js';
 import { ArtifactConflictError } from '../../infra/errors.js';
 import { PROJECT_ROOT } from '../../infra/config.js';
 import { tempDir } from '../helpers/env.js';
@@ -74,6 +75,8 @@ function snapshot(s: LineageStore) {
     dataset: { ...s.getDatasetVersion('ds@1')!, createdAt: '' },
     seen: [s.seenItemCount('ds@1'), s.seenIndexPosition(), s.seenUrl('http://x/0.jpg', 99), s.seenImage('d'.repeat(64), 99)],
     latest: s.latestDatasetVersionNumber('ds'),
+    trace: ((t) => ({ runs: t.runs.map((r) => r.id), datasets: t.datasetVersions.map((d) => d.id), sources: t.sources.map((a) => a.uri), code: t.codeVersions }))(
+      traceArtifact(s, resolveArtifactRef(s, 'ds@1')!)),
   };
 }
 
@@ -93,7 +96,9 @@ for (const b of backends) {
         assert.equal(v.rows, 2 + 1 + 3 + 3 + 1);
         assert.throws(() => s.recordArtifact({ uri: 's3://b/ds/v1/manifest.json', kind: 'manifest', sha256: 'e'.repeat(64), bytes: 1 }), ArtifactConflictError);
         assert.equal(s.getArtifactByUri('s3://b/ds/v1/shard-0.parquet')!.bytes, 5_000_000_000, 'sizes beyond 32 bits');
-        results.set(b.name, snapshot(s));
+        const snap = snapshot(s);
+        assert.deepEqual(snap.trace, { runs: ['crawl-1/plan'], datasets: ['ds@1'], sources: ['file:///in/a.csv'], code: ['abc'] });
+        results.set(b.name, snap);
       } finally {
         s.close();
       }
@@ -114,12 +119,12 @@ for (const b of backends) {
       }
     });
 
-    test('6 writer processes at once: one unbroken chain, every record once', async () => {
+    test('5 writer processes at once: one unbroken chain, every record once', async () => {
       const loc = await b.location();
       new LineageStore(loc).close(); // migrated once; the writers race on everything else
       const script = fileURLToPath(new URL('./concurrent-writer.js', import.meta.url));
-      const writers = 6;
-      const count = 40;
+      const writers = 5;
+      const count = 30;
       const codes = await Promise.all(Array.from({ length: writers }, (_, w) => new Promise<number>((res) => {
         const p = spawn(process.execPath, [script, loc, `w${w}`, String(count)], { stdio: ['ignore', 'ignore', 'inherit'] });
         p.on('exit', (c) => res(c ?? 1));
