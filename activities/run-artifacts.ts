@@ -26,7 +26,7 @@ export const pad9 = (n: number) => String(n).padStart(9, '0');
  */
 export async function resolveDatasetRef(deps: ActivityDeps, ref: string): Promise<{ pin: DatasetPin; manifest: DatasetManifest }> {
   let uri: string;
-  if (ref.startsWith('file://')) {
+  if (ref.startsWith('file://') || ref.startsWith('s3://')) {
     uri = ref;
   } else {
     const m = /^([A-Za-z0-9._=-]+?)(?:@v?(\d+))?$/.exec(ref);

@@ -7,9 +7,8 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalStorage } from '../infra/storage.js';
+import { LocalStorage, type ArtifactStorage } from '../infra/storage.js';
 import { LineageStore } from '../infra/lineage/store.js';
-import { sha256File } from '../infra/hash.js';
 import { readDatasetManifest, manifestShardUris } from '../datasets/shards/manifest.js';
 import { readShardRows } from '../datasets/shards/reader.js';
 import { ROW_STATUSES, rowKey } from '../datasets/shards/schema.js';
@@ -25,24 +24,25 @@ export function expectedKeys(rows: number, rowsPerShard: number): string[] {
 export interface DatasetCheck { problems: string[]; keys: string[]; rows: number; byStatus: Record<string, number>; captions: Map<string, string | null> }
 
 /** Read a dataset version back: hashes vs manifest vs lineage, every row once with a status. */
-export async function checkDataset(dataRoot: string, name: string, version: number, expected?: readonly string[]): Promise<DatasetCheck> {
+export async function checkDataset(dataRoot: string, name: string, version: number, expected?: readonly string[],
+  where: { storage?: ArtifactStorage; lineagePath?: string } = {}): Promise<DatasetCheck> {
   const problems: string[] = [];
-  const storage = new LocalStorage(dataRoot);
+  const storage = where.storage ?? new LocalStorage(dataRoot);
   const manifest = await readDatasetManifest(storage, name, version);
-  const store = new LineageStore(join(dataRoot, 'lineage.db'));
+  const store = new LineageStore(where.lineagePath ?? join(dataRoot, 'lineage.db'));
   const keys: string[] = [];
   const byStatus: Record<string, number> = {};
   const captions = new Map<string, string | null>();
   try {
     const manifestUri = new DatasetLayout(storage, name, version).manifestUri;
     const recorded = store.getArtifactByUri(manifestUri);
-    const actual = await sha256File(storage.localPath(manifestUri));
+    const actual = await storage.sha256(manifestUri);
     if (!recorded) problems.push(`${name}@v${version}: manifest not recorded in lineage`);
     else if (recorded.sha256 !== actual) problems.push(`${name}@v${version}: manifest sha256 ${actual.slice(0, 12)} != lineage ${recorded.sha256.slice(0, 12)}`);
     const uris = manifestShardUris(storage, manifest);
     for (const [i, shard] of manifest.shards.entries()) {
       const uri = uris[i]!;
-      const sha = await sha256File(storage.localPath(uri));
+      const sha = await storage.sha256(uri);
       if (sha !== shard.sha256) problems.push(`${shard.path}: file sha256 ${sha.slice(0, 12)} != manifest ${shard.sha256.slice(0, 12)}`);
       const art = store.getArtifactByUri(uri);
       if (!art) problems.push(`${shard.path}: not recorded in lineage`);

@@ -1,5 +1,5 @@
 /**
- * `npm run chaos` / `node dist/chaos/run.js [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk] [--json]`
+ * `npm run chaos` / `node dist/chaos/run.js [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk|multi] [--json]`
  *
  * Runs chaos trials (kill -9 workers mid-stage, restart Temporal, bad inputs, escaping names, full
  * and unwritable data roots), checks the invariants after each, prints a table, and exits 1 when
@@ -12,6 +12,7 @@ import { inputTrials } from './input-trials.js';
 import { bigListTrial, planKillTrial } from './plan-trials.js';
 import { pathTrials, diskTrials } from './path-trials.js';
 import { nativeCrashTrial } from './native-crash-trial.js';
+import { MULTI_FULL, MULTI_SHORT, multiMachineTrial } from './multi-machine-trial.js';
 import type { ChaosStage, TrialResult, TrialSpec } from './types.js';
 
 export interface ChaosOptions {
@@ -43,6 +44,8 @@ export function planTrials(o: ChaosOptions): TrialSpec[] {
   if (want('inputs')) out.push(...inputTrials(), bigListTrial(o.short ? 20_000 : 1_000_000));
   if (want('paths')) out.push(...pathTrials());
   if (want('disk')) out.push(...diskTrials());
+  // two workers sharing only Temporal, S3 (moto) and PostgreSQL; kill -9 of one mid-crawl, the other mid-training
+  if (want('multi')) out.push(multiMachineTrial(o.short ? MULTI_SHORT : MULTI_FULL));
   return o.only?.length ? out.filter((t) => o.only!.some((p) => t.name.startsWith(p))) : out;
 }
 
@@ -86,7 +89,7 @@ function parseArgs(argv: string[]): ChaosOptions & { json: boolean } {
     else if (a === '--only') (o.only ??= []).push(...String(argv[++i]).split(','));
     else if (a === '--stage') o.stages!.push(...String(argv[++i]).split(',') as ChaosStage[]);
     else {
-      process.stderr.write(`chaos: unknown argument ${a}\nFix: use [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk] [--only name-prefix,...] [--json]\n`);
+      process.stderr.write(`chaos: unknown argument ${a}\nFix: use [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk|multi] [--only name-prefix,...] [--json]\n`);
       process.exit(2);
     }
   }

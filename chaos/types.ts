@@ -12,7 +12,7 @@ export interface TrialResult {
   seconds: number;
 }
 
-export type ChaosStage = 'crawl' | 'filter' | 'train' | 'server' | 'inputs' | 'paths' | 'disk';
+export type ChaosStage = 'crawl' | 'filter' | 'train' | 'server' | 'inputs' | 'paths' | 'disk' | 'multi';
 
 export interface TrialSpec {
   name: string;

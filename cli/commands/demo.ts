@@ -89,7 +89,7 @@ export function registerDemo(program: Command): void {
     .action(async (o: DemoOptions) => {
       const config = loadConfig();
       ensureDataRoot(config);
-      const dir = join(config.dataRoot, 'demo');
+      const dir = join(config.localRoot, 'demo');
       mkdirSync(dir, { recursive: true });
       const web = await startSyntheticWeb({ count: o.images, seed: 1 });
       try {

@@ -1,17 +1,18 @@
 /** `kiln lineage ...`: read the lineage store (no Temporal needed). */
 import type { Command } from 'commander';
 import { loadConfig } from '../../infra/config.js';
-import { LineageStore } from '../../infra/lineage/store.js';
+import { LineageStore, isPostgresUrl } from '../../infra/lineage/store.js';
 import { MissingFileError } from '../../infra/errors.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { formatTrace, resolveArtifactRef, traceArtifact } from '../../infra/lineage/trace.js';
 import { exportOpenLineage } from '../../infra/lineage/openlineage.js';
-import { LocalStorage } from '../../infra/storage.js';
+import { openStorage } from '../../infra/storage-open.js';
+import { registerLineageCopy } from './lineage-copy.js';
 import { parseWhereUsedQuery, whereUsed } from '../../datasets/audit/where-used.js';
 
 function openLineage(): LineageStore {
   const config = loadConfig();
-  if (!existsSync(config.lineagePath)) {
+  if (!isPostgresUrl(config.lineagePath) && !existsSync(config.lineagePath)) {
     throw new MissingFileError(`no lineage database at ${config.lineagePath}`, 'run a job first (kiln run hello), or set KILN_DATA_ROOT to the data root you used.');
   }
   return new LineageStore(config.lineagePath);
@@ -35,6 +36,7 @@ export function registerLineage(program: Command): void {
     });
   registerLineageVerify(lineage);
   registerLineageAudits(lineage);
+  registerLineageCopy(lineage);
   lineage.command('show')
     .description('Show one job: its stage runs and the artifacts each consumed and produced (with sha256).')
     .argument('<jobId>', 'the job (workflow) id')
@@ -103,7 +105,7 @@ export function registerLineageAudits(lineage: Command): void {
       const q = parseWhereUsedQuery(ref);
       const store = openLineage();
       try {
-        const r = await whereUsed(store, new LocalStorage(loadConfig().dataRoot), q);
+        const r = await whereUsed(store, openStorage(loadConfig().dataRoot), q);
         if (o.json) { process.stdout.write(`${JSON.stringify(r)}\n`); return; }
         process.stdout.write(`${r.rows.length} row(s) in ${r.datasetVersions.length} dataset version(s) (${r.shardsScanned} shards scanned)\n`);
         for (const row of r.rows) process.stdout.write(`  ${row.datasetId}  key ${row.key}  ${row.status}  ${row.url}\n`);

@@ -6,7 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { ArtifactStorage } from '../../infra/storage.js';
-import { sha256File, sha256Hex } from '../../infra/hash.js';
+import { sha256Hex } from '../../infra/hash.js';
 import { SHARD_SCHEMA_VERSION } from '../../infra/constants.js';
 import { DatasetLayout } from '../shards/layout.js';
 import { ShardWriter } from '../shards/writer.js';
@@ -76,7 +76,7 @@ export async function findFinishedShard(storage: ArtifactStorage, layout: Datase
   }
   const size = await storage.size(layout.shardUri(i));
   if (size === null || size !== stats.shard?.bytes) return undefined;
-  if (verifyHash && (await sha256File(storage.localPath(layout.shardUri(i)))) !== stats.shard.sha256) return undefined;
+  if (verifyHash && (await storage.sha256(layout.shardUri(i))) !== stats.shard.sha256) return undefined;
   return { stats, statsRef: { uri: statsUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) } };
 }
 

@@ -6,6 +6,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { MissingFileError } from '../../infra/errors.js';
 import { sha256File } from '../../infra/hash.js';
+import { localModelDir } from '../../infra/storage-cache.js';
 
 /** The model kinds the filter stage loads. */
 export type ModelKind = 'clip' | 'captioner';
@@ -35,7 +36,7 @@ export interface ModelFileHash { path: string; sha256: string; bytes: number }
  * KILN_MISSING_FILE) naming the directory, the missing files and the full expected list.
  */
 export async function checkModelDir(dir: string, kind: ModelKind): Promise<string> {
-  const abs = resolve(dir);
+  const abs = resolve(await localModelDir(dir)); // s3:// model dirs come from the local cache
   const expected = EXPECTED_MODEL_FILES[kind];
   const isDir = await stat(abs).then((s) => s.isDirectory(), () => false);
   const missing: string[] = [];

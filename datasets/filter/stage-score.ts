@@ -7,7 +7,6 @@
  */
 import type { Table } from 'apache-arrow';
 import { ArtifactConflictError, MissingFileError } from '../../infra/errors.js';
-import { sha256File } from '../../infra/hash.js';
 import type { ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout } from '../shards/layout.js';
 import { readShardBatches } from '../shards/reader.js';
@@ -67,7 +66,7 @@ export async function verifySourceShard(storage: ArtifactStorage, src: PlannedSo
   if (size === null) {
     throw new MissingFileError(`source shard ${src.uri} is missing`, 'restore the source dataset version (its manifest lists this shard), or filter another version.');
   }
-  const sha = await sha256File(storage.localPath(src.uri));
+  const sha = await storage.sha256(src.uri);
   if (sha !== src.sha256) throw new ArtifactConflictError(src.uri, src.sha256, sha);
 }
 

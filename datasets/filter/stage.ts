@@ -16,7 +16,7 @@
  * (dataset name, version, shard index).
  */
 import { SHARD_SCHEMA_VERSION } from '../../infra/constants.js';
-import { sha256File, sha256Hex } from '../../infra/hash.js';
+import { sha256Hex } from '../../infra/hash.js';
 import type { ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout } from '../shards/layout.js';
 import { readShardInfo, readShardRows } from '../shards/reader.js';
@@ -80,7 +80,7 @@ export async function findFinishedFilterShard(storage: ArtifactStorage, layout: 
   if (stats.stage !== 'filter') return undefined;
   const size = await storage.size(layout.shardUri(i));
   if (size === null || size !== stats.shard?.bytes) return undefined;
-  if (verifyHash && (await sha256File(storage.localPath(layout.shardUri(i)))) !== stats.shard.sha256) return undefined;
+  if (verifyHash && (await storage.sha256(layout.shardUri(i))) !== stats.shard.sha256) return undefined;
   return { stats, ref: { uri: statsUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) } };
 }
 

@@ -3,7 +3,6 @@
  * constant memory per batch) and typed rows (`readShardRows`). Uses parquet-wasm for decoding and
  * apache-arrow for the in-memory tables.
  */
-import { openAsBlob } from 'node:fs';
 import { tableFromIPC, type Table } from 'apache-arrow';
 import * as parquet from 'parquet-wasm';
 import type { ArtifactStorage } from '../../infra/storage.js';
@@ -25,7 +24,7 @@ export interface ShardInfo {
 }
 
 async function openShard(storage: ArtifactStorage, uri: string): Promise<parquet.ParquetFile> {
-  return parquet.ParquetFile.fromFile(await openAsBlob(storage.localPath(uri)));
+  return parquet.ParquetFile.fromFile(await storage.blob(uri));
 }
 
 /** Row count, row groups, schema version and column names, from the footer only. */

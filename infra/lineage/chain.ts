@@ -4,7 +4,7 @@
  * (an edited or deleted log entry breaks it) and replays it against the tables (an edited, deleted
  * or unlogged row no longer matches its last logged image).
  */
-import type Database from 'better-sqlite3';
+import type { SqlDb } from './sql.js';
 import { sha256Hex } from '../hash.js';
 
 /** Tables covered by the chain and how a row's key is formed. */
@@ -37,7 +37,7 @@ export function entryHash(prevHash: string, seq: number, table: string, key: str
 }
 
 /** Append the current image of a row to the chain (call inside the mutating transaction). */
-export function appendRowImage(db: Database.Database, table: string, row: Row): void {
+export function appendRowImage(db: SqlDb, table: string, row: Row): void {
   const last = db.prepare('SELECT seq, hash FROM lineage_log ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
   const seq = (last?.seq ?? 0) + 1;
   const prev = last?.hash ?? GENESIS_HASH;
@@ -48,8 +48,9 @@ export function appendRowImage(db: Database.Database, table: string, row: Row): 
 }
 
 /** Log every existing row that has no log entry yet (databases written before the chain existed). */
-export function backfillChain(db: Database.Database): number {
-  const logged = new Set((db.prepare('SELECT table_name || char(0) || row_key AS k FROM lineage_log').all() as { k: string }[]).map((r) => r.k));
+export function backfillChain(db: SqlDb): number {
+  const logged = new Set((db.prepare('SELECT table_name, row_key FROM lineage_log').all() as { table_name: string; row_key: string }[])
+    .map((r) => `${r.table_name}\0${r.row_key}`));
   let n = 0;
   for (const table of Object.keys(CHAINED_TABLES)) {
     for (const row of db.prepare(`SELECT * FROM ${table}`).all() as Row[]) {
@@ -76,14 +77,26 @@ export interface VerifyReport {
   problems: LineageProblem[];
 }
 
-/** Verify the chain and that every table row equals its last logged image. */
-export function verifyLineage(db: Database.Database): VerifyReport {
+/** The log in seq order, read a page at a time (the log can be long). */
+function* logEntries(db: SqlDb, pageSize = 5000): Generator<Row> {
+  const page = db.prepare('SELECT * FROM lineage_log WHERE seq > ? ORDER BY seq LIMIT ?');
+  let after = 0;
+  for (;;) {
+    const rows = page.all(after, pageSize);
+    yield* rows;
+    if (rows.length < pageSize) return;
+    after = rows[rows.length - 1]!.seq as number;
+  }
+}
+
+/** Verify the chain and that every table row equals its last logged image (call inside a snapshot). */
+export function verifyLineage(db: SqlDb): VerifyReport {
   const problems: LineageProblem[] = [];
   const latest = new Map<string, { table: string; key: string; rowJson: string }>();
   let prev = GENESIS_HASH;
   let expectedSeq = 1;
   let entries = 0;
-  for (const e of db.prepare('SELECT * FROM lineage_log ORDER BY seq').iterate() as Iterable<Row>) {
+  for (const e of logEntries(db)) {
     entries++;
     const seq = e.seq as number;
     if (seq !== expectedSeq) problems.push({ kind: 'chain_broken', seq, detail: `log entry ${expectedSeq}${seq > expectedSeq + 1 ? `..${seq - 1}` : ''} is missing (deleted)` });

@@ -1,7 +1,8 @@
 /**
- * The lineage store: one SQLite file (WAL) recording jobs, stage runs, artifacts (uri, sha256,
- * bytes), run->artifact edges and dataset versions. Every write is idempotent so a retried
- * activity can record the same thing twice without creating a second row.
+ * The lineage store: jobs, stage runs, artifacts (uri, sha256, bytes), run->artifact edges and
+ * dataset versions, in one SQLite file (WAL; the embedded default) or in PostgreSQL
+ * (`postgres://...`, shared by workers on many machines; see sql.ts). Every write is idempotent so
+ * a retried activity can record the same thing twice without creating a second row.
  *
  * Follows undici's sqlite-cache-store: options validated at open, pragmas at open, statements
  * prepared once, schema version tracked in `schema_migrations`.
@@ -13,6 +14,7 @@ import { ArtifactConflictError, KilnError } from '../errors.js';
 import { sha256Hex } from '../hash.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
 import { appendRowImage, backfillChain, verifyLineage, type VerifyReport } from './chain.js';
+import { PgDb, SqliteDb, redact, type SqlDb } from './sql.js';
 import type {
   ArtifactRecord, DatasetVersionRecord, JobRecord, LifecycleStatus, NewArtifact, RunRecord,
 } from './types.js';
@@ -27,25 +29,44 @@ export class LineageSchemaError extends KilnError {
 }
 
 type Row = Record<string, unknown>;
+
+/** True for a PostgreSQL connection URL (KILN_LINEAGE_URL), false for a SQLite file path. */
+export function isPostgresUrl(pathOrUrl: string): boolean {
+  return /^postgres(ql)?:\/\//.test(pathOrUrl);
+}
 const now = () => new Date().toISOString();
 const json = (v: unknown) => JSON.stringify(v ?? null);
 
 export class LineageStore {
+  /** The SQLite file path, or the PostgreSQL URL without its password. */
   readonly path: string;
-  private readonly db: Database.Database;
+  readonly backend: 'sqlite' | 'postgres';
+  private readonly db: SqlDb;
   private readonly stmts: ReturnType<LineageStore['prepare']>;
 
-  /** Open (creating and migrating if needed) the lineage database at `path`. */
+  /** Open (creating and migrating if needed) the lineage database at `path` (a file, or postgres://...). */
   constructor(path: string) {
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('LineageStore: path must be a non-empty string');
-    this.path = path;
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 10000');
-    this.migrate();
+    if (isPostgresUrl(path)) {
+      this.path = redact(path);
+      this.db = new PgDb(path);
+    } else {
+      this.path = path;
+      mkdirSync(dirname(path), { recursive: true });
+      const db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 10000');
+      this.db = new SqliteDb(db);
+    }
+    this.backend = this.db.dialect;
+    try {
+      this.migrate();
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
     this.stmts = this.prepare();
   }
 
@@ -56,18 +77,18 @@ export class LineageStore {
   }
 
   private migrate(): void {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)');
-    const current = this.schemaVersion();
-    if (current > LATEST_SCHEMA_VERSION) throw new LineageSchemaError(current, LATEST_SCHEMA_VERSION, this.path);
-    const apply = this.db.transaction(() => {
+    // Every machine may open the store at once: the whole migration is one serialised transaction.
+    this.db.transaction(() => {
+      this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)');
+      const current = this.schemaVersion();
+      if (current > LATEST_SCHEMA_VERSION) throw new LineageSchemaError(current, LATEST_SCHEMA_VERSION, this.path);
       for (const m of MIGRATIONS) {
         if (m.version <= this.schemaVersion()) continue;
-        this.db.exec(m.sql);
+        this.db.exec(this.db.dialect === 'postgres' ? m.postgres : m.sql);
         this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, now());
         if (m.version === 2) backfillChain(this.db);
       }
     });
-    apply.immediate();
   }
 
   private prepare() {
@@ -77,7 +98,7 @@ export class LineageStore {
         VALUES (@id, @kind, @workflowId, 'running', @params, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
       finishJob: db.prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?'),
       getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
-      setJobParent: db.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ? AND parent_job_id IS NOT ?'),
+      setJobParent: db.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ? AND parent_job_id IS DISTINCT FROM ?'),
       childJobs: db.prepare('SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY started_at'),
       listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC LIMIT ?'),
       insertRun: db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
@@ -146,7 +167,7 @@ export class LineageStore {
 
   /** Verify the hash chain and that every row equals its last logged state (see chain.ts). */
   verify(): VerifyReport {
-    return verifyLineage(this.db);
+    return this.db.snapshot(() => verifyLineage(this.db));
   }
 
   getJob(id: string): JobRecord | undefined {
@@ -327,14 +348,18 @@ export class LineageStore {
     return (this.stmts.maxDatasetVersion.get(name) as { v: number | null }).v ?? 0;
   }
 
-  /** Run `fn` in one immediate transaction (nested calls join the outer one). */
+  /** Run `fn` in one write transaction, serialised against every writer on every machine (nested calls join the outer one). */
   transaction<T>(fn: () => T): T {
-    if (this.db.inTransaction) return fn();
-    return this.db.transaction(fn).immediate();
+    return this.db.transaction(fn);
+  }
+
+  /** The store's SQL connection (for `copyLineage`; callers use the methods above). */
+  get sql(): SqlDb {
+    return this.db;
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    this.db.close();
   }
 }
 

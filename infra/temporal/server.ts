@@ -319,6 +319,6 @@ export async function ensureTemporalServer(config: KilnConfig, opts: { ui?: bool
   }
   return startDevServer({
     binary: findTemporalBinary({ explicit: config.temporalBin }),
-    address: config.temporalAddress, namespace: config.namespace, dataRoot: config.dataRoot, ui: opts.ui,
+    address: config.temporalAddress, namespace: config.namespace, dataRoot: config.localRoot, ui: opts.ui,
   });
 }

@@ -9,7 +9,7 @@ import { createActivities } from '../../activities/index.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KilnConfig } from '../config.js';
 import { TASK_QUEUES, WORKFLOW_TASK_QUEUE, type TaskQueue } from '../constants.js';
-import { LocalStorage } from '../storage.js';
+import { openStorage } from '../storage-open.js';
 import { LineageStore } from '../lineage/store.js';
 import { codeVersion } from '../code-version.js';
 
@@ -31,7 +31,7 @@ const quietBundlerLogger = {
 export function createActivityDeps(config: KilnConfig): ActivityDeps {
   return {
     config,
-    storage: new LocalStorage(config.dataRoot),
+    storage: openStorage(config.dataRoot),
     lineage: new LineageStore(config.lineagePath),
     codeVersion: codeVersion(),
   };
@@ -69,7 +69,14 @@ export function installRuntime(): void {
 
 export const ALL_QUEUES: TaskQueue[] = [TASK_QUEUES.io, TASK_QUEUES.gpu];
 
-export async function createKilnWorkers(config: KilnConfig, opts: { queues?: TaskQueue[]; deps?: ActivityDeps; connection?: NativeConnection } = {}): Promise<KilnWorkers> {
+/**
+ * Activities one worker process runs at once, per queue (`kiln worker --io-concurrency/--gpu-concurrency`):
+ * kiln-io activities are downloads and Parquet writes (I/O-bound, 8 overlap well on a few cores);
+ * kiln-gpu activities are model work (one training chunk or scoring batch owns the accelerator).
+ */
+export const DEFAULT_CONCURRENCY: Record<TaskQueue, number> = { [TASK_QUEUES.io]: 8, [TASK_QUEUES.gpu]: 1 } as Record<TaskQueue, number>;
+
+export async function createKilnWorkers(config: KilnConfig, opts: { queues?: TaskQueue[]; deps?: ActivityDeps; connection?: NativeConnection; concurrency?: Partial<Record<TaskQueue, number>> } = {}): Promise<KilnWorkers> {
   installRuntime();
   const queues = opts.queues ?? ALL_QUEUES;
   const deps = opts.deps ?? createActivityDeps(config);
@@ -84,7 +91,7 @@ export async function createKilnWorkers(config: KilnConfig, opts: { queues?: Tas
       taskQueue,
       activities,
       ...(servesWorkflows ? { workflowBundle: await workflowBundle() } : {}),
-      maxConcurrentActivityTaskExecutions: taskQueue === TASK_QUEUES.gpu ? 1 : 8,
+      maxConcurrentActivityTaskExecutions: opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue],
       shutdownGraceTime: '5s',
     }));
   }
