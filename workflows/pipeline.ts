@@ -5,7 +5,7 @@
  * Inputs are built by the CLI from a validated spec; each stage validates its own block again.
  * Query `progress`: the current stage and each stage's result summary.
  */
-import { ApplicationFailure, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.js';
 import type { CrawlWorkflowInput, CrawlWorkflowResult } from './crawl.js';
 import { IO_QUEUE } from './queues.js';
@@ -19,6 +19,11 @@ export interface PipelineInput {
   filter?: Record<string, unknown>;
   /** Input of trainWorkflow minus the dataset (filled from the last curation stage's result). */
   train?: Record<string, unknown>;
+  /**
+   * Results of stages an earlier run of this job finished (set by the CLI when it restarts a failed
+   * or cancelled job): those stages are not run again, later ones start from their outputs.
+   */
+  finished?: Partial<Record<StageName, Record<string, unknown>>>;
 }
 
 export interface StageSummary {
@@ -27,6 +32,8 @@ export interface StageSummary {
   jobId: string;
   workflowId: string;
   result?: Record<string, unknown>;
+  /** The result comes from an earlier run of this job (the stage did not run again). */
+  reused?: boolean;
 }
 
 export interface PipelineProgress {
@@ -61,6 +68,11 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   const runStage = async <R extends Record<string, unknown>>(stage: StageName, args: Record<string, unknown>): Promise<R> => {
     const s = stages.find((x) => x.stage === stage)!;
     current = stage;
+    const earlier = input.finished?.[stage];
+    if (earlier) {
+      Object.assign(s, { status: 'completed', result: earlier, reused: true });
+      return earlier as R;
+    }
     s.status = 'running';
     try {
       const result = await executeChild<(a: Record<string, unknown>) => Promise<R>>(WORKFLOW_TYPE[stage], {
@@ -73,7 +85,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       s.status = 'failed';
       throw err;
     } finally {
-      await acts.recordJobParent({ jobId: s.jobId, parentJobId: jobId });
+      await CancellationScope.nonCancellable(() => acts.recordJobParent({ jobId: s.jobId, parentJobId: jobId }));
     }
   };
 
@@ -97,7 +109,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     await acts.recordJobFinished({ jobId, status: 'completed' });
     return { jobId, stages };
   } catch (err) {
-    await acts.recordJobFinished({ jobId, status: 'failed', error: String(err) });
+    // A cancelled job (kiln cancel) still records how it ended.
+    await CancellationScope.nonCancellable(() => acts.recordJobFinished({ jobId, status: isCancellation(err) ? 'cancelled' : 'failed', error: String(err) }));
     throw err;
   }
 }
