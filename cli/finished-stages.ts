@@ -21,7 +21,7 @@ export async function withFinishedStages(client: Client, workflowId: string, inp
       if (err instanceof WorkflowNotFoundError) break;
       throw err;
     }
-    finished[stage] = await handle.result() as Record<string, unknown>;
+    finished[stage] = (await handle.result()) as never; // the stage workflow's own result type
   }
   return Object.keys(finished).length ? { ...input, finished } : input;
 }

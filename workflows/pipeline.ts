@@ -7,7 +7,9 @@
  */
 import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.js';
-import type { CrawlWorkflowInput, CrawlWorkflowResult } from './crawl.js';
+import { crawlWorkflow, type CrawlWorkflowInput, type CrawlWorkflowResult } from './crawl.js';
+import { filterWorkflow, type FilterWorkflowInput, type FilterWorkflowResult } from './filter.js';
+import { trainWorkflow, type TrainWorkflowInput, type TrainWorkflowResult } from './train.js';
 import { IO_QUEUE } from './queues.js';
 
 export type StageName = 'crawl' | 'filter' | 'train';
@@ -16,15 +18,19 @@ export interface PipelineInput {
   name: string;
   crawl: CrawlWorkflowInput;
   /** Input of filterWorkflow minus the source dataset (filled from the crawl's result). */
-  filter?: Record<string, unknown>;
+  filter?: PipelineFilterInput;
   /** Input of trainWorkflow minus the dataset (filled from the last curation stage's result). */
-  train?: Record<string, unknown>;
+  train?: PipelineTrainInput;
   /**
    * Results of stages an earlier run of this job finished (set by the CLI when it restarts a failed
    * or cancelled job): those stages are not run again, later ones start from their outputs.
    */
-  finished?: Partial<Record<StageName, Record<string, unknown>>>;
+  finished?: { crawl?: CrawlWorkflowResult; filter?: FilterWorkflowResult; train?: TrainWorkflowResult };
 }
+
+/** The stage inputs a pipeline passes on are the stage workflows' own input types, minus what it fills in. */
+export type PipelineFilterInput = Omit<FilterWorkflowInput, 'datasetName' | 'sourceVersion' | 'jobId' | 'carried'>;
+export type PipelineTrainInput = Omit<TrainWorkflowInput, 'dataset' | 'datasetManifestUri' | 'jobId' | 'carried'>;
 
 export interface StageSummary {
   stage: StageName;
@@ -54,8 +60,6 @@ const acts = proxyActivities<KilnActivities>({
   retry: { maximumAttempts: 10 },
 });
 
-const WORKFLOW_TYPE: Record<StageName, string> = { crawl: 'crawlWorkflow', filter: 'filterWorkflow', train: 'trainWorkflow' };
-
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const { workflowId } = workflowInfo();
   const jobId = workflowId;
@@ -65,21 +69,19 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   setHandler(pipelineProgressQuery, () => ({ stage: current, stages }));
   await acts.recordJobStarted({ jobId, kind: 'pipeline', workflowId, params: input });
 
-  const runStage = async <R extends Record<string, unknown>>(stage: StageName, args: Record<string, unknown>): Promise<R> => {
+  /** Run one stage as a child workflow with a fixed id (or take its result from an earlier run of this job). */
+  const runStage = async <A extends { jobId?: string }, R>(stage: StageName, workflow: (a: A) => Promise<R>, args: A, earlier: R | undefined): Promise<R> => {
     const s = stages.find((x) => x.stage === stage)!;
     current = stage;
-    const earlier = input.finished?.[stage];
     if (earlier) {
       Object.assign(s, { status: 'completed', result: earlier, reused: true });
-      return earlier as R;
+      return earlier;
     }
     s.status = 'running';
     try {
-      const result = await executeChild<(a: Record<string, unknown>) => Promise<R>>(WORKFLOW_TYPE[stage], {
-        workflowId: s.workflowId, args: [{ ...args, jobId: s.jobId }],
-      });
+      const result = await executeChild(workflow, { workflowId: s.workflowId, args: [{ ...args, jobId: s.jobId }] });
       s.status = 'completed';
-      s.result = result;
+      s.result = result as Record<string, unknown>;
       return result;
     } catch (err) {
       s.status = 'failed';
@@ -90,12 +92,10 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   };
 
   try {
-    const crawl = await runStage<CrawlWorkflowResult & Record<string, unknown>>('crawl', { ...input.crawl });
+    const crawl = await runStage('crawl', crawlWorkflow, input.crawl, input.finished?.crawl);
     let dataset = { datasetName: crawl.datasetName, version: crawl.version, manifestUri: crawl.manifestUri };
     if (input.filter) {
-      const f = await runStage<{ datasetName: string; version: number; manifestUri: string }>('filter', {
-        ...input.filter, datasetName: crawl.datasetName, sourceVersion: crawl.version,
-      });
+      const f = await runStage('filter', filterWorkflow, { ...input.filter, datasetName: crawl.datasetName, sourceVersion: crawl.version }, input.finished?.filter);
       dataset = { datasetName: f.datasetName, version: f.version, manifestUri: f.manifestUri };
     }
     if (input.train) {
@@ -103,7 +103,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
         throw ApplicationFailure.nonRetryable(`the crawl of ${crawl.datasetName} produced no successful rows, so there is nothing to train on`,
           'EmptyDatasetError');
       }
-      await runStage('train', { ...input.train, datasetManifestUri: dataset.manifestUri });
+      await runStage('train', trainWorkflow, { ...input.train, datasetManifestUri: dataset.manifestUri }, input.finished?.train);
     }
     current = 'done';
     await acts.recordJobFinished({ jobId, status: 'completed' });
