@@ -7,6 +7,7 @@ import { runWorkflow, withRunFlags, type RunFlags } from './run.js';
 import { registerPipelineCommand } from './pipeline.js';
 import { registerTrainCommands } from './train.js';
 import { registerFilterCommand } from './filter.js';
+import { registerCrawlCommand } from './crawl.js';
 
 export function registerRun(program: Command): void {
   const run = program.command('run').description('Run a stage as a durable Temporal workflow and wait for it (see `kiln run <stage> --help`).');
@@ -18,6 +19,7 @@ export function registerRun(program: Command): void {
       process.exitCode = await runWorkflow('hello', 'helloWorkflow', { message: o.message, pauseMs: o.pauseMs }, o);
     });
   registerPipelineCommand(run);
+  registerCrawlCommand(run);
   registerTrainCommands(run);
   registerFilterCommand(run);
 }

@@ -100,6 +100,20 @@ test('no zombies: status marks jobs no worker polls; a twin of the same spec is 
   assert.equal(out.workflowId, twinId);
   assert.equal(out.result.stages[0]?.result.rows, 12, 'every row once');
 
+  // kiln run crawl: the spec's crawl block as flags, a derived id (the same command again reports it).
+  const crawlArgs = ['run', 'crawl', join(dir.path, 'urls.csv'), '--dataset', 'crawl-cli', '--rows-per-shard', '6', '--image-size', '16', '--allow-address', '127.0.0.1', '--json'];
+  const crawled = await kiln(...crawlArgs);
+  assert.equal(crawled.status, 0, crawled.stderr);
+  const c1 = lastJson<{ workflowId: string; result: { rows: number; version: number } }>(crawled);
+  assert.match(c1.workflowId, /^crawl-crawl-cli-[0-9a-f]{12}$/);
+  assert.equal(c1.result.rows, 12);
+  const recrawl = await kiln(...crawlArgs);
+  assert.match(recrawl.stderr, /already finished for this input/);
+  assert.deepEqual(lastJson(recrawl), c1);
+  const bad = await kiln('run', 'crawl', join(dir.path, 'urls.csv'), '--dataset', 'crawl-cli', '--resize-mode', 'squash');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /crawl\.resize_mode[\s\S]*Fix: .*--image-size/);
+
   // Any CLI's in-process worker serves every job on its queues: the orphaned hello finished too.
   const hs = await kiln('status', 'zombie-hello', '--json');
   assert.equal((JSON.parse(hs.stdout) as { status: string }).status, 'COMPLETED');
