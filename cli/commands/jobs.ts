@@ -13,7 +13,7 @@ import { withTemporalSession } from '../session.js';
 import { EXIT } from '../exit-codes.js';
 import { withFinishedStages } from '../finished-stages.js';
 import type { PipelineInput } from '../../workflows/pipeline.js';
-import { awaitJob, type ProgressFormatter } from './run.js';
+import { awaitJob, reportOrphans, type ProgressFormatter } from './run.js';
 import { formatPipelineProgress } from './pipeline.js';
 import { formatTrainProgress } from './train.js';
 import { formatFilterProgress } from './filter.js';
@@ -54,7 +54,10 @@ export function registerJobCommands(program: Command): void {
         const d = await describeOrExplain(client, id);
         const kind = kindOf(d.type);
         let handle = client.workflow.getHandle(id);
-        if (d.status.name === 'RUNNING') process.stderr.write(`kiln: ${kind} job ${id} is running; resuming it with an in-process worker\n`);
+        if (d.status.name === 'RUNNING') {
+          process.stderr.write(`kiln: ${kind} job ${id} is running; resuming it with an in-process worker\n`);
+          await reportOrphans(client, id);
+        }
         else if (d.status.name === 'COMPLETED') process.stderr.write(`kiln: ${kind} job ${id} already finished; its result follows\n`);
         else {
           const args = await firstInput(client, d);

@@ -12,6 +12,7 @@ import { withTemporalSession, newJobId } from '../session.js';
 import { EXIT } from '../exit-codes.js';
 import { changedFields, identityMemo, type JobIdentity } from '../job-identity.js';
 import { jobsOfName, twinOrEarlier } from '../earlier-jobs.js';
+import { retryOrphanedActivities } from '../orphaned-activities.js';
 
 export interface RunFlags {
   detach?: boolean;
@@ -59,6 +60,7 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
           workflowId = twin.workflowId;
           handle = client.workflow.getHandle(workflowId);
           process.stderr.write(`kiln: ${kind} job ${workflowId} of this same input is unfinished (left by an earlier run); resuming it instead of starting a twin\n`);
+          await reportOrphans(client, workflowId);
         } else if (earlier) {
           const changed = changedFields(earlier.identity?.content, identity.content);
           process.stderr.write(`kiln: new ${kind} job ${workflowId}: it does not resume earlier job ${earlier.workflowId} (${earlier.status.toLowerCase()}) of the same name, because its input changed:\n`
@@ -77,6 +79,7 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
         // The same id is still running (e.g. the CLI that started it died): attach to it instead.
         handle = client.workflow.getHandle(workflowId);
         process.stderr.write(`kiln: ${kind} job ${workflowId} is already running; attached to it\n`);
+        await reportOrphans(client, workflowId);
       }
     }
     if (flags.detach) {
@@ -85,6 +88,12 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
     }
     return awaitJob(handle, kind, workflowId, flags, progress);
   });
+}
+
+/** Retry at once the activity attempts of job `workflowId` whose worker died with an earlier kiln process. */
+export async function reportOrphans(client: Client, workflowId: string): Promise<void> {
+  const n = await retryOrphanedActivities(client, workflowId).catch(() => 0);
+  if (n) process.stderr.write(`kiln: retrying ${n} activity attempt(s) at once: their worker died with an earlier kiln process\n`);
 }
 
 /** Wait for a job and print its result (or its failure with a Fix). Returns the exit code. */
