@@ -28,3 +28,29 @@ test('deadLocalWorker: only a pid of this host that no longer exists', () => {
   assert.equal(deadLocalWorker('kiln-worker'), false);
   assert.equal(deadLocalWorker(undefined), false);
 });
+
+test('kiln run train / filter: the id derives from run name + config + dataset version, and from the filter input', async () => {
+  const { trainIdentity } = await import('../../cli/commands/train.js');
+  const { filterIdentity, filterInputFromFlags } = await import('../../cli/commands/filter.js');
+  const { testConfig, tempDir } = await import('../helpers/env.js');
+  const dir = tempDir();
+  try {
+    const config = testConfig(dir.path);
+    const base = { dataset: 'web@3', runName: 'r1', chunkSteps: 4, totalSteps: 8, config: { resolution: 16 } };
+    const id = trainIdentity(base, config).id;
+    assert.match(id, /^train-r1-[0-9a-f]{12}$/);
+    assert.equal(trainIdentity({ ...base, dataset: 'web@v3' }, config).id, id, 'web@3 and web@v3 are one version');
+    assert.notEqual(trainIdentity({ ...base, dataset: 'web@v4' }, config).id, id, 'another dataset version');
+    assert.notEqual(trainIdentity({ ...base, config: { resolution: 32 } }, config).id, id, 'another config');
+    assert.notEqual(trainIdentity({ ...base, runName: 'r2' }, config).id, id, 'another run name');
+    assert.match(trainIdentity({ ...base, runName: undefined }, config).id, /^train-web-v3-/);
+    const flags = { dataset: 'web', fromVersion: 1, clipModel: '/models/clip', threshold: 0.3 };
+    const f = filterIdentity(filterInputFromFlags(flags));
+    assert.match(f.id, /^filter-web-v1-[0-9a-f]{12}$/);
+    assert.equal(filterIdentity(filterInputFromFlags({ ...flags })).id, f.id);
+    assert.notEqual(filterIdentity(filterInputFromFlags({ ...flags, threshold: 0.2 })).id, f.id);
+    assert.deepEqual(changedFields(f.content, filterIdentity(filterInputFromFlags({ ...flags, threshold: 0.2 })).content), ['threshold: 0.3 -> 0.2']);
+  } finally {
+    dir.cleanup();
+  }
+});
