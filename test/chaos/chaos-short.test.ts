@@ -16,7 +16,7 @@ const SHORT = ['cli-kill-crawl#1', 'crawl-kill#1', 'crawl-plan-kill#1', 'filter-
   'path-spec-name-dotdot', 'path-spec-name-nul', 'path-spec-run-name-dotdot', 'path-spec-source-nul',
   'path-workflow-id-dotdot', 'path-filter-dataset-dotdot', 'path-manifest-shard-dotdot', 'disk-unwritable-root', 'disk-readonly-root'];
 
-test('chaos short form: kill -9 of kiln run and of a worker mid-crawl, mid-planning and mid-filter, bad inputs, escaping names', { timeout: 600_000 }, async () => {
+test('chaos short form: kill -9 of kiln run and of a worker mid-crawl, mid-planning and mid-filter, bad inputs, escaping names', { timeout: 900_000 }, async () => {
   const results = await runChaos({ short: true, trials: 1, only: SHORT, log: () => undefined });
   const table = formatTable(results);
   assert.equal(results.length, SHORT.length, table);
