@@ -88,7 +88,10 @@ export function cliKillTrial(stage: Stage, index: number, seed: number): TrialSp
         const t0 = Date.now();
         const again: CliResult = await kiln(['run', spec, '--json'], sb.env, 600_000);
         const rerunS = Math.round((Date.now() - t0) / 1000);
-        if (again.status !== 0) return { action, outcome: 'FAIL', detail: `rerun exit ${again.status}: ${firstError(again)}` };
+        if (again.status !== 0) {
+          const why = again.stderr.split('\n').filter((l) => / failed: |Fix: /.test(l)).join(' | ');
+          return { action, outcome: 'FAIL', detail: `rerun exit ${again.status}: ${why || firstError(again)}`.slice(0, 600) };
+        }
         const out = JSON.parse(again.stdout.trim().split('\n').pop()!) as { workflowId: string; result: { stages: StageOut[] } };
         const problems: string[] = [];
         if (out.workflowId !== jobId) problems.push(`rerun ran job ${out.workflowId}, the killed one was ${jobId}`);
