@@ -13,6 +13,7 @@ import { bigListTrial, planKillTrial } from './plan-trials.js';
 import { pathTrials, diskTrials } from './path-trials.js';
 import { nativeCrashTrial } from './native-crash-trial.js';
 import { MULTI_FULL, MULTI_SHORT, multiMachineTrial } from './multi-machine-trial.js';
+import { cliKillTrial } from './cli-kill-trials.js';
 import type { ChaosStage, TrialResult, TrialSpec } from './types.js';
 
 export interface ChaosOptions {
@@ -33,6 +34,10 @@ export function planTrials(o: ChaosOptions): TrialSpec[] {
   const out: TrialSpec[] = [];
   for (const stage of ['crawl', 'filter', 'train'] as const) {
     if (want(stage)) for (let i = 1; i <= n; i++) out.push(killTrial(stage, i, stage === 'train' ? 7 : 100 + i, reference));
+  }
+  // kill -9 of `kiln run spec.yaml` itself (embedded server + worker), then the same command again (issue 19)
+  for (const stage of ['crawl', 'filter', 'train'] as const) {
+    if (want(stage)) for (let i = 1; i <= (o.trials ?? (o.short ? 1 : 5)); i++) out.push(cliKillTrial(stage, i, 300 + i));
   }
   // kill -9 while the filter plans (loads the model, lists shards): retried within 3 minutes?
   if (want('filter')) out.push(activityKillTrial('filter', 'planFilter', 1, 101, 180));

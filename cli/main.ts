@@ -5,8 +5,9 @@ import { Command, CommanderError } from 'commander';
 import { KilnError } from '../infra/errors.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { registerUp } from './commands/up.js';
-import { registerRun } from './commands/run.js';
+import { registerRun } from './commands/run-stages.js';
 import { registerStatus } from './commands/status.js';
+import { registerJobCommands } from './commands/jobs.js';
 import { registerLineage } from './commands/lineage.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSchedule } from './commands/schedule.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerUp(program);
   registerRun(program);
   registerStatus(program);
+  registerJobCommands(program);
   registerLineage(program);
   registerDemo(program);
   registerSchedule(program);

@@ -5,9 +5,11 @@
  * Inputs are built by the CLI from a validated spec; each stage validates its own block again.
  * Query `progress`: the current stage and each stage's result summary.
  */
-import { ApplicationFailure, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.js';
-import type { CrawlWorkflowInput, CrawlWorkflowResult } from './crawl.js';
+import { crawlWorkflow, type CrawlWorkflowInput, type CrawlWorkflowResult } from './crawl.js';
+import { filterWorkflow, type FilterWorkflowInput, type FilterWorkflowResult } from './filter.js';
+import { trainWorkflow, type TrainWorkflowInput, type TrainWorkflowResult } from './train.js';
 import { IO_QUEUE } from './queues.js';
 
 export type StageName = 'crawl' | 'filter' | 'train';
@@ -16,10 +18,19 @@ export interface PipelineInput {
   name: string;
   crawl: CrawlWorkflowInput;
   /** Input of filterWorkflow minus the source dataset (filled from the crawl's result). */
-  filter?: Record<string, unknown>;
+  filter?: PipelineFilterInput;
   /** Input of trainWorkflow minus the dataset (filled from the last curation stage's result). */
-  train?: Record<string, unknown>;
+  train?: PipelineTrainInput;
+  /**
+   * Results of stages an earlier run of this job finished (set by the CLI when it restarts a failed
+   * or cancelled job): those stages are not run again, later ones start from their outputs.
+   */
+  finished?: { crawl?: CrawlWorkflowResult; filter?: FilterWorkflowResult; train?: TrainWorkflowResult };
 }
+
+/** The stage inputs a pipeline passes on are the stage workflows' own input types, minus what it fills in. */
+export type PipelineFilterInput = Omit<FilterWorkflowInput, 'datasetName' | 'sourceVersion' | 'jobId' | 'carried'>;
+export type PipelineTrainInput = Omit<TrainWorkflowInput, 'dataset' | 'datasetManifestUri' | 'jobId' | 'carried'>;
 
 export interface StageSummary {
   stage: StageName;
@@ -27,6 +38,8 @@ export interface StageSummary {
   jobId: string;
   workflowId: string;
   result?: Record<string, unknown>;
+  /** The result comes from an earlier run of this job (the stage did not run again). */
+  reused?: boolean;
 }
 
 export interface PipelineProgress {
@@ -47,8 +60,6 @@ const acts = proxyActivities<KilnActivities>({
   retry: { maximumAttempts: 10 },
 });
 
-const WORKFLOW_TYPE: Record<StageName, string> = { crawl: 'crawlWorkflow', filter: 'filterWorkflow', train: 'trainWorkflow' };
-
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const { workflowId } = workflowInfo();
   const jobId = workflowId;
@@ -58,32 +69,33 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   setHandler(pipelineProgressQuery, () => ({ stage: current, stages }));
   await acts.recordJobStarted({ jobId, kind: 'pipeline', workflowId, params: input });
 
-  const runStage = async <R extends Record<string, unknown>>(stage: StageName, args: Record<string, unknown>): Promise<R> => {
+  /** Run one stage as a child workflow with a fixed id (or take its result from an earlier run of this job). */
+  const runStage = async <A extends { jobId?: string }, R>(stage: StageName, workflow: (a: A) => Promise<R>, args: A, earlier: R | undefined): Promise<R> => {
     const s = stages.find((x) => x.stage === stage)!;
     current = stage;
+    if (earlier) {
+      Object.assign(s, { status: 'completed', result: earlier, reused: true });
+      return earlier;
+    }
     s.status = 'running';
     try {
-      const result = await executeChild<(a: Record<string, unknown>) => Promise<R>>(WORKFLOW_TYPE[stage], {
-        workflowId: s.workflowId, args: [{ ...args, jobId: s.jobId }],
-      });
+      const result = await executeChild(workflow, { workflowId: s.workflowId, args: [{ ...args, jobId: s.jobId }] });
       s.status = 'completed';
-      s.result = result;
+      s.result = result as Record<string, unknown>;
       return result;
     } catch (err) {
       s.status = 'failed';
       throw err;
     } finally {
-      await acts.recordJobParent({ jobId: s.jobId, parentJobId: jobId });
+      await CancellationScope.nonCancellable(() => acts.recordJobParent({ jobId: s.jobId, parentJobId: jobId }));
     }
   };
 
   try {
-    const crawl = await runStage<CrawlWorkflowResult & Record<string, unknown>>('crawl', { ...input.crawl });
+    const crawl = await runStage('crawl', crawlWorkflow, input.crawl, input.finished?.crawl);
     let dataset = { datasetName: crawl.datasetName, version: crawl.version, manifestUri: crawl.manifestUri };
     if (input.filter) {
-      const f = await runStage<{ datasetName: string; version: number; manifestUri: string }>('filter', {
-        ...input.filter, datasetName: crawl.datasetName, sourceVersion: crawl.version,
-      });
+      const f = await runStage('filter', filterWorkflow, { ...input.filter, datasetName: crawl.datasetName, sourceVersion: crawl.version }, input.finished?.filter);
       dataset = { datasetName: f.datasetName, version: f.version, manifestUri: f.manifestUri };
     }
     if (input.train) {
@@ -91,13 +103,14 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
         throw ApplicationFailure.nonRetryable(`the crawl of ${crawl.datasetName} produced no successful rows, so there is nothing to train on`,
           'EmptyDatasetError');
       }
-      await runStage('train', { ...input.train, datasetManifestUri: dataset.manifestUri });
+      await runStage('train', trainWorkflow, { ...input.train, datasetManifestUri: dataset.manifestUri }, input.finished?.train);
     }
     current = 'done';
     await acts.recordJobFinished({ jobId, status: 'completed' });
     return { jobId, stages };
   } catch (err) {
-    await acts.recordJobFinished({ jobId, status: 'failed', error: String(err) });
+    // A cancelled job (kiln cancel) still records how it ended.
+    await CancellationScope.nonCancellable(() => acts.recordJobFinished({ jobId, status: isCancellation(err) ? 'cancelled' : 'failed', error: String(err) }));
     throw err;
   }
 }

@@ -10,7 +10,8 @@ import { ConfigError } from '../../infra/errors.js';
 import { checkModelDir } from '../../datasets/filter/model-dir.js';
 import { selectionPolicy } from '../../datasets/filter/selection.js';
 import type { FilterProgress, FilterWorkflowInput } from '../../workflows/filter.js';
-import { bar, runWorkflow, type RunFlags } from './run.js';
+import { jobIdentity, type JobIdentity } from '../job-identity.js';
+import { bar, runWorkflow, withRunFlags, type RunFlags } from './run.js';
 
 /** The options `kiln run filter` accepts (commander's camelCase names). */
 export interface FilterFlags extends RunFlags {
@@ -69,16 +70,13 @@ export function filterInputFromFlags(o: FilterFlags): FilterWorkflowInput {
   };
 }
 
-function localRunFlags(cmd: Command): Command {
-  return cmd
-    .option('--detach', 'start the job and print its id without waiting (needs a running worker: kiln up)', false)
-    .option('--no-worker', 'do not run an in-process worker (use workers started with kiln up / kiln worker)')
-    .option('--id <workflowId>', 'workflow id (default filter-<timestamp>-<random>); reusing one resumes/dedups')
-    .option('--json', 'print machine-readable JSON on stdout', false);
+/** A filter job's identity: the source version and every option (model directories by path). */
+export function filterIdentity(input: FilterWorkflowInput): JobIdentity {
+  return jobIdentity(`filter-${input.datasetName}-v${input.sourceVersion}`, input);
 }
 
-/** Register `kiln run filter` under `kiln run` (pass run.ts's withRunFlags to share its flags). */
-export function registerFilterCommand(run: Command, withRunFlags: (c: Command) => Command = localRunFlags): void {
+/** Register `kiln run filter` under `kiln run`. */
+export function registerFilterCommand(run: Command): void {
   withRunFlags(run.command('filter')
     .description('CLIP-score and caption a dataset version into a new version: rows below the policy are marked filtered (nothing is dropped).')
     .requiredOption('--dataset <name>', 'dataset name')
@@ -94,7 +92,7 @@ export function registerFilterCommand(run: Command, withRunFlags: (c: Command) =
     .option('--batch-size <n>', 'rows per model batch (default 32)', number('--batch-size'))
     .option('--device <d>', 'ONNX Runtime execution provider: auto | cpu | cuda', 'auto')
     .option('--max-concurrent-shards <n>', 'shard activities at once (default 2)', number('--max-concurrent-shards'))
-    .option('--output-version <n>', 'write exactly this version (default: resume a matching one, else the next)', number('--output-version')))
+    .option('--output-version <n>', 'write exactly this version (default: resume a matching one, else the next)', number('--output-version')), { derivedId: true })
     .action(async (o: FilterFlags) => {
       const input = filterInputFromFlags(o);
       // With the in-process worker the model directories are read here: say what is missing now.
@@ -102,6 +100,6 @@ export function registerFilterCommand(run: Command, withRunFlags: (c: Command) =
         await checkModelDir(input.clipModelDir, 'clip');
         if (input.captionerModelDir) await checkModelDir(input.captionerModelDir, 'captioner');
       }
-      process.exitCode = await runWorkflow('filter', 'filterWorkflow', input, o, formatFilterProgress);
+      process.exitCode = await runWorkflow('filter', 'filterWorkflow', input, { ...o, identity: filterIdentity(input) }, formatFilterProgress);
     });
 }

@@ -2,8 +2,9 @@
 import type { Command } from 'commander';
 import { loadSpec } from '../spec/load.js';
 import { pipelineInputFromSpec } from '../spec/to-input.js';
-import { runWorkflow, bar, type RunFlags } from './run.js';
-import { specJobId } from '../spec/identity.js';
+import { runWorkflow, bar, withRunFlags, type RunFlags } from './run.js';
+import { specIdentity } from '../spec/identity.js';
+import { withFinishedStages } from '../finished-stages.js';
 import type { PipelineProgress } from '../../workflows/pipeline.js';
 
 /** One status line for a pipeline: stage list with the current one marked. */
@@ -15,14 +16,16 @@ export function formatPipelineProgress(p: unknown): string | null {
   return `pipeline ${bar(done, prog.stages.length)}  ${marks}`;
 }
 
-export function registerPipelineCommand(run: Command, withRunFlags: (c: Command) => Command): void {
+export function registerPipelineCommand(run: Command): void {
   withRunFlags(run.command('pipeline')
-    .description('Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec (see docs/pipeline-spec.md). Shorthand: kiln run spec.yaml')
-    .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)')
-    .option('--new', 'start a new job (new dataset versions) even if this spec already ran; default: the job id derives from the spec, so rerunning the same spec attaches to its job, resumes it after a crash, or prints the finished result'))
-    .action(async (specPath: string, o: RunFlags & { new?: boolean }) => {
+    .description('Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec (see docs/pipeline-spec.md). '
+      + 'The job id derives from the spec, so rerunning the same spec attaches to its job, resumes it after a crash, or prints the finished result. Shorthand: kiln run spec.yaml')
+    .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)'), { derivedId: true })
+    .action(async (specPath: string, o: RunFlags) => {
       const spec = loadSpec(specPath);
-      const id = o.id ?? (o.new ? undefined : specJobId(spec));
-      process.exitCode = await runWorkflow('pipeline', 'pipelineWorkflow', pipelineInputFromSpec(spec), { ...o, id, derivedId: !o.id && !o.new, fresh: o.new }, formatPipelineProgress);
+      const input = pipelineInputFromSpec(spec);
+      process.exitCode = await runWorkflow('pipeline', 'pipelineWorkflow', input, {
+        ...o, identity: specIdentity(spec), restartInput: (client, id) => withFinishedStages(client, id, input),
+      }, formatPipelineProgress);
     });
 }

@@ -10,9 +10,9 @@ import { assertSafeSegment } from '../../infra/storage.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { withTemporalSession, newJobId } from '../session.js';
 import { EXIT } from '../exit-codes.js';
-import { registerPipelineCommand } from './pipeline.js';
-import { registerTrainCommands } from './train.js';
-import { registerFilterCommand } from './filter.js';
+import { changedFields, identityMemo, type JobIdentity } from '../job-identity.js';
+import { jobsOfName, twinOrEarlier } from '../earlier-jobs.js';
+import { retryOrphanedActivities } from '../orphaned-activities.js';
 
 export interface RunFlags {
   detach?: boolean;
@@ -21,64 +21,100 @@ export interface RunFlags {
   id?: string;
   /** Do not print the raw result (a caller prints its own summary via onResult). */
   quiet?: boolean;
-  /** Start a fresh job even when the id names a finished one (`--new`); set by commands whose id derives from their input. */
-  fresh?: boolean;
-  /** The id derives from the input (a spec): a finished job of it prints its result instead of running again. */
-  derivedId?: boolean;
+  /** `--new`: start a fresh job even though `identity` names an earlier one. */
+  new?: boolean;
+  /**
+   * What the job does, for commands whose id derives from their input (a spec, a train run, a
+   * filter). Without --id / --new the job id is `identity.id`: a finished job of it prints its
+   * result, a failed one starts again (finished stages, versions and checkpoints are reused), a
+   * running one is attached to. Stored with the job (memo) so a changed input can say what changed.
+   */
+  identity?: JobIdentity;
+  /** The input for starting a failed / cancelled job again under the same id (e.g. with its finished stages' results). */
+  restartInput?: (client: Client, workflowId: string) => Promise<unknown>;
   onResult?: (result: unknown) => void;
 }
 
 /** Start `workflowType` with `input`; wait and print its result unless detached. Returns the exit code. */
 export async function runWorkflow(kind: string, workflowType: string, input: unknown, flags: RunFlags, progress?: ProgressFormatter): Promise<number> {
   const config = loadConfig();
-  const workflowId = assertSafeSegment(flags.id ?? newJobId(kind), '--id (workflow id)');
+  const derived = flags.identity !== undefined && flags.id === undefined && !flags.new;
+  let workflowId = assertSafeSegment(flags.id ?? (derived ? flags.identity!.id : newJobId(kind)), '--id (workflow id)');
   ensureDataRoot(config);
   return withTemporalSession(config, { embeddedWorker: !flags.detach && flags.worker !== false }, async (client) => {
-    let handle;
-    if (flags.derivedId && !flags.fresh) {
+    let handle: WorkflowHandle | undefined;
+    if (derived) {
       const prior = await describeJob(client, workflowId);
       if (prior === 'COMPLETED') {
-        process.stderr.write(`kiln: ${kind} job ${workflowId} already finished for this spec; its result follows (--new runs it again as a new job)\n`);
-        return finish(client.workflow.getHandle(workflowId), undefined);
+        process.stderr.write(`kiln: ${kind} job ${workflowId} already finished for this ${kind === 'pipeline' ? 'spec' : 'input'}; its result follows (--new runs it again as a new job)\n`);
+        return awaitJob(client.workflow.getHandle(workflowId), kind, workflowId, flags);
       }
-      if (prior && prior !== 'RUNNING') process.stderr.write(`kiln: ${kind} job ${workflowId} ended ${prior.toLowerCase()}; starting it again (finished stages, dataset versions and checkpoints are reused)\n`);
+      if (prior && prior !== 'RUNNING') {
+        process.stderr.write(`kiln: ${kind} job ${workflowId} ended ${prior.toLowerCase()}; starting it again (finished stages, dataset versions and checkpoints are reused)\n`);
+        if (flags.restartInput) input = await flags.restartInput(client, workflowId);
+      }
+      if (!prior) {
+        const identity = flags.identity!;
+        const { twin, earlier } = twinOrEarlier(await jobsOfName(client, workflowType, identity.name), identity.hash, workflowId);
+        if (twin) {
+          workflowId = twin.workflowId;
+          handle = client.workflow.getHandle(workflowId);
+          process.stderr.write(`kiln: ${kind} job ${workflowId} of this same input is unfinished (left by an earlier run); resuming it instead of starting a twin\n`);
+          await reportOrphans(client, workflowId);
+        } else if (earlier) {
+          const changed = changedFields(earlier.identity?.content, identity.content);
+          process.stderr.write(`kiln: new ${kind} job ${workflowId}: it does not resume earlier job ${earlier.workflowId} (${earlier.status.toLowerCase()}) of the same name, because its input changed:\n`
+            + `${changed.slice(0, 12).map((c) => `  ${c}\n`).join('')}${changed.length > 12 ? `  ... and ${changed.length - 12} more\n` : ''}`);
+        }
+      }
     }
-    try {
-      handle = await client.workflow.start(workflowType, { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] });
-      process.stderr.write(`kiln: started ${kind} job ${workflowId}\n`);
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      // The same id is still running (e.g. the CLI that started it died): attach to it instead.
-      handle = client.workflow.getHandle(workflowId);
-      process.stderr.write(`kiln: ${kind} job ${workflowId} is already running; attached to it\n`);
+    if (!handle) {
+      try {
+        handle = await client.workflow.start(workflowType, {
+          taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input], ...(flags.identity ? { memo: identityMemo(flags.identity) } : {}),
+        });
+        process.stderr.write(`kiln: started ${kind} job ${workflowId}\n`);
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+        // The same id is still running (e.g. the CLI that started it died): attach to it instead.
+        handle = client.workflow.getHandle(workflowId);
+        process.stderr.write(`kiln: ${kind} job ${workflowId} is already running; attached to it\n`);
+        await reportOrphans(client, workflowId);
+      }
     }
     if (flags.detach) {
       process.stdout.write(flags.json ? `${JSON.stringify({ workflowId })}\n` : `${workflowId}\n`);
       return EXIT.ok;
     }
-    return finish(handle, progress);
+    return awaitJob(handle, kind, workflowId, flags, progress);
   });
+}
 
-  /** Wait for the job and print its result (or its failure with a Fix). */
-  async function finish(handle: WorkflowHandle, progress?: ProgressFormatter): Promise<number> {
-    const stopWatching = progress ? watchProgress(handle, progress) : () => undefined;
-    try {
-      const result: unknown = await handle.result().finally(stopWatching);
-      if (flags.json) process.stdout.write(`${JSON.stringify({ workflowId, result })}\n`);
-      else if (!flags.quiet) process.stdout.write(`${kind} job ${workflowId} completed:\n${JSON.stringify(result, null, 2)}\n`);
-      flags.onResult?.(result);
-      return EXIT.ok;
-    } catch (err) {
-      const root = rootCause(err);
-      const fix = /\nFix: /.test(root.message) ? '' : `\nFix: ${genericFix(root.message)}`;
-      process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`);
-      return exitCodeOfFailureType(root.type);
-    }
+/** Retry at once the activity attempts of job `workflowId` whose worker died with an earlier kiln process. */
+export async function reportOrphans(client: Client, workflowId: string): Promise<void> {
+  const n = await retryOrphanedActivities(client, workflowId).catch(() => 0);
+  if (n) process.stderr.write(`kiln: retrying ${n} activity attempt(s) at once: their worker died with an earlier kiln process\n`);
+}
+
+/** Wait for a job and print its result (or its failure with a Fix). Returns the exit code. */
+export async function awaitJob(handle: WorkflowHandle, kind: string, workflowId: string, flags: Pick<RunFlags, 'json' | 'quiet' | 'onResult'>, progress?: ProgressFormatter): Promise<number> {
+  const stopWatching = progress ? watchProgress(handle, progress) : () => undefined;
+  try {
+    const result: unknown = await handle.result().finally(stopWatching);
+    if (flags.json) process.stdout.write(`${JSON.stringify({ workflowId, result })}\n`);
+    else if (!flags.quiet) process.stdout.write(`${kind} job ${workflowId} completed:\n${JSON.stringify(result, null, 2)}\n`);
+    flags.onResult?.(result);
+    return EXIT.ok;
+  } catch (err) {
+    const root = rootCause(err);
+    const fix = /\nFix: /.test(root.message) ? '' : `\nFix: ${genericFix(root.message)}`;
+    process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`);
+    return exitCodeOfFailureType(root.type);
   }
 }
 
 /** The status name of the latest run of `workflowId` (COMPLETED, RUNNING, FAILED, ...), or undefined when there is none. */
-async function describeJob(client: Client, workflowId: string): Promise<string | undefined> {
+export async function describeJob(client: Client, workflowId: string): Promise<string | undefined> {
   try {
     return (await client.workflow.getHandle(workflowId).describe()).status.name;
   } catch (err) {
@@ -143,24 +179,18 @@ export function bar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${(f * 100).toFixed(0).padStart(3)}%`;
 }
 
-function withRunFlags(cmd: Command): Command {
-  return cmd
+/**
+ * The flags every `kiln run <stage>` takes, defined once. Stages whose job id derives from their
+ * input (pipeline, crawl, filter, train) also take `--new`.
+ */
+export function withRunFlags(cmd: Command, o: { derivedId?: boolean } = {}): Command {
+  cmd
     .option('--detach', 'start the job and print its id without waiting (needs a running worker: kiln up)', false)
     .option('--no-worker', 'do not run an in-process worker (use workers started with kiln up / kiln worker)')
-    .option('--id <workflowId>', 'workflow id (default <stage>-<timestamp>-<random>); reusing one resumes/dedups')
+    .option('--id <workflowId>', o.derivedId
+      ? 'workflow id (default: derived from the input, so the same command again attaches to, resumes or reports the same job)'
+      : 'workflow id (default <stage>-<timestamp>-<random>); reusing one resumes/dedups')
     .option('--json', 'print machine-readable JSON on stdout', false);
-}
-
-export function registerRun(program: Command): void {
-  const run = program.command('run').description('Run a stage as a durable Temporal workflow and wait for it (see `kiln run <stage> --help`).');
-  withRunFlags(run.command('hello')
-    .description('The smallest stage: writes a greeting artifact and a summary, both recorded in lineage.')
-    .option('--message <text>', 'the greeting to write', 'hello from kiln')
-    .option('--pause-ms <ms>', 'durable pause between the two steps', (v) => Number(v), 0))
-    .action(async (o: RunFlags & { message: string; pauseMs: number }) => {
-      process.exitCode = await runWorkflow('hello', 'helloWorkflow', { message: o.message, pauseMs: o.pauseMs }, o);
-    });
-  registerPipelineCommand(run, withRunFlags);
-  registerTrainCommands(run);
-  registerFilterCommand(run, withRunFlags);
+  if (o.derivedId) cmd.option('--new', 'start a new job even if this same input already ran (new dataset versions / a new run)');
+  return cmd;
 }

@@ -2,7 +2,8 @@
  * `kiln run train`: start the durable train workflow (workflows/train.ts) on a dataset version and
  * wait for it: chunks of K steps with a checkpoint each, optional FID / CLIP score every N steps with
  * early stopping, the best checkpoint promoted, an HTML report. Re-running with the same `--run-name`
- * resumes that run from its newest checkpoint.
+ * resumes that run from its newest checkpoint; the job id derives from run name + config + dataset
+ * version, so the same command again attaches to, resumes or reports the same job.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
@@ -14,7 +15,10 @@ import type { TrainingConfigInput } from '../../training/config.js';
 import { resolveTrainingConfigPaths } from '../spec/training-paths.js';
 import type { TrainEvalOptions } from '../../activities/train.js';
 import type { TrainProgress, TrainWorkflowInput } from '../../workflows/train.js';
-import { bar, runWorkflow, type RunFlags } from './run.js';
+import { loadConfig, type KilnConfig } from '../../infra/config.js';
+import { jobIdentity, type JobIdentity } from '../job-identity.js';
+import { pinDatasetRef } from '../dataset-ref.js';
+import { bar, runWorkflow, withRunFlags, type RunFlags } from './run.js';
 
 interface TrainFlags extends RunFlags {
   dataset: string;
@@ -95,6 +99,16 @@ export function trainInputFromFlags(o: TrainFlags): TrainWorkflowInput {
   };
 }
 
+/**
+ * A train job's identity: its run name (or dataset), config and the dataset version it trains on
+ * (`name` pinned to the newest version now), so the same command again resumes the same run.
+ */
+export function trainIdentity(input: TrainWorkflowInput, config: KilnConfig): JobIdentity {
+  const dataset = pinDatasetRef(input.dataset ?? input.datasetManifestUri ?? '', config);
+  const family = input.runName ?? (dataset.startsWith('file://') ? 'dataset' : dataset.replace('@', '-'));
+  return jobIdentity(`train-${family}`, { ...input, dataset });
+}
+
 /** One status line from the workflow's `progress` query: bar, step, phase, last loss, last FID. */
 export function formatTrainProgress(p: unknown): string | null {
   const t = p as TrainProgress | null;
@@ -106,7 +120,7 @@ export function formatTrainProgress(p: unknown): string | null {
 
 /** Add `train` under `kiln run`. */
 export function registerTrainCommands(run: Command): void {
-  run.command('train')
+  withRunFlags(run.command('train')
     .description('Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), an HTML report. The same --run-name resumes a run.')
     .requiredOption('--dataset <ref>', 'dataset version: name@vN, name (newest recorded) or a manifest file:// URI')
     .option('--run-name <name>', 'run directory under <data root>/runs/ (default: the job id); reusing it resumes that run')
@@ -127,13 +141,10 @@ export function registerTrainCommands(run: Command): void {
     .option('--clip-model-dir <dir>', 'CLIP model directory for the CLIP score (needed for --metric clip_score)')
     .option('--sampler-steps <n>', 'DDIM / Euler steps per sample (default 50)', positiveInt)
     .option('--guidance <w>', 'classifier-free guidance scale (default 4.5)', nonNegative)
-    .option('--eval-seed <n>', 'noise seed of the evaluation samples (default 0)', (v) => Math.trunc(nonNegative(v)))
-    .option('--detach', 'start the job and print its id without waiting (needs a running worker: kiln up)', false)
-    .option('--no-worker', 'do not run an in-process worker (use workers started with kiln up / kiln worker)')
-    .option('--id <workflowId>', 'workflow id (default train-<timestamp>-<random>); reusing one attaches to it')
-    .option('--json', 'print machine-readable JSON on stdout', false)
+    .option('--eval-seed <n>', 'noise seed of the evaluation samples (default 0)', (v) => Math.trunc(nonNegative(v))), { derivedId: true })
     .action(async (o: TrainFlags) => {
       if (o.metric !== undefined && o.metric !== 'kid' && o.metric !== 'fid' && o.metric !== 'clip_score') throw new ConfigError(`--metric ${JSON.stringify(o.metric)} is unknown`, 'use kid, fid or clip_score.');
-      process.exitCode = await runWorkflow('train', 'trainWorkflow', trainInputFromFlags(o), o, formatTrainProgress);
+      const input = trainInputFromFlags(o);
+      process.exitCode = await runWorkflow('train', 'trainWorkflow', input, { ...o, identity: trainIdentity(input, loadConfig()) }, formatTrainProgress);
     });
 }

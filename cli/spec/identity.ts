@@ -5,22 +5,12 @@
  * edited URL list is new work). The same spec run again names the same Temporal workflow, so a rerun
  * after a crash attaches to it or resumes it instead of starting a twin.
  */
-import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { jobIdentity, type JobIdentity } from '../job-identity.js';
 import type { PipelineSpec } from './schema.js';
 
-/** JSON with object keys sorted at every level (arrays keep their order). */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
-
-/** The default job id of a loaded spec (paths already absolute, as loadSpec leaves them). */
-export function specJobId(spec: PipelineSpec): string {
+/** The identity of a loaded spec (paths already absolute, as loadSpec leaves them). */
+export function specIdentity(spec: PipelineSpec): JobIdentity {
   const sources = spec.sources.map((s) => {
     const local = s.path.startsWith('file://') ? new URL(s.path).pathname : s.path;
     try {
@@ -30,7 +20,10 @@ export function specJobId(spec: PipelineSpec): string {
       return { path: s.path };
     }
   });
-  const hash = createHash('sha256').update(canonicalJson({ spec, sources })).digest('hex').slice(0, 12);
-  const name = String(spec.name ?? 'pipeline').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+/, '').slice(0, 80) || 'pipeline';
-  return `${name}-${hash}`;
+  return jobIdentity(String(spec.name ?? 'pipeline'), { spec, sources });
+}
+
+/** The default job id of a loaded spec. */
+export function specJobId(spec: PipelineSpec): string {
+  return specIdentity(spec).id;
 }

@@ -20,10 +20,13 @@ export function parseSpecText(text: string, origin: string): PipelineSpec {
   } catch (err) {
     throw new ConfigError(`spec ${origin} is not valid ${origin.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, 'fix the syntax at the position given.');
   }
+  return validateSpec(raw, origin);
+}
+
+/** Validate a spec object (from a file, or built from `kiln run crawl` flags). */
+export function validateSpec(raw: unknown, origin: string, fix = 'correct the fields listed above (see docs/pipeline-spec.md for every field and its allowed values).'): PipelineSpec {
   const parsed = pipelineSpecSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(`spec ${origin} is invalid:\n${formatIssues(parsed.error.issues)}`, 'correct the fields listed above (see docs/pipeline-spec.md for every field and its allowed values).');
-  }
+  if (!parsed.success) throw new ConfigError(`spec ${origin} is invalid:\n${formatIssues(parsed.error.issues)}`, fix);
   return parsed.data;
 }
 
@@ -31,11 +34,15 @@ export function parseSpecText(text: string, origin: string): PipelineSpec {
 export function loadSpec(path: string): PipelineSpec {
   if (path.includes('\0')) throw new ConfigError('spec path contains a NUL byte', 'pass a plain file path.');
   if (!existsSync(path)) throw new MissingFileError(`spec file ${path} does not exist`, 'pass the path of a .yaml or .json pipeline spec.');
-  const spec = parseSpecText(readFileSync(path, 'utf8'), path);
+  return resolveSpecPaths(parseSpecText(readFileSync(path, 'utf8'), path), dirname(resolve(path)), path);
+}
+
+/** Make every path in a spec absolute (relative to `base`) and check the files exist; `origin` names where it came from. */
+export function resolveSpecPaths(spec: PipelineSpec, base: string, origin: string): PipelineSpec {
+  const path = origin;
   spec.sources.forEach((s, i) => {
     if (s.path.includes('\0')) throw new ConfigError(`sources.${i}.path contains a NUL byte`, `fix sources.${i}.path in ${path}: give a plain file path.`);
   });
-  const base = dirname(resolve(path));
   const abs = (p: string) => (isAbsolute(p) || p.startsWith('file://') ? p : resolve(base, p));
   const mustExist = (p: string, field: string) => {
     if (p.includes('\0')) throw new ConfigError(`${field} contains a NUL byte`, `fix ${field} in ${path}: give a plain file path.`);

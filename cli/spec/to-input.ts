@@ -1,5 +1,6 @@
 /** Map a validated spec (snake_case, user-facing) to the pipeline workflow's input (stage inputs). */
-import type { PipelineInput } from '../../workflows/pipeline.js';
+import type { PipelineInput, PipelineTrainInput } from '../../workflows/pipeline.js';
+import type { TrainingConfigInput } from '../../training/config.js';
 import type { PipelineSpec } from './schema.js';
 
 export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
@@ -34,12 +35,12 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
 }
 
 /** The train stage's input (dataset filled in by the pipeline from the last curation stage). */
-export function trainInputFromSpec(spec: PipelineSpec): Record<string, unknown> {
+export function trainInputFromSpec(spec: PipelineSpec): PipelineTrainInput {
   const t = spec.train!;
   const e = spec.eval;
   return {
     runName: t.run_name ?? `${spec.name}-train`,
-    config: t.config,
+    config: t.config as TrainingConfigInput,
     totalSteps: t.total_steps,
     chunkSteps: t.chunk_steps,
     ...(e ? {

@@ -14,7 +14,7 @@ const SHORT = ['crawl-kill#1', 'crawl-plan-kill#1', 'filter-kill#1', 'input-not-
   'path-spec-name-dotdot', 'path-spec-name-nul', 'path-spec-run-name-dotdot', 'path-spec-source-nul',
   'path-workflow-id-dotdot', 'path-filter-dataset-dotdot', 'path-manifest-shard-dotdot', 'disk-unwritable-root', 'disk-readonly-root'];
 
-test('chaos short form: kill -9 mid-crawl, mid-planning and mid-filter, bad inputs, escaping names', { timeout: 600_000 }, async () => {
+test('chaos short form: kill -9 mid-crawl, mid-planning and mid-filter, bad inputs, escaping names', { timeout: 900_000 }, async () => {
   const results = await runChaos({ short: true, trials: 1, only: SHORT, log: () => undefined });
   const table = formatTable(results);
   assert.equal(results.length, SHORT.length, table);

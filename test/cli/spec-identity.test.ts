@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseSpecText } from '../../cli/spec/load.js';
-import { specJobId, canonicalJson } from '../../cli/spec/identity.js';
+import { specJobId } from '../../cli/spec/identity.js';
+import { canonicalJson } from '../../cli/job-identity.js';
 import { tempDir } from '../helpers/env.js';
 
 test('same spec content -> same id (comments, key order, formatting do not count); any change or an edited URL list -> another id', () => {
