@@ -15,6 +15,7 @@ import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState,
 import { resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
+import { artifactSha256, buildLatentCache } from './latent-cache.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
 import { assertFitsInMemory } from './memory.js';
 import { resolveModel } from './model.js';
@@ -27,6 +28,12 @@ export interface TrainingChunkInput {
   config: TrainingConfigInput;
   /** The dataset version's shard URIs, in manifest order (must not change within a run). */
   datasetShardUris: readonly string[];
+  /**
+   * With a VAE codec: the latent cache's shard URIs, aligned with `datasetShardUris` (the train
+   * workflow's buildLatentCache activity makes them). When absent, the chunk builds (or reuses) the
+   * cache itself before training.
+   */
+  latentShardUris?: readonly string[];
   /** Step the chunk starts from (0 for a new run); a checkpoint at this step must exist when > 0. */
   fromStep: number;
   /** Optimiser steps to train in this chunk. */
@@ -86,7 +93,8 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
     assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
     const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
     if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
-    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null);
+    const latentShardUris = codec.sha256 === null ? undefined : input.latentShardUris ?? await cacheLatents(storage, input.datasetShardUris, codec, config.resolution, input.signal);
+    return await trainLoaded({ ...input, latentShardUris }, config, backend, codec, checkpoint, latest?.uri ?? null);
   } finally {
     await codec.dispose();
   }
@@ -95,7 +103,7 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
 async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null): Promise<TrainingChunkResult> {
   const { storage, runUri, fromStep, steps } = input;
   const target = fromStep + steps;
-  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec });
+  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, latentShardUris: input.latentShardUris, backend, checkpoint, codec });
   try {
     const startStep = session.step;
     let cancelled = false;
@@ -131,6 +139,13 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
   } finally {
     session.dispose();
   }
+}
+
+/** The latent cache of these shards (built where missing); the shards are hashed to find it. */
+async function cacheLatents(storage: ArtifactStorage, shardUris: readonly string[], codec: LatentCodec, resolution: number, signal?: AbortSignal): Promise<string[]> {
+  const shards = await Promise.all(shardUris.map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) })));
+  const built = await buildLatentCache({ storage, shards, codec, resolution, signal });
+  return built.manifest.shards.map((s) => s.uri);
 }
 
 async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {

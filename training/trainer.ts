@@ -5,6 +5,7 @@
  * noise, the key of the dropout masks), so the same state always produces the same next step.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../infra/errors.js';
 import { sha256Hex } from '../infra/hash.js';
 import type { ArtifactStorage } from '../infra/storage.js';
 import type { TfBackendChoice } from '../infra/tfjs-backend.js';
@@ -45,6 +46,8 @@ export interface SessionSource {
   checkpoint?: LoadedCheckpoint;
   /** The latent codec of `config.codec`, owned by the caller; when absent the session creates (and disposes) its own. */
   codec?: LatentCodec;
+  /** With a VAE codec: the latent cache's shards, aligned with `shardUris` (latent-cache.ts builds them). */
+  latentShardUris?: readonly string[];
 }
 
 export function shardListSha256(shardUris: readonly string[]): string {
@@ -87,11 +90,17 @@ export class TrainingSession {
       throw err;
     }
     const { spec, tokenizer } = resolved;
+    const den = spec.denoiser;
+    if (codec.sha256 !== null && !src.latentShardUris) {
+      if (ownsCodec) await codec.dispose();
+      throw new ConfigError(`codec ${codec.name} trains from a latent cache, and none was given`, 'pass latentShardUris (runTrainingChunk and the train workflow build the cache with buildLatentCache).');
+    }
     const optimizer = new AdamW(params, { beta1: cfg.optim.beta1, beta2: cfg.optim.beta2, eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay });
     const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
     const o = cfg.objective;
     const schedule = ddpmSchedule(o.betaSchedule, o.betaStart, o.betaEnd, o.trainTimesteps);
-    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true };
+    const latents = codec.sha256 !== null ? { shardUris: src.latentShardUris!, vaeSha256: codec.sha256, shape: [den.size, den.size, den.channels] as [number, number, number] } : undefined;
+    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true, latents };
     const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
     const session = new TrainingSession(src, spec, tokenizer, codec, ownsCodec, params, optimizer, ema, rng, data, schedule);
@@ -172,11 +181,9 @@ export class TrainingSession {
     const batch = await this.data.nextBatch(B);
     const captions = batch.captions.map((c) => (this.rng.uniform() < cfg.objective.captionDropout ? '' : c));
     const tokens = this.tokenizer.encode(captions);
-    const R = cfg.resolution;
-    const images = tf.tensor4d(batch.images, [B, R, R, 3]);
-    const x0 = await this.codec.encode(images);
-    images.dispose();
     const den = this.spec.denoiser;
+    // Pixels (identity codec) or the latent cache's latents: the stream already holds the denoiser's input space.
+    const x0 = tf.tensor4d(batch.images, [B, den.size, den.size, den.channels]);
     const draw = drawNoise(this.rng, B, den.size * den.size * den.channels, cfg.objective, this.schedule);
     const drop = new DropoutStream(this.rng.nextU32());
     const parts: tf.Scalar[] = [];
