@@ -17,7 +17,7 @@ import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
 import { artifactSha256, buildLatentCache } from './latent-cache.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
-import { assertFitsInMemory } from './memory.js';
+import { assertFitsInMemory, trainingDevice } from './memory.js';
 import { resolveModel } from './model.js';
 import { shardListSha256, TrainingSession, type StepResult } from './trainer.js';
 
@@ -90,7 +90,7 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
   const codec = await createLatentCodec(config.codec);
   try {
     const { spec } = await resolveModel(config, codec);
-    assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
+    assertFitsInMemory(config, spec.text, spec.denoiser, trainingDevice(backend));
     const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
     if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
     const latentShardUris = codec.sha256 === null ? undefined : input.latentShardUris ?? await cacheLatents(storage, input.datasetShardUris, codec, config.resolution, input.signal);
