@@ -6,7 +6,7 @@
  * holds the same shard file):
  *
  *   latents/<vae sha256[:16]>-<resolution>px/shards/<dataset shard sha256>.parquet   (latent-shard.ts)
- *   latents/<vae sha256[:16]>-<resolution>px/manifests/<sha256 of the shard sha256 list>[:32].json
+ *   latents/<vae sha256[:16]>-<resolution>px/manifests/<sha256 of the shard list (sha256 + URI)>[:32].json
  *
  * A latent shard's path is a pure function of (VAE files, resolution, source shard content), and
  * each row carries the sha256 of the image bytes it was encoded from. Shards are written atomically,
@@ -90,7 +90,7 @@ export function latentShardUri(storage: ArtifactStorage, dir: string, sourceSha2
 }
 
 export function latentManifestUri(storage: ArtifactStorage, dir: string, shards: readonly SourceShard[]): string {
-  return storage.child(dir, 'manifests', `${sha256Hex(shards.map((s) => s.sha256).join('\n')).slice(0, 32)}.json`);
+  return storage.child(dir, 'manifests', `${sha256Hex(shards.map((s) => `${s.sha256} ${s.uri}\n`).join('')).slice(0, 32)}.json`);
 }
 
 /** sha256 of a stored artifact (streamed from disk for local files). */
