@@ -14,6 +14,7 @@ import type { TrainingConfig } from './config.js';
 import { ShardSampleStream } from './data-loader.js';
 import { runDenoiser } from './denoiser.js';
 import { NonFiniteLossError } from './errors.js';
+import { variableGrads } from './gradients.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
 import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
@@ -190,7 +191,7 @@ export class TrainingSession {
     const out = tf.tidy(() => {
       const xt = noisyLatents(x0, draw);
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
-      const { value, grads } = tf.variableGrads(() => {
+      const { value, grads } = variableGrads(() => {
         const context = encodeText(this.params, this.spec.text, tokens, drop);
         const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
         const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective);
