@@ -6,7 +6,7 @@
 import { ConfigError, MissingFileError } from '../infra/errors.js';
 import { sha256Hex } from '../infra/hash.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
-import { parseManifest, type DatasetManifest } from '../datasets/shards/manifest.js';
+import { InvalidManifestError, manifestShardUris, parseManifest, type DatasetManifest } from '../datasets/shards/manifest.js';
 import { writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
 
@@ -39,6 +39,15 @@ export async function resolveDatasetRef(deps: ActivityDeps, ref: string): Promis
   const text = await deps.storage.readText(uri);
   const manifest = parseManifest(text, uri);
   return { pin: { datasetId: manifest.id, manifestUri: uri, manifestSha256: sha256Hex(text) }, manifest };
+}
+
+/** The shards of a pinned dataset version (URI and sha256, manifest order); the manifest must still have the pinned hash. */
+export async function pinnedShards(deps: ActivityDeps, pin: DatasetPin): Promise<{ uri: string; sha256: string }[]> {
+  const text = await deps.storage.readText(pin.manifestUri);
+  if (sha256Hex(text) !== pin.manifestSha256) throw new InvalidManifestError(pin.manifestUri, `its sha256 is no longer ${pin.manifestSha256}, the version this run trains on`);
+  const manifest = parseManifest(text, pin.manifestUri);
+  const uris = manifestShardUris(deps.storage, manifest);
+  return manifest.shards.map((s, i) => ({ uri: uris[i]!, sha256: s.sha256 }));
 }
 
 /**

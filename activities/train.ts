@@ -15,6 +15,8 @@
  *   returns the recorded checkpoint; a retry after a killed worker resumes from the newest
  *   checkpoint. On cancellation (or worker shutdown) it checkpoints, records, then rethrows the
  *   cancellation. Retry: everything but the training errors (EmptyDatasetError, ...).
+ * - buildLatentCache (kiln-gpu, activities/latent-cache.ts): a VAE run's latents, once per dataset
+ *   version; trainChunk's `latentCache` names the result and the chunk reads latents from it.
  * - recordFinalCheckpoint (kiln-io): the newest checkpoint of a run, recorded in lineage (used when
  *   a run is cancelled or fails).
  * - finishTrainingRun (kiln-io): closes the `${jobId}/train` lineage run with its result.
@@ -30,7 +32,7 @@ import { assertSafeSegment } from '../infra/storage.js';
 import { sha256Hex } from '../infra/hash.js';
 import { EmptyDatasetError } from '../training/errors.js';
 import { assertVaeFiles } from '../training/vae-files.js';
-import { InvalidManifestError, manifestShardUris, parseManifest } from '../datasets/shards/manifest.js';
+import { InvalidManifestError } from '../datasets/shards/manifest.js';
 import { listCheckpoints, readCheckpointState, TENSOR_FILES } from '../training/checkpoint.js';
 import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../training/config.js';
 import { learningRateAt } from '../training/lr-schedule.js';
@@ -41,11 +43,13 @@ import { activityContext, withRun } from './run-lifecycle.js';
 import { createEvalActivities, evalPointFromRecord, resolveStoppingMetric, type EvalPoint, type TrainEvalOptions } from './eval.js';
 import { metricMode, STOPPING_METRICS } from '../eval/early-stopping.js';
 import { createTrainReportActivities } from './train-report.js';
-import { linkIfRecorded, pad9, resolveDatasetRef, writeRunArtifact, type DatasetPin } from './run-artifacts.js';
+import { createLatentCacheActivities, type LatentCacheRef } from './latent-cache.js';
+import { linkIfRecorded, pad9, pinnedShards, resolveDatasetRef, writeRunArtifact, type DatasetPin } from './run-artifacts.js';
 
 export type { EvalPoint, TrainEvalOptions, EvaluateTrainingResult } from './eval.js';
 export type { BestCheckpoint } from './train-report.js';
 export type { DatasetPin } from './run-artifacts.js';
+export type { LatentCacheRef } from './latent-cache.js';
 
 export interface PrepareTrainingInput {
   jobId: string;
@@ -81,6 +85,8 @@ export interface TrainChunkInput {
   dataset: DatasetPin;
   fromStep: number;
   steps: number;
+  /** With a VAE codec: the dataset's latent cache (buildLatentCache); the chunk reads latents from it. */
+  latentCache?: LatentCacheRef | null;
 }
 
 export interface TrainChunkSummary {
@@ -122,9 +128,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
 
   /** Shard URIs of the pinned dataset version; the manifest must still have the pinned hash. */
   async function pinnedShardUris(pin: DatasetPin): Promise<string[]> {
-    const text = await storage.readText(pin.manifestUri);
-    if (sha256Hex(text) !== pin.manifestSha256) throw new InvalidManifestError(pin.manifestUri, `its sha256 is no longer ${pin.manifestSha256}, the version this run trains on`);
-    return manifestShardUris(storage, parseManifest(text, pin.manifestUri));
+    return (await pinnedShards(deps, pin)).map((s) => s.uri);
   }
 
   /** Record a checkpoint's four files as produced by `runId`. */
@@ -161,6 +165,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
   return {
     ...createEvalActivities(deps),
     ...createTrainReportActivities(deps),
+    ...createLatentCacheActivities(deps),
 
     /** Validate, pin the dataset, start the `${jobId}/train` lineage run; see the module comment. */
     async prepareTrainingRun(input: PrepareTrainingInput): Promise<PreparedTraining> {
@@ -216,13 +221,19 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const progress = new Map<number, StepResult>();
       return withRun(deps, {
         id: runId, jobId: input.jobId, stage: 'train.chunk',
-        params: { runUri: input.runUri, fromStep: input.fromStep, steps: input.steps, dataset: input.dataset.datasetId, config: input.config },
+        params: { runUri: input.runUri, fromStep: input.fromStep, steps: input.steps, dataset: input.dataset.datasetId, config: input.config, latentCache: input.latentCache?.manifestUri ?? null },
         environment: { ...env, attempt, resumedFromStep: resumedFrom?.step ?? 0, ...(previousHeartbeat !== undefined ? { previousAttemptHeartbeat: previousHeartbeat } : {}) },
       }, async (run) => {
         linkIfRecorded(deps, runId, input.dataset.manifestUri, 'consumed');
         if (resumedFrom) for (const f of [...TENSOR_FILES, 'state.json']) linkIfRecorded(deps, runId, storage.child(resumedFrom.uri, f), 'consumed');
+        let latentShardUris: string[] | undefined;
+        if (input.latentCache) {
+          const { readLatentCacheManifest } = await import('../training/latent-cache.js');
+          latentShardUris = (await readLatentCacheManifest(storage, input.latentCache.manifestUri, input.latentCache.sha256, shardUris)).shards.map((s) => s.uri);
+          linkIfRecorded(deps, runId, input.latentCache.manifestUri, 'consumed');
+        }
         const r = await runTrainingChunk({
-          storage, runUri: input.runUri, config: input.config, datasetShardUris: shardUris, fromStep: input.fromStep, steps: input.steps,
+          storage, runUri: input.runUri, config: input.config, datasetShardUris: shardUris, latentShardUris, fromStep: input.fromStep, steps: input.steps,
           signal: ctx?.cancellationSignal,
           onProgress: async (p) => {
             progress.set(p.step, p);

@@ -15,7 +15,15 @@
  * Kiln's loader alone, measured separately.
  *
  * With `--vae <dir>` every backend also runs in that ONNX VAE's latent space (codec `{ vae: dir }`,
- * denoiser patch size divided by the VAE factor so the token count stays the same).
+ * denoiser patch size divided by the VAE factor so the token count stays the same). The latents are
+ * encoded once into the latent cache before the timed steps (`cache ms`), as the train workflow does.
+ *
+ * `--configs dit-s2-256` runs the realistic preset (training/presets.ts) at micro-batch 4 without
+ * accumulation (a full optimiser step of 2048 samples is 512 such micro-batches): it needs
+ * `--vae <dir>` with an SD-style VAE (f = 8, 4 channels); `python bench/make_bench_vae.py <dir>`
+ * writes a random-weight one. Its text tower is CLIP-L-sized and trains from scratch (byte
+ * vocabulary): the same compute as CLIP-L's, 38M fewer embedding parameters. PyTorch's copy trains
+ * on random 32x32x4 latents.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -26,7 +34,9 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { selectTfBackend, type TfBackendName } from '../infra/tfjs-backend.js';
 import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } from '../training/config.js';
-import { ShardSampleStream } from '../training/data-loader.js';
+import { ShardSampleStream, type LoaderOptions } from '../training/data-loader.js';
+import { artifactSha256, buildLatentCache } from '../training/latent-cache.js';
+import { createLatentCodec } from '../training/latent-codec.js';
 import { TrainingSession } from '../training/trainer.js';
 import { colorRows, tempStorage, writeFixtureShard } from '../test/training/shard-fixtures.js';
 
@@ -39,7 +49,10 @@ const CONFIGS: Record<string, TrainingConfigInput> = {
     textEncoder: { width: 256, depth: 2, heads: 4 },
     optim: { microBatchSize: 8 },
   },
+  'dit-s2-256': { preset: 'dit-s2-256', totalSteps: 1000, optim: { microBatchSize: 4, gradAccumSteps: 1 } },
 };
+/** Configs that are a preset in a VAE latent space already (no pixel-space variant). */
+const latentOnly = (name: string) => CONFIGS[name]?.preset !== undefined;
 
 interface ProfileRow { op: string; ms: number; calls: number }
 
@@ -55,6 +68,8 @@ interface BenchRow {
   msPerStep: number;
   dataMsPerStep?: number;
   checkpointMs?: number;
+  /** Building the latent cache (VAE runs only). */
+  cacheMs?: number;
   peakRssMiB: number;
   parameters: number;
   finalLoss: number;
@@ -74,6 +89,10 @@ function benchConfig(name: string, vae: string): TrainingConfig {
   if (!base) throw new Error(`unknown config ${name} (have ${Object.keys(CONFIGS).join(', ')})`);
   // The PyTorch reference trains epsilon + PRX (unit targets, every sample): pin Kiln to the same update.
   const same = { ...base, objective: { ...base.objective, prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null } };
+  if (latentOnly(name)) {
+    if (!vae) throw new Error(`config ${name} trains in a VAE latent space: pass --vae <dir> (python bench/make_bench_vae.py <dir> writes one)`);
+    return resolveTrainingConfig({ ...same, codec: { vae } });
+  }
   return resolveTrainingConfig(vae ? { ...same, codec: { vae }, denoiser: { ...base.denoiser, patchSize: (base.denoiser?.patchSize ?? 4) / 2 } } : same);
 }
 
@@ -85,7 +104,17 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
     await writeFixtureShard(storage, shards[0]!, await colorRows('0', 32, 11), 8);
     await writeFixtureShard(storage, shards[1]!, await colorRows('1', 32, 11), 8);
     const config = benchConfig(configName, vae);
-    const session = await TrainingSession.open({ storage, runUri: storage.uri('runs', 'bench'), config, shardUris: shards, backend: choice });
+    const codec = await createLatentCodec(config.codec);
+    let latents: LoaderOptions['latents'];
+    let cacheMs: number | undefined;
+    if (codec.sha256 !== null) {
+      const h0 = performance.now();
+      const built = await buildLatentCache({ storage, shards: await Promise.all(shards.map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) }))), codec, resolution: config.resolution });
+      cacheMs = performance.now() - h0;
+      const side = config.resolution / codec.downsample;
+      latents = { shardUris: built.manifest.shards.map((x) => x.uri), vaeSha256: codec.sha256, shape: [side, side, codec.channels] };
+    }
+    const session = await TrainingSession.open({ storage, runUri: storage.uri('runs', 'bench'), config, shardUris: shards, latentShardUris: latents?.shardUris, backend: choice, codec });
     try {
       for (let i = 0; i < warmup; i++) await session.trainStep(null);
       const t0 = performance.now();
@@ -112,7 +141,7 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
       const checkpointMs = performance.now() - c0;
       // Data cost alone: decode the same number of samples without training.
       const batch = config.optim.microBatchSize * config.optim.gradAccumSteps;
-      const stream = new ShardSampleStream(storage, shards, { seed: 1, captionColumn: 'caption', resolution: config.resolution });
+      const stream = new ShardSampleStream(storage, shards, { seed: 1, captionColumn: 'caption', resolution: config.resolution, latents });
       const d0 = performance.now();
       for (let i = 0; i < steps; i++) await stream.nextBatch(batch);
       const dataMsPerStep = (performance.now() - d0) / steps;
@@ -120,11 +149,12 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
       return {
         impl: 'kiln', config: configName, backend: choice.name, codec: session.codec.name, steps, batch,
         stepsPerSec: steps / elapsed, samplesPerSec: (steps * batch) / elapsed, msPerStep: (elapsed * 1000) / steps,
-        dataMsPerStep, checkpointMs, peakRssMiB: process.resourceUsage().maxRSS / 1024,
+        dataMsPerStep, checkpointMs, ...(cacheMs !== undefined ? { cacheMs } : {}), peakRssMiB: process.resourceUsage().maxRSS / 1024,
         parameters: session.params.count(), finalLoss: loss, ...prof,
       };
     } finally {
       session.dispose();
+      await codec.dispose();
     }
   } finally {
     await cleanup();
@@ -139,16 +169,19 @@ function referencePython(): string {
   if (!hasTorch()) {
     console.error('[bench] installing torch==2.13.0 (CPU) into .venv-bench (one-time, needs PyPI)');
     if (!existsSync(python)) spawnSync(process.env.KILN_PYTHON ?? 'python3', ['-m', 'venv', venv], { stdio: 'inherit' });
-    spawnSync(resolve(venv, 'bin', 'pip'), ['install', '--disable-pip-version-check', '-q', 'torch==2.13.0', 'numpy'], { stdio: 'inherit' });
+    // PyTorch's CPU wheel index: PyPI's default Linux wheel pulls ~2.5 GB of CUDA libraries.
+    spawnSync(resolve(venv, 'bin', 'pip'), ['install', '--disable-pip-version-check', '-q', '--index-url', 'https://download.pytorch.org/whl/cpu', '--extra-index-url', 'https://pypi.org/simple', 'torch==2.13.0', 'numpy'], { stdio: 'inherit' });
     if (!hasTorch()) throw new Error('could not install torch into .venv-bench');
   }
   return python;
 }
 
-function runReference(configName: string, steps: number, warmup: number, profile: boolean): BenchRow {
-  const c = benchConfig(configName, '');
+function runReference(configName: string, steps: number, warmup: number, profile: boolean, vae: string): BenchRow {
+  const c = benchConfig(configName, latentOnly(configName) ? vae : '');
+  // A preset's VAE latent (SD-style: f = 8, 4 channels), as random tensors; pixel space otherwise.
+  const [size, channels] = latentOnly(configName) ? [c.resolution / 8, 4] : [c.resolution, 3];
   const config = {
-    denoiser: { ...c.denoiser, size: c.resolution, channels: 3 },
+    denoiser: { ...c.denoiser, size, channels },
     text: { ...c.textEncoder, vocabSize: 259 },
     optim: c.optim,
     objective: c.objective,
@@ -159,7 +192,7 @@ function runReference(configName: string, steps: number, warmup: number, profile
   const res = spawnSync(referencePython(), [resolve('bench/train_reference.py'), JSON.stringify({ config, steps, warmup, profile })], { encoding: 'utf8', maxBuffer: 1 << 22, env });
   if (res.status !== 0) throw new Error(`bench/train_reference.py failed: ${res.stderr.slice(-2000)}`);
   const row = JSON.parse(res.stdout.trim().split('\n').pop()!) as Omit<BenchRow, 'config' | 'backend' | 'codec'>;
-  return { ...row, config: configName, backend: 'pytorch-cpu', codec: 'identity' };
+  return { ...row, config: configName, backend: 'pytorch-cpu', codec: latentOnly(configName) ? 'random latents' : 'identity' };
 }
 
 async function main(): Promise<void> {
@@ -177,18 +210,18 @@ async function main(): Promise<void> {
   console.log(`load average before: ${load()}; ${steps} timed steps after ${warmup} warmup; configs ${configs.join(', ')}`);
   const rows: BenchRow[] = [];
   for (const configName of configs) {
-    const c = benchConfig(configName, '');
+    const c = benchConfig(configName, latentOnly(configName) ? vae : '');
     console.log(`\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`);
     if (!flag('no-reference')) {
       try {
-        const row = runReference(configName, steps, warmup, profile);
+        const row = runReference(configName, steps, warmup, profile, vae);
         rows.push(row);
         console.log(JSON.stringify(row));
       } catch (err) {
         console.log(`pytorch: not available (${(err as Error).message.split('\n')[0]})`);
       }
     }
-    const variants = backends.flatMap((b) => (vae ? [[b, ''], [b, vae]] : [[b, '']]) as [TfBackendName, string][]);
+    const variants = backends.flatMap((b) => (latentOnly(configName) ? [[b, vae]] : vae ? [[b, ''], [b, vae]] : [[b, '']]) as [TfBackendName, string][]);
     for (const [backend, codec] of variants) {
       try {
         const { stdout } = await promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url), '--only', backend, '--config', configName, '--steps', String(steps), '--warmup', String(warmup), ...(codec ? ['--vae', codec] : []), ...(profile ? ['--profile'] : [])], { maxBuffer: 1 << 22 });
@@ -201,13 +234,13 @@ async function main(): Promise<void> {
     }
   }
   console.log(`\nload average after: ${load()}`);
-  console.log('\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | peak RSS MiB | RSS x PyTorch |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | cache ms | peak RSS MiB | RSS x PyTorch |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     const ref = rows.find((x) => x.impl === 'pytorch' && x.config === r.config);
     const ratio = ref ? (r.stepsPerSec / ref.stepsPerSec).toFixed(2) : '-';
     const rss = ref ? (r.peakRssMiB / ref.peakRssMiB).toFixed(2) : '-';
-    console.log(`| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} |`);
+    console.log(`| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} |`);
   }
   for (const r of rows.filter((x) => x.profile)) {
     console.log(`\ntop kernels, one step: ${r.config} ${r.impl} ${r.backend} (sum of all ${r.profileTotalMs!.toFixed(0)} ms; step ${r.msPerStep.toFixed(0)} ms)`);

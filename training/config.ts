@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
+import { mergeConfig, PRESET_NAMES, PRESET_REQUIREMENTS, TRAINING_PRESETS, type TrainingPresetName } from './presets.js';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
@@ -130,6 +131,8 @@ const runtimeSchema = z.object({
 }).strict();
 
 export const trainingConfigSchema = z.object({
+  /** A named preset (presets.ts) whose values come before the recipe's defaults; the config's own values win. */
+  preset: z.enum(PRESET_NAMES).nullable().default(null),
   seed: z.number().int().min(0).max(0xffffffff).default(0),
   /** Length of the LR schedule (recipe warmup/constant/decay fractions are of this). */
   totalSteps: positiveInt.default(1000),
@@ -161,12 +164,18 @@ export type TrainingConfigInput = z.input<typeof trainingConfigSchema>;
 
 /** Fill defaults and validate; throws `ConfigError` naming every bad field. */
 export function resolveTrainingConfig(input: TrainingConfigInput = {}): TrainingConfig {
-  const parsed = trainingConfigSchema.safeParse(input);
+  const preset = (input as { preset?: unknown }).preset;
+  const merged = typeof preset === 'string' && preset in TRAINING_PRESETS ? mergeConfig(TRAINING_PRESETS[preset as TrainingPresetName], input) : input;
+  const parsed = trainingConfigSchema.safeParse(merged);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new ConfigError(`training config is invalid: ${problems}`, 'fix the named fields (see training/config.ts for each field and its default).');
   }
   const cfg = parsed.data;
+  if (cfg.preset && PRESET_REQUIREMENTS[cfg.preset].vae && cfg.codec === 'identity') {
+    throw new ConfigError(`training config preset ${cfg.preset} trains in a VAE's latent space, and codec is "identity"`,
+      'set codec to { vae: "<dir>" }: an SD-style VAE exported with optimum-cli export onnx (see README, "Latent space").');
+  }
   if (cfg.objective.prxTargets === 'auto') cfg.objective.prxTargets = cfg.codec === 'identity' ? 'off' : 'unit';
   const checks: [boolean, string][] = [
     [cfg.resolution % cfg.denoiser.patchSize === 0, `resolution ${cfg.resolution} is not a multiple of denoiser.patchSize ${cfg.denoiser.patchSize}`],

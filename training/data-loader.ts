@@ -7,10 +7,17 @@
  * by Rng(seed, 'row-groups', e, shard) and rows within each row group by Rng(seed, 'rows', e,
  * shard, row group). `row` counts rows (of any status) consumed in that shard's permuted order, so
  * the position never depends on decoding results.
+ *
+ * With a latent cache (`latents`: one latent shard per dataset shard, row-aligned, latent-cache.ts)
+ * the stream reads each row group's key/caption/status from the dataset shard and the same rows'
+ * latents from the cache shard instead of decoding images: same order, same positions, and a batch
+ * holds latents [n, h, w, c] instead of pixels.
  */
 import type { ArtifactStorage } from '../infra/storage.js';
 import { EmptyDatasetError } from './errors.js';
+import { ConfigError } from '../infra/errors.js';
 import { decodeTrainingImage } from './image-decode.js';
+import { openLatentShard, type LatentRow, type LatentShardReader } from './latent-shard.js';
 import { openShardRowGroups, type ShardRowGroups, type TrainingRows } from './parquet-rows.js';
 import { Rng } from './rng.js';
 
@@ -24,7 +31,7 @@ export interface DataPosition {
 export interface SampleBatch {
   keys: string[];
   captions: string[];
-  /** [n, resolution, resolution, 3] row-major, values in [-1, 1]. */
+  /** Pixels [n, resolution, resolution, 3] row-major in [-1, 1], or with a latent cache latents [n, h, w, c]. */
   images: Float32Array;
 }
 
@@ -34,12 +41,16 @@ export interface LoaderOptions {
   resolution: number;
   /** Read and decode the next batch while the current one trains (one batch size per stream). */
   prefetch?: boolean;
+  /** Train from a latent cache: latent shard URIs aligned with the dataset's shard URIs, and what they must hold. */
+  latents?: { shardUris: readonly string[]; vaeSha256: string; shape: [number, number, number] };
 }
 
 interface Candidate {
   key: string;
   caption: string;
-  bytes: Uint8Array;
+  /** Image bytes to decode, or (with a latent cache) the cached latent; null: undecodable image. */
+  bytes?: Uint8Array;
+  latent?: Float32Array | null;
 }
 
 export interface LoaderStats {
@@ -51,11 +62,14 @@ export interface LoaderStats {
 
 interface OpenShard {
   reader: ShardRowGroups;
+  latents: LatentShardReader | null;
+  /** File-order start row of each row group (by row-group index). */
+  fileStart: number[];
   total: number;
   /** Row-group indexes in this epoch's order and the permuted-row start of each. */
   groupOrder: Uint32Array;
   groupStart: number[];
-  loaded: { slot: number; rows: TrainingRows; order: Uint32Array } | null;
+  loaded: { slot: number; rows: TrainingRows; latents: LatentRow[] | null; order: Uint32Array } | null;
 }
 
 export class ShardSampleStream {
@@ -76,6 +90,7 @@ export class ShardSampleStream {
 
   constructor(private readonly storage: ArtifactStorage, private readonly shardUris: readonly string[], private readonly o: LoaderOptions, start: DataPosition = { epoch: 0, shard: 0, row: 0 }) {
     if (shardUris.length === 0) throw new EmptyDatasetError('the dataset has no shards to train on');
+    if (o.latents && o.latents.shardUris.length !== shardUris.length) throw new RangeError(`${o.latents.shardUris.length} latent shards for ${shardUris.length} dataset shards`);
     if (start.shard < 0 || start.shard >= shardUris.length || start.row < 0 || start.epoch < 0) {
       throw new RangeError(`data position ${JSON.stringify(start)} is outside a dataset of ${shardUris.length} shards`);
     }
@@ -118,14 +133,15 @@ export class ShardSampleStream {
 
   /** Read rows in order until `n` images decode; decodes of a round run in parallel (sharp's threads). */
   private async readBatch(n: number): Promise<{ batch: SampleBatch; pos: DataPosition }> {
-    const px = this.o.resolution * this.o.resolution * 3;
+    const shape = this.o.latents?.shape ?? [this.o.resolution, this.o.resolution, 3];
+    const px = shape[0] * shape[1] * shape[2];
     const batch: SampleBatch = { keys: [], captions: [], images: new Float32Array(n * px) };
     while (batch.keys.length < n) {
       // Exactly as many candidate rows as samples still missing, so no row past the n-th
       // decodable one is consumed (the same rows as decoding one at a time).
       const candidates: Candidate[] = [];
       for (let need = n - batch.keys.length; candidates.length < need;) candidates.push(await this.nextCandidate());
-      const images = await Promise.all(candidates.map((c) => decodeTrainingImage(c.bytes, this.o.resolution)));
+      const images = await Promise.all(candidates.map((c) => (c.latent !== undefined ? c.latent : decodeTrainingImage(c.bytes!, this.o.resolution))));
       candidates.forEach((c, i) => {
         const image = images[i];
         if (!image) {
@@ -159,27 +175,41 @@ export class ShardSampleStream {
       if (shard.loaded?.slot !== slot) {
         const group = shard.groupOrder[slot]!;
         const rows = await shard.reader.readRowGroup(group);
+        const latents = shard.latents ? await shard.latents.read(shard.fileStart[group]!, rows.keys.length) : null;
+        if (latents?.some((l, k) => l.key !== rows.keys[k])) throw this.cacheMismatch(shard, `row keys of row group ${group} differ`);
         const shardIndex = this.shardOrder[this.pos.shard]!;
-        shard.loaded = { slot, rows, order: Rng.derive(this.o.seed, 'rows', this.pos.epoch, shardIndex, group).permutation(rows.keys.length) };
+        shard.loaded = { slot, rows, latents, order: Rng.derive(this.o.seed, 'rows', this.pos.epoch, shardIndex, group).permutation(rows.keys.length) };
       }
-      const { rows, order } = shard.loaded;
+      const { rows, latents, order } = shard.loaded;
       const i = order[r - shard.groupStart[slot]!]!;
       this.pos.row += 1;
       this.stats.rowsScanned += 1;
       const bytes = rows.images[i];
-      if (rows.statuses[i] !== 'success' || !bytes || bytes.byteLength === 0) {
+      const usable = latents ? latents[i]!.imageSha256 !== null : !!bytes && bytes.byteLength > 0;
+      if (rows.statuses[i] !== 'success' || !usable) {
         this.stats.skippedNotSuccess += 1;
         continue;
       }
       this.visitYields += 1;
-      return { key: rows.keys[i]!, caption: rows.captions[i] ?? '', bytes };
+      const caption = rows.captions[i] ?? '';
+      return latents ? { key: rows.keys[i]!, caption, latent: latents[i]!.latent } : { key: rows.keys[i]!, caption, bytes: bytes! };
     }
   }
 
   private async openShard(): Promise<OpenShard> {
     const shardIndex = this.shardOrder[this.pos.shard]!;
-    const reader = await openShardRowGroups(this.storage, this.shardUris[shardIndex]!, this.o.captionColumn);
+    const cache = this.o.latents;
+    const reader = await openShardRowGroups(this.storage, this.shardUris[shardIndex]!, this.o.captionColumn, { images: !cache });
+    let latents: LatentShardReader | null;
+    try {
+      latents = cache ? await openLatentShard(this.storage, cache.shardUris[shardIndex]!) : null;
+    } catch (err) {
+      reader.close();
+      throw err;
+    }
     const sizes = reader.rowGroupSizes;
+    const fileStart: number[] = [];
+    sizes.reduce((start, n) => (fileStart.push(start), start + n), 0);
     const groupOrder = Rng.derive(this.o.seed, 'row-groups', this.pos.epoch, shardIndex).permutation(sizes.length);
     const groupStart: number[] = [];
     let total = 0;
@@ -187,15 +217,28 @@ export class ShardSampleStream {
       groupStart.push(total);
       total += sizes[g]!;
     }
-    if (this.pos.row > total) {
+    const shard: OpenShard = { reader, latents, fileStart, total, groupOrder, groupStart, loaded: null };
+    const m = latents?.meta;
+    const problem = this.pos.row > total ? new RangeError(`data position row ${this.pos.row} is past the ${total} rows of shard ${this.shardUris[shardIndex]}`)
+      : latents && latents.rows !== total ? this.cacheMismatch(shard, `it has ${latents.rows} rows, the dataset shard ${total}`)
+        : m && (m.vaeSha256 !== cache!.vaeSha256 || m.shape.join(',') !== cache!.shape.join(',')) ? this.cacheMismatch(shard, `it holds ${m.shape.join('x')} latents of VAE ${m.vaeSha256.slice(0, 12)}, not ${cache!.shape.join('x')} of ${cache!.vaeSha256.slice(0, 12)}`)
+          : null;
+    if (problem) {
       reader.close();
-      throw new RangeError(`data position row ${this.pos.row} is past the ${total} rows of shard ${this.shardUris[shardIndex]}`);
+      latents?.close();
+      throw problem;
     }
-    return { reader, total, groupOrder, groupStart, loaded: null };
+    return shard;
+  }
+
+  private cacheMismatch(shard: OpenShard, what: string): ConfigError {
+    return new ConfigError(`latent cache shard ${shard.latents?.uri} does not match dataset shard ${shard.reader.uri}: ${what}`,
+      'remove the latent cache directory (latents/ under the data root) and rerun: the cache is rebuilt from the dataset.');
   }
 
   private finishShard(): void {
     this.current?.reader.close();
+    this.current?.latents?.close();
     this.current = null;
     this.emptyVisits = this.visitYields === 0 ? this.emptyVisits + 1 : 0;
     this.visitYields = 0;
@@ -221,6 +264,7 @@ export class ShardSampleStream {
     this.ahead = null;
     const release = () => {
       this.current?.reader.close();
+      this.current?.latents?.close();
       this.current = null;
     };
     if (pending) void pending.then(release, release);

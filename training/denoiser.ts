@@ -123,18 +123,22 @@ export function runDenoiser(store: ParamStore, s: DenoiserShape, inp: DenoiserIn
   const c = lin(silu(lin(timestepFeatures(inp.timesteps, s.timestepFeatures), 't_embed.fc1')), 't_embed.fc2');
   const cAct = silu(c);
   for (let i = 0; i < s.depth; i++) {
-    const b = `blocks.${i}`;
-    const mods = tf.split(lin(cAct, `${b}.adaln`).reshape([B, 1, 6 * D]), 6, 2);
-    const [shift1, scale1, gate1, shift2, scale2, gate2] = mods as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-    const h = tf.add(tf.mul(layerNorm(x, null, null, LN_EPS), tf.add(scale1, 1)), shift1);
-    const sa = lin(attention(lin(h, `${b}.attn.q`), lin(h, `${b}.attn.k`), lin(h, `${b}.attn.v`), s.heads), `${b}.attn.out`);
-    x = tf.add(x, tf.mul(gate1, dropout(sa, s.dropout, rng)));
-    const hc = layerNorm(x, w(`${b}.norm_cross.weight`), w(`${b}.norm_cross.bias`), LN_EPS);
-    const ca = attention(lin(hc, `${b}.cross.q`), lin(inp.context, `${b}.cross.k`), lin(inp.context, `${b}.cross.v`), s.heads, inp.contextMask);
-    x = tf.add(x, dropout(lin(ca, `${b}.cross.out`), s.dropout, rng));
-    const h2 = tf.add(tf.mul(layerNorm(x, null, null, LN_EPS), tf.add(scale2, 1)), shift2);
-    const m = lin(dropout(gelu(lin(h2, `${b}.mlp.fc1`)), s.dropout, rng), `${b}.mlp.fc2`);
-    x = tf.add(x, tf.mul(gate2, dropout(m, s.dropout, rng)));
+    // One scope per block: intermediates the backward pass does not need (tfjs keeps a clone of
+    // what it does need) go now, not at the end of the forward pass.
+    x = tf.tidy(() => {
+      const b = `blocks.${i}`;
+      const mods = tf.split(lin(cAct, `${b}.adaln`).reshape([B, 1, 6 * D]), 6, 2);
+      const [shift1, scale1, gate1, shift2, scale2, gate2] = mods as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+      const h = tf.add(tf.mul(layerNorm(x, null, null, LN_EPS), tf.add(scale1, 1)), shift1);
+      const sa = lin(attention(lin(h, `${b}.attn.q`), lin(h, `${b}.attn.k`), lin(h, `${b}.attn.v`), s.heads), `${b}.attn.out`);
+      const x1 = tf.add(x, tf.mul(gate1, dropout(sa, s.dropout, rng)));
+      const hc = layerNorm(x1, w(`${b}.norm_cross.weight`), w(`${b}.norm_cross.bias`), LN_EPS);
+      const ca = attention(lin(hc, `${b}.cross.q`), lin(inp.context, `${b}.cross.k`), lin(inp.context, `${b}.cross.v`), s.heads, inp.contextMask);
+      const x2 = tf.add(x1, dropout(lin(ca, `${b}.cross.out`), s.dropout, rng));
+      const h2 = tf.add(tf.mul(layerNorm(x2, null, null, LN_EPS), tf.add(scale2, 1)), shift2);
+      const m = lin(dropout(gelu(lin(h2, `${b}.mlp.fc1`)), s.dropout, rng), `${b}.mlp.fc2`);
+      return tf.add(x2, tf.mul(gate2, dropout(m, s.dropout, rng)));
+    });
   }
   const [shiftF, scaleF] = tf.split(lin(cAct, 'final.adaln').reshape([B, 1, 2 * D]), 2, 2) as [tf.Tensor, tf.Tensor];
   const out = lin(tf.add(tf.mul(layerNorm(x, null, null, LN_EPS), tf.add(scaleF, 1)), shiftF), 'final.linear');

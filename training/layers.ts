@@ -67,7 +67,8 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor
     save([xhat, rstd]);
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      // In its own scope: the temporaries go as soon as the gradients exist (training/gradients.ts frees as it walks).
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [xh, rs] = saved as [tf.Tensor, tf.Tensor];
         const gy = g ? tf.mul(dy, g) : dy;
         const dx = tf.mul(rs, tf.sub(tf.sub(gy, tf.mean(gy, lastAxis, true)), tf.mul(xh, tf.mean(tf.mul(gy, xh), lastAxis, true))));
@@ -75,7 +76,7 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor
         if (g) grads.push(tf.sum(tf.mul(dy, xh), outer));
         if (b) grads.push(tf.sum(dy, outer));
         return grads;
-      },
+      }),
     };
   });
   return norm(...inputs);
@@ -94,11 +95,11 @@ export function gelu(x: tf.Tensor): tf.Tensor {
     save([xIn, cdf]);
     return {
       value: tf.mul(xIn, cdf),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [xs, c] = saved as [tf.Tensor, tf.Tensor];
         const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
         return [tf.mul(dy, tf.add(c, tf.mul(xs, pdf)))];
-      },
+      }),
     };
   });
   return f(x);

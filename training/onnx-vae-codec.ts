@@ -114,12 +114,14 @@ export class OnnxVaeCodec implements LatentCodec {
   readonly channels: number;
   readonly downsample: number;
 
+  /** The ONNX Runtime sessions, created on first use: a chunk that reads the latent cache never loads the VAE's weights. */
+  private sessions: Promise<{ encoder: Ort.InferenceSession; decoder: Ort.InferenceSession }> | null = null;
+
   private constructor(
     readonly info: VaeInfo,
     readonly device: OnnxDeviceChoice,
     private readonly ort: typeof Ort,
-    private readonly encoder: Ort.InferenceSession,
-    private readonly decoder: Ort.InferenceSession,
+    private readonly options: Ort.InferenceSession.SessionOptions,
     private readonly batchSize: number,
   ) {
     this.name = `onnx-vae:${basename(info.dir)}`;
@@ -128,7 +130,7 @@ export class OnnxVaeCodec implements LatentCodec {
     this.downsample = info.downsample;
   }
 
-  /** Validate the directory, read its configs and hashes, and create both ONNX Runtime sessions. */
+  /** Validate the directory and read its configs and hashes; the ONNX Runtime sessions are created on first encode or decode. */
   static async open(dir: string, opts: OnnxVaeOptions = {}): Promise<OnnxVaeCodec> {
     const info = await readVaeDir(dir);
     const ort = await import('onnxruntime-node');
@@ -138,6 +140,11 @@ export class OnnxVaeCodec implements LatentCodec {
       executionProviders: [device.device],
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     };
+    return new OnnxVaeCodec(info, device, ort, options, Math.max(1, opts.batchSize ?? 8));
+  }
+
+  private loadSessions(): Promise<{ encoder: Ort.InferenceSession; decoder: Ort.InferenceSession }> {
+    const { ort, info, options } = this;
     const load = async (file: string, input: string, output: string): Promise<Ort.InferenceSession> => {
       const path = join(info.dir, file);
       const session = await ort.InferenceSession.create(path, options).catch((err: unknown) => {
@@ -150,14 +157,16 @@ export class OnnxVaeCodec implements LatentCodec {
       }
       return session;
     };
-    const encoder = await load('vae_encoder/model.onnx', ENCODER_INPUT, ENCODER_OUTPUT);
-    try {
-      const decoder = await load('vae_decoder/model.onnx', DECODER_INPUT, DECODER_OUTPUT);
-      return new OnnxVaeCodec(info, device, ort, encoder, decoder, Math.max(1, opts.batchSize ?? 8));
-    } catch (err) {
-      await encoder.release();
-      throw err;
-    }
+    this.sessions ??= (async () => {
+      const encoder = await load('vae_encoder/model.onnx', ENCODER_INPUT, ENCODER_OUTPUT);
+      try {
+        return { encoder, decoder: await load('vae_decoder/model.onnx', DECODER_INPUT, DECODER_OUTPUT) };
+      } catch (err) {
+        await encoder.release();
+        throw err;
+      }
+    })();
+    return this.sessions;
   }
 
   async encode(images: tf.Tensor4D): Promise<tf.Tensor4D> {
@@ -175,7 +184,7 @@ export class OnnxVaeCodec implements LatentCodec {
     for (let s = 0; s < B; s += this.batchSize) {
       const n = Math.min(this.batchSize, B - s);
       const x = new this.ort.Tensor('float32', input.subarray(s * 3 * H * W, (s + n) * 3 * H * W), [n, 3, H, W]);
-      const moments = await this.run(this.encoder, ENCODER_INPUT, x, ENCODER_OUTPUT, [n, 2 * this.channels, h, w]);
+      const moments = await this.run((await this.loadSessions()).encoder, ENCODER_INPUT, x, ENCODER_OUTPUT, [n, 2 * this.channels, h, w]);
       // moments per sample: [mean (C planes), logvar (C planes)]; keep the mean.
       for (let i = 0; i < n; i++) {
         const from = i * 2 * plane;
@@ -201,7 +210,7 @@ export class OnnxVaeCodec implements LatentCodec {
     for (let s = 0; s < B; s += this.batchSize) {
       const n = Math.min(this.batchSize, B - s);
       const x = new this.ort.Tensor('float32', z.subarray(s * plane, (s + n) * plane), [n, C, h, w]);
-      out.set(await this.run(this.decoder, DECODER_INPUT, x, DECODER_OUTPUT, [n, 3, H, W]), s * 3 * H * W);
+      out.set(await this.run((await this.loadSessions()).decoder, DECODER_INPUT, x, DECODER_OUTPUT, [n, 3, H, W]), s * 3 * H * W);
     }
     return nhwc(out, [B, 3, H, W]);
   }
@@ -216,8 +225,10 @@ export class OnnxVaeCodec implements LatentCodec {
   }
 
   async dispose(): Promise<void> {
-    await this.encoder.release();
-    await this.decoder.release();
+    const sessions = await this.sessions?.catch(() => null);
+    this.sessions = null;
+    await sessions?.encoder.release();
+    await sessions?.decoder.release();
   }
 }
 

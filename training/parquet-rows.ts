@@ -27,9 +27,14 @@ export interface ShardRowGroups {
   close(): void;
 }
 
-/** Open a shard for row-group reads of the training columns; checks the columns exist. */
-export async function openShardRowGroups(storage: ArtifactStorage, uri: string, captionColumn: string): Promise<ShardRowGroups> {
-  const columns = ['key', captionColumn, 'status', 'jpg'];
+/**
+ * Open a shard for row-group reads of the training columns; checks the columns exist. Without a
+ * caption column, captions are null; with `images: false` (training from a latent cache) the image
+ * bytes are not read and `images` holds nulls.
+ */
+export async function openShardRowGroups(storage: ArtifactStorage, uri: string, captionColumn: string | null, opts: { images?: boolean } = {}): Promise<ShardRowGroups> {
+  const withImages = opts.images ?? true;
+  const columns = ['key', ...(captionColumn ? [captionColumn] : []), 'status', ...(withImages ? ['jpg'] : [])];
   // A file-backed Blob reads only the byte ranges asked for (footer, then one row group's columns).
   const blob = uri.startsWith('file://') ? await openAsBlob(storage.localPath(uri)) : new Blob([await storage.read(uri)]);
   let file: ParquetFile | null = await ParquetFile.fromFile(blob);
@@ -39,7 +44,7 @@ export async function openShardRowGroups(storage: ArtifactStorage, uri: string, 
   if (missing.length > 0) {
     file?.free();
     throw new ConfigError(`shard ${uri} has no column(s) ${missing.join(', ')} (it has ${names.join(', ')})`,
-      missing.includes(captionColumn) && captionColumn !== 'caption'
+      captionColumn && missing.includes(captionColumn) && captionColumn !== 'caption'
         ? `train on a dataset version that has ${captionColumn} (run the caption stage), or set data.captionColumn to "caption".`
         : 'train on shards written by the Kiln crawl/filter stages (datasets/shards/schema.ts).');
   }
@@ -63,24 +68,23 @@ function fieldNames(ipc: Uint8Array): string[] {
   return tableFromIPC(ipc).schema.fields.map((f) => f.name);
 }
 
-function toRows(table: Table, captionColumn: string): TrainingRows {
+function toRows(table: Table, captionColumn: string | null): TrainingRows {
   const col = (name: string) => {
     const c = table.getChild(name);
     if (!c) throw new Error(`column ${name} missing from row group`);
     return c;
   };
   const key = col('key');
-  const caption = col(captionColumn);
+  const caption = captionColumn ? col(captionColumn) : null;
   const status = col('status');
-  const jpg = col('jpg');
+  const jpg = table.getChild('jpg');
   const rows: TrainingRows = { keys: [], captions: [], statuses: [], images: [] };
   for (let i = 0; i < table.numRows; i++) {
     rows.keys.push(String(key.get(i)));
-    const c = caption.get(i) as string | null;
+    const c = caption?.get(i) as string | null | undefined;
     rows.captions.push(c === null || c === undefined ? null : String(c));
     rows.statuses.push(String(status.get(i)));
-    const img = jpg.get(i) as Uint8Array | null;
-    rows.images.push(img ?? null);
+    rows.images.push((jpg?.get(i) as Uint8Array | null | undefined) ?? null);
   }
   return rows;
 }

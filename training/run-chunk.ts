@@ -16,8 +16,9 @@ import { prxEnabled, resolveTrainingConfig, trainingIdentity, type TrainingConfi
 import { runPrxTargets, type PrxTargetStats } from './prx-targets.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
+import { artifactSha256, buildLatentCache } from './latent-cache.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
-import { assertFitsInMemory } from './memory.js';
+import { assertFitsInMemory, trainingDevice } from './memory.js';
 import { resolveModel } from './model.js';
 import { shardListSha256, TrainingSession, type StepResult } from './trainer.js';
 
@@ -28,6 +29,12 @@ export interface TrainingChunkInput {
   config: TrainingConfigInput;
   /** The dataset version's shard URIs, in manifest order (must not change within a run). */
   datasetShardUris: readonly string[];
+  /**
+   * With a VAE codec: the latent cache's shard URIs, aligned with `datasetShardUris` (the train
+   * workflow's buildLatentCache activity makes them). When absent, the chunk builds (or reuses) the
+   * cache itself before training.
+   */
+  latentShardUris?: readonly string[];
   /** Step the chunk starts from (0 for a new run); a checkpoint at this step must exist when > 0. */
   fromStep: number;
   /** Optimiser steps to train in this chunk. */
@@ -118,13 +125,14 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
   const codec = await createLatentCodec(config.codec);
   try {
     const { spec } = await resolveModel(config, codec);
-    assertFitsInMemory(config, spec.text, spec.denoiser, backend.name);
+    assertFitsInMemory(config, spec.text, spec.denoiser, trainingDevice(backend));
     const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
     if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
+    const latentShardUris = codec.sha256 === null ? undefined : input.latentShardUris ?? await cacheLatents(storage, input.datasetShardUris, codec, config.resolution, input.signal);
     const prxTargets = config.objective.prxTargets === 'measured' && prxEnabled(config)
       ? await runPrxTargets(storage, runUri, input.datasetShardUris, config, codec, shardListSha256(input.datasetShardUris))
       : undefined;
-    return await trainLoaded(input, config, backend, codec, checkpoint, latest?.uri ?? null, prxTargets);
+    return await trainLoaded({ ...input, latentShardUris }, config, backend, codec, checkpoint, latest?.uri ?? null, prxTargets);
   } finally {
     await codec.dispose();
   }
@@ -133,7 +141,7 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
 async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null, prxTargets: PrxTargetStats | undefined): Promise<TrainingChunkResult> {
   const { storage, runUri, fromStep, steps } = input;
   const target = fromStep + steps;
-  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, backend, checkpoint, codec, prxTargets });
+  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, latentShardUris: input.latentShardUris, backend, checkpoint, codec, prxTargets });
   try {
     const startStep = session.step;
     const trained: StepResult[] = [];
@@ -172,6 +180,13 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
   } finally {
     session.dispose();
   }
+}
+
+/** The latent cache of these shards (built where missing); the shards are hashed to find it. */
+async function cacheLatents(storage: ArtifactStorage, shardUris: readonly string[], codec: LatentCodec, resolution: number, signal?: AbortSignal): Promise<string[]> {
+  const shards = await Promise.all(shardUris.map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) })));
+  const built = await buildLatentCache({ storage, shards, codec, resolution, signal });
+  return built.manifest.shards.map((s) => s.uri);
 }
 
 async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {

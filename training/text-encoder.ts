@@ -76,17 +76,20 @@ export function encodeText(store: ParamStore, s: TextEncoderShape, tokens: Token
   const mask = attentionMask(tokens.mask, B, s.heads, L, L, s.causal);
   const act = s.activation === 'quick_gelu' ? quickGelu : gelu;
   for (let i = 0; i < s.depth; i++) {
-    const l = textLayerPrefix(i);
-    const w = (n: string) => store.get(`${l}.${n}`);
-    const h = layerNorm(x, w('layer_norm1.weight'), w('layer_norm1.bias'), s.layerNormEps);
-    const q = linear(h, w('self_attn.q_proj.weight'), w('self_attn.q_proj.bias'));
-    const k = linear(h, w('self_attn.k_proj.weight'), w('self_attn.k_proj.bias'));
-    const v = linear(h, w('self_attn.v_proj.weight'), w('self_attn.v_proj.bias'));
-    const a = linear(attention(q, k, v, s.heads, mask), w('self_attn.out_proj.weight'), w('self_attn.out_proj.bias'));
-    x = tf.add(x, dropout(a, s.dropout, rng));
-    const h2 = layerNorm(x, w('layer_norm2.weight'), w('layer_norm2.bias'), s.layerNormEps);
-    const m = linear(act(linear(h2, w('mlp.fc1.weight'), w('mlp.fc1.bias'))), w('mlp.fc2.weight'), w('mlp.fc2.bias'));
-    x = tf.add(x, dropout(m, s.dropout, rng));
+    // One scope per layer: intermediates the backward pass does not need go now.
+    x = tf.tidy(() => {
+      const l = textLayerPrefix(i);
+      const w = (n: string) => store.get(`${l}.${n}`);
+      const h = layerNorm(x, w('layer_norm1.weight'), w('layer_norm1.bias'), s.layerNormEps);
+      const q = linear(h, w('self_attn.q_proj.weight'), w('self_attn.q_proj.bias'));
+      const k = linear(h, w('self_attn.k_proj.weight'), w('self_attn.k_proj.bias'));
+      const v = linear(h, w('self_attn.v_proj.weight'), w('self_attn.v_proj.bias'));
+      const a = linear(attention(q, k, v, s.heads, mask), w('self_attn.out_proj.weight'), w('self_attn.out_proj.bias'));
+      const x1 = tf.add(x, dropout(a, s.dropout, rng));
+      const h2 = layerNorm(x1, w('layer_norm2.weight'), w('layer_norm2.bias'), s.layerNormEps);
+      const m = linear(act(linear(h2, w('mlp.fc1.weight'), w('mlp.fc1.bias'))), w('mlp.fc2.weight'), w('mlp.fc2.bias'));
+      return tf.add(x1, dropout(m, s.dropout, rng));
+    });
   }
   return layerNorm(x, store.get(`${P}.final_layer_norm.weight`), store.get(`${P}.final_layer_norm.bias`), s.layerNormEps) as tf.Tensor3D;
 }

@@ -6,6 +6,7 @@
  * A x B draws), and the same state always produces the same next step.
  */
 import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../infra/errors.js';
 import { sha256Hex } from '../infra/hash.js';
 import type { ArtifactStorage } from '../infra/storage.js';
 import type { TfBackendChoice } from '../infra/tfjs-backend.js';
@@ -14,6 +15,7 @@ import type { TrainingConfig } from './config.js';
 import { ShardSampleStream } from './data-loader.js';
 import { runDenoiser } from './denoiser.js';
 import { NonFiniteLossError } from './errors.js';
+import { variableGrads } from './gradients.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
 import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
@@ -53,6 +55,8 @@ export interface SessionSource {
   codec?: LatentCodec;
   /** PRX targets measured from the data (prx-targets.ts), when `objective.prxTargets` is `measured`. */
   prxTargets?: MeasuredPrxTargets;
+  /** With a VAE codec: the latent cache's shards, aligned with `shardUris` (latent-cache.ts builds them). */
+  latentShardUris?: readonly string[];
 }
 
 export function shardListSha256(shardUris: readonly string[]): string {
@@ -95,11 +99,17 @@ export class TrainingSession {
       throw err;
     }
     const { spec, tokenizer } = resolved;
+    const den = spec.denoiser;
+    if (codec.sha256 !== null && !src.latentShardUris) {
+      if (ownsCodec) await codec.dispose();
+      throw new ConfigError(`codec ${codec.name} trains from a latent cache, and none was given`, 'pass latentShardUris (runTrainingChunk and the train workflow build the cache with buildLatentCache).');
+    }
     const optimizer = new AdamW(params, { beta1: cfg.optim.beta1, beta2: cfg.optim.beta2, eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay });
     const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
     const o = cfg.objective;
     const schedule = ddpmSchedule(o.betaSchedule, o.betaStart, o.betaEnd, o.trainTimesteps);
-    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true };
+    const latents = codec.sha256 !== null ? { shardUris: src.latentShardUris!, vaeSha256: codec.sha256, shape: [den.size, den.size, den.channels] as [number, number, number] } : undefined;
+    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true, latents };
     const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
     const session = new TrainingSession(src, spec, tokenizer, codec, ownsCodec, params, optimizer, ema, rng, data, schedule);
@@ -188,10 +198,8 @@ export class TrainingSession {
     const den = this.spec.denoiser;
     const { captions, draw } = drawMicroBatch(this.rng, batch.captions, den.size * den.size * den.channels, cfg.objective, this.schedule);
     const tokens = this.tokenizer.encode(captions);
-    const R = cfg.resolution;
-    const images = tf.tensor4d(batch.images, [B, R, R, 3]);
-    const x0 = await this.codec.encode(images);
-    images.dispose();
+    // Pixels (identity codec) or the latent cache's latents: the stream already holds the denoiser's input space.
+    const x0 = tf.tensor4d(batch.images, [B, den.size, den.size, den.channels]);
     const drop = new DropoutStream(dropoutKey);
     const parts: tf.Scalar[] = [];
     let prxGradShare = 0;
@@ -199,7 +207,7 @@ export class TrainingSession {
     const out = tf.tidy(() => {
       const xt = noisyLatents(x0, draw);
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
-      const { value, grads } = tf.variableGrads(() => {
+      const { value, grads } = variableGrads(() => {
         const context = encodeText(this.params, this.spec.text, tokens, drop);
         const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
         const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective, this.src.prxTargets);

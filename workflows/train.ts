@@ -3,6 +3,9 @@
  *
  * 1. prepareTrainingRun (kiln-io) validates the input, pins the dataset manifest (sha256) and finds
  *    where a run of the same name stands (its newest checkpoint and earlier evaluations).
+ * 1b. With a frozen VAE (`config.codec = { vae }`), buildLatentCache (kiln-gpu) encodes the dataset
+ *    version's images once (resumable per shard, reused by later runs); every chunk then reads the
+ *    latents from that cache instead of encoding images at every step.
  * 2. Chunks of `chunkSteps` steps run as trainChunk activities on kiln-gpu; every chunk ends on a
  *    multiple of chunkSteps and writes a checkpoint. A chunk heartbeats {step, loss}; a killed
  *    worker's chunk is retried after the heartbeat timeout and resumes from the newest checkpoint.
@@ -28,7 +31,7 @@ import {
   ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, ContinueAsNew, continueAsNew,
   defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
-import type { BestCheckpoint, EvalPoint, FinalCheckpoint, PreparedTraining, TrainActivities, TrainEvalOptions } from '../activities/train.js';
+import type { BestCheckpoint, EvalPoint, FinalCheckpoint, LatentCacheRef, PreparedTraining, TrainActivities, TrainEvalOptions } from '../activities/train.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import type { EarlyStoppingDecision } from '../eval/early-stopping.js';
 import type { TrainingConfigInput } from '../training/config.js';
@@ -75,6 +78,8 @@ export interface TrainCarried {
   chunks: number;
   /** Workflow runs so far (1 + continue-as-new count). */
   runs: number;
+  /** The dataset's latent cache when training with a VAE codec. */
+  latentCache?: LatentCacheRef | null;
 }
 
 export interface TrainProgress {
@@ -127,6 +132,11 @@ function activities(input: TrainWorkflowInput) {
   };
 }
 
+/** A frozen VAE codec (`{ vae: dir }`) trains from a latent cache. */
+function usesVae(config: TrainingConfigInput): boolean {
+  return typeof config.codec === 'object' && config.codec !== null;
+}
+
 function configError(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`train: ${message}`, 'ConfigError');
 }
@@ -151,7 +161,11 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
         jobId, runName: input.runName ?? jobId, dataset: datasetRef, config: input.config ?? {}, totalSteps: input.totalSteps,
         chunkSteps: input.chunkSteps, eval: input.eval,
       });
-      s = { jobId, prepared, step: prepared.startStep, evals: prepared.evals, decision: null, lastLoss: null, chunks: 0, runs: 1 };
+      s = { jobId, prepared, step: prepared.startStep, evals: prepared.evals, decision: null, lastLoss: null, chunks: 0, runs: 1, latentCache: null };
+      if (usesVae(prepared.config)) {
+        phase = 'caching latents';
+        s.latentCache = await acts.chunk.buildLatentCache({ jobId, dataset: prepared.dataset, config: prepared.config });
+      }
     }
     const st = s;
     const { runUri, totalSteps, config, dataset } = st.prepared;
@@ -164,7 +178,7 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
       }
       phase = 'training';
       const target = Math.min(totalSteps, (Math.floor(st.step / K) + 1) * K);
-      const r = await acts.chunk.trainChunk({ jobId, runUri, config, dataset, fromStep: st.step, steps: target - st.step });
+      const r = await acts.chunk.trainChunk({ jobId, runUri, config, dataset, fromStep: st.step, steps: target - st.step, latentCache: st.latentCache ?? null });
       st.step = r.step;
       st.lastLoss = r.lastLoss ?? st.lastLoss;
       st.chunks++;

@@ -38,6 +38,7 @@ import { tempDir, temporalBinary, testConfig, uniqueId } from '../helpers/env.js
 
 const EXTRACTOR = join(PROJECT_ROOT, 'fixtures', 'eval', 'fid-tiny');
 const CLIP = join(PROJECT_ROOT, 'fixtures', 'models', 'clip-tiny');
+const VAE = join(PROJECT_ROOT, 'fixtures', 'models', 'tiny-vae');
 /** Keep only the newest checkpoint (plus the best): retention must not drop the best one. */
 const CONFIG: TrainingConfigInput = { ...TEST_CONFIG, checkpoint: { keepLast: 1 } };
 /** The backend the in-process workers train on (and record in lineage). */
@@ -255,6 +256,50 @@ describe('trainWorkflow (Temporal)', () => {
     assert.equal(straight.runs, 2, 'continued as new once');
     assert.equal(straight.best.selectedBy, 'final-step');
     assert.equal(straight.finalCheckpoint!.step, 6);
+  });
+
+  it('a VAE run caches the dataset\'s latents once (lineage: dataset version + VAE -> latent cache -> chunk); a second run reuses the cache', async () => {
+    const vaeConfig: TrainingConfigInput = { ...CONFIG, codec: { vae: VAE }, denoiser: { ...CONFIG.denoiser, patchSize: 2 } };
+    const run = async (runName: string) => {
+      const handle = await start({ dataset: 'tiny@v1', runName, config: vaeConfig, totalSteps: 2, chunkSteps: 2 });
+      const r = await withWorkers([await workers()], () => handle.result()) as TrainWorkflowResult;
+      await replay(handle);
+      return r;
+    };
+    const first = await run('vae-first');
+    const second = await run('vae-second');
+    assert.equal(first.finalStep, 2);
+    assert.equal(second.finalCheckpoint!.step, 2);
+    const store = lineage();
+    try {
+      type Cache = { manifestUri: string; sha256: string; vae: string; vaeSha256: string; shards: number; encodedShards: number; reusedShards: number };
+      const cacheRun = (jobId: string) => store.getRun(`${jobId}/latents`)!;
+      const a = cacheRun(first.jobId).result as Cache;
+      const b = cacheRun(second.jobId).result as Cache;
+      assert.deepEqual([a.shards, a.encodedShards, a.reusedShards], [2, 2, 0]);
+      assert.deepEqual([b.encodedShards, b.reusedShards], [0, 2], 'the second run encodes nothing');
+      assert.deepEqual([b.manifestUri, b.sha256], [a.manifestUri, a.sha256]);
+      assert.equal(a.vae, 'onnx-vae:tiny-vae');
+      // Lineage: the cache run consumed the dataset version's manifest and produced the shards + manifest (with the VAE's hash).
+      const manifestUri = new DatasetLayout(storage, 'tiny', 1).manifestUri;
+      assert.ok(store.artifactsOfRun(`${first.jobId}/latents`, 'consumed').some((x) => x.uri === manifestUri));
+      const produced = store.artifactsOfRun(`${first.jobId}/latents`, 'produced');
+      assert.equal(produced.filter((x) => x.kind === 'latent-shard').length, 2);
+      const cache = produced.find((x) => x.kind === 'latent-cache')!;
+      assert.equal(cache.uri, a.manifestUri);
+      assert.equal(cache.sha256, a.sha256);
+      assert.equal((cache.metadata as { vaeSha256: string }).vaeSha256, a.vaeSha256);
+      assert.equal((cache.metadata as { datasetManifestUri: string }).datasetManifestUri, manifestUri);
+      // Each chunk consumed the cache, and the checkpoint records the same VAE.
+      for (const r of [first, second]) {
+        assert.ok(store.artifactsOfRun(`${r.jobId}/train/chunk-2`, 'consumed').some((x) => x.uri === a.manifestUri));
+        const state = JSON.parse(readFileSync(file(storage.child(r.finalCheckpoint!.checkpointUri, 'state.json')), 'utf8')) as { codecSha256: string };
+        assert.equal(state.codecSha256, a.vaeSha256);
+      }
+    } finally {
+      store.close();
+    }
+    assert.deepEqual(second.finalCheckpoint!.sha256s, first.finalCheckpoint!.sha256s, 'same config and data: the two runs train to the same bytes');
   });
 
   it('evaluateTrainingCheckpoint against a reference directory; a repeat reuses the recorded evaluation', async () => {
