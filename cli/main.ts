@@ -10,6 +10,7 @@ import { registerStatus } from './commands/status.js';
 import { registerLineage } from './commands/lineage.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSchedule } from './commands/schedule.js';
+import { registerModels } from './commands/models.js';
 
 const ENV_HELP = `
 Environment:
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerLineage(program);
   registerDemo(program);
   registerSchedule(program);
+  registerModels(program);
   return program;
 }
 

@@ -57,6 +57,9 @@ if [ ! -f "$NPM_STAMP" ] || [ "$(cat "$NPM_STAMP")" != "$NPM_HASH" ]; then
   echo "$NPM_HASH" > "$NPM_STAMP"
 fi
 
+# --- models venv: `kiln models import` and the model/fixture scripts (scripts/setup-models.sh) ---
+bash scripts/setup-models.sh
+
 # --- native JPEG addon (optional): the crawler's fast path -------------------------------------
 # infra/imaging/native: libjpeg-turbo decode + resize + encode in one native call, about a quarter
 # of sharp's CPU per JPEG. Without it the crawler uses sharp for every image (correct, slower). Needs
