@@ -38,6 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torchvision_shim  # noqa: E402,F401  (before transformers)
+
 ENCODER = "encoder_model.onnx"
 CROSS_KV = "decoder_cross_kv.onnx"
 DECODER = "decoder_with_past_xkv.onnx"
