@@ -7,7 +7,7 @@
  *     [--captioner-dir fixtures/models/vit-gpt2-tiny] [--batch-sizes 1,8,32] [--pairs 256]
  *     [--captions 64] [--max-new-tokens 20] [--threads 2] [--image-size 256x192]
  *     [--repeat 3] [--only all|clip|caption] [--num-beams 1] [--preprocess-threads N]
- *     [--python .venv-fixtures/bin/python] [--no-reference]
+ *     [--python .venv-models/bin/python] [--no-reference]
  *
  * Images are synthetic JPEGs (seeded gradients + noise at --image-size) written to a temp dir so both
  * implementations decode, resize and normalise the same bytes inside the timed region. Each
@@ -41,7 +41,7 @@ const nCaptions = Number(arg('captions', '64'));
 const maxNewTokens = Number(arg('max-new-tokens', '20'));
 const threads = Number(arg('threads', '2'));
 const [imgW, imgH] = arg('image-size', '256x192').split('x').map(Number) as [number, number];
-const python = resolve(arg('python', '.venv-fixtures/bin/python'));
+const python = resolve(arg('python', '.venv-models/bin/python'));
 const repeat = Number(arg('repeat', '3'));
 const only = arg('only', 'all'); // all | clip | caption
 const numBeams = Number(arg('num-beams', '1'));

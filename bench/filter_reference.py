@@ -4,7 +4,7 @@ transformers on PyTorch (CPU), same model directory, same JPEG bytes, same threa
 
 Prints one JSON line: {"rows": [{"task", "batch", "value", "cpu_ms"}], "versions": {...}} (cpu_ms: process
 CPU time per item, all threads).
-Needs torch + transformers + pillow (the fixtures venv: .venv-fixtures/bin/python).
+Needs torch + transformers + pillow (the models venv: .venv-models/bin/python, installed by setup).
 """
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ import json
 import time
 from pathlib import Path
 
-import torch
-from PIL import Image
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "models"))
+import torchvision_shim  # noqa: E402,F401  (before transformers: see the module)
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def best_of(repeat: int, fn) -> tuple[float, float]:
@@ -54,11 +58,13 @@ def clip_pairs_per_s(args, images: list[bytes], captions: list[str], batch: int)
 
 
 def captions_per_s(args, images: list[bytes], batch: int) -> tuple[float, float]:
-    from transformers import AutoTokenizer, VisionEncoderDecoderModel, ViTImageProcessor
+    from transformers import (AutoTokenizer, BlipForConditionalGeneration, BlipImageProcessor, VisionEncoderDecoderModel,
+                              ViTImageProcessor)
 
-    proc = ViTImageProcessor.from_pretrained(args.captioner_dir)
+    blip = json.loads((Path(args.captioner_dir) / "config.json").read_text()).get("model_type") == "blip"
+    proc = (BlipImageProcessor if blip else ViTImageProcessor).from_pretrained(args.captioner_dir)
     tok = AutoTokenizer.from_pretrained(args.captioner_dir)
-    model = VisionEncoderDecoderModel.from_pretrained(args.captioner_dir).eval()
+    model = (BlipForConditionalGeneration if blip else VisionEncoderDecoderModel).from_pretrained(args.captioner_dir).eval()
 
     def caption(imgs: list[bytes]) -> list[str]:
         out: list[str] = []

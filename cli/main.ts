@@ -11,6 +11,7 @@ import { registerJobCommands } from './commands/jobs.js';
 import { registerLineage } from './commands/lineage.js';
 import { registerDemo } from './commands/demo.js';
 import { registerSchedule } from './commands/schedule.js';
+import { registerModels } from './commands/models.js';
 
 const ENV_HELP = `
 Environment:
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerLineage(program);
   registerDemo(program);
   registerSchedule(program);
+  registerModels(program);
   return program;
 }
 

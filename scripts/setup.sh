@@ -68,6 +68,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "${KILN_NO_APT:-}"
     || say "could not install postgresql; the PostgreSQL lineage tests will fail (Fix: apt-get install postgresql)"
 fi
 
+# --- models venv: `kiln models import` and the model/fixture scripts (scripts/setup-models.sh) ---
+bash scripts/setup-models.sh
+
 # --- native JPEG addon (optional): the crawler's fast path -------------------------------------
 # infra/imaging/native: libjpeg-turbo decode + resize + encode in one native call, about a quarter
 # of sharp's CPU per JPEG. Without it the crawler uses sharp for every image (correct, slower). Needs

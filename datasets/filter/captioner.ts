@@ -1,7 +1,9 @@
 /**
- * Image captioning with an image-to-text encoder-decoder (ViT-GPT2 style VisionEncoderDecoder, as
- * `optimum-cli export onnx --task image-to-text-with-past` writes it: onnx/encoder_model.onnx +
- * onnx/decoder_model_merged.onnx) on ONNX Runtime. Beam search (numBeams > 1) is Kiln's port of
+ * Image captioning with an image-to-text encoder-decoder on ONNX Runtime: a ViT-GPT2 style
+ * VisionEncoderDecoder (as `optimum-cli export onnx --task image-to-text-with-past` writes it:
+ * onnx/encoder_model.onnx + onnx/decoder_model_merged.onnx), or BLIP (BlipForConditionalGeneration as
+ * scripts/models/export_blip.py writes it: the vision encoder and a decoder already split, so Kiln's
+ * loop always runs it, greedy and beams). The type comes from config.json (model-dir.ts captionerType). Beam search (numBeams > 1) is Kiln's port of
  * transformers' (beam-search.ts) driving the same ONNX sessions (beam-decoder.ts), batched over
  * images x beams. Greedy decoding (numBeams 1) uses transformers.js's generate(), or Kiln's greedy loop
  * when the directory has a cross-attention split (cross-kv-split.ts: the cross-attention keys/values
@@ -20,7 +22,7 @@ import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
 import { prefetchBatches } from './batches.js';
 import { EncoderDecoderLoop, modelSessions } from './beam-decoder.js';
 import { hasDecoderSplit, loadCrossKvSplit, splitCommand, type CaptionDecoderPath, type CrossKvSplit } from './cross-kv-split.js';
-import { checkModelDir, hashModelDir, readModelJson, type ModelFileHash } from './model-dir.js';
+import { captionerType, checkModelDir, hashModelDir, readModelJson, type CaptionerType, type ModelFileHash } from './model-dir.js';
 import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
 import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
 
@@ -51,7 +53,11 @@ export interface Captioner {
   readonly modelDir: string;
   readonly device: OnnxDeviceChoice;
   /** Effective options (lineage), with the decoder graphs the loop runs. */
-  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>> & { prompt: string | null; decoder: CaptionDecoderPath };
+  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>> & {
+    prompt: string | null; decoder: CaptionDecoderPath;
+    /** The architecture (config.json's model_type): `vit-gpt2` or `blip`. */
+    type: CaptionerType;
+  };
   /** One caption per image (throws if an image cannot be decoded: use captionRows for data rows). */
   caption(images: readonly Uint8Array[]): Promise<string[]>;
   /** Captions with per-row errors; null/undecodable rows get a null caption and a reason. */
@@ -69,6 +75,33 @@ interface GenerationFields {
 }
 interface DecoderConfig extends GenerationFields {
   decoder?: { bos_token_id?: number; eos_token_id?: number; n_head?: number; num_attention_heads?: number; n_embd?: number; hidden_size?: number };
+  /** BLIP: the text decoder's config (its generation fields are what BLIP's generate() uses). */
+  text_config?: GenerationFields & { sep_token_id?: number; num_attention_heads?: number; hidden_size?: number } & Record<string, unknown>;
+}
+
+/**
+ * Start / end / pad tokens and generation fields as transformers' generate() sees them. BLIP:
+ * BlipForConditionalGeneration.generate replaces the first token with text_config.bos_token_id and passes
+ * eos_token_id = text_config.sep_token_id, pad_token_id = text_config.pad_token_id to its text decoder,
+ * whose generation config comes from text_config. ViT-GPT2: generation_config.json when present, else config.json.
+ */
+const BLIP_TEXT_DEFAULTS = { bos_token_id: 30522, sep_token_id: 102, pad_token_id: 0 };
+
+function generationSetup(type: CaptionerType, config: DecoderConfig, genRaw: Record<string, unknown> | null) {
+  if (type === 'blip') {
+    // transformers saves only non-default fields: BlipTextConfig's defaults are bos 30522, sep 102, pad 0.
+    const tc = { ...BLIP_TEXT_DEFAULTS, ...(config.text_config ?? {}) };
+    return {
+      gen: tc as GenerationFields & Record<string, unknown>, source: 'config.json text_config', start: tc.bos_token_id,
+      eos: [tc.sep_token_id], pad: tc.pad_token_id,
+      loopConfig: { decoder: { num_attention_heads: tc.num_attention_heads, hidden_size: tc.hidden_size } },
+    };
+  }
+  const gen = (genRaw ?? config) as GenerationFields & Record<string, unknown>;
+  const start = gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
+  const eosRaw = gen.eos_token_id ?? config.eos_token_id ?? config.decoder?.eos_token_id;
+  const eos = eosRaw === undefined ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw];
+  return { gen, source: genRaw ? 'generation_config.json' : 'config.json', start, eos, pad: gen.pad_token_id ?? config.pad_token_id, loopConfig: config };
 }
 
 /** generation_config.json settings Kiln's beam search does not apply; a non-default value is refused. */
@@ -102,6 +135,7 @@ async function readGenerationConfig(dir: string): Promise<Record<string, unknown
  */
 export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): Promise<Captioner> {
   const modelDir = await checkModelDir(dir, 'captioner');
+  const type = await captionerType(modelDir);
   const maxNewTokens = positiveInt('maxNewTokens', opts.maxNewTokens ?? 30);
   const numBeams = positiveInt('numBeams', opts.numBeams ?? 1);
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 16);
@@ -109,9 +143,10 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const pool = preprocessPool(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
     `${modelDir}/preprocessor_config.json`, opts);
   const config = await readModelJson<DecoderConfig>(modelDir, 'config.json');
-  // transformers' generate() reads generation_config.json when present, else the model config.
-  const genRaw = await readGenerationConfig(modelDir);
-  const gen = (genRaw ?? config) as GenerationFields & Record<string, unknown>;
+  // transformers' generate() reads generation_config.json when present, else the model config (BLIP: text_config).
+  const genRaw = type === 'blip' ? null : await readGenerationConfig(modelDir);
+  const setup = generationSetup(type, config, genRaw);
+  const gen = setup.gen;
   const lengthPenalty = opts.lengthPenalty ?? gen.length_penalty ?? 1;
   const earlyStopping = opts.earlyStopping ?? gen.early_stopping ?? false;
   if (!Number.isFinite(lengthPenalty)) {
@@ -121,21 +156,20 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     throw new ConfigError(`earlyStopping is ${JSON.stringify(earlyStopping)}`, 'pass true, false (the default) or "never".');
   }
   const bad = Object.entries(UNSUPPORTED_FOR_BEAMS).filter(([k, isSet]) => isSet(gen[k])).map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
-  if (numBeams > 1) {
-    if (bad.length > 0) {
-      throw new ConfigError(`${modelDir}/${genRaw ? 'generation_config.json' : 'config.json'} sets ${bad.join(', ')}, which Kiln's beam search does not apply`,
-        'remove those settings from the model\'s generation config, or use numBeams 1 (greedy, transformers.js generate()).');
-    }
+  if (bad.length > 0 && (numBeams > 1 || type === 'blip')) {
+    throw new ConfigError(`${modelDir}/${setup.source} sets ${bad.join(', ')}, which Kiln's ${numBeams > 1 ? 'beam search' : 'decoding loop'} does not apply`,
+      type === 'blip'
+        ? 'remove those settings from text_config in the model\'s config.json (BLIP captions always run on Kiln\'s loop).'
+        : 'remove those settings from the model\'s generation config, or use numBeams 1 (greedy, transformers.js generate()).');
   }
   let hashes: Promise<ModelFileHash[]> | undefined;
   // A split is verified against the directory's hashes (computed once: lineage records them too).
   const splitPresent = hasDecoderSplit(modelDir);
-  const usesSplit = splitPresent && (numBeams > 1 || bad.length === 0);
+  const usesSplit = splitPresent && (numBeams > 1 || bad.length === 0 || type === 'blip');
   if (usesSplit) await (hashes = hashModelDir(modelDir));
   const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
-  const start = gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
-  const eosRaw = gen.eos_token_id ?? config.eos_token_id ?? config.decoder?.eos_token_id;
-  const eos = new Set<number>(eosRaw === undefined ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw]);
+  const start = setup.start;
+  const eos = new Set<number>(setup.eos);
   if (start === undefined) {
     throw new ConfigError(`${modelDir}/config.json has no decoder_start_token_id or bos_token_id`, 'export the captioner with a config that sets decoder_start_token_id.');
   }
@@ -154,26 +188,34 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     if (usesSplit) split = await loadCrossKvSplit(modelDir, await (hashes as Promise<ModelFileHash[]>), sessionOptions);
     if (split?.firstStep === 'split') encoder = await ort.InferenceSession.create(join(modelDir, ENCODER_FILE), sessionOptions);
     else model = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
-    if (numBeams > 1 || split) loop = new EncoderDecoderLoop(model ? modelSessions(model) : { encoder: encoder ?? undefined }, config, modelDir, split);
+    if (numBeams > 1 || split) loop = new EncoderDecoderLoop(model ? modelSessions(model) : { encoder: encoder ?? undefined }, setup.loopConfig, modelDir, split);
   } catch (err) {
     await release();
     throw err;
   }
   const decoder: CaptionDecoderPath = split
-    ? { path: 'split', files: split.files, reason: 'onnx/decoder_xkv.json matches the decoder: cross-attention keys/values computed once per batch' }
+    ? {
+      path: 'split', files: split.files,
+      reason: type === 'blip'
+        ? 'BLIP export (scripts/models/export_blip.py): cross-attention keys/values computed once per batch'
+        : 'onnx/decoder_xkv.json matches the decoder: cross-attention keys/values computed once per batch',
+    }
     : {
       path: 'merged', files: ['onnx/decoder_model_merged.onnx'],
       reason: splitPresent
         ? `the split is not used for greedy decoding with generation settings Kiln's loop does not apply (${bad.join(', ')}): transformers.js generate()`
         : `no onnx/decoder_xkv.json: cross-attention keys/values are recomputed at every step; ${splitCommand(modelDir)} splits them out (faster on CPU)`,
     };
-  // transformers pads with pad_token_id, else the first EOS (its `pad_token_id or eos_token_id[0]`).
-  const pad = gen.pad_token_id ?? config.pad_token_id ?? [...eos][0] ?? -1;
+  // Greedy: transformers pads with pad_token_id, set to the first EOS when unset. Beams fill the
+  // returned sequences with `pad_token_id or eos_token_id[0]` (Python's `or`: a pad id of 0, BLIP's,
+  // gives the EOS), -1 without an EOS.
+  const pad = setup.pad ?? [...eos][0] ?? -1;
+  const beamPad = eos.size === 0 ? -1 : pad !== 0 ? pad : ([...eos][0] as number);
 
   async function generate(batch: PixelBatch): Promise<number[][]> {
     const n = batch.dims[0];
     const prefix = [start as number, ...promptIds];
-    if (loop && numBeams > 1) return loop.generate(batch, prefix, { numBeams, maxNewTokens, eos: [...eos], pad, lengthPenalty, earlyStopping });
+    if (loop && numBeams > 1) return loop.generate(batch, prefix, { numBeams, maxNewTokens, eos: [...eos], pad: beamPad, lengthPenalty, earlyStopping });
     if (loop) return loop.greedy(batch, prefix, { maxNewTokens, eos: [...eos], pad });
     if (!model) throw new Error('captioner: no decoding loop and no transformers.js model (internal error)');
     const out = await model.generate({
@@ -198,7 +240,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const captioner: Captioner = {
     modelDir,
     device: rt.choice,
-    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, decoder },
+    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, decoder, type },
     async caption(images) {
       const res = await captioner.captionRows(images);
       const bad = res.errors.findIndex((e) => e !== null);

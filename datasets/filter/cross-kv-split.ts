@@ -34,11 +34,15 @@ export interface CaptionDecoderPath {
   reason: string;
 }
 
-/** What decoder_xkv.json holds (written by split_cross_attention.py, format 1). */
+/**
+ * What decoder_xkv.json holds (format 1): written by split_cross_attention.py (split from Optimum's
+ * merged decoder), or by an exporter that writes the split directly (export_blip.py: `source` null,
+ * there is no merged decoder, and the split decoder runs every step).
+ */
 interface SplitMeta {
   format: number;
-  source: string;
-  source_sha256: string;
+  source: string | null;
+  source_sha256: string | null;
   cross_kv: string;
   cross_kv_sha256: string;
   decoder: string;
@@ -53,9 +57,12 @@ interface SplitMeta {
 
 /** A split whose graphs or source decoder differ from what decoder_xkv.json records. */
 export class StaleDecoderSplitError extends ConfigError {
-  constructor(modelDir: string, detail: string) {
+  /** `exported`: the split came from an exporter (no merged decoder to fall back to). */
+  constructor(modelDir: string, detail: string, exported = false) {
     super(`${join(modelDir, SPLIT_META_FILE)} does not match the model directory (${detail})`,
-      `rerun ${splitCommand(modelDir)} to split the current decoder again, or delete ${SPLIT_META_FILE}, decoder_cross_kv.onnx and decoder_with_past_xkv.onnx under ${modelDir}/onnx to caption with the merged decoder (slower on CPU).`);
+      exported
+        ? `export the model again: \`kiln models import captioner <checkpoint dir> --out ${modelDir}\` (or \`python scripts/models/export_blip.py <checkpoint dir> --out ${modelDir}\`).`
+        : `rerun ${splitCommand(modelDir)} to split the current decoder again, or delete ${SPLIT_META_FILE}, decoder_cross_kv.onnx and decoder_with_past_xkv.onnx under ${modelDir}/onnx to caption with the merged decoder (slower on CPU).`);
   }
 }
 
@@ -93,11 +100,16 @@ export async function loadCrossKvSplit(modelDir: string, hashes: readonly ModelF
     throw new StaleDecoderSplitError(modelDir, `unknown format ${JSON.stringify(meta.format)}`);
   }
   const sha = new Map(hashes.map((h) => [h.path, h.sha256]));
-  if (meta.source !== MERGED_DECODER) throw new StaleDecoderSplitError(modelDir, `split from ${meta.source}, but Kiln runs ${MERGED_DECODER}`);
-  for (const [file, want] of [[meta.source, meta.source_sha256], [meta.cross_kv, meta.cross_kv_sha256], [meta.decoder, meta.decoder_sha256]] as const) {
+  const native = meta.source === null;
+  const stale = (detail: string) => new StaleDecoderSplitError(modelDir, detail, native);
+  if (native && meta.first_step !== 'split') throw stale('an exported split (no source decoder) must run the first step (first_step "split")');
+  if (!native && meta.source !== MERGED_DECODER) throw stale(`split from ${meta.source}, but Kiln runs ${MERGED_DECODER}`);
+  const recorded: [string, string | null][] = [[meta.cross_kv, meta.cross_kv_sha256], [meta.decoder, meta.decoder_sha256]];
+  if (!native) recorded.unshift([meta.source as string, meta.source_sha256]);
+  for (const [file, want] of recorded) {
     const have = sha.get(file);
-    if (have === undefined) throw new StaleDecoderSplitError(modelDir, `${file} is missing`);
-    if (have !== want) throw new StaleDecoderSplitError(modelDir, `${file} has sha256 ${have.slice(0, 12)}…, the split recorded ${want.slice(0, 12)}…`);
+    if (have === undefined) throw stale(`${file} is missing`);
+    if (have !== want) throw stale(`${file} has sha256 ${have.slice(0, 12)}…, the split recorded ${(want ?? 'nothing').slice(0, 12)}…`);
   }
   const crossKv = await ort.InferenceSession.create(join(modelDir, meta.cross_kv), options);
   let decoder: ort.InferenceSession;
@@ -110,13 +122,13 @@ export async function loadCrossKvSplit(modelDir: string, hashes: readonly ModelF
   const missing = meta.frontier.filter((f) => !crossKv.outputNames.includes(f.output) || !decoder.inputNames.includes(f.input));
   if (missing.length > 0) {
     await Promise.all([crossKv.release(), decoder.release()]);
-    throw new StaleDecoderSplitError(modelDir, `the graphs lack frontier tensors ${missing.slice(0, 3).map((f) => f.output).join(', ')}`);
+    throw stale(`the graphs lack frontier tensors ${missing.slice(0, 3).map((f) => f.output).join(', ')}`);
   }
   const frontier = meta.frontier.map((f) => ({ output: f.output, input: f.input, kind: f.kind ?? 'other' }));
   return {
     crossKv, decoder, frontier, firstStep: meta.first_step === 'split' ? 'split' : 'merged',
     perImage: meta.per_image === true && frontier.every((f) => f.kind !== 'other'),
-    files: [meta.cross_kv, meta.decoder, ...(meta.first_step === 'split' ? [] : [MERGED_DECODER])],
+    files: [meta.cross_kv, meta.decoder, ...(meta.first_step === 'split' || native ? [] : [MERGED_DECODER])],
     async release() { await Promise.all([crossKv.release(), decoder.release()]); },
   };
 }

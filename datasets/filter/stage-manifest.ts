@@ -104,7 +104,7 @@ export async function buildFilterManifest(
       captionSource: plan.policy.captionSource,
       topFractionCutoff,
       clip: model(plan.clip),
-      captioner: plan.captioner ? { ...model(plan.captioner), options: plan.captioner.options } : null,
+      captioner: plan.captioner ? { ...model(plan.captioner), options: plan.captioner.options, type: plan.captioner.type ?? 'vit-gpt2' } : null,
       device: plan.device,
       batchSize: plan.batchSize,
       executionProviders: totals.executionProviders,

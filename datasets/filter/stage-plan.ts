@@ -17,7 +17,7 @@ import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout, datasetVersionId } from '../shards/layout.js';
 import { claimVersion } from '../shards/version-claim.js';
 import { manifestShardUris, parseManifest } from '../shards/manifest.js';
-import { checkModelDir, hashModelDir, type ModelFileHash } from './model-dir.js';
+import { captionerType, checkModelDir, hashModelDir, type CaptionerType, type ModelFileHash } from './model-dir.js';
 import { positiveInt } from './runtime.js';
 import { selectionPolicy, type CaptionSource, type SelectionPolicy } from './selection.js';
 import { scoresDirUri } from './stage-scores.js';
@@ -63,7 +63,8 @@ export interface FilterPlan {
   source: { id: string; version: number; manifestUri: string; manifestSha256: string; rows: number; shards: PlannedSourceShard[] };
   policy: SelectionPolicy;
   clip: PlannedModel;
-  captioner: (PlannedModel & { options: PlannedCaptionOptions }) | null;
+  /** `type`: the captioner architecture (config.json's model_type; absent in plans made before BLIP support: vit-gpt2). */
+  captioner: (PlannedModel & { options: PlannedCaptionOptions; type?: CaptionerType }) | null;
   /** Throughput options (not in the fingerprint). */
   batchSize: number;
   device: OnnxDeviceRequest;
@@ -106,7 +107,7 @@ async function resolvePlan(storage: ArtifactStorage, spec: FilterPlanSpec): Prom
   const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
   const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
   const clip: PlannedModel = { dir: clipDir, files: await hashModelDir(clipDir) };
-  const captioner = captionerDir ? { dir: captionerDir, files: await hashModelDir(captionerDir), options } : null;
+  const captioner = captionerDir ? { dir: captionerDir, files: await hashModelDir(captionerDir), options, type: await captionerType(captionerDir) } : null;
 
   const sourceLayout = new DatasetLayout(storage, spec.datasetName, spec.sourceVersion);
   if (!(await storage.exists(sourceLayout.manifestUri))) {
