@@ -15,6 +15,7 @@
  *   in the shard's stats (`imageCodec`) and in the run's lineage environment.
  * - writeCrawlManifest: manifest.json + lineage dataset version. Idempotent.
  */
+import { temporalFailures } from './failures.js';
 import { pathToFileURL } from 'node:url';
 import { SHARD_SCHEMA_VERSION } from '../infra/constants.js';
 import { sha256Hex } from '../infra/hash.js';
@@ -104,7 +105,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
   const readPlan = async (name: string, version: number): Promise<CrawlPlan> =>
     JSON.parse(await storage.readText(new DatasetLayout(storage, name, version).planUri)) as CrawlPlan;
 
-  return {
+  return temporalFailures({
     /** Split the inputs into input shards and write plan.json (or find the matching plan). */
     async planCrawl(input: PlanCrawlInput): Promise<PlanCrawlResult> {
       const ctx = activityContext();
@@ -210,7 +211,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
         return result;
       }));
     },
-  };
+  });
 }
 
 export type CrawlActivities = ReturnType<typeof createCrawlActivities>;

@@ -21,6 +21,7 @@
  * Retry: everything but ConfigError, MissingFileError, ArtifactConflictError, ModelFilesChangedError,
  * InvalidManifestError, FilterIncompleteError, UnsafePathError (see workflows/filter.ts).
  */
+import { temporalFailures } from './failures.js';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sha256Hex } from '../infra/hash.js';
@@ -121,7 +122,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     }
   }
 
-  return {
+  return temporalFailures({
     /** Plan the run (or find the matching plan) and record the job, models and source it pins. */
     async planFilter(input: PlanFilterInput): Promise<PlanFilterResult> {
       const runId = `${input.jobId}/filter/plan`;
@@ -249,7 +250,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
         return result;
       }));
     },
-  };
+  });
 }
 
 export type FilterActivities = ReturnType<typeof createFilterActivities>;

@@ -20,6 +20,7 @@
  * createTrainActivities also returns the evaluation activities of activities/eval.ts and the
  * closing ones (best checkpoint, report) of activities/train-report.ts.
  */
+import { temporalFailures } from './failures.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
@@ -154,7 +155,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
     return uri;
   }
 
-  return {
+  return temporalFailures({
     ...createEvalActivities(deps),
     ...createTrainReportActivities(deps),
 
@@ -264,7 +265,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
     async finishTrainingRun(input: { jobId: string; status: 'completed' | 'failed' | 'cancelled'; result?: unknown; error?: string }): Promise<void> {
       lineage.finishRun(`${input.jobId}/train`, input.status, input.result, input.error);
     },
-  };
+  });
 }
 
 /**

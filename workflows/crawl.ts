@@ -103,14 +103,14 @@ export interface CrawlPageResult {
 
 export const crawlProgressQuery = defineQuery<CrawlProgress | null>('crawlProgress');
 
-const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['UrlListError', 'ShardsNotFinishedError'] });
+const retry = stageRetryPolicy({ maximumAttempts: 5 });
 /**
  * crawlShard: more attempts than the other activities. A shard whose attempts die with their worker
  * twice is crawled with sharp only (datasets/crawl/attempts.ts), but a worker crash also kills the
  * attempts of the shards running beside it, so a shard can lose attempts to its neighbours' crashes
  * before and after it falls back; 8 leaves room for that.
  */
-const shardRetry = stageRetryPolicy({ maximumAttempts: 8, nonRetryable: ['UrlListError', 'ShardsNotFinishedError'] });
+const shardRetry = stageRetryPolicy({ maximumAttempts: 8 });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
 /** writeCrawlManifest heartbeats every 5 s (activities/crawl.ts), so a killed worker's manifest step is retried within a minute. */

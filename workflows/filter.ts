@@ -122,7 +122,7 @@ export interface FilterPageResult { done: number; skipped: number; rowsScored: n
 
 export const filterProgressQuery = defineQuery<FilterProgress | null>('progress');
 
-const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['ModelFilesChangedError', 'FilterIncompleteError'] });
+const retry = stageRetryPolicy({ maximumAttempts: 5 });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
 /** planFilter heartbeats every 5 s (activities/filter.ts), so a killed worker's planning is retried within a minute. */

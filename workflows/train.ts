@@ -33,7 +33,7 @@ import type { createLineageActivities } from '../activities/lineage.js';
 import type { EarlyStoppingDecision } from '../eval/early-stopping.js';
 import type { TrainingConfigInput } from '../training/config.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
-import { stageRetryPolicy } from './retry.js';
+import { kilnFailure, stageRetryPolicy } from './retry.js';
 
 export interface TrainWorkflowInput {
   /** Dataset version: `name@vN`, `name` (newest recorded) or a manifest URI... */
@@ -108,10 +108,7 @@ export interface TrainWorkflowResult {
 
 export const trainProgressQuery = defineQuery<TrainProgress>('progress');
 
-const retry = stageRetryPolicy({
-  maximumAttempts: 10,
-  nonRetryable: ['EmptyDatasetError', 'ModelTooLargeError', 'NonFiniteLossError', 'CheckpointError', 'FeatureExtractorError', 'FeatureStatisticsError'],
-});
+const retry = stageRetryPolicy({ maximumAttempts: 10 });
 
 function activities(input: TrainWorkflowInput) {
   type Acts = TrainActivities & ReturnType<typeof createLineageActivities>;
@@ -128,7 +125,7 @@ function activities(input: TrainWorkflowInput) {
 }
 
 function configError(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(`train: ${message}`, 'ConfigError');
+  return kilnFailure('ConfigError', 'KILN_CONFIG', `train: ${message}`, 'fix the train input (kiln run train --help) and run it again.');
 }
 
 /** Train, evaluate, stop early, promote the best checkpoint, write the report; see the module comment. */
@@ -253,7 +250,7 @@ async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: strin
 function clearFailure(err: unknown): ApplicationFailure {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ message: cause.message, type: cause.type ?? 'Error', nonRetryable: true, cause: err instanceof Error ? err : undefined });
+    return ApplicationFailure.create({ message: cause.message, type: cause.type ?? 'Error', nonRetryable: true, details: cause.details ?? undefined, cause: err instanceof Error ? err : undefined });
   }
   if (err instanceof ApplicationFailure) return err;
   return ApplicationFailure.create({ message: err instanceof Error ? err.message : String(err), type: 'TrainingFailed', nonRetryable: true });
