@@ -10,11 +10,13 @@ import type { KilnActivities } from '../activities/index.js';
 import type { CrawlWorkflowInput, CrawlWorkflowResult } from './crawl.js';
 import { IO_QUEUE } from './queues.js';
 
-export type StageName = 'crawl' | 'filter' | 'train';
+export type StageName = 'crawl' | 'dedup' | 'filter' | 'train';
 
 export interface PipelineInput {
   name: string;
   crawl: CrawlWorkflowInput;
+  /** Exact dedup of image sha256 across the crawled version (dedupWorkflow input minus the source); omitted: no dedup. */
+  dedup?: Record<string, unknown>;
   /** Input of filterWorkflow minus the source dataset (filled from the crawl's result). */
   filter?: Record<string, unknown>;
   /** Input of trainWorkflow minus the dataset (filled from the last curation stage's result). */
@@ -47,12 +49,12 @@ const acts = proxyActivities<KilnActivities>({
   retry: { maximumAttempts: 10 },
 });
 
-const WORKFLOW_TYPE: Record<StageName, string> = { crawl: 'crawlWorkflow', filter: 'filterWorkflow', train: 'trainWorkflow' };
+const WORKFLOW_TYPE: Record<StageName, string> = { crawl: 'crawlWorkflow', dedup: 'dedupWorkflow', filter: 'filterWorkflow', train: 'trainWorkflow' };
 
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const { workflowId } = workflowInfo();
   const jobId = workflowId;
-  const planned: StageName[] = ['crawl', ...(input.filter ? ['filter' as const] : []), ...(input.train ? ['train' as const] : [])];
+  const planned: StageName[] = ['crawl', ...(input.dedup ? ['dedup' as const] : []), ...(input.filter ? ['filter' as const] : []), ...(input.train ? ['train' as const] : [])];
   const stages: StageSummary[] = planned.map((stage) => ({ stage, status: 'pending', jobId: `${jobId}.${stage}`, workflowId: `${workflowId}/${stage}` }));
   let current: PipelineProgress['stage'] = 'crawl';
   setHandler(pipelineProgressQuery, () => ({ stage: current, stages }));
@@ -80,9 +82,13 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   try {
     const crawl = await runStage<CrawlWorkflowResult & Record<string, unknown>>('crawl', { ...input.crawl });
     let dataset = { datasetName: crawl.datasetName, version: crawl.version, manifestUri: crawl.manifestUri };
+    if (input.dedup) {
+      const d = await runStage<{ datasetName: string; version: number; manifestUri: string }>('dedup', { ...input.dedup, datasetName: crawl.datasetName, sourceVersion: crawl.version });
+      dataset = { datasetName: d.datasetName, version: d.version, manifestUri: d.manifestUri };
+    }
     if (input.filter) {
       const f = await runStage<{ datasetName: string; version: number; manifestUri: string }>('filter', {
-        ...input.filter, datasetName: crawl.datasetName, sourceVersion: crawl.version,
+        ...input.filter, datasetName: crawl.datasetName, sourceVersion: dataset.version,
       });
       dataset = { datasetName: f.datasetName, version: f.version, manifestUri: f.manifestUri };
     }
