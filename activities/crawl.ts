@@ -15,16 +15,18 @@
  *   in the shard's stats (`imageCodec`) and in the run's lineage environment.
  * - writeCrawlManifest: manifest.json + lineage dataset version. Idempotent.
  */
+import { temporalFailures } from './failures.js';
 import { pathToFileURL } from 'node:url';
 import { SHARD_SCHEMA_VERSION } from '../infra/constants.js';
 import { sha256Hex } from '../infra/hash.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
-import { manifestShardUris, parseManifest, writeDatasetManifest } from '../datasets/shards/manifest.js';
-import { recordDatasetManifest } from './recorded-artifact.js';
+import { manifestShardUris } from '../datasets/shards/manifest.js';
+import { recordVersionManifest } from './stage-version.js';
 import { readShardRows } from '../datasets/shards/reader.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
-import { crawlShardToParquet, findFinishedShard, type FileRef } from '../datasets/crawl/crawl-shard.js';
+import { crawlShardToParquet } from '../datasets/crawl/crawl-shard.js';
+import { pendingShards, type FileRef } from '../datasets/shards/stage-shard.js';
 import { shardCodecDecision } from '../datasets/crawl/attempts.js';
 import { imageCodecEnvironment } from '../infra/imaging/native-jpeg.js';
 import { planCrawl, type CrawlPlan, type CrawlPlanSpec } from '../datasets/crawl/plan.js';
@@ -104,7 +106,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
   const readPlan = async (name: string, version: number): Promise<CrawlPlan> =>
     JSON.parse(await storage.readText(new DatasetLayout(storage, name, version).planUri)) as CrawlPlan;
 
-  return {
+  return temporalFailures({
     /** Split the inputs into input shards and write plan.json (or find the matching plan). */
     async planCrawl(input: PlanCrawlInput): Promise<PlanCrawlResult> {
       const ctx = activityContext();
@@ -140,12 +142,7 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
 
     /** Indices in [from, to) whose shard is not finished (stats present and Parquet of the recorded size). */
     async pendingCrawlShards(range: ShardRange): Promise<number[]> {
-      const layout = new DatasetLayout(storage, range.datasetName, range.version);
-      const pending: number[] = [];
-      for (let i = range.from; i < range.to; i++) {
-        if (!(await findFinishedShard(storage, layout, i, false))) pending.push(i);
-      }
-      return pending;
+      return pendingShards(storage, new DatasetLayout(storage, range.datasetName, range.version), range.from, range.to);
     },
 
     /** Position of the incremental-curation seen index; the workflow pins it before planning. */
@@ -192,25 +189,14 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const ctx = activityContext();
       const runId = `${input.jobId}/crawl/manifest`;
       return withHeartbeats(() => ({ phase: 'manifest' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.manifest', params: input }, async () => {
-        const layout = new DatasetLayout(storage, input.datasetName, input.version);
-        let ref: FileRef;
-        if (await storage.exists(layout.manifestUri)) {
-          const text = await storage.readText(layout.manifestUri);
-          parseManifest(text, layout.manifestUri);
-          ref = { uri: layout.manifestUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) };
-        } else {
-          const plan = await readPlan(input.datasetName, input.version);
-          const manifest = await buildCrawlManifest(storage, plan, (n) => ctx?.heartbeat({ shardsDone: n }));
-          ref = await writeDatasetManifest(storage, manifest);
-        }
-        const manifest = parseManifest(await storage.readText(layout.manifestUri), layout.manifestUri);
-        recordDatasetManifest(deps, runId, ref, manifest, manifestShardUris(storage, manifest));
+        const { ref, manifest } = await recordVersionManifest(deps, runId, input, async () =>
+          buildCrawlManifest(storage, await readPlan(input.datasetName, input.version), (n) => ctx?.heartbeat({ shardsDone: n })));
         await indexSeenItems(deps, manifest.id, input.jobId, manifestShardUris(storage, manifest));
         const result: CrawlManifestResult = { datasetId: manifest.id, manifest: ref, rows: manifest.rows, shards: manifest.shards.length, countsByStatus: manifest.countsByStatus ?? {} };
         return result;
       }));
     },
-  };
+  });
 }
 
 export type CrawlActivities = ReturnType<typeof createCrawlActivities>;

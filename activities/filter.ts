@@ -21,18 +21,20 @@
  * Retry: everything but ConfigError, MissingFileError, ArtifactConflictError, ModelFilesChangedError,
  * InvalidManifestError, FilterIncompleteError, UnsafePathError (see workflows/filter.ts).
  */
+import { temporalFailures } from './failures.js';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sha256Hex } from '../infra/hash.js';
 import { chooseOnnxDevice } from '../infra/onnx-runtime.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
-import { manifestShardUris, parseManifest, writeDatasetManifest } from '../datasets/shards/manifest.js';
 import { planFilter, readFilterPlan, type FilterPlan, type FilterPlanSpec } from '../datasets/filter/stage-plan.js';
 import { filterShard, findFinishedFilterShard, scoreShard, type FilterShardProgress } from '../datasets/filter/stage.js';
 import { buildFilterManifest, filterVersionCutoff } from '../datasets/filter/stage-manifest.js';
-import { readShardScores, scoresUri, type FileRef } from '../datasets/filter/stage-scores.js';
+import { readShardScores, scoresUri } from '../datasets/filter/stage-scores.js';
+import type { FileRef } from '../datasets/shards/stage-shard.js';
 import { FilterModelCache, type FilterModelLease } from '../datasets/filter/stage-models.js';
-import { recordDatasetManifest, writeRecordedArtifact } from './recorded-artifact.js';
+import { writeRecordedArtifact } from './recorded-artifact.js';
+import { recordVersionManifest } from './stage-version.js';
 import type { ActivityDeps } from './deps.js';
 import { activityContext, withHeartbeats, withRun } from './run-lifecycle.js';
 
@@ -121,7 +123,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     }
   }
 
-  return {
+  return temporalFailures({
     /** Plan the run (or find the matching plan) and record the job, models and source it pins. */
     async planFilter(input: PlanFilterInput): Promise<PlanFilterResult> {
       const runId = `${input.jobId}/filter/plan`;
@@ -226,21 +228,8 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
       const runId = `${input.jobId}/filter/manifest`;
       return withHeartbeats(() => ({ phase: 'manifest' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input }, async () => {
         const plan = await planOf(input.datasetName, input.version);
-        const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
         const built = await buildFilterManifest(storage, plan, input.topFractionCutoff ?? null, (n) => ctx?.heartbeat({ shardsDone: n }));
-        let ref: FileRef;
-        if (await storage.exists(layout.manifestUri)) {
-          const text = await storage.readText(layout.manifestUri);
-          parseManifest(text, layout.manifestUri);
-          ref = { uri: layout.manifestUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) };
-        } else {
-          const w = await writeDatasetManifest(storage, built.manifest);
-          ref = { uri: w.uri, sha256: w.sha256, bytes: w.bytes };
-        }
-        const manifest = parseManifest(await storage.readText(layout.manifestUri), layout.manifestUri);
-        const sourceManifest = lineage.getArtifactByUri(plan.source.manifestUri);
-        if (sourceManifest) lineage.linkArtifact(runId, sourceManifest.id, 'consumed');
-        recordDatasetManifest(deps, runId, ref, manifest, manifestShardUris(storage, manifest));
+        const { ref, manifest } = await recordVersionManifest(deps, runId, { ...plan, consumedManifestUris: [plan.source.manifestUri] }, async () => built.manifest);
         const t = built.totals;
         const result: FilterManifestResult = {
           datasetId: manifest.id, manifest: ref, rows: manifest.rows, kept: t.kept, filtered: t.filtered, carried: t.carried,
@@ -249,7 +238,7 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
         return result;
       }));
     },
-  };
+  });
 }
 
 export type FilterActivities = ReturnType<typeof createFilterActivities>;

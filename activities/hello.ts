@@ -4,6 +4,7 @@
  * Idempotent: output URIs are a pure function of (jobId, part); a retry finds the artifact with its
  * recorded hash and returns it.
  */
+import { temporalFailures } from './failures.js';
 import { sha256Hex } from '../infra/hash.js';
 import { writeRecordedArtifact } from './recorded-artifact.js';
 import type { ActivityDeps } from './deps.js';
@@ -21,7 +22,7 @@ export interface ArtifactRef {
 }
 
 export function createHelloActivities(deps: ActivityDeps) {
-  return {
+  return temporalFailures({
     /** Write hello/<jobId>/greeting.txt. Timeout: seconds. Retry: default policy. */
     async writeGreeting(input: GreetingInput): Promise<ArtifactRef> {
       const runId = `${input.jobId}/hello/greeting`;
@@ -41,5 +42,5 @@ export function createHelloActivities(deps: ActivityDeps) {
         return writeRecordedArtifact(deps, runId, { uri: deps.storage.uri('hello', input.jobId, 'summary.json'), kind: 'hello.summary', content: summary });
       });
     },
-  };
+  });
 }

@@ -5,6 +5,7 @@ import { createLineageActivities } from './lineage.js';
 import { createTrainActivities } from './train.js';
 import { createFilterActivities } from './filter.js';
 import { createCrawlActivities } from './crawl.js';
+import { createDedupActivities } from './dedup.js';
 
 export function createActivities(deps: ActivityDeps) {
   return {
@@ -13,6 +14,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createTrainActivities(deps),
     ...createFilterActivities(deps),
     ...createCrawlActivities(deps),
+    ...createDedupActivities(deps),
   };
 }
 

@@ -2,6 +2,7 @@
  * Job bookkeeping activities: a workflow records its own start and end in lineage, so the record
  * exists even when the client that started it has gone away.
  */
+import { temporalFailures } from './failures.js';
 import type { ActivityDeps } from './deps.js';
 
 export interface JobStartInput {
@@ -18,7 +19,7 @@ export interface JobEndInput {
 }
 
 export function createLineageActivities(deps: ActivityDeps) {
-  return {
+  return temporalFailures({
     /** Record a job start. Idempotent (same jobId -> one row). Retry: default. */
     async recordJobStarted(input: JobStartInput): Promise<void> {
       deps.lineage.startJob({ id: input.jobId, kind: input.kind, workflowId: input.workflowId, params: input.params, codeVersion: deps.codeVersion });
@@ -31,5 +32,5 @@ export function createLineageActivities(deps: ActivityDeps) {
     async recordJobFinished(input: JobEndInput): Promise<void> {
       deps.lineage.finishJob(input.jobId, input.status, input.error);
     },
-  };
+  });
 }

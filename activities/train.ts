@@ -24,6 +24,7 @@
  * createTrainActivities also returns the evaluation activities of activities/eval.ts and the
  * closing ones (best checkpoint, report) of activities/train-report.ts.
  */
+import { temporalFailures } from './failures.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
@@ -162,7 +163,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
     return uri;
   }
 
-  return {
+  return temporalFailures({
     ...createEvalActivities(deps),
     ...createTrainReportActivities(deps),
     ...createLatentCacheActivities(deps),
@@ -279,7 +280,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
     async finishTrainingRun(input: { jobId: string; status: 'completed' | 'failed' | 'cancelled'; result?: unknown; error?: string }): Promise<void> {
       lineage.finishRun(`${input.jobId}/train`, input.status, input.result, input.error);
     },
-  };
+  });
 }
 
 /**

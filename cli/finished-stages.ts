@@ -1,13 +1,13 @@
 /**
  * Restarting a failed or cancelled pipeline job (issue 19): its stages are child workflows with
- * fixed ids (`<job>/crawl`, `/filter`, `/train`), so the ones that completed say so in Temporal. Their
+ * fixed ids (`<job>/crawl`, `/dedup`, `/filter`, `/train`), so the ones that completed say so in Temporal. Their
  * results go into the restarted run's input (`finished`), and the pipeline starts at its first
  * unfinished stage, on the dataset versions those stages made (a crawl is never fetched again).
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { PipelineInput, StageName } from '../workflows/pipeline.js';
 
-const STAGES: StageName[] = ['crawl', 'filter', 'train'];
+const STAGES: StageName[] = ['crawl', 'dedup', 'filter', 'train'];
 
 /** `input` with the results of the stages of job `workflowId` that completed in an earlier run. */
 export async function withFinishedStages(client: Client, workflowId: string, input: PipelineInput): Promise<PipelineInput> {

@@ -2,8 +2,7 @@
  * `kiln`: the command line. Each command is a thin adapter over infra/ and the Temporal client.
  */
 import { Command, CommanderError } from 'commander';
-import { KilnError } from '../infra/errors.js';
-import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+import { EXIT, EXIT_CODES_HELP, exitCodeOf } from './exit-codes.js';
 import { registerUp } from './commands/up.js';
 import { registerRun } from './commands/run-stages.js';
 import { registerStatus } from './commands/status.js';
@@ -43,15 +42,6 @@ export function buildProgram(): Command {
   registerSchedule(program);
   registerModels(program);
   return program;
-}
-
-function exitCodeOf(err: unknown): number {
-  if (err instanceof KilnError) {
-    if (err.code === 'KILN_TEMPORAL_UNAVAILABLE') return EXIT.temporalUnavailable;
-    if (err.code === 'KILN_MISSING_FILE') return EXIT.missingFile;
-    if (err.code === 'KILN_CONFIG' || err.code === 'KILN_UNSAFE_PATH') return EXIT.usage;
-  }
-  return EXIT.jobFailed;
 }
 
 /** `kiln run spec.yaml` is shorthand for `kiln run pipeline spec.yaml`. */

@@ -1,16 +1,22 @@
 /**
  * Kiln's typed error hierarchy. Every error has a stable `code` (callers match on it, never on
- * message text) and a `fix` telling the user what to do. The class name is kept as `name`, which
- * Temporal uses as the failure type (so `nonRetryableErrorTypes` can match it).
+ * message text), a `fix` telling the user what to do, and `retryable`: whether running the same
+ * thing again can succeed. A KilnError names a problem with the input, the config, the files or the
+ * data, which a retry cannot fix, so `retryable` is false unless a class says otherwise; a subclass
+ * inherits its parent's. Activities hand errors to Temporal through `activities/failures.ts`
+ * (non-retryable ones as non-retryable failures, named after the class, with the code), and the
+ * CLI's exit code comes from the code (`cli/exit-codes.ts`).
  */
 export class KilnError extends Error {
   readonly code: string;
   readonly fix: string;
-  constructor(code: string, problem: string, fix: string, options?: { cause?: unknown }) {
-    super(`${problem}\nFix: ${fix}`, options);
+  readonly retryable: boolean;
+  constructor(code: string, problem: string, fix: string, options?: { cause?: unknown; retryable?: boolean }) {
+    super(`${problem}\nFix: ${fix}`, options && 'cause' in options ? { cause: options.cause } : undefined);
     this.name = new.target.name;
     this.code = code;
     this.fix = fix;
+    this.retryable = options?.retryable ?? false;
   }
 }
 
@@ -43,9 +49,9 @@ export class MissingFileError extends KilnError {
   }
 }
 
-/** The Temporal server cannot be reached or started. */
+/** The Temporal server cannot be reached or started (retryable: a server may answer later). */
 export class TemporalUnavailableError extends KilnError {
   constructor(problem: string, fix: string, options?: { cause?: unknown }) {
-    super('KILN_TEMPORAL_UNAVAILABLE', problem, fix, options);
+    super('KILN_TEMPORAL_UNAVAILABLE', problem, fix, { ...options, retryable: true });
   }
 }

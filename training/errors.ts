@@ -1,7 +1,7 @@
 /**
- * Training's errors: each has a stable `code` and a `fix`. A workflow should treat all of them as
- * non-retryable (retrying cannot fix the data, the config or a diverged run), except that a
- * `CheckpointCorruptError` may be retried after the named checkpoint is removed.
+ * Training's errors: each has a stable `code` and a `fix`. None is retryable (a KilnError's default:
+ * retrying cannot fix the data, the config or a diverged run), so an activity that throws one fails
+ * its workflow at once (activities/failures.ts); the fix says what to change before running again.
  */
 import { KilnError } from '../infra/errors.js';
 

@@ -12,16 +12,15 @@
  *
  * Deterministic: no I/O here; activity types only. Query `crawlProgress` returns the progress.
  */
-import {
-  ContinueAsNew, continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo,
-} from '@temporalio/workflow';
-import type { CrawlActivities, CrawlShardResult, PlanCrawlResult } from '../activities/crawl.js';
+import { continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { CrawlActivities, PlanCrawlResult } from '../activities/crawl.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import { IO_QUEUE } from './queues.js';
 import { stageRetryPolicy } from './retry.js';
+import { pageBounds, runPages, slidingWindow, withJobRecord } from './sharded-stage.js';
 
 export interface CrawlWorkflowInput {
   datasetName: string;
@@ -103,20 +102,21 @@ export interface CrawlPageResult {
 
 export const crawlProgressQuery = defineQuery<CrawlProgress | null>('crawlProgress');
 
-const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['UrlListError', 'ShardsNotFinishedError'] });
+const retry = stageRetryPolicy({ maximumAttempts: 5 });
 /**
  * crawlShard: more attempts than the other activities. A shard whose attempts die with their worker
  * twice is crawled with sharp only (datasets/crawl/attempts.ts), but a worker crash also kills the
  * attempts of the shards running beside it, so a shard can lose attempts to its neighbours' crashes
  * before and after it falls back; 8 leaves room for that.
  */
-const shardRetry = stageRetryPolicy({ maximumAttempts: 8, nonRetryable: ['UrlListError', 'ShardsNotFinishedError'] });
+const shardRetry = stageRetryPolicy({ maximumAttempts: 8 });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
-/** writeCrawlManifest heartbeats every 5 s (activities/crawl.ts), so a killed worker's manifest step is retried within a minute. */
+/**
+ * planCrawl and writeCrawlManifest heartbeat (every 8 MiB hashed / 5,000 rows split; every 5 s while
+ * writing the manifest, activities/crawl.ts), so a killed worker's step is retried within a minute.
+ */
 const planActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
-/** planCrawl heartbeats every 8 MiB hashed and every 5,000 rows split, so a killed worker's planning is retried within a minute. */
-const planCrawlActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
 
 /** One page of shards: skip the finished ones, crawl the rest with a sliding window. */
 export async function crawlShardsPageWorkflow(input: CrawlPageInput): Promise<CrawlPageResult> {
@@ -124,18 +124,10 @@ export async function crawlShardsPageWorkflow(input: CrawlPageInput): Promise<Cr
     taskQueue: IO_QUEUE, startToCloseTimeout: input.shardTimeout, heartbeatTimeout: input.shardHeartbeatTimeout, retry: shardRetry,
   });
   const pending = await acts.pendingCrawlShards({ datasetName: input.datasetName, version: input.version, from: input.from, to: input.to });
-  const results: CrawlShardResult[] = [];
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < pending.length) {
-      const shardIndex = pending[next++]!;
-      results.push(await acts.crawlShard({
-        jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex,
-        extraColumns: input.extraColumns, options: input.options, rowGroupSize: input.rowGroupSize,
-      }));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(input.maxConcurrentShards, pending.length) }, lane));
+  const results = await slidingWindow(pending, input.maxConcurrentShards, (shardIndex) => acts.crawlShard({
+    jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex,
+    extraColumns: input.extraColumns, options: input.options, rowGroupSize: input.rowGroupSize,
+  }));
   return {
     crawled: results.filter((r) => !r.skipped).length,
     skipped: input.to - input.from - pending.length + results.filter((r) => r.skipped).length,
@@ -149,53 +141,41 @@ export async function crawlWorkflow(input: CrawlWorkflowInput): Promise<CrawlWor
   let progress: CrawlProgress | null = input.carried ?? null;
   setHandler(crawlProgressQuery, () => progress);
   const jobId = progress?.jobId ?? input.jobId ?? workflowId;
-  try {
+  const { carried: _carried, ...params } = input;
+  const perPage = input.shardsPerPage ?? 100;
+  return withJobRecord(lineageActs, { jobId, kind: 'crawl', workflowId, params, started: progress !== null }, async () => {
     if (!progress) {
-      const { carried: _carried, ...params } = input;
-      await lineageActs.recordJobStarted({ jobId, kind: 'crawl', workflowId, params });
       const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
-      const plan = await planCrawlActs.planCrawl({
+      const plan = await planActs.planCrawl({
         incrementalAsOf,
         jobId, workflowId, datasetName: input.datasetName, version: input.version, inputs: input.inputs, urlColumn: input.urlColumn,
         captionColumn: input.captionColumn, extraColumns: input.extraColumns, rowsPerShard: input.rowsPerShard,
         dedupUrls: input.dedupUrls, options: input.options,
       });
-      const perPage = input.shardsPerPage ?? 100;
       progress = { jobId, plan, nextPage: 0, pages: Math.ceil(plan.shardCount / perPage), shardsCrawled: 0, shardsSkipped: 0, runs: 1 };
     }
     const p = progress;
-    const perPage = input.shardsPerPage ?? 100;
-    const pagesPerRun = input.pagesPerRun ?? 10;
-    let pagesThisRun = 0;
-    while (p.nextPage < p.pages) {
-      if (pagesThisRun >= pagesPerRun || workflowInfo().continueAsNewSuggested) {
-        await continueAsNew<typeof crawlWorkflow>({ ...input, carried: { ...p, runs: p.runs + 1 } });
-      }
-      const page = p.nextPage;
-      const r = await executeChild(crawlShardsPageWorkflow, {
-        workflowId: `${workflowId}/page-${page}`,
-        args: [{
-          jobId, datasetName: p.plan.datasetName, version: p.plan.version, from: page * perPage,
-          to: Math.min(p.plan.shardCount, (page + 1) * perPage), extraColumns: p.plan.extraColumns, options: p.plan.options,
-          rowGroupSize: input.rowGroupSize, maxConcurrentShards: input.maxConcurrentShards ?? 4,
-          shardTimeout: input.shardTimeout ?? '2 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
-        }],
-      });
-      p.shardsCrawled += r.crawled;
-      p.shardsSkipped += r.skipped;
-      p.nextPage++;
-      pagesThisRun++;
-    }
+    await runPages(p, {
+      pagesPerRun: input.pagesPerRun ?? 10,
+      continueAsNew: (carried) => continueAsNew<typeof crawlWorkflow>({ ...input, carried }),
+      runPage: async (page) => {
+        const r = await executeChild(crawlShardsPageWorkflow, {
+          workflowId: `${workflowId}/page-${page}`,
+          args: [{
+            jobId, datasetName: p.plan.datasetName, version: p.plan.version, ...pageBounds(page, perPage, p.plan.shardCount),
+            extraColumns: p.plan.extraColumns, options: p.plan.options, rowGroupSize: input.rowGroupSize, maxConcurrentShards: input.maxConcurrentShards ?? 4,
+            shardTimeout: input.shardTimeout ?? '2 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+          }],
+        });
+        p.shardsCrawled += r.crawled;
+        p.shardsSkipped += r.skipped;
+      },
+    });
     const m = await planActs.writeCrawlManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
-    await lineageActs.recordJobFinished({ jobId, status: 'completed' });
     return {
       jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri,
       manifestSha256: m.manifest.sha256, rows: m.rows, shards: m.shards, shardsCrawled: p.shardsCrawled, shardsSkipped: p.shardsSkipped,
       countsByStatus: m.countsByStatus, resumed: p.plan.resumed, runs: p.runs,
     };
-  } catch (err) {
-    if (err instanceof ContinueAsNew) throw err;
-    await lineageActs.recordJobFinished({ jobId, status: 'failed', error: String(err) });
-    throw err;
-  }
+  });
 }

@@ -17,13 +17,12 @@
  *
  * Deterministic: no I/O here; activity types only. Query `progress` returns FilterProgress.
  */
-import {
-  ContinueAsNew, continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo,
-} from '@temporalio/workflow';
+import { continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { FilterActivities, FilterShardResult, PlanFilterResult, ScoreShardResult } from '../activities/filter.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
 import { stageRetryPolicy } from './retry.js';
+import { pageBounds, runPages, slidingWindow, withJobRecord } from './sharded-stage.js';
 
 export interface FilterWorkflowInput {
   datasetName: string;
@@ -122,7 +121,7 @@ export interface FilterPageResult { done: number; skipped: number; rowsScored: n
 
 export const filterProgressQuery = defineQuery<FilterProgress | null>('progress');
 
-const retry = stageRetryPolicy({ maximumAttempts: 5, nonRetryable: ['ModelFilesChangedError', 'FilterIncompleteError'] });
+const retry = stageRetryPolicy({ maximumAttempts: 5 });
 
 const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
 /** planFilter heartbeats every 5 s (activities/filter.ts), so a killed worker's planning is retried within a minute. */
@@ -136,19 +135,13 @@ export async function filterShardsPageWorkflow(input: FilterPageInput): Promise<
     taskQueue: GPU_QUEUE, startToCloseTimeout: input.shardTimeout, heartbeatTimeout: input.shardHeartbeatTimeout, retry,
   });
   const pending = await ioActs.pendingFilterShards({ datasetName: input.datasetName, version: input.version, from: input.from, to: input.to, phase: input.phase });
-  const results: (FilterShardResult | ScoreShardResult)[] = [];
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < pending.length) {
-      const shardIndex = pending[next++]!;
-      const args = {
-        jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex, rowGroupSize: input.rowGroupSize,
-        ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
-      };
-      results.push(input.phase === 'score' ? await acts.scoreFilterShard(args) : await acts.filterShard(args));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(input.maxConcurrentShards, pending.length) }, lane));
+  const results = await slidingWindow<FilterShardResult | ScoreShardResult>(pending, input.maxConcurrentShards, (shardIndex) => {
+    const args = {
+      jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex, rowGroupSize: input.rowGroupSize,
+      ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
+    };
+    return input.phase === 'score' ? acts.scoreFilterShard(args) : acts.filterShard(args);
+  });
   const skippedNow = results.filter((r) => 'skipped' in r && r.skipped).length;
   return {
     done: results.length - skippedNow,
@@ -164,10 +157,9 @@ export async function filterWorkflow(input: FilterWorkflowInput): Promise<Filter
   setHandler(filterProgressQuery, () => progress);
   const jobId = progress?.jobId ?? input.jobId ?? workflowId;
   const perPage = input.shardsPerPage ?? 100;
-  try {
+  const { carried: _carried, ...params } = input;
+  return withJobRecord(lineageActs, { jobId, kind: 'filter', workflowId, params, started: progress !== null }, async () => {
     if (!progress) {
-      const { carried: _carried, ...params } = input;
-      await lineageActs.recordJobStarted({ jobId, kind: 'filter', workflowId, params });
       const plan = await planActs.planFilter({
         jobId, workflowId, datasetName: input.datasetName, sourceVersion: input.sourceVersion, outputVersion: input.outputVersion,
         clipModelDir: input.clipModelDir, captionerModelDir: input.captionerModelDir, threshold: input.threshold, keepTopFraction: input.keepTopFraction,
@@ -180,41 +172,36 @@ export async function filterWorkflow(input: FilterWorkflowInput): Promise<Filter
       };
     }
     const p = progress;
-    const pagesPerRun = input.pagesPerRun ?? 10;
-    let pagesThisRun = 0;
-    for (;;) {
-      if (p.nextPage >= p.pages) {
-        if (p.phase === 'filter') break;
+    await runPages(p, {
+      pagesPerRun: input.pagesPerRun ?? 10,
+      continueAsNew: (carried) => continueAsNew<typeof filterWorkflow>({ ...input, carried }),
+      // keep-top-fraction: after the score pages, the dataset-wide cutoff, then the filter pages.
+      nextPhase: async () => {
+        if (p.phase === 'filter') return false;
         const c = await ioActs.computeFilterCutoff({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
         p.topFractionCutoff = c.cutoff;
         p.phase = 'filter';
         p.nextPage = 0;
-        continue;
-      }
-      if (pagesThisRun >= pagesPerRun || workflowInfo().continueAsNewSuggested) {
-        await continueAsNew<typeof filterWorkflow>({ ...input, carried: { ...p, runs: p.runs + 1 } });
-      }
-      const page = p.nextPage;
-      const r = await executeChild(filterShardsPageWorkflow, {
-        workflowId: `${workflowId}/${p.phase}-page-${page}`,
-        args: [{
-          jobId, datasetName: p.plan.datasetName, version: p.plan.version, phase: p.phase, from: page * perPage,
-          to: Math.min(p.plan.shardCount, (page + 1) * perPage), rowGroupSize: input.rowGroupSize,
-          ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
-          maxConcurrentShards: input.maxConcurrentShards ?? 2,
-          shardTimeout: input.shardTimeout ?? '4 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
-        }],
-      });
-      if (p.phase === 'score') p.shardsScored += r.done;
-      else { p.shardsFiltered += r.done; p.shardsSkipped += r.skipped; }
-      p.rowsScored += r.rowsScored;
-      p.nextPage++;
-      pagesThisRun++;
-    }
+        return true;
+      },
+      runPage: async (page) => {
+        const r = await executeChild(filterShardsPageWorkflow, {
+          workflowId: `${workflowId}/${p.phase}-page-${page}`,
+          args: [{
+            jobId, datasetName: p.plan.datasetName, version: p.plan.version, phase: p.phase, ...pageBounds(page, perPage, p.plan.shardCount),
+            rowGroupSize: input.rowGroupSize, ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
+            maxConcurrentShards: input.maxConcurrentShards ?? 2,
+            shardTimeout: input.shardTimeout ?? '4 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+          }],
+        });
+        if (p.phase === 'score') p.shardsScored += r.done;
+        else { p.shardsFiltered += r.done; p.shardsSkipped += r.skipped; }
+        p.rowsScored += r.rowsScored;
+      },
+    });
     const m = await ioActs.writeFilterManifest({
       jobId, datasetName: p.plan.datasetName, version: p.plan.version, ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
     });
-    await lineageActs.recordJobFinished({ jobId, status: 'completed' });
     return {
       jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri,
       manifestSha256: m.manifest.sha256, rows: m.rows, kept: m.kept, filtered: m.filtered, failed: m.carried, shards: m.shards,
@@ -222,9 +209,5 @@ export async function filterWorkflow(input: FilterWorkflowInput): Promise<Filter
       topFractionCutoff: p.topFractionCutoff ?? null, shardsFiltered: p.shardsFiltered, shardsSkipped: p.shardsSkipped, rowsScored: p.rowsScored,
       resumed: p.plan.resumed, runs: p.runs,
     };
-  } catch (err) {
-    if (err instanceof ContinueAsNew) throw err;
-    await lineageActs.recordJobFinished({ jobId, status: 'failed', error: String(err) });
-    throw err;
-  }
+  });
 }

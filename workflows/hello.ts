@@ -4,10 +4,11 @@
  * summary that consumes the greeting, records the job's end.
  * Deterministic: no I/O here; activities do it. Query `progress` returns the current phase.
  */
-import { defineQuery, proxyActivities, setHandler, sleep, workflowInfo, ApplicationFailure } from '@temporalio/workflow';
+import { defineQuery, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.js';
 import type { ArtifactRef } from '../activities/hello.js';
 import { IO_QUEUE } from './queues.js';
+import { kilnFailure } from './retry.js';
 
 export interface HelloInput {
   message: string;
@@ -26,12 +27,12 @@ export const progressQuery = defineQuery<{ phase: string }>('progress');
 const acts = proxyActivities<KilnActivities>({
   taskQueue: IO_QUEUE,
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['UnsafePathError', 'ConfigError'] },
+  retry: { maximumAttempts: 5 },
 });
 
 export async function helloWorkflow(input: HelloInput): Promise<HelloResult> {
   if (typeof input?.message !== 'string' || input.message.length === 0) {
-    throw ApplicationFailure.nonRetryable('hello: input.message must be a non-empty string', 'ConfigError');
+    throw kilnFailure('ConfigError', 'KILN_CONFIG', 'hello: input.message must be a non-empty string', 'pass a message, e.g. `kiln run hello --message hi`.');
   }
   let phase = 'starting';
   setHandler(progressQuery, () => ({ phase }));

@@ -10,13 +10,16 @@ import type { KilnActivities } from '../activities/index.js';
 import { crawlWorkflow, type CrawlWorkflowInput, type CrawlWorkflowResult } from './crawl.js';
 import { filterWorkflow, type FilterWorkflowInput, type FilterWorkflowResult } from './filter.js';
 import { trainWorkflow, type TrainWorkflowInput, type TrainWorkflowResult } from './train.js';
+import { dedupWorkflow, type DedupWorkflowInput, type DedupWorkflowResult } from './dedup.js';
 import { IO_QUEUE } from './queues.js';
 
-export type StageName = 'crawl' | 'filter' | 'train';
+export type StageName = 'crawl' | 'dedup' | 'filter' | 'train';
 
 export interface PipelineInput {
   name: string;
   crawl: CrawlWorkflowInput;
+  /** Exact dedup of image sha256 across the crawled version (dedupWorkflow input minus the source); omitted: no dedup. */
+  dedup?: PipelineDedupInput;
   /** Input of filterWorkflow minus the source dataset (filled from the crawl's result). */
   filter?: PipelineFilterInput;
   /** Input of trainWorkflow minus the dataset (filled from the last curation stage's result). */
@@ -25,10 +28,11 @@ export interface PipelineInput {
    * Results of stages an earlier run of this job finished (set by the CLI when it restarts a failed
    * or cancelled job): those stages are not run again, later ones start from their outputs.
    */
-  finished?: { crawl?: CrawlWorkflowResult; filter?: FilterWorkflowResult; train?: TrainWorkflowResult };
+  finished?: { crawl?: CrawlWorkflowResult; dedup?: DedupWorkflowResult; filter?: FilterWorkflowResult; train?: TrainWorkflowResult };
 }
 
 /** The stage inputs a pipeline passes on are the stage workflows' own input types, minus what it fills in. */
+export type PipelineDedupInput = Omit<DedupWorkflowInput, 'datasetName' | 'sourceVersion' | 'jobId' | 'carried'>;
 export type PipelineFilterInput = Omit<FilterWorkflowInput, 'datasetName' | 'sourceVersion' | 'jobId' | 'carried'>;
 export type PipelineTrainInput = Omit<TrainWorkflowInput, 'dataset' | 'datasetManifestUri' | 'jobId' | 'carried'>;
 
@@ -63,7 +67,7 @@ const acts = proxyActivities<KilnActivities>({
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const { workflowId } = workflowInfo();
   const jobId = workflowId;
-  const planned: StageName[] = ['crawl', ...(input.filter ? ['filter' as const] : []), ...(input.train ? ['train' as const] : [])];
+  const planned: StageName[] = ['crawl', ...(input.dedup ? ['dedup' as const] : []), ...(input.filter ? ['filter' as const] : []), ...(input.train ? ['train' as const] : [])];
   const stages: StageSummary[] = planned.map((stage) => ({ stage, status: 'pending', jobId: `${jobId}.${stage}`, workflowId: `${workflowId}/${stage}` }));
   let current: PipelineProgress['stage'] = 'crawl';
   setHandler(pipelineProgressQuery, () => ({ stage: current, stages }));
@@ -94,8 +98,12 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   try {
     const crawl = await runStage('crawl', crawlWorkflow, input.crawl, input.finished?.crawl);
     let dataset = { datasetName: crawl.datasetName, version: crawl.version, manifestUri: crawl.manifestUri };
+    if (input.dedup) {
+      const d = await runStage('dedup', dedupWorkflow, { ...input.dedup, datasetName: crawl.datasetName, sourceVersion: crawl.version }, input.finished?.dedup);
+      dataset = { datasetName: d.datasetName, version: d.version, manifestUri: d.manifestUri };
+    }
     if (input.filter) {
-      const f = await runStage('filter', filterWorkflow, { ...input.filter, datasetName: crawl.datasetName, sourceVersion: crawl.version }, input.finished?.filter);
+      const f = await runStage('filter', filterWorkflow, { ...input.filter, datasetName: crawl.datasetName, sourceVersion: dataset.version }, input.finished?.filter);
       dataset = { datasetName: f.datasetName, version: f.version, manifestUri: f.manifestUri };
     }
     if (input.train) {

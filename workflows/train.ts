@@ -28,7 +28,7 @@
  * Query `progress` returns {phase, step, totalSteps, lastLoss, evals}.
  */
 import {
-  ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, ContinueAsNew, continueAsNew,
+  ActivityCancellationType, ActivityFailure, ApplicationFailure, continueAsNew,
   defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo,
 } from '@temporalio/workflow';
 import type { BestCheckpoint, EvalPoint, FinalCheckpoint, LatentCacheRef, PreparedTraining, TrainActivities, TrainEvalOptions } from '../activities/train.js';
@@ -36,7 +36,8 @@ import type { createLineageActivities } from '../activities/lineage.js';
 import type { EarlyStoppingDecision } from '../eval/early-stopping.js';
 import type { TrainingConfigInput } from '../training/config.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
-import { stageRetryPolicy } from './retry.js';
+import { kilnFailure, stageRetryPolicy } from './retry.js';
+import { withJobRecord } from './sharded-stage.js';
 
 export interface TrainWorkflowInput {
   /** Dataset version: `name@vN`, `name` (newest recorded) or a manifest URI... */
@@ -113,10 +114,7 @@ export interface TrainWorkflowResult {
 
 export const trainProgressQuery = defineQuery<TrainProgress>('progress');
 
-const retry = stageRetryPolicy({
-  maximumAttempts: 10,
-  nonRetryable: ['EmptyDatasetError', 'ModelTooLargeError', 'NonFiniteLossError', 'CheckpointError', 'FeatureExtractorError', 'FeatureStatisticsError'],
-});
+const retry = stageRetryPolicy({ maximumAttempts: 10 });
 
 function activities(input: TrainWorkflowInput) {
   type Acts = TrainActivities & ReturnType<typeof createLineageActivities>;
@@ -138,7 +136,7 @@ function usesVae(config: TrainingConfigInput): boolean {
 }
 
 function configError(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(`train: ${message}`, 'ConfigError');
+  return kilnFailure('ConfigError', 'KILN_CONFIG', `train: ${message}`, 'fix the train input (kiln run train --help) and run it again.');
 }
 
 /** Train, evaluate, stop early, promote the best checkpoint, write the report; see the module comment. */
@@ -149,16 +147,17 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
   const jobId = s?.jobId ?? input.jobId ?? workflowId;
   setHandler(trainProgressQuery, () => ({ phase, step: s?.step ?? 0, totalSteps: s?.prepared.totalSteps ?? input.totalSteps ?? null, lastLoss: s?.lastLoss ?? null, evals: s?.evals ?? [] }));
   const acts = activities(input);
-  try {
+  const datasetRef = input?.dataset ?? input?.datasetManifestUri;
+  if (!s) {
+    if (typeof datasetRef !== 'string' || datasetRef.length === 0) throw configError('input.dataset must name a dataset version (name@vN) or a manifest URI');
+    if (!Number.isInteger(input.chunkSteps) || input.chunkSteps < 1) throw configError(`input.chunkSteps ${input.chunkSteps} must be a positive integer`);
+  }
+  const { carried: _carried, ...params } = input;
+  return withJobRecord(acts.io, { jobId, kind: 'train', workflowId, params, started: s !== undefined }, async () => {
     if (!s) {
-      const datasetRef = input?.dataset ?? input?.datasetManifestUri;
-      if (typeof datasetRef !== 'string' || datasetRef.length === 0) throw configError('input.dataset must name a dataset version (name@vN) or a manifest URI');
-      if (!Number.isInteger(input.chunkSteps) || input.chunkSteps < 1) throw configError(`input.chunkSteps ${input.chunkSteps} must be a positive integer`);
-      const { carried: _carried, ...params } = input;
-      await acts.io.recordJobStarted({ jobId, kind: 'train', workflowId, params });
       phase = 'preparing';
       const prepared = await acts.io.prepareTrainingRun({
-        jobId, runName: input.runName ?? jobId, dataset: datasetRef, config: input.config ?? {}, totalSteps: input.totalSteps,
+        jobId, runName: input.runName ?? jobId, dataset: datasetRef!, config: input.config ?? {}, totalSteps: input.totalSteps,
         chunkSteps: input.chunkSteps, eval: input.eval,
       });
       s = { jobId, prepared, step: prepared.startStep, evals: prepared.evals, decision: null, lastLoss: null, chunks: 0, runs: 1, latentCache: null };
@@ -214,27 +213,27 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
       evaluations: st.evals, chunks: st.chunks, runs: st.runs,
     };
     await acts.io.finishTrainingRun({ jobId, status: 'completed', result: { ...result, evaluations: st.evals.length } });
-    await acts.io.recordJobFinished({ jobId, status: 'completed' });
     phase = 'done';
     return result;
-  } catch (err) {
-    if (err instanceof ContinueAsNew) throw err;
+  }, async (err) => {
+    // Cancelled: withJobRecord runs this (and records the job) in a non-cancellable scope.
     if (isCancellation(err)) {
       phase = 'cancelled';
-      await CancellationScope.nonCancellable(() => finalizeStopped(acts, jobId, input, s, 'cancelled'));
-      throw err;
+      await finalizeStopped(acts, jobId, input, s, 'cancelled');
+      return { status: 'cancelled', rethrow: err };
     }
     const failure = clearFailure(err);
     phase = 'failed';
     await finalizeStopped(acts, jobId, input, s, 'failed', failure.message);
-    throw failure;
-  }
+    return { status: 'failed', error: failure.message, rethrow: failure };
+  });
 }
 
 /**
  * After a cancel or a failure: record the final checkpoint (the running chunk has already written
- * it), promote the best evaluated checkpoint (if any), write the report, close the lineage run and
- * job. Each step is best effort, so a failing report never hides the original error.
+ * it), promote the best evaluated checkpoint (if any), write the report, close the lineage run
+ * (withJobRecord then closes the job). Each step is best effort, so a failing report never hides
+ * the original error.
  */
 async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: string, input: TrainWorkflowInput, s: TrainCarried | undefined,
   status: 'cancelled' | 'failed', error?: string): Promise<void> {
@@ -260,14 +259,13 @@ async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: strin
       log.warn('train: could not close the lineage run', { error: String(e) });
     }
   }
-  await acts.io.recordJobFinished({ jobId, status, ...(error ? { error } : {}) });
 }
 
 /** An activity's application error becomes the workflow's failure, with the same message and type. */
 function clearFailure(err: unknown): ApplicationFailure {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ message: cause.message, type: cause.type ?? 'Error', nonRetryable: true, cause: err instanceof Error ? err : undefined });
+    return ApplicationFailure.create({ message: cause.message, type: cause.type ?? 'Error', nonRetryable: true, details: cause.details ?? undefined, cause: err instanceof Error ? err : undefined });
   }
   if (err instanceof ApplicationFailure) return err;
   return ApplicationFailure.create({ message: err instanceof Error ? err.message : String(err), type: 'TrainingFailed', nonRetryable: true });

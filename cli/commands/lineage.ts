@@ -4,7 +4,8 @@ import { loadConfig } from '../../infra/config.js';
 import { LineageStore, isPostgresUrl } from '../../infra/lineage/store.js';
 import { MissingFileError } from '../../infra/errors.js';
 import { existsSync, writeFileSync } from 'node:fs';
-import { formatTrace, resolveArtifactRef, traceArtifact } from '../../infra/lineage/trace.js';
+import { resolveArtifactRef, traceArtifact } from '../../infra/lineage/trace.js';
+import { renderTraceTree } from '../trace-tree.js';
 import { exportOpenLineage } from '../../infra/lineage/openlineage.js';
 import { openStorage } from '../../infra/storage-open.js';
 import { registerLineageCopy } from './lineage-copy.js';
@@ -92,7 +93,7 @@ export function registerLineageAudits(lineage: Command): void {
         const a = resolveArtifactRef(store, ref);
         if (!a) throw new MissingFileError(`nothing recorded in lineage matches ${JSON.stringify(ref)}`, 'pass an artifact URI, a sha256 or a dataset version id (name@version); list jobs with `kiln lineage jobs`.');
         const t = traceArtifact(store, a);
-        process.stdout.write(o.json ? `${JSON.stringify(t)}\n` : `${formatTrace(t)}\n`);
+        process.stdout.write(o.json ? `${JSON.stringify(t)}\n` : `${renderTraceTree(t)}\n`);
       } finally {
         store.close();
       }

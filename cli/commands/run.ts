@@ -9,7 +9,7 @@ import { ensureDataRoot, loadConfig } from '../../infra/config.js';
 import { assertSafeSegment } from '../../infra/storage.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { withTemporalSession, newJobId } from '../session.js';
-import { EXIT } from '../exit-codes.js';
+import { EXIT, exitCodeOf } from '../exit-codes.js';
 import { changedFields, identityMemo, type JobIdentity } from '../job-identity.js';
 import { jobsOfName, twinOrEarlier } from '../earlier-jobs.js';
 import { retryOrphanedActivities } from '../orphaned-activities.js';
@@ -109,7 +109,7 @@ export async function awaitJob(handle: WorkflowHandle, kind: string, workflowId:
     const root = rootCause(err);
     const fix = /\nFix: /.test(root.message) ? '' : `\nFix: ${genericFix(root.message)}`;
     process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`);
-    return exitCodeOfFailureType(root.type);
+    return exitCodeOf(err);
   }
 }
 
@@ -142,13 +142,6 @@ export function genericFix(message: string): string {
   if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun the same command (for a spec, or with the same --id): finished work is kept and the job resumes.';
   if (/EACCES|EPERM|EROFS/.test(message)) return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun the same command (or with the same --id) to resume.';
   return 'read the error above; after fixing its cause, rerun the same command (a spec keeps its job id; elsewhere pass the same --id) to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
-}
-
-/** A failed job's exit code from its root failure type (a user error inside the workflow is still a usage error). */
-export function exitCodeOfFailureType(type: string | null): number {
-  if (type === 'ConfigError' || type === 'UnsafePathError' || type === 'UrlListError' || type === 'InvalidManifestError') return EXIT.usage;
-  if (type === 'MissingFileError') return EXIT.missingFile;
-  return EXIT.jobFailed;
 }
 
 /** Renders a workflow's `progress` query result as one status line (null: nothing to show). */

@@ -85,6 +85,8 @@ export const pipelineSpecSchema = z.object({
   name,
   sources: z.array(sourceSchema).min(1, 'list at least one URL list under sources'),
   crawl: crawlSpecSchema.default(crawlSpecSchema.parse({})),
+  /** Exact dedup: rows whose image bytes (sha256) an earlier row of the crawled version holds become `filtered` in a new version. */
+  dedup: z.boolean().optional(),
   filter: filterSpecSchema.optional(),
   train: trainSpecSchema.optional(),
   eval: evalSpecSchema.optional(),

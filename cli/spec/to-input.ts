@@ -22,6 +22,7 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
       },
     },
   };
+  if (spec.dedup) input.dedup = {};
   if (spec.filter) {
     const f = spec.filter;
     input.filter = {

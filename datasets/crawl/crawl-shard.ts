@@ -1,16 +1,13 @@
 /**
- * One shard, end to end, as a library function: read input shard i, crawl its rows, stream them to
- * the Parquet writer, commit the shard (temp + fsync + rename), then commit its stats JSON. The
- * stats file is the shard's commit record: it names the Parquet file's sha256, so a shard counts
- * as finished only when both exist and agree. Output paths depend only on (name, version, index).
+ * One shard, end to end, as a library function: read input shard i, crawl its rows and commit them
+ * as output shard i through the shared shard commit protocol (datasets/shards/stage-shard.ts:
+ * Parquet, then the stats JSON that is the shard's commit record). The attempt journal around it
+ * decides the image codec. Output paths depend only on (name, version, index).
  */
 import { availableParallelism } from 'node:os';
 import type { ArtifactStorage } from '../../infra/storage.js';
-import { sha256Hex } from '../../infra/hash.js';
-import { SHARD_SCHEMA_VERSION } from '../../infra/constants.js';
 import { DatasetLayout } from '../shards/layout.js';
-import { ShardWriter } from '../shards/writer.js';
-import { ShardStatsCollector, type ShardStats } from '../shards/stats.js';
+import { commitShard, findFinishedShard, type FileRef } from '../shards/stage-shard.js';
 import type { RowStatus } from '../shards/schema.js';
 import { readInputShard } from '../input/input-shards.js';
 import { resolveCrawlOptions, type CrawlOptions } from './options.js';
@@ -44,11 +41,7 @@ export interface CrawlShardHooks {
   attempt?: number;
 }
 
-export interface FileRef {
-  uri: string;
-  sha256: string;
-  bytes: number;
-}
+export { findFinishedShard, type FileRef } from '../shards/stage-shard.js';
 
 export interface CrawlShardOutcome {
   shardIndex: number;
@@ -63,23 +56,6 @@ export interface CrawlShardOutcome {
   codec?: CodecDecision;
 }
 
-/** The shard's stats when shard `i` is finished (stats present, Parquet present with the recorded hash). */
-export async function findFinishedShard(storage: ArtifactStorage, layout: DatasetLayout, i: number, verifyHash = true): Promise<{ stats: ShardStats; statsRef: FileRef } | undefined> {
-  const statsUri = layout.statsUri(i);
-  if (!(await storage.exists(statsUri))) return undefined;
-  const text = await storage.readText(statsUri);
-  let stats: ShardStats;
-  try {
-    stats = JSON.parse(text) as ShardStats;
-  } catch {
-    return undefined;
-  }
-  const size = await storage.size(layout.shardUri(i));
-  if (size === null || size !== stats.shard?.bytes) return undefined;
-  if (verifyHash && (await storage.sha256(layout.shardUri(i))) !== stats.shard.sha256) return undefined;
-  return { stats, statsRef: { uri: statsUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) } };
-}
-
 /** Crawl shard `spec.shardIndex` (or return the finished one). Throws only for shard-level failures. */
 export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlShardSpec, hooks: CrawlShardHooks = {}): Promise<CrawlShardOutcome> {
   const layout = new DatasetLayout(storage, spec.datasetName, spec.version);
@@ -90,7 +66,7 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
   const done = await findFinishedShard(storage, layout, i);
   if (done) {
     return {
-      shardIndex: i, rows: done.stats.rows, shard: done.stats.shard, stats: done.statsRef, input: inputRef,
+      shardIndex: i, rows: done.stats.rows, shard: done.stats.shard, stats: done.ref, input: inputRef,
       countsByStatus: done.stats.countsByStatus, skipped: true, codec: done.stats.imageCodec,
     };
   }
@@ -100,40 +76,29 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
   const decided = decideCodec(await journal.history());
   const codec: CodecDecision = spec.codec && spec.codec !== decided.codec ? { ...decided, codec: spec.codec, reason: `codec ${spec.codec} forced by the caller` } : decided;
   const fetcher = hooks.fetcher ?? new ImageFetcher(options);
-  const collector = new ShardStatsCollector();
-  const writer = await ShardWriter.open(storage, layout.shardUri(i), {
-    columns: { extra: spec.extraColumns }, rowGroupSize: spec.rowGroupSize,
-    metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i) },
-  });
   let attempt;
   try {
     attempt = await journal.begin(codec.codec, hooks.attempt);
   } catch (err) {
-    await writer.abort();
     if (!hooks.fetcher) await fetcher.close();
     throw err;
   }
   try {
-    await crawlRows({
-      rows: input.rows, options, fetcher, signal: hooks.signal, seenContent: hooks.seenContent, codec: codec.codec,
-      emit: async (row, timing) => {
-        collector.addRow(row, timing);
-        const t = performance.now();
-        await writer.append(row);
-        collector.addWriteTime(performance.now() - t);
-        hooks.onProgress?.(writer.rows, input.rows.length);
-      },
+    const { stats, ref } = await commitShard(storage, {
+      layout, shardIndex: i, inputUri, expectedRows: input.rows.length,
+      writer: { columns: { extra: spec.extraColumns }, rowGroupSize: spec.rowGroupSize, metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i) } },
+      fill: (emit, rowsWritten) => crawlRows({
+        rows: input.rows, options, fetcher, signal: hooks.signal, seenContent: hooks.seenContent, codec: codec.codec,
+        emit: async (row, timing) => {
+          await emit(row, timing);
+          hooks.onProgress?.(rowsWritten(), input.rows.length);
+        },
+      }),
+      stats: (base) => ({ ...base, imageCodec: codec }),
     });
-    if (writer.rows !== input.rows.length) throw new Error(`shard ${i}: wrote ${writer.rows} rows for ${input.rows.length} input rows`);
-    const t = performance.now();
-    const shard = await writer.commit();
-    collector.addWriteTime(performance.now() - t);
-    const stats = collector.finish({ schemaVersion: SHARD_SCHEMA_VERSION, shardIndex: i, inputUri, shard: { uri: shard.uri, sha256: shard.sha256, bytes: shard.bytes }, imageCodec: codec });
-    const statsRef = await storage.writeAtomic(layout.statsUri(i), `${JSON.stringify(stats, null, 2)}\n`);
     await journal.end(attempt, 'finished').catch(() => undefined); // the shard is finished either way
-    return { shardIndex: i, rows: shard.rows, shard: stats.shard, stats: statsRef, input: inputRef, countsByStatus: stats.countsByStatus, skipped: false, codec };
+    return { shardIndex: i, rows: stats.rows, shard: stats.shard, stats: ref, input: inputRef, countsByStatus: stats.countsByStatus, skipped: false, codec };
   } catch (err) {
-    await writer.abort();
     await journal.end(attempt, 'threw', String(err)).catch(() => undefined);
     throw err;
   } finally {

@@ -9,7 +9,7 @@ import type { ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout, shardRelativePath, statsRelativePath } from '../shards/layout.js';
 import type { DatasetManifest, ManifestShard } from '../shards/manifest.js';
 import { ROW_STATUSES, type RowStatus } from '../shards/schema.js';
-import { findFinishedShard } from './crawl-shard.js';
+import { findFinishedShard } from '../shards/stage-shard.js';
 import type { CrawlPlan } from './plan.js';
 
 /** A manifest was requested while some shards are not finished. */
@@ -28,7 +28,7 @@ export async function buildCrawlManifest(storage: ArtifactStorage, plan: CrawlPl
   const counts = Object.fromEntries(ROW_STATUSES.map((s) => [s, 0])) as Record<RowStatus, number>;
   let rows = 0;
   for (let i = 0; i < plan.shardCount; i++) {
-    const done = await findFinishedShard(storage, layout, i, false);
+    const done = await findFinishedShard(storage, layout, i, { verifyHash: false });
     if (!done) {
       missing.push(i);
       continue;

@@ -12,7 +12,7 @@ import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
 import { sha256Hex } from '../../infra/hash.js';
 import { ConfigError } from '../../infra/errors.js';
 import { DatasetLayout } from '../shards/layout.js';
-import { claimVersion } from '../shards/version-claim.js';
+import { chooseVersion, readVersionPlan } from '../shards/version-claim.js';
 import { detectFormat, type UrlListFormat, type UrlListSource } from '../input/url-list.js';
 import { DEFAULT_ROWS_PER_SHARD, splitIntoInputShards } from '../input/input-shards.js';
 import { THROUGHPUT_OPTIONS, resolveCrawlOptions, type CrawlOptions } from './options.js';
@@ -90,11 +90,6 @@ function contentOptions(o: Partial<CrawlOptions>): Omit<CrawlOptions, (typeof TH
   return resolved as Omit<CrawlOptions, (typeof THROUGHPUT_OPTIONS)[number]>;
 }
 
-async function readPlan(storage: ArtifactStorage, layout: DatasetLayout): Promise<CrawlPlan | undefined> {
-  if (!(await storage.exists(layout.planUri))) return undefined;
-  return JSON.parse(await storage.readText(layout.planUri)) as CrawlPlan;
-}
-
 /**
  * Plan (or find the existing plan of) a crawl. `latestRecordedVersion` is the highest version of
  * this dataset name already recorded in lineage; new versions are numbered after it.
@@ -125,25 +120,14 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
     ...(spec.incremental ? { seenAsOf: spec.incremental.seenAsOf } : {}),
   }));
 
-  let version = spec.version ?? latestRecordedVersion + 1;
-  for (;;) {
-    const layout = new DatasetLayout(storage, spec.datasetName, version);
-    const existing = await readPlan(storage, layout);
-    if (existing?.fingerprint === fingerprint) {
-      // Temp files of shard writers killed in an earlier run; no shard of this version runs yet.
-      if (!(await storage.exists(layout.manifestUri))) await sweepTempFiles(storage, layout.shardsDirUri);
-      return { plan: existing, resumed: true };
-    }
-    const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
-    // A free version is taken by claiming it first, so two planners never split into one (version-claim.ts).
-    if (!taken && (await claimVersion(storage, layout, fingerprint))) break;
-    if (spec.version !== undefined) {
-      throw new ConfigError(`dataset ${layout.id} already exists with different inputs or options`,
-        'datasets are immutable: omit the version to create the next one, or rerun with the same inputs and options to resume it.');
-    }
-    version++;
+  const chosen = await chooseVersion(storage, { datasetName: spec.datasetName, fingerprint, explicit: spec.version, first: latestRecordedVersion + 1, latestRecorded: latestRecordedVersion });
+  if (chosen.resumed) {
+    const layout = chosen.layout;
+    // Temp files of shard writers killed in an earlier run; no shard of this version runs yet.
+    if (!(await storage.exists(layout.manifestUri))) await sweepTempFiles(storage, layout.shardsDirUri);
+    return { plan: (await readVersionPlan<CrawlPlan>(storage, layout))!, resumed: true };
   }
-
+  const version = chosen.layout.version;
   const layout = new DatasetLayout(storage, spec.datasetName, version);
   await sweepTempFiles(storage, layout.inputDirUri);
   await sweepTempFiles(storage, layout.shardsDirUri);

@@ -15,7 +15,7 @@ import { ConfigError, MissingFileError } from '../../infra/errors.js';
 import { parseOnnxDeviceRequest, type OnnxDeviceRequest } from '../../infra/onnx-runtime.js';
 import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout, datasetVersionId } from '../shards/layout.js';
-import { claimVersion } from '../shards/version-claim.js';
+import { chooseVersion, readVersionPlan } from '../shards/version-claim.js';
 import { manifestShardUris, parseManifest } from '../shards/manifest.js';
 import { captionerType, checkModelDir, hashModelDir, type CaptionerType, type ModelFileHash } from './model-dir.js';
 import { positiveInt } from './runtime.js';
@@ -73,16 +73,10 @@ export interface FilterPlan {
 
 export interface FilterPlanOutcome { plan: FilterPlan; resumed: boolean }
 
-/** Read `plan.json` of a version (undefined when absent). */
-export async function readVersionPlan(storage: ArtifactStorage, layout: DatasetLayout): Promise<{ fingerprint?: string; stage?: string } | undefined> {
-  if (!(await storage.exists(layout.planUri))) return undefined;
-  return JSON.parse(await storage.readText(layout.planUri)) as { fingerprint?: string; stage?: string };
-}
-
 /** Read the filter plan of an output version; throws when it is missing or not a filter plan. */
 export async function readFilterPlan(storage: ArtifactStorage, name: string, version: number): Promise<FilterPlan> {
   const layout = new DatasetLayout(storage, name, version);
-  const plan = await readVersionPlan(storage, layout) as FilterPlan | undefined;
+  const plan = await readVersionPlan<FilterPlan>(storage, layout);
   if (!plan || plan.stage !== 'filter') {
     throw new MissingFileError(`dataset ${layout.id} has no filter plan at ${layout.planUri}`, 'run the filter stage (kiln run filter) to plan it first.');
   }
@@ -140,27 +134,17 @@ export async function planFilter(storage: ArtifactStorage, spec: FilterPlanSpec,
     throw new ConfigError(`the output version v${spec.outputVersion} is the source version`, 'datasets are immutable: omit the output version to write the next one.');
   }
   const resolved = await resolvePlan(storage, spec);
-  // Look at the later versions for the same plan (finished or not); a new one takes the first
-  // version after the newest one recorded in lineage that no plan or manifest claims.
-  let version = spec.outputVersion ?? spec.sourceVersion + 1;
-  for (;;) {
-    const layout = new DatasetLayout(storage, spec.datasetName, version);
-    const existing = await readVersionPlan(storage, layout);
-    if (existing?.fingerprint === resolved.fingerprint) {
-      // Temp files of writers killed in an earlier run of this version.
-      if (!(await storage.exists(layout.manifestUri))) await sweepVersion(storage, layout);
-      return { plan: existing as FilterPlan, resumed: true };
-    }
-    const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
-    // A free version is taken by claiming it first, so two planners never share one (version-claim.ts).
-    if (spec.outputVersion !== undefined) {
-      if (!taken && (await claimVersion(storage, layout, resolved.fingerprint))) break;
-      throw new ConfigError(`dataset ${layout.id} already exists with different content or options`,
-        'datasets are immutable: omit the output version to create the next one, or rerun with the same options to resume it.');
-    }
-    if (!taken && version > latestRecordedVersion && (await claimVersion(storage, layout, resolved.fingerprint))) break;
-    version++;
+  // From the version after the source: a version with the same plan is resumed (finished or not);
+  // a new one takes the first free version after the newest one recorded in lineage.
+  const chosen = await chooseVersion(storage, {
+    datasetName: spec.datasetName, fingerprint: resolved.fingerprint, explicit: spec.outputVersion, first: spec.sourceVersion + 1, latestRecorded: latestRecordedVersion,
+  });
+  if (chosen.resumed) {
+    // Temp files of writers killed in an earlier run of this version.
+    if (!(await storage.exists(chosen.layout.manifestUri))) await sweepVersion(storage, chosen.layout);
+    return { plan: (await readVersionPlan<FilterPlan>(storage, chosen.layout))!, resumed: true };
   }
+  const version = chosen.layout.version;
   const layout = new DatasetLayout(storage, spec.datasetName, version);
   await sweepVersion(storage, layout);
   const plan: FilterPlan = { ...resolved, version, datasetId: layout.id, createdAt: new Date().toISOString() };

@@ -20,7 +20,9 @@ import type { DatasetLayout } from '../shards/layout.js';
 export const SCORES_SCHEMA_VERSION = 1;
 
 /** A stored file and its identity. */
-export interface FileRef { uri: string; sha256: string; bytes: number }
+import type { FileRef } from '../shards/stage-shard.js';
+
+export type { FileRef };
 
 /** The scores of one source shard (arrays are indexed by source row, length `rowsDone`). */
 export interface ShardScores {

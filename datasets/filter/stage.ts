@@ -10,22 +10,19 @@
  *   top-30% cutoff 0.07`, `unscored: undecodable image: ...` (reason code before the colon);
  * - rows that were not `success` in the source: carried through unchanged.
  *
- * The Parquet shard is written through ShardWriter (temp file, fsync, rename), then its stats JSON,
- * which names the shard's sha256 and is the shard's commit record: a shard is finished only when
- * both exist and agree, and a finished shard is returned as is. Output paths depend only on
- * (dataset name, version, shard index).
+ * The shard is committed through the shared protocol (datasets/shards/stage-shard.ts: Parquet,
+ * then the stats JSON that is the shard's commit record); a finished shard is returned as is.
+ * Output paths depend only on (dataset name, version, shard index).
  */
-import { SHARD_SCHEMA_VERSION } from '../../infra/constants.js';
-import { sha256Hex } from '../../infra/hash.js';
 import type { ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout } from '../shards/layout.js';
 import { readShardInfo, readShardRows } from '../shards/reader.js';
 import { BASE_COLUMNS, STAGE_COLUMNS, type RowStatus, type ShardRow } from '../shards/schema.js';
-import { ShardStatsCollector, type ShardStats } from '../shards/stats.js';
-import { ShardWriter } from '../shards/writer.js';
+import type { ShardStats } from '../shards/stats.js';
+import { commitShard, findFinishedShard, type FileRef } from '../shards/stage-shard.js';
 import { filterStats, selectRows, type FilterStats, type SelectionOutcome } from './selection.js';
 import { scoreShard, sourceShardOf, verifySourceShard, type FilterShardHooks, type FilterShardSpec, type ScoreShardOutcome } from './stage-score.js';
-import type { FileRef, ShardScores } from './stage-scores.js';
+import type { ShardScores } from './stage-scores.js';
 
 export { scoreShard, sourceShardOf, type FilterShardHooks, type FilterShardProgress, type FilterShardSpec, type ScoreShardOutcome } from './stage-score.js';
 
@@ -66,23 +63,13 @@ export interface FilterShardOutcome {
   resumedFromRow: number;
 }
 
-/** Shard `i`'s stats when it is finished (stats present, Parquet present with the recorded size and hash). */
-export async function findFinishedFilterShard(storage: ArtifactStorage, layout: DatasetLayout, i: number, verifyHash = true): Promise<{ stats: FilterShardStats; ref: FileRef } | undefined> {
-  const statsUri = layout.statsUri(i);
-  if (!(await storage.exists(statsUri))) return undefined;
-  const text = await storage.readText(statsUri);
-  let stats: FilterShardStats;
-  try {
-    stats = JSON.parse(text) as FilterShardStats;
-  } catch {
-    return undefined;
-  }
-  if (stats.stage !== 'filter') return undefined;
-  const size = await storage.size(layout.shardUri(i));
-  if (size === null || size !== stats.shard?.bytes) return undefined;
-  if (verifyHash && (await storage.sha256(layout.shardUri(i))) !== stats.shard.sha256) return undefined;
-  return { stats, ref: { uri: statsUri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) } };
+/** Shard `i`'s stats when it is finished and was written by the filter (datasets/shards/stage-shard.ts). */
+export function findFinishedFilterShard(storage: ArtifactStorage, layout: DatasetLayout, i: number, verifyHash = true): Promise<{ stats: FilterShardStats; ref: FileRef } | undefined> {
+  return findFinishedShard<FilterShardStats>(storage, layout, i, { verifyHash, accept: isFilterShardStats });
 }
+
+/** Stats written by the filter stage (a version directory holds one stage's shards). */
+export const isFilterShardStats = (stats: FilterShardStats): boolean => stats.stage === 'filter';
 
 function outcomeOf(stats: FilterShardStats, ref: FileRef, extra: { skipped: boolean; rowsScored: number; resumedFromRow: number }): FilterShardOutcome {
   return {
@@ -131,54 +118,45 @@ async function writeFilteredShard(storage: ArtifactStorage, layout: DatasetLayou
   const info = await readShardInfo(storage, src.uri);
   const known = new Set<string>([...BASE_COLUMNS, ...STAGE_COLUMNS]);
   const extra = info.columns.filter((c) => !known.has(c));
-  const collector = new ShardStatsCollector();
-  const writer = await ShardWriter.open(storage, layout.shardUri(i), {
-    columns: { extra, clipScore: true, captionGenerated: true }, rowGroupSize: spec.rowGroupSize,
-    metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i), 'kiln.source': `${plan.source.id}#${i}`, 'kiln.filter_fingerprint': plan.fingerprint },
-  });
   let carried = 0;
-  try {
-    let r = 0;
-    for await (const row of readShardRows(storage, src.uri, { batchSize: 256 })) {
-      const outcome = outcomes[r];
-      let out: ShardRow;
-      if (outcome === null || outcome === undefined) {
-        carried++;
-        out = { ...row, clip_score: row.clip_score ?? null, caption_generated: row.caption_generated ?? null };
-      } else {
-        const score = s.clipScore[r] ?? null;
-        const kept = outcome === 'kept';
-        out = {
-          ...row, status: kept ? 'success' : 'filtered',
-          error_message: kept ? null : filteredReason(outcome, score, s.scoreError[r] ?? null, plan.policy, selection.topFractionCutoff),
-          clip_score: score, caption_generated: s.captionGenerated[r] ?? null,
-        };
+  let r = 0;
+  const { stats, ref } = await commitShard<FilterShardStats>(storage, {
+    layout, shardIndex: i, inputUri: src.uri,
+    writer: {
+      columns: { extra, clipScore: true, captionGenerated: true }, rowGroupSize: spec.rowGroupSize,
+      metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i), 'kiln.source': `${plan.source.id}#${i}`, 'kiln.filter_fingerprint': plan.fingerprint },
+    },
+    fill: async (emit) => {
+      for await (const row of readShardRows(storage, src.uri, { batchSize: 256 })) {
+        const outcome = outcomes[r];
+        let out: ShardRow;
+        if (outcome === null || outcome === undefined) {
+          carried++;
+          out = { ...row, clip_score: row.clip_score ?? null, caption_generated: row.caption_generated ?? null };
+        } else {
+          const score = s.clipScore[r] ?? null;
+          const kept = outcome === 'kept';
+          out = {
+            ...row, status: kept ? 'success' : 'filtered',
+            error_message: kept ? null : filteredReason(outcome, score, s.scoreError[r] ?? null, plan.policy, selection.topFractionCutoff),
+            clip_score: score, caption_generated: s.captionGenerated[r] ?? null,
+          };
+        }
+        await emit(out);
+        r++;
+        if (r % 256 === 0) {
+          if (hooks.signal?.aborted) throw hooks.signal.reason instanceof Error ? hooks.signal.reason : new Error('filter shard cancelled');
+          hooks.onProgress?.({ phase: 'write', rowsDone: r, rowsTotal: src.rows });
+        }
       }
-      collector.addRow(out);
-      const t = performance.now();
-      await writer.append(out);
-      collector.addWriteTime(performance.now() - t);
-      r++;
-      if (r % 256 === 0) {
-        if (hooks.signal?.aborted) throw hooks.signal.reason instanceof Error ? hooks.signal.reason : new Error('filter shard cancelled');
-        hooks.onProgress?.({ phase: 'write', rowsDone: r, rowsTotal: src.rows });
-      }
-    }
-    if (r !== s.rowsDone) throw new Error(`source shard ${src.uri} has ${r} rows but its scores cover ${s.rowsDone}`);
-    const shard = await writer.commit();
-    const base = collector.finish({ schemaVersion: SHARD_SCHEMA_VERSION, shardIndex: i, inputUri: src.uri, shard: { uri: shard.uri, sha256: shard.sha256, bytes: shard.bytes } });
-    const stats: FilterShardStats = {
+      if (r !== s.rowsDone) throw new Error(`source shard ${src.uri} has ${r} rows but its scores cover ${s.rowsDone}`);
+    },
+    stats: (base) => ({
       ...base, stage: 'filter', source: { datasetId: plan.source.id, uri: src.uri, sha256: src.sha256, rows: src.rows, bytes: src.bytes }, scores: scored.ref,
       carried, filter: filterStats(successScores, selection, plan.policy),
       scoring: { rowsScored: scored.rowsScored, resumedFromRow: scored.resumedFromRow, modelMs: scored.modelMs }, runtime: s.runtime,
-    };
-    const written = await storage.writeAtomic(layout.statsUri(i), `${JSON.stringify(stats, null, 2)}\n`);
-    hooks.onProgress?.({ phase: 'write', rowsDone: r, rowsTotal: src.rows });
-    return outcomeOf(stats, { uri: written.uri, sha256: written.sha256, bytes: written.bytes }, {
-      skipped: false, rowsScored: scored.rowsScored, resumedFromRow: scored.resumedFromRow,
-    });
-  } catch (err) {
-    await writer.abort();
-    throw err;
-  }
+    }),
+  });
+  hooks.onProgress?.({ phase: 'write', rowsDone: r, rowsTotal: src.rows });
+  return outcomeOf(stats, ref, { skipped: false, rowsScored: scored.rowsScored, resumedFromRow: scored.resumedFromRow });
 }

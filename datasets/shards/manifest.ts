@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { ArtifactStorage, WrittenObject } from '../../infra/storage.js';
+import { sha256Hex } from '../../infra/hash.js';
 import { KilnError } from '../../infra/errors.js';
 import type { RowStatus } from './schema.js';
 import { DatasetLayout } from './layout.js';
@@ -79,6 +80,18 @@ export async function writeDatasetManifest(storage: ArtifactStorage, manifest: D
   const layout = new DatasetLayout(storage, manifest.name, manifest.version);
   parseManifest(JSON.stringify(manifest), layout.manifestUri);
   return storage.writeAtomic(layout.manifestUri, `${JSON.stringify(manifest, null, 2)}\n`);
+}
+
+/**
+ * The version's manifest, written once: when `manifest.json` already exists (an earlier attempt
+ * wrote it) it is validated and reused, else `build()` is written atomically.
+ */
+export async function reuseOrWriteManifest(storage: ArtifactStorage, name: string, version: number, build: () => Promise<DatasetManifest>): Promise<{ ref: WrittenObject; manifest: DatasetManifest }> {
+  const uri = new DatasetLayout(storage, name, version).manifestUri;
+  if (!(await storage.exists(uri))) await writeDatasetManifest(storage, await build());
+  const text = await storage.readText(uri);
+  const manifest = parseManifest(text, uri);
+  return { ref: { uri, sha256: sha256Hex(text), bytes: Buffer.byteLength(text) }, manifest };
 }
 
 /** URIs of the manifest's shards, in manifest order. */
