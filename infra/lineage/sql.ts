@@ -33,9 +33,10 @@ export interface SqlDb {
   close(): void;
 }
 
+/** The lineage server (PostgreSQL) cannot be reached (retryable: like Temporal, a server may answer later). */
 export class LineageUnavailableError extends KilnError {
   constructor(problem: string, fix: string) {
-    super('KILN_LINEAGE_UNAVAILABLE', problem, fix);
+    super('KILN_LINEAGE_UNAVAILABLE', problem, fix, { retryable: true });
   }
 }
 

@@ -30,6 +30,8 @@ import { CheckpointError, EmptyDatasetError, ModelTooLargeError, NonFiniteLossEr
 import { FeatureExtractorError } from '../../eval/features.js';
 import { FeatureStatisticsError } from '../../eval/statistics.js';
 import { temporalBinary, uniqueId } from '../helpers/env.js';
+import { LineageUnavailableError } from '../../infra/lineage/sql.js';
+import { LineageCopyError } from '../../infra/lineage/copy.js';
 
 interface Case { make: () => Error; retried: boolean; exit: number }
 
@@ -54,6 +56,8 @@ const CASES: Record<string, Case> = {
   LineageSchemaError: { make: () => new LineageSchemaError(9, 3, '/data/lineage.db'), retried: false, exit: EXIT.jobFailed },
   KilnError: { make: () => new KilnError('KILN_ROW_COUNT_MISMATCH', 'rows differ', 'report it'), retried: false, exit: EXIT.jobFailed },
   TemporalUnavailableError: { make: () => new TemporalUnavailableError('no server', 'start one'), retried: true, exit: EXIT.temporalUnavailable },
+  LineageUnavailableError: { make: () => new LineageUnavailableError('PostgreSQL at 127.0.0.1:1 refused', 'start it'), retried: true, exit: EXIT.jobFailed },
+  LineageCopyError: { make: () => new LineageCopyError('target is not empty', 'copy into an empty database'), retried: false, exit: EXIT.jobFailed },
   Error: { make: () => new Error('ECONNRESET: socket hang up'), retried: true, exit: EXIT.jobFailed },
 };
 
