@@ -99,8 +99,8 @@ export class LineageStore {
       finishJob: db.prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?'),
       getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
       setJobParent: db.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ? AND parent_job_id IS DISTINCT FROM ?'),
-      childJobs: db.prepare('SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY started_at'),
-      listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC LIMIT ?'),
+      childJobs: db.prepare('SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY started_at, id'),
+      listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC, id DESC LIMIT ?'),
       insertRun: db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
         VALUES (@id, @jobId, @stage, 'running', @params, @environment, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
       restartRun: db.prepare(`UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ? AND status IN ('failed','cancelled')`),
@@ -117,7 +117,7 @@ export class LineageStore {
       artifactsOfRun: db.prepare(`SELECT a.*, e.role AS edge_role FROM edges e JOIN artifacts a ON a.id = e.artifact_id
         WHERE e.run_id = ? ORDER BY a.id`),
       runsOfArtifact: db.prepare(`SELECT r.*, e.role AS edge_role FROM edges e JOIN runs r ON r.id = e.run_id
-        WHERE e.artifact_id = ? ORDER BY r.started_at`),
+        WHERE e.artifact_id = ? ORDER BY r.started_at, r.id`),
       insertDataset: db.prepare(`INSERT INTO dataset_versions (id, name, version, manifest_artifact_id, parents_json, schema_version, params_json, run_id, created_at)
         VALUES (@id, @name, @version, @manifestArtifactId, @parents, @schemaVersion, @params, @runId, @at) ON CONFLICT(id) DO NOTHING`),
       getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
