@@ -22,7 +22,8 @@ import { MissingFileError } from '../infra/errors.js';
 import { sha256File, sha256Hex } from '../infra/hash.js';
 import { manifestShardUris } from '../datasets/shards/manifest.js';
 import { earlyStoppingDecision, metricMode, metricValue, METRIC_LABEL, type EarlyStoppingDecision, type StoppingMetric } from '../eval/early-stopping.js';
-import { DEFAULT_EVAL_SAMPLE_COUNT, DEFAULT_REFERENCE_MAX_IMAGES, defaultStoppingMetric } from '../eval/protocol.js';
+import { defaultStoppingMetric } from '../eval/protocol.js';
+import { EVAL_DEFAULTS, resolveEvalOptions, type ResolvedEvalOptions, type TrainEvalOptions } from '../eval/options.js';
 import type { EvalProtocol } from '../eval/report.js';
 import type { EvaluationRecord } from '../eval/evaluate.js';
 import type { FeatureExtractor } from '../eval/features.js';
@@ -35,48 +36,8 @@ import type { ActivityDeps } from './deps.js';
 import { activityContext, withRun } from './run-lifecycle.js';
 import { linkIfRecorded, pad9, resolveDatasetRef, type DatasetPin } from './run-artifacts.js';
 
-/** Evaluation options of a training run (issue 6): every N steps, FID (+ CLIP score), early stopping. */
-export interface TrainEvalOptions {
-  /** Evaluate every N steps (a multiple of the chunk size, so it lands on a checkpoint). */
-  everySteps: number;
-  /** Generated samples per evaluation (default eval/protocol.ts DEFAULT_EVAL_SAMPLE_COUNT, 256). */
-  sampleCount?: number;
-  /** Evaluations in a row without improvement that stop training (default 3). */
-  patience?: number;
-  /** Minimum change that counts as an improvement (default 0). */
-  minDelta?: number;
-  /**
-   * Metric for early stopping and for keeping the best checkpoint. Default: 'kid' when sampleCount
-   * is below the extractor's feature dimension (FID is rank-deficient and biased there), else 'fid'
-   * (prepareTrainingRun resolves it, so the workflow always carries a concrete metric).
-   */
-  metric?: StoppingMetric;
-  /** Feature extractor directory (extractor.json + model.onnx; see eval/architecture.md). */
-  extractorDir: string;
-  /**
-   * Reference images: a dataset version's success rows (`name@vN` or its manifest URI)... Default
-   * (neither given): the training dataset itself (the recipe uses a held-out set such as COCO val).
-   */
-  referenceDataset?: string;
-  /** ...or a directory of images (png/jpg/jpeg/webp). At most one of the two. */
-  referenceDir?: string;
-  /** Use at most this many reference images (default DEFAULT_REFERENCE_MAX_IMAGES, 5,000). */
-  referenceMaxImages?: number;
-  /** CLIP model directory (transformers.js ONNX layout) for the CLIP score; required for metric 'clip_score'. */
-  clipModelDir?: string;
-  /** Prompt set (default eval/eval-samples.ts DEFAULT_EVAL_PROMPTS). */
-  prompts?: string[];
-  /** Noise seed shared by every evaluation of the run (default 0). */
-  seed?: number;
-  /** Sampler steps (DDIM, or Euler for flow matching; default 50). */
-  samplerSteps?: number;
-  /** Classifier-free guidance scale (default 4.5; 1 disables guidance). */
-  guidanceScale?: number;
-  /** Samples per batch (default 16). */
-  batchSize?: number;
-  /** Samples shown in the grid (default 16). */
-  gridSamples?: number;
-}
+/** Evaluation options of a training run: eval/options.ts (one zod schema, one set of defaults). */
+export type { TrainEvalOptions } from '../eval/options.js';
 
 /**
  * One evaluation's numbers as the workflow carries them (JSON: null when not measured or not
@@ -102,7 +63,7 @@ export function evalPointFromRecord(r: { step: number; fid: number | null; kid?:
 
 /** The stopping metric of these options with the extractor's feature dimension (see TrainEvalOptions.metric). */
 export function resolveStoppingMetric(o: Pick<TrainEvalOptions, 'metric' | 'sampleCount'>, featureDim: number): StoppingMetric {
-  return o.metric ?? defaultStoppingMetric(o.sampleCount ?? DEFAULT_EVAL_SAMPLE_COUNT, featureDim);
+  return o.metric ?? defaultStoppingMetric(o.sampleCount ?? EVAL_DEFAULTS.sampleCount, featureDim);
 }
 
 export interface RecordFailedEvaluationInput extends EvaluateTrainingInput {
@@ -159,10 +120,10 @@ export function createEvalActivities(deps: ActivityDeps) {
    * training decodes them (training/image-decode.ts: sharp cover/centre crop), so the cache entry is
    * a function of (set, cap, resolution, extractor) and never holds native-resolution work.
    */
-  async function referenceFor(extractor: FeatureExtractor, o: TrainEvalOptions, resolution: number, onProgress: (n: number) => void): Promise<{ ref: ReferenceStats; name: string; setHash: string; dataset: DatasetPin | null; resize: string }> {
+  async function referenceFor(extractor: FeatureExtractor, o: ResolvedEvalOptions, resolution: number, onProgress: (n: number) => void): Promise<{ ref: ReferenceStats; name: string; setHash: string; dataset: DatasetPin | null; resize: string }> {
     const [{ hashReferenceSet, referenceStatistics }, { imageSetFeatures }, { decodeTrainingImage }] = await Promise.all([
       import('../eval/reference-stats.js'), import('../eval/features.js'), import('../training/image-decode.js')]);
-    const max = o.referenceMaxImages ?? DEFAULT_REFERENCE_MAX_IMAGES;
+    const max = o.referenceMaxImages;
     const resize = `decoded and resized to ${resolution}x${resolution} as training does (sharp cover/centre), first ${max} images`;
     const selection = { id: `select:success-rows;max=${max};resize=train-cover-centre-${resolution}`, sha256: sha256Hex(`${max}|${resolution}`) };
     const decodeRgb = async (bytes: Uint8Array): Promise<RgbImage | null> => {
@@ -211,23 +172,23 @@ export function createEvalActivities(deps: ActivityDeps) {
   /** Generate samples from the checkpoint and measure them (the expensive part). */
   async function measure(input: EvaluateTrainingInput, reportDirUri: string, state: CheckpointState, backend: TfBackendChoice): Promise<StoredEvaluation> {
     const ctx = activityContext();
-    const o = input.eval;
+    const o = resolveEvalOptions(input.eval);
     const [{ loadTrainedModel }, { loadFeatureExtractor }, { evaluateCheckpoint }, { DEFAULT_EVAL_PROMPTS }] = await Promise.all([
       import('../training/inference.js'), import('../eval/features.js'), import('../eval/evaluate.js'), import('../eval/eval-samples.js')]);
     ctx?.heartbeat({ phase: 'loading', step: input.step });
-    const extractor = await loadFeatureExtractor(resolve(o.extractorDir), { batchSize: o.batchSize ?? 16 });
+    const extractor = await loadFeatureExtractor(resolve(o.extractorDir), { batchSize: o.batchSize });
     try {
       const reference = await referenceFor(extractor, o, state.config.resolution, (n) => ctx?.heartbeat({ phase: 'reference', images: n }));
       const model = await loadTrainedModel(storage, input.checkpointUri);
       let clip: ClipScorer | undefined;
       try {
         if (o.clipModelDir) clip = await (await import('../datasets/filter/clip-scorer.js')).loadClipScorer(resolve(o.clipModelDir));
-        const guidanceScale = o.guidanceScale ?? 4.5;
+        const guidanceScale = o.guidanceScale;
         const sampler = {
-          method: model.sampler, steps: o.samplerSteps ?? 50, guidanceScale, seed: o.seed ?? 0,
+          method: model.sampler, steps: o.samplerSteps, guidanceScale, seed: o.seed,
           ...model.latentShape, schedule: model.schedule,
         };
-        const batchSize = o.batchSize ?? 16;
+        const batchSize = o.batchSize;
         const record = await evaluateCheckpoint({
           storage, extractor, reference: reference.ref, reportDirUri,
           ...(clip ? { clip: { scorer: clip, name: `CLIP ${basename(clip.modelDir)}` } } : {}),
@@ -239,7 +200,7 @@ export function createEvalActivities(deps: ActivityDeps) {
             },
           },
         }, {
-          step: input.step, prompts: o.prompts ?? DEFAULT_EVAL_PROMPTS, sampleCount: o.sampleCount ?? DEFAULT_EVAL_SAMPLE_COUNT, gridSamples: o.gridSamples ?? 16,
+          step: input.step, prompts: o.prompts ?? DEFAULT_EVAL_PROMPTS, sampleCount: o.sampleCount, gridSamples: o.gridSamples,
           referenceSetName: reference.name, metric: resolveStoppingMetric(o, extractor.featureDim), referenceResize: reference.resize, onProgress: (done) => ctx?.heartbeat({ phase: 'sampling', step: input.step, done }),
         });
         const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(input.checkpointUri, 'state.json'))) };
@@ -279,9 +240,9 @@ export function createEvalActivities(deps: ActivityDeps) {
 
   /** The decision over history + this point; a new best goes to metrics.json (retention keeps exactly it). */
   async function decide(input: EvaluateTrainingInput, point: EvalPoint, metric: StoppingMetric): Promise<EarlyStoppingDecision> {
-    const o = input.eval;
+    const o = resolveEvalOptions(input.eval);
     const history = [...input.history.filter((h) => h.step !== input.step), point];
-    const decision = earlyStoppingDecision(history, { metric, patience: o.patience ?? 3, minDelta: o.minDelta ?? 0 });
+    const decision = earlyStoppingDecision(history, { metric, patience: o.patience, minDelta: o.minDelta });
     if (decision.latestIsBest && decision.bestValue !== null) {
       await recordCheckpointMetric(storage, input.runUri, input.step, metric, decision.bestValue, metricMode(metric));
     }
@@ -305,7 +266,7 @@ export function createEvalActivities(deps: ActivityDeps) {
           record = (JSON.parse(await storage.readText(evalUri)) as StoredEvaluation | FailedEvaluation).record;
         } else {
           const protocol: EvalProtocol = {
-            extractor: basename(resolve(o.extractorDir)), extractorSha256: '', sampleCount: o.sampleCount ?? DEFAULT_EVAL_SAMPLE_COUNT, seed: o.seed ?? 0,
+            extractor: basename(resolve(o.extractorDir)), extractorSha256: '', sampleCount: o.sampleCount ?? EVAL_DEFAULTS.sampleCount, seed: o.seed ?? EVAL_DEFAULTS.seed,
             referenceStatsSha256: '', ...(o.metric ? { metric: o.metric } : {}),
           };
           const failed: FailedEvaluation = {

@@ -42,7 +42,8 @@ import type { LossPartsSummary, TrainingChunkResult } from '../training/run-chun
 import type { ActivityDeps } from './deps.js';
 import { activityContext, withRun } from './run-lifecycle.js';
 import { createEvalActivities, evalPointFromRecord, resolveStoppingMetric, type EvalPoint, type TrainEvalOptions } from './eval.js';
-import { metricMode, STOPPING_METRICS } from '../eval/early-stopping.js';
+import { resolveEvalOptions } from '../eval/options.js';
+import { metricMode } from '../eval/early-stopping.js';
 import { createTrainReportActivities } from './train-report.js';
 import { createLatentCacheActivities, type LatentCacheRef } from './latent-cache.js';
 import { linkIfRecorded, pad9, pinnedShards, resolveDatasetRef, writeRunArtifact, type DatasetPin } from './run-artifacts.js';
@@ -297,18 +298,12 @@ export function withMetricMode(config: TrainingConfigInput, mode: 'min' | 'max',
 }
 
 /** Checks of eval options that need no model (fail fast, before training starts); returns the extractor's feature_dim. */
-async function checkEvalOptions(o: TrainEvalOptions, chunkSteps: number): Promise<number> {
+async function checkEvalOptions(input: TrainEvalOptions, chunkSteps: number): Promise<number> {
   const bad = (problem: string, fix: string) => new ConfigError(`eval options: ${problem}`, fix);
-  if (!Number.isInteger(o.everySteps) || o.everySteps < 1 || o.everySteps % chunkSteps !== 0) {
+  const o = resolveEvalOptions(input); // eval/options.ts: types, ranges, one reference, clip_score needs a CLIP dir
+  if (o.everySteps % chunkSteps !== 0) {
     throw bad(`everySteps ${o.everySteps} is not a positive multiple of chunkSteps ${chunkSteps}`, 'evaluations run on checkpoints: make everySteps a multiple of chunkSteps.');
   }
-  if (o.sampleCount !== undefined && (!Number.isInteger(o.sampleCount) || o.sampleCount < 2)) throw bad(`sampleCount ${o.sampleCount} must be an integer >= 2`, 'use e.g. 1000 samples (FID needs at least 2).');
-  if (o.referenceDataset && o.referenceDir) throw bad('give one of referenceDataset and referenceDir, not both', 'name the reference images: a dataset version (name@vN) or a directory (default: the training dataset).');
-  if (o.metric === 'clip_score' && !o.clipModelDir) throw bad('metric clip_score needs clipModelDir', 'pass a CLIP model directory, or use metric kid or fid.');
-  if (o.metric !== undefined && !STOPPING_METRICS.includes(o.metric)) throw bad(`metric ${JSON.stringify(o.metric)} is unknown`, 'use "kid", "fid" or "clip_score" (or leave it out: KID below feature_dim samples, else FID).');
-  if (o.referenceMaxImages !== undefined && (!Number.isInteger(o.referenceMaxImages) || o.referenceMaxImages < 2)) throw bad(`referenceMaxImages ${o.referenceMaxImages} must be an integer >= 2`, 'use e.g. 5000 reference images.');
-  if (o.patience !== undefined && (!Number.isInteger(o.patience) || o.patience < 1)) throw bad(`patience ${o.patience} is not a positive integer`, 'set patience to 1 or more (the recipe uses 3).');
-  if (o.minDelta !== undefined && !(o.minDelta >= 0)) throw bad(`minDelta ${o.minDelta} is negative`, 'set minDelta to 0 or a small positive number.');
   const descriptorPath = join(o.extractorDir, 'extractor.json');
   const raw = await readFile(descriptorPath, 'utf8').catch(() => {
     throw new MissingFileError(`FID feature extractor not found: ${descriptorPath} is missing`, 'put extractor.json and model.onnx there: see eval/architecture.md, "Standard Inception-v3 extractor".');

@@ -5,15 +5,15 @@
  * resumes that run from its newest checkpoint; the job id derives from run name + config + dataset
  * version, so the same command again attaches to, resumes or reports the same job.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../infra/errors.js';
-import { DEFAULT_EVAL_SAMPLE_COUNT, DEFAULT_REFERENCE_MAX_IMAGES } from '../../eval/protocol.js';
+import { EVAL_DEFAULTS, referenceOf } from '../../eval/options.js';
 import type { TrainingConfigInput } from '../../training/config.js';
 import { resolveTrainingConfigPaths } from '../spec/training-paths.js';
-import type { TrainEvalOptions } from '../../activities/train.js';
+import type { TrainEvalOptions } from '../../eval/options.js';
 import type { TrainProgress, TrainWorkflowInput } from '../../workflows/train.js';
 import { loadConfig, type KilnConfig } from '../../infra/config.js';
 import { jobIdentity, type JobIdentity } from '../job-identity.js';
@@ -76,12 +76,10 @@ export function trainInputFromFlags(o: TrainFlags): TrainWorkflowInput {
     if (!o.extractorDir) {
       throw new ConfigError('--eval-every needs --extractor-dir', 'name the FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md).');
     }
-    const ref = o.reference;
-    const isDir = ref !== undefined && !ref.startsWith('file://') && existsSync(ref) && statSync(ref).isDirectory();
     evalOptions = {
       everySteps: o.evalEvery, patience: o.patience, minDelta: o.minDelta, ...(o.metric ? { metric: o.metric } : {}), extractorDir: resolve(o.extractorDir),
-      ...(ref === undefined ? {} : isDir ? { referenceDir: resolve(ref) } : { referenceDataset: ref }),
-      sampleCount: o.evalSamples ?? DEFAULT_EVAL_SAMPLE_COUNT,
+      ...(o.reference === undefined ? {} : referenceOf(o.reference)),
+      sampleCount: o.evalSamples ?? EVAL_DEFAULTS.sampleCount,
       ...(o.referenceMax !== undefined ? { referenceMaxImages: o.referenceMax } : {}),
       ...(o.clipModelDir ? { clipModelDir: resolve(o.clipModelDir) } : {}),
       ...(o.samplerSteps !== undefined ? { samplerSteps: o.samplerSteps } : {}),
@@ -131,17 +129,17 @@ export function registerTrainCommands(run: Command): void {
     .option('--chunks-per-run <n>', 'chunks per workflow run before continue-as-new', positiveInt)
     .option('--heartbeat-timeout <duration>', 'chunk heartbeat timeout, e.g. 60s: how soon a dead worker\'s chunk is retried')
     .option('--eval-every <n>', 'evaluate every N steps (a multiple of --chunk-steps); enables FID, KID and early stopping', positiveInt)
-    .option('--eval-samples <n>', `generated samples per evaluation (default ${DEFAULT_EVAL_SAMPLE_COUNT})`, positiveInt)
-    .option('--patience <n>', 'stop after N evaluations in a row without improvement', positiveInt, 3)
-    .option('--min-delta <x>', 'minimum change that counts as an improvement', nonNegative, 0)
+    .option('--eval-samples <n>', `generated samples per evaluation (default ${EVAL_DEFAULTS.sampleCount})`, positiveInt)
+    .option('--patience <n>', 'stop after N evaluations in a row without improvement', positiveInt, EVAL_DEFAULTS.patience)
+    .option('--min-delta <x>', 'minimum change that counts as an improvement', nonNegative, EVAL_DEFAULTS.minDelta)
     .option('--metric <name>', 'early-stopping metric: kid, fid or clip_score (default: kid when --eval-samples is below the extractor\'s feature_dim, else fid)')
     .option('--extractor-dir <dir>', 'FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md)')
     .option('--reference <ref>', 'reference images: a dataset version (name@vN or manifest URI) or a directory of images (default: the training dataset)')
-    .option('--reference-max <n>', `use at most N reference images (default ${DEFAULT_REFERENCE_MAX_IMAGES})`, positiveInt)
+    .option('--reference-max <n>', `use at most N reference images (default ${EVAL_DEFAULTS.referenceMaxImages})`, positiveInt)
     .option('--clip-model-dir <dir>', 'CLIP model directory for the CLIP score (needed for --metric clip_score)')
-    .option('--sampler-steps <n>', 'DDIM / Euler steps per sample (default 50)', positiveInt)
-    .option('--guidance <w>', 'classifier-free guidance scale (default 4.5)', nonNegative)
-    .option('--eval-seed <n>', 'noise seed of the evaluation samples (default 0)', (v) => Math.trunc(nonNegative(v))), { derivedId: true })
+    .option('--sampler-steps <n>', `DDIM / Euler steps per sample (default ${EVAL_DEFAULTS.samplerSteps})`, positiveInt)
+    .option('--guidance <w>', `classifier-free guidance scale (default ${EVAL_DEFAULTS.guidanceScale})`, nonNegative)
+    .option('--eval-seed <n>', `noise seed of the evaluation samples (default ${EVAL_DEFAULTS.seed})`, (v) => Math.trunc(nonNegative(v))), { derivedId: true })
     .action(async (o: TrainFlags) => {
       if (o.metric !== undefined && o.metric !== 'kid' && o.metric !== 'fid' && o.metric !== 'clip_score') throw new ConfigError(`--metric ${JSON.stringify(o.metric)} is unknown`, 'use kid, fid or clip_score.');
       const input = trainInputFromFlags(o);

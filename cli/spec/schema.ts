@@ -4,7 +4,7 @@
  * what is allowed. Stage option blocks are validated again, in full, by each stage.
  */
 import { z } from 'zod';
-import { DEFAULT_EVAL_SAMPLE_COUNT, DEFAULT_REFERENCE_MAX_IMAGES } from '../../eval/protocol.js';
+import { EVAL_DEFAULTS } from '../../eval/options.js';
 
 const name = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/, 'use 1-100 letters, digits, ".", "_" or "-" (no "/", "..", spaces)');
 const positiveInt = z.number().int().positive();
@@ -57,19 +57,19 @@ export const filterSpecSchema = z.object({
 export const evalSpecSchema = z.object({
   every_steps: positiveInt,
   extractor: z.string().min(1, 'give the FID feature extractor directory'),
-  /** eval/protocol.ts DEFAULT_EVAL_SAMPLE_COUNT (256), shared with the CLI and the eval activity. */
-  sample_count: positiveInt.min(2).max(100_000).default(DEFAULT_EVAL_SAMPLE_COUNT),
-  patience: positiveInt.max(1000).default(3),
-  min_delta: z.number().nonnegative().default(0),
+  /** Defaults: eval/options.ts EVAL_DEFAULTS, shared with the CLI and the eval activities (which check with its schema). */
+  sample_count: positiveInt.min(2).max(100_000).default(EVAL_DEFAULTS.sampleCount),
+  patience: positiveInt.max(1000).default(EVAL_DEFAULTS.patience),
+  min_delta: z.number().nonnegative().default(EVAL_DEFAULTS.minDelta),
   /** Omitted: KID when sample_count < the extractor's feature_dim (FID is biased there), else FID. */
   metric: z.enum(['kid', 'fid', 'clip_score']).optional(),
   prompts: z.array(z.string()).optional(),
-  seed: z.number().int().nonnegative().default(0),
+  seed: z.number().int().nonnegative().default(EVAL_DEFAULTS.seed),
   /** Reference images: a dataset version (name@vN) or a directory of images; default the training data. */
   reference: z.string().min(1).optional(),
-  reference_max_images: positiveInt.min(2).default(DEFAULT_REFERENCE_MAX_IMAGES),
-  sampler_steps: positiveInt.max(1000).default(50),
-  guidance_scale: z.number().min(1).default(4.5),
+  reference_max_images: positiveInt.min(2).default(EVAL_DEFAULTS.referenceMaxImages),
+  sampler_steps: positiveInt.max(1000).default(EVAL_DEFAULTS.samplerSteps),
+  guidance_scale: z.number().min(1).default(EVAL_DEFAULTS.guidanceScale),
 }).strict();
 
 export const trainSpecSchema = z.object({

@@ -2,6 +2,7 @@
 import type { PipelineInput, PipelineTrainInput } from '../../workflows/pipeline.js';
 import type { TrainingConfigInput } from '../../training/config.js';
 import type { PipelineSpec } from './schema.js';
+import { referenceOf } from '../../eval/options.js';
 
 export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
   const c = spec.crawl;
@@ -49,8 +50,7 @@ export function trainInputFromSpec(spec: PipelineSpec): PipelineTrainInput {
         everySteps: e.every_steps, sampleCount: e.sample_count, patience: e.patience, minDelta: e.min_delta,
         ...(e.metric ? { metric: e.metric } : {}), extractorDir: e.extractor, seed: e.seed, ...(e.prompts ? { prompts: e.prompts } : {}),
         samplerSteps: e.sampler_steps, guidanceScale: e.guidance_scale,
-        ...(e.reference ? (/@v?\d+$/.test(e.reference) || e.reference.startsWith('file://') && e.reference.endsWith('manifest.json')
-          ? { referenceDataset: e.reference } : { referenceDir: e.reference }) : {}),
+        ...(e.reference ? referenceOf(e.reference) : {}),
         ...(e.reference_max_images ? { referenceMaxImages: e.reference_max_images } : {}),
         ...(spec.filter ? { clipModelDir: spec.filter.clip_model } : {}),
       },
