@@ -112,29 +112,63 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const ctx = activityContext();
       const runId = `${input.jobId}/crawl/plan`;
       // Idempotent; the workflow records the job first, direct callers (CLI, bench) rely on this.
-      lineage.startJob({ id: input.jobId, kind: 'crawl', workflowId: input.workflowId ?? input.jobId, params: input, codeVersion: deps.codeVersion });
+      lineage.startJob({
+        id: input.jobId,
+        kind: 'crawl',
+        workflowId: input.workflowId ?? input.jobId,
+        params: input,
+        codeVersion: deps.codeVersion,
+      });
       return withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.plan', params: input }, async () => {
         const sources = input.inputs.map((s) => (typeof s === 'string' ? { path: s } : s));
         const latest = lineage.latestDatasetVersionNumber(input.datasetName);
         const asOf = input.incrementalAsOf;
-        const incremental = asOf === undefined ? undefined : { seenAsOf: asOf, seenUrl: (url: string) => lineage.seenUrl(url, asOf) };
-        const { plan, resumed } = await planCrawl(storage, { ...input, sources, incremental }, latest, (progress) => ctx?.heartbeat(progress));
+        const incremental =
+          asOf === undefined ? undefined : { seenAsOf: asOf, seenUrl: (url: string) => lineage.seenUrl(url, asOf) };
+        const { plan, resumed } = await planCrawl(storage, { ...input, sources, incremental }, latest, (progress) =>
+          ctx?.heartbeat(progress),
+        );
         for (const s of plan.sources) {
-          lineage.recordArtifactOfRun(runId, 'consumed', { uri: pathToFileURL(s.path).href, kind: 'url-list', sha256: s.sha256, bytes: s.bytes, metadata: { format: s.format, gzip: s.gzip } });
+          lineage.recordArtifactOfRun(runId, 'consumed', {
+            uri: pathToFileURL(s.path).href,
+            kind: 'url-list',
+            sha256: s.sha256,
+            bytes: s.bytes,
+            metadata: { format: s.format, gzip: s.gzip },
+          });
         }
         const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
         const planText = await storage.readText(layout.planUri);
-        lineage.recordArtifactOfRun(runId, 'produced', { uri: layout.planUri, kind: 'crawl-plan', sha256: sha256Hex(planText), bytes: Buffer.byteLength(planText) });
+        lineage.recordArtifactOfRun(runId, 'produced', {
+          uri: layout.planUri,
+          kind: 'crawl-plan',
+          sha256: sha256Hex(planText),
+          bytes: Buffer.byteLength(planText),
+        });
         // The input shards are this run's products (so a trace walks from a shard back to the URL lists).
         for (let i = 0; i < plan.shardCount; i++) {
           const uri = layout.inputShardUri(i);
           const bytes = await storage.read(uri);
           ctx?.heartbeat({ phase: 'record', shardsRecorded: i });
-          lineage.recordArtifactOfRun(runId, 'produced', { uri, kind: 'crawl-input-shard', sha256: sha256Hex(bytes), bytes: bytes.byteLength, metadata: { datasetId: plan.datasetId, shardIndex: i } });
+          lineage.recordArtifactOfRun(runId, 'produced', {
+            uri,
+            kind: 'crawl-input-shard',
+            sha256: sha256Hex(bytes),
+            bytes: bytes.byteLength,
+            metadata: { datasetId: plan.datasetId, shardIndex: i },
+          });
         }
         const result: PlanCrawlResult = {
-          datasetName: plan.datasetName, version: plan.version, datasetId: plan.datasetId, shardCount: plan.shardCount, rows: plan.rows,
-          duplicates: plan.duplicates, extraColumns: plan.extraColumns, options: plan.options, resumed, planUri: layout.planUri,
+          datasetName: plan.datasetName,
+          version: plan.version,
+          datasetId: plan.datasetId,
+          shardCount: plan.shardCount,
+          rows: plan.rows,
+          duplicates: plan.duplicates,
+          extraColumns: plan.extraColumns,
+          options: plan.options,
+          resumed,
+          planUri: layout.planUri,
         };
         return result;
       });
@@ -156,45 +190,106 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
       const attempt = ctx?.info.attempt ?? 1;
       const runId = `${input.jobId}/crawl/shard-${input.shardIndex}`;
       // Earlier attempts that died with their worker (timed out, never threw) turn the native JPEG path off for this shard.
-      const decision = await shardCodecDecision(storage, new DatasetLayout(storage, input.datasetName, input.version), input.shardIndex);
+      const decision = await shardCodecDecision(
+        storage,
+        new DatasetLayout(storage, input.datasetName, input.version),
+        input.shardIndex,
+      );
       const environment = {
-        attempt, ...(await imageCodecEnvironment(decision.codec, decision.reason)),
-        ...(decision.diedAttempts ? { diedAttempts: decision.diedAttempts, nativeJpeg: decision.codec === 'sharp' ? 'off' : 'on' } : {}),
+        attempt,
+        ...(await imageCodecEnvironment(decision.codec, decision.reason)),
+        ...(decision.diedAttempts
+          ? { diedAttempts: decision.diedAttempts, nativeJpeg: decision.codec === 'sharp' ? 'off' : 'on' }
+          : {}),
       };
       // A retried shard records the environment of the attempt that runs now (the codec may have changed).
-      return withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.shard', params: input, environment, environmentOfRetry: 'latest' }, async () => {
-        const asOf = (await readPlan(input.datasetName, input.version)).seenAsOf;
-        const outcome = await crawlShardToParquet(storage, { ...input, codec: decision.codec }, {
-          signal: ctx?.cancellationSignal, attempt,
-          ...(asOf != null ? { seenContent: (sha: string) => lineage.seenImage(sha, asOf) } : {}),
-          onProgress: (rowsDone, rowsTotal) => {
-            if (rowsDone % 50 === 0 || rowsDone === rowsTotal) ctx?.heartbeat({ rowsDone, rowsTotal });
-            hooks.onShardProgress?.(input.shardIndex, rowsDone, attempt);
-          },
-        });
-        const datasetId = new DatasetLayout(storage, input.datasetName, input.version).id;
-        lineage.recordArtifactOfRun(runId, 'consumed', { ...outcome.input, kind: 'crawl-input-shard', metadata: { datasetId, shardIndex: input.shardIndex } });
-        lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.shard, kind: 'dataset-shard', metadata: { datasetId, shardIndex: input.shardIndex, rows: outcome.rows, schemaVersion: SHARD_SCHEMA_VERSION } });
-        lineage.recordArtifactOfRun(runId, 'produced', { ...outcome.stats, kind: 'shard-stats', metadata: { datasetId, shardIndex: input.shardIndex } });
-        const result: CrawlShardResult = {
-          shardIndex: input.shardIndex, rows: outcome.rows, skipped: outcome.skipped, countsByStatus: outcome.countsByStatus, shard: outcome.shard,
-          ...(outcome.codec ? { imageCodec: outcome.codec.codec, diedAttempts: outcome.codec.diedAttempts } : {}),
-        };
-        return result;
-      });
+      return withRun(
+        deps,
+        {
+          id: runId,
+          jobId: input.jobId,
+          stage: 'crawl.shard',
+          params: input,
+          environment,
+          environmentOfRetry: 'latest',
+        },
+        async () => {
+          const asOf = (await readPlan(input.datasetName, input.version)).seenAsOf;
+          const outcome = await crawlShardToParquet(
+            storage,
+            { ...input, codec: decision.codec },
+            {
+              signal: ctx?.cancellationSignal,
+              attempt,
+              ...(asOf != null ? { seenContent: (sha: string) => lineage.seenImage(sha, asOf) } : {}),
+              onProgress: (rowsDone, rowsTotal) => {
+                if (rowsDone % 50 === 0 || rowsDone === rowsTotal) ctx?.heartbeat({ rowsDone, rowsTotal });
+                hooks.onShardProgress?.(input.shardIndex, rowsDone, attempt);
+              },
+            },
+          );
+          const datasetId = new DatasetLayout(storage, input.datasetName, input.version).id;
+          lineage.recordArtifactOfRun(runId, 'consumed', {
+            ...outcome.input,
+            kind: 'crawl-input-shard',
+            metadata: { datasetId, shardIndex: input.shardIndex },
+          });
+          lineage.recordArtifactOfRun(runId, 'produced', {
+            ...outcome.shard,
+            kind: 'dataset-shard',
+            metadata: {
+              datasetId,
+              shardIndex: input.shardIndex,
+              rows: outcome.rows,
+              schemaVersion: SHARD_SCHEMA_VERSION,
+            },
+          });
+          lineage.recordArtifactOfRun(runId, 'produced', {
+            ...outcome.stats,
+            kind: 'shard-stats',
+            metadata: { datasetId, shardIndex: input.shardIndex },
+          });
+          const result: CrawlShardResult = {
+            shardIndex: input.shardIndex,
+            rows: outcome.rows,
+            skipped: outcome.skipped,
+            countsByStatus: outcome.countsByStatus,
+            shard: outcome.shard,
+            ...(outcome.codec ? { imageCodec: outcome.codec.codec, diedAttempts: outcome.codec.diedAttempts } : {}),
+          };
+          return result;
+        },
+      );
     },
 
     /** Write manifest.json of a fully crawled version and record the dataset version in lineage. */
-    async writeCrawlManifest(input: { jobId: string; datasetName: string; version: number }): Promise<CrawlManifestResult> {
+    async writeCrawlManifest(input: {
+      jobId: string;
+      datasetName: string;
+      version: number;
+    }): Promise<CrawlManifestResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/crawl/manifest`;
-      return withHeartbeats(() => ({ phase: 'manifest' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.manifest', params: input }, async () => {
-        const { ref, manifest } = await recordVersionManifest(deps, runId, input, async () =>
-          buildCrawlManifest(storage, await readPlan(input.datasetName, input.version), (n) => ctx?.heartbeat({ shardsDone: n })));
-        await indexSeenItems(deps, manifest.id, input.jobId, manifestShardUris(storage, manifest));
-        const result: CrawlManifestResult = { datasetId: manifest.id, manifest: ref, rows: manifest.rows, shards: manifest.shards.length, countsByStatus: manifest.countsByStatus ?? {} };
-        return result;
-      }));
+      return withHeartbeats(
+        () => ({ phase: 'manifest' }),
+        () =>
+          withRun(deps, { id: runId, jobId: input.jobId, stage: 'crawl.manifest', params: input }, async () => {
+            const { ref, manifest } = await recordVersionManifest(deps, runId, input, async () =>
+              buildCrawlManifest(storage, await readPlan(input.datasetName, input.version), (n) =>
+                ctx?.heartbeat({ shardsDone: n }),
+              ),
+            );
+            await indexSeenItems(deps, manifest.id, input.jobId, manifestShardUris(storage, manifest));
+            const result: CrawlManifestResult = {
+              datasetId: manifest.id,
+              manifest: ref,
+              rows: manifest.rows,
+              shards: manifest.shards.length,
+              countsByStatus: manifest.countsByStatus ?? {},
+            };
+            return result;
+          }),
+      );
     },
   });
 }
@@ -202,7 +297,12 @@ export function createCrawlActivities(deps: ActivityDeps, hooks: CrawlActivityHo
 export type CrawlActivities = ReturnType<typeof createCrawlActivities>;
 
 /** Add a crawled version's success rows (URL, image sha256) to the incremental-curation index, once. */
-async function indexSeenItems(deps: ActivityDeps, datasetId: string, jobId: string, shardUris: readonly string[]): Promise<void> {
+async function indexSeenItems(
+  deps: ActivityDeps,
+  datasetId: string,
+  jobId: string,
+  shardUris: readonly string[],
+): Promise<void> {
   if (deps.lineage.seenItemCount(datasetId) > 0) return;
   for (const uri of shardUris) {
     const items: { key: string; url: string; sha256: string | null }[] = [];

@@ -23,7 +23,12 @@ export interface KilnFailureDetails {
 export function temporalFailureOf(err: unknown): unknown {
   if (!(err instanceof KilnError)) return err;
   const details: KilnFailureDetails = { code: err.code, fix: err.fix };
-  const failure = ApplicationFailure.create({ message: err.message, type: err.name, nonRetryable: !err.retryable, details: [details] });
+  const failure = ApplicationFailure.create({
+    message: err.message,
+    type: err.name,
+    nonRetryable: !err.retryable,
+    details: [details],
+  });
   failure.stack = err.stack ?? failure.stack;
   return failure;
 }
@@ -32,13 +37,16 @@ export function temporalFailureOf(err: unknown): unknown {
 export function temporalFailures<T extends object>(activities: T): T {
   const wrapped: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(activities)) {
-    wrapped[name] = typeof fn !== 'function' ? fn : async (...args: unknown[]) => {
-      try {
-        return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
-      } catch (err) {
-        throw activityContext() ? temporalFailureOf(err) : err;
-      }
-    };
+    wrapped[name] =
+      typeof fn !== 'function'
+        ? fn
+        : async (...args: unknown[]) => {
+            try {
+              return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+            } catch (err) {
+              throw activityContext() ? temporalFailureOf(err) : err;
+            }
+          };
   }
   return wrapped as T;
 }

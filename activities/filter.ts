@@ -28,7 +28,12 @@ import { sha256Hex } from '../infra/hash.js';
 import { chooseOnnxDevice } from '../infra/onnx-runtime.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
 import { planFilter, readFilterPlan, type FilterPlan, type FilterPlanSpec } from '../datasets/filter/stage-plan.js';
-import { filterShard, findFinishedFilterShard, scoreShard, type FilterShardProgress } from '../datasets/filter/stage.js';
+import {
+  filterShard,
+  findFinishedFilterShard,
+  scoreShard,
+  type FilterShardProgress,
+} from '../datasets/filter/stage.js';
 import { buildFilterManifest, filterVersionCutoff } from '../datasets/filter/stage-manifest.js';
 import { readShardScores, scoresUri } from '../datasets/filter/stage-scores.js';
 import type { FileRef } from '../datasets/shards/stage-shard.js';
@@ -38,32 +43,79 @@ import { recordVersionManifest } from './stage-version.js';
 import type { ActivityDeps } from './deps.js';
 import { activityContext, withHeartbeats, withRun } from './run-lifecycle.js';
 
-export interface PlanFilterInput extends FilterPlanSpec { jobId: string; workflowId?: string }
-
-export interface PlanFilterResult {
-  datasetName: string; version: number; datasetId: string; sourceId: string; planUri: string; fingerprint: string;
-  shardCount: number; rows: number; resumed: boolean; threshold: number | null; keepTopFraction: number | null;
+export interface PlanFilterInput extends FilterPlanSpec {
+  jobId: string;
+  workflowId?: string;
 }
 
-export interface FilterShardsRange { datasetName: string; version: number; from: number; to: number; phase: 'score' | 'filter' }
+export interface PlanFilterResult {
+  datasetName: string;
+  version: number;
+  datasetId: string;
+  sourceId: string;
+  planUri: string;
+  fingerprint: string;
+  shardCount: number;
+  rows: number;
+  resumed: boolean;
+  threshold: number | null;
+  keepTopFraction: number | null;
+}
+
+export interface FilterShardsRange {
+  datasetName: string;
+  version: number;
+  from: number;
+  to: number;
+  phase: 'score' | 'filter';
+}
 
 export interface FilterShardInput {
-  jobId: string; datasetName: string; version: number; shardIndex: number;
+  jobId: string;
+  datasetName: string;
+  version: number;
+  shardIndex: number;
   /** Dataset-wide top-fraction cutoff (keep-top-fraction runs); omitted: none or per shard. */
   topFractionCutoff?: number | null;
   rowGroupSize?: number;
 }
 
 export interface FilterShardResult {
-  shardIndex: number; rows: number; kept: number; filtered: number; carried: number; skipped: boolean;
-  rowsScored: number; resumedFromRow: number; executionProviders: string[]; modelsReused: boolean | null; shard: FileRef;
+  shardIndex: number;
+  rows: number;
+  kept: number;
+  filtered: number;
+  carried: number;
+  skipped: boolean;
+  rowsScored: number;
+  resumedFromRow: number;
+  executionProviders: string[];
+  modelsReused: boolean | null;
+  shard: FileRef;
 }
 
-export interface ScoreShardResult { shardIndex: number; rowsScored: number; resumedFromRow: number; scores: FileRef; executionProviders: string[] }
-export interface FilterCutoffResult { cutoff: number | null; scored: number; artifact: FileRef }
+export interface ScoreShardResult {
+  shardIndex: number;
+  rowsScored: number;
+  resumedFromRow: number;
+  scores: FileRef;
+  executionProviders: string[];
+}
+export interface FilterCutoffResult {
+  cutoff: number | null;
+  scored: number;
+  artifact: FileRef;
+}
 export interface FilterManifestResult {
-  datasetId: string; manifest: FileRef; rows: number; kept: number; filtered: number; carried: number; shards: number;
-  executionProviders: string[]; ortVersions: string[];
+  datasetId: string;
+  manifest: FileRef;
+  rows: number;
+  kept: number;
+  filtered: number;
+  carried: number;
+  shards: number;
+  executionProviders: string[];
+  ortVersions: string[];
 }
 
 /** Test-only fault injection and tuning. */
@@ -97,27 +149,58 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     const all = [{ kind: 'clip', m: plan.clip }, ...(plan.captioner ? [{ kind: 'captioner', m: plan.captioner }] : [])];
     for (const { kind, m } of all) {
       for (const f of m.files) {
-        lineage.recordArtifactOfRun(runId, 'consumed', { uri: modelFileUri(m.dir, f.path, f.sha256), kind: 'model.file', sha256: f.sha256, bytes: f.bytes, metadata: { model: kind, dir: m.dir, path: f.path } });
+        lineage.recordArtifactOfRun(runId, 'consumed', {
+          uri: modelFileUri(m.dir, f.path, f.sha256),
+          kind: 'model.file',
+          sha256: f.sha256,
+          bytes: f.bytes,
+          metadata: { model: kind, dir: m.dir, path: f.path },
+        });
       }
     }
   }
 
   /** Start a shard run, call `work` with heartbeats and a model lease, and close the run. */
-  async function shardRun<R>(stage: string, runId: string, input: FilterShardInput, work: (plan: FilterPlan, lease: () => Promise<FilterModelLease>, progress: (p: FilterShardProgress) => void) => Promise<R>): Promise<R> {
+  async function shardRun<R>(
+    stage: string,
+    runId: string,
+    input: FilterShardInput,
+    work: (
+      plan: FilterPlan,
+      lease: () => Promise<FilterModelLease>,
+      progress: (p: FilterShardProgress) => void,
+    ) => Promise<R>,
+  ): Promise<R> {
     const ctx = activityContext();
     const attempt = ctx?.info.attempt ?? 1;
     const plan = await planOf(input.datasetName, input.version);
     const device = await chooseOnnxDevice({ device: plan.device });
-    const environment = { executionProvider: device.device, ortVersion: device.ortVersion, requestedDevice: device.requested, reason: device.reason, attempt };
+    const environment = {
+      executionProvider: device.device,
+      ortVersion: device.ortVersion,
+      requestedDevice: device.requested,
+      reason: device.reason,
+      attempt,
+    };
     let last: FilterShardProgress | { phase: 'loading' } = { phase: 'loading' };
     let lease: FilterModelLease | undefined;
     try {
-      return await withHeartbeats(() => last, () => withRun(deps, { id: runId, jobId: input.jobId, stage, params: input, environment }, () =>
-        work(plan, async () => (lease ??= await models.acquire(plan)), (p) => {
-          last = p;
-          ctx?.heartbeat(p);
-          hooks.onShardProgress?.(input.shardIndex, p, attempt);
-        })), 10_000);
+      return await withHeartbeats(
+        () => last,
+        () =>
+          withRun(deps, { id: runId, jobId: input.jobId, stage, params: input, environment }, () =>
+            work(
+              plan,
+              async () => (lease ??= await models.acquire(plan)),
+              (p) => {
+                last = p;
+                ctx?.heartbeat(p);
+                hooks.onShardProgress?.(input.shardIndex, p, attempt);
+              },
+            ),
+          ),
+        10_000,
+      );
     } finally {
       lease?.release();
     }
@@ -127,23 +210,57 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
     /** Plan the run (or find the matching plan) and record the job, models and source it pins. */
     async planFilter(input: PlanFilterInput): Promise<PlanFilterResult> {
       const runId = `${input.jobId}/filter/plan`;
-      lineage.startJob({ id: input.jobId, kind: 'filter', workflowId: input.workflowId ?? input.jobId, params: input, codeVersion: deps.codeVersion });
+      lineage.startJob({
+        id: input.jobId,
+        kind: 'filter',
+        workflowId: input.workflowId ?? input.jobId,
+        params: input,
+        codeVersion: deps.codeVersion,
+      });
       // Hashing the model files can take a while: beat throughout, so a killed worker is noticed within the heartbeat timeout.
-      return withHeartbeats(() => ({ phase: 'plan' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.plan', params: input }, async () => {
-        const { plan, resumed } = await planFilter(storage, input, lineage.latestDatasetVersionNumber(input.datasetName));
-        const manifestText = await storage.readText(plan.source.manifestUri);
-        lineage.recordArtifactOfRun(runId, 'consumed', { uri: plan.source.manifestUri, kind: 'dataset-manifest', sha256: plan.source.manifestSha256, bytes: Buffer.byteLength(manifestText), metadata: { datasetId: plan.source.id } });
-        recordModelsConsumed(runId, plan);
-        const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
-        const planText = await storage.readText(layout.planUri);
-        lineage.recordArtifactOfRun(runId, 'produced', { uri: layout.planUri, kind: 'filter-plan', sha256: sha256Hex(planText), bytes: Buffer.byteLength(planText), metadata: { datasetId: plan.datasetId } });
-        const result: PlanFilterResult = {
-          datasetName: plan.datasetName, version: plan.version, datasetId: plan.datasetId, sourceId: plan.source.id, planUri: layout.planUri,
-          fingerprint: plan.fingerprint, shardCount: plan.source.shards.length, rows: plan.source.rows, resumed,
-          threshold: plan.policy.threshold, keepTopFraction: plan.policy.keepTopFraction,
-        };
-        return result;
-      }));
+      return withHeartbeats(
+        () => ({ phase: 'plan' }),
+        () =>
+          withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.plan', params: input }, async () => {
+            const { plan, resumed } = await planFilter(
+              storage,
+              input,
+              lineage.latestDatasetVersionNumber(input.datasetName),
+            );
+            const manifestText = await storage.readText(plan.source.manifestUri);
+            lineage.recordArtifactOfRun(runId, 'consumed', {
+              uri: plan.source.manifestUri,
+              kind: 'dataset-manifest',
+              sha256: plan.source.manifestSha256,
+              bytes: Buffer.byteLength(manifestText),
+              metadata: { datasetId: plan.source.id },
+            });
+            recordModelsConsumed(runId, plan);
+            const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
+            const planText = await storage.readText(layout.planUri);
+            lineage.recordArtifactOfRun(runId, 'produced', {
+              uri: layout.planUri,
+              kind: 'filter-plan',
+              sha256: sha256Hex(planText),
+              bytes: Buffer.byteLength(planText),
+              metadata: { datasetId: plan.datasetId },
+            });
+            const result: PlanFilterResult = {
+              datasetName: plan.datasetName,
+              version: plan.version,
+              datasetId: plan.datasetId,
+              sourceId: plan.source.id,
+              planUri: layout.planUri,
+              fingerprint: plan.fingerprint,
+              shardCount: plan.source.shards.length,
+              rows: plan.source.rows,
+              resumed,
+              threshold: plan.policy.threshold,
+              keepTopFraction: plan.policy.keepTopFraction,
+            };
+            return result;
+          }),
+      );
     },
 
     /** Shard indices at plan positions [from, to) still to score (phase 'score') or to write ('filter'). */
@@ -154,7 +271,11 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
       for (const src of plan.source.shards.slice(range.from, range.to)) {
         if (await findFinishedFilterShard(storage, layout, src.index, false)) continue;
         if (range.phase === 'score') {
-          const s = await readShardScores(storage, scoresUri(storage, layout, src.index), { fingerprint: plan.fingerprint, sourceSha256: src.sha256, rows: src.rows });
+          const s = await readShardScores(storage, scoresUri(storage, layout, src.index), {
+            fingerprint: plan.fingerprint,
+            sourceSha256: src.sha256,
+            rows: src.rows,
+          });
           if (s?.scores.complete) continue;
         }
         pending.push(src.index);
@@ -167,14 +288,37 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
       const runId = `${input.jobId}/filter/score-${input.shardIndex}`;
       return shardRun('filter.score', runId, input, async (plan, lease, progress) => {
         const ctx = activityContext();
-        const out = await scoreShard(storage, { plan, shardIndex: input.shardIndex }, {
-          models: async () => (await lease()).models, onProgress: progress, signal: ctx?.cancellationSignal, checkpointIntervalMs: hooks.checkpointIntervalMs,
-        });
+        const out = await scoreShard(
+          storage,
+          { plan, shardIndex: input.shardIndex },
+          {
+            models: async () => (await lease()).models,
+            onProgress: progress,
+            signal: ctx?.cancellationSignal,
+            checkpointIntervalMs: hooks.checkpointIntervalMs,
+          },
+        );
         const src = plan.source.shards.find((s) => s.index === input.shardIndex)!;
-        lineage.recordArtifactOfRun(runId, 'consumed', { uri: src.uri, kind: 'dataset-shard', sha256: src.sha256, bytes: src.bytes, metadata: { datasetId: plan.source.id, shardIndex: src.index } });
+        lineage.recordArtifactOfRun(runId, 'consumed', {
+          uri: src.uri,
+          kind: 'dataset-shard',
+          sha256: src.sha256,
+          bytes: src.bytes,
+          metadata: { datasetId: plan.source.id, shardIndex: src.index },
+        });
         recordModelsConsumed(runId, plan);
-        lineage.recordArtifactOfRun(runId, 'produced', { ...out.ref, kind: 'filter-scores', metadata: { datasetId: plan.datasetId, shardIndex: input.shardIndex } });
-        return { shardIndex: input.shardIndex, rowsScored: out.rowsScored, resumedFromRow: out.resumedFromRow, scores: out.ref, executionProviders: out.scores.runtime.executionProviders };
+        lineage.recordArtifactOfRun(runId, 'produced', {
+          ...out.ref,
+          kind: 'filter-scores',
+          metadata: { datasetId: plan.datasetId, shardIndex: input.shardIndex },
+        });
+        return {
+          shardIndex: input.shardIndex,
+          rowsScored: out.rowsScored,
+          resumedFromRow: out.resumedFromRow,
+          scores: out.ref,
+          executionProviders: out.scores.runtime.executionProviders,
+        };
       });
     },
 
@@ -184,59 +328,126 @@ export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivity
       return shardRun('filter.shard', runId, input, async (plan, lease, progress) => {
         const ctx = activityContext();
         let reused: boolean | null = null;
-        const out = await filterShard(storage, {
-          plan, shardIndex: input.shardIndex, rowGroupSize: input.rowGroupSize,
-          ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
-        }, {
-          models: async () => { const l = await lease(); reused = l.reused; return l.models; },
-          onProgress: progress, signal: ctx?.cancellationSignal, checkpointIntervalMs: hooks.checkpointIntervalMs,
-        });
+        const out = await filterShard(
+          storage,
+          {
+            plan,
+            shardIndex: input.shardIndex,
+            rowGroupSize: input.rowGroupSize,
+            ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
+          },
+          {
+            models: async () => {
+              const l = await lease();
+              reused = l.reused;
+              return l.models;
+            },
+            onProgress: progress,
+            signal: ctx?.cancellationSignal,
+            checkpointIntervalMs: hooks.checkpointIntervalMs,
+          },
+        );
         const meta = { datasetId: plan.datasetId, shardIndex: input.shardIndex };
-        lineage.recordArtifactOfRun(runId, 'consumed', { ...out.source, kind: 'dataset-shard', metadata: { datasetId: plan.source.id, shardIndex: input.shardIndex } });
+        lineage.recordArtifactOfRun(runId, 'consumed', {
+          ...out.source,
+          kind: 'dataset-shard',
+          metadata: { datasetId: plan.source.id, shardIndex: input.shardIndex },
+        });
         recordModelsConsumed(runId, plan);
         const priorScores = lineage.getArtifactByUri(out.scores.uri);
         const scoresRole = out.rowsScored > 0 || !priorScores ? 'produced' : 'consumed';
         lineage.recordArtifactOfRun(runId, scoresRole, { ...out.scores, kind: 'filter-scores', metadata: meta });
-        lineage.recordArtifactOfRun(runId, 'produced', { ...out.shard, kind: 'dataset-shard', metadata: { ...meta, rows: out.rows, kept: out.kept } });
+        lineage.recordArtifactOfRun(runId, 'produced', {
+          ...out.shard,
+          kind: 'dataset-shard',
+          metadata: { ...meta, rows: out.rows, kept: out.kept },
+        });
         lineage.recordArtifactOfRun(runId, 'produced', { ...out.stats, kind: 'shard-stats', metadata: meta });
         return {
-          shardIndex: out.shardIndex, rows: out.rows, kept: out.kept, filtered: out.filtered, carried: out.carried, skipped: out.skipped,
-          rowsScored: out.rowsScored, resumedFromRow: out.resumedFromRow, executionProviders: out.runtime.executionProviders, modelsReused: reused, shard: out.shard,
+          shardIndex: out.shardIndex,
+          rows: out.rows,
+          kept: out.kept,
+          filtered: out.filtered,
+          carried: out.carried,
+          skipped: out.skipped,
+          rowsScored: out.rowsScored,
+          resumedFromRow: out.resumedFromRow,
+          executionProviders: out.runtime.executionProviders,
+          modelsReused: reused,
+          shard: out.shard,
         };
       });
     },
 
     /** DataComp's dataset-wide top-fraction cutoff over every shard's scores. */
-    async computeFilterCutoff(input: { jobId: string; datasetName: string; version: number }): Promise<FilterCutoffResult> {
+    async computeFilterCutoff(input: {
+      jobId: string;
+      datasetName: string;
+      version: number;
+    }): Promise<FilterCutoffResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/filter/cutoff`;
-      return withHeartbeats(() => ({ phase: 'cutoff' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.cutoff', params: input }, async () => {
-        const plan = await planOf(input.datasetName, input.version);
-        const fraction = plan.policy.keepTopFraction ?? 1;
-        const c = await filterVersionCutoff(storage, plan, fraction, (n) => { if (n % 100 === 0) ctx?.heartbeat({ shardsRead: n }); });
-        const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
-        const content = `${JSON.stringify({ datasetId: plan.datasetId, keepTopFraction: fraction, ...c }, null, 2)}\n`;
-        const artifact = await writeRecordedArtifact(deps, runId, { uri: storage.child(layout.dirUri, 'filter-cutoff.json'), kind: 'filter-cutoff', content, metadata: { datasetId: plan.datasetId } });
-        const result: FilterCutoffResult = { cutoff: c.cutoff, scored: c.scored, artifact };
-        return result;
-      }));
+      return withHeartbeats(
+        () => ({ phase: 'cutoff' }),
+        () =>
+          withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.cutoff', params: input }, async () => {
+            const plan = await planOf(input.datasetName, input.version);
+            const fraction = plan.policy.keepTopFraction ?? 1;
+            const c = await filterVersionCutoff(storage, plan, fraction, (n) => {
+              if (n % 100 === 0) ctx?.heartbeat({ shardsRead: n });
+            });
+            const layout = new DatasetLayout(storage, plan.datasetName, plan.version);
+            const content = `${JSON.stringify({ datasetId: plan.datasetId, keepTopFraction: fraction, ...c }, null, 2)}\n`;
+            const artifact = await writeRecordedArtifact(deps, runId, {
+              uri: storage.child(layout.dirUri, 'filter-cutoff.json'),
+              kind: 'filter-cutoff',
+              content,
+              metadata: { datasetId: plan.datasetId },
+            });
+            const result: FilterCutoffResult = { cutoff: c.cutoff, scored: c.scored, artifact };
+            return result;
+          }),
+      );
     },
 
     /** Write manifest.json of a fully filtered version and record the dataset version in lineage. */
-    async writeFilterManifest(input: { jobId: string; datasetName: string; version: number; topFractionCutoff?: number | null }): Promise<FilterManifestResult> {
+    async writeFilterManifest(input: {
+      jobId: string;
+      datasetName: string;
+      version: number;
+      topFractionCutoff?: number | null;
+    }): Promise<FilterManifestResult> {
       const ctx = activityContext();
       const runId = `${input.jobId}/filter/manifest`;
-      return withHeartbeats(() => ({ phase: 'manifest' }), () => withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input }, async () => {
-        const plan = await planOf(input.datasetName, input.version);
-        const built = await buildFilterManifest(storage, plan, input.topFractionCutoff ?? null, (n) => ctx?.heartbeat({ shardsDone: n }));
-        const { ref, manifest } = await recordVersionManifest(deps, runId, { ...plan, consumedManifestUris: [plan.source.manifestUri] }, async () => built.manifest);
-        const t = built.totals;
-        const result: FilterManifestResult = {
-          datasetId: manifest.id, manifest: ref, rows: manifest.rows, kept: t.kept, filtered: t.filtered, carried: t.carried,
-          shards: manifest.shards.length, executionProviders: t.executionProviders, ortVersions: t.ortVersions,
-        };
-        return result;
-      }));
+      return withHeartbeats(
+        () => ({ phase: 'manifest' }),
+        () =>
+          withRun(deps, { id: runId, jobId: input.jobId, stage: 'filter.manifest', params: input }, async () => {
+            const plan = await planOf(input.datasetName, input.version);
+            const built = await buildFilterManifest(storage, plan, input.topFractionCutoff ?? null, (n) =>
+              ctx?.heartbeat({ shardsDone: n }),
+            );
+            const { ref, manifest } = await recordVersionManifest(
+              deps,
+              runId,
+              { ...plan, consumedManifestUris: [plan.source.manifestUri] },
+              async () => built.manifest,
+            );
+            const t = built.totals;
+            const result: FilterManifestResult = {
+              datasetId: manifest.id,
+              manifest: ref,
+              rows: manifest.rows,
+              kept: t.kept,
+              filtered: t.filtered,
+              carried: t.carried,
+              shards: manifest.shards.length,
+              executionProviders: t.executionProviders,
+              ortVersions: t.ortVersions,
+            };
+            return result;
+          }),
+      );
     },
   });
 }

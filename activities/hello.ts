@@ -27,7 +27,12 @@ export function createHelloActivities(deps: ActivityDeps) {
     async writeGreeting(input: GreetingInput): Promise<ArtifactRef> {
       const runId = `${input.jobId}/hello/greeting`;
       return withRun(deps, { id: runId, jobId: input.jobId, stage: 'hello.greeting', params: input }, () =>
-        writeRecordedArtifact(deps, runId, { uri: deps.storage.uri('hello', input.jobId, 'greeting.txt'), kind: 'hello.greeting', content: `${input.message}\n` }));
+        writeRecordedArtifact(deps, runId, {
+          uri: deps.storage.uri('hello', input.jobId, 'greeting.txt'),
+          kind: 'hello.greeting',
+          content: `${input.message}\n`,
+        }),
+      );
     },
     /** Read the greeting (checking its hash) and write a summary that records it as consumed. */
     async writeSummary(input: { jobId: string; greeting: ArtifactRef }): Promise<ArtifactRef> {
@@ -35,11 +40,20 @@ export function createHelloActivities(deps: ActivityDeps) {
       return withRun(deps, { id: runId, jobId: input.jobId, stage: 'hello.summary', params: input }, async () => {
         const text = await deps.storage.readText(input.greeting.uri);
         const sha = sha256Hex(text);
-        if (sha !== input.greeting.sha256) throw new Error(`greeting ${input.greeting.uri} changed: sha256 ${sha}, expected ${input.greeting.sha256}`);
+        if (sha !== input.greeting.sha256)
+          throw new Error(`greeting ${input.greeting.uri} changed: sha256 ${sha}, expected ${input.greeting.sha256}`);
         const consumed = deps.lineage.getArtifactByUri(input.greeting.uri);
         if (consumed) deps.lineage.linkArtifact(runId, consumed.id, 'consumed');
-        const summary = JSON.stringify({ greeting: input.greeting, words: text.trim().split(/\s+/).length, codeVersion: deps.codeVersion }, null, 2);
-        return writeRecordedArtifact(deps, runId, { uri: deps.storage.uri('hello', input.jobId, 'summary.json'), kind: 'hello.summary', content: summary });
+        const summary = JSON.stringify(
+          { greeting: input.greeting, words: text.trim().split(/\s+/).length, codeVersion: deps.codeVersion },
+          null,
+          2,
+        );
+        return writeRecordedArtifact(deps, runId, {
+          uri: deps.storage.uri('hello', input.jobId, 'summary.json'),
+          kind: 'hello.summary',
+          content: summary,
+        });
       });
     },
   });

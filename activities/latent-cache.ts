@@ -43,39 +43,79 @@ export function createLatentCacheActivities(deps: ActivityDeps) {
     async buildLatentCache(input: LatentCacheInput): Promise<LatentCacheRef> {
       const ctx = activityContext();
       const config = resolveTrainingConfig(input.config);
-      if (config.codec === 'identity') throw new ConfigError('buildLatentCache needs a VAE codec, and the config trains in pixel space', 'set config.codec to { vae: "<dir>" }, or train without a latent cache.');
+      if (config.codec === 'identity')
+        throw new ConfigError(
+          'buildLatentCache needs a VAE codec, and the config trains in pixel space',
+          'set config.codec to { vae: "<dir>" }, or train without a latent cache.',
+        );
       const [{ createLatentCodec }, { assertCodecFits }, cache] = await Promise.all([
-        import('../training/latent-codec.js'), import('../training/model.js'), import('../training/latent-cache.js'),
+        import('../training/latent-codec.js'),
+        import('../training/model.js'),
+        import('../training/latent-cache.js'),
       ]);
       const shards = await pinnedShards(deps, input.dataset);
       const codec = await createLatentCodec(config.codec);
       try {
         assertCodecFits(config, codec);
         const runId = `${input.jobId}/latents`;
-        return await withRun(deps, {
-          id: runId, jobId: input.jobId, stage: 'train.latents',
-          params: { dataset: input.dataset.datasetId, datasetManifestUri: input.dataset.manifestUri, vae: codec.name, vaeSha256: codec.sha256, resolution: config.resolution },
-          environment: { attempt: ctx?.info.attempt ?? 1 },
-        }, async () => {
-          linkIfRecorded(deps, runId, input.dataset.manifestUri, 'consumed');
-          const built = await cache.buildLatentCache({
-            storage, shards, codec, resolution: config.resolution, signal: ctx?.cancellationSignal,
-            onProgress: (p) => ctx?.heartbeat(p),
-          });
-          const { manifest } = built;
-          const about = { vae: manifest.vae, vaeSha256: manifest.vaeSha256, resolution: manifest.resolution };
-          for (const s of manifest.shards) {
-            lineage.recordArtifactOfRun(runId, 'produced', { uri: s.uri, kind: 'latent-shard', sha256: s.sha256, bytes: (await storage.size(s.uri)) ?? 0, metadata: { ...about, source: s.source, sourceSha256: s.sourceSha256, rows: s.rows } });
-          }
-          lineage.recordArtifactOfRun(runId, 'produced', {
-            uri: built.manifestUri, kind: 'latent-cache', sha256: built.manifestSha256, bytes: (await storage.size(built.manifestUri)) ?? 0,
-            metadata: { ...about, datasetId: input.dataset.datasetId, datasetManifestUri: input.dataset.manifestUri, shape: manifest.shape },
-          });
-          return {
-            manifestUri: built.manifestUri, sha256: built.manifestSha256, ...about, shards: manifest.shards.length,
-            encodedShards: built.encodedShards, reusedShards: built.reusedShards,
-          };
-        });
+        return await withRun(
+          deps,
+          {
+            id: runId,
+            jobId: input.jobId,
+            stage: 'train.latents',
+            params: {
+              dataset: input.dataset.datasetId,
+              datasetManifestUri: input.dataset.manifestUri,
+              vae: codec.name,
+              vaeSha256: codec.sha256,
+              resolution: config.resolution,
+            },
+            environment: { attempt: ctx?.info.attempt ?? 1 },
+          },
+          async () => {
+            linkIfRecorded(deps, runId, input.dataset.manifestUri, 'consumed');
+            const built = await cache.buildLatentCache({
+              storage,
+              shards,
+              codec,
+              resolution: config.resolution,
+              signal: ctx?.cancellationSignal,
+              onProgress: (p) => ctx?.heartbeat(p),
+            });
+            const { manifest } = built;
+            const about = { vae: manifest.vae, vaeSha256: manifest.vaeSha256, resolution: manifest.resolution };
+            for (const s of manifest.shards) {
+              lineage.recordArtifactOfRun(runId, 'produced', {
+                uri: s.uri,
+                kind: 'latent-shard',
+                sha256: s.sha256,
+                bytes: (await storage.size(s.uri)) ?? 0,
+                metadata: { ...about, source: s.source, sourceSha256: s.sourceSha256, rows: s.rows },
+              });
+            }
+            lineage.recordArtifactOfRun(runId, 'produced', {
+              uri: built.manifestUri,
+              kind: 'latent-cache',
+              sha256: built.manifestSha256,
+              bytes: (await storage.size(built.manifestUri)) ?? 0,
+              metadata: {
+                ...about,
+                datasetId: input.dataset.datasetId,
+                datasetManifestUri: input.dataset.manifestUri,
+                shape: manifest.shape,
+              },
+            });
+            return {
+              manifestUri: built.manifestUri,
+              sha256: built.manifestSha256,
+              ...about,
+              shards: manifest.shards.length,
+              encodedShards: built.encodedShards,
+              reusedShards: built.reusedShards,
+            };
+          },
+        );
       } finally {
         await codec.dispose();
       }

@@ -22,7 +22,13 @@ export function createLineageActivities(deps: ActivityDeps) {
   return temporalFailures({
     /** Record a job start. Idempotent (same jobId -> one row). Retry: default. */
     async recordJobStarted(input: JobStartInput): Promise<void> {
-      deps.lineage.startJob({ id: input.jobId, kind: input.kind, workflowId: input.workflowId, params: input.params, codeVersion: deps.codeVersion });
+      deps.lineage.startJob({
+        id: input.jobId,
+        kind: input.kind,
+        workflowId: input.workflowId,
+        params: input.params,
+        codeVersion: deps.codeVersion,
+      });
     },
     /** Link a stage job to the pipeline job that ran it. Idempotent. */
     async recordJobParent(input: { jobId: string; parentJobId: string }): Promise<void> {

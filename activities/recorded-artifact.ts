@@ -8,17 +8,28 @@ import type { ArtifactRecord } from '../infra/lineage/store.js';
 import type { DatasetManifest } from '../datasets/shards/manifest.js';
 
 export async function writeRecordedArtifact(
-  deps: ActivityDeps, runId: string,
+  deps: ActivityDeps,
+  runId: string,
   a: { uri: string; kind: string; content: Uint8Array | string; metadata?: Record<string, unknown> },
 ): Promise<{ uri: string; sha256: string; bytes: number }> {
   const sha256 = sha256Hex(a.content);
   const recorded = deps.lineage.getArtifactByUri(a.uri);
   const onDisk = await deps.storage.size(a.uri);
-  let written = { uri: a.uri, sha256, bytes: typeof a.content === 'string' ? Buffer.byteLength(a.content) : a.content.byteLength };
+  let written = {
+    uri: a.uri,
+    sha256,
+    bytes: typeof a.content === 'string' ? Buffer.byteLength(a.content) : a.content.byteLength,
+  };
   if (!(recorded && recorded.sha256 === sha256 && onDisk === recorded.bytes)) {
     written = await deps.storage.writeAtomic(a.uri, a.content);
   }
-  deps.lineage.recordArtifactOfRun(runId, 'produced', { uri: a.uri, kind: a.kind, sha256: written.sha256, bytes: written.bytes, metadata: a.metadata });
+  deps.lineage.recordArtifactOfRun(runId, 'produced', {
+    uri: a.uri,
+    kind: a.kind,
+    sha256: written.sha256,
+    bytes: written.bytes,
+    metadata: a.metadata,
+  });
   return { uri: written.uri, sha256: written.sha256, bytes: written.bytes };
 }
 
@@ -30,7 +41,10 @@ function linkManifestShards(deps: ActivityDeps, runId: string, shardUris: readon
   let linked = 0;
   for (const uri of shardUris) {
     const a = deps.lineage.getArtifactByUri(uri);
-    if (a) { deps.lineage.linkArtifact(runId, a.id, 'consumed'); linked++; }
+    if (a) {
+      deps.lineage.linkArtifact(runId, a.id, 'consumed');
+      linked++;
+    }
   }
   return linked;
 }
@@ -40,13 +54,27 @@ function linkManifestShards(deps: ActivityDeps, runId: string, shardUris: readon
  * consumed) and the dataset version itself, with its parents, schema version and params.
  */
 export function recordDatasetManifest(
-  deps: ActivityDeps, runId: string, ref: { uri: string; sha256: string; bytes: number }, manifest: DatasetManifest, shardUris: readonly string[],
+  deps: ActivityDeps,
+  runId: string,
+  ref: { uri: string; sha256: string; bytes: number },
+  manifest: DatasetManifest,
+  shardUris: readonly string[],
 ): ArtifactRecord {
   linkManifestShards(deps, runId, shardUris);
-  const artifact = deps.lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest', metadata: { datasetId: manifest.id, rows: manifest.rows } });
+  const artifact = deps.lineage.recordArtifactOfRun(runId, 'produced', {
+    ...ref,
+    kind: 'dataset-manifest',
+    metadata: { datasetId: manifest.id, rows: manifest.rows },
+  });
   deps.lineage.recordDatasetVersion({
-    id: manifest.id, name: manifest.name, version: manifest.version, manifestArtifactId: artifact.id, parents: manifest.parents,
-    schemaVersion: manifest.schemaVersion, params: manifest.params, runId,
+    id: manifest.id,
+    name: manifest.name,
+    version: manifest.version,
+    manifestArtifactId: artifact.id,
+    parents: manifest.parents,
+    schemaVersion: manifest.schemaVersion,
+    params: manifest.params,
+    runId,
   });
   return artifact;
 }

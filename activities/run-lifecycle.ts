@@ -15,17 +15,30 @@ export interface RunHandle {
   summarize(summary: unknown): void;
 }
 
-export async function withRun<R>(deps: ActivityDeps, run: RunStart & { environmentOfRetry?: 'first' | 'latest' }, work: (handle: RunHandle) => Promise<R>): Promise<R> {
+export async function withRun<R>(
+  deps: ActivityDeps,
+  run: RunStart & { environmentOfRetry?: 'first' | 'latest' },
+  work: (handle: RunHandle) => Promise<R>,
+): Promise<R> {
   const { environmentOfRetry, ...start } = run;
   deps.lineage.startRun({ ...start, codeVersion: deps.codeVersion }, { environment: environmentOfRetry });
   let summary: { value: unknown } | undefined;
   try {
-    const result = await work({ summarize: (value) => { summary = { value }; } });
+    const result = await work({
+      summarize: (value) => {
+        summary = { value };
+      },
+    });
     deps.lineage.finishRun(run.id, 'completed', summary ? summary.value : result);
     return result;
   } catch (err) {
     const cancelled = err instanceof CancelledFailure;
-    deps.lineage.finishRun(run.id, cancelled ? 'cancelled' : 'failed', cancelled ? summary?.value : undefined, String(err));
+    deps.lineage.finishRun(
+      run.id,
+      cancelled ? 'cancelled' : 'failed',
+      cancelled ? summary?.value : undefined,
+      String(err),
+    );
     throw err;
   }
 }

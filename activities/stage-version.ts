@@ -8,8 +8,12 @@ import type { FileRef } from '../datasets/shards/stage-shard.js';
 import type { ActivityDeps } from './deps.js';
 import { recordDatasetManifest } from './recorded-artifact.js';
 
-export async function recordVersionManifest(deps: ActivityDeps, runId: string, version: { datasetName: string; version: number; consumedManifestUris?: string[] },
-  build: () => Promise<DatasetManifest>): Promise<{ ref: FileRef; manifest: DatasetManifest }> {
+export async function recordVersionManifest(
+  deps: ActivityDeps,
+  runId: string,
+  version: { datasetName: string; version: number; consumedManifestUris?: string[] },
+  build: () => Promise<DatasetManifest>,
+): Promise<{ ref: FileRef; manifest: DatasetManifest }> {
   const { ref, manifest } = await reuseOrWriteManifest(deps.storage, version.datasetName, version.version, build);
   for (const uri of version.consumedManifestUris ?? []) {
     const source = deps.lineage.getArtifactByUri(uri);

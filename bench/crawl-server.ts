@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
 
 const dir = process.argv[2];
 if (!dir) throw new Error('usage: crawl-server.js <imageDir>');
-const images = readdirSync(dir).filter((n) => n.endsWith('.jpg')).sort().map((n) => readFileSync(join(dir, n)));
+const images = readdirSync(dir)
+  .filter((n) => n.endsWith('.jpg'))
+  .sort()
+  .map((n) => readFileSync(join(dir, n)));
 if (images.length === 0) throw new Error(`no .jpg files in ${dir}`);
 const headers = images.map((b) => ({ 'content-type': 'image/jpeg', 'content-length': String(b.length) }));
 

@@ -72,10 +72,16 @@ if (NOISE_N > 0) {
   // The noise statement of the report (eval/kid.ts kidNoise) against the spread it predicts: KID
   // with clean-fid's defaults (100 subsets) on REPEATS fresh generated sets of NOISE_N samples.
   console.log(`dim ${DIM}, reference ${REF}, ${NOISE_N} generated samples, ${REPEATS} repeats, KID with 100 subsets\n`);
-  console.log('| pair | measured std of KID x 1e3 over repeats | kidNoise estimate x 1e3 (mean over repeats) | KID x 1e3 mean |');
+  console.log(
+    '| pair | measured std of KID x 1e3 over repeats | kidNoise estimate x 1e3 (mean over repeats) | KID x 1e3 mean |',
+  );
   console.log('| --- | ---: | ---: | ---: |');
-  for (const [pair, scale] of [['same', 1], ['shifted', 1.1]] as const) {
-    const kid: number[] = [], est: number[] = [];
+  for (const [pair, scale] of [
+    ['same', 1],
+    ['shifted', 1.1],
+  ] as const) {
+    const kid: number[] = [],
+      est: number[] = [];
     for (let r = 0; r < REPEATS; r++) {
       const x = { data: features(NOISE_N, 5000 + 31 * r, scale), count: NOISE_N };
       kid.push(1e3 * kernelInceptionDistance(x, ref, DIM, { seed: r }).kid);
@@ -86,13 +92,19 @@ if (NOISE_N > 0) {
   console.log(`\ntotal ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   process.exit(0);
 }
-console.log(`dim ${DIM}, reference ${REF} samples, ${REPEATS} repeats, KID subsets ${KID_SUBSETS} (size min(n, 1000))\n`);
+console.log(
+  `dim ${DIM}, reference ${REF} samples, ${REPEATS} repeats, KID subsets ${KID_SUBSETS} (size min(n, 1000))\n`,
+);
 console.log('| pair | samples | FID (mean ± std) | KID x 1e3 (mean ± std) | seconds |');
 console.log('| --- | ---: | ---: | ---: | ---: |');
-for (const [pair, scale] of [['same', 1], ['shifted', 1.1]] as const) {
+for (const [pair, scale] of [
+  ['same', 1],
+  ['shifted', 1.1],
+] as const) {
   for (const n of SIZES) {
     const t = Date.now();
-    const fid: number[] = [], kid: number[] = [];
+    const fid: number[] = [],
+      kid: number[] = [];
     for (let r = 0; r < REPEATS; r++) {
       const x = features(n, 1000 + 17 * r + n, scale);
       fid.push(frechetDistance(stats(x), refStats).distance);

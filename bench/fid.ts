@@ -33,7 +33,14 @@ function makeBatch(rows: number, dim: number, w: Float64Array, gauss: () => numb
   return out;
 }
 
-function statsOf(n: number, dim: number, batch: number, seed: number, shift: number, w: Float64Array): { stats: FeatureStatistics; seconds: number } {
+function statsOf(
+  n: number,
+  dim: number,
+  batch: number,
+  seed: number,
+  shift: number,
+  w: Float64Array,
+): { stats: FeatureStatistics; seconds: number } {
   const gauss = seededRandom(seed).normal;
   const acc = new FeatureStatisticsAccumulator(dim);
   let seconds = 0;
@@ -50,7 +57,9 @@ function statsOf(n: number, dim: number, batch: number, seed: number, shift: num
 }
 
 function main(): void {
-  const n = arg('n', 10000), dim = arg('dim', 2048), batch = arg('batch', 500);
+  const n = arg('n', 10000),
+    dim = arg('dim', 2048),
+    batch = arg('batch', 500);
   const g = seededRandom(1).normal;
   const w = new Float64Array(FACTORS * dim);
   for (let i = 0; i < w.length; i++) w[i] = g() * 0.15;
@@ -70,8 +79,12 @@ function main(): void {
   const t = performance.now();
   const fd = frechetDistance(a.stats, b.stats);
   const distSeconds = (performance.now() - t) / 1000;
-  console.log(`frechet distance: ${distSeconds.toFixed(2)} s  (d² = ${fd.distance.toFixed(6)}, rank ${fd.factoredRank})`);
-  console.log(`total, one set -> statistics -> distance vs cached reference: ${(a.seconds + distSeconds).toFixed(2)} s`);
+  console.log(
+    `frechet distance: ${distSeconds.toFixed(2)} s  (d² = ${fd.distance.toFixed(6)}, rank ${fd.factoredRank})`,
+  );
+  console.log(
+    `total, one set -> statistics -> distance vs cached reference: ${(a.seconds + distSeconds).toFixed(2)} s`,
+  );
   console.log(`total, both sets + distance: ${(a.seconds + b.seconds + distSeconds).toFixed(2)} s`);
 }
 

@@ -45,17 +45,42 @@ const python = resolve(arg('python', '.venv-models/bin/python'));
 const repeat = Number(arg('repeat', '3'));
 const only = arg('only', 'all'); // all | clip | caption
 const numBeams = Number(arg('num-beams', '1'));
-const preprocessThreads = process.argv.includes('--preprocess-threads') ? Number(arg('preprocess-threads', '1')) : undefined;
+const preprocessThreads = process.argv.includes('--preprocess-threads')
+  ? Number(arg('preprocess-threads', '1'))
+  : undefined;
 const pre = preprocessThreads === undefined ? {} : { preprocessThreads };
-const load = () => loadavg().map((x) => x.toFixed(1)).join(' ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ');
 
-const WORDS = ['a', 'photo', 'of', 'cat', 'dog', 'red', 'chair', 'beach', 'sunset', 'city', 'street', 'night', 'flower', 'garden', 'mountain', 'lake'];
+const WORDS = [
+  'a',
+  'photo',
+  'of',
+  'cat',
+  'dog',
+  'red',
+  'chair',
+  'beach',
+  'sunset',
+  'city',
+  'street',
+  'night',
+  'flower',
+  'garden',
+  'mountain',
+  'lake',
+];
 
 async function makeImages(n: number, dir: string): Promise<{ images: Uint8Array[]; captions: string[] }> {
   const images: Uint8Array[] = [];
   const captions: string[] = [];
   let seed = 12345;
-  const rand = () => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed / 4294967296; };
+  const rand = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 4294967296;
+  };
   for (let i = 0; i < n; i++) {
     const raw = Buffer.alloc(imgW * imgH * 3);
     const [r0, g0, b0] = [rand() * 255, rand() * 255, rand() * 255];
@@ -67,7 +92,9 @@ async function makeImages(n: number, dir: string): Promise<{ images: Uint8Array[
         raw[o + 2] = (b0 + rand() * 60) % 256;
       }
     }
-    const jpg = await sharp(raw, { raw: { width: imgW, height: imgH, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    const jpg = await sharp(raw, { raw: { width: imgW, height: imgH, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer();
     writeFileSync(join(dir, `${String(i).padStart(5, '0')}.jpg`), jpg);
     images.push(new Uint8Array(jpg));
     captions.push(Array.from({ length: 4 + (i % 9) }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(' '));
@@ -82,7 +109,8 @@ async function makeImages(n: number, dir: string): Promise<{ images: Uint8Array[
  * shared machine.
  */
 async function timeIt(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
-  let wall = Number.POSITIVE_INFINITY, cpu = Number.POSITIVE_INFINITY;
+  let wall = Number.POSITIVE_INFINITY,
+    cpu = Number.POSITIVE_INFINITY;
   for (let r = 0; r < repeat; r++) {
     const t = performance.now();
     const c = process.cpuUsage();
@@ -94,7 +122,14 @@ async function timeIt(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: 
   return { wall, cpu };
 }
 
-interface Row { task: string; batch: number; kiln: number; reference: number | null; kilnCpuMs: number; referenceCpuMs: number | null }
+interface Row {
+  task: string;
+  batch: number;
+  kiln: number;
+  reference: number | null;
+  kilnCpuMs: number;
+  referenceCpuMs: number | null;
+}
 
 async function main(): Promise<void> {
   sharp.concurrency(threads);
@@ -109,42 +144,111 @@ async function main(): Promise<void> {
       const scorer = await loadClipScorer(clipDir, { device: 'cpu', batchSize, threads, ...pre });
       await scorer.score(images.slice(0, batchSize), captions.slice(0, batchSize));
       const s = await timeIt(() => scorer.score(images.slice(0, nPairs), captions.slice(0, nPairs)));
-      rows.push({ task: 'clip pairs/s', batch: batchSize, kiln: nPairs / s.wall, reference: null, kilnCpuMs: (1000 * s.cpu) / nPairs, referenceCpuMs: null });
+      rows.push({
+        task: 'clip pairs/s',
+        batch: batchSize,
+        kiln: nPairs / s.wall,
+        reference: null,
+        kilnCpuMs: (1000 * s.cpu) / nPairs,
+        referenceCpuMs: null,
+      });
       await scorer.dispose();
     }
     for (const batchSize of only === 'clip' ? [] : batchSizes) {
-      const cap = await loadCaptioner(captionerDir, { device: 'cpu', batchSize, threads, maxNewTokens, numBeams, ...pre });
+      const cap = await loadCaptioner(captionerDir, {
+        device: 'cpu',
+        batchSize,
+        threads,
+        maxNewTokens,
+        numBeams,
+        ...pre,
+      });
       await cap.caption(images.slice(0, batchSize));
       const s = await timeIt(() => cap.caption(images.slice(0, nCaptions)));
-      rows.push({ task: 'captions/s', batch: batchSize, kiln: nCaptions / s.wall, reference: null, kilnCpuMs: (1000 * s.cpu) / nCaptions, referenceCpuMs: null });
+      rows.push({
+        task: 'captions/s',
+        batch: batchSize,
+        kiln: nCaptions / s.wall,
+        reference: null,
+        kilnCpuMs: (1000 * s.cpu) / nCaptions,
+        referenceCpuMs: null,
+      });
       captionDecoder = cap.options.decoder.path;
       await cap.dispose();
     }
     if (!flag('no-reference')) {
-      const res = spawnSync(python, [resolve('bench/filter_reference.py'), '--images', dir, '--clip-dir', clipDir,
-        '--captioner-dir', captionerDir, '--batch-sizes', batchSizes.join(','), '--pairs', String(nPairs),
-        '--captions', String(nCaptions), '--max-new-tokens', String(maxNewTokens), '--threads', String(threads), '--repeat', String(repeat), '--only', only,
-        '--num-beams', String(numBeams)],
-      { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads), OMP_WAIT_POLICY: 'PASSIVE', TOKENIZERS_PARALLELISM: 'false' } });
+      const res = spawnSync(
+        python,
+        [
+          resolve('bench/filter_reference.py'),
+          '--images',
+          dir,
+          '--clip-dir',
+          clipDir,
+          '--captioner-dir',
+          captionerDir,
+          '--batch-sizes',
+          batchSizes.join(','),
+          '--pairs',
+          String(nPairs),
+          '--captions',
+          String(nCaptions),
+          '--max-new-tokens',
+          String(maxNewTokens),
+          '--threads',
+          String(threads),
+          '--repeat',
+          String(repeat),
+          '--only',
+          only,
+          '--num-beams',
+          String(numBeams),
+        ],
+        {
+          encoding: 'utf8',
+          env: {
+            ...process.env,
+            OMP_NUM_THREADS: String(threads),
+            OMP_WAIT_POLICY: 'PASSIVE',
+            TOKENIZERS_PARALLELISM: 'false',
+          },
+        },
+      );
       if (res.status !== 0) {
         console.error(`reference failed (${python}): ${res.stderr.slice(-2000)}`);
       } else {
-        const ref = JSON.parse(res.stdout.trim().split('\n').at(-1) ?? '{}') as { rows: { task: string; batch: number; value: number; cpu_ms: number }[]; versions: Record<string, string> };
+        const ref = JSON.parse(res.stdout.trim().split('\n').at(-1) ?? '{}') as {
+          rows: { task: string; batch: number; value: number; cpu_ms: number }[];
+          versions: Record<string, string>;
+        };
         for (const r of ref.rows) {
           const row = rows.find((x) => x.task === r.task && x.batch === r.batch);
-          if (row) { row.reference = r.value; row.referenceCpuMs = r.cpu_ms; }
+          if (row) {
+            row.reference = r.value;
+            row.referenceCpuMs = r.cpu_ms;
+          }
         }
-        console.log(`reference: ${Object.entries(ref.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+        console.log(
+          `reference: ${Object.entries(ref.versions)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}`,
+        );
       }
     }
-    console.log(`models: ${clipDir}, ${captionerDir}; ${n} synthetic ${imgW}x${imgH} JPEGs; threads ${threads}; preprocess threads ${preprocessThreads ?? `${defaultPreprocessThreads()} (default)`}; max new tokens ${maxNewTokens}; beams ${numBeams}; captioner decoder ${captionDecoder}; best of ${repeat}; load average before ${loadBefore}, after ${load()}`);
-    console.log('task            batch   kiln (ORT)   reference (PyTorch)   ratio   kiln CPU ms/item   reference CPU ms/item   CPU ratio');
+    console.log(
+      `models: ${clipDir}, ${captionerDir}; ${n} synthetic ${imgW}x${imgH} JPEGs; threads ${threads}; preprocess threads ${preprocessThreads ?? `${defaultPreprocessThreads()} (default)`}; max new tokens ${maxNewTokens}; beams ${numBeams}; captioner decoder ${captionDecoder}; best of ${repeat}; load average before ${loadBefore}, after ${load()}`,
+    );
+    console.log(
+      'task            batch   kiln (ORT)   reference (PyTorch)   ratio   kiln CPU ms/item   reference CPU ms/item   CPU ratio',
+    );
     for (const r of rows) {
       const ref = r.reference === null ? '-' : r.reference.toFixed(1);
       const ratio = r.reference === null ? '-' : (r.kiln / r.reference).toFixed(2);
       const refCpu = r.referenceCpuMs === null ? '-' : r.referenceCpuMs.toFixed(2);
       const cpuRatio = r.referenceCpuMs === null ? '-' : (r.referenceCpuMs / r.kilnCpuMs).toFixed(2);
-      console.log(`${r.task.padEnd(15)} ${String(r.batch).padStart(5)} ${r.kiln.toFixed(1).padStart(12)} ${ref.padStart(21)} ${ratio.padStart(7)} ${r.kilnCpuMs.toFixed(2).padStart(18)} ${refCpu.padStart(23)} ${cpuRatio.padStart(11)}`);
+      console.log(
+        `${r.task.padEnd(15)} ${String(r.batch).padStart(5)} ${r.kiln.toFixed(1).padStart(12)} ${ref.padStart(21)} ${ratio.padStart(7)} ${r.kilnCpuMs.toFixed(2).padStart(18)} ${refCpu.padStart(23)} ${cpuRatio.padStart(11)}`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

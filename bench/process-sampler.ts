@@ -36,14 +36,19 @@ export class ProcessTreeSampler {
   private lastCpuTicks = 0;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly rootPid: number, intervalMs: number) {
+  constructor(
+    private readonly rootPid: number,
+    intervalMs: number,
+  ) {
     this.timer = setInterval(() => this.sample(), intervalMs);
   }
 
   private tree(): number[] {
     let pids: number[];
     try {
-      pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
+      pids = readdirSync('/proc')
+        .filter((n) => /^\d+$/.test(n))
+        .map(Number);
     } catch {
       return [];
     }

@@ -44,7 +44,8 @@ import { colorRows, tempStorage, writeFixtureShard } from '../test/training/shar
 const CONFIGS: Record<string, TrainingConfigInput> = {
   tiny: { totalSteps: 1000 },
   '10m': {
-    totalSteps: 1000, resolution: 64,
+    totalSteps: 1000,
+    resolution: 64,
     denoiser: { patchSize: 4, width: 256, depth: 6, heads: 4 },
     textEncoder: { width: 256, depth: 2, heads: 4 },
     optim: { microBatchSize: 8 },
@@ -54,7 +55,11 @@ const CONFIGS: Record<string, TrainingConfigInput> = {
 /** Configs that are a preset in a VAE latent space already (no pixel-space variant). */
 const latentOnly = (name: string) => CONFIGS[name]?.preset !== undefined;
 
-interface ProfileRow { op: string; ms: number; calls: number }
+interface ProfileRow {
+  op: string;
+  ms: number;
+  calls: number;
+}
 
 interface BenchRow {
   impl: string;
@@ -79,24 +84,44 @@ interface BenchRow {
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] ?? fallback : fallback;
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
 const flag = (name: string) => process.argv.includes(`--${name}`);
-const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 
 function benchConfig(name: string, vae: string): TrainingConfig {
   const base = CONFIGS[name];
   if (!base) throw new Error(`unknown config ${name} (have ${Object.keys(CONFIGS).join(', ')})`);
   // The PyTorch reference trains epsilon + PRX (unit targets, every sample): pin Kiln to the same update.
-  const same = { ...base, objective: { ...base.objective, prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null } };
+  const same = {
+    ...base,
+    objective: { ...base.objective, prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null },
+  };
   if (latentOnly(name)) {
-    if (!vae) throw new Error(`config ${name} trains in a VAE latent space: pass --vae <dir> (python bench/make_bench_vae.py <dir> writes one)`);
+    if (!vae)
+      throw new Error(
+        `config ${name} trains in a VAE latent space: pass --vae <dir> (python bench/make_bench_vae.py <dir> writes one)`,
+      );
     return resolveTrainingConfig({ ...same, codec: { vae } });
   }
-  return resolveTrainingConfig(vae ? { ...same, codec: { vae }, denoiser: { ...base.denoiser, patchSize: (base.denoiser?.patchSize ?? 4) / 2 } } : same);
+  return resolveTrainingConfig(
+    vae
+      ? { ...same, codec: { vae }, denoiser: { ...base.denoiser, patchSize: (base.denoiser?.patchSize ?? 4) / 2 } }
+      : same,
+  );
 }
 
-async function runKiln(configName: string, backend: TfBackendName, steps: number, warmup: number, vae: string, profile: boolean): Promise<BenchRow> {
+async function runKiln(
+  configName: string,
+  backend: TfBackendName,
+  steps: number,
+  warmup: number,
+  vae: string,
+  profile: boolean,
+): Promise<BenchRow> {
   const choice = await selectTfBackend({ prefer: backend });
   const { storage, cleanup } = await tempStorage();
   try {
@@ -109,12 +134,29 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
     let cacheMs: number | undefined;
     if (codec.sha256 !== null) {
       const h0 = performance.now();
-      const built = await buildLatentCache({ storage, shards: await Promise.all(shards.map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) }))), codec, resolution: config.resolution });
+      const built = await buildLatentCache({
+        storage,
+        shards: await Promise.all(shards.map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) }))),
+        codec,
+        resolution: config.resolution,
+      });
       cacheMs = performance.now() - h0;
       const side = config.resolution / codec.downsample;
-      latents = { shardUris: built.manifest.shards.map((x) => x.uri), vaeSha256: codec.sha256, shape: [side, side, codec.channels] };
+      latents = {
+        shardUris: built.manifest.shards.map((x) => x.uri),
+        vaeSha256: codec.sha256,
+        shape: [side, side, codec.channels],
+      };
     }
-    const session = await TrainingSession.open({ storage, runUri: storage.uri('runs', 'bench'), config, shardUris: shards, latentShardUris: latents?.shardUris, backend: choice, codec });
+    const session = await TrainingSession.open({
+      storage,
+      runUri: storage.uri('runs', 'bench'),
+      config,
+      shardUris: shards,
+      latentShardUris: latents?.shardUris,
+      backend: choice,
+      codec,
+    });
     try {
       for (let i = 0; i < warmup; i++) await session.trainStep(null);
       const t0 = performance.now();
@@ -123,7 +165,9 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
       const elapsed = (performance.now() - t0) / 1000;
       let prof: Pick<BenchRow, 'profile' | 'profileTotalMs'> = {};
       if (profile) {
-        const info = await tf.profile(async () => { await session.trainStep(null); });
+        const info = await tf.profile(async () => {
+          await session.trainStep(null);
+        });
         const by = new Map<string, ProfileRow>();
         let total = 0;
         for (const k of info.kernels) {
@@ -141,16 +185,33 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
       const checkpointMs = performance.now() - c0;
       // Data cost alone: decode the same number of samples without training.
       const batch = config.optim.microBatchSize * config.optim.gradAccumSteps;
-      const stream = new ShardSampleStream(storage, shards, { seed: 1, captionColumn: 'caption', resolution: config.resolution, latents });
+      const stream = new ShardSampleStream(storage, shards, {
+        seed: 1,
+        captionColumn: 'caption',
+        resolution: config.resolution,
+        latents,
+      });
       const d0 = performance.now();
       for (let i = 0; i < steps; i++) await stream.nextBatch(batch);
       const dataMsPerStep = (performance.now() - d0) / steps;
       stream.close();
       return {
-        impl: 'kiln', config: configName, backend: choice.name, codec: session.codec.name, steps, batch,
-        stepsPerSec: steps / elapsed, samplesPerSec: (steps * batch) / elapsed, msPerStep: (elapsed * 1000) / steps,
-        dataMsPerStep, checkpointMs, ...(cacheMs !== undefined ? { cacheMs } : {}), peakRssMiB: process.resourceUsage().maxRSS / 1024,
-        parameters: session.params.count(), finalLoss: loss, ...prof,
+        impl: 'kiln',
+        config: configName,
+        backend: choice.name,
+        codec: session.codec.name,
+        steps,
+        batch,
+        stepsPerSec: steps / elapsed,
+        samplesPerSec: (steps * batch) / elapsed,
+        msPerStep: (elapsed * 1000) / steps,
+        dataMsPerStep,
+        checkpointMs,
+        ...(cacheMs !== undefined ? { cacheMs } : {}),
+        peakRssMiB: process.resourceUsage().maxRSS / 1024,
+        parameters: session.params.count(),
+        finalLoss: loss,
+        ...prof,
       };
     } finally {
       session.dispose();
@@ -165,12 +226,28 @@ async function runKiln(configName: string, backend: TfBackendName, steps: number
 function referencePython(): string {
   const venv = resolve('.venv-bench');
   const python = resolve(venv, 'bin', 'python');
-  const hasTorch = () => existsSync(python) && spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+  const hasTorch = () =>
+    existsSync(python) && spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
   if (!hasTorch()) {
     console.error('[bench] installing torch==2.13.0 (CPU) into .venv-bench (one-time, needs PyPI)');
-    if (!existsSync(python)) spawnSync(process.env.KILN_PYTHON ?? 'python3', ['-m', 'venv', venv], { stdio: 'inherit' });
+    if (!existsSync(python))
+      spawnSync(process.env.KILN_PYTHON ?? 'python3', ['-m', 'venv', venv], { stdio: 'inherit' });
     // PyTorch's CPU wheel index: PyPI's default Linux wheel pulls ~2.5 GB of CUDA libraries.
-    spawnSync(resolve(venv, 'bin', 'pip'), ['install', '--disable-pip-version-check', '-q', '--index-url', 'https://download.pytorch.org/whl/cpu', '--extra-index-url', 'https://pypi.org/simple', 'torch==2.13.0', 'numpy'], { stdio: 'inherit' });
+    spawnSync(
+      resolve(venv, 'bin', 'pip'),
+      [
+        'install',
+        '--disable-pip-version-check',
+        '-q',
+        '--index-url',
+        'https://download.pytorch.org/whl/cpu',
+        '--extra-index-url',
+        'https://pypi.org/simple',
+        'torch==2.13.0',
+        'numpy',
+      ],
+      { stdio: 'inherit' },
+    );
     if (!hasTorch()) throw new Error('could not install torch into .venv-bench');
   }
   return python;
@@ -189,10 +266,19 @@ function runReference(configName: string, steps: number, warmup: number, profile
   // OpenMP threads sleep when idle (as in bench:filter): on a shared machine, spinning threads that
   // wait for a busy core cost PyTorch up to 10x here.
   const env = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' };
-  const res = spawnSync(referencePython(), [resolve('bench/train_reference.py'), JSON.stringify({ config, steps, warmup, profile })], { encoding: 'utf8', maxBuffer: 1 << 22, env });
+  const res = spawnSync(
+    referencePython(),
+    [resolve('bench/train_reference.py'), JSON.stringify({ config, steps, warmup, profile })],
+    { encoding: 'utf8', maxBuffer: 1 << 22, env },
+  );
   if (res.status !== 0) throw new Error(`bench/train_reference.py failed: ${res.stderr.slice(-2000)}`);
   const row = JSON.parse(res.stdout.trim().split('\n').pop()!) as Omit<BenchRow, 'config' | 'backend' | 'codec'>;
-  return { ...row, config: configName, backend: 'pytorch-cpu', codec: latentOnly(configName) ? 'random latents' : 'identity' };
+  return {
+    ...row,
+    config: configName,
+    backend: 'pytorch-cpu',
+    codec: latentOnly(configName) ? 'random latents' : 'identity',
+  };
 }
 
 async function main(): Promise<void> {
@@ -201,17 +287,25 @@ async function main(): Promise<void> {
   const profile = flag('profile');
   const only = arg('only', '');
   if (only) {
-    process.stdout.write(JSON.stringify(await runKiln(arg('config', 'tiny'), only as TfBackendName, steps, warmup, arg('vae', ''), profile)) + '\n');
+    process.stdout.write(
+      JSON.stringify(
+        await runKiln(arg('config', 'tiny'), only as TfBackendName, steps, warmup, arg('vae', ''), profile),
+      ) + '\n',
+    );
     return;
   }
   const configs = arg('configs', 'tiny,10m').split(',');
   const backends = arg('backends', 'tensorflow').split(',') as TfBackendName[];
   const vae = arg('vae', '');
-  console.log(`load average before: ${load()}; ${steps} timed steps after ${warmup} warmup; configs ${configs.join(', ')}`);
+  console.log(
+    `load average before: ${load()}; ${steps} timed steps after ${warmup} warmup; configs ${configs.join(', ')}`,
+  );
   const rows: BenchRow[] = [];
   for (const configName of configs) {
     const c = benchConfig(configName, latentOnly(configName) ? vae : '');
-    console.log(`\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`);
+    console.log(
+      `\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`,
+    );
     if (!flag('no-reference')) {
       try {
         const row = runReference(configName, steps, warmup, profile, vae);
@@ -221,29 +315,63 @@ async function main(): Promise<void> {
         console.log(`pytorch: not available (${(err as Error).message.split('\n')[0]})`);
       }
     }
-    const variants = backends.flatMap((b) => (latentOnly(configName) ? [[b, vae]] : vae ? [[b, ''], [b, vae]] : [[b, '']]) as [TfBackendName, string][]);
+    const variants = backends.flatMap(
+      (b) =>
+        (latentOnly(configName)
+          ? [[b, vae]]
+          : vae
+            ? [
+                [b, ''],
+                [b, vae],
+              ]
+            : [[b, '']]) as [TfBackendName, string][],
+    );
     for (const [backend, codec] of variants) {
       try {
-        const { stdout } = await promisify(execFile)(process.execPath, [fileURLToPath(import.meta.url), '--only', backend, '--config', configName, '--steps', String(steps), '--warmup', String(warmup), ...(codec ? ['--vae', codec] : []), ...(profile ? ['--profile'] : [])], { maxBuffer: 1 << 22 });
+        const { stdout } = await promisify(execFile)(
+          process.execPath,
+          [
+            fileURLToPath(import.meta.url),
+            '--only',
+            backend,
+            '--config',
+            configName,
+            '--steps',
+            String(steps),
+            '--warmup',
+            String(warmup),
+            ...(codec ? ['--vae', codec] : []),
+            ...(profile ? ['--profile'] : []),
+          ],
+          { maxBuffer: 1 << 22 },
+        );
         const row = JSON.parse(stdout.trim().split('\n').pop()!) as BenchRow;
         rows.push(row);
         console.log(JSON.stringify(row));
       } catch (err) {
-        console.log(`${backend}: not available (${((err as Error).message.split('\n').find((l) => l.includes('Error')) ?? 'failed').trim()})`);
+        console.log(
+          `${backend}: not available (${((err as Error).message.split('\n').find((l) => l.includes('Error')) ?? 'failed').trim()})`,
+        );
       }
     }
   }
   console.log(`\nload average after: ${load()}`);
-  console.log('\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | cache ms | peak RSS MiB | RSS x PyTorch |');
+  console.log(
+    '\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | cache ms | peak RSS MiB | RSS x PyTorch |',
+  );
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     const ref = rows.find((x) => x.impl === 'pytorch' && x.config === r.config);
     const ratio = ref ? (r.stepsPerSec / ref.stepsPerSec).toFixed(2) : '-';
     const rss = ref ? (r.peakRssMiB / ref.peakRssMiB).toFixed(2) : '-';
-    console.log(`| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} |`);
+    console.log(
+      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} |`,
+    );
   }
   for (const r of rows.filter((x) => x.profile)) {
-    console.log(`\ntop kernels, one step: ${r.config} ${r.impl} ${r.backend} (sum of all ${r.profileTotalMs!.toFixed(0)} ms; step ${r.msPerStep.toFixed(0)} ms)`);
+    console.log(
+      `\ntop kernels, one step: ${r.config} ${r.impl} ${r.backend} (sum of all ${r.profileTotalMs!.toFixed(0)} ms; step ${r.msPerStep.toFixed(0)} ms)`,
+    );
     for (const p of r.profile!) console.log(`  ${p.op.padEnd(40)} ${p.ms.toFixed(1).padStart(8)} ms  x${p.calls}`);
   }
 }

@@ -21,11 +21,22 @@ export function expectedKeys(rows: number, rowsPerShard: number): string[] {
   return Array.from({ length: rows }, (_, i) => rowKey(Math.floor(i / rowsPerShard), i % rowsPerShard, rowsPerShard));
 }
 
-export interface DatasetCheck { problems: string[]; keys: string[]; rows: number; byStatus: Record<string, number>; captions: Map<string, string | null> }
+export interface DatasetCheck {
+  problems: string[];
+  keys: string[];
+  rows: number;
+  byStatus: Record<string, number>;
+  captions: Map<string, string | null>;
+}
 
 /** Read a dataset version back: hashes vs manifest vs lineage, every row once with a status. */
-export async function checkDataset(dataRoot: string, name: string, version: number, expected?: readonly string[],
-  where: { storage?: ArtifactStorage; lineagePath?: string } = {}): Promise<DatasetCheck> {
+export async function checkDataset(
+  dataRoot: string,
+  name: string,
+  version: number,
+  expected?: readonly string[],
+  where: { storage?: ArtifactStorage; lineagePath?: string } = {},
+): Promise<DatasetCheck> {
   const problems: string[] = [];
   const storage = where.storage ?? new LocalStorage(dataRoot);
   const manifest = await readDatasetManifest(storage, name, version);
@@ -38,15 +49,20 @@ export async function checkDataset(dataRoot: string, name: string, version: numb
     const recorded = store.getArtifactByUri(manifestUri);
     const actual = await storage.sha256(manifestUri);
     if (!recorded) problems.push(`${name}@v${version}: manifest not recorded in lineage`);
-    else if (recorded.sha256 !== actual) problems.push(`${name}@v${version}: manifest sha256 ${actual.slice(0, 12)} != lineage ${recorded.sha256.slice(0, 12)}`);
+    else if (recorded.sha256 !== actual)
+      problems.push(
+        `${name}@v${version}: manifest sha256 ${actual.slice(0, 12)} != lineage ${recorded.sha256.slice(0, 12)}`,
+      );
     const uris = manifestShardUris(storage, manifest);
     for (const [i, shard] of manifest.shards.entries()) {
       const uri = uris[i]!;
       const sha = await storage.sha256(uri);
-      if (sha !== shard.sha256) problems.push(`${shard.path}: file sha256 ${sha.slice(0, 12)} != manifest ${shard.sha256.slice(0, 12)}`);
+      if (sha !== shard.sha256)
+        problems.push(`${shard.path}: file sha256 ${sha.slice(0, 12)} != manifest ${shard.sha256.slice(0, 12)}`);
       const art = store.getArtifactByUri(uri);
       if (!art) problems.push(`${shard.path}: not recorded in lineage`);
-      else if (art.sha256 !== sha) problems.push(`${shard.path}: lineage sha256 ${art.sha256.slice(0, 12)} != file ${sha.slice(0, 12)}`);
+      else if (art.sha256 !== sha)
+        problems.push(`${shard.path}: lineage sha256 ${art.sha256.slice(0, 12)} != file ${sha.slice(0, 12)}`);
       let n = 0;
       for await (const row of readShardRows(storage, uri)) {
         n++;
@@ -60,7 +76,8 @@ export async function checkDataset(dataRoot: string, name: string, version: numb
   } finally {
     store.close();
   }
-  if (manifest.rows !== keys.length) problems.push(`${name}@v${version}: manifest rows ${manifest.rows} != rows read ${keys.length}`);
+  if (manifest.rows !== keys.length)
+    problems.push(`${name}@v${version}: manifest rows ${manifest.rows} != rows read ${keys.length}`);
   const seen = new Set<string>();
   const dups = keys.filter((k) => (seen.has(k) ? true : (seen.add(k), false)));
   if (dups.length) problems.push(`${name}@v${version}: ${dups.length} duplicate keys (e.g. ${dups[0]})`);
@@ -94,7 +111,8 @@ export function walk(dir: string, skip: readonly string[] = []): string[] {
       } catch {
         continue;
       }
-      if (st.isDirectory()) rec(p, r); else out.push(r);
+      if (st.isDirectory()) rec(p, r);
+      else out.push(r);
     }
   };
   rec(dir, '');
@@ -137,5 +155,7 @@ export function checkLineage(dataRoot: string): string[] {
 
 /** A user-facing error must name the fix. */
 export function checkFix(text: string, what: string): string[] {
-  return text.includes('Fix:') ? [] : [`${what}: error has no "Fix:" (${text.trim().split('\n').slice(-2).join(' | ').slice(0, 200)})`];
+  return text.includes('Fix:')
+    ? []
+    : [`${what}: error has no "Fix:" (${text.trim().split('\n').slice(-2).join(' | ').slice(0, 200)})`];
 }

@@ -31,7 +31,12 @@ export function freePort(): Promise<number> {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Poll `check` every `everyMs` until it is true; throws after `timeoutMs`. */
-export async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 100): Promise<void> {
+export async function until(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -40,7 +45,13 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
 }
 
 /** Result of a CLI run; `peakRssKiB`: the process's VmHWM (Linux), sampled every second until it exits. */
-export interface CliResult { status: number | null; stdout: string; stderr: string; timedOut: boolean; peakRssKiB?: number }
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  peakRssKiB?: number;
+}
 
 /** VmHWM (peak resident set, KiB) of a live process, from /proc (undefined elsewhere or once it is gone). */
 export function peakRssKiB(pid: number): number | undefined {
@@ -53,9 +64,17 @@ export function peakRssKiB(pid: number): number | undefined {
 }
 
 /** Run `node bin/kiln.js ...args` with env; SIGKILLed after timeoutMs; `everySecond(pid)` while it runs. */
-export function kiln(args: string[], env: Record<string, string>, timeoutMs = 120_000, everySecond?: (pid: number) => void): Promise<CliResult> {
+export function kiln(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 120_000,
+  everySecond?: (pid: number) => void,
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [KILN_BIN, ...args], {
+      env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -66,10 +85,21 @@ export function kiln(args: string[], env: Record<string, string>, timeoutMs = 12
       if (p.pid && everySecond) everySecond(p.pid);
     };
     const sampler = setInterval(sample, 1000);
-    const timer = setTimeout(() => { timedOut = true; p.kill('SIGKILL'); }, timeoutMs);
-    p.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    p.on('close', (status) => { clearTimeout(timer); clearInterval(sampler); resolve({ status, stdout, stderr, timedOut, peakRssKiB: peak }); });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      p.kill('SIGKILL');
+    }, timeoutMs);
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    p.on('close', (status) => {
+      clearTimeout(timer);
+      clearInterval(sampler);
+      resolve({ status, stdout, stderr, timedOut, peakRssKiB: peak });
+    });
   });
 }
 
@@ -100,8 +130,16 @@ export class Sandbox {
 
   /** Start the dev server (first call picks the port; later calls reuse it and the same SQLite file). */
   async startServer(): Promise<void> {
-    this.config ??= loadConfig({ dataRoot: this.dataRoot, temporalAddress: `127.0.0.1:${await freePort()}`, namespace: 'default' }, {});
-    this.server = await startDevServer({ address: this.config.temporalAddress, namespace: 'default', dataRoot: this.dataRoot, readyTimeoutMs: 90_000 });
+    this.config ??= loadConfig(
+      { dataRoot: this.dataRoot, temporalAddress: `127.0.0.1:${await freePort()}`, namespace: 'default' },
+      {},
+    );
+    this.server = await startDevServer({
+      address: this.config.temporalAddress,
+      namespace: 'default',
+      dataRoot: this.dataRoot,
+      readyTimeoutMs: 90_000,
+    });
   }
 
   /** Stop the dev server (SIGTERM, then SIGKILL after 10 s). */
@@ -112,13 +150,18 @@ export class Sandbox {
 
   /** Spawn `kiln worker` and wait until it serves its queues. */
   async startWorker(): Promise<void> {
-    const child = spawn(process.execPath, [KILN_BIN, 'worker'], { env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...this.env, ...this.workerEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [KILN_BIN, 'worker'], {
+      env: { ...process.env, KILN_LOG_LEVEL: 'ERROR', ...this.env, ...this.workerEnv },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.worker = child;
     this.workerStarts++;
-    this.workerExited = new Promise((resolve) => child.once('exit', (code, signal) => {
-      if (!child.killed) this.workerDeaths.push(signal ?? `exit ${code}`);
-      resolve();
-    }));
+    this.workerExited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        if (!child.killed) this.workerDeaths.push(signal ?? `exit ${code}`);
+        resolve();
+      }),
+    );
     let ready = false;
     child.stderr!.on('data', (d: Buffer) => {
       const t = d.toString();
@@ -146,7 +189,12 @@ export class Sandbox {
         await sleep(everyMs);
       }
     })();
-    return { stop: async () => { stopped = true; await loop; } };
+    return {
+      stop: async () => {
+        stopped = true;
+        await loop;
+      },
+    };
   }
 
   /** kill -9 the worker child and wait for it to be gone. */

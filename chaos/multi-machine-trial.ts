@@ -42,7 +42,11 @@ const TRAIN = { total: 8, chunk: 2 };
 const TRAIN_CONFIG = { resolution: 16, seed: 7, optim: { lr: 1e-3 }, runtime: { backend: 'wasm' } };
 const BUCKET = 'kiln-trial';
 
-export interface MultiMachineShape { rows: number; rowsPerShard: number; kill: boolean }
+export interface MultiMachineShape {
+  rows: number;
+  rowsPerShard: number;
+  kill: boolean;
+}
 export const MULTI_SHORT: MultiMachineShape = { rows: 400, rowsPerShard: 40, kill: true };
 export const MULTI_FULL: MultiMachineShape = { rows: 10_000, rowsPerShard: 250, kill: true };
 
@@ -50,10 +54,16 @@ class Machine {
   proc?: ChildProcess;
   log = '';
   exited?: Promise<void>;
-  constructor(readonly name: string, readonly env: Record<string, string>) {}
+  constructor(
+    readonly name: string,
+    readonly env: Record<string, string>,
+  ) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [KILN_BIN, 'worker'], { env: { ...process.env, ...this.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [KILN_BIN, 'worker'], {
+      env: { ...process.env, ...this.env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.proc = child;
     this.exited = new Promise((r) => child.once('exit', () => r()));
     let ready = false;
@@ -82,7 +92,11 @@ class Machine {
 
   /** `kiln <args>` with this machine's environment. */
   cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-    return spawnSync(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...this.env }, encoding: 'utf8', maxBuffer: 64 << 20 });
+    return spawnSync(process.execPath, [KILN_BIN, ...args], {
+      env: { ...process.env, ...this.env },
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
   }
 }
 
@@ -110,14 +124,36 @@ async function startCluster(): Promise<Cluster> {
   await s3ClientFromEnv().send(new CreateBucketCommand({ Bucket: BUCKET }));
   const address = `127.0.0.1:${await freePort()}`;
   mkdirSync(join(dir, 'temporal-host'));
-  const temporal = await startDevServer({ address, namespace: 'default', dataRoot: join(dir, 'temporal-host'), readyTimeoutMs: 90_000 });
-  const env = { ...s3.env, TEMPORAL_ADDRESS: address, KILN_DATA_ROOT: `s3://${BUCKET}/data`, KILN_LINEAGE_URL: lineageUrl, KILN_LOG_LEVEL: 'ERROR' };
+  const temporal = await startDevServer({
+    address,
+    namespace: 'default',
+    dataRoot: join(dir, 'temporal-host'),
+    readyTimeoutMs: 90_000,
+  });
+  const env = {
+    ...s3.env,
+    TEMPORAL_ADDRESS: address,
+    KILN_DATA_ROOT: `s3://${BUCKET}/data`,
+    KILN_LINEAGE_URL: lineageUrl,
+    KILN_LOG_LEVEL: 'ERROR',
+  };
   const machines = ['a', 'b'].map((n) => {
     mkdirSync(join(dir, n));
-    return new Machine(n, { ...env, KILN_SCRATCH_DIR: join(dir, n, 'scratch'), KILN_CACHE_DIR: join(dir, n, 'cache'), HOME: join(dir, n) });
+    return new Machine(n, {
+      ...env,
+      KILN_SCRATCH_DIR: join(dir, n, 'scratch'),
+      KILN_CACHE_DIR: join(dir, n, 'cache'),
+      HOME: join(dir, n),
+    });
   });
   return {
-    dir, temporal, s3, pgServer, lineageUrl, env, machines,
+    dir,
+    temporal,
+    s3,
+    pgServer,
+    lineageUrl,
+    env,
+    machines,
     async dispose() {
       for (const m of machines) await m.stop();
       await temporal.stop();
@@ -130,8 +166,16 @@ async function startCluster(): Promise<Cluster> {
 
 function specOf(shape: MultiMachineShape, urls: string): Record<string, unknown> {
   return {
-    version: 1, name: 'multi', sources: [{ path: urls }],
-    crawl: { rows_per_shard: shape.rowsPerShard, image_size: 16, resize_mode: 'center_crop', timeout_ms: 5000, allow_addresses: ['127.0.0.1'] },
+    version: 1,
+    name: 'multi',
+    sources: [{ path: urls }],
+    crawl: {
+      rows_per_shard: shape.rowsPerShard,
+      image_size: 16,
+      resize_mode: 'center_crop',
+      timeout_ms: 5000,
+      allow_addresses: ['127.0.0.1'],
+    },
     filter: { clip_model: join(FIXTURES, 'models', 'clip-tiny'), keep_top_fraction: 0.75 },
     train: { run_name: 'multi-run', total_steps: TRAIN.total, chunk_steps: TRAIN.chunk, config: TRAIN_CONFIG },
     eval: { every_steps: TRAIN.total, extractor: join(FIXTURES, 'eval', 'fid-tiny'), sample_count: 8, patience: 3 },
@@ -162,7 +206,8 @@ async function waitForStage(handle: Parameters<typeof stageOf>[0], want: string,
 
 export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpec {
   return {
-    name: `multi-machine#${index}`, stage: 'multi',
+    name: `multi-machine#${index}`,
+    stage: 'multi',
     run: async () => {
       const cl = await startCluster();
       const web = await startSyntheticWeb({ count: shape.rows, seed: 11, faultEvery: 50 });
@@ -179,10 +224,17 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
         input.crawl.shardHeartbeatTimeout = '5s';
         if (input.filter) input.filter.shardHeartbeatTimeout = '5s';
         if (input.train) input.train.chunkHeartbeatTimeout = '5s';
-        const { client, close } = await connectClient({ temporalAddress: cl.env.TEMPORAL_ADDRESS!, namespace: 'default' } as Parameters<typeof connectClient>[0]);
+        const { client, close } = await connectClient({
+          temporalAddress: cl.env.TEMPORAL_ADDRESS!,
+          namespace: 'default',
+        } as Parameters<typeof connectClient>[0]);
         try {
           const workflowId = `multi-${Date.now().toString(36)}`;
-          const handle = await client.workflow.start('pipelineWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] });
+          const handle = await client.workflow.start('pipelineWorkflow', {
+            taskQueue: WORKFLOW_TASK_QUEUE,
+            workflowId,
+            args: [input],
+          });
           if (shape.kill) {
             await waitForStage(handle, 'crawl', 120_000);
             await sleep(1500);
@@ -197,15 +249,25 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
             await sleep(500);
             await b.start();
           }
-          const r = await resultWithin(handle, 1_500_000) as PipelineResult;
+          const r = (await resultWithin(handle, 1_500_000)) as PipelineResult;
           const bad = r.stages.filter((s) => s.status !== 'completed');
-          if (bad.length) throw new Error(`stages not completed: ${bad.map((s) => `${s.stage}:${s.status}`).join(', ')}`);
+          if (bad.length)
+            throw new Error(`stages not completed: ${bad.map((s) => `${s.stage}:${s.status}`).join(', ')}`);
           const crawl = r.stages.find((s) => s.stage === 'crawl')!.result as { version: number; datasetName: string };
-          const filter = r.stages.find((s) => s.stage === 'filter')!.result as { version: number; datasetName: string; manifestUri: string };
-          const train = r.stages.find((s) => s.stage === 'train')!.result as { finalCheckpoint: { step: number; sha256s: Record<string, string> } | null; evaluations: unknown[]; reportUri: string };
+          const filter = r.stages.find((s) => s.stage === 'filter')!.result as {
+            version: number;
+            datasetName: string;
+            manifestUri: string;
+          };
+          const train = r.stages.find((s) => s.stage === 'train')!.result as {
+            finalCheckpoint: { step: number; sha256s: Record<string, string> } | null;
+            evaluations: unknown[];
+            reportUri: string;
+          };
           const storage = new S3Storage(cl.env.KILN_DATA_ROOT!);
           if (train.evaluations.length < 1) problems.push('no evaluation ran');
-          if (!train.reportUri.startsWith('s3://') || !(await storage.exists(train.reportUri))) problems.push(`report ${train.reportUri} is not in S3`);
+          if (!train.reportUri.startsWith('s3://') || !(await storage.exists(train.reportUri)))
+            problems.push(`report ${train.reportUri} is not in S3`);
           notes.push(`${train.evaluations.length} evaluation(s), report in S3`);
           const keys = expectedKeys(shape.rows, shape.rowsPerShard);
           for (const d of [crawl, filter]) {
@@ -215,31 +277,52 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
           }
           // both machines did work
           const ids = new Set<string>();
-          for (const id of [`${workflowId}/crawl`, `${workflowId}/filter`, `${workflowId}/train`]) for (const x of await activityWorkers(client, id)) ids.add(x);
+          for (const id of [`${workflowId}/crawl`, `${workflowId}/filter`, `${workflowId}/train`])
+            for (const x of await activityWorkers(client, id)) ids.add(x);
           if (ids.size < 2) problems.push(`activities ran on ${ids.size} worker identity(ies): ${[...ids].join(', ')}`);
           notes.push(`${ids.size} worker processes ran activities`);
           // identical checkpoints to a one-worker run on the same dataset version
           const fc = train.finalCheckpoint;
-          if (!fc || fc.step !== TRAIN.total) problems.push(`final checkpoint at step ${fc?.step}, want ${TRAIN.total}`);
+          if (!fc || fc.step !== TRAIN.total)
+            problems.push(`final checkpoint at step ${fc?.step}, want ${TRAIN.total}`);
           await b.stop();
-          const ref = await client.workflow.execute('trainWorkflow', {
-            taskQueue: WORKFLOW_TASK_QUEUE, workflowId: `${workflowId}-reference`,
-            args: [{ datasetManifestUri: filter.manifestUri, runName: 'multi-reference', totalSteps: TRAIN.total, chunkSteps: TRAIN.chunk, config: TRAIN_CONFIG }],
-          }) as { finalCheckpoint: { sha256s: Record<string, string> } };
+          const ref = (await client.workflow.execute('trainWorkflow', {
+            taskQueue: WORKFLOW_TASK_QUEUE,
+            workflowId: `${workflowId}-reference`,
+            args: [
+              {
+                datasetManifestUri: filter.manifestUri,
+                runName: 'multi-reference',
+                totalSteps: TRAIN.total,
+                chunkSteps: TRAIN.chunk,
+                config: TRAIN_CONFIG,
+              },
+            ],
+          })) as { finalCheckpoint: { sha256s: Record<string, string> } };
           for (const [name, sha] of Object.entries(ref.finalCheckpoint.sha256s)) {
             if (name === 'state.json') continue;
-            if (fc?.sha256s[name] !== sha) problems.push(`final ${name} sha256 ${fc?.sha256s[name]?.slice(0, 12)} != one-worker run ${sha.slice(0, 12)}`);
+            if (fc?.sha256s[name] !== sha)
+              problems.push(
+                `final ${name} sha256 ${fc?.sha256s[name]?.slice(0, 12)} != one-worker run ${sha.slice(0, 12)}`,
+              );
           }
-          notes.push(`checkpoint files equal to the one-worker run: ${Object.keys(ref.finalCheckpoint.sha256s).filter((n) => n !== 'state.json').join(', ')}`);
+          notes.push(
+            `checkpoint files equal to the one-worker run: ${Object.keys(ref.finalCheckpoint.sha256s)
+              .filter((n) => n !== 'state.json')
+              .join(', ')}`,
+          );
           // lineage verify + trace from either machine
           const v = a.cli(['lineage', 'verify']);
           if (v.status !== 0) problems.push(`kiln lineage verify: ${v.stdout.trim().slice(0, 300)}`);
           else notes.push(v.stdout.trim().replace(/\(postgres.*\)$/, '(postgres)'));
           const ckptRef = Object.values(fc?.sha256s ?? {})[0] ?? '';
           const traces = [a, b].map((m) => m.cli(['lineage', 'trace', ckptRef, '--json']));
-          for (const [i, t] of traces.entries()) if (t.status !== 0) problems.push(`kiln lineage trace on ${'ab'[i]}: exit ${t.status} ${t.stderr.slice(0, 200)}`);
+          for (const [i, t] of traces.entries())
+            if (t.status !== 0)
+              problems.push(`kiln lineage trace on ${'ab'[i]}: exit ${t.status} ${t.stderr.slice(0, 200)}`);
           if (traces[0]!.stdout !== traces[1]!.stdout) problems.push('lineage trace differs between the two machines');
-          for (const stage of ['crawl', 'filter', 'train']) if (!traces[0]!.stdout.includes(`"stage":"${stage}`)) problems.push(`trace has no ${stage} run`);
+          for (const stage of ['crawl', 'filter', 'train'])
+            if (!traces[0]!.stdout.includes(`"stage":"${stage}`)) problems.push(`trace has no ${stage} run`);
           const store = new LineageStore(cl.lineageUrl);
           try {
             notes.push(`lineage: ${store.verify().entries} log entries`);
@@ -251,7 +334,8 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
         }
       } catch (err) {
         const chain: string[] = [];
-        for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) chain.push((e as Error).message.split('\n').slice(0, 2).join(' '));
+        for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause)
+          chain.push((e as Error).message.split('\n').slice(0, 2).join(' '));
         problems.push(chain.join(' <- '));
       } finally {
         await web.close();

@@ -39,22 +39,44 @@ async function serveImages(count: number, seed: number, poisonAt: number) {
   const server = createServer((req, res) => {
     const m = /^\/img\/(\d+)\.jpg$/.exec(req.url ?? '');
     const img = m ? images[Number(m[1])] : undefined;
-    if (!img) { res.writeHead(404); res.end(); return; }
+    if (!img) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': img.length });
     res.end(img);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { images, urls: images.map((_, i) => `${base}/img/${i}.jpg`), close: () => new Promise<void>((r) => server.close(() => r())) };
+  return {
+    images,
+    urls: images.map((_, i) => `${base}/img/${i}.jpg`),
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
-export interface NativeCrashShape { rows: number; rowsPerShard: number; limitS: number }
+export interface NativeCrashShape {
+  rows: number;
+  rowsPerShard: number;
+  limitS: number;
+}
 
-export function nativeCrashTrial(index: number, seed: number, shape: NativeCrashShape = { rows: 12, rowsPerShard: 4, limitS: 240 }): TrialSpec {
+export function nativeCrashTrial(
+  index: number,
+  seed: number,
+  shape: NativeCrashShape = { rows: 12, rowsPerShard: 4, limitS: 240 },
+): TrialSpec {
   return {
-    name: `crawl-native-abort#${index}`, stage: 'crawl',
+    name: `crawl-native-abort#${index}`,
+    stage: 'crawl',
     run: async () => {
-      if (!nativeJpeg) return { action: 'poison JPEG through the native addon', outcome: 'SKIP', detail: 'native JPEG addon not built (bash infra/imaging/native/build.sh)' };
+      if (!nativeJpeg)
+        return {
+          action: 'poison JPEG through the native addon',
+          outcome: 'SKIP',
+          detail: 'native JPEG addon not built (bash infra/imaging/native/build.sh)',
+        };
       const { rows, rowsPerShard } = shape;
       const poisonAt = rowsPerShard + 1; // in shard 1, never the first row
       const web = await serveImages(rows, seed, poisonAt);
@@ -68,18 +90,44 @@ export function nativeCrashTrial(index: number, seed: number, shape: NativeCrash
         supervisor = sb.supervise();
         const list = join(sb.dir, 'urls.jsonl');
         writeFileSync(list, web.urls.map((url, i) => JSON.stringify({ url, caption: `image ${i}` })).join('\n') + '\n');
-        const options: Partial<CrawlOptions> = { allowAddresses: ['127.0.0.1'], imageSize: 16, resizeMode: 'center_crop', timeoutMs: 5000, retries: 1 };
-        const input: CrawlWorkflowInput = { datasetName: 'poison', inputs: [list], rowsPerShard, options, shardHeartbeatTimeout: '3s' };
+        const options: Partial<CrawlOptions> = {
+          allowAddresses: ['127.0.0.1'],
+          imageSize: 16,
+          resizeMode: 'center_crop',
+          timeoutMs: 5000,
+          retries: 1,
+        };
+        const input: CrawlWorkflowInput = {
+          datasetName: 'poison',
+          inputs: [list],
+          rowsPerShard,
+          options,
+          shardHeartbeatTimeout: '3s',
+        };
         const action = `worker crawls ${rows} rows (${rows / rowsPerShard} shards), row ${poisonAt} aborts the native addon (${poison.length} bytes); worker restarted after each death`;
         const { client, close } = await sb.client();
         let r: CrawlWorkflowResult;
         try {
-          const handle = await client.workflow.start('crawlWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId: `chaos-native-${seed}`, args: [input] });
+          const handle = await client.workflow.start('crawlWorkflow', {
+            taskQueue: WORKFLOW_TASK_QUEUE,
+            workflowId: `chaos-native-${seed}`,
+            args: [input],
+          });
           let timer: NodeJS.Timeout | undefined;
           try {
             r = await Promise.race([
               handle.result() as Promise<CrawlWorkflowResult>,
-              new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`crawl not done within ${shape.limitS} s (worker deaths: ${sb.workerDeaths.join(', ') || 'none'})`)), shape.limitS * 1000); }),
+              new Promise<never>((_, reject) => {
+                timer = setTimeout(
+                  () =>
+                    reject(
+                      new Error(
+                        `crawl not done within ${shape.limitS} s (worker deaths: ${sb.workerDeaths.join(', ') || 'none'})`,
+                      ),
+                    ),
+                  shape.limitS * 1000,
+                );
+              }),
             ]);
           } finally {
             clearTimeout(timer);
@@ -95,9 +143,17 @@ export function nativeCrashTrial(index: number, seed: number, shape: NativeCrash
         const problems: string[] = [];
         const notes: string[] = [`worker deaths: ${sb.workerDeaths.join(', ') || 'none'}`];
         // Deaths beyond the poison's two: what the dying workers said (glibc heap checks, V8 fatal errors).
-        const said = [...new Set(sb.workerLog.split('\n').filter((l) => /corrupt|invalid|malloc|free\(\)|double free|FATAL|Aborted/i.test(l)).map((l) => l.trim().slice(0, 100)))];
+        const said = [
+          ...new Set(
+            sb.workerLog
+              .split('\n')
+              .filter((l) => /corrupt|invalid|malloc|free\(\)|double free|FATAL|Aborted/i.test(l))
+              .map((l) => l.trim().slice(0, 100)),
+          ),
+        ];
         if (said.length) notes.push(`workers said: ${said.slice(0, 3).join(' | ')}`);
-        if (sb.workerDeaths.filter((d) => d === 'SIGABRT').length < 2) problems.push(`want >= 2 worker deaths by SIGABRT, saw [${sb.workerDeaths.join(', ')}]`);
+        if (sb.workerDeaths.filter((d) => d === 'SIGABRT').length < 2)
+          problems.push(`want >= 2 worker deaths by SIGABRT, saw [${sb.workerDeaths.join(', ')}]`);
         const c = await checkDataset(sb.dataRoot, r.datasetName, r.version, expectedKeys(rows, rowsPerShard));
         problems.push(...c.problems);
         notes.push(`${c.rows} rows ${JSON.stringify(c.byStatus)}`);
@@ -110,16 +166,24 @@ export function nativeCrashTrial(index: number, seed: number, shape: NativeCrash
         for await (const x of readShardRows(storage, layout.shardUri(shardIndex))) if (x.key === key) row = x;
         const viaSharp = await processImage(poison, resolveCrawlOptions(options, 1), 'sharp');
         if (!row || row.status !== 'success') problems.push(`poison row ${key}: ${row ? row.status : 'missing'}`);
-        else if (!viaSharp.ok || !Buffer.from(row.jpg!).equals(viaSharp.image.data)) problems.push(`poison row ${key}: stored bytes are not sharp's output`);
+        else if (!viaSharp.ok || !Buffer.from(row.jpg!).equals(viaSharp.image.data))
+          problems.push(`poison row ${key}: stored bytes are not sharp's output`);
         const done = await findFinishedShard(storage, layout, shardIndex);
         const codec = done?.stats.imageCodec;
-        if (codec?.codec !== 'sharp' || codec.diedAttempts < 2) problems.push(`poison shard ${shardIndex} stats imageCodec ${JSON.stringify(codec)}, want sharp after >= 2 dead attempts`);
+        if (codec?.codec !== 'sharp' || codec.diedAttempts < 2)
+          problems.push(
+            `poison shard ${shardIndex} stats imageCodec ${JSON.stringify(codec)}, want sharp after >= 2 dead attempts`,
+          );
         else notes.push(`shard ${shardIndex}: ${codec.reason.replace(/ \(pids [^)]*\)/, '')}`);
         const store = new LineageStore(sb.config.lineagePath);
         try {
           const run = store.getRun(`${r.jobId}/crawl/shard-${shardIndex}`);
           const env = run?.environment as { imageCodec?: string; nativeJpeg?: string; attempt?: number } | undefined;
-          if (run?.status !== 'completed' || env?.nativeJpeg !== 'off' || !/^sharp .* for every image/.test(env.imageCodec ?? '')) {
+          if (
+            run?.status !== 'completed' ||
+            env?.nativeJpeg !== 'off' ||
+            !/^sharp .* for every image/.test(env.imageCodec ?? '')
+          ) {
             problems.push(`lineage run of shard ${shardIndex}: ${run?.status}, environment ${JSON.stringify(env)}`);
           } else notes.push(`lineage: attempt ${env.attempt}, nativeJpeg off`);
         } finally {

@@ -27,9 +27,14 @@ function outside(sb: CliSandbox): string[] {
   return walk(sb.dir).filter((f) => !f.startsWith('root/data/'));
 }
 
-function escapeTrial(name: string, action: string, run: (sb: CliSandbox, evil: string) => Promise<CliResult>): TrialSpec {
+function escapeTrial(
+  name: string,
+  action: string,
+  run: (sb: CliSandbox, evil: string) => Promise<CliResult>,
+): TrialSpec {
   return {
-    name: `path-${name}`, stage: 'paths',
+    name: `path-${name}`,
+    stage: 'paths',
     run: async () => {
       const sb = await cliSandbox('kiln-chaos-path-');
       const evilAbs = `${sb.dir}/abs-evil`;
@@ -60,45 +65,142 @@ function escapeTrial(name: string, action: string, run: (sb: CliSandbox, evil: s
 function tamperedManifest(sb: CliSandbox, shardPath: string): string {
   const dir = join(sb.dataRoot, 'datasets', 'tampered', 'v1');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({
-    id: 'tampered@v1', name: 'tampered', version: 1, parents: [], schemaVersion: 1, stage: 'crawl', params: {}, createdAt: new Date().toISOString(), rows: 1,
-    shards: [{ index: 0, path: shardPath, rows: 1, sha256: '0'.repeat(64), bytes: 10, stats: shardPath.replace(/\.parquet$/, '.stats.json') }],
-  }));
+  writeFileSync(
+    join(dir, 'manifest.json'),
+    JSON.stringify({
+      id: 'tampered@v1',
+      name: 'tampered',
+      version: 1,
+      parents: [],
+      schemaVersion: 1,
+      stage: 'crawl',
+      params: {},
+      createdAt: new Date().toISOString(),
+      rows: 1,
+      shards: [
+        {
+          index: 0,
+          path: shardPath,
+          rows: 1,
+          sha256: '0'.repeat(64),
+          bytes: 10,
+          stats: shardPath.replace(/\.parquet$/, '.stats.json'),
+        },
+      ],
+    }),
+  );
   return 'tampered';
 }
 
 export function pathTrials(): TrialSpec[] {
   const spec = (o: Record<string, unknown>) => crawlSpec('urls.csv', {}, o);
   return [
-    escapeTrial('spec-name-dotdot', 'spec name "../../evil"', (sb) => runSpec(sb, { ...spec({}), name: '../../evil' }, 60_000)),
-    escapeTrial('spec-name-absolute', 'spec name = an absolute path', (sb, abs) => runSpec(sb, { ...spec({}), name: abs }, 60_000)),
-    escapeTrial('spec-name-nul', 'spec name with a NUL byte (JSON spec)', (sb) => runSpec(sb, { ...spec({}), name: 'ok\u0000../../evil' }, 60_000, 'spec.json')),
-    escapeTrial('spec-run-name-dotdot', 'spec train.run_name "../../../evil"', (sb) => runSpec(sb, spec({ train: { run_name: '../../../evil', total_steps: 2, chunk_steps: 2 } }), 60_000)),
-    escapeTrial('spec-source-nul', 'spec source path with a NUL byte (JSON spec)', (sb) => runSpec(sb, { ...spec({}), sources: [{ path: 'urls.csv\u0000/../../evil' }] }, 60_000, 'spec.json')),
-    escapeTrial('filter-dataset-dotdot', 'kiln run filter --dataset ../../evil', (sb) => kiln(['run', 'filter', '--dataset', '../../evil', '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000)),
-    escapeTrial('filter-dataset-absolute', 'kiln run filter --dataset <absolute path>', (sb, abs) => kiln(['run', 'filter', '--dataset', abs, '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000)),
-    escapeTrial('train-run-name-dotdot', 'kiln run train --run-name ../../evil', (sb) => kiln(['run', 'train', '--dataset', 'x@v1', '--run-name', '../../evil', '--total-steps', '2'], sb.env, 90_000)),
-    escapeTrial('train-run-name-absolute', 'kiln run train --run-name <absolute path>', (sb, abs) => kiln(['run', 'train', '--dataset', 'x@v1', '--run-name', abs, '--total-steps', '2'], sb.env, 90_000)),
-    escapeTrial('workflow-id-dotdot', 'kiln run hello --id ../../evil', (sb) => kiln(['run', 'hello', '--id', '../../evil'], sb.env, 90_000)),
-    escapeTrial('train-dataset-dotdot', 'kiln run train --dataset ../../evil@v1', (sb) => kiln(['run', 'train', '--dataset', '../../evil@v1', '--run-name', 'ok', '--total-steps', '2'], sb.env, 90_000)),
+    escapeTrial('spec-name-dotdot', 'spec name "../../evil"', (sb) =>
+      runSpec(sb, { ...spec({}), name: '../../evil' }, 60_000),
+    ),
+    escapeTrial('spec-name-absolute', 'spec name = an absolute path', (sb, abs) =>
+      runSpec(sb, { ...spec({}), name: abs }, 60_000),
+    ),
+    escapeTrial('spec-name-nul', 'spec name with a NUL byte (JSON spec)', (sb) =>
+      runSpec(sb, { ...spec({}), name: 'ok\u0000../../evil' }, 60_000, 'spec.json'),
+    ),
+    escapeTrial('spec-run-name-dotdot', 'spec train.run_name "../../../evil"', (sb) =>
+      runSpec(sb, spec({ train: { run_name: '../../../evil', total_steps: 2, chunk_steps: 2 } }), 60_000),
+    ),
+    escapeTrial('spec-source-nul', 'spec source path with a NUL byte (JSON spec)', (sb) =>
+      runSpec(sb, { ...spec({}), sources: [{ path: 'urls.csv\u0000/../../evil' }] }, 60_000, 'spec.json'),
+    ),
+    escapeTrial('filter-dataset-dotdot', 'kiln run filter --dataset ../../evil', (sb) =>
+      kiln(['run', 'filter', '--dataset', '../../evil', '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000),
+    ),
+    escapeTrial('filter-dataset-absolute', 'kiln run filter --dataset <absolute path>', (sb, abs) =>
+      kiln(['run', 'filter', '--dataset', abs, '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000),
+    ),
+    escapeTrial('train-run-name-dotdot', 'kiln run train --run-name ../../evil', (sb) =>
+      kiln(['run', 'train', '--dataset', 'x@v1', '--run-name', '../../evil', '--total-steps', '2'], sb.env, 90_000),
+    ),
+    escapeTrial('train-run-name-absolute', 'kiln run train --run-name <absolute path>', (sb, abs) =>
+      kiln(['run', 'train', '--dataset', 'x@v1', '--run-name', abs, '--total-steps', '2'], sb.env, 90_000),
+    ),
+    escapeTrial('workflow-id-dotdot', 'kiln run hello --id ../../evil', (sb) =>
+      kiln(['run', 'hello', '--id', '../../evil'], sb.env, 90_000),
+    ),
+    escapeTrial('train-dataset-dotdot', 'kiln run train --dataset ../../evil@v1', (sb) =>
+      kiln(['run', 'train', '--dataset', '../../evil@v1', '--run-name', 'ok', '--total-steps', '2'], sb.env, 90_000),
+    ),
     escapeTrial('schedule-id-dotdot', 'kiln schedule create spec.yaml --id ../../evil', async (sb) => {
       writeFileSync(join(sb.dir, 'spec.yaml'), stringify(spec({})));
-      return kiln(['schedule', 'create', join(sb.dir, 'spec.yaml'), '--id', '../../evil', '--every', '1d'], sb.env, 60_000);
+      return kiln(
+        ['schedule', 'create', join(sb.dir, 'spec.yaml'), '--id', '../../evil', '--every', '1d'],
+        sb.env,
+        60_000,
+      );
     }),
-    escapeTrial('manifest-shard-dotdot', 'filter a dataset whose manifest shard key is ../../../../evil.parquet',
-      (sb) => kiln(['run', 'filter', '--dataset', tamperedManifest(sb, '../../../../evil.parquet'), '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000)),
-    escapeTrial('manifest-shard-absolute', 'train on a dataset whose manifest shard key is an absolute path',
-      (sb, abs) => kiln(['run', 'train', '--dataset', `${tamperedManifest(sb, `${abs}.parquet`)}@v1`, '--run-name', 'ok', '--total-steps', '2'], sb.env, 90_000)),
-    escapeTrial('manifest-shard-nul', 'filter a dataset whose manifest shard key holds a NUL byte',
-      (sb) => kiln(['run', 'filter', '--dataset', tamperedManifest(sb, 'shards/ok.parquet\u0000/../../../../evil'), '--from-version', '1', '--clip-model', CLIP], sb.env, 90_000)),
-    escapeTrial('workflow-id-absolute', 'kiln run hello --id <absolute path>', (sb, abs) => kiln(['run', 'hello', '--id', abs], sb.env, 90_000)),
+    escapeTrial(
+      'manifest-shard-dotdot',
+      'filter a dataset whose manifest shard key is ../../../../evil.parquet',
+      (sb) =>
+        kiln(
+          [
+            'run',
+            'filter',
+            '--dataset',
+            tamperedManifest(sb, '../../../../evil.parquet'),
+            '--from-version',
+            '1',
+            '--clip-model',
+            CLIP,
+          ],
+          sb.env,
+          90_000,
+        ),
+    ),
+    escapeTrial(
+      'manifest-shard-absolute',
+      'train on a dataset whose manifest shard key is an absolute path',
+      (sb, abs) =>
+        kiln(
+          [
+            'run',
+            'train',
+            '--dataset',
+            `${tamperedManifest(sb, `${abs}.parquet`)}@v1`,
+            '--run-name',
+            'ok',
+            '--total-steps',
+            '2',
+          ],
+          sb.env,
+          90_000,
+        ),
+    ),
+    escapeTrial('manifest-shard-nul', 'filter a dataset whose manifest shard key holds a NUL byte', (sb) =>
+      kiln(
+        [
+          'run',
+          'filter',
+          '--dataset',
+          tamperedManifest(sb, 'shards/ok.parquet\u0000/../../../../evil'),
+          '--from-version',
+          '1',
+          '--clip-model',
+          CLIP,
+        ],
+        sb.env,
+        90_000,
+      ),
+    ),
+    escapeTrial('workflow-id-absolute', 'kiln run hello --id <absolute path>', (sb, abs) =>
+      kiln(['run', 'hello', '--id', abs], sb.env, 90_000),
+    ),
   ];
 }
 
 export function diskTrials(): TrialSpec[] {
   return [
     {
-      name: 'disk-full-tmpfs', stage: 'disk',
+      name: 'disk-full-tmpfs',
+      stage: 'disk',
       run: async () => {
         const sb = await cliSandbox('kiln-chaos-disk-');
         const action = 'data root on a 2 MiB tmpfs; crawl 200 images upscaled to 1024 px, JPEG q100';
@@ -106,21 +208,34 @@ export function diskTrials(): TrialSpec[] {
         const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', sb.dataRoot], { encoding: 'utf8' });
         if (m.status !== 0) {
           sb.cleanup();
-          return { action, outcome: 'SKIP' as const, detail: `mount not permitted: ${(m.stderr || m.error?.message || '').trim().slice(0, 120)}` };
+          return {
+            action,
+            outcome: 'SKIP' as const,
+            detail: `mount not permitted: ${(m.stderr || m.error?.message || '').trim().slice(0, 120)}`,
+          };
         }
         // Temporal's own SQLite lives outside the tiny disk: this trial fills Kiln's artifacts, not Temporal's.
-        const server = await startDevServer({ address: `127.0.0.1:${await freePort()}`, namespace: 'default', dataRoot: join(sb.dir, 'srv') });
+        const server = await startDevServer({
+          address: `127.0.0.1:${await freePort()}`,
+          namespace: 'default',
+          dataRoot: join(sb.dir, 'srv'),
+        });
         const web = await startSyntheticWeb({ count: 200, seed: 9, faultEvery: 0 });
         try {
           writeFileSync(join(sb.dir, 'urls.csv'), web.urlListCsv());
-          const r = await runSpec({ ...sb, env: { ...sb.env, TEMPORAL_ADDRESS: server.address } }, crawlSpec('urls.csv', { image_size: 1024, resize_mode: 'border', encode_quality: 100, rows_per_shard: 50 }), 180_000);
+          const r = await runSpec(
+            { ...sb, env: { ...sb.env, TEMPORAL_ADDRESS: server.address } },
+            crawlSpec('urls.csv', { image_size: 1024, resize_mode: 'border', encode_quality: 100, rows_per_shard: 50 }),
+            180_000,
+          );
           const partial = await checkNoPartialFiles(sb.dataRoot);
           const problems: string[] = [...partial.problems];
           if (r.timedOut) problems.push(`no answer within 180 s (retrying ENOSPC forever?): ${firstError(r)}`);
           else if (r.status === 0) problems.push('completed on a 2 MiB disk (did not fill?)');
           else {
             // Whichever write hits the full disk first: a file (ENOSPC) or lineage.db (SQLITE_FULL: "database or disk is full").
-            if (!/ENOSPC|no space|disk is full/i.test(r.stderr)) problems.push(`error does not name the full disk: ${r.stderr.replace(/\s+/g, ' ').slice(-300)}`);
+            if (!/ENOSPC|no space|disk is full/i.test(r.stderr))
+              problems.push(`error does not name the full disk: ${r.stderr.replace(/\s+/g, ' ').slice(-300)}`);
             problems.push(...checkFix(r.stderr, `exit ${r.status}`));
           }
           try {
@@ -138,7 +253,8 @@ export function diskTrials(): TrialSpec[] {
       },
     },
     {
-      name: 'disk-readonly-root', stage: 'disk',
+      name: 'disk-readonly-root',
+      stage: 'disk',
       run: async () => {
         const sb = await cliSandbox('kiln-chaos-rofs-');
         const action = 'KILN_DATA_ROOT on a read-only tmpfs (EROFS: root cannot write either)';
@@ -146,7 +262,11 @@ export function diskTrials(): TrialSpec[] {
         const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', sb.dataRoot], { encoding: 'utf8' });
         if (m.status !== 0) {
           sb.cleanup();
-          return { action, outcome: 'SKIP' as const, detail: `mount not permitted: ${(m.stderr || m.error?.message || '').trim().slice(0, 120)}` };
+          return {
+            action,
+            outcome: 'SKIP' as const,
+            detail: `mount not permitted: ${(m.stderr || m.error?.message || '').trim().slice(0, 120)}`,
+          };
         }
         try {
           writeFileSync(join(sb.dir, 'urls.csv'), 'url,caption\nhttp://127.0.0.1:1/a.jpg,a\n');
@@ -154,7 +274,8 @@ export function diskTrials(): TrialSpec[] {
           const problems: string[] = [];
           if (r.timedOut) problems.push('no answer within 90 s');
           else if (r.status !== 2) problems.push(`exit ${r.status}, want 2 (configuration)`);
-          if (!/read-only|EROFS/i.test(r.stderr)) problems.push(`error does not name the read-only data root: ${firstError(r)}`);
+          if (!/read-only|EROFS/i.test(r.stderr))
+            problems.push(`error does not name the read-only data root: ${firstError(r)}`);
           problems.push(...checkFix(r.stderr, 'error'));
           return verdict(action, problems, `exit ${r.status}: ${firstError(r)}`);
         } finally {
@@ -164,7 +285,8 @@ export function diskTrials(): TrialSpec[] {
       },
     },
     {
-      name: 'disk-unwritable-root', stage: 'disk',
+      name: 'disk-unwritable-root',
+      stage: 'disk',
       run: async () => {
         const sb = await cliSandbox('kiln-chaos-enotdir-');
         try {
@@ -172,11 +294,16 @@ export function diskTrials(): TrialSpec[] {
           writeFileSync(join(sb.dir, 'urls.csv'), 'url,caption\nhttp://127.0.0.1:1/a.jpg,a\n');
           const root = join(sb.dir, 'afile', 'data');
           const action = 'KILN_DATA_ROOT=<regular file>/data (ENOTDIR)';
-          const r = await runSpec({ ...sb, env: { ...sb.env, KILN_DATA_ROOT: loadConfig({ dataRoot: root }, {}).dataRoot } }, crawlSpec('urls.csv'), 90_000);
+          const r = await runSpec(
+            { ...sb, env: { ...sb.env, KILN_DATA_ROOT: loadConfig({ dataRoot: root }, {}).dataRoot } },
+            crawlSpec('urls.csv'),
+            90_000,
+          );
           const problems: string[] = [];
           if (r.timedOut) problems.push('no answer within 90 s');
           else if (r.status !== 2) problems.push(`exit ${r.status}, want 2 (configuration)`);
-          if (!/not a directory|ENOTDIR/i.test(r.stderr)) problems.push(`error does not name the problem: ${firstError(r)}`);
+          if (!/not a directory|ENOTDIR/i.test(r.stderr))
+            problems.push(`error does not name the problem: ${firstError(r)}`);
           problems.push(...checkFix(r.stderr, 'error'));
           return verdict(action, problems, `exit ${r.status}: ${firstError(r)}`);
         } finally {

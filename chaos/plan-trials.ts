@@ -53,7 +53,8 @@ const BIG_CRAWL = { concurrency: 256, allow_addresses: ['127.0.0.0/24'], timeout
 /** The messages of an error and its causes (Temporal wraps the root failure several levels deep). */
 export function causeChain(err: unknown): string {
   const parts: string[] = [];
-  for (let e = err as { message?: string; cause?: unknown } | undefined; e && parts.length < 6; e = e.cause as typeof e) parts.push(String(e.message ?? e).split('\n')[0]!);
+  for (let e = err as { message?: string; cause?: unknown } | undefined; e && parts.length < 6; e = e.cause as typeof e)
+    parts.push(String(e.message ?? e).split('\n')[0]!);
   return parts.join(' <- ').slice(0, 400);
 }
 
@@ -69,7 +70,10 @@ function crawlTimings(dataRoot: string): { planS?: number; crawlS?: number } {
     const runs = store.allRuns();
     const plan = runs.find((r) => r.stage === 'crawl.plan');
     const manifest = runs.find((r) => r.stage === 'crawl.manifest');
-    const crawlS = plan && manifest?.finishedAt ? Math.round((Date.parse(manifest.finishedAt) - Date.parse(plan.startedAt)) / 100) / 10 : undefined;
+    const crawlS =
+      plan && manifest?.finishedAt
+        ? Math.round((Date.parse(manifest.finishedAt) - Date.parse(plan.startedAt)) / 100) / 10
+        : undefined;
     return { planS: plan ? runSeconds(plan) : undefined, crawlS };
   } finally {
     store.close();
@@ -79,7 +83,8 @@ function crawlTimings(dataRoot: string): { planS?: number; crawlS?: number } {
 /** `kiln run spec.yaml` over an N-row list: completes, every row once with a status; timings and peak RSS reported. */
 export function bigListTrial(rows: number): TrialSpec {
   return {
-    name: `input-${rows}-urls`, stage: 'inputs',
+    name: `input-${rows}-urls`,
+    stage: 'inputs',
     run: async () => {
       const sb = await cliSandbox();
       try {
@@ -88,11 +93,19 @@ export function bigListTrial(rows: number): TrialSpec {
         const action = `${rows.toLocaleString('en')}-row URL list to a closed port on ${HOSTS} loopback addresses (kiln run, ${rps.toLocaleString('en')} rows/shard)`;
         const limitMs = Math.max(240_000, rows * 4); // 4 ms a row: far above the crawl's pace, so only a hang hits it
         // The peak RSS so far when plan.json appears: what planning took (the crawl's own peak comes later).
-        const planPath = new LocalStorage(sb.dataRoot).localPath(new DatasetLayout(new LocalStorage(sb.dataRoot), 'chaos', 1).planUri);
+        const planPath = new LocalStorage(sb.dataRoot).localPath(
+          new DatasetLayout(new LocalStorage(sb.dataRoot), 'chaos', 1).planUri,
+        );
         let planRss: number | undefined;
-        const r = await runSpec(sb, crawlSpec('urls.csv', { rows_per_shard: rps, ...BIG_CRAWL }), limitMs, 'spec.yaml', (pid) => {
-          if (planRss === undefined && existsSync(planPath)) planRss = peakRssKiB(pid);
-        });
+        const r = await runSpec(
+          sb,
+          crawlSpec('urls.csv', { rows_per_shard: rps, ...BIG_CRAWL }),
+          limitMs,
+          'spec.yaml',
+          (pid) => {
+            if (planRss === undefined && existsSync(planPath)) planRss = peakRssKiB(pid);
+          },
+        );
         const rss = r.peakRssKiB === undefined ? undefined : Math.round(r.peakRssKiB / 1024);
         const planMiB = planRss === undefined ? '?' : Math.round(planRss / 1024);
         if (r.timedOut) return verdict(action, [`not done within ${limitMs / 1000} s: ${firstError(r)}`], '');
@@ -100,12 +113,19 @@ export function bigListTrial(rows: number): TrialSpec {
         const crawl = crawlResultOf(r);
         if (!crawl) return verdict(action, ['exit 0 but no crawl result on stdout'], '');
         const c = await checkDataset(sb.dataRoot, crawl.datasetName, crawl.version, expectedKeys(rows, rps));
-        const problems = [...c.problems, ...(await checkNoPartialFiles(sb.dataRoot)).problems, ...checkLineage(sb.dataRoot)];
+        const problems = [
+          ...c.problems,
+          ...(await checkNoPartialFiles(sb.dataRoot)).problems,
+          ...checkLineage(sb.dataRoot),
+        ];
         if (rss !== undefined && rss > RSS_LIMIT_MIB) problems.push(`peak RSS ${rss} MiB > ${RSS_LIMIT_MIB} MiB`);
         const t = crawlTimings(sb.dataRoot);
-        const notes = `${c.rows} rows ${JSON.stringify(c.byStatus)}; planning ${t.planS} s, plan to manifest ${t.crawlS} s; `
-          + `peak RSS ${planMiB} MiB by the end of planning, ${rss ?? '?'} MiB overall (CLI + embedded worker)`;
-        return problems.length ? { action, outcome: 'FAIL' as const, detail: `${problems.slice(0, 3).join('; ')} (${notes})` } : verdict(action, [], `completed: ${notes}`);
+        const notes =
+          `${c.rows} rows ${JSON.stringify(c.byStatus)}; planning ${t.planS} s, plan to manifest ${t.crawlS} s; ` +
+          `peak RSS ${planMiB} MiB by the end of planning, ${rss ?? '?'} MiB overall (CLI + embedded worker)`;
+        return problems.length
+          ? { action, outcome: 'FAIL' as const, detail: `${problems.slice(0, 3).join('; ')} (${notes})` }
+          : verdict(action, [], `completed: ${notes}`);
       } finally {
         sb.cleanup();
       }
@@ -116,54 +136,95 @@ export function bigListTrial(rows: number): TrialSpec {
 /** kill -9 the worker while planning is splitting an N-row list; the retry must come within REPLAN_LIMIT_S and the crawl complete. */
 export function planKillTrial(index: number, rows: number, rps: number): TrialSpec {
   return {
-    name: `crawl-plan-kill#${index}`, stage: 'crawl',
-    run: () => inSandbox(async (sb) => {
-      const shards = Math.ceil(rows / rps);
-      await writeBigList(join(sb.dir, 'urls.csv'), rows);
-      writeFileSync(join(sb.dir, 'spec.yaml'), stringify(crawlSpec('urls.csv', { rows_per_shard: rps, ...BIG_CRAWL })));
-      const input = pipelineInputFromSpec(loadSpec(join(sb.dir, 'spec.yaml')));
-      // Not 5 s as in the small kill trials: 4 shards x 256 failing fetches keep a shared 2-core machine busy.
-      input.crawl.shardHeartbeatTimeout = '30s';
-      const layout = new DatasetLayout(new LocalStorage(sb.dataRoot), 'chaos', 1);
-      const storage = new LocalStorage(sb.dataRoot);
-      const inputDir = storage.localPath(layout.inputDirUri);
-      const planPath = storage.localPath(layout.planUri);
-      const shardsWritten = () => { try { return readdirSync(inputDir).filter((n) => !n.includes('.kiln-tmp-')).length; } catch { return 0; } };
-      const { client, close } = await sb.client();
-      try {
-        const handle = await client.workflow.start('pipelineWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId: `chaos-plan-kill-${index}`, args: [input] });
-        // Kill once a random number (1 .. shards/2) of input shards are written: mid-split, well before the plan.
-        const target = 1 + Math.floor(Math.random() * Math.max(1, Math.floor(shards / 2)));
-        const t0 = Date.now();
-        while (shardsWritten() < target && !existsSync(planPath) && Date.now() - t0 < 120_000) await sleep(10);
-        const written = shardsWritten();
-        if (existsSync(planPath)) return { action: `wait for ${target} of ${shards} input shards`, outcome: 'FAIL' as const, detail: 'planning finished before the kill (list too small for this machine?)' };
-        await sb.killWorker();
-        const killedAt = Date.now();
-        const downMs = Math.floor(Math.random() * 1000);
-        await sleep(downMs);
-        await sb.startWorker();
-        const action = `kill -9 worker during planning of ${rows.toLocaleString('en')} rows (${written}/${shards} input shards written), restart after ${downMs} ms`;
-        while (!existsSync(planPath) && Date.now() - killedAt < REPLAN_LIMIT_S * 1000) await sleep(200);
-        const replanS = Math.round((Date.now() - killedAt) / 100) / 10;
-        if (!existsSync(planPath)) return verdict(action, [`planning not finished ${REPLAN_LIMIT_S} s after the kill (heartbeat timeout too long?)`], '');
-        let r: PipelineResult;
+    name: `crawl-plan-kill#${index}`,
+    stage: 'crawl',
+    run: () =>
+      inSandbox(async (sb) => {
+        const shards = Math.ceil(rows / rps);
+        await writeBigList(join(sb.dir, 'urls.csv'), rows);
+        writeFileSync(
+          join(sb.dir, 'spec.yaml'),
+          stringify(crawlSpec('urls.csv', { rows_per_shard: rps, ...BIG_CRAWL })),
+        );
+        const input = pipelineInputFromSpec(loadSpec(join(sb.dir, 'spec.yaml')));
+        // Not 5 s as in the small kill trials: 4 shards x 256 failing fetches keep a shared 2-core machine busy.
+        input.crawl.shardHeartbeatTimeout = '30s';
+        const layout = new DatasetLayout(new LocalStorage(sb.dataRoot), 'chaos', 1);
+        const storage = new LocalStorage(sb.dataRoot);
+        const inputDir = storage.localPath(layout.inputDirUri);
+        const planPath = storage.localPath(layout.planUri);
+        const shardsWritten = () => {
+          try {
+            return readdirSync(inputDir).filter((n) => !n.includes('.kiln-tmp-')).length;
+          } catch {
+            return 0;
+          }
+        };
+        const { client, close } = await sb.client();
         try {
-          r = await resultWithin(handle, Math.max(300_000, rows * 4));
-        } catch (err) {
-          return verdict(action, [causeChain(err)], '');
+          const handle = await client.workflow.start('pipelineWorkflow', {
+            taskQueue: WORKFLOW_TASK_QUEUE,
+            workflowId: `chaos-plan-kill-${index}`,
+            args: [input],
+          });
+          // Kill once a random number (1 .. shards/2) of input shards are written: mid-split, well before the plan.
+          const target = 1 + Math.floor(Math.random() * Math.max(1, Math.floor(shards / 2)));
+          const t0 = Date.now();
+          while (shardsWritten() < target && !existsSync(planPath) && Date.now() - t0 < 120_000) await sleep(10);
+          const written = shardsWritten();
+          if (existsSync(planPath))
+            return {
+              action: `wait for ${target} of ${shards} input shards`,
+              outcome: 'FAIL' as const,
+              detail: 'planning finished before the kill (list too small for this machine?)',
+            };
+          await sb.killWorker();
+          const killedAt = Date.now();
+          const downMs = Math.floor(Math.random() * 1000);
+          await sleep(downMs);
+          await sb.startWorker();
+          const action = `kill -9 worker during planning of ${rows.toLocaleString('en')} rows (${written}/${shards} input shards written), restart after ${downMs} ms`;
+          while (!existsSync(planPath) && Date.now() - killedAt < REPLAN_LIMIT_S * 1000) await sleep(200);
+          const replanS = Math.round((Date.now() - killedAt) / 100) / 10;
+          if (!existsSync(planPath))
+            return verdict(
+              action,
+              [`planning not finished ${REPLAN_LIMIT_S} s after the kill (heartbeat timeout too long?)`],
+              '',
+            );
+          let r: PipelineResult;
+          try {
+            r = await resultWithin(handle, Math.max(300_000, rows * 4));
+          } catch (err) {
+            return verdict(action, [causeChain(err)], '');
+          }
+          const problems: string[] = [];
+          const bad = r.stages.filter((s) => s.status !== 'completed');
+          if (bad.length)
+            return verdict(
+              action,
+              [`stages not completed: ${bad.map((s) => `${s.stage}:${s.status}`).join(', ')}`],
+              '',
+            );
+          const crawl = r.stages.find((s) => s.stage === 'crawl')!.result as { version: number; datasetName: string };
+          if (crawl.version !== 1)
+            problems.push(
+              `the retried plan made version ${crawl.version}, want 1 (the killed attempt's version, resumed)`,
+            );
+          const c = await checkDataset(sb.dataRoot, crawl.datasetName, crawl.version, expectedKeys(rows, rps));
+          problems.push(
+            ...c.problems,
+            ...(await checkNoPartialFiles(sb.dataRoot)).problems,
+            ...checkLineage(sb.dataRoot),
+          );
+          return verdict(
+            action,
+            problems,
+            `planning done ${replanS} s after the kill; ${c.rows} rows ${JSON.stringify(c.byStatus)}`,
+          );
+        } finally {
+          await close();
         }
-        const problems: string[] = [];
-        const bad = r.stages.filter((s) => s.status !== 'completed');
-        if (bad.length) return verdict(action, [`stages not completed: ${bad.map((s) => `${s.stage}:${s.status}`).join(', ')}`], '');
-        const crawl = r.stages.find((s) => s.stage === 'crawl')!.result as { version: number; datasetName: string };
-        if (crawl.version !== 1) problems.push(`the retried plan made version ${crawl.version}, want 1 (the killed attempt's version, resumed)`);
-        const c = await checkDataset(sb.dataRoot, crawl.datasetName, crawl.version, expectedKeys(rows, rps));
-        problems.push(...c.problems, ...(await checkNoPartialFiles(sb.dataRoot)).problems, ...checkLineage(sb.dataRoot));
-        return verdict(action, problems, `planning done ${replanS} s after the kill; ${c.rows} rows ${JSON.stringify(c.byStatus)}`);
-      } finally {
-        await close();
-      }
-    }),
+      }),
   };
 }

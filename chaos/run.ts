@@ -33,19 +33,24 @@ export function planTrials(o: ChaosOptions): TrialSpec[] {
   const reference = async () => undefined;
   const out: TrialSpec[] = [];
   for (const stage of ['crawl', 'filter', 'train'] as const) {
-    if (want(stage)) for (let i = 1; i <= n; i++) out.push(killTrial(stage, i, stage === 'train' ? 7 : 100 + i, reference));
+    if (want(stage))
+      for (let i = 1; i <= n; i++) out.push(killTrial(stage, i, stage === 'train' ? 7 : 100 + i, reference));
   }
   // kill -9 of `kiln run spec.yaml` itself (embedded server + worker), then the same command again (issue 19)
   for (const stage of ['crawl', 'filter', 'train'] as const) {
-    if (want(stage)) for (let i = 1; i <= (o.trials ?? (o.short ? 1 : 5)); i++) out.push(cliKillTrial(stage, i, 300 + i));
+    if (want(stage))
+      for (let i = 1; i <= (o.trials ?? (o.short ? 1 : 5)); i++) out.push(cliKillTrial(stage, i, 300 + i));
   }
   // kill -9 while the filter plans (loads the model, lists shards): retried within 3 minutes?
   if (want('filter')) out.push(activityKillTrial('filter', 'planFilter', 1, 101, 180));
   // one image aborts the worker process in the native JPEG addon (test-only switch): the shard is retried with sharp
   if (want('crawl')) for (let i = 1; i <= (o.short ? 1 : Math.min(n, 3)); i++) out.push(nativeCrashTrial(i, 200 + i));
   // kill -9 during crawl planning (each waits out the 1-minute planning heartbeat timeout)
-  if (want('crawl')) for (let i = 1; i <= (o.short ? 1 : Math.min(n, 3)); i++) out.push(planKillTrial(i, o.short ? 20_000 : 100_000, o.short ? 1_000 : 5_000));
-  if (want('server')) for (let i = 1; i <= Math.max(1, Math.min(n, o.short ? 1 : 4)); i++) out.push(serverRestartTrial(i, 7, reference));
+  if (want('crawl'))
+    for (let i = 1; i <= (o.short ? 1 : Math.min(n, 3)); i++)
+      out.push(planKillTrial(i, o.short ? 20_000 : 100_000, o.short ? 1_000 : 5_000));
+  if (want('server'))
+    for (let i = 1; i <= Math.max(1, Math.min(n, o.short ? 1 : 4)); i++) out.push(serverRestartTrial(i, 7, reference));
   if (want('inputs')) out.push(...inputTrials(), bigListTrial(o.short ? 20_000 : 1_000_000));
   if (want('paths')) out.push(...pathTrials());
   if (want('disk')) out.push(...diskTrials());
@@ -65,7 +70,14 @@ export async function runChaos(o: ChaosOptions): Promise<TrialResult[]> {
     try {
       r = await t.run();
     } catch (err) {
-      r = { action: '(trial crashed)', outcome: 'FAIL', detail: String((err as Error).stack ?? err).split('\n').slice(0, 2).join(' ') };
+      r = {
+        action: '(trial crashed)',
+        outcome: 'FAIL',
+        detail: String((err as Error).stack ?? err)
+          .split('\n')
+          .slice(0, 2)
+          .join(' '),
+      };
     }
     const res = { trial: t.name, ...r, seconds: Math.round((Date.now() - t0) / 100) / 10 };
     results.push(res);
@@ -78,7 +90,8 @@ export async function runChaos(o: ChaosOptions): Promise<TrialResult[]> {
 export function formatTable(results: TrialResult[]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const lines = ['| trial | what was done | outcome | detail | s |', '| --- | --- | --- | --- | --- |'];
-  for (const r of results) lines.push(`| ${r.trial} | ${esc(r.action)} | ${r.outcome} | ${esc(r.detail)} | ${r.seconds} |`);
+  for (const r of results)
+    lines.push(`| ${r.trial} | ${esc(r.action)} | ${r.outcome} | ${esc(r.detail)} | ${r.seconds} |`);
   const count = (o: string) => results.filter((r) => r.outcome === o).length;
   lines.push('', `${results.length} trials: ${count('PASS')} PASS, ${count('FAIL')} FAIL, ${count('SKIP')} SKIP`);
   return lines.join('\n');
@@ -92,9 +105,11 @@ function parseArgs(argv: string[]): ChaosOptions & { json: boolean } {
     else if (a === '--json') o.json = true;
     else if (a === '--trials') o.trials = Number(argv[++i]);
     else if (a === '--only') (o.only ??= []).push(...String(argv[++i]).split(','));
-    else if (a === '--stage') o.stages!.push(...String(argv[++i]).split(',') as ChaosStage[]);
+    else if (a === '--stage') o.stages!.push(...(String(argv[++i]).split(',') as ChaosStage[]));
     else {
-      process.stderr.write(`chaos: unknown argument ${a}\nFix: use [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk|multi] [--only name-prefix,...] [--json]\n`);
+      process.stderr.write(
+        `chaos: unknown argument ${a}\nFix: use [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk|multi] [--only name-prefix,...] [--json]\n`,
+      );
       process.exit(2);
     }
   }

@@ -22,5 +22,7 @@ export interface TrialSpec {
 
 /** PASS when no problems, else FAIL with the first problems. */
 export function verdict(action: string, problems: string[], detail: string): Omit<TrialResult, 'trial' | 'seconds'> {
-  return problems.length ? { action, outcome: 'FAIL', detail: problems.slice(0, 3).join('; ') } : { action, outcome: 'PASS', detail };
+  return problems.length
+    ? { action, outcome: 'FAIL', detail: problems.slice(0, 3).join('; ') }
+    : { action, outcome: 'PASS', detail };
 }

@@ -16,14 +16,20 @@ export interface JobSummary {
 }
 
 /** Jobs of `workflowType` whose identity memo names `name`, newest first (at most `scan` listed). */
-export async function jobsOfName(client: Client, workflowType: string, name: string, scan = 500): Promise<JobSummary[]> {
+export async function jobsOfName(
+  client: Client,
+  workflowType: string,
+  name: string,
+  scan = 500,
+): Promise<JobSummary[]> {
   const out: JobSummary[] = [];
   let seen = 0;
   try {
     for await (const w of client.workflow.list({ query: `WorkflowType = '${workflowType.replace(/'/g, '')}'` })) {
       if (++seen > scan) break;
       const identity = identityOfMemo(w.memo);
-      if (identity?.name === name) out.push({ workflowId: w.workflowId, type: w.type, status: w.status.name, started: w.startTime, identity });
+      if (identity?.name === name)
+        out.push({ workflowId: w.workflowId, type: w.type, status: w.status.name, started: w.startTime, identity });
     }
   } catch {
     return out; // a server without visibility queries: nothing to compare with
@@ -32,7 +38,11 @@ export async function jobsOfName(client: Client, workflowType: string, name: str
 }
 
 /** What to do before starting a new derived-id job: resume a running twin, or explain what changed. */
-export function twinOrEarlier(jobs: JobSummary[], hash: string, workflowId: string): { twin?: JobSummary; earlier?: JobSummary } {
+export function twinOrEarlier(
+  jobs: JobSummary[],
+  hash: string,
+  workflowId: string,
+): { twin?: JobSummary; earlier?: JobSummary } {
   const twin = jobs.find((j) => j.status === 'RUNNING' && j.identity?.hash === hash && j.workflowId !== workflowId);
   const earlier = jobs.find((j) => j.identity?.hash !== hash);
   return { twin, earlier };

@@ -10,7 +10,11 @@ import type { PipelineInput, StageName } from '../workflows/pipeline.js';
 const STAGES: StageName[] = ['crawl', 'dedup', 'filter', 'train'];
 
 /** `input` with the results of the stages of job `workflowId` that completed in an earlier run. */
-export async function withFinishedStages(client: Client, workflowId: string, input: PipelineInput): Promise<PipelineInput> {
+export async function withFinishedStages(
+  client: Client,
+  workflowId: string,
+  input: PipelineInput,
+): Promise<PipelineInput> {
   const finished: NonNullable<PipelineInput['finished']> = { ...input.finished };
   for (const stage of STAGES) {
     if (stage !== 'crawl' && !input[stage]) continue;

@@ -20,8 +20,11 @@ export interface JobIdentity {
 export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .sort()
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v) ?? 'null';
 }
@@ -30,14 +33,22 @@ export function canonicalJson(v: unknown): string {
 export function jobIdentity(name: string, content: unknown): JobIdentity {
   const canonical = canonicalJson(content);
   const hash = createHash('sha256').update(canonical).digest('hex').slice(0, 12);
-  const safe = name.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+/, '').slice(0, 80) || 'job';
+  const safe =
+    name
+      .replace(/[^A-Za-z0-9._-]+/g, '-')
+      .replace(/^[-.]+/, '')
+      .slice(0, 80) || 'job';
   return { id: `${safe}-${hash}`, name: safe, hash, content: JSON.parse(canonical) as unknown };
 }
 
 /** The memo key under which a job's identity is stored with its workflow. */
 export const IDENTITY_MEMO_KEY = 'kilnIdentity';
 
-export interface IdentityMemo { name: string; hash: string; content: unknown }
+export interface IdentityMemo {
+  name: string;
+  hash: string;
+  content: unknown;
+}
 
 export function identityMemo(i: JobIdentity): Record<string, IdentityMemo> {
   return { [IDENTITY_MEMO_KEY]: { name: i.name, hash: i.hash, content: i.content } };
@@ -61,8 +72,12 @@ const short = (v: unknown) => {
 export function changedFields(before: unknown, after: unknown, path = ''): string[] {
   const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object';
   if (isObj(before) && isObj(after) && Array.isArray(before) === Array.isArray(after)) {
-    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort((a, b) =>
+      a.localeCompare(b, 'en', { numeric: true }),
+    );
     return keys.flatMap((k) => changedFields(before[k], after[k], path ? `${path}.${k}` : k));
   }
-  return canonicalJson(before) === canonicalJson(after) ? [] : [`${path || '(all)'}: ${short(before)} -> ${short(after)}`];
+  return canonicalJson(before) === canonicalJson(after)
+    ? []
+    : [`${path || '(all)'}: ${short(before)} -> ${short(after)}`];
 }

@@ -27,12 +27,17 @@ Environment:
 
 export function buildProgram(): Command {
   const program = new Command('kiln')
-    .description('Kiln: durable curation of text-to-image training data and PRX-recipe training, on Temporal.\n'
-      + 'Every stage is a Temporal workflow: kill any process and it resumes; every artifact is recorded in lineage.')
+    .description(
+      'Kiln: durable curation of text-to-image training data and PRX-recipe training, on Temporal.\n' +
+        'Every stage is a Temporal workflow: kill any process and it resumes; every artifact is recorded in lineage.',
+    )
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n  kiln demo          run the whole demo job on a local synthetic web\n  kiln up            start Temporal (if needed) and a worker, in the foreground\n  kiln run spec.yaml run a whole pipeline from a spec (docs/pipeline-spec.md)
-  kiln run hello     run the smallest stage end to end`);
+    .addHelpText(
+      'after',
+      `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n  kiln demo          run the whole demo job on a local synthetic web\n  kiln up            start Temporal (if needed) and a worker, in the foreground\n  kiln run spec.yaml run a whole pipeline from a spec (docs/pipeline-spec.md)
+  kiln run hello     run the smallest stage end to end`,
+    );
   registerUp(program);
   registerRun(program);
   registerStatus(program);
@@ -48,7 +53,8 @@ export function buildProgram(): Command {
 export function expandRunShorthand(argv: string[]): string[] {
   const i = argv.indexOf('run');
   const next = i >= 2 ? argv[i + 1] : undefined;
-  if (i === 2 && next && /\.(ya?ml|json)$/i.test(next)) return [...argv.slice(0, i + 1), 'pipeline', ...argv.slice(i + 1)];
+  if (i === 2 && next && /\.(ya?ml|json)$/i.test(next))
+    return [...argv.slice(0, i + 1), 'pipeline', ...argv.slice(i + 1)];
   return argv;
 }
 

@@ -30,13 +30,19 @@ export async function retryOrphanedActivities(client: Client, workflowId: string
   const d = await client.workflowService.describeWorkflowExecution({ namespace, execution: { workflowId } });
   let n = 0;
   for (const a of d.pendingActivities ?? []) {
-    if (a.state !== PendingActivityState.PENDING_ACTIVITY_STATE_STARTED || !deadLocalWorker(a.lastWorkerIdentity)) continue;
+    if (a.state !== PendingActivityState.PENDING_ACTIVITY_STATE_STARTED || !deadLocalWorker(a.lastWorkerIdentity))
+      continue;
     try {
       await client.workflowService.respondActivityTaskFailedById({
-        namespace, workflowId, runId: d.workflowExecutionInfo?.execution?.runId ?? '', activityId: a.activityId,
-        identity: `kiln-cli-${process.pid}`, lastHeartbeatDetails: a.heartbeatDetails,
+        namespace,
+        workflowId,
+        runId: d.workflowExecutionInfo?.execution?.runId ?? '',
+        activityId: a.activityId,
+        identity: `kiln-cli-${process.pid}`,
+        lastHeartbeatDetails: a.heartbeatDetails,
         failure: {
-          message: `the worker running this attempt (${a.lastWorkerIdentity}) is gone from this host; retried at once`, source: 'kiln',
+          message: `the worker running this attempt (${a.lastWorkerIdentity}) is gone from this host; retried at once`,
+          source: 'kiln',
           applicationFailureInfo: { type: 'WorkerGoneError', nonRetryable: false },
         },
       });

@@ -16,7 +16,11 @@ export interface SessionOptions {
   log?: (line: string) => void;
 }
 
-export async function withTemporalSession<T>(config: KilnConfig, opts: SessionOptions, fn: (client: Client) => Promise<T>): Promise<T> {
+export async function withTemporalSession<T>(
+  config: KilnConfig,
+  opts: SessionOptions,
+  fn: (client: Client) => Promise<T>,
+): Promise<T> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const server = await ensureTemporalServer(config);
   if (server.startedHere) log(`kiln: started embedded Temporal dev server at ${server.address} (db ${server.dbFile})`);

@@ -18,7 +18,10 @@ export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
   return u === 0 ? `${n} B` : `${v.toPrecision(3)} ${units[u]}`;
 }
 
@@ -28,18 +31,22 @@ export function shortName(a: ArtifactRecord, datasetId?: string): string {
   const parts = path.split('/').filter(Boolean);
   const ds = datasetId ?? (typeof a.metadata.datasetId === 'string' ? a.metadata.datasetId : undefined);
   if (ds) return `${ds}:${parts.at(-1) ?? path}`;
-  if (typeof a.metadata.model === 'string' && typeof a.metadata.path === 'string') return `${a.metadata.model}:${a.metadata.path}`;
+  if (typeof a.metadata.model === 'string' && typeof a.metadata.path === 'string')
+    return `${a.metadata.model}:${a.metadata.path}`;
   return parts.slice(-2).join('/') || a.uri;
 }
 
 const isKeyParam = (k: string, v: unknown): boolean =>
-  !/(^|[a-z])(id|Id|uri|Uri|dir|Dir|path|Path|jobId|workflowId)$/.test(k) && k !== 'jobId' &&
+  !/(^|[a-z])(id|Id|uri|Uri|dir|Dir|path|Path|jobId|workflowId)$/.test(k) &&
+  k !== 'jobId' &&
   (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length <= 24 && !v.includes('/')));
 
 /** Up to 5 scalar params of a run, `k=v`, in the order recorded. */
 export function keyParams(params: unknown): string {
   if (!params || typeof params !== 'object') return '';
-  const picked = Object.entries(params as Record<string, unknown>).filter(([k, v]) => isKeyParam(k, v)).slice(0, KEY_PARAMS_SHOWN);
+  const picked = Object.entries(params as Record<string, unknown>)
+    .filter(([k, v]) => isKeyParam(k, v))
+    .slice(0, KEY_PARAMS_SHOWN);
   return picked.map(([k, v]) => `${k}=${String(v)}`).join(' ');
 }
 
@@ -73,8 +80,16 @@ export function renderTraceTree(t: TraceResult): string {
     });
   };
   walk(t.root, '', true, true);
-  lines.push('', `${t.runs.length} runs; code ${t.codeVersions.join(', ') || 'none'}; datasets ${t.datasetVersions.map((d) => d.id).join(', ') || 'none'}`);
-  lines.push(`sources: ${t.sources.map((s) => shortName(s)).slice(0, 5).join(', ')}${t.sources.length > 5 ? `, ... (${t.sources.length} in all)` : ''}`);
+  lines.push(
+    '',
+    `${t.runs.length} runs; code ${t.codeVersions.join(', ') || 'none'}; datasets ${t.datasetVersions.map((d) => d.id).join(', ') || 'none'}`,
+  );
+  lines.push(
+    `sources: ${t.sources
+      .map((s) => shortName(s))
+      .slice(0, 5)
+      .join(', ')}${t.sources.length > 5 ? `, ... (${t.sources.length} in all)` : ''}`,
+  );
   return lines.join('\n');
 }
 
@@ -86,7 +101,10 @@ function siblingsToShow(nodes: TraceNode[]): (TraceNode | string)[] {
     const k = perKind.get(n.artifact.kind) ?? { shown: 0, more: 0, seen: 0 };
     perKind.set(n.artifact.kind, k);
     if (n.seeAbove) k.seen++;
-    else if (k.shown < SIBLINGS_SHOWN) { k.shown++; shown.push(n); } else k.more++;
+    else if (k.shown < SIBLINGS_SHOWN) {
+      k.shown++;
+      shown.push(n);
+    } else k.more++;
   }
   for (const [kind, k] of perKind) {
     if (k.more) shown.push(`... ${k.more} more ${kind}`);

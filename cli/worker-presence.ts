@@ -15,11 +15,17 @@ export const STALE_POLLER_MS = 120_000;
 export type QueueKind = 'workflow' | 'activity';
 
 /** Milliseconds since the newest poll on `queue` (Infinity when no poller is known). */
-export async function msSinceLastPoll(client: Client, queue: string, kind: QueueKind, now = Date.now()): Promise<number> {
+export async function msSinceLastPoll(
+  client: Client,
+  queue: string,
+  kind: QueueKind,
+  now = Date.now(),
+): Promise<number> {
   const r = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
     taskQueue: { name: queue, kind: TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: kind === 'workflow' ? TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW : TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    taskQueueType:
+      kind === 'workflow' ? TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW : TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
   });
   let newest = -Infinity;
   for (const p of r.pollers ?? []) {
@@ -34,7 +40,11 @@ export function workerPresence(client: Client): (queue: string, kind: QueueKind)
   const seen = new Map<string, Promise<boolean>>();
   return (queue, kind) => {
     const key = `${kind}:${queue}`;
-    if (!seen.has(key)) seen.set(key, msSinceLastPoll(client, queue, kind).then((ms) => ms < STALE_POLLER_MS));
+    if (!seen.has(key))
+      seen.set(
+        key,
+        msSinceLastPoll(client, queue, kind).then((ms) => ms < STALE_POLLER_MS),
+      );
     return seen.get(key)!;
   };
 }

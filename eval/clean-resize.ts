@@ -20,7 +20,13 @@ export interface RgbImage {
  * Resize one float channel (row-major, inW x inH) to outW x outH exactly as Pillow resizes a
  * mode-'F' image with Image.BICUBIC. Returns float32 values (not clipped).
  */
-export function resizeChannelBicubic(src: Float32Array, inW: number, inH: number, outW: number, outH: number): Float32Array {
+export function resizeChannelBicubic(
+  src: Float32Array,
+  inW: number,
+  inH: number,
+  outW: number,
+  outH: number,
+): Float32Array {
   return pilResizeFloat(src, inW, inH, outW, outH, PIL_RESAMPLE.bicubic);
 }
 

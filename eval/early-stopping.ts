@@ -62,13 +62,28 @@ export interface EarlyStoppingDecision {
 export const METRIC_LABEL: Record<StoppingMetric, string> = { fid: 'FID', kid: 'KID', clip_score: 'CLIP score' };
 
 /** Decide from `history` (any order; sorted by step here). */
-export function earlyStoppingDecision(history: readonly EvaluationPoint[], options: EarlyStoppingOptions): EarlyStoppingDecision {
+export function earlyStoppingDecision(
+  history: readonly EvaluationPoint[],
+  options: EarlyStoppingOptions,
+): EarlyStoppingDecision {
   const { metric } = options;
   const patience = options.patience ?? 3;
   const minDelta = options.minDelta ?? 0;
-  if (!STOPPING_METRICS.includes(metric)) throw new ConfigError(`early-stopping metric ${JSON.stringify(metric)} is unknown`, 'use "kid", "fid" or "clip_score".');
-  if (!Number.isInteger(patience) || patience < 1) throw new ConfigError(`early-stopping patience ${patience} is not a positive integer`, 'set patience to 1 or more (the recipe uses 3).');
-  if (!Number.isFinite(minDelta) || minDelta < 0) throw new ConfigError(`early-stopping min_delta ${minDelta} is negative or not finite`, 'set min_delta to 0 or a small positive number.');
+  if (!STOPPING_METRICS.includes(metric))
+    throw new ConfigError(
+      `early-stopping metric ${JSON.stringify(metric)} is unknown`,
+      'use "kid", "fid" or "clip_score".',
+    );
+  if (!Number.isInteger(patience) || patience < 1)
+    throw new ConfigError(
+      `early-stopping patience ${patience} is not a positive integer`,
+      'set patience to 1 or more (the recipe uses 3).',
+    );
+  if (!Number.isFinite(minDelta) || minDelta < 0)
+    throw new ConfigError(
+      `early-stopping min_delta ${minDelta} is negative or not finite`,
+      'set min_delta to 0 or a small positive number.',
+    );
   const lowerIsBetter = metricMode(metric) === 'min';
   const label = METRIC_LABEL[metric];
   const points = history
@@ -76,15 +91,20 @@ export function earlyStoppingDecision(history: readonly EvaluationPoint[], optio
     .filter((p): p is { step: number; value: number } => typeof p.value === 'number')
     .sort((a, b) => a.step - b.step);
   for (let i = 1; i < points.length; i++) {
-    if (points[i]!.step === points[i - 1]!.step) throw new ConfigError(`two evaluations are recorded at step ${points[i]!.step}`, 'record one evaluation per step.');
+    if (points[i]!.step === points[i - 1]!.step)
+      throw new ConfigError(
+        `two evaluations are recorded at step ${points[i]!.step}`,
+        'record one evaluation per step.',
+      );
   }
   let bestStep: number | null = null;
   let bestValue: number | null = null;
   let since = 0;
   const stale: number[] = [];
   for (const p of points) {
-    const improved = Number.isFinite(p.value) && (bestValue === null
-      || (lowerIsBetter ? p.value < bestValue - minDelta : p.value > bestValue + minDelta));
+    const improved =
+      Number.isFinite(p.value) &&
+      (bestValue === null || (lowerIsBetter ? p.value < bestValue - minDelta : p.value > bestValue + minDelta));
     if (improved) {
       bestStep = p.step;
       bestValue = p.value;
@@ -102,7 +122,8 @@ export function earlyStoppingDecision(history: readonly EvaluationPoint[], optio
   const best = bestValue === null ? `no finite ${label} yet` : `best ${fmt(bestValue)} at step ${bestStep}`;
   let reason: string;
   if (points.length === 0) reason = `no evaluation with ${label} yet`;
-  else if (stop) reason = `${label} has not improved${delta} for ${since} evaluations in a row (steps ${stale.join(', ')}; ${best}): stop and keep the checkpoint at step ${bestStep ?? 'none'}`;
+  else if (stop)
+    reason = `${label} has not improved${delta} for ${since} evaluations in a row (steps ${stale.join(', ')}; ${best}): stop and keep the checkpoint at step ${bestStep ?? 'none'}`;
   else if (latestIsBest) reason = `${label} improved to ${fmt(bestValue!)} at step ${bestStep}`;
   else reason = `${label} has not improved${delta} for ${since} of ${patience} evaluations (${best})`;
   return { stop, bestStep, bestValue, latestIsBest, sinceImprovement: since, metric, patience, minDelta, reason };

@@ -40,7 +40,11 @@ export interface PlannedSample {
 /** Sample i uses prompt i mod |prompts|: the same plan for every evaluation of a run. */
 export function evalSamplePlan(prompts: readonly string[], count: number): PlannedSample[] {
   if (prompts.length === 0) throw new RangeError('the evaluation prompt set is empty');
-  return Array.from({ length: count }, (_, i) => ({ index: i, promptIndex: i % prompts.length, prompt: prompts[i % prompts.length]! }));
+  return Array.from({ length: count }, (_, i) => ({
+    index: i,
+    promptIndex: i % prompts.length,
+    prompt: prompts[i % prompts.length]!,
+  }));
 }
 
 /** Images [B, H, W, 3] in [-1, 1] -> 8-bit RGB (as saved to PNG). */
@@ -78,13 +82,22 @@ export interface GenerateOptions<C> {
 }
 
 /** Generate the planned samples batch by batch, yielding each image as soon as its batch is done. */
-export async function* generateEvalImages<C>(plan: readonly PlannedSample[], o: GenerateOptions<C>): AsyncGenerator<{ sample: PlannedSample; image: RgbImage }> {
+export async function* generateEvalImages<C>(
+  plan: readonly PlannedSample[],
+  o: GenerateOptions<C>,
+): AsyncGenerator<{ sample: PlannedSample; image: RgbImage }> {
   for (let s = 0; s < plan.length; s += o.batchSize) {
     const batch = plan.slice(s, s + o.batchSize);
     const c = await o.encode(batch.map((p) => p.prompt));
     let images: RgbImage[];
     try {
-      const x = await sampleBatch(o.denoiser, c.cond, c.uncond, batch.map((p) => p.index), o.sampler);
+      const x = await sampleBatch(
+        o.denoiser,
+        c.cond,
+        c.uncond,
+        batch.map((p) => p.index),
+        o.sampler,
+      );
       const decoded = await o.decode(x);
       try {
         images = await toRgbImages(decoded);

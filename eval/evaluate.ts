@@ -87,7 +87,8 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
   const rows = new Float32Array(plan.length * dim);
   const gridCount = Math.min(o.gridSamples ?? 16, plan.length);
   const grid: RgbImage[] = [];
-  let clipSum = 0, clipN = 0;
+  let clipSum = 0,
+    clipN = 0;
   let sampleSize: string | undefined;
   let batch: { image: RgbImage; prompt: string }[] = [];
   const flush = async () => {
@@ -97,8 +98,15 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
     acc.add(f);
     if (deps.clip) {
       const png = await Promise.all(batch.map((b) => rgbToPng(b.image)));
-      const scores = await deps.clip.scorer.score(png, batch.map((b) => b.prompt));
-      for (const s of scores) if (Number.isFinite(s)) { clipSum += s; clipN++; }
+      const scores = await deps.clip.scorer.score(
+        png,
+        batch.map((b) => b.prompt),
+      );
+      for (const s of scores)
+        if (Number.isFinite(s)) {
+          clipSum += s;
+          clipN++;
+        }
     }
     batch = [];
     o.onProgress?.(acc.count);
@@ -112,9 +120,14 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
   await flush();
   const stats = acc.finalize();
   const { distance, ...fidParts } = frechetDistance(stats, deps.reference.stats);
-  const kidSubsets = o.kidSubsets ?? KID_DEFAULT_SUBSETS, kidMax = o.kidMaxSubsetSize ?? KID_DEFAULT_MAX_SUBSET_SIZE;
+  const kidSubsets = o.kidSubsets ?? KID_DEFAULT_SUBSETS,
+    kidMax = o.kidMaxSubsetSize ?? KID_DEFAULT_MAX_SUBSET_SIZE;
   const gen = { data: rows, count: acc.count };
-  const kid = kernelInceptionDistance(gen, deps.reference.features, dim, { subsets: kidSubsets, maxSubsetSize: kidMax, seed: deps.generate.sampler.seed });
+  const kid = kernelInceptionDistance(gen, deps.reference.features, dim, {
+    subsets: kidSubsets,
+    maxSubsetSize: kidMax,
+    seed: deps.generate.sampler.seed,
+  });
   const noise = kidNoise(gen, deps.reference.features, dim);
   const written = grid.length ? await writeSampleGrid(deps.storage, deps.reportDirUri, o.step, grid) : null;
   const s = deps.generate.sampler;
@@ -143,7 +156,10 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
     samplePrompts: plan.slice(0, gridCount).map((p) => p.prompt),
     fidParts,
     kidParts: {
-      subsetStd: kid.std, subsetSize: kid.subsetSize, subsets: kid.subsets, noiseStd: noise.std,
+      subsetStd: kid.std,
+      subsetSize: kid.subsetSize,
+      subsets: kid.subsets,
+      noiseStd: noise.std,
       noiseMethod: noise.method,
     },
   };
@@ -151,6 +167,11 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
 
 /** Encode an 8-bit RGB image as PNG (what a saved sample would be). */
 export async function rgbToPng(img: RgbImage): Promise<Uint8Array> {
-  const data = img.data instanceof Uint8Array ? img.data : Uint8Array.from(img.data, (v) => Math.max(0, Math.min(255, Math.round(v))));
-  return sharp(data, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  const data =
+    img.data instanceof Uint8Array
+      ? img.data
+      : Uint8Array.from(img.data, (v) => Math.max(0, Math.min(255, Math.round(v))));
+  return sharp(data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png()
+    .toBuffer();
 }

@@ -76,7 +76,10 @@ export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOp
   try {
     raw = await readFile(descPath, 'utf8');
   } catch {
-    throw new MissingFileError(`FID feature extractor not found: ${descPath} is missing (an extractor directory holds ${EXTRACTOR_FILES.join(', ')})`, howTo);
+    throw new MissingFileError(
+      `FID feature extractor not found: ${descPath} is missing (an extractor directory holds ${EXTRACTOR_FILES.join(', ')})`,
+      howTo,
+    );
   }
   const descriptor = parseDescriptor(raw, descPath);
   const modelPath = join(dir, descriptor.model);
@@ -84,18 +87,27 @@ export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOp
   try {
     modelSha256 = await sha256File(modelPath);
   } catch {
-    throw new MissingFileError(`FID feature extractor model not found: ${modelPath} is missing (named by ${descPath})`, howTo);
+    throw new MissingFileError(
+      `FID feature extractor model not found: ${modelPath} is missing (named by ${descPath})`,
+      howTo,
+    );
   }
   const session = await ort.InferenceSession.create(modelPath, {
     executionProviders: opts.executionProviders ?? ['cpu'],
     ...(opts.intraOpNumThreads ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
   }).catch((err: unknown) => {
-    throw new FeatureExtractorError(`ONNX Runtime could not load ${modelPath}: ${(err as Error).message}`, 're-export the model (opset 17, input NCHW float32) as described in eval/architecture.md.', { cause: err });
+    throw new FeatureExtractorError(
+      `ONNX Runtime could not load ${modelPath}: ${(err as Error).message}`,
+      're-export the model (opset 17, input NCHW float32) as described in eval/architecture.md.',
+      { cause: err },
+    );
   });
   if (!session.inputNames.includes(descriptor.input) || !session.outputNames.includes(descriptor.output)) {
     await session.release();
-    throw new FeatureExtractorError(`${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], but ${descPath} names input "${descriptor.input}" and output "${descriptor.output}"`,
-      'make extractor.json name the model\'s real input and output.');
+    throw new FeatureExtractorError(
+      `${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], but ${descPath} names input "${descriptor.input}" and output "${descriptor.output}"`,
+      "make extractor.json name the model's real input and output.",
+    );
   }
   const batchSize = Math.max(1, opts.batchSize ?? 16);
   const [w, h] = descriptor.input_size;
@@ -103,7 +115,11 @@ export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOp
   const plane = 3 * w * h;
 
   async function extractTensors(tensors: Float32Array, count: number): Promise<Float32Array> {
-    if (tensors.length !== count * plane) throw new FeatureExtractorError(`expected ${count} x 3 x ${h} x ${w} input values, got ${tensors.length}`, 'preprocess images with cleanResize to the extractor input size.');
+    if (tensors.length !== count * plane)
+      throw new FeatureExtractorError(
+        `expected ${count} x 3 x ${h} x ${w} input values, got ${tensors.length}`,
+        'preprocess images with cleanResize to the extractor input size.',
+      );
     const out = new Float32Array(count * dim);
     for (let s = 0; s < count; s += batchSize) {
       const n = Math.min(batchSize, count - s);
@@ -111,7 +127,10 @@ export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOp
       const result = await session.run({ [descriptor.input]: input });
       const feats = result[descriptor.output];
       if (!feats || feats.data.length !== n * dim) {
-        throw new FeatureExtractorError(`${modelPath} returned ${feats?.data.length ?? 0} values for ${n} images; extractor.json says feature_dim ${dim}`, 'fix feature_dim in extractor.json (2048 for Inception-v3 pool features).');
+        throw new FeatureExtractorError(
+          `${modelPath} returned ${feats?.data.length ?? 0} values for ${n} images; extractor.json says feature_dim ${dim}`,
+          'fix feature_dim in extractor.json (2048 for Inception-v3 pool features).',
+        );
       }
       out.set(feats.data as Float32Array, s * dim);
     }
@@ -119,7 +138,10 @@ export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOp
   }
 
   return {
-    dir, descriptor, modelSha256, featureDim: dim,
+    dir,
+    descriptor,
+    modelSha256,
+    featureDim: dim,
     extractTensors,
     async extractImages(images) {
       const out = new Float32Array(images.length * dim);
@@ -142,16 +164,33 @@ function parseDescriptor(raw: string, path: string): FeatureExtractorDescriptor 
   try {
     d = JSON.parse(raw) as Partial<FeatureExtractorDescriptor>;
   } catch (err) {
-    throw new FeatureExtractorError(`${path} is not valid JSON: ${(err as Error).message}`, 'rewrite extractor.json as described in eval/architecture.md.');
+    throw new FeatureExtractorError(
+      `${path} is not valid JSON: ${(err as Error).message}`,
+      'rewrite extractor.json as described in eval/architecture.md.',
+    );
   }
   const problems: string[] = [];
-  if (d.format !== 'kiln-feature-extractor-v1') problems.push(`format must be "kiln-feature-extractor-v1" (got ${JSON.stringify(d.format)})`);
-  if (!Array.isArray(d.input_size) || d.input_size.length !== 2 || !d.input_size.every((v) => Number.isInteger(v) && v > 0)) problems.push('input_size must be [width, height]');
-  if (!Number.isInteger(d.feature_dim) || (d.feature_dim ?? 0) < 1) problems.push('feature_dim must be a positive integer');
-  if (typeof d.input !== 'string' || typeof d.output !== 'string') problems.push('input and output must name the model\'s tensors');
-  if (d.preprocessing !== 'clean-fid-clean') problems.push(`preprocessing must be "clean-fid-clean" (got ${JSON.stringify(d.preprocessing)})`);
-  if (!Array.isArray(d.input_range) || d.input_range[0] !== 0 || d.input_range[1] !== 255) problems.push('input_range must be [0, 255]');
-  if (problems.length > 0) throw new FeatureExtractorError(`${path} is invalid: ${problems.join('; ')}`, 'fix extractor.json as described in eval/architecture.md.');
+  if (d.format !== 'kiln-feature-extractor-v1')
+    problems.push(`format must be "kiln-feature-extractor-v1" (got ${JSON.stringify(d.format)})`);
+  if (
+    !Array.isArray(d.input_size) ||
+    d.input_size.length !== 2 ||
+    !d.input_size.every((v) => Number.isInteger(v) && v > 0)
+  )
+    problems.push('input_size must be [width, height]');
+  if (!Number.isInteger(d.feature_dim) || (d.feature_dim ?? 0) < 1)
+    problems.push('feature_dim must be a positive integer');
+  if (typeof d.input !== 'string' || typeof d.output !== 'string')
+    problems.push("input and output must name the model's tensors");
+  if (d.preprocessing !== 'clean-fid-clean')
+    problems.push(`preprocessing must be "clean-fid-clean" (got ${JSON.stringify(d.preprocessing)})`);
+  if (!Array.isArray(d.input_range) || d.input_range[0] !== 0 || d.input_range[1] !== 255)
+    problems.push('input_range must be [0, 255]');
+  if (problems.length > 0)
+    throw new FeatureExtractorError(
+      `${path} is invalid: ${problems.join('; ')}`,
+      'fix extractor.json as described in eval/architecture.md.',
+    );
   return { ...(d as FeatureExtractorDescriptor), model: d.model ?? 'model.onnx', name: d.name ?? 'unnamed' };
 }
 
@@ -168,11 +207,18 @@ export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
 }
 
 type ImageStream = AsyncIterable<RgbImage> | Iterable<RgbImage>;
-interface BatchOptions { batchSize?: number; onProgress?: (done: number) => void }
+interface BatchOptions {
+  batchSize?: number;
+  onProgress?: (done: number) => void;
+}
 
 /** Extract features batch by batch (memory: one batch of images), accumulating statistics; `onBatch` sees each batch's rows. */
-async function accumulateFeatures(extractor: FeatureExtractor, images: ImageStream, opts: BatchOptions,
-  onBatch?: (rows: Float32Array) => void): Promise<FeatureStatistics> {
+async function accumulateFeatures(
+  extractor: FeatureExtractor,
+  images: ImageStream,
+  opts: BatchOptions,
+  onBatch?: (rows: Float32Array) => void,
+): Promise<FeatureStatistics> {
   const acc = new FeatureStatisticsAccumulator(extractor.featureDim);
   const batchSize = opts.batchSize ?? 32;
   let batch: RgbImage[] = [];
@@ -196,13 +242,19 @@ async function accumulateFeatures(extractor: FeatureExtractor, images: ImageStre
  * Statistics of a stream of images plus the feature rows themselves (float32 [n, dim], for KID):
  * what the reference cache stores. Memory: n x dim x 4 bytes (5,000 x 2048: 41 MB).
  */
-export async function imageSetFeatures(extractor: FeatureExtractor, images: ImageStream,
-  opts: BatchOptions = {}): Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }> {
+export async function imageSetFeatures(
+  extractor: FeatureExtractor,
+  images: ImageStream,
+  opts: BatchOptions = {},
+): Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }> {
   const chunks: Float32Array[] = [];
   const stats = await accumulateFeatures(extractor, images, opts, (rows) => chunks.push(rows));
   const data = new Float32Array(stats.count * extractor.featureDim);
   let o = 0;
-  for (const c of chunks) { data.set(c, o); o += c.length; }
+  for (const c of chunks) {
+    data.set(c, o);
+    o += c.length;
+  }
   return { stats, features: { data, count: stats.count } };
 }
 
@@ -210,6 +262,10 @@ export async function imageSetFeatures(extractor: FeatureExtractor, images: Imag
  * Mean and covariance of the features of a stream of images, batch by batch (memory is one batch
  * of images plus the dim² statistics). `onProgress` gets the number of images done (for heartbeats).
  */
-export function imageSetStatistics(extractor: FeatureExtractor, images: ImageStream, opts: BatchOptions = {}): Promise<FeatureStatistics> {
+export function imageSetStatistics(
+  extractor: FeatureExtractor,
+  images: ImageStream,
+  opts: BatchOptions = {},
+): Promise<FeatureStatistics> {
   return accumulateFeatures(extractor, images, opts);
 }

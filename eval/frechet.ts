@@ -40,10 +40,14 @@ export type GaussianStatistics = Pick<FeatureStatistics, 'dim' | 'mean' | 'cov'>
 export function frechetDistance(a: GaussianStatistics, b: GaussianStatistics): FrechetDistance {
   const d = a.dim;
   if (b.dim !== d || a.mean.length !== d || b.mean.length !== d || a.cov.length !== d * d || b.cov.length !== d * d) {
-    throw new FeatureStatisticsError(`cannot compare statistics of dimension ${a.dim} (mean ${a.mean.length}, cov ${a.cov.length}) with ${b.dim} (mean ${b.mean.length}, cov ${b.cov.length})`,
-      'compute both sets of statistics with the same feature extractor.');
+    throw new FeatureStatisticsError(
+      `cannot compare statistics of dimension ${a.dim} (mean ${a.mean.length}, cov ${a.cov.length}) with ${b.dim} (mean ${b.mean.length}, cov ${b.cov.length})`,
+      'compute both sets of statistics with the same feature extractor.',
+    );
   }
-  let meanTerm = 0, traceA = 0, traceB = 0;
+  let meanTerm = 0,
+    traceA = 0,
+    traceB = 0;
   for (let i = 0; i < d; i++) {
     const diff = a.mean[i]! - b.mean[i]!;
     meanTerm += diff * diff;
@@ -53,7 +57,14 @@ export function frechetDistance(a: GaussianStatistics, b: GaussianStatistics): F
   // Factor the covariance of fewer samples: its rank (<= count - 1) bounds the size of B.
   const [f, g] = (a.count ?? Infinity) <= (b.count ?? Infinity) ? [a, b] : [b, a];
   const { traceSqrt, rank } = traceSqrtProduct(f.cov, g.cov, d);
-  return { distance: meanTerm + traceA + traceB - 2 * traceSqrt, meanTerm, traceA, traceB, traceSqrtProduct: traceSqrt, factoredRank: rank };
+  return {
+    distance: meanTerm + traceA + traceB - 2 * traceSqrt,
+    meanTerm,
+    traceA,
+    traceB,
+    traceSqrtProduct: traceSqrt,
+    factoredRank: rank,
+  };
 }
 
 /**

@@ -68,10 +68,22 @@ export function kidSubsets(nX: number, nY: number, options: KidOptions = {}): Ki
   const subsets = options.subsets ?? KID_DEFAULT_SUBSETS;
   const maxSize = options.maxSubsetSize ?? KID_DEFAULT_MAX_SUBSET_SIZE;
   const seed = options.seed ?? 0;
-  if (!Number.isInteger(subsets) || subsets < 1) throw new ConfigError(`KID subsets ${subsets} is not a positive integer`, 'use e.g. 100 subsets (clean-fid\'s default).');
-  if (!Number.isInteger(maxSize) || maxSize < 2) throw new ConfigError(`KID maxSubsetSize ${maxSize} must be an integer >= 2`, 'use e.g. 1000 (clean-fid\'s default).');
+  if (!Number.isInteger(subsets) || subsets < 1)
+    throw new ConfigError(
+      `KID subsets ${subsets} is not a positive integer`,
+      "use e.g. 100 subsets (clean-fid's default).",
+    );
+  if (!Number.isInteger(maxSize) || maxSize < 2)
+    throw new ConfigError(
+      `KID maxSubsetSize ${maxSize} must be an integer >= 2`,
+      "use e.g. 1000 (clean-fid's default).",
+    );
   const m = Math.min(nX, nY, maxSize);
-  if (m < 2) throw new FeatureStatisticsError(`KID needs at least 2 samples on each side (got ${nX} and ${nY})`, 'generate and reference at least 2 images (KID is meaningful from a few dozen).');
+  if (m < 2)
+    throw new FeatureStatisticsError(
+      `KID needs at least 2 samples on each side (got ${nX} and ${nY})`,
+      'generate and reference at least 2 images (KID is meaningful from a few dozen).',
+    );
   const whole = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
   const draw = (n: number, side: string, s: number): Int32Array => {
     if (m === n) return whole(n);
@@ -80,12 +92,15 @@ export function kidSubsets(nX: number, nY: number, options: KidOptions = {}): Ki
     const p = whole(n);
     for (let i = 0; i < m; i++) {
       const j = i + rng.int(n - i);
-      const t = p[i]!; p[i] = p[j]!; p[j] = t;
+      const t = p[i]!;
+      p[i] = p[j]!;
+      p[j] = t;
     }
     return p.slice(0, m).sort();
   };
   const count = m === nX && m === nY ? 1 : subsets;
-  const x: Int32Array[] = [], y: Int32Array[] = [];
+  const x: Int32Array[] = [],
+    y: Int32Array[] = [];
   for (let s = 0; s < count; s++) {
     x.push(draw(nX, 'x', s));
     y.push(draw(nY, 'y', s));
@@ -94,7 +109,12 @@ export function kidSubsets(nX: number, nY: number, options: KidOptions = {}): Ki
 }
 
 /** KID of generated features X against reference features Y (rows of `dim`), clean-fid's protocol. */
-export function kernelInceptionDistance(x: FeatureRows, y: FeatureRows, dim: number, options: KidOptions = {}): KidResult {
+export function kernelInceptionDistance(
+  x: FeatureRows,
+  y: FeatureRows,
+  dim: number,
+  options: KidOptions = {},
+): KidResult {
   const plan = kidSubsets(x.count, y.count, options);
   const values = kidSubsetValues(x, y, dim, plan);
   let mean = 0;
@@ -107,11 +127,13 @@ export function kernelInceptionDistance(x: FeatureRows, y: FeatureRows, dim: num
 
 /** The unbiased MMD² of each subset of `plan` (the numbers KID averages). */
 export function kidSubsetValues(x: FeatureRows, y: FeatureRows, dim: number, plan: KidSubsets): Float64Array {
-  const X = toF64(x, dim, 'generated'), Y = toF64(y, dim, 'reference');
+  const X = toF64(x, dim, 'generated'),
+    Y = toF64(y, dim, 'reference');
   const m = plan.subsetSize;
   const n = plan.x.length;
   if (plan.y.length !== n) throw new RangeError('KID plan: x and y need the same number of subsets');
-  for (const idx of [...plan.x, ...plan.y]) if (idx.length !== m) throw new RangeError(`KID plan: every subset needs ${m} rows`);
+  for (const idx of [...plan.x, ...plan.y])
+    if (idx.length !== m) throw new RangeError(`KID plan: every subset needs ${m} rows`);
   const sxx = blockSums(X, x.count, X, x.count, dim, plan.x, plan.x, true);
   const syy = blockSums(Y, y.count, Y, y.count, dim, plan.y, plan.y, true);
   const sxy = blockSums(X, x.count, Y, y.count, dim, plan.x, plan.y, false);
@@ -128,13 +150,24 @@ const FULL_LIMIT = 8 * 1024 * 1024;
  * `offDiagonal` (A = B, same subsets), over pairs of distinct positions i ≠ j. Dot products come
  * either from one full A·Bᵀ (when that is fewer products than the subsets need) or per subset.
  */
-function blockSums(A: Float64Array, nA: number, B: Float64Array, nB: number, d: number,
-  subsetsA: readonly Int32Array[], subsetsB: readonly Int32Array[], offDiagonal: boolean): Float64Array {
+function blockSums(
+  A: Float64Array,
+  nA: number,
+  B: Float64Array,
+  nB: number,
+  d: number,
+  subsetsA: readonly Int32Array[],
+  subsetsB: readonly Int32Array[],
+  offDiagonal: boolean,
+): Float64Array {
   const count = subsetsA.length;
   const m = subsetsA[0]!.length;
   const out = new Float64Array(count);
   const invD = 1 / d;
-  const k = (dot: number) => { const t = dot * invD + 1; return t * t * t; };
+  const k = (dot: number) => {
+    const t = dot * invD + 1;
+    return t * t * t;
+  };
   // Subsets identical to the first (a whole set used every time) reuse its sum.
   const same = (s: number) => equalIdx(subsetsA[s]!, subsetsA[0]!) && equalIdx(subsetsB[s]!, subsetsB[0]!);
   const full = nA * nB <= FULL_LIMIT && nA * nB <= count * m * m;
@@ -143,11 +176,16 @@ function blockSums(A: Float64Array, nA: number, B: Float64Array, nB: number, d: 
     G = new Float64Array(nA * nB);
     multiplyABt(A, nA, B, nB, d, G, offDiagonal ? { lowerOnly: true } : {});
   }
-  const ga = new Float64Array(full ? 0 : m * d), gb = new Float64Array(full || offDiagonal ? 0 : m * d);
+  const ga = new Float64Array(full ? 0 : m * d),
+    gb = new Float64Array(full || offDiagonal ? 0 : m * d);
   const dots = new Float64Array(full ? 0 : m * m);
   for (let s = 0; s < count; s++) {
-    if (s > 0 && same(s)) { out[s] = out[0]!; continue; }
-    const ia = subsetsA[s]!, ib = subsetsB[s]!;
+    if (s > 0 && same(s)) {
+      out[s] = out[0]!;
+      continue;
+    }
+    const ia = subsetsA[s]!,
+      ib = subsetsB[s]!;
     let sum = 0;
     if (G) {
       if (offDiagonal) {
@@ -194,11 +232,23 @@ function equalIdx(a: Int32Array, b: Int32Array): boolean {
 }
 
 function toF64(f: FeatureRows, d: number, what: string): Float64Array {
-  if (!Number.isInteger(d) || d < 1) throw new FeatureStatisticsError(`KID feature dimension ${d} is not a positive integer`, 'pass the extractor\'s featureDim.');
-  if (f.data.length !== f.count * d) throw new FeatureStatisticsError(`KID: ${what} features hold ${f.data.length} values, not ${f.count} x ${d}`, 'pass whole rows of featureDim values.');
+  if (!Number.isInteger(d) || d < 1)
+    throw new FeatureStatisticsError(
+      `KID feature dimension ${d} is not a positive integer`,
+      "pass the extractor's featureDim.",
+    );
+  if (f.data.length !== f.count * d)
+    throw new FeatureStatisticsError(
+      `KID: ${what} features hold ${f.data.length} values, not ${f.count} x ${d}`,
+      'pass whole rows of featureDim values.',
+    );
   const out = f.data instanceof Float64Array ? f.data : Float64Array.from(f.data);
   for (let i = 0; i < out.length; i++) {
-    if (!Number.isFinite(out[i]!)) throw new FeatureStatisticsError(`KID: ${what} feature ${i % d} of row ${Math.floor(i / d)} is ${out[i]}`, 'the extractor produced non-finite features (diverged samples or a broken model).');
+    if (!Number.isFinite(out[i]!))
+      throw new FeatureStatisticsError(
+        `KID: ${what} feature ${i % d} of row ${Math.floor(i / d)} is ${out[i]}`,
+        'the extractor produced non-finite features (diverged samples or a broken model).',
+      );
   }
   return out;
 }
@@ -222,15 +272,21 @@ const NOISE_BLOCK = 128;
  * Cost: n² d / 2 + n nY d multiply-adds, memory O(block x (n + nY)).
  */
 export function kidNoise(x: FeatureRows, y: FeatureRows, dim: number): { std: number; method: string } {
-  const n = x.count, nY = y.count;
+  const n = x.count,
+    nY = y.count;
   const method = `jackknife over the ${n} generated samples, reference fixed (${nY} rows)`;
   if (n < 3 || nY < 1) return { std: NaN, method };
-  const X = toF64(x, dim, 'generated'), Y = toF64(y, dim, 'reference');
+  const X = toF64(x, dim, 'generated'),
+    Y = toF64(y, dim, 'reference');
   const invD = 1 / dim;
-  const k = (dot: number) => { const t = dot * invD + 1; return t * t * t; };
+  const k = (dot: number) => {
+    const t = dot * invD + 1;
+    return t * t * t;
+  };
   const r = new Float64Array(n); // Σ_{b≠i} k(x_i, x_b)
   const t = new Float64Array(n); // mean_j k(x_i, y_j)
-  const dx = new Float64Array(NOISE_BLOCK * n), dy = new Float64Array(NOISE_BLOCK * nY);
+  const dx = new Float64Array(NOISE_BLOCK * n),
+    dy = new Float64Array(NOISE_BLOCK * nY);
   for (let i0 = 0; i0 < n; i0 += NOISE_BLOCK) {
     const rows = Math.min(NOISE_BLOCK, n - i0);
     const block = X.subarray(i0 * dim, (i0 + rows) * dim);
@@ -238,15 +294,20 @@ export function kidNoise(x: FeatureRows, y: FeatureRows, dim: number): { std: nu
     multiplyABt(block, rows, Y, nY, dim, dy);
     for (let p = 0; p < rows; p++) {
       const i = i0 + p;
-      let sx = 0, sy = 0;
+      let sx = 0,
+        sy = 0;
       for (let b = 0; b < n; b++) if (b !== i) sx += k(dx[p * n + b]!);
       for (let j = 0; j < nY; j++) sy += k(dy[p * nY + j]!);
       r[i] = sx;
       t[i] = sy / nY;
     }
   }
-  let S = 0, T = 0;
-  for (let i = 0; i < n; i++) { S += r[i]!; T += t[i]!; }
+  let S = 0,
+    T = 0;
+  for (let i = 0; i < n; i++) {
+    S += r[i]!;
+    T += t[i]!;
+  }
   const loo = new Float64Array(n);
   let mean = 0;
   for (let i = 0; i < n; i++) {

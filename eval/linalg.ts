@@ -29,8 +29,15 @@ export interface ABtOptions {
  * out (rowsA x rowsB, row-major, overwritten) = A (rowsA x k) · Bᵀ where B is rowsB x k: every
  * entry is a dot product of a row of A with a row of B.
  */
-export function multiplyABt(a: Float64Array, rowsA: number, b: Float64Array, rowsB: number, k: number,
-  out: Float64Array, opts: ABtOptions = {}): void {
+export function multiplyABt(
+  a: Float64Array,
+  rowsA: number,
+  b: Float64Array,
+  rowsB: number,
+  k: number,
+  out: Float64Array,
+  opts: ABtOptions = {},
+): void {
   out.fill(0, 0, rowsA * rowsB);
   const lower = opts.lowerOnly === true;
   const bStart = opts.bRowStart ?? (() => 0);
@@ -53,7 +60,8 @@ export function multiplyABt(a: Float64Array, rowsA: number, b: Float64Array, row
             for (let ii = i; ii < iEnd; ii++) {
               for (let jj = j; jj < jEnd; jj++) {
                 let s = 0;
-                const ao = ii * k, bo = jj * k;
+                const ao = ii * k,
+                  bo = jj * k;
                 for (let kk = ks; kk < k1; kk++) s += a[ao + kk]! * b[bo + kk]!;
                 out[ii * rowsB + jj]! += s;
               }
@@ -69,28 +77,89 @@ export function multiplyABt(a: Float64Array, rowsA: number, b: Float64Array, row
  * The 4x4 micro-kernel: out[r][c] += sum_{kk in [ks,ke)} A[r][kk] * B[c][kk] with 16 accumulators
  * held in registers (V8 keeps these locals unboxed).
  */
-function tile4x4(a: Float64Array, aOff: number, aStride: number, b: Float64Array, bOff: number, bStride: number,
-  ks: number, ke: number, out: Float64Array, oOff: number, oStride: number): void {
-  const a0 = aOff, a1 = a0 + aStride, a2 = a1 + aStride, a3 = a2 + aStride;
-  const b0 = bOff, b1 = b0 + bStride, b2 = b1 + bStride, b3 = b2 + bStride;
-  let c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
-  let c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+function tile4x4(
+  a: Float64Array,
+  aOff: number,
+  aStride: number,
+  b: Float64Array,
+  bOff: number,
+  bStride: number,
+  ks: number,
+  ke: number,
+  out: Float64Array,
+  oOff: number,
+  oStride: number,
+): void {
+  const a0 = aOff,
+    a1 = a0 + aStride,
+    a2 = a1 + aStride,
+    a3 = a2 + aStride;
+  const b0 = bOff,
+    b1 = b0 + bStride,
+    b2 = b1 + bStride,
+    b3 = b2 + bStride;
+  let c00 = 0,
+    c01 = 0,
+    c02 = 0,
+    c03 = 0,
+    c10 = 0,
+    c11 = 0,
+    c12 = 0,
+    c13 = 0;
+  let c20 = 0,
+    c21 = 0,
+    c22 = 0,
+    c23 = 0,
+    c30 = 0,
+    c31 = 0,
+    c32 = 0,
+    c33 = 0;
   for (let kk = ks; kk < ke; kk++) {
-    const x0 = a[a0 + kk]!, x1 = a[a1 + kk]!, x2 = a[a2 + kk]!, x3 = a[a3 + kk]!;
-    const y0 = b[b0 + kk]!, y1 = b[b1 + kk]!, y2 = b[b2 + kk]!, y3 = b[b3 + kk]!;
-    c00 += x0 * y0; c01 += x0 * y1; c02 += x0 * y2; c03 += x0 * y3;
-    c10 += x1 * y0; c11 += x1 * y1; c12 += x1 * y2; c13 += x1 * y3;
-    c20 += x2 * y0; c21 += x2 * y1; c22 += x2 * y2; c23 += x2 * y3;
-    c30 += x3 * y0; c31 += x3 * y1; c32 += x3 * y2; c33 += x3 * y3;
+    const x0 = a[a0 + kk]!,
+      x1 = a[a1 + kk]!,
+      x2 = a[a2 + kk]!,
+      x3 = a[a3 + kk]!;
+    const y0 = b[b0 + kk]!,
+      y1 = b[b1 + kk]!,
+      y2 = b[b2 + kk]!,
+      y3 = b[b3 + kk]!;
+    c00 += x0 * y0;
+    c01 += x0 * y1;
+    c02 += x0 * y2;
+    c03 += x0 * y3;
+    c10 += x1 * y0;
+    c11 += x1 * y1;
+    c12 += x1 * y2;
+    c13 += x1 * y3;
+    c20 += x2 * y0;
+    c21 += x2 * y1;
+    c22 += x2 * y2;
+    c23 += x2 * y3;
+    c30 += x3 * y0;
+    c31 += x3 * y1;
+    c32 += x3 * y2;
+    c33 += x3 * y3;
   }
   let o = oOff;
-  out[o]! += c00; out[o + 1]! += c01; out[o + 2]! += c02; out[o + 3]! += c03;
+  out[o]! += c00;
+  out[o + 1]! += c01;
+  out[o + 2]! += c02;
+  out[o + 3]! += c03;
   o += oStride;
-  out[o]! += c10; out[o + 1]! += c11; out[o + 2]! += c12; out[o + 3]! += c13;
+  out[o]! += c10;
+  out[o + 1]! += c11;
+  out[o + 2]! += c12;
+  out[o + 3]! += c13;
   o += oStride;
-  out[o]! += c20; out[o + 1]! += c21; out[o + 2]! += c22; out[o + 3]! += c23;
+  out[o]! += c20;
+  out[o + 1]! += c21;
+  out[o + 2]! += c22;
+  out[o + 3]! += c23;
   o += oStride;
-  out[o]! += c30; out[o + 1]! += c31; out[o + 2]! += c32; out[o + 3]! += c33;
+  out[o]! += c30;
+  out[o + 1]! += c31;
+  out[o + 2]! += c32;
+  out[o + 3]! += c33;
 }
 
 /**
@@ -112,7 +181,8 @@ export function accumulateGramLower(yt: Float64Array, n: number, k: number, gram
           for (let ii = i; ii < iEnd; ii++) {
             for (let jj = j; jj < jEnd && jj <= ii; jj++) {
               let s = 0;
-              const ao = ii * k, bo = jj * k;
+              const ao = ii * k,
+                bo = jj * k;
               for (let t = 0; t < k; t++) s += yt[ao + t]! * yt[bo + t]!;
               gram[ii * n + jj]! += s;
             }

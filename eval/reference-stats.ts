@@ -11,7 +11,13 @@
  */
 import { sha256Hex } from '../infra/hash.js';
 import type { ArtifactStorage } from '../infra/storage.js';
-import { decodeStatistics, encodeStatistics, FeatureStatisticsError, type FeatureRowsF32, type FeatureStatistics } from './statistics.js';
+import {
+  decodeStatistics,
+  encodeStatistics,
+  FeatureStatisticsError,
+  type FeatureRowsF32,
+  type FeatureStatistics,
+} from './statistics.js';
 
 export interface ReferenceStatsKey {
   /** Hash naming the reference image set (see {@link hashReferenceSet}). */
@@ -42,7 +48,11 @@ export function hashReferenceSet(members: Iterable<{ id: string; sha256: string 
   const lines: string[] = [];
   const seen = new Set<string>();
   for (const m of members) {
-    if (seen.has(m.id)) throw new FeatureStatisticsError(`reference set lists ${JSON.stringify(m.id)} twice`, 'give every reference image a unique id.');
+    if (seen.has(m.id))
+      throw new FeatureStatisticsError(
+        `reference set lists ${JSON.stringify(m.id)} twice`,
+        'give every reference image a unique id.',
+      );
     seen.add(m.id);
     lines.push(`${m.id}\t${m.sha256}`);
   }
@@ -52,8 +62,15 @@ export function hashReferenceSet(members: Iterable<{ id: string; sha256: string 
 
 /** URI where the statistics for `key` are cached. */
 export function referenceStatsUri(storage: ArtifactStorage, key: ReferenceStatsKey): string {
-  for (const [what, v] of [['reference set hash', key.referenceSetHash], ['extractor sha256', key.extractorSha256]] as const) {
-    if (!HEX64.test(v)) throw new FeatureStatisticsError(`${what} ${JSON.stringify(v)} is not a 64-character lowercase hex sha256`, 'pass hashReferenceSet(...) and the extractor\'s modelSha256.');
+  for (const [what, v] of [
+    ['reference set hash', key.referenceSetHash],
+    ['extractor sha256', key.extractorSha256],
+  ] as const) {
+    if (!HEX64.test(v))
+      throw new FeatureStatisticsError(
+        `${what} ${JSON.stringify(v)} is not a 64-character lowercase hex sha256`,
+        "pass hashReferenceSet(...) and the extractor's modelSha256.",
+      );
   }
   return storage.uri('eval', 'reference-stats', `ref-${key.referenceSetHash}.ext-${key.extractorSha256}.safetensors`);
 }
@@ -63,14 +80,22 @@ export function referenceStatsUri(storage: ArtifactStorage, key: ReferenceStatsK
  * otherwise calls `compute()` once, writes the result atomically and returns it. Idempotent: two
  * concurrent callers may both compute, and the last atomic rename wins with equivalent content.
  */
-export async function referenceStatistics(storage: ArtifactStorage, key: ReferenceStatsKey,
-  compute: () => Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }>): Promise<ReferenceStats> {
+export async function referenceStatistics(
+  storage: ArtifactStorage,
+  key: ReferenceStatsKey,
+  compute: () => Promise<{ stats: FeatureStatistics; features: FeatureRowsF32 }>,
+): Promise<ReferenceStats> {
   const uri = referenceStatsUri(storage, key);
   if (await storage.exists(uri)) {
     const bytes = await storage.read(uri);
     try {
       const { stats, metadata, features } = decodeStatistics(bytes);
-      if (features && features.count === stats.count && metadata.reference_set_hash === key.referenceSetHash && metadata.extractor_sha256 === key.extractorSha256) {
+      if (
+        features &&
+        features.count === stats.count &&
+        metadata.reference_set_hash === key.referenceSetHash &&
+        metadata.extractor_sha256 === key.extractorSha256
+      ) {
         return { key, uri, statsSha256: sha256Hex(bytes), stats, features, fromCache: true };
       }
     } catch (err) {
@@ -79,9 +104,16 @@ export async function referenceStatistics(storage: ArtifactStorage, key: Referen
     }
   }
   const { stats, features } = await compute();
-  const written = await storage.writeAtomic(uri, encodeStatistics(stats, {
-    reference_set_hash: key.referenceSetHash,
-    extractor_sha256: key.extractorSha256,
-  }, features));
+  const written = await storage.writeAtomic(
+    uri,
+    encodeStatistics(
+      stats,
+      {
+        reference_set_hash: key.referenceSetHash,
+        extractor_sha256: key.extractorSha256,
+      },
+      features,
+    ),
+  );
   return { key, uri, statsSha256: written.sha256, stats, features, fromCache: false };
 }

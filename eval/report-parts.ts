@@ -32,11 +32,20 @@ export function renderJson(v: unknown, depth = 0): string {
   if (Array.isArray(v)) {
     if (v.length === 0) return '<span class="muted">(none)</span>';
     if (v.every(isScalar)) return v.map(scalar).join(', ');
-    const objs = v.every((x) => x !== null && typeof x === 'object' && !Array.isArray(x)) ? (v as Record<string, unknown>[]) : null;
+    const objs = v.every((x) => x !== null && typeof x === 'object' && !Array.isArray(x))
+      ? (v as Record<string, unknown>[])
+      : null;
     const keys = objs ? [...new Set(objs.flatMap((o) => Object.keys(o)))] : [];
-    if (objs && keys.length <= 8 && objs.every((o) => Object.values(o).every((x) => isScalar(x) || (Array.isArray(x) && x.every(isScalar))))) {
-      return `<div class="scroll"><table class="json"><thead><tr>${keys.map((k) => `<th>${esc(k)}</th>`).join('')}</tr></thead><tbody>`
-        + objs.map((o) => `<tr>${keys.map((k) => `<td>${renderJson(o[k], depth + 1)}</td>`).join('')}</tr>`).join('') + '</tbody></table></div>';
+    if (
+      objs &&
+      keys.length <= 8 &&
+      objs.every((o) => Object.values(o).every((x) => isScalar(x) || (Array.isArray(x) && x.every(isScalar))))
+    ) {
+      return (
+        `<div class="scroll"><table class="json"><thead><tr>${keys.map((k) => `<th>${esc(k)}</th>`).join('')}</tr></thead><tbody>` +
+        objs.map((o) => `<tr>${keys.map((k) => `<td>${renderJson(o[k], depth + 1)}</td>`).join('')}</tr>`).join('') +
+        '</tbody></table></div>'
+      );
     }
     return `<ol class="json">${v.map((x) => `<li>${renderJson(x, depth + 1)}</li>`).join('')}</ol>`;
   }

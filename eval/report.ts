@@ -41,7 +41,13 @@ export interface ReportEvaluation {
   /** Kernel Inception Distance (absent in records written before KID). */
   kid?: number | null;
   /** KID's details; `noiseStd` is the noise to expect at this sample count. */
-  kidParts?: { noiseStd: number; noiseMethod: string; subsetStd?: number; subsetSize?: number; subsets?: number } | null;
+  kidParts?: {
+    noiseStd: number;
+    noiseMethod: string;
+    subsetStd?: number;
+    subsetSize?: number;
+    subsets?: number;
+  } | null;
   /** The evaluation failed (message) or its stopping metric was not finite. */
   failed?: string | null;
   clipScore: number | null;
@@ -70,14 +76,29 @@ export interface RunReportInput {
   summary?: Record<string, string | number | boolean | null>;
   training: TrainingPoint[];
   evaluations: ReportEvaluation[];
-  earlyStopping?: Pick<EarlyStoppingDecision, 'stop' | 'bestStep' | 'reason' | 'metric' | 'patience' | 'minDelta'> | null;
+  earlyStopping?: Pick<
+    EarlyStoppingDecision,
+    'stop' | 'bestStep' | 'reason' | 'metric' | 'patience' | 'minDelta'
+  > | null;
   /** The run's lineage (datasets, parents, hashes, params) as plain JSON. */
   lineage?: unknown;
 }
 
-const COLORS = { loss: '#2563eb', lr: '#059669', lrText: '#d97706', fid: '#dc2626', kid: '#0891b2', clip: '#7c3aed', best: '#16a34a' };
+const COLORS = {
+  loss: '#2563eb',
+  lr: '#059669',
+  lrText: '#d97706',
+  fid: '#dc2626',
+  kid: '#0891b2',
+  clip: '#7c3aed',
+  best: '#16a34a',
+};
 
-const METRIC_TEXT: Record<string, string> = { fid: 'FID (lower is better)', kid: 'KID (lower is better)', clip_score: 'CLIP score (higher is better)' };
+const METRIC_TEXT: Record<string, string> = {
+  fid: 'FID (lower is better)',
+  kid: 'KID (lower is better)',
+  clip_score: 'CLIP score (higher is better)',
+};
 
 /**
  * One sentence on the stopping metric's noise at the sample count used, from the latest evaluation
@@ -88,13 +109,18 @@ export function noiseStatement(evals: readonly ReportEvaluation[], metric: strin
   if (metric === 'kid') {
     if (!withNoise) return 'KID noise: not measured yet.';
     const sd = withNoise.kidParts!.noiseStd;
-    const cmp = minDelta >= 2 * sd ? 'above twice the noise: an improvement that passes it is unlikely to be noise'
-      : `below twice the noise (${fmtNum(2 * sd)}): some "improvements" may be noise`;
+    const cmp =
+      minDelta >= 2 * sd
+        ? 'above twice the noise: an improvement that passes it is unlikely to be noise'
+        : `below twice the noise (${fmtNum(2 * sd)}): some "improvements" may be noise`;
     return `KID noise at ${withNoise.protocol.sampleCount} samples: std ≲ ${fmtNum(sd)} between evaluations of the same model (${withNoise.kidParts!.noiseMethod}; an upper-side estimate). min_delta ${minDelta} is ${cmp}.`;
   }
   if (metric === 'fid') {
     const p = evals.at(-1)?.protocol;
-    const dimNote = p?.featureDim && p.sampleCount < p.featureDim ? ` ${p.sampleCount} samples is below the feature dimension ${p.featureDim}: FID is strongly biased and rank-deficient here; prefer KID.` : '';
+    const dimNote =
+      p?.featureDim && p.sampleCount < p.featureDim
+        ? ` ${p.sampleCount} samples is below the feature dimension ${p.featureDim}: FID is strongly biased and rank-deficient here; prefer KID.`
+        : '';
     return `FID noise is not estimated per evaluation (see eval/architecture.md, "FID's bias", for its spread at 256 / 1k / 5k / 10k samples).${dimNote}${withNoise ? ` KID noise at the same samples: std ≲ ${fmtNum(withNoise.kidParts!.noiseStd)}.` : ''}`;
   }
   return 'CLIP score noise is not estimated.';
@@ -105,7 +131,15 @@ function fmtNum(v: number): string {
 }
 
 function protocolKey(p: EvalProtocol): string {
-  return [p.extractorSha256, p.referenceStatsSha256, p.sampleCount, p.seed, p.sampler ?? '', p.resize ?? '', p.kid ?? ''].join('|');
+  return [
+    p.extractorSha256,
+    p.referenceStatsSha256,
+    p.sampleCount,
+    p.seed,
+    p.sampler ?? '',
+    p.resize ?? '',
+    p.kid ?? '',
+  ].join('|');
 }
 
 function num(v: number | null | undefined, digits = 4): string {
@@ -137,57 +171,128 @@ export function renderRunReport(r: RunReportInput): string {
     ['Latest FID', latest ? `${num(latest.fid)} <small>at step ${latest.step}</small>` : num(null)],
     ['Best CLIP score', bestClip ? `${num(bestClip.clipScore)} <small>at step ${bestClip.step}</small>` : num(null)],
     ['Evaluations', String(evals.length)],
-  ].map(([k, v]) => `<div class="card"><div class="k">${k}</div><div class="v">${v}</div></div>`).join('');
+  ]
+    .map(([k, v]) => `<div class="card"><div class="k">${k}</div><div class="v">${v}</div></div>`)
+    .join('');
 
   const esBox = es
-    ? `<section class="decision ${es.stop ? 'stop' : 'go'}"><h2>Early stopping: ${es.stop ? 'stop' : 'continue'}</h2>`
-      + `<p>${esc(es.reason)}</p><p class="muted">Metric ${esc(METRIC_TEXT[es.metric] ?? es.metric)}, patience ${es.patience}, min_delta ${es.minDelta}.`
-      + `${es.bestStep !== null ? ` Best checkpoint: <b>step ${es.bestStep}</b>.` : ''}${evals.some((e) => e.failed) ? ` Failed evaluations (${evals.filter((e) => e.failed).length}) count as no improvement.` : ''}</p>`
-      + `<p class="noise">${esc(noiseStatement(evals, es.metric, es.minDelta))}</p></section>`
+    ? `<section class="decision ${es.stop ? 'stop' : 'go'}"><h2>Early stopping: ${es.stop ? 'stop' : 'continue'}</h2>` +
+      `<p>${esc(es.reason)}</p><p class="muted">Metric ${esc(METRIC_TEXT[es.metric] ?? es.metric)}, patience ${es.patience}, min_delta ${es.minDelta}.` +
+      `${es.bestStep !== null ? ` Best checkpoint: <b>step ${es.bestStep}</b>.` : ''}${evals.some((e) => e.failed) ? ` Failed evaluations (${evals.filter((e) => e.failed).length}) count as no improvement.` : ''}</p>` +
+      `<p class="noise">${esc(noiseStatement(evals, es.metric, es.minDelta))}</p></section>`
     : '<section class="decision"><h2>Early stopping</h2><p class="muted">No decision recorded.</p></section>';
 
-  const bestMarker = es?.bestStep !== null && es?.bestStep !== undefined ? [{ x: es.bestStep, label: `best ${es.bestStep}`, color: COLORS.best }] : [];
+  const bestMarker =
+    es?.bestStep !== null && es?.bestStep !== undefined
+      ? [{ x: es.bestStep, label: `best ${es.bestStep}`, color: COLORS.best }]
+      : [];
   const lrSeries = [{ name: 'denoiser LR', points: r.training.map((p) => [p.step, p.lr] as const), color: COLORS.lr }];
   if (r.training.some((p) => p.lrTextEncoder !== undefined)) {
-    lrSeries.push({ name: 'text encoder LR', points: r.training.map((p) => [p.step, p.lrTextEncoder ?? NaN] as const), color: COLORS.lrText });
+    lrSeries.push({
+      name: 'text encoder LR',
+      points: r.training.map((p) => [p.step, p.lrTextEncoder ?? NaN] as const),
+      color: COLORS.lrText,
+    });
   }
   const charts = [
-    lineChartSvg({ title: 'Training loss', xLabel: 'step', yLabel: 'loss', series: [{ name: 'loss', points: r.training.map((p) => [p.step, p.loss] as const), color: COLORS.loss }] }),
-    lineChartSvg({ title: 'Learning rate', xLabel: 'step', yLabel: 'learning rate (log)', logY: true, series: lrSeries.map((s, i) => ({ ...s, dashed: i > 0 })) }),
-    lineChartSvg({ title: 'KID per evaluation (lower is better)', xLabel: 'step', yLabel: 'KID', markersX: es?.metric === 'kid' ? bestMarker : [], series: [{ name: 'KID', points: evals.map((e) => [e.step, e.kid ?? NaN] as const), color: COLORS.kid, markers: true }] }),
-    lineChartSvg({ title: 'FID per evaluation (lower is better)', xLabel: 'step', yLabel: 'FID', markersX: es?.metric === 'fid' ? bestMarker : [], series: [{ name: 'FID', points: evals.map((e) => [e.step, e.fid ?? NaN] as const), color: COLORS.fid, markers: true }] }),
-    lineChartSvg({ title: 'CLIP score per evaluation (higher is better)', xLabel: 'step', yLabel: 'CLIP score', markersX: es?.metric === 'clip_score' ? bestMarker : [], series: [{ name: 'CLIP score', points: evals.map((e) => [e.step, e.clipScore ?? NaN] as const), color: COLORS.clip, markers: true }] }),
-  ].map((svg) => `<figure class="chart-box">${svg}</figure>`).join('');
+    lineChartSvg({
+      title: 'Training loss',
+      xLabel: 'step',
+      yLabel: 'loss',
+      series: [{ name: 'loss', points: r.training.map((p) => [p.step, p.loss] as const), color: COLORS.loss }],
+    }),
+    lineChartSvg({
+      title: 'Learning rate',
+      xLabel: 'step',
+      yLabel: 'learning rate (log)',
+      logY: true,
+      series: lrSeries.map((s, i) => ({ ...s, dashed: i > 0 })),
+    }),
+    lineChartSvg({
+      title: 'KID per evaluation (lower is better)',
+      xLabel: 'step',
+      yLabel: 'KID',
+      markersX: es?.metric === 'kid' ? bestMarker : [],
+      series: [
+        { name: 'KID', points: evals.map((e) => [e.step, e.kid ?? NaN] as const), color: COLORS.kid, markers: true },
+      ],
+    }),
+    lineChartSvg({
+      title: 'FID per evaluation (lower is better)',
+      xLabel: 'step',
+      yLabel: 'FID',
+      markersX: es?.metric === 'fid' ? bestMarker : [],
+      series: [
+        { name: 'FID', points: evals.map((e) => [e.step, e.fid ?? NaN] as const), color: COLORS.fid, markers: true },
+      ],
+    }),
+    lineChartSvg({
+      title: 'CLIP score per evaluation (higher is better)',
+      xLabel: 'step',
+      yLabel: 'CLIP score',
+      markersX: es?.metric === 'clip_score' ? bestMarker : [],
+      series: [
+        {
+          name: 'CLIP score',
+          points: evals.map((e) => [e.step, e.clipScore ?? NaN] as const),
+          color: COLORS.clip,
+          markers: true,
+        },
+      ],
+    }),
+  ]
+    .map((svg) => `<figure class="chart-box">${svg}</figure>`)
+    .join('');
 
-  const rows = evals.map((e) => {
-    const p = e.protocol;
-    const mismatch = protocolKey(p) !== latestKey;
-    const best = es?.bestStep === e.step;
-    const noise = e.kidParts && Number.isFinite(e.kidParts.noiseStd) ? `<br><small class="muted">± ${num(e.kidParts.noiseStd, 2)}</small>` : '';
-    return `<tr class="${best ? 'best' : ''}${mismatch ? ' mismatch' : ''}"><td>${e.step}${best ? ' <span class="pill best">best</span>' : ''}`
-      + `${e.failed ? `<br><span class="pill warn" title="${esc(e.failed)}">failed</span>` : ''}</td>`
-      + `<td class="n">${num(e.kid ?? null)}${noise}</td><td class="n">${num(e.fid)}</td><td class="n">${num(e.clipScore)}</td>`
-      + `<td>${esc(p.extractor)}<br>${shortHash(p.extractorSha256)}</td><td class="n">${p.sampleCount}</td><td class="n">${p.seed}</td>`
-      + `<td>${shortHash(p.referenceStatsSha256)}${p.referenceSet ? `<br><span class="muted">${esc(p.referenceSet)}</span>` : ''}</td>`
-      + `<td>${esc(p.sampler ?? '')}${p.resize ? `<br><span class="muted">${esc(p.resize)}</span>` : ''}${p.kid ? `<br><span class="muted">KID: ${esc(p.kid)}</span>` : ''}${mismatch ? '<br><span class="pill warn" title="differs from the latest evaluation\'s protocol: not comparable">protocol differs</span>' : ''}</td></tr>`;
-  }).join('');
+  const rows = evals
+    .map((e) => {
+      const p = e.protocol;
+      const mismatch = protocolKey(p) !== latestKey;
+      const best = es?.bestStep === e.step;
+      const noise =
+        e.kidParts && Number.isFinite(e.kidParts.noiseStd)
+          ? `<br><small class="muted">± ${num(e.kidParts.noiseStd, 2)}</small>`
+          : '';
+      return (
+        `<tr class="${best ? 'best' : ''}${mismatch ? ' mismatch' : ''}"><td>${e.step}${best ? ' <span class="pill best">best</span>' : ''}` +
+        `${e.failed ? `<br><span class="pill warn" title="${esc(e.failed)}">failed</span>` : ''}</td>` +
+        `<td class="n">${num(e.kid ?? null)}${noise}</td><td class="n">${num(e.fid)}</td><td class="n">${num(e.clipScore)}</td>` +
+        `<td>${esc(p.extractor)}<br>${shortHash(p.extractorSha256)}</td><td class="n">${p.sampleCount}</td><td class="n">${p.seed}</td>` +
+        `<td>${shortHash(p.referenceStatsSha256)}${p.referenceSet ? `<br><span class="muted">${esc(p.referenceSet)}</span>` : ''}</td>` +
+        `<td>${esc(p.sampler ?? '')}${p.resize ? `<br><span class="muted">${esc(p.resize)}</span>` : ''}${p.kid ? `<br><span class="muted">KID: ${esc(p.kid)}</span>` : ''}${mismatch ? '<br><span class="pill warn" title="differs from the latest evaluation\'s protocol: not comparable">protocol differs</span>' : ''}</td></tr>`
+      );
+    })
+    .join('');
   const table = evals.length
     ? `<div class="scroll"><table><thead><tr><th>Step</th><th>KID (± noise)</th><th>FID</th><th>CLIP score</th><th>Extractor (sha256)</th><th>Samples</th><th>Seed</th><th>Reference stats (sha256)</th><th>Sampler, resize, KID</th></tr></thead><tbody>${rows}</tbody></table></div>`
     : '<p class="muted">No evaluations yet.</p>';
 
   const withGrid = [...evals].reverse().filter((e) => e.sampleGrid);
   const promptLists = withGrid.map((e) => JSON.stringify(e.samplePrompts ?? []));
-  const sharedPrompts = withGrid.length > 0 && promptLists.every((p) => p === promptLists[0]) ? withGrid[0]!.samplePrompts ?? [] : null;
+  const sharedPrompts =
+    withGrid.length > 0 && promptLists.every((p) => p === promptLists[0]) ? (withGrid[0]!.samplePrompts ?? []) : null;
   const promptList = (ps: string[]) => `<ol class="prompts">${ps.map((t) => `<li>${esc(t)}</li>`).join('')}</ol>`;
-  const grids = withGrid.map((e) => `<figure class="grid-fig"><img src="${esc(e.sampleGrid!)}" alt="samples at step ${e.step}" loading="lazy">`
-    + `<figcaption><b>Step ${e.step}</b>${es?.bestStep === e.step ? ' <span class="pill best">best</span>' : ''}<br>KID ${num(e.kid ?? null)} · FID ${num(e.fid)} · CLIP score ${num(e.clipScore)}`
-    + `${!sharedPrompts && e.samplePrompts?.length ? `<details><summary>prompts</summary>${promptList(e.samplePrompts)}</details>` : ''}</figcaption></figure>`).join('');
+  const grids = withGrid
+    .map(
+      (e) =>
+        `<figure class="grid-fig"><img src="${esc(e.sampleGrid!)}" alt="samples at step ${e.step}" loading="lazy">` +
+        `<figcaption><b>Step ${e.step}</b>${es?.bestStep === e.step ? ' <span class="pill best">best</span>' : ''}<br>KID ${num(e.kid ?? null)} · FID ${num(e.fid)} · CLIP score ${num(e.clipScore)}` +
+        `${!sharedPrompts && e.samplePrompts?.length ? `<details><summary>prompts</summary>${promptList(e.samplePrompts)}</details>` : ''}</figcaption></figure>`,
+    )
+    .join('');
   const samples = grids
     ? `${sharedPrompts?.length ? `<details class="prompt-box" open><summary>Prompts, in grid order (left to right, top to bottom); the same prompts and seeds at every evaluation</summary>${promptList(sharedPrompts)}</details>` : ''}<div class="grids">${grids}</div>`
     : '<p class="muted">No sample grids yet.</p>';
 
-  const summary = r.summary && Object.keys(r.summary).length
-    ? `<table class="kv">${Object.entries(r.summary).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${v === null ? '<span class="muted">-</span>' : esc(String(v))}</td></tr>`).join('')}</table>` : '';
+  const summary =
+    r.summary && Object.keys(r.summary).length
+      ? `<table class="kv">${Object.entries(r.summary)
+          .map(
+            ([k, v]) =>
+              `<tr><th>${esc(k)}</th><td>${v === null ? '<span class="muted">-</span>' : esc(String(v))}</td></tr>`,
+          )
+          .join('')}</table>`
+      : '';
 
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -207,6 +312,10 @@ ${summary ? `<section><h2>Run</h2>${summary}</section>` : ''}
 }
 
 /** Render and write `<reportDirUri>/index.html` atomically. */
-export async function writeRunReport(storage: ArtifactStorage, reportDirUri: string, input: RunReportInput): Promise<WrittenObject> {
+export async function writeRunReport(
+  storage: ArtifactStorage,
+  reportDirUri: string,
+  input: RunReportInput,
+): Promise<WrittenObject> {
   return storage.writeAtomic(storage.child(reportDirUri, 'index.html'), renderRunReport(input));
 }

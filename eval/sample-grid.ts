@@ -22,16 +22,32 @@ export async function sampleGridPng(images: readonly RgbImage[], o: SampleGridOp
   const rows = Math.ceil(images.length / cols);
   const cell = o.cell ?? 128;
   const gap = o.gap ?? 4;
-  const tiles = await Promise.all(images.map(async (img, i) => {
-    const upscale = img.width < cell && img.height < cell;
-    const input = img.data instanceof Uint8Array ? img.data : Uint8Array.from(img.data, (v) => Math.max(0, Math.min(255, Math.round(v))));
-    const png = await sharp(input, { raw: { width: img.width, height: img.height, channels: 3 } })
-      .resize(cell, cell, { fit: 'contain', kernel: upscale ? 'nearest' : 'lanczos3', background: { r: 24, g: 24, b: 27 } })
-      .png()
-      .toBuffer();
-    return { input: png, left: gap + (i % cols) * (cell + gap), top: gap + Math.floor(i / cols) * (cell + gap) };
-  }));
-  return sharp({ create: { width: gap + cols * (cell + gap), height: gap + rows * (cell + gap), channels: 3, background: { r: 24, g: 24, b: 27 } } })
+  const tiles = await Promise.all(
+    images.map(async (img, i) => {
+      const upscale = img.width < cell && img.height < cell;
+      const input =
+        img.data instanceof Uint8Array
+          ? img.data
+          : Uint8Array.from(img.data, (v) => Math.max(0, Math.min(255, Math.round(v))));
+      const png = await sharp(input, { raw: { width: img.width, height: img.height, channels: 3 } })
+        .resize(cell, cell, {
+          fit: 'contain',
+          kernel: upscale ? 'nearest' : 'lanczos3',
+          background: { r: 24, g: 24, b: 27 },
+        })
+        .png()
+        .toBuffer();
+      return { input: png, left: gap + (i % cols) * (cell + gap), top: gap + Math.floor(i / cols) * (cell + gap) };
+    }),
+  );
+  return sharp({
+    create: {
+      width: gap + cols * (cell + gap),
+      height: gap + rows * (cell + gap),
+      channels: 3,
+      background: { r: 24, g: 24, b: 27 },
+    },
+  })
     .composite(tiles)
     .png({ compressionLevel: 9 })
     .toBuffer();
@@ -46,8 +62,13 @@ export function sampleGridPath(step: number): string {
  * Write the grid for `step` under `<reportDirUri>/samples/`, atomically. Returns the written object
  * and the path to reference from the report (relative, so the report opens from disk).
  */
-export async function writeSampleGrid(storage: ArtifactStorage, reportDirUri: string, step: number, images: readonly RgbImage[],
-  o: SampleGridOptions = {}): Promise<WrittenObject & { relativePath: string }> {
+export async function writeSampleGrid(
+  storage: ArtifactStorage,
+  reportDirUri: string,
+  step: number,
+  images: readonly RgbImage[],
+  o: SampleGridOptions = {},
+): Promise<WrittenObject & { relativePath: string }> {
   const relativePath = sampleGridPath(step);
   const [dir, name] = relativePath.split('/') as [string, string];
   const written = await storage.writeAtomic(storage.child(reportDirUri, dir, name), await sampleGridPng(images, o));

@@ -49,8 +49,16 @@ export interface SamplerOptions {
 }
 
 /** DDIM timesteps, descending (diffusers DDIMScheduler.set_timesteps). */
-export function ddimTimesteps(trainSteps: number, steps: number, spacing: 'trailing' | 'leading' = 'trailing'): number[] {
-  if (!Number.isInteger(steps) || steps < 1 || steps > trainSteps) throw new ConfigError(`DDIM steps ${steps} must be an integer in 1..${trainSteps}`, 'set eval sampling steps to e.g. 50.');
+export function ddimTimesteps(
+  trainSteps: number,
+  steps: number,
+  spacing: 'trailing' | 'leading' = 'trailing',
+): number[] {
+  if (!Number.isInteger(steps) || steps < 1 || steps > trainSteps)
+    throw new ConfigError(
+      `DDIM steps ${steps} must be an integer in 1..${trainSteps}`,
+      'set eval sampling steps to e.g. 50.',
+    );
   const out: number[] = [];
   if (spacing === 'trailing') {
     const ratio = trainSteps / steps;
@@ -64,7 +72,8 @@ export function ddimTimesteps(trainSteps: number, steps: number, spacing: 'trail
 
 /** Flow-matching times from 1 to 0 (steps + 1 points), optionally shifted. */
 export function flowTimes(steps: number, shift = 1): number[] {
-  if (!Number.isInteger(steps) || steps < 1) throw new ConfigError(`Euler steps ${steps} must be a positive integer`, 'set eval sampling steps to e.g. 50.');
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new ConfigError(`Euler steps ${steps} must be a positive integer`, 'set eval sampling steps to e.g. 50.');
   const out: number[] = [];
   for (let i = 0; i <= steps; i++) {
     const t = 1 - i / steps;
@@ -74,7 +83,10 @@ export function flowTimes(steps: number, shift = 1): number[] {
 }
 
 /** Initial noise for the given sample indices, [B, H, W, C]. */
-export function initialNoise(indices: readonly number[], o: Pick<SamplerOptions, 'seed' | 'height' | 'width' | 'channels'>): { noise: tf.Tensor4D; rngs: Rng[] } {
+export function initialNoise(
+  indices: readonly number[],
+  o: Pick<SamplerOptions, 'seed' | 'height' | 'width' | 'channels'>,
+): { noise: tf.Tensor4D; rngs: Rng[] } {
   const per = o.height * o.width * o.channels;
   const data = new Float32Array(indices.length * per);
   const rngs = indices.map((idx, b) => {
@@ -90,7 +102,13 @@ export function initialNoise(indices: readonly number[], o: Pick<SamplerOptions,
  * sample, batched by the caller) and `uncond` (the empty-prompt conditioning; may be null when
  * guidanceScale is 1). Returns the final x0 [B, H, W, C] in the denoiser's space.
  */
-export async function sampleBatch<C>(denoiser: SamplingDenoiser<C>, cond: C, uncond: C | null, indices: readonly number[], o: SamplerOptions): Promise<tf.Tensor4D> {
+export async function sampleBatch<C>(
+  denoiser: SamplingDenoiser<C>,
+  cond: C,
+  uncond: C | null,
+  indices: readonly number[],
+  o: SamplerOptions,
+): Promise<tf.Tensor4D> {
   validate(denoiser, o, uncond);
   const { noise, rngs } = initialNoise(indices, o);
   const B = indices.length;
@@ -112,7 +130,8 @@ export async function sampleBatch<C>(denoiser: SamplingDenoiser<C>, cond: C, unc
   if (o.method === 'euler') {
     const times = flowTimes(o.steps, o.shift ?? 1);
     for (let i = 0; i < o.steps; i++) {
-      const t = times[i]!, tNext = times[i + 1]!;
+      const t = times[i]!,
+        tNext = times[i + 1]!;
       const v = await guided(x, t * 1000);
       const next = tf.tidy(() => tf.add(x, tf.mul(v, tNext - t)) as tf.Tensor4D);
       v.dispose();
@@ -130,7 +149,8 @@ export async function sampleBatch<C>(denoiser: SamplingDenoiser<C>, cond: C, unc
     const ab = sched.alphasCumprod[t]!;
     const prevT = i + 1 < ts.length ? ts[i + 1]! : -1;
     const abPrev = prevT >= 0 ? sched.alphasCumprod[prevT]! : 1; // final step lands on x0 (set_alpha_to_one)
-    const a = Math.sqrt(ab), b = Math.sqrt(1 - ab);
+    const a = Math.sqrt(ab),
+      b = Math.sqrt(1 - ab);
     const sigma = eta * Math.sqrt((1 - abPrev) / (1 - ab)) * Math.sqrt(1 - ab / abPrev);
     const dir = Math.sqrt(Math.max(1 - abPrev - sigma * sigma, 0));
     let z: tf.Tensor4D | null = null;
@@ -141,9 +161,10 @@ export async function sampleBatch<C>(denoiser: SamplingDenoiser<C>, cond: C, unc
     }
     const pred = await guided(x, t);
     const next = tf.tidy(() => {
-      const [x0, eps] = denoiser.prediction === 'epsilon'
-        ? [tf.div(tf.sub(x, tf.mul(pred, b)), a), pred]
-        : [tf.sub(tf.mul(x, a), tf.mul(pred, b)), tf.add(tf.mul(pred, a), tf.mul(x, b))];
+      const [x0, eps] =
+        denoiser.prediction === 'epsilon'
+          ? [tf.div(tf.sub(x, tf.mul(pred, b)), a), pred]
+          : [tf.sub(tf.mul(x, a), tf.mul(pred, b)), tf.add(tf.mul(pred, a), tf.mul(x, b))];
       let out = tf.add(tf.mul(x0, Math.sqrt(abPrev)), tf.mul(eps, dir));
       if (z) out = tf.add(out, tf.mul(z, sigma));
       return out as tf.Tensor4D;
@@ -157,10 +178,31 @@ export async function sampleBatch<C>(denoiser: SamplingDenoiser<C>, cond: C, unc
 }
 
 function validate<C>(denoiser: SamplingDenoiser<C>, o: SamplerOptions, uncond: C | null): void {
-  if (o.method === 'euler' && denoiser.prediction !== 'flow') throw new ConfigError(`the Euler sampler integrates a flow-matching velocity, but the model predicts ${denoiser.prediction}`, 'use method "ddim" for epsilon or v prediction.');
-  if (o.method === 'ddim' && denoiser.prediction === 'flow') throw new ConfigError('DDIM needs an epsilon or v prediction model, but this model predicts flow velocity', 'use method "euler" for flow-matching models.');
-  if (o.method === 'ddim' && !o.schedule) throw new ConfigError('DDIM sampling needs the training noise schedule', 'pass the schedule the model was trained with (training/noise-schedule.ts ddpmSchedule).');
-  if (o.guidanceScale !== 1 && uncond === null) throw new ConfigError(`guidance scale ${o.guidanceScale} needs unconditional (empty-prompt) conditioning`, 'pass the empty-caption encoding as uncond, or set guidance scale 1.');
-  if (!Number.isFinite(o.guidanceScale)) throw new ConfigError(`guidance scale ${o.guidanceScale} is not finite`, 'use e.g. 4.5.');
-  if (o.eta !== undefined && !(o.eta >= 0 && o.eta <= 1)) throw new ConfigError(`DDIM eta ${o.eta} is outside [0, 1]`, 'use 0 (deterministic) unless you need stochastic sampling.');
+  if (o.method === 'euler' && denoiser.prediction !== 'flow')
+    throw new ConfigError(
+      `the Euler sampler integrates a flow-matching velocity, but the model predicts ${denoiser.prediction}`,
+      'use method "ddim" for epsilon or v prediction.',
+    );
+  if (o.method === 'ddim' && denoiser.prediction === 'flow')
+    throw new ConfigError(
+      'DDIM needs an epsilon or v prediction model, but this model predicts flow velocity',
+      'use method "euler" for flow-matching models.',
+    );
+  if (o.method === 'ddim' && !o.schedule)
+    throw new ConfigError(
+      'DDIM sampling needs the training noise schedule',
+      'pass the schedule the model was trained with (training/noise-schedule.ts ddpmSchedule).',
+    );
+  if (o.guidanceScale !== 1 && uncond === null)
+    throw new ConfigError(
+      `guidance scale ${o.guidanceScale} needs unconditional (empty-prompt) conditioning`,
+      'pass the empty-caption encoding as uncond, or set guidance scale 1.',
+    );
+  if (!Number.isFinite(o.guidanceScale))
+    throw new ConfigError(`guidance scale ${o.guidanceScale} is not finite`, 'use e.g. 4.5.');
+  if (o.eta !== undefined && !(o.eta >= 0 && o.eta <= 1))
+    throw new ConfigError(
+      `DDIM eta ${o.eta} is outside [0, 1]`,
+      'use 0 (deterministic) unless you need stochastic sampling.',
+    );
 }

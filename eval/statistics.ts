@@ -40,7 +40,11 @@ export class FeatureStatisticsAccumulator {
   private filled = 0;
 
   constructor(dim: number) {
-    if (!Number.isInteger(dim) || dim < 1) throw new FeatureStatisticsError(`feature dimension ${dim} is not a positive integer`, 'pass the extractor output size (2048 for Inception-v3 pool features).');
+    if (!Number.isInteger(dim) || dim < 1)
+      throw new FeatureStatisticsError(
+        `feature dimension ${dim} is not a positive integer`,
+        'pass the extractor output size (2048 for Inception-v3 pool features).',
+      );
     this.dim = dim;
     this.sum = new Float64Array(dim);
     this.gram = new Float64Array(dim * dim);
@@ -56,7 +60,10 @@ export class FeatureStatisticsAccumulator {
   add(features: ArrayLike<number>): void {
     const d = this.dim;
     if (features.length % d !== 0) {
-      throw new FeatureStatisticsError(`a feature batch of ${features.length} values is not a whole number of ${d}-dim vectors`, 'check that the extractor output size matches the statistics dimension.');
+      throw new FeatureStatisticsError(
+        `a feature batch of ${features.length} values is not a whole number of ${d}-dim vectors`,
+        'check that the extractor output size matches the statistics dimension.',
+      );
     }
     const rows = features.length / d;
     if (rows === 0) return;
@@ -72,7 +79,11 @@ export class FeatureStatisticsAccumulator {
       const col = this.filled;
       for (let i = 0; i < d; i++) {
         const x = features[o + i]!;
-        if (!Number.isFinite(x)) throw new FeatureStatisticsError(`feature ${i} of vector ${this.n} is ${x}`, 'the extractor produced a non-finite value: check the input images and the model file.');
+        if (!Number.isFinite(x))
+          throw new FeatureStatisticsError(
+            `feature ${i} of vector ${this.n} is ${x}`,
+            'the extractor produced a non-finite value: check the input images and the model file.',
+          );
         const y = x - shift[i]!;
         this.sum[i]! += y;
         this.panel[i * PANEL + col] = y;
@@ -94,10 +105,14 @@ export class FeatureStatisticsAccumulator {
   /** Mean and unbiased covariance of everything added (needs at least 2 vectors). */
   finalize(): FeatureStatistics {
     if (this.n < 2 || this.shift === null) {
-      throw new FeatureStatisticsError(`covariance needs at least 2 feature vectors, got ${this.n}`, 'evaluate with a sample count of at least 2 (FID is only meaningful with thousands).');
+      throw new FeatureStatisticsError(
+        `covariance needs at least 2 feature vectors, got ${this.n}`,
+        'evaluate with a sample count of at least 2 (FID is only meaningful with thousands).',
+      );
     }
     this.flush();
-    const d = this.dim, n = this.n;
+    const d = this.dim,
+      n = this.n;
     const m = new Float64Array(d);
     const mean = new Float64Array(d);
     for (let i = 0; i < d; i++) {
@@ -132,16 +147,38 @@ export interface FeatureRowsF32 {
  * optionally `features` (F32, [count, dim]: the rows, for KID), `__metadata__` string map (count plus
  * caller metadata). Readable with `safetensors.numpy.load_file`.
  */
-export function encodeStatistics(stats: FeatureStatistics, metadata: Record<string, string> = {}, features?: FeatureRowsF32): Uint8Array {
+export function encodeStatistics(
+  stats: FeatureStatistics,
+  metadata: Record<string, string> = {},
+  features?: FeatureRowsF32,
+): Uint8Array {
   const d = stats.dim;
-  const meanBytes = d * 8, covBytes = d * d * 8;
-  if (features && features.data.length !== features.count * d) throw new FeatureStatisticsError(`feature rows hold ${features.data.length} values, not ${features.count} x ${d}`, 'pass whole rows of the statistics\' dimension.');
+  const meanBytes = d * 8,
+    covBytes = d * d * 8;
+  if (features && features.data.length !== features.count * d)
+    throw new FeatureStatisticsError(
+      `feature rows hold ${features.data.length} values, not ${features.count} x ${d}`,
+      "pass whole rows of the statistics' dimension.",
+    );
   const featBytes = features ? features.data.length * 4 : 0;
   const header: Record<string, unknown> = {
-    __metadata__: { ...metadata, count: String(stats.count), format: 'kiln-fid-stats-v1', ...(features ? { feature_rows: String(features.count) } : {}) },
+    __metadata__: {
+      ...metadata,
+      count: String(stats.count),
+      format: 'kiln-fid-stats-v1',
+      ...(features ? { feature_rows: String(features.count) } : {}),
+    },
     mean: { dtype: 'F64', shape: [d], data_offsets: [0, meanBytes] },
     cov: { dtype: 'F64', shape: [d, d], data_offsets: [meanBytes, meanBytes + covBytes] },
-    ...(features ? { features: { dtype: 'F32', shape: [features.count, d], data_offsets: [meanBytes + covBytes, meanBytes + covBytes + featBytes] } } : {}),
+    ...(features
+      ? {
+          features: {
+            dtype: 'F32',
+            shape: [features.count, d],
+            data_offsets: [meanBytes + covBytes, meanBytes + covBytes + featBytes],
+          },
+        }
+      : {}),
   };
   let json = JSON.stringify(header);
   while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
@@ -153,26 +190,49 @@ export function encodeStatistics(stats: FeatureStatistics, metadata: Record<stri
   out.set(littleEndianBytes(stats.mean), base);
   out.set(littleEndianBytes(stats.cov), base + meanBytes);
   if (features) {
-    if (HOST_LE) out.set(new Uint8Array(features.data.buffer, features.data.byteOffset, featBytes), base + meanBytes + covBytes);
-    else for (let i = 0; i < features.data.length; i++) out.writeFloatLE(features.data[i]!, base + meanBytes + covBytes + i * 4);
+    if (HOST_LE)
+      out.set(new Uint8Array(features.data.buffer, features.data.byteOffset, featBytes), base + meanBytes + covBytes);
+    else
+      for (let i = 0; i < features.data.length; i++)
+        out.writeFloatLE(features.data[i]!, base + meanBytes + covBytes + i * 4);
   }
   return out;
 }
 
 /** Decode what {@link encodeStatistics} wrote; returns the statistics and the metadata map. */
-export function decodeStatistics(bytes: Uint8Array): { stats: FeatureStatistics; metadata: Record<string, string>; features: FeatureRowsF32 | null } {
+export function decodeStatistics(bytes: Uint8Array): {
+  stats: FeatureStatistics;
+  metadata: Record<string, string>;
+  features: FeatureRowsF32 | null;
+} {
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const bad = (why: string) => new FeatureStatisticsError(`feature statistics file is malformed: ${why}`, 'delete the cached statistics file; it will be recomputed.');
+  const bad = (why: string) =>
+    new FeatureStatisticsError(
+      `feature statistics file is malformed: ${why}`,
+      'delete the cached statistics file; it will be recomputed.',
+    );
   if (buf.length < 8) throw bad('shorter than 8 bytes');
   const hlen = Number(buf.readBigUInt64LE(0));
   if (8 + hlen > buf.length) throw bad('header length past end of file');
-  const header = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as Record<string, { dtype?: string; shape?: number[]; data_offsets?: [number, number] } | Record<string, string>>;
+  const header = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8')) as Record<
+    string,
+    { dtype?: string; shape?: number[]; data_offsets?: [number, number] } | Record<string, string>
+  >;
   const meta = (header.__metadata__ ?? {}) as Record<string, string>;
   const meanH = header.mean as { dtype?: string; shape?: number[]; data_offsets?: [number, number] } | undefined;
   const covH = header.cov as typeof meanH;
-  if (!meanH?.shape || !covH?.shape || meanH.dtype !== 'F64' || covH.dtype !== 'F64' || !meanH.data_offsets || !covH.data_offsets) throw bad('missing F64 tensors "mean" and "cov"');
+  if (
+    !meanH?.shape ||
+    !covH?.shape ||
+    meanH.dtype !== 'F64' ||
+    covH.dtype !== 'F64' ||
+    !meanH.data_offsets ||
+    !covH.data_offsets
+  )
+    throw bad('missing F64 tensors "mean" and "cov"');
   const d = meanH.shape[0]!;
-  if (covH.shape[0] !== d || covH.shape[1] !== d) throw bad(`cov shape ${JSON.stringify(covH.shape)} does not match mean [${d}]`);
+  if (covH.shape[0] !== d || covH.shape[1] !== d)
+    throw bad(`cov shape ${JSON.stringify(covH.shape)} does not match mean [${d}]`);
   const base = 8 + hlen;
   if (base + covH.data_offsets[1] > buf.length) throw bad('tensor data past end of file');
   const mean = readF64(buf, base + meanH.data_offsets[0], d);
@@ -181,9 +241,11 @@ export function decodeStatistics(bytes: Uint8Array): { stats: FeatureStatistics;
   let features: FeatureRowsF32 | null = null;
   const fH = header.features as typeof meanH;
   if (fH) {
-    if (fH.dtype !== 'F32' || !fH.shape || fH.shape.length !== 2 || fH.shape[1] !== d || !fH.data_offsets) throw bad(`features tensor must be F32 [n, ${d}]`);
+    if (fH.dtype !== 'F32' || !fH.shape || fH.shape.length !== 2 || fH.shape[1] !== d || !fH.data_offsets)
+      throw bad(`features tensor must be F32 [n, ${d}]`);
     const n = fH.shape[0]!;
-    if (fH.data_offsets[1] - fH.data_offsets[0] !== n * d * 4 || base + fH.data_offsets[1] > buf.length) throw bad('features tensor data does not fit');
+    if (fH.data_offsets[1] - fH.data_offsets[0] !== n * d * 4 || base + fH.data_offsets[1] > buf.length)
+      throw bad('features tensor data does not fit');
     const data = new Float32Array(n * d);
     const off = base + fH.data_offsets[0];
     if (HOST_LE) new Uint8Array(data.buffer).set(buf.subarray(off, off + n * d * 4));

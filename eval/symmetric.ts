@@ -52,7 +52,8 @@ export function pivotedCholesky(s: Float64Array, n: number, tol?: number): Pivot
       const io = i * n;
       let dot = 0;
       for (let t = 0; t < j; t++) dot += l[io + t]! * l[jo + t]!;
-      const pi = perm[i]!, pj = perm[j]!;
+      const pi = perm[i]!,
+        pj = perm[j]!;
       const sij = pi <= pj ? s[sRow + pi]! : s[pi * n + pj]!;
       const v = (sij - dot) * inv;
       l[io + j] = v;
@@ -93,11 +94,16 @@ export function symmetricEigenvalues(a: Float64Array, n: number): Float64Array {
 function tridiagonalize(a: Float64Array, n: number, d: Float64Array, e: Float64Array): void {
   if (n <= 2) {
     if (n >= 1) d[0] = a[0]!;
-    if (n === 2) { d[1] = a[n + 1]!; e[0] = a[n]!; }
+    if (n === 2) {
+      d[1] = a[n + 1]!;
+      e[0] = a[n]!;
+    }
     return;
   }
-  let v = new Float64Array(n), vNext = new Float64Array(n);
-  let p = new Float64Array(n), pNext = new Float64Array(n);
+  let v = new Float64Array(n),
+    vNext = new Float64Array(n);
+  let p = new Float64Array(n),
+    pNext = new Float64Array(n);
   const w = new Float64Array(n);
   let tau = reflector(a, n, 0, d, e, v);
   symmetricMatVec(a, n, 1, v, p);
@@ -127,7 +133,8 @@ function tridiagonalize(a: Float64Array, n: number, d: Float64Array, e: Float64A
       break;
     }
     // Update column k+1 of the trailing block, then form the next reflector from it.
-    const w0 = w[0]!, v0 = v[0]!;
+    const w0 = w[0]!,
+      v0 = v[0]!;
     for (let i = 0; i < m; i++) a[(base + i) * n + base]! -= v[i]! * w0 + w[i]! * v0;
     const tauNext = reflector(a, n, k + 1, d, e, vNext);
     // Fused: rank-2 update of rows/cols k+2.. and pNext = A' vNext (indices from k+2).
@@ -135,7 +142,9 @@ function tridiagonalize(a: Float64Array, n: number, d: Float64Array, e: Float64A
     pNext.fill(0, 0, mNext);
     for (let r = 0; r < mNext; r++) {
       const li = r + 1;
-      const vi = v[li]!, wi = w[li]!, vr = vNext[r]!;
+      const vi = v[li]!,
+        wi = w[li]!,
+        vr = vNext[r]!;
       const ro = (base + li) * n + base + 1; // row k+2+r, starting at column k+2
       let s = 0;
       for (let c = 0; c < r; c++) {
@@ -212,7 +221,9 @@ function tridiagonalQL(d: Float64Array, e: Float64Array, n: number): void {
         let g = (d[l + 1]! - d[l]!) / (2 * e[l]!);
         let r = Math.hypot(g, 1);
         g = d[m]! - d[l]! + e[l]! / (g + (g >= 0 ? Math.abs(r) : -Math.abs(r)));
-        let s = 1, c = 1, p = 0;
+        let s = 1,
+          c = 1,
+          p = 0;
         let i: number;
         let underflow = false;
         for (i = m - 1; i >= l; i--) {

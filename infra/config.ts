@@ -35,32 +35,49 @@ export function parseAddress(address: string): { host: string; port: number } {
   const m = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(address);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port < 1 || port > 65535) {
-    throw new ConfigError(`Temporal address ${JSON.stringify(address)} is not host:port`, 'set TEMPORAL_ADDRESS like 127.0.0.1:7233.');
+    throw new ConfigError(
+      `Temporal address ${JSON.stringify(address)} is not host:port`,
+      'set TEMPORAL_ADDRESS like 127.0.0.1:7233.',
+    );
   }
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
-export function loadConfig(overrides: Partial<Omit<KilnConfig, 'lineagePath' | 'localRoot'>> & { lineagePath?: string } = {}, env: NodeJS.ProcessEnv = process.env): KilnConfig {
+export function loadConfig(
+  overrides: Partial<Omit<KilnConfig, 'lineagePath' | 'localRoot'>> & { lineagePath?: string } = {},
+  env: NodeJS.ProcessEnv = process.env,
+): KilnConfig {
   const rawRoot = overrides.dataRoot ?? env.KILN_DATA_ROOT ?? join(process.cwd(), DEFAULT_DATA_ROOT_NAME);
-  if (rawRoot.includes('\0')) throw new ConfigError('KILN_DATA_ROOT contains a NUL byte', 'set KILN_DATA_ROOT to a plain directory path.');
+  if (rawRoot.includes('\0'))
+    throw new ConfigError('KILN_DATA_ROOT contains a NUL byte', 'set KILN_DATA_ROOT to a plain directory path.');
   const inObjectStore = rawRoot.startsWith('s3://');
   const dataRoot = inObjectStore ? rawRoot : resolve(rawRoot);
-  const localRoot = inObjectStore ? resolve(env.KILN_SCRATCH_DIR ?? join(process.cwd(), DEFAULT_DATA_ROOT_NAME)) : dataRoot;
+  const localRoot = inObjectStore
+    ? resolve(env.KILN_SCRATCH_DIR ?? join(process.cwd(), DEFAULT_DATA_ROOT_NAME))
+    : dataRoot;
   const lineage = overrides.lineagePath ?? (env.KILN_LINEAGE_URL || undefined);
   if (inObjectStore && lineage === undefined) {
-    throw new ConfigError(`the data root ${rawRoot} is in object storage, where the SQLite lineage file cannot live`,
-      'set KILN_LINEAGE_URL=postgres://user@host:5432/db (one lineage store that every machine shares).');
+    throw new ConfigError(
+      `the data root ${rawRoot} is in object storage, where the SQLite lineage file cannot live`,
+      'set KILN_LINEAGE_URL=postgres://user@host:5432/db (one lineage store that every machine shares).',
+    );
   }
   const temporalAddress = overrides.temporalAddress ?? env.TEMPORAL_ADDRESS ?? DEFAULT_TEMPORAL_ADDRESS;
   parseAddress(temporalAddress);
   const namespace = overrides.namespace ?? env.TEMPORAL_NAMESPACE ?? DEFAULT_NAMESPACE;
-  if (!/^[A-Za-z0-9._-]+$/.test(namespace)) throw new ConfigError(`namespace ${JSON.stringify(namespace)} is invalid`, 'use letters, digits, ".", "_" or "-".');
+  if (!/^[A-Za-z0-9._-]+$/.test(namespace))
+    throw new ConfigError(`namespace ${JSON.stringify(namespace)} is invalid`, 'use letters, digits, ".", "_" or "-".');
   return {
     dataRoot,
     temporalAddress,
     namespace,
     temporalBin: overrides.temporalBin ?? env.KILN_TEMPORAL_BIN ?? undefined,
-    lineagePath: lineage === undefined ? join(dataRoot, 'lineage.db') : /^postgres(ql)?:\/\//.test(lineage) ? lineage : resolve(lineage),
+    lineagePath:
+      lineage === undefined
+        ? join(dataRoot, 'lineage.db')
+        : /^postgres(ql)?:\/\//.test(lineage)
+          ? lineage
+          : resolve(lineage),
     localRoot,
   };
 }
@@ -76,7 +93,9 @@ export function ensureDataRoot(config: KilnConfig): void {
     writeFileSync(probe, '');
     rmSync(probe, { force: true });
   } catch (err) {
-    throw new ConfigError(`the ${root === config.dataRoot ? 'data root' : 'local scratch directory'} ${root} cannot be used (${(err as Error).message})`,
-      'set KILN_DATA_ROOT to a writable directory (not under a file, on a disk with free space).');
+    throw new ConfigError(
+      `the ${root === config.dataRoot ? 'data root' : 'local scratch directory'} ${root} cannot be used (${(err as Error).message})`,
+      'set KILN_DATA_ROOT to a writable directory (not under a file, on a disk with free space).',
+    );
   }
 }

@@ -23,7 +23,11 @@ export class KilnError extends Error {
 /** A user-supplied name or path that would escape the data root or is malformed. */
 export class UnsafePathError extends KilnError {
   constructor(problem: string) {
-    super('KILN_UNSAFE_PATH', problem, 'use a plain name made of letters, digits, ".", "_" and "-" (no "/", "..", NUL or absolute paths).');
+    super(
+      'KILN_UNSAFE_PATH',
+      problem,
+      'use a plain name made of letters, digits, ".", "_" and "-" (no "/", "..", NUL or absolute paths).',
+    );
   }
 }
 
@@ -37,8 +41,11 @@ export class ConfigError extends KilnError {
 /** An artifact URI that exists with different content than an immutable record says. */
 export class ArtifactConflictError extends KilnError {
   constructor(uri: string, recorded: string, actual: string) {
-    super('KILN_ARTIFACT_CONFLICT', `artifact ${uri} is recorded with sha256 ${recorded} but now has ${actual}`,
-      'artifacts are immutable: write a new dataset version or run id instead of overwriting an old one.');
+    super(
+      'KILN_ARTIFACT_CONFLICT',
+      `artifact ${uri} is recorded with sha256 ${recorded} but now has ${actual}`,
+      'artifacts are immutable: write a new dataset version or run id instead of overwriting an old one.',
+    );
   }
 }
 

@@ -45,17 +45,27 @@ export function onnxBindingDir(): string {
   return join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
 }
 
-interface CudaProbe { ok: boolean; reason: string }
+interface CudaProbe {
+  ok: boolean;
+  reason: string;
+}
 let cudaProbe: Promise<CudaProbe> | undefined;
 
 /** Whether a CUDA session can be created (memoised per process). */
 export function probeCuda(): Promise<CudaProbe> {
   cudaProbe ??= (async (): Promise<CudaProbe> => {
     const listed = ort.listSupportedBackends().find((b) => b.name === 'cuda');
-    if (!listed) return { ok: false, reason: `onnxruntime-node ${ortVersion()} on ${process.platform}/${process.arch} lists no CUDA backend` };
+    if (!listed)
+      return {
+        ok: false,
+        reason: `onnxruntime-node ${ortVersion()} on ${process.platform}/${process.arch} lists no CUDA backend`,
+      };
     const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
     if (!listed.bundled && !existsSync(join(onnxBindingDir(), lib))) {
-      return { ok: false, reason: `the CUDA provider library ${lib} is not installed next to the onnxruntime-node binding (${onnxBindingDir()}); npm installs it only when ONNXRUNTIME_NODE_INSTALL is not "skip" (install flag --onnxruntime-node-install=cuda12)` };
+      return {
+        ok: false,
+        reason: `the CUDA provider library ${lib} is not installed next to the onnxruntime-node binding (${onnxBindingDir()}); npm installs it only when ONNXRUNTIME_NODE_INSTALL is not "skip" (install flag --onnxruntime-node-install=cuda12)`,
+      };
     }
     try {
       const session = await ort.InferenceSession.create(PROBE_MODEL, { executionProviders: ['cuda'] });
@@ -77,8 +87,10 @@ export function parseOnnxDeviceRequest(value: string | undefined, source: string
   const v = (value ?? 'auto').trim().toLowerCase();
   if (v === '' || v === 'auto') return 'auto';
   if (v === 'cpu' || v === 'cuda') return v;
-  throw new ConfigError(`${source} is "${value}", which is not an ONNX Runtime device Kiln supports`,
-    `set ${source} to "auto" (CUDA when available, else CPU), "cpu" or "cuda".`);
+  throw new ConfigError(
+    `${source} is "${value}", which is not an ONNX Runtime device Kiln supports`,
+    `set ${source} to "auto" (CUDA when available, else CPU), "cpu" or "cuda".`,
+  );
 }
 
 /**
@@ -89,17 +101,20 @@ export async function chooseOnnxDevice(
   opts: { device?: OnnxDeviceRequest | undefined; env?: NodeJS.ProcessEnv } = {},
 ): Promise<OnnxDeviceChoice> {
   const env = opts.env ?? process.env;
-  const requested = opts.device !== undefined
-    ? parseOnnxDeviceRequest(opts.device, 'the device option')
-    : parseOnnxDeviceRequest(env[ONNX_DEVICE_ENV], ONNX_DEVICE_ENV);
+  const requested =
+    opts.device !== undefined
+      ? parseOnnxDeviceRequest(opts.device, 'the device option')
+      : parseOnnxDeviceRequest(env[ONNX_DEVICE_ENV], ONNX_DEVICE_ENV);
   const backends = ort.listSupportedBackends().map((b) => (b.bundled ? b.name : `${b.name}(not bundled)`));
   const base = { requested, backends, ortVersion: ortVersion() };
   if (requested === 'cpu') return { ...base, device: 'cpu', reason: 'CPU requested' };
   const cuda = await probeCuda();
   if (cuda.ok) return { ...base, device: 'cuda', reason: cuda.reason };
   if (requested === 'cuda') {
-    throw new ConfigError(`CUDA was requested for ONNX Runtime but is not usable: ${cuda.reason}`,
-      `install the CUDA provider for onnxruntime-node (reinstall it without ONNXRUNTIME_NODE_INSTALL=skip on a machine with CUDA 12 and cuDNN 9), or set ${ONNX_DEVICE_ENV}=cpu / auto.`);
+    throw new ConfigError(
+      `CUDA was requested for ONNX Runtime but is not usable: ${cuda.reason}`,
+      `install the CUDA provider for onnxruntime-node (reinstall it without ONNXRUNTIME_NODE_INSTALL=skip on a machine with CUDA 12 and cuDNN 9), or set ${ONNX_DEVICE_ENV}=cpu / auto.`,
+    );
   }
   return { ...base, device: 'cpu', reason: `CUDA not used: ${cuda.reason}` };
 }

@@ -23,7 +23,11 @@ export function cacheDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.KILN_CACHE_DIR ?? join(homedir(), '.cache', 'kiln');
 }
 
-const exists = (p: string) => stat(p).then(() => true, () => false);
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
 
 export class ObjectCache {
   private swept = false;

@@ -14,8 +14,15 @@
 import { PassThrough } from 'node:stream';
 import { createHash } from 'node:crypto';
 import {
-  AbortMultipartUploadCommand, DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand,
-  ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client, S3ServiceException,
+  AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { ConfigError, UnsafePathError } from './errors.js';
@@ -35,8 +42,10 @@ export interface S3Location {
 export function parseS3Uri(uri: string): S3Location {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(uri);
   if (!m) {
-    throw new ConfigError(`${JSON.stringify(uri)} is not an s3:// URI with a valid bucket name`,
-      'write it as s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, "." or "-").');
+    throw new ConfigError(
+      `${JSON.stringify(uri)} is not an s3:// URI with a valid bucket name`,
+      'write it as s3://bucket/prefix (bucket: 3-63 lowercase letters, digits, "." or "-").',
+    );
   }
   const prefix = (m[2] ?? '').replace(/\/+$/, '');
   for (const seg of prefix === '' ? [] : prefix.split('/')) assertSafeSegment(seg, `s3 prefix segment of ${uri}`);
@@ -52,7 +61,8 @@ export function s3ClientFromEnv(env: NodeJS.ProcessEnv = process.env): S3Client 
   return new S3Client({ forcePathStyle: pathStyle });
 }
 
-const statusOf = (err: unknown): number | undefined => (err as S3ServiceException | undefined)?.$metadata?.httpStatusCode;
+const statusOf = (err: unknown): number | undefined =>
+  (err as S3ServiceException | undefined)?.$metadata?.httpStatusCode;
 const isNotFound = (err: unknown) => statusOf(err) === 404 || ['NotFound', 'NoSuchKey'].includes((err as Error)?.name);
 
 export class S3Storage implements ArtifactStorage {
@@ -60,7 +70,10 @@ export class S3Storage implements ArtifactStorage {
   readonly bucket: string;
   private readonly prefix: string;
 
-  constructor(rootUri: string, readonly client: S3Client = s3ClientFromEnv()) {
+  constructor(
+    rootUri: string,
+    readonly client: S3Client = s3ClientFromEnv(),
+  ) {
     const loc = parseS3Uri(rootUri);
     this.bucket = loc.bucket;
     this.prefix = loc.prefix;
@@ -80,7 +93,8 @@ export class S3Storage implements ArtifactStorage {
   /** The object key of a URI of this storage ('' for the bucket root); refuses other buckets and prefixes. */
   key(uri: string): string {
     const head = `s3://${this.bucket}/`;
-    if (!uri.startsWith(head)) throw new UnsafePathError(`URI ${JSON.stringify(uri)} is not in this storage's bucket ${this.bucket}`);
+    if (!uri.startsWith(head))
+      throw new UnsafePathError(`URI ${JSON.stringify(uri)} is not in this storage's bucket ${this.bucket}`);
     const key = uri.slice(head.length).replace(/\/+$/, '');
     if (key !== '') for (const seg of key.split('/')) assertSafeSegment(seg, `segment of ${uri}`);
     if (this.prefix !== '' && key !== this.prefix && !key.startsWith(`${this.prefix}/`)) {
@@ -90,7 +104,9 @@ export class S3Storage implements ArtifactStorage {
   }
 
   localPath(uri: string): string {
-    throw new UnsafePathError(`URI ${JSON.stringify(uri)} is in object storage and has no local path (use storage.read or the local cache)`);
+    throw new UnsafePathError(
+      `URI ${JSON.stringify(uri)} is in object storage and has no local path (use storage.read or the local cache)`,
+    );
   }
 
   async read(uri: string): Promise<Buffer> {
@@ -125,7 +141,9 @@ export class S3Storage implements ArtifactStorage {
       // One PUT: S3 makes it visible whole or not at all. Uploads killed writers of this key left go first.
       const sha256 = sha256Hex(body);
       await this.abortUploads(this.key(uri), true);
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.key(uri), Body: body, Metadata: { sha256 } }));
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.key(uri), Body: body, Metadata: { sha256 } }),
+      );
       return { uri, sha256, bytes: body.byteLength };
     }
     const w = await this.openAtomicWriter(uri);
@@ -144,8 +162,11 @@ export class S3Storage implements ArtifactStorage {
     await this.abortUploads(key, true);
     const stream = new PassThrough({ highWaterMark: 1024 * 1024 });
     const upload = new Upload({
-      client: this.client, params: { Bucket: this.bucket, Key: key, Body: stream },
-      partSize: S3_PART_SIZE, queueSize: 2, leavePartsOnError: false,
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: stream },
+      partSize: S3_PART_SIZE,
+      queueSize: 2,
+      leavePartsOnError: false,
     });
     const done = upload.done();
     done.catch(() => undefined); // observed in commit(); an abort rejects it on purpose
@@ -158,11 +179,18 @@ export class S3Storage implements ArtifactStorage {
         if (finished) throw new Error(`writer of ${uri} is already committed or aborted`);
         hash.update(chunk);
         bytes += chunk.byteLength;
-        if (!stream.write(chunk)) await new Promise<void>((res, rej) => {
-          const onDrain = () => { stream.off('error', onError); res(); };
-          const onError = (e: Error) => { stream.off('drain', onDrain); rej(e); };
-          stream.once('drain', onDrain).once('error', onError);
-        });
+        if (!stream.write(chunk))
+          await new Promise<void>((res, rej) => {
+            const onDrain = () => {
+              stream.off('error', onError);
+              res();
+            };
+            const onError = (e: Error) => {
+              stream.off('drain', onDrain);
+              rej(e);
+            };
+            stream.once('drain', onDrain).once('error', onError);
+          });
       },
       async commit() {
         finished = true;
@@ -184,9 +212,15 @@ export class S3Storage implements ArtifactStorage {
     const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.client.send(new PutObjectCommand({
-          Bucket: this.bucket, Key: this.key(uri), Body: body, IfNoneMatch: '*', Metadata: { sha256: sha256Hex(body) },
-        }));
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: this.key(uri),
+            Body: body,
+            IfNoneMatch: '*',
+            Metadata: { sha256: sha256Hex(body) },
+          }),
+        );
         return true;
       } catch (err) {
         if (statusOf(err) === 412) return false;
@@ -214,9 +248,13 @@ export class S3Storage implements ArtifactStorage {
     const names = new Set<string>();
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
-      for (const o of page.Contents ?? []) if (o.Key && o.Key.length > prefix.length) names.add(o.Key.slice(prefix.length));
-      for (const p of page.CommonPrefixes ?? []) if (p.Prefix) names.add(p.Prefix.slice(prefix.length).replace(/\/$/, ''));
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+      );
+      for (const o of page.Contents ?? [])
+        if (o.Key && o.Key.length > prefix.length) names.add(o.Key.slice(prefix.length));
+      for (const p of page.CommonPrefixes ?? [])
+        if (p.Prefix) names.add(p.Prefix.slice(prefix.length).replace(/\/$/, ''));
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return [...names].sort();
@@ -229,8 +267,11 @@ export class S3Storage implements ArtifactStorage {
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const o of page.Contents ?? []) if (o.Key && o.Key.length > prefix.length) out.push(o.Key.slice(prefix.length));
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+      );
+      for (const o of page.Contents ?? [])
+        if (o.Key && o.Key.length > prefix.length) out.push(o.Key.slice(prefix.length));
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
     return out.sort();
@@ -241,9 +282,12 @@ export class S3Storage implements ArtifactStorage {
     const key = this.key(uri);
     const keys = [key, ...(await this.listRecursive(uri)).map((k) => `${key}/${k}`)];
     for (let i = 0; i < keys.length; i += 1000) {
-      await this.client.send(new DeleteObjectsCommand({
-        Bucket: this.bucket, Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
-      }));
+      await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
     }
   }
 
@@ -257,13 +301,21 @@ export class S3Storage implements ArtifactStorage {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      const page = await this.client.send(new ListMultipartUploadsCommand({
-        Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker,
-      }));
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
       for (const u of page.Uploads ?? []) {
         if (!u.Key || !u.UploadId || (exact && u.Key !== key)) continue;
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }))
-          .catch((err) => { if (!isNotFound(err)) throw err; });
+        await this.client
+          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }))
+          .catch((err) => {
+            if (!isNotFound(err)) throw err;
+          });
         n++;
       }
       keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;

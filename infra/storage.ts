@@ -74,7 +74,9 @@ export function assertSafeSegment(segment: string, what = 'name'): string {
     throw new UnsafePathError(`${what} ${JSON.stringify(segment)} would escape the data root`);
   }
   if (segment.length > 200 || !SAFE_SEGMENT.test(segment)) {
-    throw new UnsafePathError(`${what} ${JSON.stringify(segment)} has characters outside [A-Za-z0-9._=-] or is longer than 200`);
+    throw new UnsafePathError(
+      `${what} ${JSON.stringify(segment)} has characters outside [A-Za-z0-9._=-] or is longer than 200`,
+    );
   }
   return segment;
 }
@@ -99,7 +101,8 @@ export class LocalStorage implements ArtifactStorage {
   }
 
   localPath(uri: string): string {
-    if (!uri.startsWith('file://')) throw new UnsafePathError(`URI ${JSON.stringify(uri)} is not a file:// URI of this storage`);
+    if (!uri.startsWith('file://'))
+      throw new UnsafePathError(`URI ${JSON.stringify(uri)} is not a file:// URI of this storage`);
     const p = resolve(fileURLToPath(uri));
     if (p !== this.rootPath && !p.startsWith(this.rootPath + sep)) {
       throw new UnsafePathError(`URI ${JSON.stringify(uri)} is outside the data root ${this.rootPath}`);

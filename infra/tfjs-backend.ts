@@ -66,8 +66,10 @@ export function tfBackendPreference(opts: SelectTfBackendOptions = {}): TfBacken
   const raw = opts.prefer ?? (opts.env ?? process.env).KILN_TF_BACKEND ?? 'auto';
   const value = raw.trim().toLowerCase() as TfBackendPreference;
   if (!PREFERENCES.includes(value)) {
-    throw new ConfigError(`KILN_TF_BACKEND=${JSON.stringify(raw)} is not a TensorFlow.js backend Kiln knows`,
-      `set KILN_TF_BACKEND to one of ${PREFERENCES.join(', ')} (or unset it for auto).`);
+    throw new ConfigError(
+      `KILN_TF_BACKEND=${JSON.stringify(raw)} is not a TensorFlow.js backend Kiln knows`,
+      `set KILN_TF_BACKEND to one of ${PREFERENCES.join(', ')} (or unset it for auto).`,
+    );
   }
   return value;
 }
@@ -85,17 +87,26 @@ export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promis
     const started = await tryStart(name);
     if ('provider' in started) {
       const build = name === 'tensorflow' ? nativeBuild(started.provider) : undefined;
-      const choice: TfBackendChoice = { name, provider: started.provider, precision: 'fp32', precisionNote: FP32_NOTE, skipped, ...(build ? { build } : {}) };
+      const choice: TfBackendChoice = {
+        name,
+        provider: started.provider,
+        precision: 'fp32',
+        precisionNote: FP32_NOTE,
+        skipped,
+        ...(build ? { build } : {}),
+      };
       current = { preference, choice };
       return choice;
     }
     skipped.push({ name, reason: started.reason });
   }
   const why = skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
-  throw new ConfigError(`TensorFlow.js backend ${JSON.stringify(preference)} could not start (${why})`,
+  throw new ConfigError(
+    `TensorFlow.js backend ${JSON.stringify(preference)} could not start (${why})`,
     preference === 'tensorflow'
-      ? 'run `bash scripts/setup-tf-native.sh` (it builds @tensorflow/tfjs-node against PyPI\'s TensorFlow wheel and says why when it cannot), or set KILN_TF_BACKEND=wasm (or auto).'
-      : 'set KILN_TF_BACKEND=auto, or reinstall @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm.');
+      ? "run `bash scripts/setup-tf-native.sh` (it builds @tensorflow/tfjs-node against PyPI's TensorFlow wheel and says why when it cannot), or set KILN_TF_BACKEND=wasm (or auto)."
+      : 'set KILN_TF_BACKEND=auto, or reinstall @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm.',
+  );
 }
 
 /** The backend chosen by `selectTfBackend` in this process, if any. */
@@ -128,7 +139,9 @@ async function tryStart(name: TfBackendName): Promise<{ provider: string } | { r
       return { reason: firstLine(err) };
     }
   }
-  return (await activate('cpu')) ? { provider: '@tensorflow/tfjs-backend-cpu' } : { reason: 'the cpu backend did not initialise' };
+  return (await activate('cpu'))
+    ? { provider: '@tensorflow/tfjs-backend-cpu' }
+    : { reason: 'the cpu backend did not initialise' };
 }
 
 async function activate(name: TfBackendName): Promise<boolean> {

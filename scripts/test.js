@@ -12,10 +12,14 @@ function walk(dir) {
     return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.js') ? [p] : [];
   });
 }
-const files = walk(root).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s))).sort();
+const files = walk(root)
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
 if (files.length === 0) {
   console.error(`no test files matched under ${root}`);
   process.exit(1);
 }
-const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+const res = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+});
 process.exit(res.status ?? 1);

@@ -72,7 +72,12 @@ export function checkpointUri(storage: ArtifactStorage, runUri: string, step: nu
 }
 
 /** Write the three tensor files, then state.json (atomic each). */
-export async function writeCheckpoint(storage: ArtifactStorage, runUri: string, state: Omit<CheckpointState, 'files'>, tensors: Record<TensorFileName, TensorFileContent>): Promise<WrittenCheckpoint> {
+export async function writeCheckpoint(
+  storage: ArtifactStorage,
+  runUri: string,
+  state: Omit<CheckpointState, 'files'>,
+  tensors: Record<TensorFileName, TensorFileContent>,
+): Promise<WrittenCheckpoint> {
   const dir = checkpointUri(storage, runUri, state.step);
   const files = {} as CheckpointState['files'];
   for (const name of TENSOR_FILES) {
@@ -87,7 +92,10 @@ export async function writeCheckpoint(storage: ArtifactStorage, runUri: string, 
     }
   }
   const full: CheckpointState = { ...state, files };
-  const stateWritten = await storage.writeAtomic(storage.child(dir, 'state.json'), JSON.stringify(full, null, 1) + '\n');
+  const stateWritten = await storage.writeAtomic(
+    storage.child(dir, 'state.json'),
+    JSON.stringify(full, null, 1) + '\n',
+  );
   return {
     uri: dir,
     step: state.step,
@@ -101,7 +109,10 @@ export async function writeCheckpoint(storage: ArtifactStorage, runUri: string, 
 }
 
 /** Complete checkpoints (those with a state.json), oldest first. */
-export async function listCheckpoints(storage: ArtifactStorage, runUri: string): Promise<{ step: number; uri: string }[]> {
+export async function listCheckpoints(
+  storage: ArtifactStorage,
+  runUri: string,
+): Promise<{ step: number; uri: string }[]> {
   const root = checkpointsRoot(storage, runUri);
   const out: { step: number; uri: string }[] = [];
   for (const name of await storage.list(root)) {
@@ -119,18 +130,26 @@ export async function loadCheckpoint(storage: ArtifactStorage, uri: string): Pro
   try {
     state = withRecordedConfig(JSON.parse(await storage.readText(storage.child(uri, 'state.json'))) as CheckpointState);
   } catch (err) {
-    throw new CheckpointError(`checkpoint ${uri} has no readable state.json (${(err as Error).message})`, 'remove this checkpoint directory; the run resumes from the previous one.');
+    throw new CheckpointError(
+      `checkpoint ${uri} has no readable state.json (${(err as Error).message})`,
+      'remove this checkpoint directory; the run resumes from the previous one.',
+    );
   }
   if (state.format !== CHECKPOINT_FORMAT) {
-    throw new CheckpointError(`checkpoint ${uri} has format ${JSON.stringify(state.format)}, expected ${CHECKPOINT_FORMAT}`, 'resume it with the Kiln version that wrote it, or start a new run id.');
+    throw new CheckpointError(
+      `checkpoint ${uri} has format ${JSON.stringify(state.format)}, expected ${CHECKPOINT_FORMAT}`,
+      'resume it with the Kiln version that wrote it, or start a new run id.',
+    );
   }
   const files = {} as LoadedCheckpoint['files'];
   for (const name of TENSOR_FILES) {
     const bytes = await storage.read(storage.child(uri, name));
     const actual = sha256Hex(bytes);
     if (actual !== state.files[name].sha256) {
-      throw new CheckpointError(`checkpoint ${uri}: ${name} has sha256 ${actual} but state.json records ${state.files[name].sha256}`,
-        'the file is corrupt: remove this checkpoint directory; the run resumes from the previous one.');
+      throw new CheckpointError(
+        `checkpoint ${uri}: ${name} has sha256 ${actual} but state.json records ${state.files[name].sha256}`,
+        'the file is corrupt: remove this checkpoint directory; the run resumes from the previous one.',
+      );
     }
     files[name] = decodeSafetensors(bytes);
   }
@@ -149,19 +168,35 @@ interface MetricsFile {
 }
 
 /** Record a metric (e.g. FID) for a checkpoint step; the best one survives retention. */
-export async function recordCheckpointMetric(storage: ArtifactStorage, runUri: string, step: number, name: string, value: number, mode: 'min' | 'max'): Promise<void> {
+export async function recordCheckpointMetric(
+  storage: ArtifactStorage,
+  runUri: string,
+  step: number,
+  name: string,
+  value: number,
+  mode: 'min' | 'max',
+): Promise<void> {
   if (!Number.isFinite(value)) throw new RangeError(`metric ${name} for step ${step} is not finite: ${value}`);
   const uri = storage.child(checkpointsRoot(storage, runUri), 'metrics.json');
-  const current: MetricsFile = (await storage.exists(uri)) ? (JSON.parse(await storage.readText(uri)) as MetricsFile) : { name, mode, values: {} };
+  const current: MetricsFile = (await storage.exists(uri))
+    ? (JSON.parse(await storage.readText(uri)) as MetricsFile)
+    : { name, mode, values: {} };
   if (current.name !== name || current.mode !== mode) {
-    throw new CheckpointError(`run ${runUri} ranks checkpoints by ${current.name} (${current.mode}), not ${name} (${mode})`, 'use one metric per run for checkpoint retention.');
+    throw new CheckpointError(
+      `run ${runUri} ranks checkpoints by ${current.name} (${current.mode}), not ${name} (${mode})`,
+      'use one metric per run for checkpoint retention.',
+    );
   }
   current.values[String(step)] = value;
   await storage.writeAtomic(uri, JSON.stringify(current, null, 1) + '\n');
 }
 
 /** Step of the best checkpoint by the recorded metric among `steps` (earliest on ties), or null. */
-export async function bestCheckpointStep(storage: ArtifactStorage, runUri: string, steps: number[]): Promise<number | null> {
+export async function bestCheckpointStep(
+  storage: ArtifactStorage,
+  runUri: string,
+  steps: number[],
+): Promise<number | null> {
   const uri = storage.child(checkpointsRoot(storage, runUri), 'metrics.json');
   if (!(await storage.exists(uri))) return null;
   const m = JSON.parse(await storage.readText(uri)) as MetricsFile;
@@ -183,7 +218,11 @@ export async function pruneCheckpoints(storage: ArtifactStorage, runUri: string,
   const complete = await listCheckpoints(storage, runUri);
   if (complete.length === 0) return [];
   const keep = new Set(complete.slice(-keepLast).map((c) => c.step));
-  const best = await bestCheckpointStep(storage, runUri, complete.map((c) => c.step));
+  const best = await bestCheckpointStep(
+    storage,
+    runUri,
+    complete.map((c) => c.step),
+  );
   if (best !== null) keep.add(best);
   const newest = complete[complete.length - 1]!.step;
   const root = checkpointsRoot(storage, runUri);

@@ -24,7 +24,8 @@ interface ClipTextConfigJson {
   layer_norm_eps?: number;
 }
 
-const FIX = 'put a Hugging Face CLIP text model there (config.json + model.safetensors, e.g. openai/clip-vit-large-patch14 saved with save_pretrained(safe_serialization=True)), or set textEncoder.clipDir to null.';
+const FIX =
+  'put a Hugging Face CLIP text model there (config.json + model.safetensors, e.g. openai/clip-vit-large-patch14 saved with save_pretrained(safe_serialization=True)), or set textEncoder.clipDir to null.';
 
 async function requireFile(dir: string, name: string): Promise<string> {
   const path = join(dir, name);
@@ -38,11 +39,18 @@ async function requireFile(dir: string, name: string): Promise<string> {
 
 /** The text encoder shape a CLIP directory's config.json describes. */
 export async function readClipTextShape(dir: string): Promise<TextEncoderShape> {
-  const raw = JSON.parse(await readFile(await requireFile(dir, 'config.json'), 'utf8')) as ClipTextConfigJson & { text_config?: ClipTextConfigJson };
+  const raw = JSON.parse(await readFile(await requireFile(dir, 'config.json'), 'utf8')) as ClipTextConfigJson & {
+    text_config?: ClipTextConfigJson;
+  };
   const c = raw.text_config ?? raw;
-  if (c.intermediate_size % c.hidden_size !== 0) throw new MissingFileError(`CLIP config in ${dir}: intermediate_size ${c.intermediate_size} is not a multiple of hidden_size ${c.hidden_size}`, FIX);
+  if (c.intermediate_size % c.hidden_size !== 0)
+    throw new MissingFileError(
+      `CLIP config in ${dir}: intermediate_size ${c.intermediate_size} is not a multiple of hidden_size ${c.hidden_size}`,
+      FIX,
+    );
   const act = c.hidden_act ?? 'quick_gelu';
-  if (act !== 'quick_gelu' && act !== 'gelu') throw new MissingFileError(`CLIP config in ${dir}: hidden_act ${act} is not supported (quick_gelu or gelu)`, FIX);
+  if (act !== 'quick_gelu' && act !== 'gelu')
+    throw new MissingFileError(`CLIP config in ${dir}: hidden_act ${act} is not supported (quick_gelu or gelu)`, FIX);
   return {
     vocabSize: c.vocab_size,
     maxTokens: c.max_position_embeddings,
@@ -61,7 +69,10 @@ export async function readClipTextShape(dir: string): Promise<TextEncoderShape> 
  * Copy CLIP text-tower weights into the store's `text` group, by name. Every text parameter must be
  * found with the same shape; returns how many were loaded and which file tensors were not used.
  */
-export async function loadClipTextWeights(store: ParamStore, dir: string): Promise<{ loaded: number; unused: string[] }> {
+export async function loadClipTextWeights(
+  store: ParamStore,
+  dir: string,
+): Promise<{ loaded: number; unused: string[] }> {
   const file = decodeSafetensors(await readFile(await requireFile(dir, 'model.safetensors')));
   const used = new Set<string>();
   let loaded = 0;
@@ -80,13 +91,18 @@ export async function loadClipTextWeights(store: ParamStore, dir: string): Promi
     used.add(key);
     loaded += 1;
   }
-  const unused = [...file.tensors.keys()].filter((k) => !used.has(k) && k.startsWith('text_model.') && !k.endsWith('position_ids'));
+  const unused = [...file.tensors.keys()].filter(
+    (k) => !used.has(k) && k.startsWith('text_model.') && !k.endsWith('position_ids'),
+  );
   return { loaded, unused };
 }
 
 /** CLIP's BPE tokenizer from `tokenizer.json` (transformers.js, no network), padded to `maxTokens`. */
 export async function loadClipTokenizer(dir: string, maxTokens: number): Promise<CaptionTokenizer> {
-  const tokenizerJson = JSON.parse(await readFile(await requireFile(dir, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+  const tokenizerJson = JSON.parse(await readFile(await requireFile(dir, 'tokenizer.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
   const configPath = join(dir, 'tokenizer_config.json');
   const tokenizerConfig = JSON.parse(await readFile(configPath, 'utf8').catch(() => '{}')) as Record<string, unknown>;
   const { CLIPTokenizer } = await import('@huggingface/transformers');

@@ -88,9 +88,15 @@ export class ShardSampleStream {
   private emptyVisits = 0;
   private readonly emptyThreshold: number;
 
-  constructor(private readonly storage: ArtifactStorage, private readonly shardUris: readonly string[], private readonly o: LoaderOptions, start: DataPosition = { epoch: 0, shard: 0, row: 0 }) {
+  constructor(
+    private readonly storage: ArtifactStorage,
+    private readonly shardUris: readonly string[],
+    private readonly o: LoaderOptions,
+    start: DataPosition = { epoch: 0, shard: 0, row: 0 },
+  ) {
     if (shardUris.length === 0) throw new EmptyDatasetError('the dataset has no shards to train on');
-    if (o.latents && o.latents.shardUris.length !== shardUris.length) throw new RangeError(`${o.latents.shardUris.length} latent shards for ${shardUris.length} dataset shards`);
+    if (o.latents && o.latents.shardUris.length !== shardUris.length)
+      throw new RangeError(`${o.latents.shardUris.length} latent shards for ${shardUris.length} dataset shards`);
     if (start.shard < 0 || start.shard >= shardUris.length || start.row < 0 || start.epoch < 0) {
       throw new RangeError(`data position ${JSON.stringify(start)} is outside a dataset of ${shardUris.length} shards`);
     }
@@ -115,7 +121,10 @@ export class ShardSampleStream {
     if (this.closed) throw new Error('the sample stream is closed');
     let job: Promise<{ batch: SampleBatch; pos: DataPosition }>;
     if (this.ahead) {
-      if (this.ahead.n !== n) throw new Error(`nextBatch(${n}) after a prefetched batch of ${this.ahead.n}: a prefetching stream serves one batch size`);
+      if (this.ahead.n !== n)
+        throw new Error(
+          `nextBatch(${n}) after a prefetched batch of ${this.ahead.n}: a prefetching stream serves one batch size`,
+        );
       job = this.ahead.promise;
       this.ahead = null;
     } else {
@@ -141,7 +150,9 @@ export class ShardSampleStream {
       // decodable one is consumed (the same rows as decoding one at a time).
       const candidates: Candidate[] = [];
       for (let need = n - batch.keys.length; candidates.length < need;) candidates.push(await this.nextCandidate());
-      const images = await Promise.all(candidates.map((c) => (c.latent !== undefined ? c.latent : decodeTrainingImage(c.bytes!, this.o.resolution))));
+      const images = await Promise.all(
+        candidates.map((c) => (c.latent !== undefined ? c.latent : decodeTrainingImage(c.bytes!, this.o.resolution))),
+      );
       candidates.forEach((c, i) => {
         const image = images[i];
         if (!image) {
@@ -176,9 +187,15 @@ export class ShardSampleStream {
         const group = shard.groupOrder[slot]!;
         const rows = await shard.reader.readRowGroup(group);
         const latents = shard.latents ? await shard.latents.read(shard.fileStart[group]!, rows.keys.length) : null;
-        if (latents?.some((l, k) => l.key !== rows.keys[k])) throw this.cacheMismatch(shard, `row keys of row group ${group} differ`);
+        if (latents?.some((l, k) => l.key !== rows.keys[k]))
+          throw this.cacheMismatch(shard, `row keys of row group ${group} differ`);
         const shardIndex = this.shardOrder[this.pos.shard]!;
-        shard.loaded = { slot, rows, latents, order: Rng.derive(this.o.seed, 'rows', this.pos.epoch, shardIndex, group).permutation(rows.keys.length) };
+        shard.loaded = {
+          slot,
+          rows,
+          latents,
+          order: Rng.derive(this.o.seed, 'rows', this.pos.epoch, shardIndex, group).permutation(rows.keys.length),
+        };
       }
       const { rows, latents, order } = shard.loaded;
       const i = order[r - shard.groupStart[slot]!]!;
@@ -192,14 +209,18 @@ export class ShardSampleStream {
       }
       this.visitYields += 1;
       const caption = rows.captions[i] ?? '';
-      return latents ? { key: rows.keys[i]!, caption, latent: latents[i]!.latent } : { key: rows.keys[i]!, caption, bytes: bytes! };
+      return latents
+        ? { key: rows.keys[i]!, caption, latent: latents[i]!.latent }
+        : { key: rows.keys[i]!, caption, bytes: bytes! };
     }
   }
 
   private async openShard(): Promise<OpenShard> {
     const shardIndex = this.shardOrder[this.pos.shard]!;
     const cache = this.o.latents;
-    const reader = await openShardRowGroups(this.storage, this.shardUris[shardIndex]!, this.o.captionColumn, { images: !cache });
+    const reader = await openShardRowGroups(this.storage, this.shardUris[shardIndex]!, this.o.captionColumn, {
+      images: !cache,
+    });
     let latents: LatentShardReader | null;
     try {
       latents = cache ? await openLatentShard(this.storage, cache.shardUris[shardIndex]!) : null;
@@ -219,10 +240,19 @@ export class ShardSampleStream {
     }
     const shard: OpenShard = { reader, latents, fileStart, total, groupOrder, groupStart, loaded: null };
     const m = latents?.meta;
-    const problem = this.pos.row > total ? new RangeError(`data position row ${this.pos.row} is past the ${total} rows of shard ${this.shardUris[shardIndex]}`)
-      : latents && latents.rows !== total ? this.cacheMismatch(shard, `it has ${latents.rows} rows, the dataset shard ${total}`)
-        : m && (m.vaeSha256 !== cache!.vaeSha256 || m.shape.join(',') !== cache!.shape.join(',')) ? this.cacheMismatch(shard, `it holds ${m.shape.join('x')} latents of VAE ${m.vaeSha256.slice(0, 12)}, not ${cache!.shape.join('x')} of ${cache!.vaeSha256.slice(0, 12)}`)
-          : null;
+    const problem =
+      this.pos.row > total
+        ? new RangeError(
+            `data position row ${this.pos.row} is past the ${total} rows of shard ${this.shardUris[shardIndex]}`,
+          )
+        : latents && latents.rows !== total
+          ? this.cacheMismatch(shard, `it has ${latents.rows} rows, the dataset shard ${total}`)
+          : m && (m.vaeSha256 !== cache!.vaeSha256 || m.shape.join(',') !== cache!.shape.join(','))
+            ? this.cacheMismatch(
+                shard,
+                `it holds ${m.shape.join('x')} latents of VAE ${m.vaeSha256.slice(0, 12)}, not ${cache!.shape.join('x')} of ${cache!.vaeSha256.slice(0, 12)}`,
+              )
+            : null;
     if (problem) {
       reader.close();
       latents?.close();
@@ -232,8 +262,10 @@ export class ShardSampleStream {
   }
 
   private cacheMismatch(shard: OpenShard, what: string): ConfigError {
-    return new ConfigError(`latent cache shard ${shard.latents?.uri} does not match dataset shard ${shard.reader.uri}: ${what}`,
-      'remove the latent cache directory (latents/ under the data root) and rerun: the cache is rebuilt from the dataset.');
+    return new ConfigError(
+      `latent cache shard ${shard.latents?.uri} does not match dataset shard ${shard.reader.uri}: ${what}`,
+      'remove the latent cache directory (latents/ under the data root) and rerun: the cache is rebuilt from the dataset.',
+    );
   }
 
   private finishShard(): void {
@@ -254,7 +286,9 @@ export class ShardSampleStream {
   }
 
   private emptyError(): EmptyDatasetError {
-    return new EmptyDatasetError(`none of the ${this.shardUris.length} shard(s) has a usable row: ${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without a jpg, ${this.stats.skippedUndecodable} with an undecodable image`);
+    return new EmptyDatasetError(
+      `none of the ${this.shardUris.length} shard(s) has a usable row: ${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without a jpg, ${this.stats.skippedUndecodable} with an undecodable image`,
+    );
   }
 
   /** Stop; a prefetch in flight finishes its current read first (its reader is freed after it). */

@@ -63,7 +63,14 @@ export function denoiserParamCount(s: DenoiserShape): number {
   const D = s.width;
   const lin = (o: number, i: number) => o * i + o;
   const patchDim = s.patchSize * s.patchSize * s.channels;
-  const block = lin(6 * D, D) + 4 * lin(D, D) + 2 * D + 2 * lin(D, D) + 2 * lin(D, s.contextWidth) + lin(D * s.mlpRatio, D) + lin(D, D * s.mlpRatio);
+  const block =
+    lin(6 * D, D) +
+    4 * lin(D, D) +
+    2 * D +
+    2 * lin(D, D) +
+    2 * lin(D, s.contextWidth) +
+    lin(D * s.mlpRatio, D) +
+    lin(D, D * s.mlpRatio);
   return lin(D, patchDim) + lin(D, s.timestepFeatures) + lin(D, D) + s.depth * block + lin(2 * D, D) + lin(patchDim, D);
 }
 
@@ -118,7 +125,10 @@ export function runDenoiser(store: ParamStore, s: DenoiserShape, inp: DenoiserIn
   const p = s.patchSize;
   const g = s.size / p;
   const D = s.width;
-  const patches = inp.latents.reshape([B, g, p, g, p, s.channels]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, g * g, p * p * s.channels]);
+  const patches = inp.latents
+    .reshape([B, g, p, g, p, s.channels])
+    .transpose([0, 1, 3, 2, 4, 5])
+    .reshape([B, g * g, p * p * s.channels]);
   let x = tf.add(lin(patches, 'patch_embed'), tf.tensor2d(positionEmbedding2d(g, D), [g * g, D]));
   const c = lin(silu(lin(timestepFeatures(inp.timesteps, s.timestepFeatures), 't_embed.fc1')), 't_embed.fc2');
   const cAct = silu(c);
@@ -128,12 +138,28 @@ export function runDenoiser(store: ParamStore, s: DenoiserShape, inp: DenoiserIn
     x = tf.tidy(() => {
       const b = `blocks.${i}`;
       const mods = tf.split(lin(cAct, `${b}.adaln`).reshape([B, 1, 6 * D]), 6, 2);
-      const [shift1, scale1, gate1, shift2, scale2, gate2] = mods as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+      const [shift1, scale1, gate1, shift2, scale2, gate2] = mods as [
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+        tf.Tensor,
+      ];
       const h = tf.add(tf.mul(layerNorm(x, null, null, LN_EPS), tf.add(scale1, 1)), shift1);
-      const sa = lin(attention(lin(h, `${b}.attn.q`), lin(h, `${b}.attn.k`), lin(h, `${b}.attn.v`), s.heads), `${b}.attn.out`);
+      const sa = lin(
+        attention(lin(h, `${b}.attn.q`), lin(h, `${b}.attn.k`), lin(h, `${b}.attn.v`), s.heads),
+        `${b}.attn.out`,
+      );
       const x1 = tf.add(x, tf.mul(gate1, dropout(sa, s.dropout, rng)));
       const hc = layerNorm(x1, w(`${b}.norm_cross.weight`), w(`${b}.norm_cross.bias`), LN_EPS);
-      const ca = attention(lin(hc, `${b}.cross.q`), lin(inp.context, `${b}.cross.k`), lin(inp.context, `${b}.cross.v`), s.heads, inp.contextMask);
+      const ca = attention(
+        lin(hc, `${b}.cross.q`),
+        lin(inp.context, `${b}.cross.k`),
+        lin(inp.context, `${b}.cross.v`),
+        s.heads,
+        inp.contextMask,
+      );
       const x2 = tf.add(x1, dropout(lin(ca, `${b}.cross.out`), s.dropout, rng));
       const h2 = tf.add(tf.mul(layerNorm(x2, null, null, LN_EPS), tf.add(scale2, 1)), shift2);
       const m = lin(dropout(gelu(lin(h2, `${b}.mlp.fc1`)), s.dropout, rng), `${b}.mlp.fc2`);
@@ -142,5 +168,8 @@ export function runDenoiser(store: ParamStore, s: DenoiserShape, inp: DenoiserIn
   }
   const [shiftF, scaleF] = tf.split(lin(cAct, 'final.adaln').reshape([B, 1, 2 * D]), 2, 2) as [tf.Tensor, tf.Tensor];
   const out = lin(tf.add(tf.mul(layerNorm(x, null, null, LN_EPS), tf.add(scaleF, 1)), shiftF), 'final.linear');
-  return out.reshape([B, g, g, p, p, s.channels]).transpose([0, 1, 3, 2, 4, 5]).reshape([B, s.size, s.size, s.channels]) as tf.Tensor4D;
+  return out
+    .reshape([B, g, g, p, p, s.channels])
+    .transpose([0, 1, 3, 2, 4, 5])
+    .reshape([B, s.size, s.size, s.channels]) as tf.Tensor4D;
 }

@@ -8,16 +8,22 @@ import { KilnError } from '../infra/errors.js';
 /** No trainable rows: no shards, or no `success` rows with an image in any shard. */
 export class EmptyDatasetError extends KilnError {
   constructor(problem: string) {
-    super('KILN_EMPTY_DATASET', problem,
-      'train on a dataset version that has rows with status "success" and a jpg (check its stats.json); re-run the crawl or loosen the filter.');
+    super(
+      'KILN_EMPTY_DATASET',
+      problem,
+      'train on a dataset version that has rows with status "success" and a jpg (check its stats.json); re-run the crawl or loosen the filter.',
+    );
   }
 }
 
 /** The configured model + batch would not fit in the memory budget. */
 export class ModelTooLargeError extends KilnError {
   constructor(problem: string) {
-    super('KILN_MODEL_TOO_LARGE', problem,
-      'reduce denoiser.width/depth, textEncoder.width/depth, resolution or optim.microBatchSize (raise optim.gradAccumSteps to keep the effective batch), or raise runtime.memoryLimitBytes if the machine has the memory.');
+    super(
+      'KILN_MODEL_TOO_LARGE',
+      problem,
+      'reduce denoiser.width/depth, textEncoder.width/depth, resolution or optim.microBatchSize (raise optim.gradAccumSteps to keep the effective batch), or raise runtime.memoryLimitBytes if the machine has the memory.',
+    );
   }
 }
 
@@ -25,8 +31,11 @@ export class ModelTooLargeError extends KilnError {
 export class NonFiniteLossError extends KilnError {
   readonly step: number;
   constructor(step: number, what: string, lastGoodCheckpoint: string | null) {
-    super('KILN_NON_FINITE_LOSS', `training diverged at step ${step}: ${what}; the last good checkpoint ${lastGoodCheckpoint ?? '(none: the run had not checkpointed yet)'} is kept`,
-      'lower optim.lr (or lengthen warmup), keep optim.gradClip at 1.0, check the data for broken images, and resume from the last good checkpoint.');
+    super(
+      'KILN_NON_FINITE_LOSS',
+      `training diverged at step ${step}: ${what}; the last good checkpoint ${lastGoodCheckpoint ?? '(none: the run had not checkpointed yet)'} is kept`,
+      'lower optim.lr (or lengthen warmup), keep optim.gradClip at 1.0, check the data for broken images, and resume from the last good checkpoint.',
+    );
     this.step = step;
   }
 }

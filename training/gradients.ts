@@ -34,7 +34,12 @@ interface EngineTape {
 
 function engineTape(): EngineTape | null {
   const e = tf.engine() as unknown as Partial<EngineTape>;
-  return typeof e.startTape === 'function' && typeof e.endTape === 'function' && typeof e.scopedRun === 'function' && typeof e.state?.gradientDepth === 'number' ? e as EngineTape : null;
+  return typeof e.startTape === 'function' &&
+    typeof e.endTape === 'function' &&
+    typeof e.scopedRun === 'function' &&
+    typeof e.state?.gradientDepth === 'number'
+    ? (e as EngineTape)
+    : null;
 }
 
 /** Gradients of the scalar `f()` with respect to `vars`, keyed by variable name (as `tf.variableGrads`). */
@@ -42,8 +47,13 @@ export function variableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { value:
   const engine = engineTape();
   if (!engine || engine.state.gradientDepth !== 0) return tf.variableGrads(f, vars);
   const trainable = vars.filter((v) => v.trainable);
-  const y = engine.scopedRun(() => engine.startTape(), () => engine.endTape(), () => engine.tidy('forward', f));
-  if (!(y instanceof tf.Tensor) || y.rank !== 0) throw new Error(`variableGrads: f must return a scalar, got rank ${(y as tf.Tensor).rank}`);
+  const y = engine.scopedRun(
+    () => engine.startTape(),
+    () => engine.endTape(),
+    () => engine.tidy('forward', f),
+  );
+  if (!(y instanceof tf.Tensor) || y.rank !== 0)
+    throw new Error(`variableGrads: f must return a scalar, got rank ${(y as tf.Tensor).rank}`);
   const tape = engine.state.activeTape ?? [];
   const nodes = nodesFromXToY(tape, trainable, y);
   return engine.tidy('backward', () => {
@@ -52,7 +62,8 @@ export function variableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { value:
     try {
       for (let i = nodes.length - 1; i >= 0; i--) {
         const node = nodes[i]!;
-        if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
+        if (!node.gradient)
+          throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
         const inputGradients = node.gradient(node.outputs.map((o) => acc.get(o.id) ?? null));
         for (const name in node.inputs) {
           const make = inputGradients[name];
@@ -85,7 +96,8 @@ export function variableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { value:
       const g = acc.get(v.id);
       if (g) grads[v.name] = g;
     }
-    if (Object.keys(grads).length === 0) throw new Error('Cannot find a connection between any variable and the result of the loss function.');
+    if (Object.keys(grads).length === 0)
+      throw new Error('Cannot find a connection between any variable and the result of the loss function.');
     return { value: y as tf.Scalar, grads };
   });
 }

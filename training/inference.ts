@@ -49,14 +49,20 @@ export interface TrainedModel {
 }
 
 /** Load a checkpoint's model (`weights: 'ema'`, the default, or the raw `'model'` weights). */
-export async function loadTrainedModel(storage: ArtifactStorage, checkpointUri: string, o: { weights?: 'ema' | 'model' } = {}): Promise<TrainedModel> {
+export async function loadTrainedModel(
+  storage: ArtifactStorage,
+  checkpointUri: string,
+  o: { weights?: 'ema' | 'model' } = {},
+): Promise<TrainedModel> {
   const ck = await loadCheckpoint(storage, checkpointUri);
   const config = ck.state.config;
   const codec = await createLatentCodec(config.codec);
   if ((ck.state.codecSha256 ?? null) !== codec.sha256) {
     await codec.dispose();
-    throw new CheckpointError(`checkpoint ${checkpointUri} was trained with codec ${ck.state.codec} (sha256 ${ck.state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
-      'sample with the VAE files the run was trained with (state.json records their sha256).');
+    throw new CheckpointError(
+      `checkpoint ${checkpointUri} was trained with codec ${ck.state.codec} (sha256 ${ck.state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
+      'sample with the VAE files the run was trained with (state.json records their sha256).',
+    );
   }
   let spec: ModelSpec;
   let tokenizer: CaptionTokenizer;
@@ -94,12 +100,24 @@ export async function loadTrainedModel(storage: ArtifactStorage, checkpointUri: 
     latentShape: { height: den.size, width: den.size, channels: den.channels },
     denoiser: {
       prediction: o2.prediction,
-      predict: (xt, t, cond) => tf.tidy(() => runDenoiser(params, den, { latents: xt, timesteps: t.dataSync(), context: cond.context, contextMask: cond.contextMask }, null)),
+      predict: (xt, t, cond) =>
+        tf.tidy(() =>
+          runDenoiser(
+            params,
+            den,
+            { latents: xt, timesteps: t.dataSync(), context: cond.context, contextMask: cond.contextMask },
+            null,
+          ),
+        ),
     },
     encode(prompts) {
       const cond = encodeOne(prompts);
       const uncond = encodeOne(prompts.map(() => ''));
-      return { cond, uncond, dispose: () => tf.dispose([cond.context, cond.contextMask, uncond.context, uncond.contextMask]) };
+      return {
+        cond,
+        uncond,
+        dispose: () => tf.dispose([cond.context, cond.contextMask, uncond.context, uncond.contextMask]),
+      };
     },
     decode: (latents) => codec.decode(latents),
     state: ck.state,

@@ -90,7 +90,11 @@ export function latentShardUri(storage: ArtifactStorage, dir: string, sourceSha2
 }
 
 export function latentManifestUri(storage: ArtifactStorage, dir: string, shards: readonly SourceShard[]): string {
-  return storage.child(dir, 'manifests', `${sha256Hex(shards.map((s) => `${s.sha256} ${s.uri}\n`).join('')).slice(0, 32)}.json`);
+  return storage.child(
+    dir,
+    'manifests',
+    `${sha256Hex(shards.map((s) => `${s.sha256} ${s.uri}\n`).join('')).slice(0, 32)}.json`,
+  );
 }
 
 /** sha256 of a stored artifact (streamed from disk for local files). */
@@ -104,9 +108,16 @@ export async function artifactSha256(storage: ArtifactStorage, uri: string): Pro
  */
 export async function buildLatentCache(input: BuildLatentCacheInput): Promise<BuiltLatentCache> {
   const { storage, shards, codec, resolution } = input;
-  if (codec.sha256 === null) throw new ConfigError(`codec ${codec.name} needs no latent cache`, 'build a latent cache only for a VAE codec (config.codec = { vae: dir }).');
+  if (codec.sha256 === null)
+    throw new ConfigError(
+      `codec ${codec.name} needs no latent cache`,
+      'build a latent cache only for a VAE codec (config.codec = { vae: dir }).',
+    );
   if (resolution % codec.downsample !== 0) {
-    throw new ConfigError(`resolution ${resolution} is not divisible by the downsample factor ${codec.downsample} of codec ${codec.name}`, `set resolution to a multiple of ${codec.downsample}.`);
+    throw new ConfigError(
+      `resolution ${resolution} is not divisible by the downsample factor ${codec.downsample} of codec ${codec.name}`,
+      `set resolution to a multiple of ${codec.downsample}.`,
+    );
   }
   const side = resolution / codec.downsample;
   const shape: [number, number, number] = [side, side, codec.channels];
@@ -117,57 +128,122 @@ export async function buildLatentCache(input: BuildLatentCacheInput): Promise<Bu
     input.signal?.throwIfAborted();
     progress.shard = i;
     progress.rows = 0;
-    const meta: LatentShardMeta = { vae: codec.name, vaeSha256: codec.sha256, resolution, shape, sourceSha256: source.sha256 };
+    const meta: LatentShardMeta = {
+      vae: codec.name,
+      vaeSha256: codec.sha256,
+      resolution,
+      shape,
+      sourceSha256: source.sha256,
+    };
     const uri = latentShardUri(storage, dir, source.sha256);
     let shard = await cachedShard(storage, uri, source, meta);
     if (shard) {
       progress.reusedShards += 1;
     } else {
-      shard = await encodeLatentShard(storage, uri, source, meta, codec, async (rows) => {
-        progress.rows = rows;
-        await input.onProgress?.({ ...progress });
-      }, input.signal, input.rowGroupSize);
+      shard = await encodeLatentShard(
+        storage,
+        uri,
+        source,
+        meta,
+        codec,
+        async (rows) => {
+          progress.rows = rows;
+          await input.onProgress?.({ ...progress });
+        },
+        input.signal,
+        input.rowGroupSize,
+      );
       progress.encodedShards += 1;
     }
     done.push(shard);
     await input.onProgress?.({ ...progress });
   }
-  const manifest: LatentCacheManifest = { format: LATENT_CACHE_FORMAT, vae: codec.name, vaeSha256: codec.sha256, resolution, shape, shards: done };
+  const manifest: LatentCacheManifest = {
+    format: LATENT_CACHE_FORMAT,
+    vae: codec.name,
+    vaeSha256: codec.sha256,
+    resolution,
+    shape,
+    shards: done,
+  };
   const text = `${JSON.stringify(manifest, null, 2)}\n`;
   const manifestUri = latentManifestUri(storage, dir, shards);
   const manifestSha256 = sha256Hex(text);
-  if ((await storage.exists(manifestUri) ? await artifactSha256(storage, manifestUri) : null) !== manifestSha256) await storage.writeAtomic(manifestUri, text);
-  return { manifestUri, manifestSha256, manifest, encodedShards: progress.encodedShards, reusedShards: progress.reusedShards };
+  if (((await storage.exists(manifestUri)) ? await artifactSha256(storage, manifestUri) : null) !== manifestSha256)
+    await storage.writeAtomic(manifestUri, text);
+  return {
+    manifestUri,
+    manifestSha256,
+    manifest,
+    encodedShards: progress.encodedShards,
+    reusedShards: progress.reusedShards,
+  };
 }
 
 /** The recorded cache of a dataset version: its manifest, checked against the expected hash and shard list. */
-export async function readLatentCacheManifest(storage: ArtifactStorage, uri: string, expectedSha256: string, shardUris: readonly string[]): Promise<LatentCacheManifest> {
+export async function readLatentCacheManifest(
+  storage: ArtifactStorage,
+  uri: string,
+  expectedSha256: string,
+  shardUris: readonly string[],
+): Promise<LatentCacheManifest> {
   const text = await storage.readText(uri);
-  const fix = 'remove the latent cache directory (latents/ under the data root) and rerun: the cache is rebuilt from the dataset.';
-  if (sha256Hex(text) !== expectedSha256) throw new ConfigError(`latent cache manifest ${uri} no longer has sha256 ${expectedSha256}`, fix);
+  const fix =
+    'remove the latent cache directory (latents/ under the data root) and rerun: the cache is rebuilt from the dataset.';
+  if (sha256Hex(text) !== expectedSha256)
+    throw new ConfigError(`latent cache manifest ${uri} no longer has sha256 ${expectedSha256}`, fix);
   const m = JSON.parse(text) as LatentCacheManifest;
-  if (m.format !== LATENT_CACHE_FORMAT || m.shards.length !== shardUris.length || m.shards.some((s, i) => s.source !== shardUris[i])) {
+  if (
+    m.format !== LATENT_CACHE_FORMAT ||
+    m.shards.length !== shardUris.length ||
+    m.shards.some((s, i) => s.source !== shardUris[i])
+  ) {
     throw new ConfigError(`latent cache manifest ${uri} does not list this dataset's ${shardUris.length} shards`, fix);
   }
   return m;
 }
 
 /** A complete cached shard for `source` (right VAE, resolution, shape and source hash), or null. */
-async function cachedShard(storage: ArtifactStorage, uri: string, source: SourceShard, meta: LatentShardMeta): Promise<LatentCacheShard | null> {
+async function cachedShard(
+  storage: ArtifactStorage,
+  uri: string,
+  source: SourceShard,
+  meta: LatentShardMeta,
+): Promise<LatentCacheShard | null> {
   if (!(await storage.exists(uri))) return null;
   const reader = await openLatentShard(storage, uri);
   try {
     const m = reader.meta;
-    if (m.vaeSha256 !== meta.vaeSha256 || m.resolution !== meta.resolution || m.sourceSha256 !== meta.sourceSha256 || m.shape.join(',') !== meta.shape.join(',')) return null;
-    return { source: source.uri, sourceSha256: source.sha256, uri, sha256: await artifactSha256(storage, uri), rows: reader.rows };
+    if (
+      m.vaeSha256 !== meta.vaeSha256 ||
+      m.resolution !== meta.resolution ||
+      m.sourceSha256 !== meta.sourceSha256 ||
+      m.shape.join(',') !== meta.shape.join(',')
+    )
+      return null;
+    return {
+      source: source.uri,
+      sourceSha256: source.sha256,
+      uri,
+      sha256: await artifactSha256(storage, uri),
+      rows: reader.rows,
+    };
   } finally {
     reader.close();
   }
 }
 
 /** Decode and encode one dataset shard's images in file order, written as a latent shard. */
-async function encodeLatentShard(storage: ArtifactStorage, uri: string, source: SourceShard, meta: LatentShardMeta, codec: LatentCodec,
-  onRows: (rows: number) => Promise<void>, signal?: AbortSignal, rowGroupSize?: number): Promise<LatentCacheShard> {
+async function encodeLatentShard(
+  storage: ArtifactStorage,
+  uri: string,
+  source: SourceShard,
+  meta: LatentShardMeta,
+  codec: LatentCodec,
+  onRows: (rows: number) => Promise<void>,
+  signal?: AbortSignal,
+  rowGroupSize?: number,
+): Promise<LatentCacheShard> {
   const reader = await openShardRowGroups(storage, source.uri, null);
   let rowsDone = 0;
   const R = meta.resolution;
@@ -178,11 +254,13 @@ async function encodeLatentShard(storage: ArtifactStorage, uri: string, source: 
         signal?.throwIfAborted();
         const idx = [...Array(Math.min(ENCODE_BATCH, group.keys.length - s)).keys()].map((k) => s + k);
         const usable = (i: number) => group.statuses[i] === 'success' && (group.images[i]?.byteLength ?? 0) > 0;
-        const pixels = await Promise.all(idx.map((i) => (usable(i) ? decodeTrainingImage(group.images[i]!, R) : Promise.resolve(null))));
+        const pixels = await Promise.all(
+          idx.map((i) => (usable(i) ? decodeTrainingImage(group.images[i]!, R) : Promise.resolve(null))),
+        );
         const decoded = idx.filter((_, k) => pixels[k]);
         const values = new Float32Array(decoded.length * R * R * 3);
         let n = 0;
-        for (const p of pixels) if (p) values.set(p, (n++) * R * R * 3);
+        for (const p of pixels) if (p) values.set(p, n++ * R * R * 3);
         const encoded = decoded.length > 0 ? await encode(codec, values, decoded.length, R) : new Float32Array(0);
         const per = meta.shape[0] * meta.shape[1] * meta.shape[2];
         const out: LatentRow[] = [];

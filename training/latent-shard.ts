@@ -14,7 +14,14 @@
  */
 import { openAsBlob } from 'node:fs';
 import { Binary, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray } from 'apache-arrow';
-import { ParquetFile, Table as WasmTable, WriterPropertiesBuilder, Compression, transformParquetStream, type RecordBatch } from 'parquet-wasm/node';
+import {
+  ParquetFile,
+  Table as WasmTable,
+  WriterPropertiesBuilder,
+  Compression,
+  transformParquetStream,
+  type RecordBatch,
+} from 'parquet-wasm/node';
 import type { ArtifactStorage, WrittenObject } from '../infra/storage.js';
 import { ConfigError } from '../infra/errors.js';
 
@@ -39,31 +46,51 @@ export interface LatentRow {
 const META_PREFIX = 'kiln.latent.';
 
 /** Write `rows` (an async source, consumed once) as a latent shard at `uri`, atomically. */
-export async function writeLatentShard(storage: ArtifactStorage, uri: string, meta: LatentShardMeta, rows: AsyncIterable<LatentRow[]>, rowGroupSize = LATENT_ROW_GROUP): Promise<WrittenObject & { rows: number }> {
+export async function writeLatentShard(
+  storage: ArtifactStorage,
+  uri: string,
+  meta: LatentShardMeta,
+  rows: AsyncIterable<LatentRow[]>,
+  rowGroupSize = LATENT_ROW_GROUP,
+): Promise<WrittenObject & { rows: number }> {
   const kv = new Map<string, string>([
-    [`${META_PREFIX}vae`, meta.vae], [`${META_PREFIX}vae_sha256`, meta.vaeSha256], [`${META_PREFIX}resolution`, String(meta.resolution)],
-    [`${META_PREFIX}shape`, meta.shape.join(',')], [`${META_PREFIX}source_sha256`, meta.sourceSha256],
+    [`${META_PREFIX}vae`, meta.vae],
+    [`${META_PREFIX}vae_sha256`, meta.vaeSha256],
+    [`${META_PREFIX}resolution`, String(meta.resolution)],
+    [`${META_PREFIX}shape`, meta.shape.join(',')],
+    [`${META_PREFIX}source_sha256`, meta.sourceSha256],
   ]);
-  const props = new WriterPropertiesBuilder().setCompression(Compression.ZSTD).setMaxRowGroupSize(rowGroupSize)
-    .setColumnDictionaryEnabled('latent', false).setKeyValueMetadata(kv).setCreatedBy('kiln').build();
+  const props = new WriterPropertiesBuilder()
+    .setCompression(Compression.ZSTD)
+    .setMaxRowGroupSize(rowGroupSize)
+    .setColumnDictionaryEnabled('latent', false)
+    .setKeyValueMetadata(kv)
+    .setCreatedBy('kiln')
+    .build();
   const perValue = meta.shape[0] * meta.shape[1] * meta.shape[2];
   let count = 0;
   const batches = (async function* (): AsyncGenerator<RecordBatch> {
     for await (const group of rows) {
       for (const r of group) {
-        if (r.latent && r.latent.length !== perValue) throw new Error(`latent of row ${r.key} has ${r.latent.length} values, expected ${perValue} (${meta.shape.join('x')})`);
+        if (r.latent && r.latent.length !== perValue)
+          throw new Error(
+            `latent of row ${r.key} has ${r.latent.length} values, expected ${perValue} (${meta.shape.join('x')})`,
+          );
       }
       count += group.length;
       yield* toBatches(group);
     }
   })();
-  const source = new ReadableStream<RecordBatch>({
-    async pull(controller) {
-      const next = await batches.next();
-      if (next.done) controller.close();
-      else controller.enqueue(next.value);
+  const source = new ReadableStream<RecordBatch>(
+    {
+      async pull(controller) {
+        const next = await batches.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   const atomic = await storage.openAtomicWriter(uri);
   try {
     const out = await transformParquetStream(source, props);
@@ -79,9 +106,18 @@ export async function writeLatentShard(storage: ArtifactStorage, uri: string, me
 function* toBatches(rows: LatentRow[]): Generator<RecordBatch> {
   if (rows.length === 0) return;
   const table = new Table({
-    key: vectorFromArray(rows.map((r) => r.key), new Utf8()),
-    image_sha256: vectorFromArray(rows.map((r) => r.imageSha256), new Utf8()),
-    latent: vectorFromArray(rows.map((r) => (r.latent ? new Uint8Array(r.latent.buffer, r.latent.byteOffset, r.latent.byteLength) : null)), new Binary()),
+    key: vectorFromArray(
+      rows.map((r) => r.key),
+      new Utf8(),
+    ),
+    image_sha256: vectorFromArray(
+      rows.map((r) => r.imageSha256),
+      new Utf8(),
+    ),
+    latent: vectorFromArray(
+      rows.map((r) => (r.latent ? new Uint8Array(r.latent.buffer, r.latent.byteOffset, r.latent.byteLength) : null)),
+      new Binary(),
+    ),
   });
   const wasm = WasmTable.fromIPCStream(tableToIPC(table, 'stream'));
   try {
@@ -102,18 +138,26 @@ export interface LatentShardReader {
 }
 
 export async function openLatentShard(storage: ArtifactStorage, uri: string): Promise<LatentShardReader> {
-  const blob = uri.startsWith('file://') ? await openAsBlob(storage.localPath(uri)) : new Blob([await storage.read(uri)]);
+  const blob = uri.startsWith('file://')
+    ? await openAsBlob(storage.localPath(uri))
+    : new Blob([await storage.read(uri)]);
   let file: ParquetFile | null = await ParquetFile.fromFile(blob);
   const md = file.metadata();
   const kv = md.fileMetadata().keyValueMetadata() as Map<string, string>;
   const shape = (kv.get(`${META_PREFIX}shape`) ?? '').split(',').map(Number);
   const meta: LatentShardMeta = {
-    vae: kv.get(`${META_PREFIX}vae`) ?? '', vaeSha256: kv.get(`${META_PREFIX}vae_sha256`) ?? '', resolution: Number(kv.get(`${META_PREFIX}resolution`)),
-    shape: shape as [number, number, number], sourceSha256: kv.get(`${META_PREFIX}source_sha256`) ?? '',
+    vae: kv.get(`${META_PREFIX}vae`) ?? '',
+    vaeSha256: kv.get(`${META_PREFIX}vae_sha256`) ?? '',
+    resolution: Number(kv.get(`${META_PREFIX}resolution`)),
+    shape: shape as [number, number, number],
+    sourceSha256: kv.get(`${META_PREFIX}source_sha256`) ?? '',
   };
   if (shape.length !== 3 || !shape.every((v) => Number.isInteger(v) && v > 0) || !meta.vaeSha256) {
     file.free();
-    throw new ConfigError(`${uri} is not a Kiln latent cache shard (no kiln.latent.* metadata)`, 'remove it; the latent cache activity rewrites it.');
+    throw new ConfigError(
+      `${uri} is not a Kiln latent cache shard (no kiln.latent.* metadata)`,
+      'remove it; the latent cache activity rewrites it.',
+    );
   }
   const sizes = md.rowGroups().map((g) => g.numRows());
   const starts: number[] = [];
@@ -123,14 +167,20 @@ export async function openLatentShard(storage: ArtifactStorage, uri: string): Pr
     total += s;
   }
   return {
-    uri, meta, rows: total,
+    uri,
+    meta,
+    rows: total,
     async read(start: number, count: number): Promise<LatentRow[]> {
       if (!file) throw new Error(`latent shard ${uri} is closed`);
-      if (start < 0 || count < 0 || start + count > total) throw new RangeError(`rows [${start}, ${start + count}) outside the ${total} rows of ${uri}`);
+      if (start < 0 || count < 0 || start + count > total)
+        throw new RangeError(`rows [${start}, ${start + count}) outside the ${total} rows of ${uri}`);
       const groups: number[] = [];
-      for (let g = 0; g < sizes.length; g++) if (starts[g]! < start + count && starts[g]! + sizes[g]! > start) groups.push(g);
+      for (let g = 0; g < sizes.length; g++)
+        if (starts[g]! < start + count && starts[g]! + sizes[g]! > start) groups.push(g);
       if (groups.length === 0) return [];
-      const table = tableFromIPC((await file.read({ rowGroups: groups, columns: ['key', 'image_sha256', 'latent'] })).intoIPCStream());
+      const table = tableFromIPC(
+        (await file.read({ rowGroups: groups, columns: ['key', 'image_sha256', 'latent'] })).intoIPCStream(),
+      );
       const key = table.getChild('key')!;
       const sha = table.getChild('image_sha256')!;
       const latent = table.getChild('latent')!;
@@ -138,7 +188,11 @@ export async function openLatentShard(storage: ArtifactStorage, uri: string): Pr
       const out: LatentRow[] = [];
       for (let i = from; i < from + count; i++) {
         const bytes = latent.get(i) as Uint8Array | null;
-        out.push({ key: String(key.get(i)), imageSha256: (sha.get(i) as string | null) ?? null, latent: bytes ? float32(bytes) : null });
+        out.push({
+          key: String(key.get(i)),
+          imageSha256: (sha.get(i) as string | null) ?? null,
+          latent: bytes ? float32(bytes) : null,
+        });
       }
       return out;
     },

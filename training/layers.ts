@@ -68,15 +68,19 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor
     return {
       value: y,
       // In its own scope: the temporaries go as soon as the gradients exist (training/gradients.ts frees as it walks).
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-        const [xh, rs] = saved as [tf.Tensor, tf.Tensor];
-        const gy = g ? tf.mul(dy, g) : dy;
-        const dx = tf.mul(rs, tf.sub(tf.sub(gy, tf.mean(gy, lastAxis, true)), tf.mul(xh, tf.mean(tf.mul(gy, xh), lastAxis, true))));
-        const grads = [dx];
-        if (g) grads.push(tf.sum(tf.mul(dy, xh), outer));
-        if (b) grads.push(tf.sum(dy, outer));
-        return grads;
-      }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [xh, rs] = saved as [tf.Tensor, tf.Tensor];
+          const gy = g ? tf.mul(dy, g) : dy;
+          const dx = tf.mul(
+            rs,
+            tf.sub(tf.sub(gy, tf.mean(gy, lastAxis, true)), tf.mul(xh, tf.mean(tf.mul(gy, xh), lastAxis, true))),
+          );
+          const grads = [dx];
+          if (g) grads.push(tf.sum(tf.mul(dy, xh), outer));
+          if (b) grads.push(tf.sum(dy, outer));
+          return grads;
+        }),
     };
   });
   return norm(...inputs);
@@ -95,11 +99,12 @@ export function gelu(x: tf.Tensor): tf.Tensor {
     save([xIn, cdf]);
     return {
       value: tf.mul(xIn, cdf),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-        const [xs, c] = saved as [tf.Tensor, tf.Tensor];
-        const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
-        return [tf.mul(dy, tf.add(c, tf.mul(xs, pdf)))];
-      }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [xs, c] = saved as [tf.Tensor, tf.Tensor];
+          const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+          return [tf.mul(dy, tf.add(c, tf.mul(xs, pdf)))];
+        }),
     };
   });
   return f(x);
@@ -122,7 +127,9 @@ export function dropout(x: tf.Tensor, rate: number, stream: DropoutRng): tf.Tens
   const be = nativeBackend();
   if (be) {
     // Built outside any gradient: the mask is a constant of the step.
-    const mask = tf.tidy(() => tf.mul(tf.cast(tf.greaterEqual(statelessUniform(be, x.shape, seed), rate), 'float32'), keep));
+    const mask = tf.tidy(() =>
+      tf.mul(tf.cast(tf.greaterEqual(statelessUniform(be, x.shape, seed), rate), 'float32'), keep),
+    );
     return tf.mul(x, mask);
   }
   const rng = Rng.derive(seed[0], 'dropout', seed[1]);
@@ -142,7 +149,10 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor
     const save = inputs[1] as tf.GradSaveFunc;
     // The ids are created inside the forward scope: save them so the backward pass still has them.
     save([ids]);
-    return { value: tf.gather(t, ids), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.scatterND(saved[0]!.reshape([-1, 1]), dy, t.shape)] };
+    return {
+      value: tf.gather(t, ids),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.scatterND(saved[0]!.reshape([-1, 1]), dy, t.shape)],
+    };
   });
   return lookup(table) as tf.Tensor2D;
 }
@@ -170,7 +180,14 @@ export const MASKED = -1e9;
  * Additive attention mask [B * heads, queries, keys] from a key mask [B, keys] (1 = attend), with an
  * optional causal constraint (query i sees keys j <= i). Built in JS: it holds no trainable values.
  */
-export function attentionMask(keyMask: Float32Array, batch: number, heads: number, queries: number, keys: number, causal: boolean): tf.Tensor3D {
+export function attentionMask(
+  keyMask: Float32Array,
+  batch: number,
+  heads: number,
+  queries: number,
+  keys: number,
+  causal: boolean,
+): tf.Tensor3D {
   const rows = causal ? queries : 1;
   const out = new Float32Array(batch * heads * rows * keys);
   for (let b = 0; b < batch; b++) {

@@ -28,5 +28,9 @@ export function learningRateAt(step: number, o: LrScheduleOptions): number {
 
 /** Phase boundaries in steps (for reports and tests). */
 export function lrBreakpoints(o: LrScheduleOptions): { warmupEnd: number; decayStart: number; end: number } {
-  return { warmupEnd: o.warmupFraction * o.totalSteps, decayStart: (o.warmupFraction + o.constantFraction) * o.totalSteps, end: o.totalSteps };
+  return {
+    warmupEnd: o.warmupFraction * o.totalSteps,
+    decayStart: (o.warmupFraction + o.constantFraction) * o.totalSteps,
+    end: o.totalSteps,
+  };
 }

@@ -47,27 +47,44 @@ export interface TrainingDevice {
 /** GPUs as nvidia-smi reports them; empty without nvidia-smi or a GPU. */
 export function queryGpus(): GpuMemory[] {
   try {
-    const out = execFileSync('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
-    return out.trim().split('\n').filter(Boolean).map((line) => {
-      const [index, name, mib] = line.split(',').map((v) => v.trim());
-      return { index: Number(index), name: name ?? 'GPU', totalBytes: Number(mib) * 1024 ** 2 };
-    }).filter((g) => Number.isFinite(g.totalBytes) && g.totalBytes > 0);
+    const out = execFileSync('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    return out
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [index, name, mib] = line.split(',').map((v) => v.trim());
+        return { index: Number(index), name: name ?? 'GPU', totalBytes: Number(mib) * 1024 ** 2 };
+      })
+      .filter((g) => Number.isFinite(g.totalBytes) && g.totalBytes > 0);
   } catch {
     return [];
   }
 }
 
 /** The device a backend trains on: GPU 0 when the native backend is the GPU build and a GPU is present. */
-export function trainingDevice(backend: { name: string; build?: { variant: 'cpu' | 'gpu' } }, gpus: () => GpuMemory[] = queryGpus): TrainingDevice {
+export function trainingDevice(
+  backend: { name: string; build?: { variant: 'cpu' | 'gpu' } },
+  gpus: () => GpuMemory[] = queryGpus,
+): TrainingDevice {
   const onGpu = backend.name === 'tensorflow' && backend.build?.variant === 'gpu';
-  return { backend: backend.name, gpu: onGpu ? gpus()[0] ?? null : null };
+  return { backend: backend.name, gpu: onGpu ? (gpus()[0] ?? null) : null };
 }
 
 const FLOAT = 4;
 /** The tfjs wasm build's linear memory is capped at 4 GiB (wasm32). */
 const WASM_MEMORY_CAP = 4 * 1024 ** 3;
 
-export function estimateTrainingMemory(cfg: TrainingConfig, text: TextEncoderShape, den: DenoiserShape, device: TrainingDevice): MemoryEstimate {
+export function estimateTrainingMemory(
+  cfg: TrainingConfig,
+  text: TextEncoderShape,
+  den: DenoiserShape,
+  device: TrainingDevice,
+): MemoryEstimate {
   const parameters = textEncoderParamCount(text) + denoiserParamCount(den);
   const parameterStateBytes = parameters * FLOAT * (cfg.optim.ema.enabled ? 8 : 7);
   const B = cfg.optim.microBatchSize;
@@ -83,9 +100,27 @@ export function estimateTrainingMemory(cfg: TrainingConfig, text: TextEncoderSha
   const host = hostLimit(cfg, device.backend);
   if (device.gpu) {
     const limitBytes = cfg.runtime.memoryLimitBytes ?? Math.floor(device.gpu.totalBytes * 0.9);
-    return { parameters, parameterStateBytes, activationBytes, totalBytes, limitBytes, device: `GPU ${device.gpu.index} (${device.gpu.name})`, hostBytes: parameters * FLOAT * 4, hostLimitBytes: Math.floor(totalmem() * 0.6) };
+    return {
+      parameters,
+      parameterStateBytes,
+      activationBytes,
+      totalBytes,
+      limitBytes,
+      device: `GPU ${device.gpu.index} (${device.gpu.name})`,
+      hostBytes: parameters * FLOAT * 4,
+      hostLimitBytes: Math.floor(totalmem() * 0.6),
+    };
   }
-  return { parameters, parameterStateBytes, activationBytes, totalBytes, limitBytes: host, device: 'host RAM', hostBytes: totalBytes, hostLimitBytes: host };
+  return {
+    parameters,
+    parameterStateBytes,
+    activationBytes,
+    totalBytes,
+    limitBytes: host,
+    device: 'host RAM',
+    hostBytes: totalBytes,
+    hostLimitBytes: host,
+  };
 }
 
 function hostLimit(cfg: TrainingConfig, backend: string): number {
@@ -95,14 +130,23 @@ function hostLimit(cfg: TrainingConfig, backend: string): number {
 }
 
 /** Throw `ModelTooLargeError` when the estimate exceeds the limit; returns the estimate otherwise. */
-export function assertFitsInMemory(cfg: TrainingConfig, text: TextEncoderShape, den: DenoiserShape, device: TrainingDevice): MemoryEstimate {
+export function assertFitsInMemory(
+  cfg: TrainingConfig,
+  text: TextEncoderShape,
+  den: DenoiserShape,
+  device: TrainingDevice,
+): MemoryEstimate {
   const e = estimateTrainingMemory(cfg, text, den, device);
   const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
   if (e.totalBytes > e.limitBytes) {
-    throw new ModelTooLargeError(`training config needs about ${gib(e.totalBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters: ${gib(e.parameterStateBytes)} with optimizer state; activations ${gib(e.activationBytes)} per micro-batch of ${cfg.optim.microBatchSize}) but the limit on backend ${device.backend} (${e.device}) is ${gib(e.limitBytes)}`);
+    throw new ModelTooLargeError(
+      `training config needs about ${gib(e.totalBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters: ${gib(e.parameterStateBytes)} with optimizer state; activations ${gib(e.activationBytes)} per micro-batch of ${cfg.optim.microBatchSize}) but the limit on backend ${device.backend} (${e.device}) is ${gib(e.limitBytes)}`,
+    );
   }
   if (e.hostBytes > e.hostLimitBytes) {
-    throw new ModelTooLargeError(`training on ${e.device} fits, but a checkpoint's host copies need about ${gib(e.hostBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters x 4 floats) and host RAM allows ${gib(e.hostLimitBytes)}`);
+    throw new ModelTooLargeError(
+      `training on ${e.device} fits, but a checkpoint's host copies need about ${gib(e.hostBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters x 4 floats) and host RAM allows ${gib(e.hostLimitBytes)}`,
+    );
   }
   return e;
 }

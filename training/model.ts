@@ -18,7 +18,10 @@ export interface ModelSpec {
 }
 
 /** Shapes and tokenizer for a config (reads the CLIP directory's config/tokenizer when given). */
-export async function resolveModel(cfg: TrainingConfig, codec: LatentCodec): Promise<{ spec: ModelSpec; tokenizer: CaptionTokenizer }> {
+export async function resolveModel(
+  cfg: TrainingConfig,
+  codec: LatentCodec,
+): Promise<{ spec: ModelSpec; tokenizer: CaptionTokenizer }> {
   const t = cfg.textEncoder;
   let text: TextEncoderShape;
   let tokenizer: CaptionTokenizer;
@@ -27,7 +30,18 @@ export async function resolveModel(cfg: TrainingConfig, codec: LatentCodec): Pro
     tokenizer = await loadClipTokenizer(t.clipDir, text.maxTokens);
   } else {
     tokenizer = new ByteTokenizer(t.maxTokens);
-    text = { vocabSize: tokenizer.vocabSize, maxTokens: t.maxTokens, width: t.width, depth: t.depth, heads: t.heads, mlpRatio: t.mlpRatio, causal: t.causal, activation: t.activation, layerNormEps: t.layerNormEps, dropout: t.dropout };
+    text = {
+      vocabSize: tokenizer.vocabSize,
+      maxTokens: t.maxTokens,
+      width: t.width,
+      depth: t.depth,
+      heads: t.heads,
+      mlpRatio: t.mlpRatio,
+      causal: t.causal,
+      activation: t.activation,
+      layerNormEps: t.layerNormEps,
+      dropout: t.dropout,
+    };
   }
   const d = cfg.denoiser;
   assertCodecFits(cfg, codec);
@@ -52,12 +66,16 @@ export function assertCodecFits(cfg: TrainingConfig, codec: LatentCodec): void {
   const f = codec.downsample;
   const p = cfg.denoiser.patchSize;
   if (cfg.resolution % f !== 0) {
-    throw new ConfigError(`resolution ${cfg.resolution} is not divisible by the downsample factor ${f} of codec ${codec.name}`,
-      `set resolution to a multiple of ${f * p} (downsample factor ${f} x denoiser.patchSize ${p}), e.g. ${Math.max(1, Math.round(cfg.resolution / (f * p))) * f * p}.`);
+    throw new ConfigError(
+      `resolution ${cfg.resolution} is not divisible by the downsample factor ${f} of codec ${codec.name}`,
+      `set resolution to a multiple of ${f * p} (downsample factor ${f} x denoiser.patchSize ${p}), e.g. ${Math.max(1, Math.round(cfg.resolution / (f * p))) * f * p}.`,
+    );
   }
   if ((cfg.resolution / f) % p !== 0) {
-    throw new ConfigError(`codec ${codec.name} gives ${cfg.resolution / f}x${cfg.resolution / f} latents (resolution ${cfg.resolution} / ${f}), not a multiple of denoiser.patchSize ${p}`,
-      `set resolution to a multiple of ${f * p}, or choose a denoiser.patchSize that divides ${cfg.resolution / f}.`);
+    throw new ConfigError(
+      `codec ${codec.name} gives ${cfg.resolution / f}x${cfg.resolution / f} latents (resolution ${cfg.resolution} / ${f}), not a multiple of denoiser.patchSize ${p}`,
+      `set resolution to a multiple of ${f * p}, or choose a denoiser.patchSize that divides ${cfg.resolution / f}.`,
+    );
   }
 }
 

@@ -10,11 +10,19 @@ export interface NoiseSchedule {
   alphasCumprod: Float64Array;
 }
 
-export function ddpmSchedule(kind: 'linear' | 'scaled_linear', betaStart: number, betaEnd: number, steps: number): NoiseSchedule {
+export function ddpmSchedule(
+  kind: 'linear' | 'scaled_linear',
+  betaStart: number,
+  betaEnd: number,
+  steps: number,
+): NoiseSchedule {
   const betas = new Float64Array(steps);
   for (let i = 0; i < steps; i++) {
     const f = steps === 1 ? 0 : i / (steps - 1);
-    betas[i] = kind === 'linear' ? betaStart + f * (betaEnd - betaStart) : (Math.sqrt(betaStart) + f * (Math.sqrt(betaEnd) - Math.sqrt(betaStart))) ** 2;
+    betas[i] =
+      kind === 'linear'
+        ? betaStart + f * (betaEnd - betaStart)
+        : (Math.sqrt(betaStart) + f * (Math.sqrt(betaEnd) - Math.sqrt(betaStart))) ** 2;
   }
   const alphasCumprod = new Float64Array(steps);
   let prod = 1;

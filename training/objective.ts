@@ -78,13 +78,23 @@ function drawTimestep(rng: Rng, d: NoiseDraw, b: number, o: Objective, sched: No
 
 function emptyDraw(batch: number, elementsPerSample: number): NoiseDraw {
   return {
-    modelTimesteps: new Float32Array(batch), signal: new Float32Array(batch), noiseScale: new Float32Array(batch),
-    weights: new Float32Array(batch).fill(1), prxMask: new Float32Array(batch), eps: new Float32Array(batch * elementsPerSample),
+    modelTimesteps: new Float32Array(batch),
+    signal: new Float32Array(batch),
+    noiseScale: new Float32Array(batch),
+    weights: new Float32Array(batch).fill(1),
+    prxMask: new Float32Array(batch),
+    eps: new Float32Array(batch * elementsPerSample),
   };
 }
 
 /** Timesteps and noise for `batch` samples, drawn sample by sample (timestep, then its noise). */
-export function drawNoise(rng: Rng, batch: number, elementsPerSample: number, o: Objective, sched: NoiseSchedule): NoiseDraw {
+export function drawNoise(
+  rng: Rng,
+  batch: number,
+  elementsPerSample: number,
+  o: Objective,
+  sched: NoiseSchedule,
+): NoiseDraw {
   const d = emptyDraw(batch, elementsPerSample);
   for (let b = 0; b < batch; b++) {
     drawTimestep(rng, d, b, o, sched);
@@ -98,7 +108,13 @@ export function drawNoise(rng: Rng, batch: number, elementsPerSample: number, o:
  * dropout, timestep, noise), so A micro-batches of B draw exactly what one batch of A x B draws.
  * Caption dropout replaces a caption by "" with probability `captionDropout` (classifier-free guidance).
  */
-export function drawMicroBatch(rng: Rng, captions: readonly string[], elementsPerSample: number, o: Objective, sched: NoiseSchedule): { captions: string[]; draw: NoiseDraw } {
+export function drawMicroBatch(
+  rng: Rng,
+  captions: readonly string[],
+  elementsPerSample: number,
+  o: Objective,
+  sched: NoiseSchedule,
+): { captions: string[]; draw: NoiseDraw } {
   const d = emptyDraw(captions.length, elementsPerSample);
   const out = captions.map((c, b) => {
     const dropped = rng.uniform() < o.captionDropout;
@@ -113,7 +129,10 @@ export function drawMicroBatch(rng: Rng, captions: readonly string[], elementsPe
 export function noisyLatents(x0: tf.Tensor4D, d: NoiseDraw): tf.Tensor4D {
   const B = x0.shape[0];
   const eps = tf.tensor(d.eps, x0.shape, 'float32');
-  return tf.add(tf.mul(x0, tf.tensor4d(d.signal, [B, 1, 1, 1])), tf.mul(eps, tf.tensor4d(d.noiseScale, [B, 1, 1, 1]))) as tf.Tensor4D;
+  return tf.add(
+    tf.mul(x0, tf.tensor4d(d.signal, [B, 1, 1, 1])),
+    tf.mul(eps, tf.tensor4d(d.noiseScale, [B, 1, 1, 1])),
+  ) as tf.Tensor4D;
 }
 
 export interface ObjectiveTerms {
@@ -139,12 +158,22 @@ export interface MeasuredPrxTargets {
 
 function prxOptions(o: Objective, measured: MeasuredPrxTargets | undefined) {
   if (o.prxTargets !== 'measured') return { targetVar: o.prxTargetVar, corrWeight: o.prxCorrWeight };
-  if (!measured) throw new Error('objective.prxTargets is "measured" but no measured targets were given (runTrainingChunk measures them)');
+  if (!measured)
+    throw new Error(
+      'objective.prxTargets is "measured" but no measured targets were given (runTrainingChunk measures them)',
+    );
   return { targetVar: measured.variance, corrWeight: o.prxCorrWeight, targetCorr: measured.correlation };
 }
 
 /** Loss of a prediction `pred` for clean latents `x0`, noisy `xt` and the draw that made it. */
-export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, d: NoiseDraw, o: Objective, measured?: MeasuredPrxTargets): ObjectiveTerms {
+export function objectiveTerms(
+  pred: tf.Tensor4D,
+  x0: tf.Tensor4D,
+  xt: tf.Tensor4D,
+  d: NoiseDraw,
+  o: Objective,
+  measured?: MeasuredPrxTargets,
+): ObjectiveTerms {
   const B = x0.shape[0];
   const a = tf.tensor4d(d.signal, [B, 1, 1, 1]);
   const s = tf.tensor4d(d.noiseScale, [B, 1, 1, 1]);
@@ -167,8 +196,15 @@ export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor
   const p = useful ? prxRegularization(x0hat, prxOptions(o, measured), d.prxMask) : null;
   const zero = tf.scalar(0);
   const prx = p ? p.total : zero;
-  const loss = p ? tf.add(diffusion, tf.mul(prx, o.prxWeight)) as tf.Scalar : diffusion;
-  return { loss, diffusion, prx, prxVar: p ? p.varTerm : zero, prxCorr: p ? p.corrTerm : zero, x0hat: x0hat as tf.Tensor4D };
+  const loss = p ? (tf.add(diffusion, tf.mul(prx, o.prxWeight)) as tf.Scalar) : diffusion;
+  return {
+    loss,
+    diffusion,
+    prx,
+    prxVar: p ? p.varTerm : zero,
+    prxCorr: p ? p.corrTerm : zero,
+    x0hat: x0hat as tf.Tensor4D,
+  };
 }
 
 /**
@@ -176,11 +212,20 @@ export function objectiveTerms(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor
  * the gradient of prx_weight x prx and g_diffusion that of the diffusion loss, both with respect to
  * the denoiser's output (cheap: the objective only, not the network). 0 when PRX is off.
  */
-export function prxGradientShare(pred: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, d: NoiseDraw, o: Objective, measured?: MeasuredPrxTargets): number {
+export function prxGradientShare(
+  pred: tf.Tensor4D,
+  x0: tf.Tensor4D,
+  xt: tf.Tensor4D,
+  d: NoiseDraw,
+  o: Objective,
+  measured?: MeasuredPrxTargets,
+): number {
   if (!prxActive(o) || !d.prxMask.some((m) => m > 0)) return 0;
   return tf.tidy(() => {
     const gd = tf.grad((p: tf.Tensor) => objectiveTerms(p as tf.Tensor4D, x0, xt, d, o, measured).diffusion)(pred);
-    const gp = tf.grad((p: tf.Tensor) => tf.mul(objectiveTerms(p as tf.Tensor4D, x0, xt, d, o, measured).prx, o.prxWeight))(pred);
+    const gp = tf.grad((p: tf.Tensor) =>
+      tf.mul(objectiveTerms(p as tf.Tensor4D, x0, xt, d, o, measured).prx, o.prxWeight),
+    )(pred);
     const nd = tf.norm(gd).dataSync()[0]!;
     const np = tf.norm(gp).dataSync()[0]!;
     return nd + np > 0 ? np / (nd + np) : 0;

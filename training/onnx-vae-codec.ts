@@ -29,23 +29,23 @@ import { assertVaeFiles, HOW_TO, OPTIONAL_VAE_FILES, VAE_FILES } from './vae-fil
 
 export { VAE_FILES } from './vae-files.js';
 
-
 const ENCODER_INPUT = 'sample';
 const ENCODER_OUTPUT = 'latent_parameters';
 const DECODER_INPUT = 'latent_sample';
 const DECODER_OUTPUT = 'sample';
 
-
-const vaeConfigSchema = z.object({
-  in_channels: z.number().int().positive().default(3),
-  out_channels: z.number().int().positive().default(3),
-  latent_channels: z.number().int().positive(),
-  block_out_channels: z.array(z.number().int().positive()).min(1),
-  scaling_factor: z.number().positive(),
-  shift_factor: z.number().nullable().optional(),
-  latents_mean: z.array(z.number()).nullable().optional(),
-  latents_std: z.array(z.number()).nullable().optional(),
-}).loose();
+const vaeConfigSchema = z
+  .object({
+    in_channels: z.number().int().positive().default(3),
+    out_channels: z.number().int().positive().default(3),
+    latent_channels: z.number().int().positive(),
+    block_out_channels: z.array(z.number().int().positive()).min(1),
+    scaling_factor: z.number().positive(),
+    shift_factor: z.number().nullable().optional(),
+    latents_mean: z.array(z.number()).nullable().optional(),
+    latents_std: z.array(z.number()).nullable().optional(),
+  })
+  .loose();
 
 export interface VaeInfo {
   dir: string;
@@ -63,20 +63,33 @@ export async function readVaeDir(dirInput: string): Promise<VaeInfo> {
   const dec = await readVaeConfig(join(dir, 'vae_decoder/config.json'));
   for (const key of ['latent_channels', 'scaling_factor', 'shift_factor'] as const) {
     if ((enc[key] ?? null) !== (dec[key] ?? null)) {
-      throw new ConfigError(`VAE directory ${dir}: vae_encoder/config.json and vae_decoder/config.json disagree on ${key} (${enc[key]} vs ${dec[key]})`, 'export encoder and decoder from the same VAE.');
+      throw new ConfigError(
+        `VAE directory ${dir}: vae_encoder/config.json and vae_decoder/config.json disagree on ${key} (${enc[key]} vs ${dec[key]})`,
+        'export encoder and decoder from the same VAE.',
+      );
     }
   }
   if (enc.latents_mean || enc.latents_std) {
-    throw new ConfigError(`VAE directory ${dir}: vae_encoder/config.json sets per-channel latents_mean/latents_std, which Kiln does not apply (only scaling_factor and shift_factor)`,
-      'use a VAE normalised by scaling_factor/shift_factor only, or set latents_mean/latents_std to null if the pipeline does not use them.');
+    throw new ConfigError(
+      `VAE directory ${dir}: vae_encoder/config.json sets per-channel latents_mean/latents_std, which Kiln does not apply (only scaling_factor and shift_factor)`,
+      'use a VAE normalised by scaling_factor/shift_factor only, or set latents_mean/latents_std to null if the pipeline does not use them.',
+    );
   }
   if (enc.in_channels !== 3 || dec.out_channels !== 3) {
-    throw new ConfigError(`VAE directory ${dir}: the VAE maps ${enc.in_channels} -> ${dec.out_channels} image channels; Kiln trains on RGB`, 'use an RGB VAE (in_channels and out_channels 3).');
+    throw new ConfigError(
+      `VAE directory ${dir}: the VAE maps ${enc.in_channels} -> ${dec.out_channels} image channels; Kiln trains on RGB`,
+      'use an RGB VAE (in_channels and out_channels 3).',
+    );
   }
   const lines: string[] = [];
   for (const f of [...VAE_FILES, ...OPTIONAL_VAE_FILES]) {
     const path = join(dir, f);
-    const present = VAE_FILES.includes(f as (typeof VAE_FILES)[number]) || (await access(path).then(() => true, () => false));
+    const present =
+      VAE_FILES.includes(f as (typeof VAE_FILES)[number]) ||
+      (await access(path).then(
+        () => true,
+        () => false,
+      ));
     if (present) lines.push(`${f} ${await sha256File(path)}\n`);
   }
   return {
@@ -98,7 +111,10 @@ async function readVaeConfig(path: string): Promise<z.output<typeof vaeConfigSch
   }
   const r = vaeConfigSchema.safeParse(parsed);
   if (!r.success) {
-    throw new ConfigError(`VAE config ${path} is not a diffusers AutoencoderKL config: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, HOW_TO);
+    throw new ConfigError(
+      `VAE config ${path} is not a diffusers AutoencoderKL config: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      HOW_TO,
+    );
   }
   return r.data;
 }
@@ -148,12 +164,18 @@ export class OnnxVaeCodec implements LatentCodec {
     const load = async (file: string, input: string, output: string): Promise<Ort.InferenceSession> => {
       const path = join(info.dir, file);
       const session = await ort.InferenceSession.create(path, options).catch((err: unknown) => {
-        throw new ConfigError(`ONNX Runtime could not load ${path}: ${(err as Error).message.split('\n')[0] ?? ''}`, HOW_TO);
+        throw new ConfigError(
+          `ONNX Runtime could not load ${path}: ${(err as Error).message.split('\n')[0] ?? ''}`,
+          HOW_TO,
+        );
       });
       if (!session.inputNames.includes(input) || !session.outputNames.includes(output)) {
         const names = `inputs [${session.inputNames.join(', ')}], outputs [${session.outputNames.join(', ')}]`;
         await session.release();
-        throw new ConfigError(`${path} has ${names}; Kiln needs input "${input}" and output "${output}" (the Optimum diffusers VAE export)`, HOW_TO);
+        throw new ConfigError(
+          `${path} has ${names}; Kiln needs input "${input}" and output "${output}" (the Optimum diffusers VAE export)`,
+          HOW_TO,
+        );
       }
       return session;
     };
@@ -173,7 +195,10 @@ export class OnnxVaeCodec implements LatentCodec {
     const [B, H, W, C] = images.shape;
     const f = this.downsample;
     if (C !== 3 || H % f !== 0 || W % f !== 0) {
-      throw new ConfigError(`${this.name} cannot encode images of shape [${images.shape.join(', ')}]`, `pass RGB images whose sides are multiples of the VAE downsample factor ${f}.`);
+      throw new ConfigError(
+        `${this.name} cannot encode images of shape [${images.shape.join(', ')}]`,
+        `pass RGB images whose sides are multiples of the VAE downsample factor ${f}.`,
+      );
     }
     const h = H / f;
     const w = W / f;
@@ -184,7 +209,12 @@ export class OnnxVaeCodec implements LatentCodec {
     for (let s = 0; s < B; s += this.batchSize) {
       const n = Math.min(this.batchSize, B - s);
       const x = new this.ort.Tensor('float32', input.subarray(s * 3 * H * W, (s + n) * 3 * H * W), [n, 3, H, W]);
-      const moments = await this.run((await this.loadSessions()).encoder, ENCODER_INPUT, x, ENCODER_OUTPUT, [n, 2 * this.channels, h, w]);
+      const moments = await this.run((await this.loadSessions()).encoder, ENCODER_INPUT, x, ENCODER_OUTPUT, [
+        n,
+        2 * this.channels,
+        h,
+        w,
+      ]);
       // moments per sample: [mean (C planes), logvar (C planes)]; keep the mean.
       for (let i = 0; i < n; i++) {
         const from = i * 2 * plane;
@@ -198,7 +228,10 @@ export class OnnxVaeCodec implements LatentCodec {
   async decode(latents: tf.Tensor4D): Promise<tf.Tensor4D> {
     const [B, h, w, C] = latents.shape;
     if (C !== this.channels) {
-      throw new ConfigError(`${this.name} cannot decode latents of shape [${latents.shape.join(', ')}]`, `pass latents with ${this.channels} channels.`);
+      throw new ConfigError(
+        `${this.name} cannot decode latents of shape [${latents.shape.join(', ')}]`,
+        `pass latents with ${this.channels} channels.`,
+      );
     }
     const H = h * this.downsample;
     const W = w * this.downsample;
@@ -210,16 +243,28 @@ export class OnnxVaeCodec implements LatentCodec {
     for (let s = 0; s < B; s += this.batchSize) {
       const n = Math.min(this.batchSize, B - s);
       const x = new this.ort.Tensor('float32', z.subarray(s * plane, (s + n) * plane), [n, C, h, w]);
-      out.set(await this.run((await this.loadSessions()).decoder, DECODER_INPUT, x, DECODER_OUTPUT, [n, 3, H, W]), s * 3 * H * W);
+      out.set(
+        await this.run((await this.loadSessions()).decoder, DECODER_INPUT, x, DECODER_OUTPUT, [n, 3, H, W]),
+        s * 3 * H * W,
+      );
     }
     return nhwc(out, [B, 3, H, W]);
   }
 
-  private async run(session: Ort.InferenceSession, input: string, x: Ort.Tensor, output: string, expected: number[]): Promise<Float32Array> {
+  private async run(
+    session: Ort.InferenceSession,
+    input: string,
+    x: Ort.Tensor,
+    output: string,
+    expected: number[],
+  ): Promise<Float32Array> {
     const result = await session.run({ [input]: x });
     const y = result[output];
     if (!y || y.type !== 'float32' || y.dims.join(',') !== expected.join(',')) {
-      throw new ConfigError(`${this.name}: ONNX output "${output}" has shape [${y?.dims.join(', ') ?? ''}] (${y?.type ?? 'missing'}), expected float32 [${expected.join(', ')}]`, HOW_TO);
+      throw new ConfigError(
+        `${this.name}: ONNX output "${output}" has shape [${y?.dims.join(', ') ?? ''}] (${y?.type ?? 'missing'}), expected float32 [${expected.join(', ')}]`,
+        HOW_TO,
+      );
     }
     return y.data as Float32Array;
   }

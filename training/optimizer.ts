@@ -33,7 +33,11 @@ export function flattenByGroup(store: ParamStore, values: (p: Param) => tf.Tenso
   const out: FlatByGroup = new Map();
   for (const group of GROUPS) {
     const ps = store.list(group);
-    if (ps.length > 0) out.set(group, tf.tidy(() => tf.concat(ps.map((p) => flat1d(values(p)))) as tf.Tensor1D));
+    if (ps.length > 0)
+      out.set(
+        group,
+        tf.tidy(() => tf.concat(ps.map((p) => flat1d(values(p)))) as tf.Tensor1D),
+      );
   }
   return out;
 }
@@ -55,7 +59,10 @@ export function globalNormClip(flat: FlatByGroup, maxNorm: number | null): { nor
 }
 
 /** Global L2 norm of all gradients, and the gradients scaled so it is at most `maxNorm` (torch's rule). */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number | null): { norm: number; grads: Map<string, tf.Tensor> } {
+export function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number | null,
+): { norm: number; grads: Map<string, tf.Tensor> } {
   const norm = Math.sqrt(tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
   if (maxNorm === null || !Number.isFinite(norm)) return { norm, grads };
   const coef = maxNorm / (norm + 1e-6);
@@ -68,7 +75,10 @@ export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number 
 /** Write a group's flat vector back into its parameters (one split, one reshape each). */
 function scatterToParams(ps: Param[], flat: tf.Tensor1D): void {
   tf.tidy(() => {
-    const parts = tf.split(flat, ps.map((p) => sizeOf(p.shape)));
+    const parts = tf.split(
+      flat,
+      ps.map((p) => sizeOf(p.shape)),
+    );
     ps.forEach((p, i) => p.variable.assign(p.shape.length === 1 ? parts[i]! : parts[i]!.reshape(p.shape)));
   });
 }
@@ -79,7 +89,11 @@ function flat1d(t: tf.Tensor): tf.Tensor {
 }
 
 /** Named arrays (sorted by name) cut out of per-group flat vectors. */
-async function namedFromFlat(store: ParamStore, flat: Map<ParamGroup, tf.Variable>, prefix: string): Promise<NamedArray[]> {
+async function namedFromFlat(
+  store: ParamStore,
+  flat: Map<ParamGroup, tf.Variable>,
+  prefix: string,
+): Promise<NamedArray[]> {
   const out: NamedArray[] = [];
   for (const [group, t] of flat) {
     const data = (await t.data()) as Float32Array;
@@ -94,7 +108,13 @@ async function namedFromFlat(store: ParamStore, flat: Map<ParamGroup, tf.Variabl
 }
 
 /** Fill per-group flat variables from a checkpoint file's per-parameter entries. */
-function loadFlat(store: ParamStore, flat: Map<ParamGroup, tf.Variable>, file: SafetensorsFile, prefix: string, fileName: string): void {
+function loadFlat(
+  store: ParamStore,
+  flat: Map<ParamGroup, tf.Variable>,
+  file: SafetensorsFile,
+  prefix: string,
+  fileName: string,
+): void {
   for (const [group, t] of flat) {
     const data = new Float32Array(t.size);
     let offset = 0;
@@ -102,7 +122,10 @@ function loadFlat(store: ParamStore, flat: Map<ParamGroup, tf.Variable>, file: S
       const entry = file.tensors.get(`${prefix}${p.name}`);
       if (!entry) throw new Error(`${fileName} lacks ${prefix}${p.name}`);
       const values = entryToFloat32(entry);
-      if (values.length !== sizeOf(p.shape)) throw new Error(`${fileName}: ${prefix}${p.name} has ${values.length} values, the parameter ${sizeOf(p.shape)}`);
+      if (values.length !== sizeOf(p.shape))
+        throw new Error(
+          `${fileName}: ${prefix}${p.name} has ${values.length} values, the parameter ${sizeOf(p.shape)}`,
+        );
       data.set(values, offset);
       offset += values.length;
     }
@@ -126,7 +149,10 @@ export class AdamW {
   /** The parameters as flat vectors, kept in step with them by `applyFlat` (rebuilt when the store was assigned to). */
   private flatParams: { version: number; flat: Map<ParamGroup, tf.Variable> } | null = null;
 
-  constructor(private readonly store: ParamStore, private readonly o: AdamWOptions) {
+  constructor(
+    private readonly store: ParamStore,
+    private readonly o: AdamWOptions,
+  ) {
     for (const group of GROUPS) {
       const n = store.count(group);
       if (store.list(group).length === 0) continue;
@@ -197,20 +223,24 @@ export class AdamW {
 
   /** Moments as `exp_avg.<name>` / `exp_avg_sq.<name>` (torch's state names), sorted by name. */
   async toNamedArrays(): Promise<NamedArray[]> {
-    const out = [...await namedFromFlat(this.store, this.m, 'exp_avg.'), ...await namedFromFlat(this.store, this.v, 'exp_avg_sq.')];
+    const out = [
+      ...(await namedFromFlat(this.store, this.m, 'exp_avg.')),
+      ...(await namedFromFlat(this.store, this.v, 'exp_avg_sq.')),
+    ];
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   /** Restore moments and step from a checkpoint's optimizer.safetensors. */
   load(file: SafetensorsFile): void {
     this.step = Number(file.metadata.step ?? NaN);
-    if (!Number.isInteger(this.step) || this.step < 0) throw new Error('optimizer.safetensors has no valid "step" in its metadata');
+    if (!Number.isInteger(this.step) || this.step < 0)
+      throw new Error('optimizer.safetensors has no valid "step" in its metadata');
     loadFlat(this.store, this.m, file, 'exp_avg.', 'optimizer.safetensors');
     loadFlat(this.store, this.v, file, 'exp_avg_sq.', 'optimizer.safetensors');
   }
 
   dispose(): void {
-    for (const t of [...this.m.values(), ...this.v.values(), ...this.flatParams?.flat.values() ?? []]) t.dispose();
+    for (const t of [...this.m.values(), ...this.v.values(), ...(this.flatParams?.flat.values() ?? [])]) t.dispose();
   }
 }
 
@@ -219,7 +249,11 @@ export class WeightEma {
   updates = 0;
   private readonly shadow = new Map<ParamGroup, tf.Variable>();
 
-  constructor(private readonly store: ParamStore, private readonly decay: number, private readonly warmup: boolean) {
+  constructor(
+    private readonly store: ParamStore,
+    private readonly decay: number,
+    private readonly warmup: boolean,
+  ) {
     const flat = flattenByGroup(store, (p) => p.variable);
     for (const [group, t] of flat) {
       this.shadow.set(group, tf.variable(t, false));
@@ -255,7 +289,8 @@ export class WeightEma {
 
   load(file: SafetensorsFile): void {
     this.updates = Number(file.metadata.updates ?? NaN);
-    if (!Number.isInteger(this.updates) || this.updates < 0) throw new Error('ema.safetensors has no valid "updates" in its metadata');
+    if (!Number.isInteger(this.updates) || this.updates < 0)
+      throw new Error('ema.safetensors has no valid "updates" in its metadata');
     loadFlat(this.store, this.shadow, file, '', 'ema.safetensors');
   }
 

@@ -76,7 +76,9 @@ export class ParamStore {
   /** Current values, sorted by name (for safetensors). */
   async toNamedArrays(): Promise<NamedArray[]> {
     const sorted = [...this.params.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    return Promise.all(sorted.map(async (p) => ({ name: p.name, shape: p.shape, data: (await p.variable.data()) as Float32Array })));
+    return Promise.all(
+      sorted.map(async (p) => ({ name: p.name, shape: p.shape, data: (await p.variable.data()) as Float32Array })),
+    );
   }
 
   /** Overwrite one parameter's values (shape-checked). */
@@ -100,9 +102,12 @@ export class ParamStore {
 function initialValues(rng: Rng, shape: number[], init: ParamInit): Float32Array {
   const n = shape.reduce((a, d) => a * d, 1);
   switch (init.kind) {
-    case 'zeros': return new Float32Array(n);
-    case 'ones': return new Float32Array(n).fill(1);
-    case 'normal': return rng.fillNormal(new Float32Array(n), 0, init.std);
+    case 'zeros':
+      return new Float32Array(n);
+    case 'ones':
+      return new Float32Array(n).fill(1);
+    case 'normal':
+      return rng.fillNormal(new Float32Array(n), 0, init.std);
     case 'xavier': {
       const fanOut = shape.length >= 2 ? shape[shape.length - 2]! : n;
       const fanIn = shape[shape.length - 1]!;
@@ -110,7 +115,8 @@ function initialValues(rng: Rng, shape: number[], init: ParamInit): Float32Array
       return rng.fillUniform(new Float32Array(n), -limit, limit);
     }
     case 'values': {
-      if (init.data.length !== n) throw new Error(`initial values have ${init.data.length} elements, shape [${shape}] needs ${n}`);
+      if (init.data.length !== n)
+        throw new Error(`initial values have ${init.data.length} elements, shape [${shape}] needs ${n}`);
       return Float32Array.from(init.data);
     }
   }

@@ -32,27 +32,40 @@ export interface ShardRowGroups {
  * caption column, captions are null; with `images: false` (training from a latent cache) the image
  * bytes are not read and `images` holds nulls.
  */
-export async function openShardRowGroups(storage: ArtifactStorage, uri: string, captionColumn: string | null, opts: { images?: boolean } = {}): Promise<ShardRowGroups> {
+export async function openShardRowGroups(
+  storage: ArtifactStorage,
+  uri: string,
+  captionColumn: string | null,
+  opts: { images?: boolean } = {},
+): Promise<ShardRowGroups> {
   const withImages = opts.images ?? true;
   const columns = ['key', ...(captionColumn ? [captionColumn] : []), 'status', ...(withImages ? ['jpg'] : [])];
   // A file-backed Blob reads only the byte ranges asked for (footer, then one row group's columns).
-  const blob = uri.startsWith('file://') ? await openAsBlob(storage.localPath(uri)) : new Blob([await storage.read(uri)]);
+  const blob = uri.startsWith('file://')
+    ? await openAsBlob(storage.localPath(uri))
+    : new Blob([await storage.read(uri)]);
   let file: ParquetFile | null = await ParquetFile.fromFile(blob);
   const names = fieldNames(file.schema().intoIPCStream());
-  const rowGroupSizes = file.metadata().rowGroups().map((rg) => rg.numRows());
+  const rowGroupSizes = file
+    .metadata()
+    .rowGroups()
+    .map((rg) => rg.numRows());
   const missing = columns.filter((c) => !names.includes(c));
   if (missing.length > 0) {
     file?.free();
-    throw new ConfigError(`shard ${uri} has no column(s) ${missing.join(', ')} (it has ${names.join(', ')})`,
+    throw new ConfigError(
+      `shard ${uri} has no column(s) ${missing.join(', ')} (it has ${names.join(', ')})`,
       captionColumn && missing.includes(captionColumn) && captionColumn !== 'caption'
         ? `train on a dataset version that has ${captionColumn} (run the caption stage), or set data.captionColumn to "caption".`
-        : 'train on shards written by the Kiln crawl/filter stages (datasets/shards/schema.ts).');
+        : 'train on shards written by the Kiln crawl/filter stages (datasets/shards/schema.ts).',
+    );
   }
   return {
     uri,
     rowGroupSizes,
     async readRowGroup(index: number): Promise<TrainingRows> {
-      if (index < 0 || index >= rowGroupSizes.length) throw new RangeError(`row group ${index} out of range for ${uri}`);
+      if (index < 0 || index >= rowGroupSizes.length)
+        throw new RangeError(`row group ${index} out of range for ${uri}`);
       if (!file) throw new Error(`shard ${uri} is closed`);
       const wasmTable = await file.read({ rowGroups: [index], columns });
       return toRows(tableFromIPC(wasmTable.intoIPCStream()), captionColumn);

@@ -28,8 +28,18 @@ export interface PrxTargetStats {
 const BATCH = 16;
 
 /** Measure the targets from the data (float64 sums; at most one pass over the dataset). */
-export async function measurePrxTargets(storage: ArtifactStorage, shardUris: readonly string[], cfg: TrainingConfig, codec: LatentCodec, datasetShardsSha256: string): Promise<PrxTargetStats> {
-  const stream = new ShardSampleStream(storage, shardUris, { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution });
+export async function measurePrxTargets(
+  storage: ArtifactStorage,
+  shardUris: readonly string[],
+  cfg: TrainingConfig,
+  codec: LatentCodec,
+  datasetShardsSha256: string,
+): Promise<PrxTargetStats> {
+  const stream = new ShardSampleStream(storage, shardUris, {
+    seed: cfg.seed,
+    captionColumn: cfg.data.captionColumn,
+    resolution: cfg.resolution,
+  });
   const C = codec.channels;
   let n = 0;
   let images = 0;
@@ -81,18 +91,37 @@ export async function measurePrxTargets(storage: ArtifactStorage, shardUris: rea
   let secondMoment = 0;
   for (let a = 0; a < C; a++) secondMoment += cross[a * C + a]! / n;
   const variance = secondMoment / C - grandMean * grandMean;
-  const correlation = Array.from({ length: C }, (_, a) => Array.from({ length: C }, (_, b) => cov(a, b) / Math.sqrt(Math.max(cov(a, a) * cov(b, b), 1e-12))));
-  return { format: 'kiln-prx-targets-v1', variance, correlation, images, datasetShardsSha256, codec: codec.name, codecSha256: codec.sha256 };
+  const correlation = Array.from({ length: C }, (_, a) =>
+    Array.from({ length: C }, (_, b) => cov(a, b) / Math.sqrt(Math.max(cov(a, a) * cov(b, b), 1e-12))),
+  );
+  return {
+    format: 'kiln-prx-targets-v1',
+    variance,
+    correlation,
+    images,
+    datasetShardsSha256,
+    codec: codec.name,
+    codecSha256: codec.sha256,
+  };
 }
 
 /** The run's measured targets: read `<runUri>/prx-targets.json`, or measure and write it (first chunk). */
-export async function runPrxTargets(storage: ArtifactStorage, runUri: string, shardUris: readonly string[], cfg: TrainingConfig, codec: LatentCodec, datasetShardsSha256: string): Promise<PrxTargetStats> {
+export async function runPrxTargets(
+  storage: ArtifactStorage,
+  runUri: string,
+  shardUris: readonly string[],
+  cfg: TrainingConfig,
+  codec: LatentCodec,
+  datasetShardsSha256: string,
+): Promise<PrxTargetStats> {
   const uri = storage.child(runUri, 'prx-targets.json');
   if (await storage.exists(uri)) {
     const t = JSON.parse(await storage.readText(uri)) as PrxTargetStats;
     if (t.datasetShardsSha256 !== datasetShardsSha256 || t.codecSha256 !== codec.sha256 || t.codec !== codec.name) {
-      throw new CheckpointError(`${uri} was measured on another dataset version or codec (${t.codec}) than this chunk's (${codec.name})`,
-        'resume with the dataset version and codec the run started with, or start a new run id.');
+      throw new CheckpointError(
+        `${uri} was measured on another dataset version or codec (${t.codec}) than this chunk's (${codec.name})`,
+        'resume with the dataset version and codec the run started with, or start a new run id.',
+      );
     }
     return t;
   }

@@ -40,8 +40,14 @@ export function prxRegularization(x0hat: tf.Tensor, o: PrxOptions, sampleMask?: 
   const samples = kept * rowsPerSample;
   const flat = x0hat.reshape([batch * rowsPerSample, channels]) as tf.Tensor2D;
   // Row weights: 1 for rows of kept samples, 0 otherwise (no-op when every sample is kept).
-  const w = sampleMask && kept < batch ? tf.tensor2d(Float32Array.from({ length: batch * rowsPerSample }, (_, i) => sampleMask[Math.floor(i / rowsPerSample)]!), [batch * rowsPerSample, 1]) : null;
-  const weighted = (t: tf.Tensor2D) => (w ? tf.mul(t, w) as tf.Tensor2D : t);
+  const w =
+    sampleMask && kept < batch
+      ? tf.tensor2d(
+          Float32Array.from({ length: batch * rowsPerSample }, (_, i) => sampleMask[Math.floor(i / rowsPerSample)]!),
+          [batch * rowsPerSample, 1],
+        )
+      : null;
+  const weighted = (t: tf.Tensor2D) => (w ? (tf.mul(t, w) as tf.Tensor2D) : t);
   const mean = tf.div(tf.sum(weighted(flat)), samples * channels);
   const variance = tf.div(tf.sum(weighted(tf.square(tf.sub(flat, mean)) as tf.Tensor2D)), samples * channels);
   const varTerm = tf.abs(tf.sub(variance, o.targetVar)) as tf.Scalar;

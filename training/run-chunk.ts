@@ -11,8 +11,23 @@ import { sha256Hex } from '../infra/hash.js';
 import { ConfigError } from '../infra/errors.js';
 import type { ArtifactStorage } from '../infra/storage.js';
 import { selectTfBackend, type TfBackendChoice } from '../infra/tfjs-backend.js';
-import { listCheckpoints, loadCheckpoint, pruneCheckpoints, readCheckpointState, recordCheckpointMetric, TENSOR_FILES, type CheckpointState, type LoadedCheckpoint } from './checkpoint.js';
-import { prxEnabled, resolveTrainingConfig, trainingIdentity, type TrainingConfig, type TrainingConfigInput } from './config.js';
+import {
+  listCheckpoints,
+  loadCheckpoint,
+  pruneCheckpoints,
+  readCheckpointState,
+  recordCheckpointMetric,
+  TENSOR_FILES,
+  type CheckpointState,
+  type LoadedCheckpoint,
+} from './checkpoint.js';
+import {
+  prxEnabled,
+  resolveTrainingConfig,
+  trainingIdentity,
+  type TrainingConfig,
+  type TrainingConfigInput,
+} from './config.js';
 import { runPrxTargets, type PrxTargetStats } from './prx-targets.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
@@ -86,13 +101,22 @@ export interface LossPartsSummary {
   prxGradShare: { mean: number; max: number };
 }
 
-export function summarizeLossParts(config: TrainingConfig, steps: readonly StepResult[], measured?: PrxTargetStats): LossPartsSummary | null {
+export function summarizeLossParts(
+  config: TrainingConfig,
+  steps: readonly StepResult[],
+  measured?: PrxTargetStats,
+): LossPartsSummary | null {
   if (steps.length === 0) return null;
   const o = config.objective;
   const mean = (f: (s: StepResult) => number) => steps.reduce((a, s) => a + f(s), 0) / steps.length;
   return {
     steps: steps.length,
-    prx: { targets: o.prxTargets, weight: o.prxWeight, maxGain: o.prxMaxGain, ...(measured ? { measuredVariance: measured.variance } : {}) },
+    prx: {
+      targets: o.prxTargets,
+      weight: o.prxWeight,
+      maxGain: o.prxMaxGain,
+      ...(measured ? { measuredVariance: measured.variance } : {}),
+    },
     loss: mean((s) => s.loss),
     diffusion: mean((s) => s.diffusion),
     prxVar: mean((s) => s.prxVar),
@@ -106,11 +130,22 @@ export function summarizeLossParts(config: TrainingConfig, steps: readonly StepR
 export async function runTrainingChunk(input: TrainingChunkInput): Promise<TrainingChunkResult> {
   const { storage, runUri, fromStep, steps } = input;
   if (!Number.isInteger(fromStep) || fromStep < 0 || !Number.isInteger(steps) || steps < 0) {
-    throw new ConfigError(`fromStep ${fromStep} and steps ${steps} must be non-negative integers`, 'pass whole step counts.');
+    throw new ConfigError(
+      `fromStep ${fromStep} and steps ${steps} must be non-negative integers`,
+      'pass whole step counts.',
+    );
   }
   const config = resolveTrainingConfig(input.config);
   const target = fromStep + steps;
-  if (input.metric) await recordCheckpointMetric(storage, runUri, input.metric.step, input.metric.name, input.metric.value, config.checkpoint.metricMode);
+  if (input.metric)
+    await recordCheckpointMetric(
+      storage,
+      runUri,
+      input.metric.step,
+      input.metric.name,
+      input.metric.value,
+      config.checkpoint.metricMode,
+    );
   const existing = await listCheckpoints(storage, runUri);
   const latest = existing[existing.length - 1];
   if (latest && latest.step >= target) {
@@ -118,8 +153,10 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
     return { ...(await recordedResult(storage, runUri, done.uri, fromStep)), removedCheckpoints: [], lossParts: null };
   }
   if ((latest?.step ?? 0) < fromStep) {
-    throw new CheckpointError(`run ${runUri} has no checkpoint at step ${fromStep} (newest: ${latest ? latest.step : 'none'})`,
-      'start the chunk from the newest checkpoint step (or 0 for a new run); do not delete checkpoints of a running run.');
+    throw new CheckpointError(
+      `run ${runUri} has no checkpoint at step ${fromStep} (newest: ${latest ? latest.step : 'none'})`,
+      'start the chunk from the newest checkpoint step (or 0 for a new run); do not delete checkpoints of a running run.',
+    );
   }
   const backend = await chooseBackend(config);
   const codec = await createLatentCodec(config.codec);
@@ -128,20 +165,58 @@ export async function runTrainingChunk(input: TrainingChunkInput): Promise<Train
     assertFitsInMemory(config, spec.text, spec.denoiser, trainingDevice(backend));
     const checkpoint = latest ? await loadCheckpoint(storage, latest.uri) : undefined;
     if (checkpoint) assertSameRun(checkpoint.state, config, input.datasetShardUris, latest!.uri, codec);
-    const latentShardUris = codec.sha256 === null ? undefined : input.latentShardUris ?? await cacheLatents(storage, input.datasetShardUris, codec, config.resolution, input.signal);
-    const prxTargets = config.objective.prxTargets === 'measured' && prxEnabled(config)
-      ? await runPrxTargets(storage, runUri, input.datasetShardUris, config, codec, shardListSha256(input.datasetShardUris))
-      : undefined;
-    return await trainLoaded({ ...input, latentShardUris }, config, backend, codec, checkpoint, latest?.uri ?? null, prxTargets);
+    const latentShardUris =
+      codec.sha256 === null
+        ? undefined
+        : (input.latentShardUris ??
+          (await cacheLatents(storage, input.datasetShardUris, codec, config.resolution, input.signal)));
+    const prxTargets =
+      config.objective.prxTargets === 'measured' && prxEnabled(config)
+        ? await runPrxTargets(
+            storage,
+            runUri,
+            input.datasetShardUris,
+            config,
+            codec,
+            shardListSha256(input.datasetShardUris),
+          )
+        : undefined;
+    return await trainLoaded(
+      { ...input, latentShardUris },
+      config,
+      backend,
+      codec,
+      checkpoint,
+      latest?.uri ?? null,
+      prxTargets,
+    );
   } finally {
     await codec.dispose();
   }
 }
 
-async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, backend: TfBackendChoice, codec: LatentCodec, checkpoint: LoadedCheckpoint | undefined, latestUri: string | null, prxTargets: PrxTargetStats | undefined): Promise<TrainingChunkResult> {
+async function trainLoaded(
+  input: TrainingChunkInput,
+  config: TrainingConfig,
+  backend: TfBackendChoice,
+  codec: LatentCodec,
+  checkpoint: LoadedCheckpoint | undefined,
+  latestUri: string | null,
+  prxTargets: PrxTargetStats | undefined,
+): Promise<TrainingChunkResult> {
   const { storage, runUri, fromStep, steps } = input;
   const target = fromStep + steps;
-  const session = await TrainingSession.open({ storage, runUri, config, shardUris: input.datasetShardUris, latentShardUris: input.latentShardUris, backend, checkpoint, codec, prxTargets });
+  const session = await TrainingSession.open({
+    storage,
+    runUri,
+    config,
+    shardUris: input.datasetShardUris,
+    latentShardUris: input.latentShardUris,
+    backend,
+    checkpoint,
+    codec,
+    prxTargets,
+  });
   try {
     const startStep = session.step;
     const trained: StepResult[] = [];
@@ -156,7 +231,12 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
       await input.onProgress?.(r);
     }
     if (session.step === startStep && latestUri) {
-      return { ...(await recordedResult(storage, runUri, latestUri, fromStep)), cancelled, removedCheckpoints: [], lossParts: null };
+      return {
+        ...(await recordedResult(storage, runUri, latestUri, fromStep)),
+        cancelled,
+        removedCheckpoints: [],
+        lossParts: null,
+      };
     }
     const written = await session.saveCheckpoint(latestUri);
     const removedCheckpoints = await pruneCheckpoints(storage, runUri, config.checkpoint.keepLast);
@@ -183,7 +263,13 @@ async function trainLoaded(input: TrainingChunkInput, config: TrainingConfig, ba
 }
 
 /** The latent cache of these shards (built where missing); the shards are hashed to find it. */
-async function cacheLatents(storage: ArtifactStorage, shardUris: readonly string[], codec: LatentCodec, resolution: number, signal?: AbortSignal): Promise<string[]> {
+async function cacheLatents(
+  storage: ArtifactStorage,
+  shardUris: readonly string[],
+  codec: LatentCodec,
+  resolution: number,
+  signal?: AbortSignal,
+): Promise<string[]> {
   const shards = await Promise.all(shardUris.map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) })));
   const built = await buildLatentCache({ storage, shards, codec, resolution, signal });
   return built.manifest.shards.map((s) => s.uri);
@@ -192,35 +278,59 @@ async function cacheLatents(storage: ArtifactStorage, shardUris: readonly string
 async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {
   const backend = await selectTfBackend(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend });
   if (config.runtime.precision === 'bf16' && backend.precision !== 'bf16') {
-    throw new ConfigError(`runtime.precision is bf16 but backend ${backend.name} trains in ${backend.precision} (${backend.precisionNote})`,
-      'set runtime.precision to "auto" (bf16 where the backend has it, fp32 otherwise) or "fp32".');
+    throw new ConfigError(
+      `runtime.precision is bf16 but backend ${backend.name} trains in ${backend.precision} (${backend.precisionNote})`,
+      'set runtime.precision to "auto" (bf16 where the backend has it, fp32 otherwise) or "fp32".',
+    );
   }
   return backend;
 }
 
-function assertSameRun(state: CheckpointState, config: TrainingConfig, shardUris: readonly string[], uri: string, codec: LatentCodec): void {
+function assertSameRun(
+  state: CheckpointState,
+  config: TrainingConfig,
+  shardUris: readonly string[],
+  uri: string,
+  codec: LatentCodec,
+): void {
   const was = state.config.objective.prediction;
   if (was !== config.objective.prediction) {
-    throw new CheckpointError(`checkpoint ${uri} was trained with objective.prediction "${was}", but this chunk's config asks for "${config.objective.prediction}" (the default is "flow"); a model trained for one objective cannot continue on another`,
-      `set objective.prediction: "${was}" in the config to resume this run, or start a new run id to train with "${config.objective.prediction}".`);
+    throw new CheckpointError(
+      `checkpoint ${uri} was trained with objective.prediction "${was}", but this chunk's config asks for "${config.objective.prediction}" (the default is "flow"); a model trained for one objective cannot continue on another`,
+      `set objective.prediction: "${was}" in the config to resume this run, or start a new run id to train with "${config.objective.prediction}".`,
+    );
   }
   const differ = configDifferences(trainingIdentity(state.config), trainingIdentity(config));
   if (differ.length > 0) {
-    throw new CheckpointError(`checkpoint ${uri} was trained with a different config than this chunk's (${differ.slice(0, 5).join('; ')}${differ.length > 5 ? `; ${differ.length - 5} more` : ''})`,
-      'resume with the config recorded in its state.json (only checkpoint.* and runtime.* may change), or start a new run id.');
+    throw new CheckpointError(
+      `checkpoint ${uri} was trained with a different config than this chunk's (${differ.slice(0, 5).join('; ')}${differ.length > 5 ? `; ${differ.length - 5} more` : ''})`,
+      'resume with the config recorded in its state.json (only checkpoint.* and runtime.* may change), or start a new run id.',
+    );
   }
   if (state.datasetShardsSha256 !== shardListSha256(shardUris)) {
-    throw new CheckpointError(`checkpoint ${uri} was trained on a different shard list`, 'resume with the same dataset version (same shard URIs, same order), or start a new run id.');
+    throw new CheckpointError(
+      `checkpoint ${uri} was trained on a different shard list`,
+      'resume with the same dataset version (same shard URIs, same order), or start a new run id.',
+    );
   }
   if ((state.codecSha256 ?? null) !== codec.sha256) {
-    throw new CheckpointError(`checkpoint ${uri} was trained with codec ${state.codec} (sha256 ${state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
-      'resume with the VAE files the run started with (state.json records their sha256), or start a new run id.');
+    throw new CheckpointError(
+      `checkpoint ${uri} was trained with codec ${state.codec} (sha256 ${state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
+      'resume with the VAE files the run started with (state.json records their sha256), or start a new run id.',
+    );
   }
 }
 
-async function recordedResult(storage: ArtifactStorage, runUri: string, uri: string, fromStep: number): Promise<Omit<TrainingChunkResult, 'removedCheckpoints' | 'lossParts'>> {
+async function recordedResult(
+  storage: ArtifactStorage,
+  runUri: string,
+  uri: string,
+  fromStep: number,
+): Promise<Omit<TrainingChunkResult, 'removedCheckpoints' | 'lossParts'>> {
   const state = await readCheckpointState(storage, uri);
-  const sha256s: Record<string, string> = { 'state.json': sha256Hex(await storage.read(storage.child(uri, 'state.json'))) };
+  const sha256s: Record<string, string> = {
+    'state.json': sha256Hex(await storage.read(storage.child(uri, 'state.json'))),
+  };
   for (const name of TENSOR_FILES) sha256s[name] = state.files[name].sha256;
   return {
     runUri,
@@ -247,12 +357,19 @@ function lossesAfter(losses: number[], firstStep: number, fromStep: number): num
 function configDifferences(recorded: unknown, now: unknown, path = ''): string[] {
   const isObj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
   if (isObj(recorded) && isObj(now)) {
-    return [...new Set([...Object.keys(recorded), ...Object.keys(now)])].sort()
+    return [...new Set([...Object.keys(recorded), ...Object.keys(now)])]
+      .sort()
       .flatMap((k) => configDifferences(recorded[k], now[k], path ? `${path}.${k}` : k));
   }
-  return canonicalJson(recorded) === canonicalJson(now) ? [] : [`${path}: ${canonicalJson(recorded)} -> ${canonicalJson(now)}`];
+  return canonicalJson(recorded) === canonicalJson(now)
+    ? []
+    : [`${path}: ${canonicalJson(recorded)} -> ${canonicalJson(now)}`];
 }
 
 function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v));
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
 }

@@ -31,7 +31,18 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-const DTYPE_BYTES: Record<SafetensorsDtype, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 const MAX_HEADER = 100 * 1024 * 1024;
 
 if (endianness() !== 'LE') throw new Error('training/safetensors.ts assumes a little-endian host');
@@ -43,12 +54,18 @@ export function safetensorsHeader(arrays: readonly NamedArray[], metadata: Recor
   let offset = 0;
   const seen = new Set<string>();
   for (const a of arrays) {
-    if (seen.has(a.name) || a.name === '__metadata__') throw new Error(`duplicate or reserved tensor name ${JSON.stringify(a.name)}`);
+    if (seen.has(a.name) || a.name === '__metadata__')
+      throw new Error(`duplicate or reserved tensor name ${JSON.stringify(a.name)}`);
     seen.add(a.name);
     const count = a.shape.reduce((p, d) => p * d, 1);
-    if (count !== a.data.length) throw new Error(`tensor ${a.name}: shape [${a.shape}] has ${count} elements but data has ${a.data.length}`);
+    if (count !== a.data.length)
+      throw new Error(`tensor ${a.name}: shape [${a.shape}] has ${count} elements but data has ${a.data.length}`);
     const end = offset + a.data.byteLength;
-    header[a.name] = { dtype: a.data instanceof Float32Array ? 'F32' : 'I32', shape: a.shape, data_offsets: [offset, end] };
+    header[a.name] = {
+      dtype: a.data instanceof Float32Array ? 'F32' : 'I32',
+      shape: a.shape,
+      data_offsets: [offset, end],
+    };
     offset = end;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -68,7 +85,11 @@ export function encodeSafetensors(arrays: readonly NamedArray[], metadata: Recor
 }
 
 /** Stream tensors into an atomic writer (no whole-file buffer); the caller commits. */
-export async function writeSafetensors(writer: AtomicWriter, arrays: readonly NamedArray[], metadata: Record<string, string> = {}): Promise<void> {
+export async function writeSafetensors(
+  writer: AtomicWriter,
+  arrays: readonly NamedArray[],
+  metadata: Record<string, string> = {},
+): Promise<void> {
   await writer.write(safetensorsHeader(arrays, metadata));
   for (const a of arrays) await writer.write(new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength));
 }
@@ -78,7 +99,8 @@ export function decodeSafetensors(buf: Uint8Array): SafetensorsFile {
   const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (view.length < 8) throw new Error(`safetensors file too short (${view.length} bytes)`);
   const n = view.readBigUInt64LE(0);
-  if (n > BigInt(Math.min(MAX_HEADER, view.length - 8))) throw new Error(`safetensors header length ${n} exceeds the file`);
+  if (n > BigInt(Math.min(MAX_HEADER, view.length - 8)))
+    throw new Error(`safetensors header length ${n} exceeds the file`);
   const headerLen = Number(n);
   const header = JSON.parse(view.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, unknown>;
   const dataStart = 8 + headerLen;
@@ -93,15 +115,22 @@ export function decodeSafetensors(buf: Uint8Array): SafetensorsFile {
     if (width === undefined) throw new Error(`tensor ${name}: unsupported dtype ${String(info.dtype)}`);
     const [begin, end] = info.data_offsets;
     const count = info.shape.reduce((p, d) => p * d, 1);
-    if (!(begin >= 0 && end >= begin && end <= dataLen)) throw new Error(`tensor ${name}: offsets [${begin}, ${end}] outside data of ${dataLen} bytes`);
-    if (end - begin !== count * width) throw new Error(`tensor ${name}: ${end - begin} bytes for shape [${info.shape}] of ${info.dtype}`);
-    tensors.set(name, { dtype: info.dtype, shape: info.shape, bytes: view.subarray(dataStart + begin, dataStart + end) });
+    if (!(begin >= 0 && end >= begin && end <= dataLen))
+      throw new Error(`tensor ${name}: offsets [${begin}, ${end}] outside data of ${dataLen} bytes`);
+    if (end - begin !== count * width)
+      throw new Error(`tensor ${name}: ${end - begin} bytes for shape [${info.shape}] of ${info.dtype}`);
+    tensors.set(name, {
+      dtype: info.dtype,
+      shape: info.shape,
+      bytes: view.subarray(dataStart + begin, dataStart + end),
+    });
     spans.push([begin, end, name]);
   }
   spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let cursor = 0;
   for (const [begin, end, name] of spans) {
-    if (begin !== cursor) throw new Error(`tensor ${name}: data is not contiguous (starts at ${begin}, expected ${cursor})`);
+    if (begin !== cursor)
+      throw new Error(`tensor ${name}: data is not contiguous (starts at ${begin}, expected ${cursor})`);
     cursor = end;
   }
   if (cursor !== dataLen) throw new Error(`safetensors data has ${dataLen - cursor} trailing bytes`);
@@ -118,21 +147,29 @@ export function entryToFloat32(entry: SafetensorsEntry): Float32Array {
     return copy.buffer;
   };
   switch (dtype) {
-    case 'F32': return new Float32Array(aligned(4));
-    case 'F64': return Float32Array.from(new Float64Array(aligned(8)));
-    case 'F16': return Float32Array.from(new Uint16Array(aligned(2)), halfToFloat);
+    case 'F32':
+      return new Float32Array(aligned(4));
+    case 'F64':
+      return Float32Array.from(new Float64Array(aligned(8)));
+    case 'F16':
+      return Float32Array.from(new Uint16Array(aligned(2)), halfToFloat);
     case 'BF16': {
       const src = new Uint16Array(aligned(2));
       const out = new Uint32Array(src.length);
       for (let i = 0; i < src.length; i++) out[i] = src[i]! << 16;
       return new Float32Array(out.buffer);
     }
-    case 'I32': return Float32Array.from(new Int32Array(aligned(4)));
-    case 'I64': return Float32Array.from(new BigInt64Array(aligned(8)), (v) => Number(v));
-    case 'I16': return Float32Array.from(new Int16Array(aligned(2)));
-    case 'I8': return Float32Array.from(new Int8Array(aligned(1)));
+    case 'I32':
+      return Float32Array.from(new Int32Array(aligned(4)));
+    case 'I64':
+      return Float32Array.from(new BigInt64Array(aligned(8)), (v) => Number(v));
+    case 'I16':
+      return Float32Array.from(new Int16Array(aligned(2)));
+    case 'I8':
+      return Float32Array.from(new Int8Array(aligned(1)));
     case 'U8':
-    case 'BOOL': return Float32Array.from(bytes);
+    case 'BOOL':
+      return Float32Array.from(bytes);
   }
 }
 

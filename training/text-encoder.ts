@@ -5,7 +5,17 @@
  * trains from scratch for small runs. Its output tokens are what the denoiser cross-attends to.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attention, attentionMask, dropout, embeddingLookup, gelu, layerNorm, linear, quickGelu, type DropoutRng } from './layers.js';
+import {
+  attention,
+  attentionMask,
+  dropout,
+  embeddingLookup,
+  gelu,
+  layerNorm,
+  linear,
+  quickGelu,
+  type DropoutRng,
+} from './layers.js';
 import type { ParamStore } from './params.js';
 import type { TokenBatch } from './tokenizer.js';
 
@@ -70,7 +80,10 @@ export function encodeText(store: ParamStore, s: TextEncoderShape, tokens: Token
   const { batch: B, maxTokens: L } = tokens;
   if (L > s.maxTokens) throw new Error(`token rows have ${L} tokens but the text encoder has ${s.maxTokens} positions`);
   const ids = tf.tensor1d(tokens.ids, 'int32');
-  const tok = embeddingLookup(store.get(`${P}.embeddings.token_embedding.weight`) as tf.Tensor as tf.Tensor2D, ids).reshape([B, L, s.width]);
+  const tok = embeddingLookup(
+    store.get(`${P}.embeddings.token_embedding.weight`) as tf.Tensor as tf.Tensor2D,
+    ids,
+  ).reshape([B, L, s.width]);
   const pos = store.get(`${P}.embeddings.position_embedding.weight`).slice([0, 0], [L, s.width]);
   let x: tf.Tensor = dropout(tf.add(tok, pos), s.dropout, rng);
   const mask = attentionMask(tokens.mask, B, s.heads, L, L, s.causal);
@@ -91,5 +104,10 @@ export function encodeText(store: ParamStore, s: TextEncoderShape, tokens: Token
       return tf.add(x1, dropout(m, s.dropout, rng));
     });
   }
-  return layerNorm(x, store.get(`${P}.final_layer_norm.weight`), store.get(`${P}.final_layer_norm.bias`), s.layerNormEps) as tf.Tensor3D;
+  return layerNorm(
+    x,
+    store.get(`${P}.final_layer_norm.weight`),
+    store.get(`${P}.final_layer_norm.bias`),
+    s.layerNormEps,
+  ) as tf.Tensor3D;
 }

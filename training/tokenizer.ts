@@ -35,7 +35,8 @@ export class ByteTokenizer implements CaptionTokenizer {
   private readonly encoder = new TextEncoder();
 
   constructor(maxTokens: number) {
-    if (!Number.isInteger(maxTokens) || maxTokens < 2) throw new RangeError(`maxTokens must be an integer >= 2, got ${maxTokens}`);
+    if (!Number.isInteger(maxTokens) || maxTokens < 2)
+      throw new RangeError(`maxTokens must be an integer >= 2, got ${maxTokens}`);
     this.maxTokens = maxTokens;
   }
 

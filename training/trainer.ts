@@ -21,7 +21,13 @@ import { attentionMask, DropoutStream } from './layers.js';
 import { learningRateAt } from './lr-schedule.js';
 import { buildParams, resolveModel, type ModelSpec } from './model.js';
 import { ddpmSchedule, type NoiseSchedule } from './noise-schedule.js';
-import { drawMicroBatch, noisyLatents, objectiveTerms, prxGradientShare, type MeasuredPrxTargets } from './objective.js';
+import {
+  drawMicroBatch,
+  noisyLatents,
+  objectiveTerms,
+  prxGradientShare,
+  type MeasuredPrxTargets,
+} from './objective.js';
 import { AdamW, flattenGrads, globalNormClip, WeightEma, type FlatByGroup } from './optimizer.js';
 import type { ParamStore } from './params.js';
 import { Rng } from './rng.js';
@@ -86,7 +92,7 @@ export class TrainingSession {
   /** Initialise from config + seed, or restore everything from `src.checkpoint`. */
   static async open(src: SessionSource): Promise<TrainingSession> {
     const cfg = src.config;
-    const codec = src.codec ?? await createLatentCodec(cfg.codec);
+    const codec = src.codec ?? (await createLatentCodec(cfg.codec));
     const ownsCodec = !src.codec;
     let resolved: Awaited<ReturnType<typeof resolveModel>>;
     let params: ParamStore;
@@ -102,17 +108,50 @@ export class TrainingSession {
     const den = spec.denoiser;
     if (codec.sha256 !== null && !src.latentShardUris) {
       if (ownsCodec) await codec.dispose();
-      throw new ConfigError(`codec ${codec.name} trains from a latent cache, and none was given`, 'pass latentShardUris (runTrainingChunk and the train workflow build the cache with buildLatentCache).');
+      throw new ConfigError(
+        `codec ${codec.name} trains from a latent cache, and none was given`,
+        'pass latentShardUris (runTrainingChunk and the train workflow build the cache with buildLatentCache).',
+      );
     }
-    const optimizer = new AdamW(params, { beta1: cfg.optim.beta1, beta2: cfg.optim.beta2, eps: cfg.optim.eps, weightDecay: cfg.optim.weightDecay });
+    const optimizer = new AdamW(params, {
+      beta1: cfg.optim.beta1,
+      beta2: cfg.optim.beta2,
+      eps: cfg.optim.eps,
+      weightDecay: cfg.optim.weightDecay,
+    });
     const ema = cfg.optim.ema.enabled ? new WeightEma(params, cfg.optim.ema.decay, cfg.optim.ema.warmup) : null;
     const o = cfg.objective;
     const schedule = ddpmSchedule(o.betaSchedule, o.betaStart, o.betaEnd, o.trainTimesteps);
-    const latents = codec.sha256 !== null ? { shardUris: src.latentShardUris!, vaeSha256: codec.sha256, shape: [den.size, den.size, den.channels] as [number, number, number] } : undefined;
-    const loaderOpts = { seed: cfg.seed, captionColumn: cfg.data.captionColumn, resolution: cfg.resolution, prefetch: true, latents };
+    const latents =
+      codec.sha256 !== null
+        ? {
+            shardUris: src.latentShardUris!,
+            vaeSha256: codec.sha256,
+            shape: [den.size, den.size, den.channels] as [number, number, number],
+          }
+        : undefined;
+    const loaderOpts = {
+      seed: cfg.seed,
+      captionColumn: cfg.data.captionColumn,
+      resolution: cfg.resolution,
+      prefetch: true,
+      latents,
+    };
     const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
-    const session = new TrainingSession(src, spec, tokenizer, codec, ownsCodec, params, optimizer, ema, rng, data, schedule);
+    const session = new TrainingSession(
+      src,
+      spec,
+      tokenizer,
+      codec,
+      ownsCodec,
+      params,
+      optimizer,
+      ema,
+      rng,
+      data,
+      schedule,
+    );
     if (ck) {
       for (const p of params.list()) {
         const e = ck.files['model.safetensors'].tensors.get(p.name);
@@ -157,20 +196,32 @@ export class TrainingSession {
         const next: FlatByGroup = new Map();
         for (const [group, g] of flat) {
           const prev = accum.get(group);
-          next.set(group, A === 1 ? g : tf.tidy(() => (prev ? tf.add(prev, tf.div(g, A)) : tf.div(g, A)) as tf.Tensor1D));
+          next.set(
+            group,
+            A === 1 ? g : tf.tidy(() => (prev ? tf.add(prev, tf.div(g, A)) : tf.div(g, A)) as tf.Tensor1D),
+          );
           if (A !== 1) g.dispose();
           prev?.dispose();
         }
         accum = next;
       }
       const nextStep = this.step + 1;
-      if (!Number.isFinite(loss)) throw new NonFiniteLossError(nextStep, `loss is ${loss} (diffusion ${diffusion}, prx ${prx})`, lastGoodCheckpoint);
+      if (!Number.isFinite(loss))
+        throw new NonFiniteLossError(
+          nextStep,
+          `loss is ${loss} (diffusion ${diffusion}, prx ${prx})`,
+          lastGoodCheckpoint,
+        );
       const lr = {
         denoiser: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr }),
-        text: learningRateAt(this.optimizer.step, { ...this.scheduleOptions(), peak: cfg.optim.lr * cfg.optim.textLrRatio }),
+        text: learningRateAt(this.optimizer.step, {
+          ...this.scheduleOptions(),
+          peak: cfg.optim.lr * cfg.optim.textLrRatio,
+        }),
       };
       const { norm: gradNorm, coef } = globalNormClip(accum, cfg.optim.gradClip);
-      if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(nextStep, `gradient norm is ${gradNorm} (loss ${loss})`, lastGoodCheckpoint);
+      if (!Number.isFinite(gradNorm))
+        throw new NonFiniteLossError(nextStep, `gradient norm is ${gradNorm} (loss ${loss})`, lastGoodCheckpoint);
       const updated = this.optimizer.applyFlat(accum, lr, coef);
       try {
         this.ema?.update(updated);
@@ -191,12 +242,29 @@ export class TrainingSession {
     }
   }
 
-  private async microStep(vars: tf.Variable[], dropoutKey: number): Promise<{ loss: number; diffusion: number; prx: number; prxVar: number; prxCorr: number; prxGradShare: number; grads: Map<string, tf.Tensor> }> {
+  private async microStep(
+    vars: tf.Variable[],
+    dropoutKey: number,
+  ): Promise<{
+    loss: number;
+    diffusion: number;
+    prx: number;
+    prxVar: number;
+    prxCorr: number;
+    prxGradShare: number;
+    grads: Map<string, tf.Tensor>;
+  }> {
     const cfg = this.src.config;
     const B = cfg.optim.microBatchSize;
     const batch = await this.data.nextBatch(B);
     const den = this.spec.denoiser;
-    const { captions, draw } = drawMicroBatch(this.rng, batch.captions, den.size * den.size * den.channels, cfg.objective, this.schedule);
+    const { captions, draw } = drawMicroBatch(
+      this.rng,
+      batch.captions,
+      den.size * den.size * den.channels,
+      cfg.objective,
+      this.schedule,
+    );
     const tokens = this.tokenizer.encode(captions);
     // Pixels (identity codec) or the latent cache's latents: the stream already holds the denoiser's input space.
     const x0 = tf.tensor4d(batch.images, [B, den.size, den.size, den.channels]);
@@ -209,7 +277,12 @@ export class TrainingSession {
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
       const { value, grads } = variableGrads(() => {
         const context = encodeText(this.params, this.spec.text, tokens, drop);
-        const pred = runDenoiser(this.params, den, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask }, drop);
+        const pred = runDenoiser(
+          this.params,
+          den,
+          { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask },
+          drop,
+        );
         const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective, this.src.prxTargets);
         parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx), tf.keep(terms.prxVar), tf.keep(terms.prxCorr));
         predOut = tf.keep(pred);
@@ -221,7 +294,9 @@ export class TrainingSession {
       return { value, grads };
     });
     x0.dispose();
-    const [loss, diffusion, prx, prxVar, prxCorr] = (await Promise.all([out.value, ...parts].map(async (t) => (await t.data())[0]!))) as [number, number, number, number, number];
+    const [loss, diffusion, prx, prxVar, prxCorr] = (await Promise.all(
+      [out.value, ...parts].map(async (t) => (await t.data())[0]!),
+    )) as [number, number, number, number, number];
     out.value.dispose();
     for (const t of parts) t.dispose();
     const grads = new Map<string, tf.Tensor>();
@@ -235,7 +310,12 @@ export class TrainingSession {
 
   private scheduleOptions() {
     const o = this.src.config.optim;
-    return { totalSteps: this.src.config.totalSteps, minLr: o.minLr, warmupFraction: o.warmupFraction, constantFraction: o.constantFraction };
+    return {
+      totalSteps: this.src.config.totalSteps,
+      minLr: o.minLr,
+      warmupFraction: o.warmupFraction,
+      constantFraction: o.constantFraction,
+    };
   }
 
   /** Write a checkpoint of the current state (tensor files, then state.json). */
@@ -245,26 +325,34 @@ export class TrainingSession {
     const ema = this.ema ? await this.ema.toNamedArrays() : model;
     assertFinite(model, this.step, lastGoodCheckpoint);
     assertFinite(ema, this.step, lastGoodCheckpoint);
-    return writeCheckpoint(storage, runUri, {
-      format: CHECKPOINT_FORMAT,
-      step: this.step,
-      rng: this.rng.state(),
-      data: this.data.position(),
-      samplesSeen: this.samplesSeen,
-      config,
-      backend: backend.name,
-      precision: backend.precision,
-      tokenizer: this.tokenizer.name,
-      codec: this.codec.name,
-      codecSha256: this.codec.sha256,
-      datasetShardsSha256: shardListSha256(shardUris),
-      losses: this.losses,
-      lossesFromStep: this.lossesFromStep,
-    }, {
-      'model.safetensors': { arrays: model, metadata: { format: 'pt', kiln_step: String(this.step) } },
-      'ema.safetensors': { arrays: ema, metadata: { format: 'pt', updates: String(this.ema?.updates ?? 0) } },
-      'optimizer.safetensors': { arrays: await this.optimizer.toNamedArrays(), metadata: { step: String(this.optimizer.step) } },
-    });
+    return writeCheckpoint(
+      storage,
+      runUri,
+      {
+        format: CHECKPOINT_FORMAT,
+        step: this.step,
+        rng: this.rng.state(),
+        data: this.data.position(),
+        samplesSeen: this.samplesSeen,
+        config,
+        backend: backend.name,
+        precision: backend.precision,
+        tokenizer: this.tokenizer.name,
+        codec: this.codec.name,
+        codecSha256: this.codec.sha256,
+        datasetShardsSha256: shardListSha256(shardUris),
+        losses: this.losses,
+        lossesFromStep: this.lossesFromStep,
+      },
+      {
+        'model.safetensors': { arrays: model, metadata: { format: 'pt', kiln_step: String(this.step) } },
+        'ema.safetensors': { arrays: ema, metadata: { format: 'pt', updates: String(this.ema?.updates ?? 0) } },
+        'optimizer.safetensors': {
+          arrays: await this.optimizer.toNamedArrays(),
+          metadata: { step: String(this.optimizer.step) },
+        },
+      },
+    );
   }
 
   dispose(): void {
@@ -280,7 +368,8 @@ export class TrainingSession {
 function assertFinite(arrays: NamedArray[], step: number, lastGoodCheckpoint: string | null): void {
   for (const a of arrays) {
     for (let i = 0; i < a.data.length; i++) {
-      if (!Number.isFinite(a.data[i]!)) throw new NonFiniteLossError(step, `weight ${a.name} holds ${a.data[i]}`, lastGoodCheckpoint);
+      if (!Number.isFinite(a.data[i]!))
+        throw new NonFiniteLossError(step, `weight ${a.name} holds ${a.data[i]}`, lastGoodCheckpoint);
     }
   }
 }

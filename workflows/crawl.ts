@@ -1,4 +1,3 @@
-
 /**
  * crawlWorkflow: URL lists -> a new dataset version of Parquet shards (task queue kiln-io).
  *
@@ -12,7 +11,14 @@
  *
  * Deterministic: no I/O here; activity types only. Query `crawlProgress` returns the progress.
  */
-import { continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  continueAsNew,
+  defineQuery,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { CrawlActivities, PlanCrawlResult } from '../activities/crawl.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
@@ -111,23 +117,47 @@ const retry = stageRetryPolicy({ maximumAttempts: 5 });
  */
 const shardRetry = stageRetryPolicy({ maximumAttempts: 8 });
 
-const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
+const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({
+  taskQueue: IO_QUEUE,
+  startToCloseTimeout: '1 minute',
+  retry,
+});
 /**
  * planCrawl and writeCrawlManifest heartbeat (every 8 MiB hashed / 5,000 rows split; every 5 s while
  * writing the manifest, activities/crawl.ts), so a killed worker's step is retried within a minute.
  */
-const planActs = proxyActivities<CrawlActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
+const planActs = proxyActivities<CrawlActivities>({
+  taskQueue: IO_QUEUE,
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '1 minute',
+  retry,
+});
 
 /** One page of shards: skip the finished ones, crawl the rest with a sliding window. */
 export async function crawlShardsPageWorkflow(input: CrawlPageInput): Promise<CrawlPageResult> {
   const acts = proxyActivities<CrawlActivities>({
-    taskQueue: IO_QUEUE, startToCloseTimeout: input.shardTimeout, heartbeatTimeout: input.shardHeartbeatTimeout, retry: shardRetry,
+    taskQueue: IO_QUEUE,
+    startToCloseTimeout: input.shardTimeout,
+    heartbeatTimeout: input.shardHeartbeatTimeout,
+    retry: shardRetry,
   });
-  const pending = await acts.pendingCrawlShards({ datasetName: input.datasetName, version: input.version, from: input.from, to: input.to });
-  const results = await slidingWindow(pending, input.maxConcurrentShards, (shardIndex) => acts.crawlShard({
-    jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex,
-    extraColumns: input.extraColumns, options: input.options, rowGroupSize: input.rowGroupSize,
-  }));
+  const pending = await acts.pendingCrawlShards({
+    datasetName: input.datasetName,
+    version: input.version,
+    from: input.from,
+    to: input.to,
+  });
+  const results = await slidingWindow(pending, input.maxConcurrentShards, (shardIndex) =>
+    acts.crawlShard({
+      jobId: input.jobId,
+      datasetName: input.datasetName,
+      version: input.version,
+      shardIndex,
+      extraColumns: input.extraColumns,
+      options: input.options,
+      rowGroupSize: input.rowGroupSize,
+    }),
+  );
   return {
     crawled: results.filter((r) => !r.skipped).length,
     skipped: input.to - input.from - pending.length + results.filter((r) => r.skipped).length,
@@ -143,39 +173,78 @@ export async function crawlWorkflow(input: CrawlWorkflowInput): Promise<CrawlWor
   const jobId = progress?.jobId ?? input.jobId ?? workflowId;
   const { carried: _carried, ...params } = input;
   const perPage = input.shardsPerPage ?? 100;
-  return withJobRecord(lineageActs, { jobId, kind: 'crawl', workflowId, params, started: progress !== null }, async () => {
-    if (!progress) {
-      const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
-      const plan = await planActs.planCrawl({
-        incrementalAsOf,
-        jobId, workflowId, datasetName: input.datasetName, version: input.version, inputs: input.inputs, urlColumn: input.urlColumn,
-        captionColumn: input.captionColumn, extraColumns: input.extraColumns, rowsPerShard: input.rowsPerShard,
-        dedupUrls: input.dedupUrls, options: input.options,
-      });
-      progress = { jobId, plan, nextPage: 0, pages: Math.ceil(plan.shardCount / perPage), shardsCrawled: 0, shardsSkipped: 0, runs: 1 };
-    }
-    const p = progress;
-    await runPages(p, {
-      pagesPerRun: input.pagesPerRun ?? 10,
-      continueAsNew: (carried) => continueAsNew<typeof crawlWorkflow>({ ...input, carried }),
-      runPage: async (page) => {
-        const r = await executeChild(crawlShardsPageWorkflow, {
-          workflowId: `${workflowId}/page-${page}`,
-          args: [{
-            jobId, datasetName: p.plan.datasetName, version: p.plan.version, ...pageBounds(page, perPage, p.plan.shardCount),
-            extraColumns: p.plan.extraColumns, options: p.plan.options, rowGroupSize: input.rowGroupSize, maxConcurrentShards: input.maxConcurrentShards ?? 4,
-            shardTimeout: input.shardTimeout ?? '2 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
-          }],
+  return withJobRecord(
+    lineageActs,
+    { jobId, kind: 'crawl', workflowId, params, started: progress !== null },
+    async () => {
+      if (!progress) {
+        const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
+        const plan = await planActs.planCrawl({
+          incrementalAsOf,
+          jobId,
+          workflowId,
+          datasetName: input.datasetName,
+          version: input.version,
+          inputs: input.inputs,
+          urlColumn: input.urlColumn,
+          captionColumn: input.captionColumn,
+          extraColumns: input.extraColumns,
+          rowsPerShard: input.rowsPerShard,
+          dedupUrls: input.dedupUrls,
+          options: input.options,
         });
-        p.shardsCrawled += r.crawled;
-        p.shardsSkipped += r.skipped;
-      },
-    });
-    const m = await planActs.writeCrawlManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
-    return {
-      jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri,
-      manifestSha256: m.manifest.sha256, rows: m.rows, shards: m.shards, shardsCrawled: p.shardsCrawled, shardsSkipped: p.shardsSkipped,
-      countsByStatus: m.countsByStatus, resumed: p.plan.resumed, runs: p.runs,
-    };
-  });
+        progress = {
+          jobId,
+          plan,
+          nextPage: 0,
+          pages: Math.ceil(plan.shardCount / perPage),
+          shardsCrawled: 0,
+          shardsSkipped: 0,
+          runs: 1,
+        };
+      }
+      const p = progress;
+      await runPages(p, {
+        pagesPerRun: input.pagesPerRun ?? 10,
+        continueAsNew: (carried) => continueAsNew<typeof crawlWorkflow>({ ...input, carried }),
+        runPage: async (page) => {
+          const r = await executeChild(crawlShardsPageWorkflow, {
+            workflowId: `${workflowId}/page-${page}`,
+            args: [
+              {
+                jobId,
+                datasetName: p.plan.datasetName,
+                version: p.plan.version,
+                ...pageBounds(page, perPage, p.plan.shardCount),
+                extraColumns: p.plan.extraColumns,
+                options: p.plan.options,
+                rowGroupSize: input.rowGroupSize,
+                maxConcurrentShards: input.maxConcurrentShards ?? 4,
+                shardTimeout: input.shardTimeout ?? '2 hours',
+                shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+              },
+            ],
+          });
+          p.shardsCrawled += r.crawled;
+          p.shardsSkipped += r.skipped;
+        },
+      });
+      const m = await planActs.writeCrawlManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
+      return {
+        jobId,
+        datasetId: m.datasetId,
+        datasetName: p.plan.datasetName,
+        version: p.plan.version,
+        manifestUri: m.manifest.uri,
+        manifestSha256: m.manifest.sha256,
+        rows: m.rows,
+        shards: m.shards,
+        shardsCrawled: p.shardsCrawled,
+        shardsSkipped: p.shardsSkipped,
+        countsByStatus: m.countsByStatus,
+        resumed: p.plan.resumed,
+        runs: p.runs,
+      };
+    },
+  );
 }

@@ -13,7 +13,14 @@
  *
  * Deterministic: no I/O here; activity types only. Query `progress` returns DedupProgress.
  */
-import { continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  continueAsNew,
+  defineQuery,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { DedupActivities, PlanDedupResult } from '../activities/dedup.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import { IO_QUEUE } from './queues.js';
@@ -35,27 +42,64 @@ export interface DedupWorkflowInput {
   carried?: DedupProgress;
 }
 
-export interface DedupProgress { jobId: string; plan: PlanDedupResult; nextPage: number; pages: number; shardsWritten: number; shardsSkipped: number; runs: number }
-
-export interface DedupWorkflowResult {
-  jobId: string; datasetId: string; datasetName: string; version: number; manifestUri: string; manifestSha256: string;
-  rows: number; shards: number; duplicates: number; sourceDatasetId: string; shardsWritten: number; shardsSkipped: number; resumed: boolean; runs: number;
+export interface DedupProgress {
+  jobId: string;
+  plan: PlanDedupResult;
+  nextPage: number;
+  pages: number;
+  shardsWritten: number;
+  shardsSkipped: number;
+  runs: number;
 }
 
-export interface DedupPageInput { jobId: string; datasetName: string; version: number; from: number; to: number; maxConcurrentShards: number }
+export interface DedupWorkflowResult {
+  jobId: string;
+  datasetId: string;
+  datasetName: string;
+  version: number;
+  manifestUri: string;
+  manifestSha256: string;
+  rows: number;
+  shards: number;
+  duplicates: number;
+  sourceDatasetId: string;
+  shardsWritten: number;
+  shardsSkipped: number;
+  resumed: boolean;
+  runs: number;
+}
+
+export interface DedupPageInput {
+  jobId: string;
+  datasetName: string;
+  version: number;
+  from: number;
+  to: number;
+  maxConcurrentShards: number;
+}
 
 export const dedupProgressQuery = defineQuery<DedupProgress | null>('progress');
 
 const retry = stageRetryPolicy({ maximumAttempts: 5 });
-const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
+const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({
+  taskQueue: IO_QUEUE,
+  startToCloseTimeout: '1 minute',
+  retry,
+});
 /** Planning and the manifest heartbeat (every shard read, every 5 s), so a killed worker's step is retried within a minute. */
-const acts = proxyActivities<DedupActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
+const acts = proxyActivities<DedupActivities>({
+  taskQueue: IO_QUEUE,
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '1 minute',
+  retry,
+});
 
 /** One page of shards: skip the finished ones, write the rest with a sliding window. */
 export async function dedupShardsPageWorkflow(input: DedupPageInput): Promise<{ written: number; skipped: number }> {
   const pending = await acts.pendingDedupShards(input);
   const results = await slidingWindow(pending, input.maxConcurrentShards, (shardIndex) =>
-    acts.dedupShard({ jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex }));
+    acts.dedupShard({ jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex }),
+  );
   const skippedNow = results.filter((r) => r.skipped).length;
   return { written: results.length - skippedNow, skipped: input.to - input.from - pending.length + skippedNow };
 }
@@ -68,29 +112,65 @@ export async function dedupWorkflow(input: DedupWorkflowInput): Promise<DedupWor
   const jobId = progress?.jobId ?? input.jobId ?? workflowId;
   const perPage = input.shardsPerPage ?? 100;
   const { carried: _carried, ...params } = input;
-  return withJobRecord(lineageActs, { jobId, kind: 'dedup', workflowId, params, started: progress !== null }, async () => {
-    if (!progress) {
-      const plan = await acts.planDedup({ jobId, datasetName: input.datasetName, sourceVersion: input.sourceVersion, outputVersion: input.outputVersion });
-      progress = { jobId, plan, nextPage: 0, pages: Math.ceil(plan.shardCount / perPage), shardsWritten: 0, shardsSkipped: 0, runs: 1 };
-    }
-    const p = progress;
-    await runPages(p, {
-      pagesPerRun: input.pagesPerRun ?? 10,
-      continueAsNew: (carried) => continueAsNew<typeof dedupWorkflow>({ ...input, carried }),
-      runPage: async (page) => {
-        const r = await executeChild(dedupShardsPageWorkflow, {
-          workflowId: `${workflowId}/page-${page}`,
-          args: [{ jobId, datasetName: p.plan.datasetName, version: p.plan.version, ...pageBounds(page, perPage, p.plan.shardCount), maxConcurrentShards: input.maxConcurrentShards ?? 4 }],
+  return withJobRecord(
+    lineageActs,
+    { jobId, kind: 'dedup', workflowId, params, started: progress !== null },
+    async () => {
+      if (!progress) {
+        const plan = await acts.planDedup({
+          jobId,
+          datasetName: input.datasetName,
+          sourceVersion: input.sourceVersion,
+          outputVersion: input.outputVersion,
         });
-        p.shardsWritten += r.written;
-        p.shardsSkipped += r.skipped;
-      },
-    });
-    const m = await acts.writeDedupManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
-    return {
-      jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri, manifestSha256: m.manifest.sha256,
-      rows: m.rows, shards: m.shards, duplicates: m.duplicates, sourceDatasetId: p.plan.sourceId, shardsWritten: p.shardsWritten, shardsSkipped: p.shardsSkipped,
-      resumed: p.plan.resumed, runs: p.runs,
-    };
-  });
+        progress = {
+          jobId,
+          plan,
+          nextPage: 0,
+          pages: Math.ceil(plan.shardCount / perPage),
+          shardsWritten: 0,
+          shardsSkipped: 0,
+          runs: 1,
+        };
+      }
+      const p = progress;
+      await runPages(p, {
+        pagesPerRun: input.pagesPerRun ?? 10,
+        continueAsNew: (carried) => continueAsNew<typeof dedupWorkflow>({ ...input, carried }),
+        runPage: async (page) => {
+          const r = await executeChild(dedupShardsPageWorkflow, {
+            workflowId: `${workflowId}/page-${page}`,
+            args: [
+              {
+                jobId,
+                datasetName: p.plan.datasetName,
+                version: p.plan.version,
+                ...pageBounds(page, perPage, p.plan.shardCount),
+                maxConcurrentShards: input.maxConcurrentShards ?? 4,
+              },
+            ],
+          });
+          p.shardsWritten += r.written;
+          p.shardsSkipped += r.skipped;
+        },
+      });
+      const m = await acts.writeDedupManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
+      return {
+        jobId,
+        datasetId: m.datasetId,
+        datasetName: p.plan.datasetName,
+        version: p.plan.version,
+        manifestUri: m.manifest.uri,
+        manifestSha256: m.manifest.sha256,
+        rows: m.rows,
+        shards: m.shards,
+        duplicates: m.duplicates,
+        sourceDatasetId: p.plan.sourceId,
+        shardsWritten: p.shardsWritten,
+        shardsSkipped: p.shardsSkipped,
+        resumed: p.plan.resumed,
+        runs: p.runs,
+      };
+    },
+  );
 }

@@ -17,7 +17,14 @@
  *
  * Deterministic: no I/O here; activity types only. Query `progress` returns FilterProgress.
  */
-import { continueAsNew, defineQuery, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  continueAsNew,
+  defineQuery,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { FilterActivities, FilterShardResult, PlanFilterResult, ScoreShardResult } from '../activities/filter.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
@@ -117,31 +124,66 @@ export interface FilterPageInput {
   shardHeartbeatTimeout: string;
 }
 
-export interface FilterPageResult { done: number; skipped: number; rowsScored: number }
+export interface FilterPageResult {
+  done: number;
+  skipped: number;
+  rowsScored: number;
+}
 
 export const filterProgressQuery = defineQuery<FilterProgress | null>('progress');
 
 const retry = stageRetryPolicy({ maximumAttempts: 5 });
 
-const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({ taskQueue: IO_QUEUE, startToCloseTimeout: '1 minute', retry });
+const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({
+  taskQueue: IO_QUEUE,
+  startToCloseTimeout: '1 minute',
+  retry,
+});
 /** planFilter heartbeats every 5 s (activities/filter.ts), so a killed worker's planning is retried within a minute. */
-const planActs = proxyActivities<FilterActivities>({ taskQueue: GPU_QUEUE, startToCloseTimeout: '1 hour', heartbeatTimeout: '1 minute', retry });
+const planActs = proxyActivities<FilterActivities>({
+  taskQueue: GPU_QUEUE,
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '1 minute',
+  retry,
+});
 /** The cutoff and manifest activities heartbeat every 5 s (activities/filter.ts): a killed worker is noticed within a minute. */
-const ioActs = proxyActivities<FilterActivities>({ taskQueue: IO_QUEUE, startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
+const ioActs = proxyActivities<FilterActivities>({
+  taskQueue: IO_QUEUE,
+  startToCloseTimeout: '2 hours',
+  heartbeatTimeout: '1 minute',
+  retry,
+});
 
 /** One page of shards: skip the finished ones, score or filter the rest with a sliding window. */
 export async function filterShardsPageWorkflow(input: FilterPageInput): Promise<FilterPageResult> {
   const acts = proxyActivities<FilterActivities>({
-    taskQueue: GPU_QUEUE, startToCloseTimeout: input.shardTimeout, heartbeatTimeout: input.shardHeartbeatTimeout, retry,
+    taskQueue: GPU_QUEUE,
+    startToCloseTimeout: input.shardTimeout,
+    heartbeatTimeout: input.shardHeartbeatTimeout,
+    retry,
   });
-  const pending = await ioActs.pendingFilterShards({ datasetName: input.datasetName, version: input.version, from: input.from, to: input.to, phase: input.phase });
-  const results = await slidingWindow<FilterShardResult | ScoreShardResult>(pending, input.maxConcurrentShards, (shardIndex) => {
-    const args = {
-      jobId: input.jobId, datasetName: input.datasetName, version: input.version, shardIndex, rowGroupSize: input.rowGroupSize,
-      ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
-    };
-    return input.phase === 'score' ? acts.scoreFilterShard(args) : acts.filterShard(args);
+  const pending = await ioActs.pendingFilterShards({
+    datasetName: input.datasetName,
+    version: input.version,
+    from: input.from,
+    to: input.to,
+    phase: input.phase,
   });
+  const results = await slidingWindow<FilterShardResult | ScoreShardResult>(
+    pending,
+    input.maxConcurrentShards,
+    (shardIndex) => {
+      const args = {
+        jobId: input.jobId,
+        datasetName: input.datasetName,
+        version: input.version,
+        shardIndex,
+        rowGroupSize: input.rowGroupSize,
+        ...(input.topFractionCutoff !== undefined ? { topFractionCutoff: input.topFractionCutoff } : {}),
+      };
+      return input.phase === 'score' ? acts.scoreFilterShard(args) : acts.filterShard(args);
+    },
+  );
   const skippedNow = results.filter((r) => 'skipped' in r && r.skipped).length;
   return {
     done: results.length - skippedNow,
@@ -158,56 +200,111 @@ export async function filterWorkflow(input: FilterWorkflowInput): Promise<Filter
   const jobId = progress?.jobId ?? input.jobId ?? workflowId;
   const perPage = input.shardsPerPage ?? 100;
   const { carried: _carried, ...params } = input;
-  return withJobRecord(lineageActs, { jobId, kind: 'filter', workflowId, params, started: progress !== null }, async () => {
-    if (!progress) {
-      const plan = await planActs.planFilter({
-        jobId, workflowId, datasetName: input.datasetName, sourceVersion: input.sourceVersion, outputVersion: input.outputVersion,
-        clipModelDir: input.clipModelDir, captionerModelDir: input.captionerModelDir, threshold: input.threshold, keepTopFraction: input.keepTopFraction,
-        captionSource: input.captionSource, captionPrompt: input.captionPrompt, maxNewTokens: input.maxNewTokens, numBeams: input.numBeams,
-        batchSize: input.batchSize, device: input.device,
-      });
-      progress = {
-        jobId, plan, phase: plan.keepTopFraction !== null ? 'score' : 'filter', nextPage: 0, pages: Math.ceil(plan.shardCount / perPage),
-        shardsScored: 0, shardsFiltered: 0, shardsSkipped: 0, rowsScored: 0, runs: 1,
-      };
-    }
-    const p = progress;
-    await runPages(p, {
-      pagesPerRun: input.pagesPerRun ?? 10,
-      continueAsNew: (carried) => continueAsNew<typeof filterWorkflow>({ ...input, carried }),
-      // keep-top-fraction: after the score pages, the dataset-wide cutoff, then the filter pages.
-      nextPhase: async () => {
-        if (p.phase === 'filter') return false;
-        const c = await ioActs.computeFilterCutoff({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
-        p.topFractionCutoff = c.cutoff;
-        p.phase = 'filter';
-        p.nextPage = 0;
-        return true;
-      },
-      runPage: async (page) => {
-        const r = await executeChild(filterShardsPageWorkflow, {
-          workflowId: `${workflowId}/${p.phase}-page-${page}`,
-          args: [{
-            jobId, datasetName: p.plan.datasetName, version: p.plan.version, phase: p.phase, ...pageBounds(page, perPage, p.plan.shardCount),
-            rowGroupSize: input.rowGroupSize, ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
-            maxConcurrentShards: input.maxConcurrentShards ?? 2,
-            shardTimeout: input.shardTimeout ?? '4 hours', shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
-          }],
+  return withJobRecord(
+    lineageActs,
+    { jobId, kind: 'filter', workflowId, params, started: progress !== null },
+    async () => {
+      if (!progress) {
+        const plan = await planActs.planFilter({
+          jobId,
+          workflowId,
+          datasetName: input.datasetName,
+          sourceVersion: input.sourceVersion,
+          outputVersion: input.outputVersion,
+          clipModelDir: input.clipModelDir,
+          captionerModelDir: input.captionerModelDir,
+          threshold: input.threshold,
+          keepTopFraction: input.keepTopFraction,
+          captionSource: input.captionSource,
+          captionPrompt: input.captionPrompt,
+          maxNewTokens: input.maxNewTokens,
+          numBeams: input.numBeams,
+          batchSize: input.batchSize,
+          device: input.device,
         });
-        if (p.phase === 'score') p.shardsScored += r.done;
-        else { p.shardsFiltered += r.done; p.shardsSkipped += r.skipped; }
-        p.rowsScored += r.rowsScored;
-      },
-    });
-    const m = await ioActs.writeFilterManifest({
-      jobId, datasetName: p.plan.datasetName, version: p.plan.version, ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
-    });
-    return {
-      jobId, datasetId: m.datasetId, datasetName: p.plan.datasetName, version: p.plan.version, manifestUri: m.manifest.uri,
-      manifestSha256: m.manifest.sha256, rows: m.rows, kept: m.kept, filtered: m.filtered, failed: m.carried, shards: m.shards,
-      executionProvider: m.executionProviders.length > 0 ? m.executionProviders.join(',') : 'none', sourceDatasetId: p.plan.sourceId,
-      topFractionCutoff: p.topFractionCutoff ?? null, shardsFiltered: p.shardsFiltered, shardsSkipped: p.shardsSkipped, rowsScored: p.rowsScored,
-      resumed: p.plan.resumed, runs: p.runs,
-    };
-  });
+        progress = {
+          jobId,
+          plan,
+          phase: plan.keepTopFraction !== null ? 'score' : 'filter',
+          nextPage: 0,
+          pages: Math.ceil(plan.shardCount / perPage),
+          shardsScored: 0,
+          shardsFiltered: 0,
+          shardsSkipped: 0,
+          rowsScored: 0,
+          runs: 1,
+        };
+      }
+      const p = progress;
+      await runPages(p, {
+        pagesPerRun: input.pagesPerRun ?? 10,
+        continueAsNew: (carried) => continueAsNew<typeof filterWorkflow>({ ...input, carried }),
+        // keep-top-fraction: after the score pages, the dataset-wide cutoff, then the filter pages.
+        nextPhase: async () => {
+          if (p.phase === 'filter') return false;
+          const c = await ioActs.computeFilterCutoff({
+            jobId,
+            datasetName: p.plan.datasetName,
+            version: p.plan.version,
+          });
+          p.topFractionCutoff = c.cutoff;
+          p.phase = 'filter';
+          p.nextPage = 0;
+          return true;
+        },
+        runPage: async (page) => {
+          const r = await executeChild(filterShardsPageWorkflow, {
+            workflowId: `${workflowId}/${p.phase}-page-${page}`,
+            args: [
+              {
+                jobId,
+                datasetName: p.plan.datasetName,
+                version: p.plan.version,
+                phase: p.phase,
+                ...pageBounds(page, perPage, p.plan.shardCount),
+                rowGroupSize: input.rowGroupSize,
+                ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
+                maxConcurrentShards: input.maxConcurrentShards ?? 2,
+                shardTimeout: input.shardTimeout ?? '4 hours',
+                shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+              },
+            ],
+          });
+          if (p.phase === 'score') p.shardsScored += r.done;
+          else {
+            p.shardsFiltered += r.done;
+            p.shardsSkipped += r.skipped;
+          }
+          p.rowsScored += r.rowsScored;
+        },
+      });
+      const m = await ioActs.writeFilterManifest({
+        jobId,
+        datasetName: p.plan.datasetName,
+        version: p.plan.version,
+        ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
+      });
+      return {
+        jobId,
+        datasetId: m.datasetId,
+        datasetName: p.plan.datasetName,
+        version: p.plan.version,
+        manifestUri: m.manifest.uri,
+        manifestSha256: m.manifest.sha256,
+        rows: m.rows,
+        kept: m.kept,
+        filtered: m.filtered,
+        failed: m.carried,
+        shards: m.shards,
+        executionProvider: m.executionProviders.length > 0 ? m.executionProviders.join(',') : 'none',
+        sourceDatasetId: p.plan.sourceId,
+        topFractionCutoff: p.topFractionCutoff ?? null,
+        shardsFiltered: p.shardsFiltered,
+        shardsSkipped: p.shardsSkipped,
+        rowsScored: p.rowsScored,
+        resumed: p.plan.resumed,
+        runs: p.runs,
+      };
+    },
+  );
 }

@@ -32,7 +32,12 @@ const acts = proxyActivities<KilnActivities>({
 
 export async function helloWorkflow(input: HelloInput): Promise<HelloResult> {
   if (typeof input?.message !== 'string' || input.message.length === 0) {
-    throw kilnFailure('ConfigError', 'KILN_CONFIG', 'hello: input.message must be a non-empty string', 'pass a message, e.g. `kiln run hello --message hi`.');
+    throw kilnFailure(
+      'ConfigError',
+      'KILN_CONFIG',
+      'hello: input.message must be a non-empty string',
+      'pass a message, e.g. `kiln run hello --message hi`.',
+    );
   }
   let phase = 'starting';
   setHandler(progressQuery, () => ({ phase }));

@@ -5,7 +5,16 @@
  * Inputs are built by the CLI from a validated spec; each stage validates its own block again.
  * Query `progress`: the current stage and each stage's result summary.
  */
-import { ApplicationFailure, CancellationScope, defineQuery, isCancellation, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  executeChild,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { KilnActivities } from '../activities/index.js';
 import { crawlWorkflow, type CrawlWorkflowInput, type CrawlWorkflowResult } from './crawl.js';
 import { filterWorkflow, type FilterWorkflowInput, type FilterWorkflowResult } from './filter.js';
@@ -28,7 +37,12 @@ export interface PipelineInput {
    * Results of stages an earlier run of this job finished (set by the CLI when it restarts a failed
    * or cancelled job): those stages are not run again, later ones start from their outputs.
    */
-  finished?: { crawl?: CrawlWorkflowResult; dedup?: DedupWorkflowResult; filter?: FilterWorkflowResult; train?: TrainWorkflowResult };
+  finished?: {
+    crawl?: CrawlWorkflowResult;
+    dedup?: DedupWorkflowResult;
+    filter?: FilterWorkflowResult;
+    train?: TrainWorkflowResult;
+  };
 }
 
 /** The stage inputs a pipeline passes on are the stage workflows' own input types, minus what it fills in. */
@@ -67,14 +81,29 @@ const acts = proxyActivities<KilnActivities>({
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const { workflowId } = workflowInfo();
   const jobId = workflowId;
-  const planned: StageName[] = ['crawl', ...(input.dedup ? ['dedup' as const] : []), ...(input.filter ? ['filter' as const] : []), ...(input.train ? ['train' as const] : [])];
-  const stages: StageSummary[] = planned.map((stage) => ({ stage, status: 'pending', jobId: `${jobId}.${stage}`, workflowId: `${workflowId}/${stage}` }));
+  const planned: StageName[] = [
+    'crawl',
+    ...(input.dedup ? ['dedup' as const] : []),
+    ...(input.filter ? ['filter' as const] : []),
+    ...(input.train ? ['train' as const] : []),
+  ];
+  const stages: StageSummary[] = planned.map((stage) => ({
+    stage,
+    status: 'pending',
+    jobId: `${jobId}.${stage}`,
+    workflowId: `${workflowId}/${stage}`,
+  }));
   let current: PipelineProgress['stage'] = 'crawl';
   setHandler(pipelineProgressQuery, () => ({ stage: current, stages }));
   await acts.recordJobStarted({ jobId, kind: 'pipeline', workflowId, params: input });
 
   /** Run one stage as a child workflow with a fixed id (or take its result from an earlier run of this job). */
-  const runStage = async <A extends { jobId?: string }, R>(stage: StageName, workflow: (a: A) => Promise<R>, args: A, earlier: R | undefined): Promise<R> => {
+  const runStage = async <A extends { jobId?: string }, R>(
+    stage: StageName,
+    workflow: (a: A) => Promise<R>,
+    args: A,
+    earlier: R | undefined,
+  ): Promise<R> => {
     const s = stages.find((x) => x.stage === stage)!;
     current = stage;
     if (earlier) {
@@ -99,26 +128,45 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     const crawl = await runStage('crawl', crawlWorkflow, input.crawl, input.finished?.crawl);
     let dataset = { datasetName: crawl.datasetName, version: crawl.version, manifestUri: crawl.manifestUri };
     if (input.dedup) {
-      const d = await runStage('dedup', dedupWorkflow, { ...input.dedup, datasetName: crawl.datasetName, sourceVersion: crawl.version }, input.finished?.dedup);
+      const d = await runStage(
+        'dedup',
+        dedupWorkflow,
+        { ...input.dedup, datasetName: crawl.datasetName, sourceVersion: crawl.version },
+        input.finished?.dedup,
+      );
       dataset = { datasetName: d.datasetName, version: d.version, manifestUri: d.manifestUri };
     }
     if (input.filter) {
-      const f = await runStage('filter', filterWorkflow, { ...input.filter, datasetName: crawl.datasetName, sourceVersion: dataset.version }, input.finished?.filter);
+      const f = await runStage(
+        'filter',
+        filterWorkflow,
+        { ...input.filter, datasetName: crawl.datasetName, sourceVersion: dataset.version },
+        input.finished?.filter,
+      );
       dataset = { datasetName: f.datasetName, version: f.version, manifestUri: f.manifestUri };
     }
     if (input.train) {
       if ((crawl.countsByStatus.success ?? 0) === 0) {
-        throw ApplicationFailure.nonRetryable(`the crawl of ${crawl.datasetName} produced no successful rows, so there is nothing to train on`,
-          'EmptyDatasetError');
+        throw ApplicationFailure.nonRetryable(
+          `the crawl of ${crawl.datasetName} produced no successful rows, so there is nothing to train on`,
+          'EmptyDatasetError',
+        );
       }
-      await runStage('train', trainWorkflow, { ...input.train, datasetManifestUri: dataset.manifestUri }, input.finished?.train);
+      await runStage(
+        'train',
+        trainWorkflow,
+        { ...input.train, datasetManifestUri: dataset.manifestUri },
+        input.finished?.train,
+      );
     }
     current = 'done';
     await acts.recordJobFinished({ jobId, status: 'completed' });
     return { jobId, stages };
   } catch (err) {
     // A cancelled job (kiln cancel) still records how it ended.
-    await CancellationScope.nonCancellable(() => acts.recordJobFinished({ jobId, status: isCancellation(err) ? 'cancelled' : 'failed', error: String(err) }));
+    await CancellationScope.nonCancellable(() =>
+      acts.recordJobFinished({ jobId, status: isCancellation(err) ? 'cancelled' : 'failed', error: String(err) }),
+    );
     throw err;
   }
 }

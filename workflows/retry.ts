@@ -7,7 +7,12 @@
 import { ApplicationFailure, type RetryPolicy } from '@temporalio/workflow';
 
 export function stageRetryPolicy(opts: { maximumAttempts: number }): RetryPolicy {
-  return { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: opts.maximumAttempts };
+  return {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    maximumAttempts: opts.maximumAttempts,
+  };
 }
 
 /**
@@ -16,5 +21,10 @@ export function stageRetryPolicy(opts: { maximumAttempts: number }): RetryPolicy
  * exit code (`KILN_CONFIG` -> 2).
  */
 export function kilnFailure(type: string, code: string, message: string, fix: string): ApplicationFailure {
-  return ApplicationFailure.create({ message: `${message}\nFix: ${fix}`, type, nonRetryable: true, details: [{ code, fix }] });
+  return ApplicationFailure.create({
+    message: `${message}\nFix: ${fix}`,
+    type,
+    nonRetryable: true,
+    details: [{ code, fix }],
+  });
 }

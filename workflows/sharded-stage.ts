@@ -35,11 +35,16 @@ export interface JobStopped {
  * say how it ended (train: final checkpoint and report; a cancelled job is recorded `cancelled`, in
  * a non-cancellable scope).
  */
-export async function withJobRecord<R>(acts: JobRecordActivities, job: JobStartInput & { started: boolean }, body: () => Promise<R>,
-  stopped?: (err: unknown) => Promise<JobStopped>): Promise<R> {
+export async function withJobRecord<R>(
+  acts: JobRecordActivities,
+  job: JobStartInput & { started: boolean },
+  body: () => Promise<R>,
+  stopped?: (err: unknown) => Promise<JobStopped>,
+): Promise<R> {
   const { jobId } = job;
   try {
-    if (!job.started) await acts.recordJobStarted({ jobId, kind: job.kind, workflowId: job.workflowId, params: job.params });
+    if (!job.started)
+      await acts.recordJobStarted({ jobId, kind: job.kind, workflowId: job.workflowId, params: job.params });
     const result = await body();
     await acts.recordJobFinished({ jobId, status: 'completed' });
     return result;
@@ -95,7 +100,11 @@ export function pageBounds(page: number, perPage: number, shardCount: number): {
 }
 
 /** Run `work` for every pending shard, at most `maxConcurrent` at once; results in completion order. */
-export async function slidingWindow<R>(pending: readonly number[], maxConcurrent: number, work: (shardIndex: number) => Promise<R>): Promise<R[]> {
+export async function slidingWindow<R>(
+  pending: readonly number[],
+  maxConcurrent: number,
+  work: (shardIndex: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = [];
   let next = 0;
   const lane = async (): Promise<void> => {

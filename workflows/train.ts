@@ -28,10 +28,26 @@
  * Query `progress` returns {phase, step, totalSteps, lastLoss, evals}.
  */
 import {
-  ActivityCancellationType, ActivityFailure, ApplicationFailure, continueAsNew,
-  defineQuery, isCancellation, log, proxyActivities, setHandler, workflowInfo,
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  continueAsNew,
+  defineQuery,
+  isCancellation,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
 } from '@temporalio/workflow';
-import type { BestCheckpoint, EvalPoint, FinalCheckpoint, LatentCacheRef, PreparedTraining, TrainActivities, TrainEvalOptions } from '../activities/train.js';
+import type {
+  BestCheckpoint,
+  EvalPoint,
+  FinalCheckpoint,
+  LatentCacheRef,
+  PreparedTraining,
+  TrainActivities,
+  TrainEvalOptions,
+} from '../activities/train.js';
 import type { createLineageActivities } from '../activities/lineage.js';
 import type { EarlyStoppingDecision } from '../eval/early-stopping.js';
 import type { TrainingConfigInput } from '../training/config.js';
@@ -119,13 +135,23 @@ const retry = stageRetryPolicy({ maximumAttempts: 10 });
 function activities(input: TrainWorkflowInput) {
   type Acts = TrainActivities & ReturnType<typeof createLineageActivities>;
   return {
-    io: proxyActivities<Acts>({ taskQueue: IO_QUEUE, startToCloseTimeout: '10 minutes', retry: { ...retry, maximumAttempts: 5 } }),
+    io: proxyActivities<Acts>({
+      taskQueue: IO_QUEUE,
+      startToCloseTimeout: '10 minutes',
+      retry: { ...retry, maximumAttempts: 5 },
+    }),
     chunk: proxyActivities<TrainActivities>({
-      taskQueue: GPU_QUEUE, startToCloseTimeout: input.chunkTimeout ?? '12 hours', heartbeatTimeout: input.chunkHeartbeatTimeout ?? '60s',
-      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED, retry,
+      taskQueue: GPU_QUEUE,
+      startToCloseTimeout: input.chunkTimeout ?? '12 hours',
+      heartbeatTimeout: input.chunkHeartbeatTimeout ?? '60s',
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      retry,
     }),
     eval: proxyActivities<TrainActivities>({
-      taskQueue: GPU_QUEUE, startToCloseTimeout: input.evalTimeout ?? '6 hours', heartbeatTimeout: input.evalHeartbeatTimeout ?? '10 minutes', retry: { ...retry, maximumAttempts: 5 },
+      taskQueue: GPU_QUEUE,
+      startToCloseTimeout: input.evalTimeout ?? '6 hours',
+      heartbeatTimeout: input.evalHeartbeatTimeout ?? '10 minutes',
+      retry: { ...retry, maximumAttempts: 5 },
     }),
   };
 }
@@ -136,7 +162,12 @@ function usesVae(config: TrainingConfigInput): boolean {
 }
 
 function configError(message: string): ApplicationFailure {
-  return kilnFailure('ConfigError', 'KILN_CONFIG', `train: ${message}`, 'fix the train input (kiln run train --help) and run it again.');
+  return kilnFailure(
+    'ConfigError',
+    'KILN_CONFIG',
+    `train: ${message}`,
+    'fix the train input (kiln run train --help) and run it again.',
+  );
 }
 
 /** Train, evaluate, stop early, promote the best checkpoint, write the report; see the module comment. */
@@ -145,88 +176,165 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
   let s: TrainCarried | undefined = input.carried;
   let phase = s ? 'training' : 'starting';
   const jobId = s?.jobId ?? input.jobId ?? workflowId;
-  setHandler(trainProgressQuery, () => ({ phase, step: s?.step ?? 0, totalSteps: s?.prepared.totalSteps ?? input.totalSteps ?? null, lastLoss: s?.lastLoss ?? null, evals: s?.evals ?? [] }));
+  setHandler(trainProgressQuery, () => ({
+    phase,
+    step: s?.step ?? 0,
+    totalSteps: s?.prepared.totalSteps ?? input.totalSteps ?? null,
+    lastLoss: s?.lastLoss ?? null,
+    evals: s?.evals ?? [],
+  }));
   const acts = activities(input);
   const datasetRef = input?.dataset ?? input?.datasetManifestUri;
   if (!s) {
-    if (typeof datasetRef !== 'string' || datasetRef.length === 0) throw configError('input.dataset must name a dataset version (name@vN) or a manifest URI');
-    if (!Number.isInteger(input.chunkSteps) || input.chunkSteps < 1) throw configError(`input.chunkSteps ${input.chunkSteps} must be a positive integer`);
+    if (typeof datasetRef !== 'string' || datasetRef.length === 0)
+      throw configError('input.dataset must name a dataset version (name@vN) or a manifest URI');
+    if (!Number.isInteger(input.chunkSteps) || input.chunkSteps < 1)
+      throw configError(`input.chunkSteps ${input.chunkSteps} must be a positive integer`);
   }
   const { carried: _carried, ...params } = input;
-  return withJobRecord(acts.io, { jobId, kind: 'train', workflowId, params, started: s !== undefined }, async () => {
-    if (!s) {
-      phase = 'preparing';
-      const prepared = await acts.io.prepareTrainingRun({
-        jobId, runName: input.runName ?? jobId, dataset: datasetRef!, config: input.config ?? {}, totalSteps: input.totalSteps,
-        chunkSteps: input.chunkSteps, eval: input.eval,
-      });
-      s = { jobId, prepared, step: prepared.startStep, evals: prepared.evals, decision: null, lastLoss: null, chunks: 0, runs: 1, latentCache: null };
-      if (usesVae(prepared.config)) {
-        phase = 'caching latents';
-        s.latentCache = await acts.chunk.buildLatentCache({ jobId, dataset: prepared.dataset, config: prepared.config });
-      }
-    }
-    const st = s;
-    const { runUri, totalSteps, config, dataset } = st.prepared;
-    const K = input.chunkSteps;
-    const ev = st.prepared.eval;
-    let chunksThisRun = 0;
-    while (st.step < totalSteps && !st.decision?.stop) {
-      if (chunksThisRun >= (input.chunksPerRun ?? 100) || workflowInfo().continueAsNewSuggested) {
-        await continueAsNew<typeof trainWorkflow>({ ...input, carried: { ...st, runs: st.runs + 1 } });
-      }
-      phase = 'training';
-      const target = Math.min(totalSteps, (Math.floor(st.step / K) + 1) * K);
-      const r = await acts.chunk.trainChunk({ jobId, runUri, config, dataset, fromStep: st.step, steps: target - st.step, latentCache: st.latentCache ?? null });
-      st.step = r.step;
-      st.lastLoss = r.lastLoss ?? st.lastLoss;
-      st.chunks++;
-      chunksThisRun++;
-      if (ev && r.step % ev.everySteps === 0 && !st.evals.some((e) => e.step === r.step)) {
-        phase = 'evaluating';
-        const evalInput = { jobId, runUri, step: r.step, checkpointUri: r.checkpointUri, eval: ev, history: st.evals };
-        let e: Awaited<ReturnType<TrainActivities['evaluateTrainingCheckpoint']>>;
-        try {
-          e = await acts.eval.evaluateTrainingCheckpoint(evalInput);
-        } catch (err) {
-          if (isCancellation(err) || !(err instanceof ActivityFailure)) throw err;
-          log.warn('train: evaluation failed; it counts as no improvement', { step: r.step, error: clearFailure(err).message });
-          e = await acts.io.recordFailedEvaluation({ ...evalInput, error: clearFailure(err).message });
+  return withJobRecord(
+    acts.io,
+    { jobId, kind: 'train', workflowId, params, started: s !== undefined },
+    async () => {
+      if (!s) {
+        phase = 'preparing';
+        const prepared = await acts.io.prepareTrainingRun({
+          jobId,
+          runName: input.runName ?? jobId,
+          dataset: datasetRef!,
+          config: input.config ?? {},
+          totalSteps: input.totalSteps,
+          chunkSteps: input.chunkSteps,
+          eval: input.eval,
+        });
+        s = {
+          jobId,
+          prepared,
+          step: prepared.startStep,
+          evals: prepared.evals,
+          decision: null,
+          lastLoss: null,
+          chunks: 0,
+          runs: 1,
+          latentCache: null,
+        };
+        if (usesVae(prepared.config)) {
+          phase = 'caching latents';
+          s.latentCache = await acts.chunk.buildLatentCache({
+            jobId,
+            dataset: prepared.dataset,
+            config: prepared.config,
+          });
         }
-        st.evals.push(e.point);
-        st.decision = e.decision;
       }
-    }
-    phase = 'promoting';
-    const stopped = st.decision?.stop === true && st.step < totalSteps;
-    const stopReason = stopped ? st.decision!.reason : `reached totalSteps ${totalSteps}${st.decision ? ` (${st.decision.reason})` : ''}`;
-    const best = await acts.io.promoteBestCheckpoint({ jobId, runUri, decision: st.decision });
-    const finalCheckpoint = await acts.io.recordFinalCheckpoint({ jobId, runUri });
-    phase = 'report';
-    const report = await acts.io.writeTrainingReport({
-      jobId, runUri, runName: input.runName ?? jobId, generatedAt: new Date().toISOString(), status: stopped ? 'stopped early' : 'completed',
-      decision: st.decision, dataset, best, stopReason, totalSteps,
-    });
-    const result: TrainWorkflowResult = {
-      jobId, runUri, status: stopped ? 'stopped-early' : 'completed', finalStep: st.step, totalSteps, stopReason, bestStep: best.step,
-      bestFid: st.evals.find((e) => e.step === best.step)?.fid ?? null, metric: st.decision?.metric ?? null, bestValue: st.decision?.bestValue ?? null, best, reportUri: report.uri, finalCheckpoint,
-      evaluations: st.evals, chunks: st.chunks, runs: st.runs,
-    };
-    await acts.io.finishTrainingRun({ jobId, status: 'completed', result: { ...result, evaluations: st.evals.length } });
-    phase = 'done';
-    return result;
-  }, async (err) => {
-    // Cancelled: withJobRecord runs this (and records the job) in a non-cancellable scope.
-    if (isCancellation(err)) {
-      phase = 'cancelled';
-      await finalizeStopped(acts, jobId, input, s, 'cancelled');
-      return { status: 'cancelled', rethrow: err };
-    }
-    const failure = clearFailure(err);
-    phase = 'failed';
-    await finalizeStopped(acts, jobId, input, s, 'failed', failure.message);
-    return { status: 'failed', error: failure.message, rethrow: failure };
-  });
+      const st = s;
+      const { runUri, totalSteps, config, dataset } = st.prepared;
+      const K = input.chunkSteps;
+      const ev = st.prepared.eval;
+      let chunksThisRun = 0;
+      while (st.step < totalSteps && !st.decision?.stop) {
+        if (chunksThisRun >= (input.chunksPerRun ?? 100) || workflowInfo().continueAsNewSuggested) {
+          await continueAsNew<typeof trainWorkflow>({ ...input, carried: { ...st, runs: st.runs + 1 } });
+        }
+        phase = 'training';
+        const target = Math.min(totalSteps, (Math.floor(st.step / K) + 1) * K);
+        const r = await acts.chunk.trainChunk({
+          jobId,
+          runUri,
+          config,
+          dataset,
+          fromStep: st.step,
+          steps: target - st.step,
+          latentCache: st.latentCache ?? null,
+        });
+        st.step = r.step;
+        st.lastLoss = r.lastLoss ?? st.lastLoss;
+        st.chunks++;
+        chunksThisRun++;
+        if (ev && r.step % ev.everySteps === 0 && !st.evals.some((e) => e.step === r.step)) {
+          phase = 'evaluating';
+          const evalInput = {
+            jobId,
+            runUri,
+            step: r.step,
+            checkpointUri: r.checkpointUri,
+            eval: ev,
+            history: st.evals,
+          };
+          let e: Awaited<ReturnType<TrainActivities['evaluateTrainingCheckpoint']>>;
+          try {
+            e = await acts.eval.evaluateTrainingCheckpoint(evalInput);
+          } catch (err) {
+            if (isCancellation(err) || !(err instanceof ActivityFailure)) throw err;
+            log.warn('train: evaluation failed; it counts as no improvement', {
+              step: r.step,
+              error: clearFailure(err).message,
+            });
+            e = await acts.io.recordFailedEvaluation({ ...evalInput, error: clearFailure(err).message });
+          }
+          st.evals.push(e.point);
+          st.decision = e.decision;
+        }
+      }
+      phase = 'promoting';
+      const stopped = st.decision?.stop === true && st.step < totalSteps;
+      const stopReason = stopped
+        ? st.decision!.reason
+        : `reached totalSteps ${totalSteps}${st.decision ? ` (${st.decision.reason})` : ''}`;
+      const best = await acts.io.promoteBestCheckpoint({ jobId, runUri, decision: st.decision });
+      const finalCheckpoint = await acts.io.recordFinalCheckpoint({ jobId, runUri });
+      phase = 'report';
+      const report = await acts.io.writeTrainingReport({
+        jobId,
+        runUri,
+        runName: input.runName ?? jobId,
+        generatedAt: new Date().toISOString(),
+        status: stopped ? 'stopped early' : 'completed',
+        decision: st.decision,
+        dataset,
+        best,
+        stopReason,
+        totalSteps,
+      });
+      const result: TrainWorkflowResult = {
+        jobId,
+        runUri,
+        status: stopped ? 'stopped-early' : 'completed',
+        finalStep: st.step,
+        totalSteps,
+        stopReason,
+        bestStep: best.step,
+        bestFid: st.evals.find((e) => e.step === best.step)?.fid ?? null,
+        metric: st.decision?.metric ?? null,
+        bestValue: st.decision?.bestValue ?? null,
+        best,
+        reportUri: report.uri,
+        finalCheckpoint,
+        evaluations: st.evals,
+        chunks: st.chunks,
+        runs: st.runs,
+      };
+      await acts.io.finishTrainingRun({
+        jobId,
+        status: 'completed',
+        result: { ...result, evaluations: st.evals.length },
+      });
+      phase = 'done';
+      return result;
+    },
+    async (err) => {
+      // Cancelled: withJobRecord runs this (and records the job) in a non-cancellable scope.
+      if (isCancellation(err)) {
+        phase = 'cancelled';
+        await finalizeStopped(acts, jobId, input, s, 'cancelled');
+        return { status: 'cancelled', rethrow: err };
+      }
+      const failure = clearFailure(err);
+      phase = 'failed';
+      await finalizeStopped(acts, jobId, input, s, 'failed', failure.message);
+      return { status: 'failed', error: failure.message, rethrow: failure };
+    },
+  );
 }
 
 /**
@@ -235,8 +343,14 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
  * (withJobRecord then closes the job). Each step is best effort, so a failing report never hides
  * the original error.
  */
-async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: string, input: TrainWorkflowInput, s: TrainCarried | undefined,
-  status: 'cancelled' | 'failed', error?: string): Promise<void> {
+async function finalizeStopped(
+  acts: ReturnType<typeof activities>,
+  jobId: string,
+  input: TrainWorkflowInput,
+  s: TrainCarried | undefined,
+  status: 'cancelled' | 'failed',
+  error?: string,
+): Promise<void> {
   let finalCheckpoint: FinalCheckpoint | null = null;
   let reportUri: string | null = null;
   let best: BestCheckpoint | null = null;
@@ -245,16 +359,32 @@ async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: strin
     try {
       finalCheckpoint = await acts.io.recordFinalCheckpoint({ jobId, runUri });
       // The best evaluated checkpoint so far is still worth naming (retention keeps it).
-      if (s.decision && s.decision.bestStep !== null) best = await acts.io.promoteBestCheckpoint({ jobId, runUri, decision: s.decision });
-      reportUri = (await acts.io.writeTrainingReport({
-        jobId, runUri, runName: input.runName ?? jobId, generatedAt: new Date().toISOString(), status, decision: s.decision, dataset,
-        best, stopReason: error ?? status, totalSteps,
-      })).uri;
+      if (s.decision && s.decision.bestStep !== null)
+        best = await acts.io.promoteBestCheckpoint({ jobId, runUri, decision: s.decision });
+      reportUri = (
+        await acts.io.writeTrainingReport({
+          jobId,
+          runUri,
+          runName: input.runName ?? jobId,
+          generatedAt: new Date().toISOString(),
+          status,
+          decision: s.decision,
+          dataset,
+          best,
+          stopReason: error ?? status,
+          totalSteps,
+        })
+      ).uri;
     } catch (e) {
       log.warn('train: could not record the final checkpoint or write the report', { error: String(e) });
     }
     try {
-      await acts.io.finishTrainingRun({ jobId, status, result: { finalCheckpoint, best, reportUri, step: finalCheckpoint?.step ?? s.step, evaluations: s.evals }, error });
+      await acts.io.finishTrainingRun({
+        jobId,
+        status,
+        result: { finalCheckpoint, best, reportUri, step: finalCheckpoint?.step ?? s.step, evaluations: s.evals },
+        error,
+      });
     } catch (e) {
       log.warn('train: could not close the lineage run', { error: String(e) });
     }
@@ -265,8 +395,18 @@ async function finalizeStopped(acts: ReturnType<typeof activities>, jobId: strin
 function clearFailure(err: unknown): ApplicationFailure {
   const cause = err instanceof ActivityFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ message: cause.message, type: cause.type ?? 'Error', nonRetryable: true, details: cause.details ?? undefined, cause: err instanceof Error ? err : undefined });
+    return ApplicationFailure.create({
+      message: cause.message,
+      type: cause.type ?? 'Error',
+      nonRetryable: true,
+      details: cause.details ?? undefined,
+      cause: err instanceof Error ? err : undefined,
+    });
   }
   if (err instanceof ApplicationFailure) return err;
-  return ApplicationFailure.create({ message: err instanceof Error ? err.message : String(err), type: 'TrainingFailed', nonRetryable: true });
+  return ApplicationFailure.create({
+    message: err instanceof Error ? err.message : String(err),
+    type: 'TrainingFailed',
+    nonRetryable: true,
+  });
 }

@@ -24,10 +24,16 @@ export const IMPORT_KINDS = ['clip', 'captioner', 'vae', 'fid-inception'] as con
 export type ImportKind = (typeof IMPORT_KINDS)[number];
 export const IMPORT_MANIFEST = 'kiln-model.json';
 
-interface FileHash { path: string; sha256: string; bytes: number }
+interface FileHash {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
 /** What scripts/models/import_model.py writes to <out>/kiln-model.json. */
 export interface ImportManifest {
-  format: string; kind: ImportKind; type: string;
+  format: string;
+  kind: ImportKind;
+  type: string;
   source: { path: string; files: FileHash[] };
   output: { files: FileHash[] };
   check: { what: string; tolerance: number; max_rel_diff?: number; max_abs_diff?: number };
@@ -38,8 +44,10 @@ export interface ImportManifest {
 function modelsPython(): string {
   const py = process.env['KILN_MODELS_PYTHON'] ?? join(PROJECT_ROOT, '.venv-models', 'bin', 'python');
   if (!existsSync(py)) {
-    throw new MissingFileError(`the models venv's python ${py} is missing`,
-      'run `npm run setup` (it creates .venv-models from requirements-models.txt), or point KILN_MODELS_PYTHON at a python with those packages.');
+    throw new MissingFileError(
+      `the models venv's python ${py} is missing`,
+      'run `npm run setup` (it creates .venv-models from requirements-models.txt), or point KILN_MODELS_PYTHON at a python with those packages.',
+    );
   }
   return py;
 }
@@ -49,13 +57,24 @@ function runImporter(kind: ImportKind, source: string, out: string): Promise<voi
   return new Promise((done, fail) => {
     const child = spawn(modelsPython(), [script, kind, source, '--out', out], {
       stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, TOKENIZERS_PARALLELISM: 'false', HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', HF_DATASETS_OFFLINE: '1' },
+      env: {
+        ...process.env,
+        TOKENIZERS_PARALLELISM: 'false',
+        HF_HUB_OFFLINE: '1',
+        TRANSFORMERS_OFFLINE: '1',
+        HF_DATASETS_OFFLINE: '1',
+      },
     });
     child.on('error', fail);
     child.on('exit', (code, signal) => {
       if (code === 0) done();
-      else fail(new ConfigError(`importing ${kind} from ${source} failed (${signal ?? `exit ${code}`}); the importer's message is above`,
-        'fix what the importer\'s message names (its "Fix:" line) and run the same command again.'));
+      else
+        fail(
+          new ConfigError(
+            `importing ${kind} from ${source} failed (${signal ?? `exit ${code}`}); the importer's message is above`,
+            'fix what the importer\'s message names (its "Fix:" line) and run the same command again.',
+          ),
+        );
     });
   });
 }
@@ -67,7 +86,11 @@ export async function importModel(kind: string, source: string, out: string): Pr
   }
   const src = resolve(source);
   const dest = resolve(out);
-  if (!existsSync(src)) throw new MissingFileError(`the checkpoint ${src} does not exist`, 'pass a local directory (e.g. from `huggingface-cli download REPO --local-dir DIR`); Kiln never downloads models.');
+  if (!existsSync(src))
+    throw new MissingFileError(
+      `the checkpoint ${src} does not exist`,
+      'pass a local directory (e.g. from `huggingface-cli download REPO --local-dir DIR`); Kiln never downloads models.',
+    );
   await runImporter(kind as ImportKind, src, dest);
   const manifestPath = join(dest, IMPORT_MANIFEST);
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as ImportManifest;
@@ -87,12 +110,30 @@ function recordImport(m: ImportManifest, dest: string, manifestPath: string, man
     const runId = `${jobId}/import`;
     store.startRun({ id: runId, jobId, stage: 'models.import', params, codeVersion: codeVersion() });
     for (const f of m.source.files) {
-      store.recordArtifactOfRun(runId, 'consumed', { uri: modelFileUri(m.source.path, f.path, f.sha256), kind: 'model.source-file', sha256: f.sha256, bytes: f.bytes, metadata: { model: m.kind, path: f.path } });
+      store.recordArtifactOfRun(runId, 'consumed', {
+        uri: modelFileUri(m.source.path, f.path, f.sha256),
+        kind: 'model.source-file',
+        sha256: f.sha256,
+        bytes: f.bytes,
+        metadata: { model: m.kind, path: f.path },
+      });
     }
     for (const f of m.output.files) {
-      store.recordArtifactOfRun(runId, 'produced', { uri: modelFileUri(dest, f.path, f.sha256), kind: 'model.file', sha256: f.sha256, bytes: f.bytes, metadata: { model: m.kind, type: m.type, dir: dest, path: f.path } });
+      store.recordArtifactOfRun(runId, 'produced', {
+        uri: modelFileUri(dest, f.path, f.sha256),
+        kind: 'model.file',
+        sha256: f.sha256,
+        bytes: f.bytes,
+        metadata: { model: m.kind, type: m.type, dir: dest, path: f.path },
+      });
     }
-    store.recordArtifactOfRun(runId, 'produced', { uri: modelFileUri(dest, IMPORT_MANIFEST, manifestSha), kind: 'model.import-manifest', sha256: manifestSha, bytes: readFileSync(manifestPath).length, metadata: { model: m.kind, type: m.type } });
+    store.recordArtifactOfRun(runId, 'produced', {
+      uri: modelFileUri(dest, IMPORT_MANIFEST, manifestSha),
+      kind: 'model.import-manifest',
+      sha256: manifestSha,
+      bytes: readFileSync(manifestPath).length,
+      metadata: { model: m.kind, type: m.type },
+    });
     store.finishRun(runId, 'completed', { check: m.check });
     store.finishJob(jobId, 'completed');
   } finally {
@@ -101,20 +142,32 @@ function recordImport(m: ImportManifest, dest: string, manifestPath: string, man
 }
 
 export function registerModels(program: Command): void {
-  const models = program.command('models').description('Bring your own models: turn local checkpoints into verified Kiln model directories.');
-  models.command('import')
-    .description('Export a local checkpoint to the layout Kiln loads (ONNX), check it against PyTorch, write kiln-model.json, record it in lineage. '
-      + 'Kinds: clip (CLIPModel), captioner (VisionEncoderDecoder ViT-GPT2 style, or BLIP), vae (diffusers AutoencoderKL, or a pipeline dir with vae/), '
-      + 'fid-inception (pytorch-fid\'s pt_inception-2015-12-05-*.pth, or a dir holding it). No network is used.')
+  const models = program
+    .command('models')
+    .description('Bring your own models: turn local checkpoints into verified Kiln model directories.');
+  models
+    .command('import')
+    .description(
+      'Export a local checkpoint to the layout Kiln loads (ONNX), check it against PyTorch, write kiln-model.json, record it in lineage. ' +
+        'Kinds: clip (CLIPModel), captioner (VisionEncoderDecoder ViT-GPT2 style, or BLIP), vae (diffusers AutoencoderKL, or a pipeline dir with vae/), ' +
+        "fid-inception (pytorch-fid's pt_inception-2015-12-05-*.pth, or a dir holding it). No network is used.",
+    )
     .argument('<kind>', IMPORT_KINDS.join(' | '))
     .argument('<source>', 'local checkpoint directory (or the .pth file for fid-inception)')
     .requiredOption('--out <dir>', 'new or empty output directory')
     .option('--json', 'print the manifest as JSON', false)
     .action(async (kind: string, source: string, o: { out: string; json: boolean }) => {
-      const m = await importModel(kind, source, o.out).catch((err: unknown) => { throw err instanceof KilnError ? err : new ConfigError(String(err), 'see the message above.'); });
-      if (o.json) { process.stdout.write(`${JSON.stringify(m)}\n`); return; }
+      const m = await importModel(kind, source, o.out).catch((err: unknown) => {
+        throw err instanceof KilnError ? err : new ConfigError(String(err), 'see the message above.');
+      });
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(m)}\n`);
+        return;
+      }
       const diff = m.check.max_abs_diff ?? m.check.max_rel_diff;
-      process.stdout.write(`imported ${m.kind} (${m.type}) -> ${resolve(o.out)}\n  check: ${m.check.what}: max |diff| ${diff?.toExponential(2)} <= ${m.check.tolerance}\n`
-        + `  ${m.output.files.length} files; manifest ${join(resolve(o.out), IMPORT_MANIFEST)}; recorded in lineage (kiln lineage jobs)\n`);
+      process.stdout.write(
+        `imported ${m.kind} (${m.type}) -> ${resolve(o.out)}\n  check: ${m.check.what}: max |diff| ${diff?.toExponential(2)} <= ${m.check.tolerance}\n` +
+          `  ${m.output.files.length} files; manifest ${join(resolve(o.out), IMPORT_MANIFEST)}; recorded in lineage (kiln lineage jobs)\n`,
+      );
     });
 }

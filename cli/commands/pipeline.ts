@@ -17,15 +17,28 @@ export function formatPipelineProgress(p: unknown): string | null {
 }
 
 export function registerPipelineCommand(run: Command): void {
-  withRunFlags(run.command('pipeline')
-    .description('Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec (see docs/pipeline-spec.md). '
-      + 'The job id derives from the spec, so rerunning the same spec attaches to its job, resumes it after a crash, or prints the finished result. Shorthand: kiln run spec.yaml')
-    .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)'), { derivedId: true })
-    .action(async (specPath: string, o: RunFlags) => {
-      const spec = loadSpec(specPath);
-      const input = pipelineInputFromSpec(spec);
-      process.exitCode = await runWorkflow('pipeline', 'pipelineWorkflow', input, {
-        ...o, identity: specIdentity(spec), restartInput: (client, id) => withFinishedStages(client, id, input),
-      }, formatPipelineProgress);
-    });
+  withRunFlags(
+    run
+      .command('pipeline')
+      .description(
+        'Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec (see docs/pipeline-spec.md). ' +
+          'The job id derives from the spec, so rerunning the same spec attaches to its job, resumes it after a crash, or prints the finished result. Shorthand: kiln run spec.yaml',
+      )
+      .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)'),
+    { derivedId: true },
+  ).action(async (specPath: string, o: RunFlags) => {
+    const spec = loadSpec(specPath);
+    const input = pipelineInputFromSpec(spec);
+    process.exitCode = await runWorkflow(
+      'pipeline',
+      'pipelineWorkflow',
+      input,
+      {
+        ...o,
+        identity: specIdentity(spec),
+        restartInput: (client, id) => withFinishedStages(client, id, input),
+      },
+      formatPipelineProgress,
+    );
+  });
 }

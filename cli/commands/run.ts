@@ -4,7 +4,12 @@
  * must be running); `--no-worker` relies on external workers.
  */
 import type { Command } from 'commander';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { ensureDataRoot, loadConfig } from '../../infra/config.js';
 import { assertSafeSegment } from '../../infra/storage.js';
 import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
@@ -36,7 +41,13 @@ export interface RunFlags {
 }
 
 /** Start `workflowType` with `input`; wait and print its result unless detached. Returns the exit code. */
-export async function runWorkflow(kind: string, workflowType: string, input: unknown, flags: RunFlags, progress?: ProgressFormatter): Promise<number> {
+export async function runWorkflow(
+  kind: string,
+  workflowType: string,
+  input: unknown,
+  flags: RunFlags,
+  progress?: ProgressFormatter,
+): Promise<number> {
   const config = loadConfig();
   const derived = flags.identity !== undefined && flags.id === undefined && !flags.new;
   let workflowId = assertSafeSegment(flags.id ?? (derived ? flags.identity!.id : newJobId(kind)), '--id (workflow id)');
@@ -46,32 +57,50 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
     if (derived) {
       const prior = await describeJob(client, workflowId);
       if (prior === 'COMPLETED') {
-        process.stderr.write(`kiln: ${kind} job ${workflowId} already finished for this ${kind === 'pipeline' ? 'spec' : 'input'}; its result follows (--new runs it again as a new job)\n`);
+        process.stderr.write(
+          `kiln: ${kind} job ${workflowId} already finished for this ${kind === 'pipeline' ? 'spec' : 'input'}; its result follows (--new runs it again as a new job)\n`,
+        );
         return awaitJob(client.workflow.getHandle(workflowId), kind, workflowId, flags);
       }
       if (prior && prior !== 'RUNNING') {
-        process.stderr.write(`kiln: ${kind} job ${workflowId} ended ${prior.toLowerCase()}; starting it again (finished stages, dataset versions and checkpoints are reused)\n`);
+        process.stderr.write(
+          `kiln: ${kind} job ${workflowId} ended ${prior.toLowerCase()}; starting it again (finished stages, dataset versions and checkpoints are reused)\n`,
+        );
         if (flags.restartInput) input = await flags.restartInput(client, workflowId);
       }
       if (!prior) {
         const identity = flags.identity!;
-        const { twin, earlier } = twinOrEarlier(await jobsOfName(client, workflowType, identity.name), identity.hash, workflowId);
+        const { twin, earlier } = twinOrEarlier(
+          await jobsOfName(client, workflowType, identity.name),
+          identity.hash,
+          workflowId,
+        );
         if (twin) {
           workflowId = twin.workflowId;
           handle = client.workflow.getHandle(workflowId);
-          process.stderr.write(`kiln: ${kind} job ${workflowId} of this same input is unfinished (left by an earlier run); resuming it instead of starting a twin\n`);
+          process.stderr.write(
+            `kiln: ${kind} job ${workflowId} of this same input is unfinished (left by an earlier run); resuming it instead of starting a twin\n`,
+          );
           await reportOrphans(client, workflowId);
         } else if (earlier) {
           const changed = changedFields(earlier.identity?.content, identity.content);
-          process.stderr.write(`kiln: new ${kind} job ${workflowId}: it does not resume earlier job ${earlier.workflowId} (${earlier.status.toLowerCase()}) of the same name, because its input changed:\n`
-            + `${changed.slice(0, 12).map((c) => `  ${c}\n`).join('')}${changed.length > 12 ? `  ... and ${changed.length - 12} more\n` : ''}`);
+          process.stderr.write(
+            `kiln: new ${kind} job ${workflowId}: it does not resume earlier job ${earlier.workflowId} (${earlier.status.toLowerCase()}) of the same name, because its input changed:\n` +
+              `${changed
+                .slice(0, 12)
+                .map((c) => `  ${c}\n`)
+                .join('')}${changed.length > 12 ? `  ... and ${changed.length - 12} more\n` : ''}`,
+          );
         }
       }
     }
     if (!handle) {
       try {
         handle = await client.workflow.start(workflowType, {
-          taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input], ...(flags.identity ? { memo: identityMemo(flags.identity) } : {}),
+          taskQueue: WORKFLOW_TASK_QUEUE,
+          workflowId,
+          args: [input],
+          ...(flags.identity ? { memo: identityMemo(flags.identity) } : {}),
         });
         process.stderr.write(`kiln: started ${kind} job ${workflowId}\n`);
       } catch (err) {
@@ -93,22 +122,34 @@ export async function runWorkflow(kind: string, workflowType: string, input: unk
 /** Retry at once the activity attempts of job `workflowId` whose worker died with an earlier kiln process. */
 export async function reportOrphans(client: Client, workflowId: string): Promise<void> {
   const n = await retryOrphanedActivities(client, workflowId).catch(() => 0);
-  if (n) process.stderr.write(`kiln: retrying ${n} activity attempt(s) at once: their worker died with an earlier kiln process\n`);
+  if (n)
+    process.stderr.write(
+      `kiln: retrying ${n} activity attempt(s) at once: their worker died with an earlier kiln process\n`,
+    );
 }
 
 /** Wait for a job and print its result (or its failure with a Fix). Returns the exit code. */
-export async function awaitJob(handle: WorkflowHandle, kind: string, workflowId: string, flags: Pick<RunFlags, 'json' | 'quiet' | 'onResult'>, progress?: ProgressFormatter): Promise<number> {
+export async function awaitJob(
+  handle: WorkflowHandle,
+  kind: string,
+  workflowId: string,
+  flags: Pick<RunFlags, 'json' | 'quiet' | 'onResult'>,
+  progress?: ProgressFormatter,
+): Promise<number> {
   const stopWatching = progress ? watchProgress(handle, progress) : () => undefined;
   try {
     const result: unknown = await handle.result().finally(stopWatching);
     if (flags.json) process.stdout.write(`${JSON.stringify({ workflowId, result })}\n`);
-    else if (!flags.quiet) process.stdout.write(`${kind} job ${workflowId} completed:\n${JSON.stringify(result, null, 2)}\n`);
+    else if (!flags.quiet)
+      process.stdout.write(`${kind} job ${workflowId} completed:\n${JSON.stringify(result, null, 2)}\n`);
     flags.onResult?.(result);
     return EXIT.ok;
   } catch (err) {
     const root = rootCause(err);
     const fix = /\nFix: /.test(root.message) ? '' : `\nFix: ${genericFix(root.message)}`;
-    process.stderr.write(`kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`);
+    process.stderr.write(
+      `kiln: ${kind} job ${workflowId} failed: ${root.type ? `${root.type}: ` : ''}${root.message}${fix}\n`,
+    );
     return exitCodeOf(err);
   }
 }
@@ -131,7 +172,8 @@ export function rootCause(err: unknown): { message: string; type: string | null 
   let e = err as { cause?: unknown; message?: string; type?: string } | undefined;
   let last = { message: String(err), type: null as string | null };
   while (e) {
-    if (typeof e.message === 'string') last = { message: e.message, type: typeof e.type === 'string' ? e.type : last.type };
+    if (typeof e.message === 'string')
+      last = { message: e.message, type: typeof e.type === 'string' ? e.type : last.type };
     e = e.cause as typeof e;
   }
   return last;
@@ -139,8 +181,10 @@ export function rootCause(err: unknown): { message: string; type: string | null 
 
 /** A fix for failures that carry none of their own (system errors surfacing from an activity). */
 export function genericFix(message: string): string {
-  if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message)) return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun the same command (for a spec, or with the same --id): finished work is kept and the job resumes.';
-  if (/EACCES|EPERM|EROFS/.test(message)) return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun the same command (or with the same --id) to resume.';
+  if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message))
+    return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun the same command (for a spec, or with the same --id): finished work is kept and the job resumes.';
+  if (/EACCES|EPERM|EROFS/.test(message))
+    return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun the same command (or with the same --id) to resume.';
   return 'read the error above; after fixing its cause, rerun the same command (a spec keeps its job id; elsewhere pass the same --id) to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
 }
 
@@ -151,14 +195,20 @@ export type ProgressFormatter = (p: unknown) => string | null;
 function watchProgress(handle: { query<T>(name: string): Promise<T> }, format: ProgressFormatter): () => void {
   const tty = process.stderr.isTTY === true;
   let last = '';
-  const timer = setInterval(() => {
-    handle.query<unknown>('progress').then((p) => {
-      const line = format(p);
-      if (!line || line === last) return;
-      last = line;
-      process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
-    }).catch(() => undefined);
-  }, tty ? 500 : 5000);
+  const timer = setInterval(
+    () => {
+      handle
+        .query<unknown>('progress')
+        .then((p) => {
+          const line = format(p);
+          if (!line || line === last) return;
+          last = line;
+          process.stderr.write(tty ? `\r\x1b[2K${line}` : `${line}\n`);
+        })
+        .catch(() => undefined);
+    },
+    tty ? 500 : 5000,
+  );
   return () => {
     clearInterval(timer);
     if (tty && last) process.stderr.write('\n');
@@ -180,10 +230,14 @@ export function withRunFlags(cmd: Command, o: { derivedId?: boolean } = {}): Com
   cmd
     .option('--detach', 'start the job and print its id without waiting (needs a running worker: kiln up)', false)
     .option('--no-worker', 'do not run an in-process worker (use workers started with kiln up / kiln worker)')
-    .option('--id <workflowId>', o.derivedId
-      ? 'workflow id (default: derived from the input, so the same command again attaches to, resumes or reports the same job)'
-      : 'workflow id (default <stage>-<timestamp>-<random>); reusing one resumes/dedups')
+    .option(
+      '--id <workflowId>',
+      o.derivedId
+        ? 'workflow id (default: derived from the input, so the same command again attaches to, resumes or reports the same job)'
+        : 'workflow id (default <stage>-<timestamp>-<random>); reusing one resumes/dedups',
+    )
     .option('--json', 'print machine-readable JSON on stdout', false);
-  if (o.derivedId) cmd.option('--new', 'start a new job even if this same input already ran (new dataset versions / a new run)');
+  if (o.derivedId)
+    cmd.option('--new', 'start a new job even if this same input already ran (new dataset versions / a new run)');
   return cmd;
 }

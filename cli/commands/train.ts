@@ -57,13 +57,22 @@ const nonNegative = (v: string) => {
 /** Read a training config file (JSON, or YAML for .yaml/.yml). */
 function readConfigFile(path: string): TrainingConfigInput {
   const abs = resolve(path);
-  if (!existsSync(abs)) throw new ConfigError(`training config file ${abs} does not exist`, 'pass --config <file.json|file.yaml> with fields of training/config.ts.');
+  if (!existsSync(abs))
+    throw new ConfigError(
+      `training config file ${abs} does not exist`,
+      'pass --config <file.json|file.yaml> with fields of training/config.ts.',
+    );
   const text = readFileSync(abs, 'utf8');
   try {
-    const parsed = (['.yaml', '.yml'].includes(extname(abs).toLowerCase()) ? parseYaml(text) : JSON.parse(text)) as TrainingConfigInput;
+    const parsed = (
+      ['.yaml', '.yml'].includes(extname(abs).toLowerCase()) ? parseYaml(text) : JSON.parse(text)
+    ) as TrainingConfigInput;
     return resolveTrainingConfigPaths(parsed, dirname(abs));
   } catch (err) {
-    throw new ConfigError(`training config file ${abs} does not parse: ${(err as Error).message}`, 'fix the file (JSON or YAML object).');
+    throw new ConfigError(
+      `training config file ${abs} does not parse: ${(err as Error).message}`,
+      'fix the file (JSON or YAML object).',
+    );
   }
 }
 
@@ -74,10 +83,17 @@ export function trainInputFromFlags(o: TrainFlags): TrainWorkflowInput {
   let evalOptions: TrainEvalOptions | undefined;
   if (o.evalEvery !== undefined) {
     if (!o.extractorDir) {
-      throw new ConfigError('--eval-every needs --extractor-dir', 'name the FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md).');
+      throw new ConfigError(
+        '--eval-every needs --extractor-dir',
+        'name the FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md).',
+      );
     }
     evalOptions = {
-      everySteps: o.evalEvery, patience: o.patience, minDelta: o.minDelta, ...(o.metric ? { metric: o.metric } : {}), extractorDir: resolve(o.extractorDir),
+      everySteps: o.evalEvery,
+      patience: o.patience,
+      minDelta: o.minDelta,
+      ...(o.metric ? { metric: o.metric } : {}),
+      extractorDir: resolve(o.extractorDir),
       ...(o.reference === undefined ? {} : referenceOf(o.reference)),
       sampleCount: o.evalSamples ?? EVAL_DEFAULTS.sampleCount,
       ...(o.referenceMax !== undefined ? { referenceMaxImages: o.referenceMax } : {}),
@@ -88,7 +104,9 @@ export function trainInputFromFlags(o: TrainFlags): TrainWorkflowInput {
     };
   }
   return {
-    dataset: o.dataset, config, chunkSteps: o.chunkSteps,
+    dataset: o.dataset,
+    config,
+    chunkSteps: o.chunkSteps,
     ...(o.runName ? { runName: o.runName } : {}),
     ...(o.totalSteps !== undefined ? { totalSteps: o.totalSteps } : {}),
     ...(o.chunksPerRun !== undefined ? { chunksPerRun: o.chunksPerRun } : {}),
@@ -112,37 +130,95 @@ export function formatTrainProgress(p: unknown): string | null {
   const t = p as TrainProgress | null;
   if (!t || !t.totalSteps) return null;
   const e = t.evals.at(-1);
-  return `train ${bar(t.step, t.totalSteps)} step ${t.step}/${t.totalSteps} ${t.phase}`
-    + `${t.lastLoss !== null ? ` · loss ${t.lastLoss.toPrecision(4)}` : ''}${e && e.kid != null ? ` · KID ${e.kid.toPrecision(3)}` : ''}${e && e.fid !== null ? ` · FID ${e.fid.toPrecision(4)} at step ${e.step}` : ''}${e?.failed ? ` · evaluation at step ${e.step} failed` : ''}`;
+  return (
+    `train ${bar(t.step, t.totalSteps)} step ${t.step}/${t.totalSteps} ${t.phase}` +
+    `${t.lastLoss !== null ? ` · loss ${t.lastLoss.toPrecision(4)}` : ''}${e && e.kid != null ? ` · KID ${e.kid.toPrecision(3)}` : ''}${e && e.fid !== null ? ` · FID ${e.fid.toPrecision(4)} at step ${e.step}` : ''}${e?.failed ? ` · evaluation at step ${e.step} failed` : ''}`
+  );
 }
 
 /** Add `train` under `kiln run`. */
 export function registerTrainCommands(run: Command): void {
-  withRunFlags(run.command('train')
-    .description('Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), an HTML report. The same --run-name resumes a run.')
-    .requiredOption('--dataset <ref>', 'dataset version: name@vN, name (newest recorded) or a manifest file:// URI')
-    .option('--run-name <name>', 'run directory under <data root>/runs/ (default: the job id); reusing it resumes that run')
-    .option('--config <file>', 'training config, JSON or YAML (fields of training/config.ts; defaults: the recipe + a tiny model)')
-    .option('--total-steps <n>', 'optimiser steps to train (default: config totalSteps, else 1000)', positiveInt)
-    .option('--chunk-steps <n>', 'steps per durable chunk = checkpoint interval', positiveInt, 100)
-    .option('--backend <name>', 'TensorFlow.js backend: auto, tensorflow, wasm or cpu (overrides config runtime.backend)')
-    .option('--chunks-per-run <n>', 'chunks per workflow run before continue-as-new', positiveInt)
-    .option('--heartbeat-timeout <duration>', 'chunk heartbeat timeout, e.g. 60s: how soon a dead worker\'s chunk is retried')
-    .option('--eval-every <n>', 'evaluate every N steps (a multiple of --chunk-steps); enables FID, KID and early stopping', positiveInt)
-    .option('--eval-samples <n>', `generated samples per evaluation (default ${EVAL_DEFAULTS.sampleCount})`, positiveInt)
-    .option('--patience <n>', 'stop after N evaluations in a row without improvement', positiveInt, EVAL_DEFAULTS.patience)
-    .option('--min-delta <x>', 'minimum change that counts as an improvement', nonNegative, EVAL_DEFAULTS.minDelta)
-    .option('--metric <name>', 'early-stopping metric: kid, fid or clip_score (default: kid when --eval-samples is below the extractor\'s feature_dim, else fid)')
-    .option('--extractor-dir <dir>', 'FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md)')
-    .option('--reference <ref>', 'reference images: a dataset version (name@vN or manifest URI) or a directory of images (default: the training dataset)')
-    .option('--reference-max <n>', `use at most N reference images (default ${EVAL_DEFAULTS.referenceMaxImages})`, positiveInt)
-    .option('--clip-model-dir <dir>', 'CLIP model directory for the CLIP score (needed for --metric clip_score)')
-    .option('--sampler-steps <n>', `DDIM / Euler steps per sample (default ${EVAL_DEFAULTS.samplerSteps})`, positiveInt)
-    .option('--guidance <w>', `classifier-free guidance scale (default ${EVAL_DEFAULTS.guidanceScale})`, nonNegative)
-    .option('--eval-seed <n>', `noise seed of the evaluation samples (default ${EVAL_DEFAULTS.seed})`, (v) => Math.trunc(nonNegative(v))), { derivedId: true })
-    .action(async (o: TrainFlags) => {
-      if (o.metric !== undefined && o.metric !== 'kid' && o.metric !== 'fid' && o.metric !== 'clip_score') throw new ConfigError(`--metric ${JSON.stringify(o.metric)} is unknown`, 'use kid, fid or clip_score.');
-      const input = trainInputFromFlags(o);
-      process.exitCode = await runWorkflow('train', 'trainWorkflow', input, { ...o, identity: trainIdentity(input, loadConfig()) }, formatTrainProgress);
-    });
+  withRunFlags(
+    run
+      .command('train')
+      .description(
+        'Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), an HTML report. The same --run-name resumes a run.',
+      )
+      .requiredOption('--dataset <ref>', 'dataset version: name@vN, name (newest recorded) or a manifest file:// URI')
+      .option(
+        '--run-name <name>',
+        'run directory under <data root>/runs/ (default: the job id); reusing it resumes that run',
+      )
+      .option(
+        '--config <file>',
+        'training config, JSON or YAML (fields of training/config.ts; defaults: the recipe + a tiny model)',
+      )
+      .option('--total-steps <n>', 'optimiser steps to train (default: config totalSteps, else 1000)', positiveInt)
+      .option('--chunk-steps <n>', 'steps per durable chunk = checkpoint interval', positiveInt, 100)
+      .option(
+        '--backend <name>',
+        'TensorFlow.js backend: auto, tensorflow, wasm or cpu (overrides config runtime.backend)',
+      )
+      .option('--chunks-per-run <n>', 'chunks per workflow run before continue-as-new', positiveInt)
+      .option(
+        '--heartbeat-timeout <duration>',
+        "chunk heartbeat timeout, e.g. 60s: how soon a dead worker's chunk is retried",
+      )
+      .option(
+        '--eval-every <n>',
+        'evaluate every N steps (a multiple of --chunk-steps); enables FID, KID and early stopping',
+        positiveInt,
+      )
+      .option(
+        '--eval-samples <n>',
+        `generated samples per evaluation (default ${EVAL_DEFAULTS.sampleCount})`,
+        positiveInt,
+      )
+      .option(
+        '--patience <n>',
+        'stop after N evaluations in a row without improvement',
+        positiveInt,
+        EVAL_DEFAULTS.patience,
+      )
+      .option('--min-delta <x>', 'minimum change that counts as an improvement', nonNegative, EVAL_DEFAULTS.minDelta)
+      .option(
+        '--metric <name>',
+        "early-stopping metric: kid, fid or clip_score (default: kid when --eval-samples is below the extractor's feature_dim, else fid)",
+      )
+      .option(
+        '--extractor-dir <dir>',
+        'FID feature extractor directory (extractor.json + model.onnx; see eval/architecture.md)',
+      )
+      .option(
+        '--reference <ref>',
+        'reference images: a dataset version (name@vN or manifest URI) or a directory of images (default: the training dataset)',
+      )
+      .option(
+        '--reference-max <n>',
+        `use at most N reference images (default ${EVAL_DEFAULTS.referenceMaxImages})`,
+        positiveInt,
+      )
+      .option('--clip-model-dir <dir>', 'CLIP model directory for the CLIP score (needed for --metric clip_score)')
+      .option(
+        '--sampler-steps <n>',
+        `DDIM / Euler steps per sample (default ${EVAL_DEFAULTS.samplerSteps})`,
+        positiveInt,
+      )
+      .option('--guidance <w>', `classifier-free guidance scale (default ${EVAL_DEFAULTS.guidanceScale})`, nonNegative)
+      .option('--eval-seed <n>', `noise seed of the evaluation samples (default ${EVAL_DEFAULTS.seed})`, (v) =>
+        Math.trunc(nonNegative(v)),
+      ),
+    { derivedId: true },
+  ).action(async (o: TrainFlags) => {
+    if (o.metric !== undefined && o.metric !== 'kid' && o.metric !== 'fid' && o.metric !== 'clip_score')
+      throw new ConfigError(`--metric ${JSON.stringify(o.metric)} is unknown`, 'use kid, fid or clip_score.');
+    const input = trainInputFromFlags(o);
+    process.exitCode = await runWorkflow(
+      'train',
+      'trainWorkflow',
+      input,
+      { ...o, identity: trainIdentity(input, loadConfig()) },
+      formatTrainProgress,
+    );
+  });
 }

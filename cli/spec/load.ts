@@ -18,13 +18,20 @@ export function parseSpecText(text: string, origin: string): PipelineSpec {
   try {
     raw = origin.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
-    throw new ConfigError(`spec ${origin} is not valid ${origin.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, 'fix the syntax at the position given.');
+    throw new ConfigError(
+      `spec ${origin} is not valid ${origin.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`,
+      'fix the syntax at the position given.',
+    );
   }
   return validateSpec(raw, origin);
 }
 
 /** Validate a spec object (from a file, or built from `kiln run crawl` flags). */
-export function validateSpec(raw: unknown, origin: string, fix = 'correct the fields listed above (see docs/pipeline-spec.md for every field and its allowed values).'): PipelineSpec {
+export function validateSpec(
+  raw: unknown,
+  origin: string,
+  fix = 'correct the fields listed above (see docs/pipeline-spec.md for every field and its allowed values).',
+): PipelineSpec {
   const parsed = pipelineSpecSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`spec ${origin} is invalid:\n${formatIssues(parsed.error.issues)}`, fix);
   return parsed.data;
@@ -33,7 +40,8 @@ export function validateSpec(raw: unknown, origin: string, fix = 'correct the fi
 /** Load a spec; makes every path in it absolute (relative to the spec file) and checks they exist. */
 export function loadSpec(path: string): PipelineSpec {
   if (path.includes('\0')) throw new ConfigError('spec path contains a NUL byte', 'pass a plain file path.');
-  if (!existsSync(path)) throw new MissingFileError(`spec file ${path} does not exist`, 'pass the path of a .yaml or .json pipeline spec.');
+  if (!existsSync(path))
+    throw new MissingFileError(`spec file ${path} does not exist`, 'pass the path of a .yaml or .json pipeline spec.');
   return resolveSpecPaths(parseSpecText(readFileSync(path, 'utf8'), path), dirname(resolve(path)), path);
 }
 
@@ -41,25 +49,40 @@ export function loadSpec(path: string): PipelineSpec {
 export function resolveSpecPaths(spec: PipelineSpec, base: string, origin: string): PipelineSpec {
   const path = origin;
   spec.sources.forEach((s, i) => {
-    if (s.path.includes('\0')) throw new ConfigError(`sources.${i}.path contains a NUL byte`, `fix sources.${i}.path in ${path}: give a plain file path.`);
+    if (s.path.includes('\0'))
+      throw new ConfigError(
+        `sources.${i}.path contains a NUL byte`,
+        `fix sources.${i}.path in ${path}: give a plain file path.`,
+      );
   });
   const abs = (p: string) => (isAbsolute(p) || p.startsWith('file://') ? p : resolve(base, p));
   const mustExist = (p: string, field: string) => {
-    if (p.includes('\0')) throw new ConfigError(`${field} contains a NUL byte`, `fix ${field} in ${path}: give a plain file path.`);
+    if (p.includes('\0'))
+      throw new ConfigError(`${field} contains a NUL byte`, `fix ${field} in ${path}: give a plain file path.`);
     const local = p.startsWith('file://') ? new URL(p).pathname : p;
-    if (!existsSync(local)) throw new MissingFileError(`${field}: ${local} does not exist`, `fix ${field} in ${path} (relative paths are relative to the spec file).`);
+    if (!existsSync(local))
+      throw new MissingFileError(
+        `${field}: ${local} does not exist`,
+        `fix ${field} in ${path} (relative paths are relative to the spec file).`,
+      );
     return p;
   };
   spec.sources = spec.sources.map((s, i) => ({ ...s, path: mustExist(abs(s.path), `sources.${i}.path`) }));
   if (spec.filter) {
     spec.filter.clip_model = mustExist(abs(spec.filter.clip_model), 'filter.clip_model');
-    if (spec.filter.captioner_model) spec.filter.captioner_model = mustExist(abs(spec.filter.captioner_model), 'filter.captioner_model');
+    if (spec.filter.captioner_model)
+      spec.filter.captioner_model = mustExist(abs(spec.filter.captioner_model), 'filter.captioner_model');
   }
   if (spec.train) {
-    spec.train.config = resolveTrainingConfigPaths(spec.train.config as TrainingConfigInput, base) as Record<string, unknown>;
+    spec.train.config = resolveTrainingConfigPaths(spec.train.config as TrainingConfigInput, base) as Record<
+      string,
+      unknown
+    >;
     const c = spec.train.config as TrainingConfigInput;
-    if (c.codec && typeof c.codec === 'object' && typeof c.codec.vae === 'string') mustExist(c.codec.vae, 'train.config.codec.vae');
-    if (typeof c.textEncoder?.clipDir === 'string') mustExist(c.textEncoder.clipDir, 'train.config.textEncoder.clipDir');
+    if (c.codec && typeof c.codec === 'object' && typeof c.codec.vae === 'string')
+      mustExist(c.codec.vae, 'train.config.codec.vae');
+    if (typeof c.textEncoder?.clipDir === 'string')
+      mustExist(c.textEncoder.clipDir, 'train.config.textEncoder.clipDir');
   }
   if (spec.eval) {
     spec.eval.extractor = mustExist(abs(spec.eval.extractor), 'eval.extractor');

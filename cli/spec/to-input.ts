@@ -17,9 +17,20 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
       rowsPerShard: c.rows_per_shard,
       incremental: c.incremental,
       options: {
-        imageSize: c.image_size, resizeMode: c.resize_mode, resizeOnlyIfBigger: c.resize_only_if_bigger, skipReencode: c.skip_reencode, maxPixels: c.max_pixels, encodeFormat: c.encode_format, encodeQuality: c.encode_quality,
-        minImageSize: c.min_image_size, maxAspectRatio: c.max_aspect_ratio, timeoutMs: c.timeout_ms, retries: c.retries,
-        concurrency: c.concurrency, honorRobotsTag: c.honor_robots_tag, allowAddresses: c.allow_addresses,
+        imageSize: c.image_size,
+        resizeMode: c.resize_mode,
+        resizeOnlyIfBigger: c.resize_only_if_bigger,
+        skipReencode: c.skip_reencode,
+        maxPixels: c.max_pixels,
+        encodeFormat: c.encode_format,
+        encodeQuality: c.encode_quality,
+        minImageSize: c.min_image_size,
+        maxAspectRatio: c.max_aspect_ratio,
+        timeoutMs: c.timeout_ms,
+        retries: c.retries,
+        concurrency: c.concurrency,
+        honorRobotsTag: c.honor_robots_tag,
+        allowAddresses: c.allow_addresses,
       },
     },
   };
@@ -27,9 +38,16 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
   if (spec.filter) {
     const f = spec.filter;
     input.filter = {
-      clipModelDir: f.clip_model, captionerModelDir: f.captioner_model, ...(f.threshold !== undefined ? { threshold: f.threshold } : {}),
-      keepTopFraction: f.keep_top_fraction, captionSource: f.threshold_caption, captionPrompt: f.caption_prompt,
-      maxNewTokens: f.max_new_tokens, numBeams: f.num_beams, batchSize: f.batch_size, device: f.device,
+      clipModelDir: f.clip_model,
+      captionerModelDir: f.captioner_model,
+      ...(f.threshold !== undefined ? { threshold: f.threshold } : {}),
+      keepTopFraction: f.keep_top_fraction,
+      captionSource: f.threshold_caption,
+      captionPrompt: f.caption_prompt,
+      maxNewTokens: f.max_new_tokens,
+      numBeams: f.num_beams,
+      batchSize: f.batch_size,
+      device: f.device,
     };
   }
   if (spec.train) input.train = trainInputFromSpec(spec);
@@ -45,15 +63,24 @@ export function trainInputFromSpec(spec: PipelineSpec): PipelineTrainInput {
     config: t.config as TrainingConfigInput,
     totalSteps: t.total_steps,
     chunkSteps: t.chunk_steps,
-    ...(e ? {
-      eval: {
-        everySteps: e.every_steps, sampleCount: e.sample_count, patience: e.patience, minDelta: e.min_delta,
-        ...(e.metric ? { metric: e.metric } : {}), extractorDir: e.extractor, seed: e.seed, ...(e.prompts ? { prompts: e.prompts } : {}),
-        samplerSteps: e.sampler_steps, guidanceScale: e.guidance_scale,
-        ...(e.reference ? referenceOf(e.reference) : {}),
-        ...(e.reference_max_images ? { referenceMaxImages: e.reference_max_images } : {}),
-        ...(spec.filter ? { clipModelDir: spec.filter.clip_model } : {}),
-      },
-    } : {}),
+    ...(e
+      ? {
+          eval: {
+            everySteps: e.every_steps,
+            sampleCount: e.sample_count,
+            patience: e.patience,
+            minDelta: e.min_delta,
+            ...(e.metric ? { metric: e.metric } : {}),
+            extractorDir: e.extractor,
+            seed: e.seed,
+            ...(e.prompts ? { prompts: e.prompts } : {}),
+            samplerSteps: e.sampler_steps,
+            guidanceScale: e.guidance_scale,
+            ...(e.reference ? referenceOf(e.reference) : {}),
+            ...(e.reference_max_images ? { referenceMaxImages: e.reference_max_images } : {}),
+            ...(spec.filter ? { clipModelDir: spec.filter.clip_model } : {}),
+          },
+        }
+      : {}),
   };
 }

@@ -10,7 +10,8 @@ export function resolveTrainingConfigPaths(config: TrainingConfigInput, baseDir:
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const out: TrainingConfigInput = { ...config };
   const codec = config.codec;
-  if (codec && typeof codec === 'object' && typeof codec.vae === 'string') out.codec = { ...codec, vae: abs(codec.vae) };
+  if (codec && typeof codec === 'object' && typeof codec.vae === 'string')
+    out.codec = { ...codec, vae: abs(codec.vae) };
   const clipDir = config.textEncoder?.clipDir;
   if (typeof clipDir === 'string') out.textEncoder = { ...config.textEncoder, clipDir: abs(clipDir) };
   return out;

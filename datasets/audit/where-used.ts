@@ -10,7 +10,8 @@ import { ConfigError } from '../../infra/errors.js';
 import { readShardRows } from '../shards/reader.js';
 import { parseManifest, manifestShardUris } from '../shards/manifest.js';
 
-export type WhereUsedQuery = { kind: 'url'; url: string } | { kind: 'sha256'; sha256: string } | { kind: 'domain'; domain: string };
+export type WhereUsedQuery =
+  { kind: 'url'; url: string } | { kind: 'sha256'; sha256: string } | { kind: 'domain'; domain: string };
 
 /** Tell what the user gave: a 64-hex sha256, an http(s) URL, or a domain name. */
 export function parseWhereUsedQuery(ref: string): WhereUsedQuery {
@@ -18,7 +19,10 @@ export function parseWhereUsedQuery(ref: string): WhereUsedQuery {
   if (/^[0-9a-fA-F]{64}$/.test(s)) return { kind: 'sha256', sha256: s.toLowerCase() };
   if (/^https?:\/\//i.test(s)) return { kind: 'url', url: s };
   if (/^[A-Za-z0-9.-]+(:\d+)?$/.test(s) && s.includes('.')) return { kind: 'domain', domain: s.toLowerCase() };
-  throw new ConfigError(`${JSON.stringify(ref)} is neither a URL, a sha256 nor a domain`, 'pass an http(s) URL, the 64-hex sha256 of the original image bytes, or a domain such as example.com.');
+  throw new ConfigError(
+    `${JSON.stringify(ref)} is neither a URL, a sha256 nor a domain`,
+    'pass an http(s) URL, the 64-hex sha256 of the original image bytes, or a domain such as example.com.',
+  );
 }
 
 function matcher(q: WhereUsedQuery): (url: string | null, sha: string | null) => boolean {
@@ -35,7 +39,13 @@ function matcher(q: WhereUsedQuery): (url: string | null, sha: string | null) =>
   };
 }
 
-export interface WhereUsedRow { datasetId: string; shardUri: string; key: string; url: string; status: string }
+export interface WhereUsedRow {
+  datasetId: string;
+  shardUri: string;
+  key: string;
+  url: string;
+  status: string;
+}
 
 export interface WhereUsedResult {
   query: WhereUsedQuery;
@@ -47,7 +57,12 @@ export interface WhereUsedResult {
   shardsScanned: number;
 }
 
-export async function whereUsed(store: LineageStore, storage: ArtifactStorage, q: WhereUsedQuery, opts: { maxRows?: number } = {}): Promise<WhereUsedResult> {
+export async function whereUsed(
+  store: LineageStore,
+  storage: ArtifactStorage,
+  q: WhereUsedQuery,
+  opts: { maxRows?: number } = {},
+): Promise<WhereUsedResult> {
   const match = matcher(q);
   const rows: WhereUsedRow[] = [];
   const datasets = new Set<string>();
@@ -61,7 +76,8 @@ export async function whereUsed(store: LineageStore, storage: ArtifactStorage, q
       for await (const r of readShardRows(storage, shardUri, { columns: ['key', 'url', 'sha256', 'status'] })) {
         if (!match(r.url, r.sha256)) continue;
         datasets.add(dv.id);
-        if (rows.length < (opts.maxRows ?? 10_000)) rows.push({ datasetId: dv.id, shardUri, key: r.key, url: r.url, status: r.status });
+        if (rows.length < (opts.maxRows ?? 10_000))
+          rows.push({ datasetId: dv.id, shardUri, key: r.key, url: r.url, status: r.status });
       }
     }
   }
@@ -71,9 +87,19 @@ export async function whereUsed(store: LineageStore, storage: ArtifactStorage, q
     const dv = store.getDatasetVersion(id)!;
     for (const run of store.runsOfArtifact(dv.manifestArtifactId, 'consumed')) {
       for (const a of store.artifactsOfRun(run.id, 'produced')) {
-        if (a.kind.startsWith('checkpoint')) { checkpoints.set(a.id, a); trainingRuns.add(run.id); }
+        if (a.kind.startsWith('checkpoint')) {
+          checkpoints.set(a.id, a);
+          trainingRuns.add(run.id);
+        }
       }
     }
   }
-  return { query: q, rows, datasetVersions: [...datasets], checkpoints: [...checkpoints.values()], trainingRuns: [...trainingRuns], shardsScanned };
+  return {
+    query: q,
+    rows,
+    datasetVersions: [...datasets],
+    checkpoints: [...checkpoints.values()],
+    trainingRuns: [...trainingRuns],
+    shardsScanned,
+  };
 }

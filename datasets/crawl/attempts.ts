@@ -87,7 +87,11 @@ export function attemptProcessAlive(s: AttemptStart): boolean {
 
 export class ShardAttemptJournal {
   private readonly dirUri: string;
-  constructor(private readonly storage: ArtifactStorage, layout: DatasetLayout, shardIndex: number) {
+  constructor(
+    private readonly storage: ArtifactStorage,
+    layout: DatasetLayout,
+    shardIndex: number,
+  ) {
     this.dirUri = layout.attemptsDirUri(shardIndex);
   }
 
@@ -114,7 +118,13 @@ export class ShardAttemptJournal {
     const startedAt = new Date().toISOString();
     const id = `${startedAt.replace(/[-:.]/g, '')}-${process.pid}-${randomBytes(4).toString('hex')}`;
     const rec: AttemptStart = {
-      id, host: hostname(), pid: process.pid, processStart: processStartTime(process.pid), temporalAttempt: temporalAttempt ?? null, codec, startedAt,
+      id,
+      host: hostname(),
+      pid: process.pid,
+      processStart: processStartTime(process.pid),
+      temporalAttempt: temporalAttempt ?? null,
+      codec,
+      startedAt,
     };
     await this.storage.writeAtomic(this.storage.child(this.dirUri, `start-${id}.json`), `${JSON.stringify(rec)}\n`);
     return rec;
@@ -122,7 +132,12 @@ export class ShardAttemptJournal {
 
   /** Record how an attempt ended (finished, or threw: not a death). */
   async end(start: AttemptStart, outcome: AttemptEnd['outcome'], error?: string): Promise<void> {
-    const rec: AttemptEnd = { id: start.id, outcome, ...(error !== undefined ? { error: error.slice(0, 500) } : {}), endedAt: new Date().toISOString() };
+    const rec: AttemptEnd = {
+      id: start.id,
+      outcome,
+      ...(error !== undefined ? { error: error.slice(0, 500) } : {}),
+      endedAt: new Date().toISOString(),
+    };
     await this.storage.writeAtomic(this.storage.child(this.dirUri, `end-${start.id}.json`), `${JSON.stringify(rec)}\n`);
   }
 }
@@ -132,12 +147,24 @@ export function decideCodec(h: AttemptHistory): CodecDecision {
   const n = h.died.length;
   if (n >= NATIVE_OFF_AFTER_DEATHS) {
     const pids = h.died.map((d) => d.pid).join(', ');
-    return { codec: 'sharp', diedAttempts: n, reason: `native JPEG path off for this shard: ${n} earlier attempts died with their worker process (pids ${pids})` };
+    return {
+      codec: 'sharp',
+      diedAttempts: n,
+      reason: `native JPEG path off for this shard: ${n} earlier attempts died with their worker process (pids ${pids})`,
+    };
   }
-  return { codec: 'auto', diedAttempts: n, reason: n ? `${n} earlier attempt died with its worker process` : 'no earlier attempt died' };
+  return {
+    codec: 'auto',
+    diedAttempts: n,
+    reason: n ? `${n} earlier attempt died with its worker process` : 'no earlier attempt died',
+  };
 }
 
 /** Read shard i's journal and decide its codec (what crawlShardToParquet does before crawling). */
-export async function shardCodecDecision(storage: ArtifactStorage, layout: DatasetLayout, shardIndex: number): Promise<CodecDecision> {
+export async function shardCodecDecision(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  shardIndex: number,
+): Promise<CodecDecision> {
   return decideCodec(await new ShardAttemptJournal(storage, layout, shardIndex).history());
 }

@@ -36,11 +36,24 @@ export interface CrawlRowsParams {
 }
 
 /** An output row for a failed input row. */
-export function failedRow(input: InputShardRow, f: RowFailure, dims?: { originalWidth?: number; originalHeight?: number }): ShardRow {
+export function failedRow(
+  input: InputShardRow,
+  f: RowFailure,
+  dims?: { originalWidth?: number; originalHeight?: number },
+): ShardRow {
   return {
-    key: input.key, url: input.url, caption: input.caption, status: statusOfReason(f.reason), error_message: errorMessage(f),
-    width: null, height: null, original_width: dims?.originalWidth ?? null, original_height: dims?.originalHeight ?? null,
-    sha256: null, jpg: null, extra: input.extra,
+    key: input.key,
+    url: input.url,
+    caption: input.caption,
+    status: statusOfReason(f.reason),
+    error_message: errorMessage(f),
+    width: null,
+    height: null,
+    original_width: dims?.originalWidth ?? null,
+    original_height: dims?.originalHeight ?? null,
+    sha256: null,
+    jpg: null,
+    extra: input.extra,
   };
 }
 
@@ -62,12 +75,19 @@ export async function crawlRows(p: CrawlRowsParams): Promise<void> {
   const handle = async (input: InputShardRow): Promise<void> => {
     signal?.throwIfAborted();
     if (input.duplicateOf !== undefined) {
-      return emit(failedRow(input, { reason: 'duplicate_url', detail: `same URL as key ${input.duplicateOf}` }), NO_TIMING);
+      return emit(
+        failedRow(input, { reason: 'duplicate_url', detail: `same URL as key ${input.duplicateOf}` }),
+        NO_TIMING,
+      );
     }
     if (input.seenIn !== undefined) {
-      return emit(failedRow(input, { reason: 'seen_before', detail: `URL already crawled in ${input.seenIn}` }), NO_TIMING);
+      return emit(
+        failedRow(input, { reason: 'seen_before', detail: `URL already crawled in ${input.seenIn}` }),
+        NO_TIMING,
+      );
     }
-    if (input.url.length === 0) return emit(failedRow(input, { reason: 'invalid_url', detail: 'empty URL' }), NO_TIMING);
+    if (input.url.length === 0)
+      return emit(failedRow(input, { reason: 'invalid_url', detail: 'empty URL' }), NO_TIMING);
     const t0 = performance.now();
     const fetched = await fetcher.fetch(input.url, signal);
     const downloadMs = performance.now() - t0;
@@ -77,19 +97,36 @@ export async function crawlRows(p: CrawlRowsParams): Promise<void> {
     const sha256 = createHash('sha256').update(original).digest('hex');
     const seenContentIn = p.seenContent?.(sha256);
     if (seenContentIn !== undefined) {
-      return emit({ ...failedRow(input, { reason: 'duplicate_content', detail: `same image bytes already in ${seenContentIn}` }), sha256 },
-        { ...NO_TIMING, downloadedBytes: original.length, downloadMs, retries });
+      return emit(
+        {
+          ...failedRow(input, { reason: 'duplicate_content', detail: `same image bytes already in ${seenContentIn}` }),
+          sha256,
+        },
+        { ...NO_TIMING, downloadedBytes: original.length, downloadMs, retries },
+      );
     }
     const t1 = performance.now();
     const out = await decodes.add(() => processImage(original, options, p.codec ?? 'auto'));
     const timing = { downloadedBytes: original.length, downloadMs, decodeMs: performance.now() - t1, retries };
     if (!out.ok) return emit({ ...failedRow(input, out.failure, out), sha256 }, timing);
     const img = out.image;
-    return emit({
-      key: input.key, url: input.url, caption: input.caption, status: 'success', error_message: null,
-      width: img.width, height: img.height, original_width: img.originalWidth, original_height: img.originalHeight,
-      sha256, jpg: img.data, extra: input.extra,
-    }, timing);
+    return emit(
+      {
+        key: input.key,
+        url: input.url,
+        caption: input.caption,
+        status: 'success',
+        error_message: null,
+        width: img.width,
+        height: img.height,
+        original_width: img.originalWidth,
+        original_height: img.originalHeight,
+        sha256,
+        jpg: img.data,
+        extra: input.extra,
+      },
+      timing,
+    );
   };
 
   const abort = () => {

@@ -57,7 +57,11 @@ export interface CrawlShardOutcome {
 }
 
 /** Crawl shard `spec.shardIndex` (or return the finished one). Throws only for shard-level failures. */
-export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlShardSpec, hooks: CrawlShardHooks = {}): Promise<CrawlShardOutcome> {
+export async function crawlShardToParquet(
+  storage: ArtifactStorage,
+  spec: CrawlShardSpec,
+  hooks: CrawlShardHooks = {},
+): Promise<CrawlShardOutcome> {
   const layout = new DatasetLayout(storage, spec.datasetName, spec.version);
   const i = spec.shardIndex;
   const inputUri = layout.inputShardUri(i);
@@ -66,15 +70,24 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
   const done = await findFinishedShard(storage, layout, i);
   if (done) {
     return {
-      shardIndex: i, rows: done.stats.rows, shard: done.stats.shard, stats: done.ref, input: inputRef,
-      countsByStatus: done.stats.countsByStatus, skipped: true, codec: done.stats.imageCodec,
+      shardIndex: i,
+      rows: done.stats.rows,
+      shard: done.stats.shard,
+      stats: done.ref,
+      input: inputRef,
+      countsByStatus: done.stats.countsByStatus,
+      skipped: true,
+      codec: done.stats.imageCodec,
     };
   }
   const options = resolveCrawlOptions(spec.options, availableParallelism());
   // The journal tells this attempt how earlier ones ended; its own start is durable before any row.
   const journal = new ShardAttemptJournal(storage, layout, i);
   const decided = decideCodec(await journal.history());
-  const codec: CodecDecision = spec.codec && spec.codec !== decided.codec ? { ...decided, codec: spec.codec, reason: `codec ${spec.codec} forced by the caller` } : decided;
+  const codec: CodecDecision =
+    spec.codec && spec.codec !== decided.codec
+      ? { ...decided, codec: spec.codec, reason: `codec ${spec.codec} forced by the caller` }
+      : decided;
   const fetcher = hooks.fetcher ?? new ImageFetcher(options);
   let attempt;
   try {
@@ -85,19 +98,41 @@ export async function crawlShardToParquet(storage: ArtifactStorage, spec: CrawlS
   }
   try {
     const { stats, ref } = await commitShard(storage, {
-      layout, shardIndex: i, inputUri, expectedRows: input.rows.length,
-      writer: { columns: { extra: spec.extraColumns }, rowGroupSize: spec.rowGroupSize, metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i) } },
-      fill: (emit, rowsWritten) => crawlRows({
-        rows: input.rows, options, fetcher, signal: hooks.signal, seenContent: hooks.seenContent, codec: codec.codec,
-        emit: async (row, timing) => {
-          await emit(row, timing);
-          hooks.onProgress?.(rowsWritten(), input.rows.length);
-        },
-      }),
+      layout,
+      shardIndex: i,
+      inputUri,
+      expectedRows: input.rows.length,
+      writer: {
+        columns: { extra: spec.extraColumns },
+        rowGroupSize: spec.rowGroupSize,
+        metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i) },
+      },
+      fill: (emit, rowsWritten) =>
+        crawlRows({
+          rows: input.rows,
+          options,
+          fetcher,
+          signal: hooks.signal,
+          seenContent: hooks.seenContent,
+          codec: codec.codec,
+          emit: async (row, timing) => {
+            await emit(row, timing);
+            hooks.onProgress?.(rowsWritten(), input.rows.length);
+          },
+        }),
       stats: (base) => ({ ...base, imageCodec: codec }),
     });
     await journal.end(attempt, 'finished').catch(() => undefined); // the shard is finished either way
-    return { shardIndex: i, rows: stats.rows, shard: stats.shard, stats: ref, input: inputRef, countsByStatus: stats.countsByStatus, skipped: false, codec };
+    return {
+      shardIndex: i,
+      rows: stats.rows,
+      shard: stats.shard,
+      stats: ref,
+      input: inputRef,
+      countsByStatus: stats.countsByStatus,
+      skipped: false,
+      codec,
+    };
   } catch (err) {
     await journal.end(attempt, 'threw', String(err)).catch(() => undefined);
     throw err;

@@ -16,8 +16,14 @@ function jpegDims(b: Uint8Array): Dimensions | undefined {
   while (i + 9 < b.length) {
     if (b[i] !== 0xff) return undefined;
     const marker = b[i + 1]!;
-    if (marker === 0xff) { i++; continue; }
-    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) { i += 2; continue; }
+    if (marker === 0xff) {
+      i++;
+      continue;
+    }
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      i += 2;
+      continue;
+    }
     const len = (b[i + 2]! << 8) | b[i + 3]!;
     if (len < 2) return undefined;
     const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
@@ -51,10 +57,15 @@ function webpDims(b: Uint8Array): Dimensions | undefined {
 /** Width and height from the header of an image of container `format`. */
 export function headerDimensions(b: Uint8Array, format: ImageContainer): Dimensions | undefined {
   switch (format) {
-    case 'jpeg': return jpegDims(b);
-    case 'png': return b.length >= 24 ? { width: u32be(b, 16), height: u32be(b, 20) } : undefined;
-    case 'webp': return webpDims(b);
-    case 'gif': return b.length >= 10 ? { width: u16le(b, 6), height: u16le(b, 8) } : undefined;
-    default: return undefined;
+    case 'jpeg':
+      return jpegDims(b);
+    case 'png':
+      return b.length >= 24 ? { width: u32be(b, 16), height: u32be(b, 20) } : undefined;
+    case 'webp':
+      return webpDims(b);
+    case 'gif':
+      return b.length >= 10 ? { width: u16le(b, 6), height: u16le(b, 8) } : undefined;
+    default:
+      return undefined;
   }
 }

@@ -35,7 +35,11 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
 
 function codesOf(err: unknown): string[] {
   const codes: string[] = [];
-  for (let e = err as { code?: unknown; cause?: unknown; name?: unknown } | undefined, i = 0; e && i < 8; e = e.cause as typeof e, i++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown; name?: unknown } | undefined, i = 0;
+    e && i < 8;
+    e = e.cause as typeof e, i++
+  ) {
     if (typeof e.code === 'string') codes.push(e.code);
     if (typeof e.name === 'string') codes.push(e.name);
   }
@@ -70,7 +74,14 @@ export class ImageFetcher {
       delay = delay / 2 + Math.random() * (delay / 2);
       if (r.retryAfterMs !== undefined) {
         if (r.retryAfterMs > this.opts.retryMaxDelayMs) {
-          return { ok: false, failure: { reason: r.failure.reason, detail: `${r.failure.detail}; Retry-After ${Math.ceil(r.retryAfterMs / 1000)}s exceeds retryMaxDelayMs` }, attempts: attempt };
+          return {
+            ok: false,
+            failure: {
+              reason: r.failure.reason,
+              detail: `${r.failure.detail}; Retry-After ${Math.ceil(r.retryAfterMs / 1000)}s exceeds retryMaxDelayMs`,
+            },
+            attempts: attempt,
+          };
         }
         delay = r.retryAfterMs;
       }
@@ -81,7 +92,10 @@ export class ImageFetcher {
   /** One attempt under one deadline (a plain timer: AbortSignal.timeout/any cost more per request). */
   private async attempt(startUrl: string, outer?: AbortSignal): Promise<AttemptResult> {
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new DOMException(`no response within ${this.opts.timeoutMs} ms`, 'TimeoutError')), this.opts.timeoutMs);
+    const timer = setTimeout(
+      () => ac.abort(new DOMException(`no response within ${this.opts.timeoutMs} ms`, 'TimeoutError')),
+      this.opts.timeoutMs,
+    );
     const onOuter = () => ac.abort(outer?.reason);
     outer?.addEventListener('abort', onOuter, { once: true });
     try {
@@ -100,9 +114,13 @@ export class ImageFetcher {
       try {
         url = new URL(current);
       } catch {
-        return fail(hop === 0 ? 'invalid_url' : 'bad_redirect', `cannot parse ${JSON.stringify(current.slice(0, 200))}`);
+        return fail(
+          hop === 0 ? 'invalid_url' : 'bad_redirect',
+          `cannot parse ${JSON.stringify(current.slice(0, 200))}`,
+        );
       }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(hop === 0 ? 'unsupported_scheme' : 'bad_redirect', `scheme ${url.protocol} is not http(s)`);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        return fail(hop === 0 ? 'unsupported_scheme' : 'bad_redirect', `scheme ${url.protocol} is not http(s)`);
       const host = url.hostname.replace(/^\[|\]$/g, '');
       if (isIP(host)) {
         const v = this.policy.check(host);
@@ -112,8 +130,14 @@ export class ImageFetcher {
       let res: Dispatcher.ResponseData;
       try {
         res = await this.agent.request({
-          origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', signal,
-          headers: { 'user-agent': this.opts.userAgent, accept: 'image/avif,image/webp,image/png,image/jpeg,image/*;q=0.9,*/*;q=0.5' },
+          origin: url.origin,
+          path: `${url.pathname}${url.search}`,
+          method: 'GET',
+          signal,
+          headers: {
+            'user-agent': this.opts.userAgent,
+            accept: 'image/avif,image/webp,image/png,image/jpeg,image/*;q=0.9,*/*;q=0.5',
+          },
         });
       } catch (err) {
         return this.classifyError(err, outer);
@@ -131,19 +155,30 @@ export class ImageFetcher {
           return fail('bad_redirect', `cannot parse Location ${JSON.stringify(loc.slice(0, 200))}`);
         }
         if (visited.has(next)) return fail('redirect_loop', `${next} was already visited`);
-        if (hop + 1 > this.opts.maxRedirects) return fail('too_many_redirects', `more than ${this.opts.maxRedirects} redirects`);
+        if (hop + 1 > this.opts.maxRedirects)
+          return fail('too_many_redirects', `more than ${this.opts.maxRedirects} redirects`);
         current = next;
         continue;
       }
       if (statusCode >= 400 || statusCode < 200) {
         await body.dump().catch(() => undefined);
         const failure: RowFailure = { reason: `http_${statusCode}`, detail: `HTTP ${statusCode} from ${url.host}` };
-        if (statusCode === 429) return { kind: 'retry', failure, retryAfterMs: parseRetryAfter(headers['retry-after']) };
-        if (statusCode >= 500) return { kind: 'retry', failure, retryAfterMs: statusCode === 503 ? parseRetryAfter(headers['retry-after']) : undefined };
+        if (statusCode === 429)
+          return { kind: 'retry', failure, retryAfterMs: parseRetryAfter(headers['retry-after']) };
+        if (statusCode >= 500)
+          return {
+            kind: 'retry',
+            failure,
+            retryAfterMs: statusCode === 503 ? parseRetryAfter(headers['retry-after']) : undefined,
+          };
         return { kind: 'fail', failure };
       }
       if (this.opts.honorRobotsTag) {
-        const d = disallowingRobotsDirective(headers['x-robots-tag'], this.uaToken, this.opts.disallowedRobotsDirectives);
+        const d = disallowingRobotsDirective(
+          headers['x-robots-tag'],
+          this.uaToken,
+          this.opts.disallowedRobotsDirectives,
+        );
         if (d) {
           await body.dump().catch(() => undefined);
           return fail('x_robots_tag', `X-Robots-Tag ${d}`);
@@ -153,9 +188,14 @@ export class ImageFetcher {
     }
   }
 
-  private async readBody(body: Dispatcher.ResponseData['body'], lengthHeader: string | string[] | undefined, finalUrl: string, outer?: AbortSignal): Promise<AttemptResult> {
+  private async readBody(
+    body: Dispatcher.ResponseData['body'],
+    lengthHeader: string | string[] | undefined,
+    finalUrl: string,
+    outer?: AbortSignal,
+  ): Promise<AttemptResult> {
     const cap = this.opts.maxBytes;
-    const declared = Number(Array.isArray(lengthHeader) ? lengthHeader[0] : lengthHeader ?? NaN);
+    const declared = Number(Array.isArray(lengthHeader) ? lengthHeader[0] : (lengthHeader ?? NaN));
     if (declared > cap) {
       body.destroy();
       return fail('too_large', `Content-Length ${declared} exceeds ${cap} bytes`);
@@ -193,8 +233,21 @@ export class ImageFetcher {
     const has = (...c: string[]) => c.some((x) => codes.includes(x));
     const detail = (err as Error)?.message ?? String(err);
     if (has('KILN_BLOCKED_ADDRESS')) return fail('blocked_address', detail);
-    if (has('TimeoutError', 'AbortError', 'UND_ERR_ABORTED', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT')) {
-      return { kind: 'retry', failure: { reason: 'timeout', detail: `no complete response within ${this.opts.timeoutMs} ms` } };
+    if (
+      has(
+        'TimeoutError',
+        'AbortError',
+        'UND_ERR_ABORTED',
+        'UND_ERR_HEADERS_TIMEOUT',
+        'UND_ERR_BODY_TIMEOUT',
+        'UND_ERR_CONNECT_TIMEOUT',
+        'ETIMEDOUT',
+      )
+    ) {
+      return {
+        kind: 'retry',
+        failure: { reason: 'timeout', detail: `no complete response within ${this.opts.timeoutMs} ms` },
+      };
     }
     if (has('UND_ERR_RES_CONTENT_LENGTH_MISMATCH')) return fail('truncated_body', detail);
     if (has('ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_NODATA')) return fail('dns_error', detail);

@@ -17,7 +17,18 @@ import { describeBytes, sniffImageFormat } from './magic.js';
 import { headerDimensions, type Dimensions } from './dims.js';
 import { nativeJpeg } from '../../infra/imaging/native-jpeg.js';
 
-export type ImageOptions = Pick<CrawlOptions, 'imageSize' | 'resizeMode' | 'resizeOnlyIfBigger' | 'minImageSize' | 'maxAspectRatio' | 'maxPixels' | 'encodeFormat' | 'encodeQuality' | 'skipReencode'>;
+export type ImageOptions = Pick<
+  CrawlOptions,
+  | 'imageSize'
+  | 'resizeMode'
+  | 'resizeOnlyIfBigger'
+  | 'minImageSize'
+  | 'maxAspectRatio'
+  | 'maxPixels'
+  | 'encodeFormat'
+  | 'encodeQuality'
+  | 'skipReencode'
+>;
 
 export interface ProcessedImage {
   /** The stored bytes (re-encoded, or the original when re-encoding was skipped). */
@@ -38,7 +49,8 @@ sharp.concurrency(1);
 sharp.cache(false);
 
 /** The resize options that decide geometry (resizeOnlyIfBigger defaults to false). */
-export type GeometryOptions = Pick<ImageOptions, 'imageSize' | 'resizeMode'> & Partial<Pick<ImageOptions, 'resizeOnlyIfBigger'>>;
+export type GeometryOptions = Pick<ImageOptions, 'imageSize' | 'resizeMode'> &
+  Partial<Pick<ImageOptions, 'resizeOnlyIfBigger'>>;
 
 /** Output size for an input size, or undefined when the image needs no resizing. */
 export function targetSize(d: Dimensions, o: GeometryOptions): Dimensions | undefined {
@@ -46,7 +58,8 @@ export function targetSize(d: Dimensions, o: GeometryOptions): Dimensions | unde
   const short = Math.min(d.width, d.height);
   const long = Math.max(d.width, d.height);
   switch (o.resizeMode) {
-    case 'no': return undefined;
+    case 'no':
+      return undefined;
     case 'keep_ratio': {
       if (short === s || (o.resizeOnlyIfBigger && short <= s)) return undefined;
       const scale = s / short;
@@ -67,7 +80,10 @@ export function targetSize(d: Dimensions, o: GeometryOptions): Dimensions | unde
 /** The image's size inside the `size` square in border mode (larger side = size). */
 export function borderInnerSize(d: Dimensions, size: number): Dimensions {
   const scale = size / Math.max(d.width, d.height);
-  return { width: Math.min(size, Math.max(1, Math.round(d.width * scale))), height: Math.min(size, Math.max(1, Math.round(d.height * scale))) };
+  return {
+    width: Math.min(size, Math.max(1, Math.round(d.width * scale))),
+    height: Math.min(size, Math.max(1, Math.round(d.height * scale))),
+  };
 }
 
 /** Where the resized image lands: resize to rw x rh, then place at (ox, oy) on a cw x ch canvas. */
@@ -94,7 +110,14 @@ export function placement(d: Dimensions, o: GeometryOptions): Placement {
     }
     case 'border': {
       const inner = borderInnerSize(d, s);
-      return { rw: inner.width, rh: inner.height, cw: s, ch: s, ox: Math.floor((s - inner.width) / 2), oy: Math.floor((s - inner.height) / 2) };
+      return {
+        rw: inner.width,
+        rh: inner.height,
+        cw: s,
+        ch: s,
+        ox: Math.floor((s - inner.width) / 2),
+        oy: Math.floor((s - inner.height) / 2),
+      };
     }
     default:
       return { rw: target.width, rh: target.height, cw: target.width, ch: target.height, ox: 0, oy: 0 };
@@ -104,8 +127,12 @@ export function placement(d: Dimensions, o: GeometryOptions): Placement {
 /** Which decoder/encoder may handle an image: `auto` (native JPEG path when built, else sharp) or `sharp` only. */
 export type ImageCodec = 'auto' | 'sharp';
 
-const failure = (reason: RowFailure['reason'], detail: string, d?: Dimensions): ImageOutcome =>
-  ({ ok: false, failure: { reason, detail }, originalWidth: d?.width, originalHeight: d?.height });
+const failure = (reason: RowFailure['reason'], detail: string, d?: Dimensions): ImageOutcome => ({
+  ok: false,
+  failure: { reason, detail },
+  originalWidth: d?.width,
+  originalHeight: d?.height,
+});
 
 /** Validate and resize `bytes` according to `o`. Never throws for bad images: returns a failure. */
 export async function processImage(bytes: Buffer, o: ImageOptions, codec: ImageCodec = 'auto'): Promise<ImageOutcome> {
@@ -128,13 +155,27 @@ export async function processImage(bytes: Buffer, o: ImageOptions, codec: ImageC
     return failure('pixel_limit', `${dims.width}x${dims.height} exceeds the ${o.maxPixels} pixel limit`, dims);
   }
   const short = Math.min(dims.width, dims.height);
-  if (o.minImageSize > 0 && short < o.minImageSize) return failure('image_too_small', `${dims.width}x${dims.height} is below ${o.minImageSize} px`, dims);
+  if (o.minImageSize > 0 && short < o.minImageSize)
+    return failure('image_too_small', `${dims.width}x${dims.height} is below ${o.minImageSize} px`, dims);
   if (o.maxAspectRatio > 0 && Math.max(dims.width, dims.height) / short > o.maxAspectRatio) {
-    return failure('aspect_ratio_too_large', `${dims.width}x${dims.height} exceeds aspect ratio ${o.maxAspectRatio}`, dims);
+    return failure(
+      'aspect_ratio_too_large',
+      `${dims.width}x${dims.height} exceeds aspect ratio ${o.maxAspectRatio}`,
+      dims,
+    );
   }
   const target = targetSize(dims, o);
   if (!target && o.skipReencode) {
-    return { ok: true, image: { data: bytes, width: dims.width, height: dims.height, originalWidth: dims.width, originalHeight: dims.height } };
+    return {
+      ok: true,
+      image: {
+        data: bytes,
+        width: dims.width,
+        height: dims.height,
+        originalWidth: dims.width,
+        originalHeight: dims.height,
+      },
+    };
   }
   if (codec === 'auto' && nativeJpeg && format === 'jpeg' && o.encodeFormat === 'jpeg') {
     const p = placement(dims, o);
@@ -148,14 +189,19 @@ export async function processImage(bytes: Buffer, o: ImageOptions, codec: ImageC
       if (/decompression bomb/.test(msg)) return failure('decode_error', `jpeg: ${msg}`, dims);
       data = undefined; // a hard libjpeg error, or sizes beyond its range: sharp decides (and words any decode_error)
     }
-    if (data) return { ok: true, image: { data, width: p.cw, height: p.ch, originalWidth: dims.width, originalHeight: dims.height } };
+    if (data)
+      return {
+        ok: true,
+        image: { data, width: p.cw, height: p.ch, originalWidth: dims.width, originalHeight: dims.height },
+      };
   }
   try {
     let img = sharp(bytes, input);
     if (hasAlpha !== false && o.encodeFormat === 'jpeg') img = img.flatten({ background: '#ffffff' });
     if (target) {
       const s = o.imageSize;
-      if (o.resizeMode === 'keep_ratio' || o.resizeMode === 'keep_ratio_largest') img = img.resize(target.width, target.height, { fit: 'fill' });
+      if (o.resizeMode === 'keep_ratio' || o.resizeMode === 'keep_ratio_largest')
+        img = img.resize(target.width, target.height, { fit: 'fill' });
       else if (o.resizeMode === 'center_crop') img = img.resize(s, s, { fit: 'cover', position: 'centre' });
       else {
         // resize + extend with an opaque RGB background: same result as fit 'contain', but
@@ -165,15 +211,27 @@ export async function processImage(bytes: Buffer, o: ImageOptions, codec: ImageC
         const left = Math.floor((s - inner.width) / 2);
         const top = Math.floor((s - inner.height) / 2);
         if (left > 0 || top > 0 || inner.width < s || inner.height < s) {
-          img = img.extend({ top, bottom: s - inner.height - top, left, right: s - inner.width - left, background: { r: 0, g: 0, b: 0 } });
+          img = img.extend({
+            top,
+            bottom: s - inner.height - top,
+            left,
+            right: s - inner.width - left,
+            background: { r: 0, g: 0, b: 0 },
+          });
         }
       }
     }
     // No Huffman optimisation pass: it costs about as much CPU as the rest of the encode for a
     // few % of bytes (OpenCV, hence img2dataset, does not optimise either).
-    img = o.encodeFormat === 'jpeg' ? img.jpeg({ quality: o.encodeQuality, optimiseCoding: false }) : img.webp({ quality: o.encodeQuality });
+    img =
+      o.encodeFormat === 'jpeg'
+        ? img.jpeg({ quality: o.encodeQuality, optimiseCoding: false })
+        : img.webp({ quality: o.encodeQuality });
     const { data, info } = await img.toBuffer({ resolveWithObject: true });
-    return { ok: true, image: { data, width: info.width, height: info.height, originalWidth: dims.width, originalHeight: dims.height } };
+    return {
+      ok: true,
+      image: { data, width: info.width, height: info.height, originalWidth: dims.width, originalHeight: dims.height },
+    };
   } catch (err) {
     const msg = (err as Error).message;
     if (/pixel limit/i.test(msg)) return failure('pixel_limit', msg, dims);

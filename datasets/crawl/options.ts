@@ -62,30 +62,32 @@ export interface CrawlOptions {
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 
-const optionsSchema = z.object({
-  concurrency: positiveInt.max(4096),
-  connectionsPerHost: positiveInt.max(1024),
-  timeoutMs: positiveInt,
-  retries: nonNegInt.max(20),
-  retryBaseDelayMs: nonNegInt,
-  retryMaxDelayMs: nonNegInt,
-  maxBytes: positiveInt,
-  maxRedirects: nonNegInt.max(50),
-  userAgent: z.string().min(1),
-  allowAddresses: z.array(z.string()),
-  honorRobotsTag: z.boolean(),
-  disallowedRobotsDirectives: z.array(z.string()),
-  imageSize: positiveInt.max(16384),
-  resizeMode: z.enum(['no', 'keep_ratio', 'keep_ratio_largest', 'center_crop', 'border']),
-  resizeOnlyIfBigger: z.boolean(),
-  minImageSize: nonNegInt,
-  maxAspectRatio: z.number().nonnegative(),
-  maxPixels: positiveInt,
-  encodeFormat: z.enum(['jpeg', 'webp']),
-  encodeQuality: z.number().int().min(1).max(100),
-  skipReencode: z.boolean(),
-  decodeConcurrency: positiveInt.max(256),
-}).strict();
+const optionsSchema = z
+  .object({
+    concurrency: positiveInt.max(4096),
+    connectionsPerHost: positiveInt.max(1024),
+    timeoutMs: positiveInt,
+    retries: nonNegInt.max(20),
+    retryBaseDelayMs: nonNegInt,
+    retryMaxDelayMs: nonNegInt,
+    maxBytes: positiveInt,
+    maxRedirects: nonNegInt.max(50),
+    userAgent: z.string().min(1),
+    allowAddresses: z.array(z.string()),
+    honorRobotsTag: z.boolean(),
+    disallowedRobotsDirectives: z.array(z.string()),
+    imageSize: positiveInt.max(16384),
+    resizeMode: z.enum(['no', 'keep_ratio', 'keep_ratio_largest', 'center_crop', 'border']),
+    resizeOnlyIfBigger: z.boolean(),
+    minImageSize: nonNegInt,
+    maxAspectRatio: z.number().nonnegative(),
+    maxPixels: positiveInt,
+    encodeFormat: z.enum(['jpeg', 'webp']),
+    encodeQuality: z.number().int().min(1).max(100),
+    skipReencode: z.boolean(),
+    decodeConcurrency: positiveInt.max(256),
+  })
+  .strict();
 
 /** Defaults; `decodeConcurrency` 0 here means "the CPU count" and is filled in by resolveCrawlOptions. */
 export const DEFAULT_CRAWL_OPTIONS: Readonly<CrawlOptions> = Object.freeze({
@@ -123,7 +125,10 @@ export function resolveCrawlOptions(overrides: Partial<CrawlOptions> = {}, cpuCo
   const parsed = optionsSchema.safeParse(merged);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`).join('; ');
-    throw new ConfigError(`invalid crawl options: ${issues}`, 'fix the named crawl option(s); see datasets/crawl/options.ts for each field.');
+    throw new ConfigError(
+      `invalid crawl options: ${issues}`,
+      'fix the named crawl option(s); see datasets/crawl/options.ts for each field.',
+    );
   }
   return parsed.data as CrawlOptions;
 }

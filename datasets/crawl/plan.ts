@@ -64,7 +64,11 @@ export interface PlanOutcome {
  * {@link HASH_PROGRESS_BYTES} bytes while hashing the inputs, every few thousand rows while splitting
  * (`splitIntoInputShards`). `bytesHashed` and `rows` are totals so far.
  */
-export interface PlanProgress { phase: 'hash' | 'split'; bytesHashed: number; rows: number }
+export interface PlanProgress {
+  phase: 'hash' | 'split';
+  bytesHashed: number;
+  rows: number;
+}
 
 export const HASH_PROGRESS_BYTES = 8 * 1024 * 1024;
 
@@ -94,8 +98,17 @@ function contentOptions(o: Partial<CrawlOptions>): Omit<CrawlOptions, (typeof TH
  * Plan (or find the existing plan of) a crawl. `latestRecordedVersion` is the highest version of
  * this dataset name already recorded in lineage; new versions are numbered after it.
  */
-export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, latestRecordedVersion: number, onProgress?: (p: PlanProgress) => void): Promise<PlanOutcome> {
-  if (spec.sources.length === 0) throw new ConfigError('a crawl needs at least one URL list', 'pass one or more input files (parquet, csv, tsv, jsonl, optionally .gz).');
+export async function planCrawl(
+  storage: ArtifactStorage,
+  spec: CrawlPlanSpec,
+  latestRecordedVersion: number,
+  onProgress?: (p: PlanProgress) => void,
+): Promise<PlanOutcome> {
+  if (spec.sources.length === 0)
+    throw new ConfigError(
+      'a crawl needs at least one URL list',
+      'pass one or more input files (parquet, csv, tsv, jsonl, optionally .gz).',
+    );
   const sources: CrawlPlan['sources'] = [];
   let hashedBefore = 0;
   for (const s of spec.sources) {
@@ -106,21 +119,35 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
     } catch {
       throw new ConfigError(`URL list ${path} does not exist or cannot be read`, 'check the input path.');
     }
-    const sha256 = await sha256FileWithProgress(path, (b) => onProgress?.({ phase: 'hash', bytesHashed: hashedBefore + b, rows: 0 }));
+    const sha256 = await sha256FileWithProgress(path, (b) =>
+      onProgress?.({ phase: 'hash', bytesHashed: hashedBefore + b, rows: 0 }),
+    );
     hashedBefore += bytes;
     onProgress?.({ phase: 'hash', bytesHashed: hashedBefore, rows: 0 });
     sources.push({ path, format, gzip, sha256, bytes });
   }
   const rowsPerShard = spec.rowsPerShard ?? DEFAULT_ROWS_PER_SHARD;
   const options = spec.options ?? {};
-  const fingerprint = sha256Hex(JSON.stringify({
-    sources: sources.map((s) => [s.sha256, s.format, s.gzip]), urlColumn: spec.urlColumn ?? 'url',
-    captionColumn: spec.captionColumn === undefined ? 'caption' : spec.captionColumn, extraColumns: spec.extraColumns ?? 'all',
-    rowsPerShard, dedupUrls: spec.dedupUrls !== false, options: contentOptions(options),
-    ...(spec.incremental ? { seenAsOf: spec.incremental.seenAsOf } : {}),
-  }));
+  const fingerprint = sha256Hex(
+    JSON.stringify({
+      sources: sources.map((s) => [s.sha256, s.format, s.gzip]),
+      urlColumn: spec.urlColumn ?? 'url',
+      captionColumn: spec.captionColumn === undefined ? 'caption' : spec.captionColumn,
+      extraColumns: spec.extraColumns ?? 'all',
+      rowsPerShard,
+      dedupUrls: spec.dedupUrls !== false,
+      options: contentOptions(options),
+      ...(spec.incremental ? { seenAsOf: spec.incremental.seenAsOf } : {}),
+    }),
+  );
 
-  const chosen = await chooseVersion(storage, { datasetName: spec.datasetName, fingerprint, explicit: spec.version, first: latestRecordedVersion + 1, latestRecorded: latestRecordedVersion });
+  const chosen = await chooseVersion(storage, {
+    datasetName: spec.datasetName,
+    fingerprint,
+    explicit: spec.version,
+    first: latestRecordedVersion + 1,
+    latestRecorded: latestRecordedVersion,
+  });
   if (chosen.resumed) {
     const layout = chosen.layout;
     // Temp files of shard writers killed in an earlier run; no shard of this version runs yet.
@@ -132,14 +159,29 @@ export async function planCrawl(storage: ArtifactStorage, spec: CrawlPlanSpec, l
   await sweepTempFiles(storage, layout.inputDirUri);
   await sweepTempFiles(storage, layout.shardsDirUri);
   const split = await splitIntoInputShards(storage, layout, {
-    sources: spec.sources, urlColumn: spec.urlColumn, captionColumn: spec.captionColumn, extraColumns: spec.extraColumns,
-    rowsPerShard, dedupUrls: spec.dedupUrls, seenUrl: spec.incremental?.seenUrl,
+    sources: spec.sources,
+    urlColumn: spec.urlColumn,
+    captionColumn: spec.captionColumn,
+    extraColumns: spec.extraColumns,
+    rowsPerShard,
+    dedupUrls: spec.dedupUrls,
+    seenUrl: spec.incremental?.seenUrl,
     onProgress: (rows) => onProgress?.({ phase: 'split', bytesHashed: hashedBefore, rows }),
   });
   const plan: CrawlPlan = {
-    datasetName: spec.datasetName, version, datasetId: layout.id, fingerprint, shardCount: split.shardCount, rows: split.rows,
-    duplicates: split.duplicates, rowsPerShard, extraColumns: split.extraColumns, options, sources,
-    seenAsOf: spec.incremental?.seenAsOf ?? null, createdAt: new Date().toISOString(),
+    datasetName: spec.datasetName,
+    version,
+    datasetId: layout.id,
+    fingerprint,
+    shardCount: split.shardCount,
+    rows: split.rows,
+    duplicates: split.duplicates,
+    rowsPerShard,
+    extraColumns: split.extraColumns,
+    options,
+    sources,
+    seenAsOf: spec.incremental?.seenAsOf ?? null,
+    createdAt: new Date().toISOString(),
   };
   await storage.writeAtomic(layout.planUri, `${JSON.stringify(plan, null, 2)}\n`);
   return { plan, resumed: false };

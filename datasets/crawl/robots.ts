@@ -15,7 +15,9 @@ export function userAgentToken(userAgent: string): string {
  * undefined when the image may be used.
  */
 export function disallowingRobotsDirective(
-  header: string | string[] | undefined, uaToken: string, disallowed: readonly string[],
+  header: string | string[] | undefined,
+  uaToken: string,
+  disallowed: readonly string[],
 ): string | undefined {
   if (header === undefined) return undefined;
   const deny = new Set(disallowed.map((d) => d.toLowerCase()));

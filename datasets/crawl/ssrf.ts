@@ -58,12 +58,20 @@ export class AddressPolicy {
     for (const entry of allowAddresses) {
       const [addr, prefixText] = entry.trim().split('/');
       const type = isIP(addr ?? '');
-      if (!addr || type === 0) throw new ConfigError(`allowAddresses entry ${JSON.stringify(entry)} is not an IP address or CIDR`, 'use addresses like "127.0.0.1" or ranges like "10.0.0.0/8".');
+      if (!addr || type === 0)
+        throw new ConfigError(
+          `allowAddresses entry ${JSON.stringify(entry)} is not an IP address or CIDR`,
+          'use addresses like "127.0.0.1" or ranges like "10.0.0.0/8".',
+        );
       const family = type === 4 ? 'ipv4' : 'ipv6';
       if (prefixText === undefined) this.allow.addAddress(addr, family);
       else {
         const prefix = Number(prefixText);
-        if (!Number.isInteger(prefix) || prefix < 0 || prefix > (type === 4 ? 32 : 128)) throw new ConfigError(`allowAddresses entry ${JSON.stringify(entry)} has a bad prefix length`, 'use e.g. "10.0.0.0/8".');
+        if (!Number.isInteger(prefix) || prefix < 0 || prefix > (type === 4 ? 32 : 128))
+          throw new ConfigError(
+            `allowAddresses entry ${JSON.stringify(entry)} has a bad prefix length`,
+            'use e.g. "10.0.0.0/8".',
+          );
         this.allow.addSubnet(addr, prefix, family);
       }
     }
@@ -96,7 +104,10 @@ export class AddressPolicy {
 /** Error raised from the guarded lookup; fetcher maps `code` to the `blocked_address` reason. */
 export class BlockedAddressError extends Error {
   readonly code = 'KILN_BLOCKED_ADDRESS';
-  constructor(readonly host: string, readonly why: string) {
+  constructor(
+    readonly host: string,
+    readonly why: string,
+  ) {
     super(`refused to connect to ${host}: ${why}`);
     this.name = 'BlockedAddressError';
   }
@@ -115,9 +126,11 @@ export function createGuardedLookup(policy: AddressPolicy) {
       const list = addresses as LookupAddress[];
       for (const a of list) {
         const v = policy.check(a.address);
-        if (!v.allowed) return callback(new BlockedAddressError(hostname, v.why) as unknown as NodeJS.ErrnoException, '');
+        if (!v.allowed)
+          return callback(new BlockedAddressError(hostname, v.why) as unknown as NodeJS.ErrnoException, '');
       }
-      if (list.length === 0) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '');
+      if (list.length === 0)
+        return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '');
       if (options.all) return callback(null, list);
       callback(null, list[0]!.address, list[0]!.family);
     });

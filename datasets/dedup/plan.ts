@@ -21,7 +21,12 @@ export interface DedupPlanSpec {
 }
 
 /** A later row with the same image bytes as an earlier one: the row to mark and the row it repeats. */
-export interface DuplicateRow { row: number; sha256: string; firstKey: string; firstShard: number }
+export interface DuplicateRow {
+  row: number;
+  sha256: string;
+  firstKey: string;
+  firstShard: number;
+}
 
 export interface DedupPlan {
   stage: 'dedup';
@@ -38,12 +43,22 @@ export interface DedupPlan {
 }
 
 /** Plan (or find the plan of) a dedup run of `datasetName@v<sourceVersion>`. */
-export async function planDedup(storage: ArtifactStorage, spec: DedupPlanSpec, latestRecordedVersion: number,
-  onProgress?: (shardsRead: number) => void): Promise<{ plan: DedupPlan; resumed: boolean }> {
+export async function planDedup(
+  storage: ArtifactStorage,
+  spec: DedupPlanSpec,
+  latestRecordedVersion: number,
+  onProgress?: (shardsRead: number) => void,
+): Promise<{ plan: DedupPlan; resumed: boolean }> {
   const source = await pinSourceVersion(storage, spec.datasetName, spec.sourceVersion, 'dedup');
-  const fingerprint = sha256Hex(JSON.stringify({ stage: 'dedup', stageVersion: DEDUP_STAGE_VERSION, source: [source.id, source.manifestSha256] }));
+  const fingerprint = sha256Hex(
+    JSON.stringify({ stage: 'dedup', stageVersion: DEDUP_STAGE_VERSION, source: [source.id, source.manifestSha256] }),
+  );
   const chosen = await chooseVersion(storage, {
-    datasetName: spec.datasetName, fingerprint, explicit: spec.outputVersion, first: spec.sourceVersion + 1, latestRecorded: latestRecordedVersion,
+    datasetName: spec.datasetName,
+    fingerprint,
+    explicit: spec.outputVersion,
+    first: spec.sourceVersion + 1,
+    latestRecorded: latestRecordedVersion,
   });
   if (chosen.resumed) {
     // Temp files of shard writers killed in an earlier run of this version.
@@ -59,7 +74,12 @@ export async function planDedup(storage: ArtifactStorage, spec: DedupPlanSpec, l
       if (r.status === 'success' && r.sha256) {
         const seen = first.get(r.sha256);
         if (seen) {
-          (duplicates[String(shard.index)] ??= []).push({ row, sha256: r.sha256, firstKey: seen.key, firstShard: seen.shard });
+          (duplicates[String(shard.index)] ??= []).push({
+            row,
+            sha256: r.sha256,
+            firstKey: seen.key,
+            firstShard: seen.shard,
+          });
           duplicateRows++;
         } else {
           first.set(r.sha256, { key: r.key, shard: shard.index });
@@ -70,8 +90,16 @@ export async function planDedup(storage: ArtifactStorage, spec: DedupPlanSpec, l
     onProgress?.(k + 1);
   }
   const plan: DedupPlan = {
-    stage: 'dedup', stageVersion: DEDUP_STAGE_VERSION, datasetName: spec.datasetName, version: chosen.layout.version, datasetId: chosen.layout.id,
-    fingerprint, source, duplicates, duplicateRows, createdAt: new Date().toISOString(),
+    stage: 'dedup',
+    stageVersion: DEDUP_STAGE_VERSION,
+    datasetName: spec.datasetName,
+    version: chosen.layout.version,
+    datasetId: chosen.layout.id,
+    fingerprint,
+    source,
+    duplicates,
+    duplicateRows,
+    createdAt: new Date().toISOString(),
   };
   await storage.writeAtomic(chosen.layout.planUri, `${JSON.stringify(plan, null, 2)}\n`);
   return { plan, resumed: false };

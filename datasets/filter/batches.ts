@@ -10,7 +10,8 @@
  * and is thrown; a prepared batch that is then never consumed is dropped quietly.
  */
 export async function prefetchBatches<T, P>(
-  items: readonly T[], batchSize: number,
+  items: readonly T[],
+  batchSize: number,
   prepare: (batch: T[], start: number) => Promise<P>,
   consume: (prepared: P, start: number) => Promise<void>,
 ): Promise<void> {

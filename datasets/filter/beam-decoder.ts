@@ -23,15 +23,27 @@ import type { PixelBatch } from './preprocess.js';
 type Session = ort.InferenceSession;
 
 /** Cache shape of one decoder layer: [rows, heads, past, headDim]. */
-interface CacheShape { heads: number; headDim: number }
+interface CacheShape {
+  heads: number;
+  headDim: number;
+}
 
-interface DecoderConfigLike { decoder?: { n_head?: number; num_attention_heads?: number; n_embd?: number; hidden_size?: number } }
+interface DecoderConfigLike {
+  decoder?: { n_head?: number; num_attention_heads?: number; n_embd?: number; hidden_size?: number };
+}
 
 /** Greedy decoding settings (transformers' names: max_new_tokens, eos_token_id, pad_token_id). */
-export interface GreedyConfig { maxNewTokens: number; eos: readonly number[]; pad: number }
+export interface GreedyConfig {
+  maxNewTokens: number;
+  eos: readonly number[];
+  pad: number;
+}
 
 /** The ONNX sessions a loop runs: the encoder, and Optimum's merged decoder unless a split replaces it. */
-export interface LoopSessions { encoder?: Session; merged?: Session }
+export interface LoopSessions {
+  encoder?: Session;
+  merged?: Session;
+}
 
 /** transformers.js's sessions of a loaded VisionEncoderDecoder model. */
 export function modelSessions(model: PreTrainedModel): LoopSessions {
@@ -46,25 +58,38 @@ export class EncoderDecoderLoop {
   private readonly pastNames: string[];
   private readonly cache: CacheShape;
 
-  constructor(sessions: LoopSessions, config: DecoderConfigLike, source: string, private readonly split: CrossKvSplit | null = null) {
+  constructor(
+    sessions: LoopSessions,
+    config: DecoderConfigLike,
+    source: string,
+    private readonly split: CrossKvSplit | null = null,
+  ) {
     const { encoder } = sessions;
     // A split that also runs the first step needs no merged decoder (it is then not even loaded).
-    const decoder = split?.firstStep === 'split' ? sessions.merged ?? split.decoder : sessions.merged;
-    const mergedOk = decoder !== undefined && (decoder === split?.decoder || decoder.inputNames.includes('use_cache_branch'));
+    const decoder = split?.firstStep === 'split' ? (sessions.merged ?? split.decoder) : sessions.merged;
+    const mergedOk =
+      decoder !== undefined && (decoder === split?.decoder || decoder.inputNames.includes('use_cache_branch'));
     if (!encoder || !decoder || !mergedOk) {
-      throw new ConfigError(`${source} has no encoder + merged decoder with a cache branch, which beam search needs`,
-        'export the captioner with `optimum-cli export onnx --task image-to-text-with-past` (encoder_model.onnx + decoder_model_merged.onnx), or use numBeams 1.');
+      throw new ConfigError(
+        `${source} has no encoder + merged decoder with a cache branch, which beam search needs`,
+        'export the captioner with `optimum-cli export onnx --task image-to-text-with-past` (encoder_model.onnx + decoder_model_merged.onnx), or use numBeams 1.',
+      );
     }
     this.encoder = encoder;
     this.decoder = decoder;
     this.pastNames = decoder.inputNames.filter((n) => n.startsWith('past_key_values.'));
-    const meta = (decoder.inputMetadata as unknown as { name: string; shape?: (number | string)[] }[]).find((m) => m.name === this.pastNames[0]);
+    const meta = (decoder.inputMetadata as unknown as { name: string; shape?: (number | string)[] }[]).find(
+      (m) => m.name === this.pastNames[0],
+    );
     const d = config.decoder ?? {};
     const heads = typeof meta?.shape?.[1] === 'number' ? meta.shape[1] : (d.n_head ?? d.num_attention_heads);
     const hidden = d.n_embd ?? d.hidden_size;
-    const headDim = typeof meta?.shape?.[3] === 'number' ? meta.shape[3] : (heads && hidden ? hidden / heads : undefined);
+    const headDim = typeof meta?.shape?.[3] === 'number' ? meta.shape[3] : heads && hidden ? hidden / heads : undefined;
     if (!heads || !headDim) {
-      throw new ConfigError(`${source}: cannot tell the decoder's attention heads and head size`, 'use a GPT-2 style decoder config (n_head, n_embd).');
+      throw new ConfigError(
+        `${source}: cannot tell the decoder's attention heads and head size`,
+        'use a GPT-2 style decoder config (n_head, n_embd).',
+      );
     }
     this.cache = { heads, headDim };
   }
@@ -90,8 +115,15 @@ export class EncoderDecoderLoop {
     for (let t = 0; t < cfg.maxNewTokens; t++) {
       const { logits, vocab } = await step(tokens, reorder);
       for (let r = 0; r < rows; r++) {
-        let best = 0, max = logits[r * vocab] as number;
-        for (let v = 1; v < vocab; v++) { const x = logits[r * vocab + v] as number; if (x > max) { max = x; best = v; } }
+        let best = 0,
+          max = logits[r * vocab] as number;
+        for (let v = 1; v < vocab; v++) {
+          const x = logits[r * vocab + v] as number;
+          if (x > max) {
+            max = x;
+            best = v;
+          }
+        }
         const next = done[r] ? cfg.pad : best;
         (seqs[r] as number[]).push(next);
         if (eos.has(next)) done[r] = true;
@@ -120,24 +152,33 @@ export class EncoderDecoderLoop {
       const out = await split.crossKv.run({ encoder_hidden_states: perImage ? hidden : states });
       for (const f of split.frontier) {
         const t = out[f.output] as ort.Tensor;
-        xkv[f.input] = !perImage || f.kind === 'fixed' ? t : f.kind === 'rows' ? repeatRows(t, k) : scaleBatchSize(t, k);
+        xkv[f.input] =
+          !perImage || f.kind === 'fixed' ? t : f.kind === 'rows' ? repeatRows(t, k) : scaleBatchSize(t, k);
       }
     }
     let past: Record<string, ort.Tensor> = {};
-    for (const name of this.pastNames) past[name] = new ort.Tensor('float32', new Float32Array(0), [rows, this.cache.heads, 0, this.cache.headDim]);
+    for (const name of this.pastNames)
+      past[name] = new ort.Tensor('float32', new Float32Array(0), [rows, this.cache.heads, 0, this.cache.headDim]);
 
     return async (tokens, reorder) => {
       if (reorder) past = reorderRows(past, reorder);
       const len = (tokens[0] as readonly number[]).length;
       const ids = new BigInt64Array(rows * len);
-      tokens.forEach((t, r) => t.forEach((id, j) => { ids[r * len + j] = BigInt(id); }));
+      tokens.forEach((t, r) =>
+        t.forEach((id, j) => {
+          ids[r * len + j] = BigInt(id);
+        }),
+      );
       const input_ids = new ort.Tensor('int64', ids, [rows, len]);
-      const out = split && (reorder || split.firstStep === 'split')
-        ? await split.decoder.run({ input_ids, ...past, ...xkv })
-        : await this.decoder.run({
-          input_ids, encoder_hidden_states: states, ...past,
-          use_cache_branch: new ort.Tensor('bool', new Uint8Array([reorder ? 1 : 0]), [1]),
-        });
+      const out =
+        split && (reorder || split.firstStep === 'split')
+          ? await split.decoder.run({ input_ids, ...past, ...xkv })
+          : await this.decoder.run({
+              input_ids,
+              encoder_hidden_states: states,
+              ...past,
+              use_cache_branch: new ort.Tensor('bool', new Uint8Array([reorder ? 1 : 0]), [1]),
+            });
       const next: Record<string, ort.Tensor> = {};
       for (const name of this.pastNames) next[name] = out[name.replace('past_key_values.', 'present.')] as ort.Tensor;
       past = next;
@@ -146,7 +187,8 @@ export class EncoderDecoderLoop {
       const all = logits.data as Float32Array;
       if (steps === 1) return { logits: all, vocab };
       const last = new Float32Array(rows * vocab);
-      for (let r = 0; r < rows; r++) last.set(all.subarray((r * steps + steps - 1) * vocab, (r * steps + steps) * vocab), r * vocab);
+      for (let r = 0; r < rows; r++)
+        last.set(all.subarray((r * steps + steps - 1) * vocab, (r * steps + steps) * vocab), r * vocab);
       return { logits: last, vocab };
     };
   }
@@ -159,7 +201,8 @@ function repeatRows(t: ort.Tensor, k: number): ort.Tensor {
   const src = t.data as Float32Array | BigInt64Array | Int32Array | Uint8Array;
   const per = src.length / n;
   const out = new (src.constructor as new (len: number) => typeof src)(src.length * k);
-  for (let r = 0; r < n * k; r++) out.set(src.subarray(Math.floor(r / k) * per, (Math.floor(r / k) + 1) * per) as never, r * per);
+  for (let r = 0; r < n * k; r++)
+    out.set(src.subarray(Math.floor(r / k) * per, (Math.floor(r / k) + 1) * per) as never, r * per);
   return new ort.Tensor(t.type as 'float32', out as Float32Array, [n * k, ...t.dims.slice(1)]);
 }
 

@@ -41,7 +41,10 @@ export interface BeamSearchConfig {
  * per row, the cache row to continue from, and `tokens` holds one new token per row. Returns the
  * logits of the last position, row-major [rows, vocab].
  */
-export type DecoderStep = (tokens: readonly (readonly number[])[], reorder: Int32Array | null) => Promise<{ logits: Float32Array; vocab: number }>;
+export type DecoderStep = (
+  tokens: readonly (readonly number[])[],
+  reorder: Int32Array | null,
+) => Promise<{ logits: Float32Array; vocab: number }>;
 
 const f32 = Math.fround;
 const NEG = -1e9;
@@ -49,7 +52,10 @@ const NEG = -1e9;
 /** log(sum(exp(row))) of one logits row, in double precision (log_softmax(row)[v] = row[v] - this). */
 function logSumExp(logits: Float32Array, offset: number, vocab: number): number {
   let max = Number.NEGATIVE_INFINITY;
-  for (let v = 0; v < vocab; v++) { const x = logits[offset + v] as number; if (x > max) max = x; }
+  for (let v = 0; v < vocab; v++) {
+    const x = logits[offset + v] as number;
+    if (x > max) max = x;
+  }
   let sum = 0;
   for (let v = 0; v < vocab; v++) sum += Math.exp((logits[offset + v] as number) - max);
   return max + Math.log(sum);
@@ -80,15 +86,24 @@ export class TopContinuations {
    */
   offer(logits: Float32Array, offset: number, vocab: number, shift: number, score: number, base: number): void {
     const { keep, idx, vals } = this;
-    let n = this.size, worst = this.worst, xLow = Number.NaN; // NaN: nothing skipped yet (x <= NaN is false)
+    let n = this.size,
+      worst = this.worst,
+      xLow = Number.NaN; // NaN: nothing skipped yet (x <= NaN is false)
     for (let v = 0; v < vocab; v++) {
       const x = logits[offset + v] as number;
       if (x <= xLow) continue;
       const s = f32(f32(x - shift) + score);
-      if (n === keep && !(s > worst)) { xLow = x; continue; }
+      if (n === keep && !(s > worst)) {
+        xLow = x;
+        continue;
+      }
       // Insert in order; when the list is full the last entry drops out.
       let p = n === keep ? keep - 1 : n++;
-      while (p > 0 && s > (vals[p - 1] as number)) { vals[p] = vals[p - 1] as number; idx[p] = idx[p - 1] as number; p--; }
+      while (p > 0 && s > (vals[p - 1] as number)) {
+        vals[p] = vals[p - 1] as number;
+        idx[p] = idx[p - 1] as number;
+        p--;
+      }
       vals[p] = s;
       idx[p] = base + v;
       if (n === keep) worst = vals[keep - 1] as number;
@@ -104,7 +119,13 @@ export class TopContinuations {
  * and order as scoring all beams x vocab into a float32 array and taking its stable top-k, without
  * that array.
  */
-export function topContinuations(logits: Float32Array, firstRow: number, scores: readonly number[], vocab: number, top: TopContinuations): void {
+export function topContinuations(
+  logits: Float32Array,
+  firstRow: number,
+  scores: readonly number[],
+  vocab: number,
+  top: TopContinuations,
+): void {
   top.clear();
   for (let j = 0; j < scores.length; j++) {
     const offset = (firstRow + j) * vocab;
@@ -126,13 +147,22 @@ function topK(values: ArrayLike<number>, k: number): number[] {
   return idx;
 }
 
-interface Hypothesis { tokens: number[]; score: number; finished: boolean }
+interface Hypothesis {
+  tokens: number[];
+  score: number;
+  finished: boolean;
+}
 
 /**
  * Run beam search for `batch` inputs that all start from `prefix` (decoder start token + prompt).
  * Returns one sequence per input (prefix + new tokens), padded to the longest with `pad`.
  */
-export async function beamSearch(batch: number, prefix: readonly number[], cfg: BeamSearchConfig, step: DecoderStep): Promise<number[][]> {
+export async function beamSearch(
+  batch: number,
+  prefix: readonly number[],
+  cfg: BeamSearchConfig,
+  step: DecoderStep,
+): Promise<number[][]> {
   const k = cfg.numBeams;
   const prefixLen = prefix.length;
   const maxLength = prefixLen + cfg.maxNewTokens;
@@ -140,8 +170,12 @@ export async function beamSearch(batch: number, prefix: readonly number[], cfg: 
   const keep = Math.max(2, 1 + cfg.eos.length) * k;
   const lp = cfg.lengthPenalty;
   // Per input: running beams (new tokens + score), kept hypotheses, "improvement still possible".
-  const running = Array.from({ length: batch }, () => Array.from({ length: k }, (_, j) => ({ tokens: [] as number[], score: j === 0 ? 0 : NEG })));
-  const kept: Hypothesis[][] = Array.from({ length: batch }, () => Array.from({ length: k }, () => ({ tokens: [], score: NEG, finished: false })));
+  const running = Array.from({ length: batch }, () =>
+    Array.from({ length: k }, (_, j) => ({ tokens: [] as number[], score: j === 0 ? 0 : NEG })),
+  );
+  const kept: Hypothesis[][] = Array.from({ length: batch }, () =>
+    Array.from({ length: k }, () => ({ tokens: [], score: NEG, finished: false })),
+  );
   const unsatisfied = new Array<boolean>(batch).fill(true);
   let tokens: number[][] = Array.from({ length: batch * k }, () => [...prefix]);
   let reorder: Int32Array | null = null;
@@ -155,19 +189,33 @@ export async function beamSearch(batch: number, prefix: readonly number[], cfg: 
     for (let b = 0; b < batch; b++) {
       // The top `keep` continuations over beams x vocab of accumulated scores.
       const beams = running[b] as { tokens: number[]; score: number }[];
-      topContinuations(logits, b * k, beams.map((beam) => beam.score), vocab, top);
+      topContinuations(
+        logits,
+        b * k,
+        beams.map((beam) => beam.score),
+        vocab,
+        top,
+      );
       const cands = Array.from({ length: top.size }, (_, i) => {
         const flat = top.idx[i] as number;
         const src = Math.floor(flat / vocab);
         const token = flat % vocab;
         const hit = eos.has(token) || curLen + 1 >= maxLength;
-        return { src, tokens: [...(beams[src] as { tokens: number[] }).tokens, token], score: top.vals[i] as number, hit };
+        return {
+          src,
+          tokens: [...(beams[src] as { tokens: number[] }).tokens, token],
+          score: top.vals[i] as number,
+          hit,
+        };
       });
       if (cands.some((c) => !c.hit)) allHit = false;
       // Running beams for the next step: the best continuations that did not finish.
       const runScores = cands.map((c) => (c.hit ? f32(c.score + NEG) : c.score));
       const next = topK(runScores, k);
-      running[b] = next.map((i) => ({ tokens: (cands[i] as { tokens: number[] }).tokens, score: runScores[i] as number }));
+      running[b] = next.map((i) => ({
+        tokens: (cands[i] as { tokens: number[] }).tokens,
+        score: runScores[i] as number,
+      }));
       next.forEach((i, j) => {
         const c = cands[i] as { src: number; tokens: number[] };
         nextReorder[b * k + j] = b * k + c.src;
@@ -186,7 +234,10 @@ export async function beamSearch(batch: number, prefix: readonly number[], cfg: 
         if (!finished) s = f32(s + NEG);
         merged.push({ tokens: c.tokens, score: s, finished });
       });
-      kept[b] = topK(merged.map((h) => h.score), k).map((i) => merged[i] as Hypothesis);
+      kept[b] = topK(
+        merged.map((h) => h.score),
+        k,
+      ).map((i) => merged[i] as Hypothesis);
     }
     curLen++;
     let anyUnsatisfied = false;

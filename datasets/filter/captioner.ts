@@ -13,7 +13,11 @@
  * output, as transformers' `generate(decoder_input_ids=...)` does.
  */
 import {
-  AutoModelForVision2Seq, AutoTokenizer, Tensor, type PreTrainedModel, type PreTrainedTokenizer,
+  AutoModelForVision2Seq,
+  AutoTokenizer,
+  Tensor,
+  type PreTrainedModel,
+  type PreTrainedTokenizer,
 } from '@huggingface/transformers';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -21,11 +25,23 @@ import { ConfigError } from '../../infra/errors.js';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
 import { prefetchBatches } from './batches.js';
 import { EncoderDecoderLoop, modelSessions } from './beam-decoder.js';
-import { hasDecoderSplit, loadCrossKvSplit, splitCommand, type CaptionDecoderPath, type CrossKvSplit } from './cross-kv-split.js';
-import { captionerType, checkModelDir, hashModelDir, readModelJson, type CaptionerType, type ModelFileHash } from './model-dir.js';
+import {
+  hasDecoderSplit,
+  loadCrossKvSplit,
+  splitCommand,
+  type CaptionDecoderPath,
+  type CrossKvSplit,
+} from './cross-kv-split.js';
+import {
+  captionerType,
+  checkModelDir,
+  hashModelDir,
+  readModelJson,
+  type CaptionerType,
+  type ModelFileHash,
+} from './model-dir.js';
 import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
 import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
-
 
 /** The vision encoder in Optimum's layout (what transformers.js loads for VisionEncoderDecoder). */
 const ENCODER_FILE = 'onnx/encoder_model.onnx';
@@ -46,22 +62,29 @@ export interface CaptionerOptions extends ModelRuntimeOptions {
 }
 
 /** Generated token ids per image: the new tokens only (no start token, no prompt, cut at EOS). */
-export interface CaptionIds { ids: number[][] }
+export interface CaptionIds {
+  ids: number[][];
+}
 
 /** A loaded captioner. Call {@link Captioner.dispose} when done. */
 export interface Captioner {
   readonly modelDir: string;
   readonly device: OnnxDeviceChoice;
   /** Effective options (lineage), with the decoder graphs the loop runs. */
-  readonly options: Required<Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>> & {
-    prompt: string | null; decoder: CaptionDecoderPath;
+  readonly options: Required<
+    Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>
+  > & {
+    prompt: string | null;
+    decoder: CaptionDecoderPath;
     /** The architecture (config.json's model_type): `vit-gpt2` or `blip`. */
     type: CaptionerType;
   };
   /** One caption per image (throws if an image cannot be decoded: use captionRows for data rows). */
   caption(images: readonly Uint8Array[]): Promise<string[]>;
   /** Captions with per-row errors; null/undecodable rows get a null caption and a reason. */
-  captionRows(images: readonly (Uint8Array | null)[]): Promise<{ captions: (string | null)[]; errors: (string | null)[] }>;
+  captionRows(
+    images: readonly (Uint8Array | null)[],
+  ): Promise<{ captions: (string | null)[]; errors: (string | null)[] }>;
   /** Full generated sequences as transformers returns them (start token + prompt + new tokens). */
   generateSequences(images: readonly Uint8Array[]): Promise<number[][]>;
   pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch>;
@@ -70,13 +93,28 @@ export interface Captioner {
 }
 
 interface GenerationFields {
-  decoder_start_token_id?: number; eos_token_id?: number | number[]; bos_token_id?: number; pad_token_id?: number;
-  length_penalty?: number; early_stopping?: boolean | 'never';
+  decoder_start_token_id?: number;
+  eos_token_id?: number | number[];
+  bos_token_id?: number;
+  pad_token_id?: number;
+  length_penalty?: number;
+  early_stopping?: boolean | 'never';
 }
 interface DecoderConfig extends GenerationFields {
-  decoder?: { bos_token_id?: number; eos_token_id?: number; n_head?: number; num_attention_heads?: number; n_embd?: number; hidden_size?: number };
+  decoder?: {
+    bos_token_id?: number;
+    eos_token_id?: number;
+    n_head?: number;
+    num_attention_heads?: number;
+    n_embd?: number;
+    hidden_size?: number;
+  };
   /** BLIP: the text decoder's config (its generation fields are what BLIP's generate() uses). */
-  text_config?: GenerationFields & { sep_token_id?: number; num_attention_heads?: number; hidden_size?: number } & Record<string, unknown>;
+  text_config?: GenerationFields & {
+    sep_token_id?: number;
+    num_attention_heads?: number;
+    hidden_size?: number;
+  } & Record<string, unknown>;
 }
 
 /**
@@ -92,16 +130,27 @@ function generationSetup(type: CaptionerType, config: DecoderConfig, genRaw: Rec
     // transformers saves only non-default fields: BlipTextConfig's defaults are bos 30522, sep 102, pad 0.
     const tc = { ...BLIP_TEXT_DEFAULTS, ...(config.text_config ?? {}) };
     return {
-      gen: tc as GenerationFields & Record<string, unknown>, source: 'config.json text_config', start: tc.bos_token_id,
-      eos: [tc.sep_token_id], pad: tc.pad_token_id,
+      gen: tc as GenerationFields & Record<string, unknown>,
+      source: 'config.json text_config',
+      start: tc.bos_token_id,
+      eos: [tc.sep_token_id],
+      pad: tc.pad_token_id,
       loopConfig: { decoder: { num_attention_heads: tc.num_attention_heads, hidden_size: tc.hidden_size } },
     };
   }
   const gen = (genRaw ?? config) as GenerationFields & Record<string, unknown>;
-  const start = gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
+  const start =
+    gen.decoder_start_token_id ?? config.decoder_start_token_id ?? config.bos_token_id ?? config.decoder?.bos_token_id;
   const eosRaw = gen.eos_token_id ?? config.eos_token_id ?? config.decoder?.eos_token_id;
   const eos = eosRaw === undefined ? [] : Array.isArray(eosRaw) ? eosRaw : [eosRaw];
-  return { gen, source: genRaw ? 'generation_config.json' : 'config.json', start, eos, pad: gen.pad_token_id ?? config.pad_token_id, loopConfig: config };
+  return {
+    gen,
+    source: genRaw ? 'generation_config.json' : 'config.json',
+    start,
+    eos,
+    pad: gen.pad_token_id ?? config.pad_token_id,
+    loopConfig: config,
+  };
 }
 
 /** generation_config.json settings Kiln's beam search does not apply; a non-default value is refused. */
@@ -140,8 +189,11 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const numBeams = positiveInt('numBeams', opts.numBeams ?? 1);
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 16);
   const rt = await resolveRuntime(opts);
-  const pool = preprocessPool(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
-    `${modelDir}/preprocessor_config.json`, opts);
+  const pool = preprocessPool(
+    await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
+    `${modelDir}/preprocessor_config.json`,
+    opts,
+  );
   const config = await readModelJson<DecoderConfig>(modelDir, 'config.json');
   // transformers' generate() reads generation_config.json when present, else the model config (BLIP: text_config).
   const genRaw = type === 'blip' ? null : await readGenerationConfig(modelDir);
@@ -150,17 +202,27 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const lengthPenalty = opts.lengthPenalty ?? gen.length_penalty ?? 1;
   const earlyStopping = opts.earlyStopping ?? gen.early_stopping ?? false;
   if (!Number.isFinite(lengthPenalty)) {
-    throw new ConfigError(`lengthPenalty is ${lengthPenalty}; it must be a finite number`, 'pass a number such as 1.0 (the default).');
+    throw new ConfigError(
+      `lengthPenalty is ${lengthPenalty}; it must be a finite number`,
+      'pass a number such as 1.0 (the default).',
+    );
   }
   if (earlyStopping !== true && earlyStopping !== false && earlyStopping !== 'never') {
-    throw new ConfigError(`earlyStopping is ${JSON.stringify(earlyStopping)}`, 'pass true, false (the default) or "never".');
+    throw new ConfigError(
+      `earlyStopping is ${JSON.stringify(earlyStopping)}`,
+      'pass true, false (the default) or "never".',
+    );
   }
-  const bad = Object.entries(UNSUPPORTED_FOR_BEAMS).filter(([k, isSet]) => isSet(gen[k])).map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
+  const bad = Object.entries(UNSUPPORTED_FOR_BEAMS)
+    .filter(([k, isSet]) => isSet(gen[k]))
+    .map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
   if (bad.length > 0 && (numBeams > 1 || type === 'blip')) {
-    throw new ConfigError(`${modelDir}/${setup.source} sets ${bad.join(', ')}, which Kiln's ${numBeams > 1 ? 'beam search' : 'decoding loop'} does not apply`,
+    throw new ConfigError(
+      `${modelDir}/${setup.source} sets ${bad.join(', ')}, which Kiln's ${numBeams > 1 ? 'beam search' : 'decoding loop'} does not apply`,
       type === 'blip'
-        ? 'remove those settings from text_config in the model\'s config.json (BLIP captions always run on Kiln\'s loop).'
-        : 'remove those settings from the model\'s generation config, or use numBeams 1 (greedy, transformers.js generate()).');
+        ? "remove those settings from text_config in the model's config.json (BLIP captions always run on Kiln's loop)."
+        : "remove those settings from the model's generation config, or use numBeams 1 (greedy, transformers.js generate()).",
+    );
   }
   let hashes: Promise<ModelFileHash[]> | undefined;
   // A split is verified against the directory's hashes (computed once: lineage records them too).
@@ -171,7 +233,10 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const start = setup.start;
   const eos = new Set<number>(setup.eos);
   if (start === undefined) {
-    throw new ConfigError(`${modelDir}/config.json has no decoder_start_token_id or bos_token_id`, 'export the captioner with a config that sets decoder_start_token_id.');
+    throw new ConfigError(
+      `${modelDir}/config.json has no decoder_start_token_id or bos_token_id`,
+      'export the captioner with a config that sets decoder_start_token_id.',
+    );
   }
   const prompt = opts.prompt && opts.prompt.length > 0 ? opts.prompt : null;
   const promptIds = prompt ? tokenizer.encode(prompt, { add_special_tokens: false }) : [];
@@ -186,26 +251,36 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   try {
     const sessionOptions = { ...rt.pretrained.session_options, executionProviders: [rt.choice.device] };
     if (usesSplit) split = await loadCrossKvSplit(modelDir, await (hashes as Promise<ModelFileHash[]>), sessionOptions);
-    if (split?.firstStep === 'split') encoder = await ort.InferenceSession.create(join(modelDir, ENCODER_FILE), sessionOptions);
+    if (split?.firstStep === 'split')
+      encoder = await ort.InferenceSession.create(join(modelDir, ENCODER_FILE), sessionOptions);
     else model = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
-    if (numBeams > 1 || split) loop = new EncoderDecoderLoop(model ? modelSessions(model) : { encoder: encoder ?? undefined }, setup.loopConfig, modelDir, split);
+    if (numBeams > 1 || split)
+      loop = new EncoderDecoderLoop(
+        model ? modelSessions(model) : { encoder: encoder ?? undefined },
+        setup.loopConfig,
+        modelDir,
+        split,
+      );
   } catch (err) {
     await release();
     throw err;
   }
   const decoder: CaptionDecoderPath = split
     ? {
-      path: 'split', files: split.files,
-      reason: type === 'blip'
-        ? 'BLIP export (scripts/models/export_blip.py): cross-attention keys/values computed once per batch'
-        : 'onnx/decoder_xkv.json matches the decoder: cross-attention keys/values computed once per batch',
-    }
+        path: 'split',
+        files: split.files,
+        reason:
+          type === 'blip'
+            ? 'BLIP export (scripts/models/export_blip.py): cross-attention keys/values computed once per batch'
+            : 'onnx/decoder_xkv.json matches the decoder: cross-attention keys/values computed once per batch',
+      }
     : {
-      path: 'merged', files: ['onnx/decoder_model_merged.onnx'],
-      reason: splitPresent
-        ? `the split is not used for greedy decoding with generation settings Kiln's loop does not apply (${bad.join(', ')}): transformers.js generate()`
-        : `no onnx/decoder_xkv.json: cross-attention keys/values are recomputed at every step; ${splitCommand(modelDir)} splits them out (faster on CPU)`,
-    };
+        path: 'merged',
+        files: ['onnx/decoder_model_merged.onnx'],
+        reason: splitPresent
+          ? `the split is not used for greedy decoding with generation settings Kiln's loop does not apply (${bad.join(', ')}): transformers.js generate()`
+          : `no onnx/decoder_xkv.json: cross-attention keys/values are recomputed at every step; ${splitCommand(modelDir)} splits them out (faster on CPU)`,
+      };
   // Greedy: transformers pads with pad_token_id, set to the first EOS when unset. Beams fill the
   // returned sequences with `pad_token_id or eos_token_id[0]` (Python's `or`: a pad id of 0, BLIP's,
   // gives the EOS), -1 without an EOS.
@@ -215,16 +290,24 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   async function generate(batch: PixelBatch): Promise<number[][]> {
     const n = batch.dims[0];
     const prefix = [start as number, ...promptIds];
-    if (loop && numBeams > 1) return loop.generate(batch, prefix, { numBeams, maxNewTokens, eos: [...eos], pad: beamPad, lengthPenalty, earlyStopping });
+    if (loop && numBeams > 1)
+      return loop.generate(batch, prefix, {
+        numBeams,
+        maxNewTokens,
+        eos: [...eos],
+        pad: beamPad,
+        lengthPenalty,
+        earlyStopping,
+      });
     if (loop) return loop.greedy(batch, prefix, { maxNewTokens, eos: [...eos], pad });
     if (!model) throw new Error('captioner: no decoding loop and no transformers.js model (internal error)');
-    const out = await model.generate({
+    const out = (await model.generate({
       inputs: new Tensor('float32', batch.data, batch.dims),
       max_new_tokens: maxNewTokens,
       num_beams: 1,
       do_sample: false,
       ...(prompt ? { decoder_input_ids: Array.from({ length: n }, () => [start, ...promptIds]) } : {}),
-    } as Parameters<PreTrainedModel['generate']>[0]) as Tensor;
+    } as Parameters<PreTrainedModel['generate']>[0])) as Tensor;
     return out.tolist().map((row) => (row as bigint[]).map(Number));
   }
 
@@ -251,14 +334,23 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
       const captions: (string | null)[] = new Array<string | null>(images.length).fill(null);
       const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
       // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the model runs on this one.
-      await prefetchBatches(images, batchSize, (batch) => pool.prepare(batch), async (prep, s) => {
-        prep.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; });
-        if (!prep.pixels) return;
-        const seqs = await generate(prep.pixels);
-        seqs.forEach((seq, k) => {
-          captions[s + (prep.rows[k] as number)] = tokenizer.decode(newTokens(seq), { skip_special_tokens: true }).trim();
-        });
-      });
+      await prefetchBatches(
+        images,
+        batchSize,
+        (batch) => pool.prepare(batch),
+        async (prep, s) => {
+          prep.errors.forEach((e, k) => {
+            if (e !== null) errors[s + k] = e;
+          });
+          if (!prep.pixels) return;
+          const seqs = await generate(prep.pixels);
+          seqs.forEach((seq, k) => {
+            captions[s + (prep.rows[k] as number)] = tokenizer
+              .decode(newTokens(seq), { skip_special_tokens: true })
+              .trim();
+          });
+        },
+      );
       return { captions, errors };
     },
     async generateSequences(images) {

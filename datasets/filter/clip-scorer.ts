@@ -6,8 +6,12 @@
  * onnx/vision_model.onnx, tokenizer.json, preprocessor_config.json) run on ONNX Runtime.
  */
 import {
-  AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, Tensor,
-  type PreTrainedModel, type PreTrainedTokenizer,
+  AutoTokenizer,
+  CLIPTextModelWithProjection,
+  CLIPVisionModelWithProjection,
+  Tensor,
+  type PreTrainedModel,
+  type PreTrainedTokenizer,
 } from '@huggingface/transformers';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
 import { prefetchBatches } from './batches.js';
@@ -22,7 +26,10 @@ export interface ClipScorerOptions extends ModelRuntimeOptions {
 }
 
 /** Scores with per-row errors (an undecodable or missing image/caption is data, not an exception). */
-export interface ClipScoreResult { scores: Float32Array; errors: (string | null)[] }
+export interface ClipScoreResult {
+  scores: Float32Array;
+  errors: (string | null)[];
+}
 
 /** A loaded CLIP scorer. Call {@link ClipScorer.dispose} when done (it holds native sessions). */
 export interface ClipScorer {
@@ -51,10 +58,15 @@ export function rowCosine(a: Float32Array, b: Float32Array, dim: number): Float3
   const n = a.length / dim;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    let dot = 0, na = 0, nb = 0;
+    let dot = 0,
+      na = 0,
+      nb = 0;
     for (let j = i * dim; j < (i + 1) * dim; j++) {
-      const x = a[j] as number, y = b[j] as number;
-      dot += x * y; na += x * x; nb += y * y;
+      const x = a[j] as number,
+        y = b[j] as number;
+      dot += x * y;
+      na += x * x;
+      nb += y * y;
     }
     out[i] = dot / (Math.sqrt(na) * Math.sqrt(nb));
   }
@@ -69,8 +81,11 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
   const modelDir = await checkModelDir(dir, 'clip');
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 32);
   const rt = await resolveRuntime(opts);
-  const pool = preprocessPool(await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
-    `${modelDir}/preprocessor_config.json`, opts);
+  const pool = preprocessPool(
+    await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
+    `${modelDir}/preprocessor_config.json`,
+    opts,
+  );
   const tokenizer: PreTrainedTokenizer = await AutoTokenizer.from_pretrained(modelDir, { local_files_only: true });
   const text: PreTrainedModel = await CLIPTextModelWithProjection.from_pretrained(modelDir, rt.pretrained);
   const vision: PreTrainedModel = await CLIPVisionModelWithProjection.from_pretrained(modelDir, rt.pretrained);
@@ -95,7 +110,12 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
     const len = Math.max(...ids.map((r) => r.length));
     const inputIds = new BigInt64Array(ids.length * len).fill(BigInt(tokenizer.pad_token_id));
     const mask = new BigInt64Array(ids.length * len);
-    ids.forEach((row, i) => row.forEach((t, j) => { inputIds[i * len + j] = BigInt(t); mask[i * len + j] = 1n; }));
+    ids.forEach((row, i) =>
+      row.forEach((t, j) => {
+        inputIds[i * len + j] = BigInt(t);
+        mask[i * len + j] = 1n;
+      }),
+    );
     return {
       input_ids: new Tensor('int64', inputIds, [ids.length, len]),
       attention_mask: new Tensor('int64', mask, [ids.length, len]),
@@ -103,7 +123,9 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
   }
 
   async function runVision(batch: PixelBatch): Promise<Float32Array> {
-    const out = await vision({ pixel_values: new Tensor('float32', batch.data, batch.dims) }) as { image_embeds: Tensor };
+    const out = (await vision({ pixel_values: new Tensor('float32', batch.data, batch.dims) })) as {
+      image_embeds: Tensor;
+    };
     return out.image_embeds.data as Float32Array;
   }
 
@@ -111,18 +133,24 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
     const enc = encode(captions);
     const feeds: Record<string, Tensor> = {};
     for (const name of textInputs) if (enc[name]) feeds[name] = enc[name];
-    const out = await text(feeds) as { text_embeds: Tensor };
+    const out = (await text(feeds)) as { text_embeds: Tensor };
     return out.text_embeds.data as Float32Array;
   }
 
   const pixelValues = (images: readonly Uint8Array[]): Promise<PixelBatch> => pool.pixels(images);
 
-  async function inBatches(n: number, fn: (start: number, end: number) => Promise<Float32Array>): Promise<Float32Array> {
+  async function inBatches(
+    n: number,
+    fn: (start: number, end: number) => Promise<Float32Array>,
+  ): Promise<Float32Array> {
     const parts: Float32Array[] = [];
     for (let s = 0; s < n; s += batchSize) parts.push(await fn(s, Math.min(n, s + batchSize)));
     const out = new Float32Array(parts.reduce((k, p) => k + p.length, 0));
     let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
     return out;
   }
 
@@ -141,16 +169,25 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
       const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
       // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the models run on this one.
       const hasCaption = (row: number) => captions[row] !== null && captions[row] !== undefined;
-      const prepare = (batch: (Uint8Array | null)[], s: number) => pool.prepare(batch, batch.map((_, k) => hasCaption(s + k)));
+      const prepare = (batch: (Uint8Array | null)[], s: number) =>
+        pool.prepare(
+          batch,
+          batch.map((_, k) => hasCaption(s + k)),
+        );
       await prefetchBatches(images, batchSize, prepare, async (prep, s) => {
-        prep.errors.forEach((e, k) => { if (e !== null) errors[s + k] = e; else if (!hasCaption(s + k)) errors[s + k] = 'no caption'; });
+        prep.errors.forEach((e, k) => {
+          if (e !== null) errors[s + k] = e;
+          else if (!hasCaption(s + k)) errors[s + k] = 'no caption';
+        });
         if (!prep.pixels) return;
         const rows = prep.rows.map((k) => s + k);
         const imageEmb = await runVision(prep.pixels);
         const textEmb = await runText(rows.map((r) => captions[r] as string));
         const dim = imageEmb.length / rows.length;
         const cos = rowCosine(imageEmb, textEmb, dim);
-        rows.forEach((r, k) => { scores[r] = cos[k] as number; });
+        rows.forEach((r, k) => {
+          scores[r] = cos[k] as number;
+        });
       });
       return { scores, errors };
     },

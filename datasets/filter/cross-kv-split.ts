@@ -59,10 +59,12 @@ interface SplitMeta {
 export class StaleDecoderSplitError extends ConfigError {
   /** `exported`: the split came from an exporter (no merged decoder to fall back to). */
   constructor(modelDir: string, detail: string, exported = false) {
-    super(`${join(modelDir, SPLIT_META_FILE)} does not match the model directory (${detail})`,
+    super(
+      `${join(modelDir, SPLIT_META_FILE)} does not match the model directory (${detail})`,
       exported
         ? `export the model again: \`kiln models import captioner <checkpoint dir> --out ${modelDir}\` (or \`python scripts/models/export_blip.py <checkpoint dir> --out ${modelDir}\`).`
-        : `rerun ${splitCommand(modelDir)} to split the current decoder again, or delete ${SPLIT_META_FILE}, decoder_cross_kv.onnx and decoder_with_past_xkv.onnx under ${modelDir}/onnx to caption with the merged decoder (slower on CPU).`);
+        : `rerun ${splitCommand(modelDir)} to split the current decoder again, or delete ${SPLIT_META_FILE}, decoder_cross_kv.onnx and decoder_with_past_xkv.onnx under ${modelDir}/onnx to caption with the merged decoder (slower on CPU).`,
+    );
   }
 }
 
@@ -94,7 +96,11 @@ export function hasDecoderSplit(modelDir: string): boolean {
  * hashModelDir's, which lineage records anyway). Throws StaleDecoderSplitError when the recorded
  * sha256 of the merged decoder or of either graph differs, or a graph is missing.
  */
-export async function loadCrossKvSplit(modelDir: string, hashes: readonly ModelFileHash[], options: ort.InferenceSession.SessionOptions): Promise<CrossKvSplit> {
+export async function loadCrossKvSplit(
+  modelDir: string,
+  hashes: readonly ModelFileHash[],
+  options: ort.InferenceSession.SessionOptions,
+): Promise<CrossKvSplit> {
   const meta = await readModelJson<SplitMeta>(modelDir, SPLIT_META_FILE);
   if (meta.format !== 1 || !Array.isArray(meta.frontier) || meta.frontier.length === 0) {
     throw new StaleDecoderSplitError(modelDir, `unknown format ${JSON.stringify(meta.format)}`);
@@ -102,14 +108,20 @@ export async function loadCrossKvSplit(modelDir: string, hashes: readonly ModelF
   const sha = new Map(hashes.map((h) => [h.path, h.sha256]));
   const native = meta.source === null;
   const stale = (detail: string) => new StaleDecoderSplitError(modelDir, detail, native);
-  if (native && meta.first_step !== 'split') throw stale('an exported split (no source decoder) must run the first step (first_step "split")');
-  if (!native && meta.source !== MERGED_DECODER) throw stale(`split from ${meta.source}, but Kiln runs ${MERGED_DECODER}`);
-  const recorded: [string, string | null][] = [[meta.cross_kv, meta.cross_kv_sha256], [meta.decoder, meta.decoder_sha256]];
+  if (native && meta.first_step !== 'split')
+    throw stale('an exported split (no source decoder) must run the first step (first_step "split")');
+  if (!native && meta.source !== MERGED_DECODER)
+    throw stale(`split from ${meta.source}, but Kiln runs ${MERGED_DECODER}`);
+  const recorded: [string, string | null][] = [
+    [meta.cross_kv, meta.cross_kv_sha256],
+    [meta.decoder, meta.decoder_sha256],
+  ];
   if (!native) recorded.unshift([meta.source as string, meta.source_sha256]);
   for (const [file, want] of recorded) {
     const have = sha.get(file);
     if (have === undefined) throw stale(`${file} is missing`);
-    if (have !== want) throw stale(`${file} has sha256 ${have.slice(0, 12)}…, the split recorded ${(want ?? 'nothing').slice(0, 12)}…`);
+    if (have !== want)
+      throw stale(`${file} has sha256 ${have.slice(0, 12)}…, the split recorded ${(want ?? 'nothing').slice(0, 12)}…`);
   }
   const crossKv = await ort.InferenceSession.create(join(modelDir, meta.cross_kv), options);
   let decoder: ort.InferenceSession;
@@ -119,16 +131,28 @@ export async function loadCrossKvSplit(modelDir: string, hashes: readonly ModelF
     await crossKv.release();
     throw err;
   }
-  const missing = meta.frontier.filter((f) => !crossKv.outputNames.includes(f.output) || !decoder.inputNames.includes(f.input));
+  const missing = meta.frontier.filter(
+    (f) => !crossKv.outputNames.includes(f.output) || !decoder.inputNames.includes(f.input),
+  );
   if (missing.length > 0) {
     await Promise.all([crossKv.release(), decoder.release()]);
-    throw stale(`the graphs lack frontier tensors ${missing.slice(0, 3).map((f) => f.output).join(', ')}`);
+    throw stale(
+      `the graphs lack frontier tensors ${missing
+        .slice(0, 3)
+        .map((f) => f.output)
+        .join(', ')}`,
+    );
   }
   const frontier = meta.frontier.map((f) => ({ output: f.output, input: f.input, kind: f.kind ?? 'other' }));
   return {
-    crossKv, decoder, frontier, firstStep: meta.first_step === 'split' ? 'split' : 'merged',
+    crossKv,
+    decoder,
+    frontier,
+    firstStep: meta.first_step === 'split' ? 'split' : 'merged',
     perImage: meta.per_image === true && frontier.every((f) => f.kind !== 'other'),
     files: [meta.cross_kv, meta.decoder, ...(meta.first_step === 'split' || native ? [] : [MERGED_DECODER])],
-    async release() { await Promise.all([crossKv.release(), decoder.release()]); },
+    async release() {
+      await Promise.all([crossKv.release(), decoder.release()]);
+    },
   };
 }

@@ -11,25 +11,42 @@ import type { ModelFileHash } from './model-dir.js';
 import type { CaptionSource, SelectionPolicy } from './selection.js';
 
 /** The row fields the filter reads (the shard's `jpg` and `caption` columns). */
-export interface FilterInputRow { image: Uint8Array | null; caption: string | null }
+export interface FilterInputRow {
+  image: Uint8Array | null;
+  caption: string | null;
+}
 
 /** What the filter adds to a row (shard columns `clip_score`, `caption_generated`). */
-export interface FilterRowResult { clip_score: number | null; caption_generated: string | null; error: string | null }
+export interface FilterRowResult {
+  clip_score: number | null;
+  caption_generated: string | null;
+  error: string | null;
+}
 
 /** The models a filter batch uses. */
-export interface FilterModels { scorer: ClipScorer; captioner?: Captioner | undefined }
+export interface FilterModels {
+  scorer: ClipScorer;
+  captioner?: Captioner | undefined;
+}
 
 /**
  * Caption (if a captioner is given) and score a batch of rows. With captionSource "generated" the
  * score is of the generated caption and a captioner is required (ConfigError otherwise).
  */
-export async function scoreAndCaptionRows(rows: readonly FilterInputRow[], models: FilterModels, captionSource: CaptionSource): Promise<FilterRowResult[]> {
+export async function scoreAndCaptionRows(
+  rows: readonly FilterInputRow[],
+  models: FilterModels,
+  captionSource: CaptionSource,
+): Promise<FilterRowResult[]> {
   if (captionSource === 'generated' && !models.captioner) {
-    throw new ConfigError('captionSource is "generated" but no captioner model was given', 'pass a captioner model directory, or score the original captions (captionSource "original").');
+    throw new ConfigError(
+      'captionSource is "generated" but no captioner model was given',
+      'pass a captioner model directory, or score the original captions (captionSource "original").',
+    );
   }
   const images = rows.map((r) => r.image);
   const generated = models.captioner ? await models.captioner.captionRows(images) : null;
-  const texts = rows.map((r, i) => (captionSource === 'generated' ? generated?.captions[i] ?? null : r.caption));
+  const texts = rows.map((r, i) => (captionSource === 'generated' ? (generated?.captions[i] ?? null) : r.caption));
   const scored = await models.scorer.scoreRows(images, texts);
   return rows.map((_, i) => {
     const s = scored.scores[i] as number;
@@ -50,9 +67,19 @@ export async function filterLineage(models: FilterModels, policy: SelectionPolic
   const { scorer, captioner } = models;
   return {
     policy,
-    clip: { dir: scorer.modelDir, device: scorer.device, batchSize: scorer.batchSize, files: await scorer.fileHashes() },
+    clip: {
+      dir: scorer.modelDir,
+      device: scorer.device,
+      batchSize: scorer.batchSize,
+      files: await scorer.fileHashes(),
+    },
     captioner: captioner
-      ? { dir: captioner.modelDir, device: captioner.device, options: captioner.options, files: await captioner.fileHashes() }
+      ? {
+          dir: captioner.modelDir,
+          device: captioner.device,
+          options: captioner.options,
+          files: await captioner.fileHashes(),
+        }
       : null,
   };
 }

@@ -21,22 +21,37 @@ export type CaptionerType = 'vit-gpt2' | 'blip';
 /** Files each kind needs (paths relative to the model directory), fp32 ONNX graphs. */
 export const EXPECTED_MODEL_FILES: Readonly<Record<ModelKind, readonly string[]>> = {
   clip: [
-    'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
-    'onnx/text_model.onnx', 'onnx/vision_model.onnx',
+    'config.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'preprocessor_config.json',
+    'onnx/text_model.onnx',
+    'onnx/vision_model.onnx',
   ],
   captioner: [
-    'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
-    'onnx/encoder_model.onnx', 'onnx/decoder_model_merged.onnx',
+    'config.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'preprocessor_config.json',
+    'onnx/encoder_model.onnx',
+    'onnx/decoder_model_merged.onnx',
   ],
 };
 
 /** Files of a BLIP captioner (scripts/models/export_blip.py's layout: the decoder comes split). */
 export const BLIP_CAPTIONER_FILES: readonly string[] = [
-  'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
-  'onnx/encoder_model.onnx', 'onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx', 'onnx/decoder_xkv.json',
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'preprocessor_config.json',
+  'onnx/encoder_model.onnx',
+  'onnx/decoder_cross_kv.onnx',
+  'onnx/decoder_with_past_xkv.onnx',
+  'onnx/decoder_xkv.json',
 ];
 
-const HOW_TO_EXPORT_BLIP = 'export it with `kiln models import captioner <hf-blip-dir> --out DIR` (or `python scripts/models/export_blip.py <hf-blip-dir> --out DIR`)';
+const HOW_TO_EXPORT_BLIP =
+  'export it with `kiln models import captioner <hf-blip-dir> --out DIR` (or `python scripts/models/export_blip.py <hf-blip-dir> --out DIR`)';
 
 /**
  * The captioner architecture of a model directory, from config.json's `model_type` (`blip` -> blip,
@@ -52,17 +67,24 @@ export async function captionerType(dir: string): Promise<CaptionerType> {
   }
   if (modelType === 'blip') return 'blip';
   if (modelType === undefined || modelType === 'vision-encoder-decoder') return 'vit-gpt2';
-  throw new ConfigError(`${join(dir, 'config.json')} has model_type ${JSON.stringify(modelType)}, a captioner Kiln cannot run`,
-    'use a BLIP captioner (model_type "blip": BlipForConditionalGeneration) or a ViT-GPT2 style VisionEncoderDecoder (model_type "vision-encoder-decoder"); `kiln models import captioner DIR --out OUT` exports either.');
+  throw new ConfigError(
+    `${join(dir, 'config.json')} has model_type ${JSON.stringify(modelType)}, a captioner Kiln cannot run`,
+    'use a BLIP captioner (model_type "blip": BlipForConditionalGeneration) or a ViT-GPT2 style VisionEncoderDecoder (model_type "vision-encoder-decoder"); `kiln models import captioner DIR --out OUT` exports either.',
+  );
 }
 
 const HOW_TO_EXPORT: Record<ModelKind, string> = {
   clip: 'export a CLIP model with Optimum split into text and vision graphs (as transformers.js models such as Xenova/clip-vit-base-patch32 are laid out), or generate the tiny test model with `.venv-fixtures/bin/python scripts/fixtures/make_tiny_models.py`',
-  captioner: 'export an image-to-text model with `optimum-cli export onnx --task image-to-text-with-past` (ViT-GPT2 style VisionEncoderDecoder) and keep encoder_model.onnx and decoder_model_merged.onnx under onnx/, or generate the tiny test model with `.venv-fixtures/bin/python scripts/fixtures/make_tiny_models.py`',
+  captioner:
+    'export an image-to-text model with `optimum-cli export onnx --task image-to-text-with-past` (ViT-GPT2 style VisionEncoderDecoder) and keep encoder_model.onnx and decoder_model_merged.onnx under onnx/, or generate the tiny test model with `.venv-fixtures/bin/python scripts/fixtures/make_tiny_models.py`',
 };
 
 /** A model file and its sha256 (hex), path relative to the model directory with "/" separators. */
-export interface ModelFileHash { path: string; sha256: string; bytes: number }
+export interface ModelFileHash {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
 
 /**
  * Resolve `dir` and check every file `kind` needs is there. Throws MissingFileError (code
@@ -70,13 +92,19 @@ export interface ModelFileHash { path: string; sha256: string; bytes: number }
  */
 export async function checkModelDir(dir: string, kind: ModelKind): Promise<string> {
   const abs = resolve(await localModelDir(dir)); // s3:// model dirs come from the local cache
-  const isDir = await stat(abs).then((s) => s.isDirectory(), () => false);
+  const isDir = await stat(abs).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
   const blip = isDir && kind === 'captioner' && (await captionerType(abs)) === 'blip';
   const expected = blip ? BLIP_CAPTIONER_FILES : EXPECTED_MODEL_FILES[kind];
   const missing: string[] = [];
   if (isDir) {
     for (const f of expected) {
-      const ok = await stat(join(abs, f)).then((s) => s.isFile(), () => false);
+      const ok = await stat(join(abs, f)).then(
+        (s) => s.isFile(),
+        () => false,
+      );
       if (!ok) missing.push(f);
     }
   }

@@ -6,7 +6,13 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { ImagePreprocessor, prepareBatch, type ImageProcessorConfig, type PixelBatch, type PreparedBatch } from './preprocess.js';
+import {
+  ImagePreprocessor,
+  prepareBatch,
+  type ImageProcessorConfig,
+  type PixelBatch,
+  type PreparedBatch,
+} from './preprocess.js';
 
 /**
  * Default worker count: none on 1-2 cores (measured on a shared 2-core machine: no gain, more CPU per
@@ -17,7 +23,10 @@ export function defaultPreprocessThreads(cores = availableParallelism()): number
   return cores <= 2 ? 0 : Math.max(1, Math.min(4, Math.floor(cores / 4)));
 }
 
-interface Pending { resolve: (r: PreparedBatch) => void; reject: (e: Error) => void }
+interface Pending {
+  resolve: (r: PreparedBatch) => void;
+  reject: (e: Error) => void;
+}
 
 class PoolWorker {
   private readonly worker: Worker;
@@ -44,7 +53,9 @@ class PoolWorker {
     this.worker.on('exit', (code) => fail(new Error(`preprocessing worker exited (code ${code})`)));
   }
 
-  get usable(): boolean { return this.failed === null; }
+  get usable(): boolean {
+    return this.failed === null;
+  }
 
   run(images: readonly (Uint8Array | null)[], include: boolean[]): Promise<PreparedBatch> {
     if (this.failed) return Promise.reject(this.failed);
@@ -79,7 +90,11 @@ export class PreprocessPool {
   private workers: PoolWorker[] = [];
   private readonly local: ImagePreprocessor;
 
-  constructor(private readonly config: ImageProcessorConfig, private readonly source: string, readonly threads: number) {
+  constructor(
+    private readonly config: ImageProcessorConfig,
+    private readonly source: string,
+    readonly threads: number,
+  ) {
     this.local = new ImagePreprocessor(config, source);
   }
 
@@ -91,10 +106,12 @@ export class PreprocessPool {
     while (this.workers.length < this.threads) this.workers.push(new PoolWorker(this.config, this.source));
     const parts = Math.min(this.threads, images.length);
     const size = Math.ceil(images.length / parts);
-    const results = await Promise.all(Array.from({ length: parts }, (_, p) => {
-      const s = p * size;
-      return (this.workers[p] as PoolWorker).run(images.slice(s, s + size), inc.slice(s, s + size));
-    }));
+    const results = await Promise.all(
+      Array.from({ length: parts }, (_, p) => {
+        const s = p * size;
+        return (this.workers[p] as PoolWorker).run(images.slice(s, s + size), inc.slice(s, s + size));
+      }),
+    );
     return joinParts(results, size);
   }
 
@@ -128,6 +145,9 @@ function joinParts(parts: PreparedBatch[], size: number): PreparedBatch {
   const [, c, h, w] = (tensors[0] as PixelBatch).dims;
   const data = new Float32Array(rows.length * c * h * w);
   let o = 0;
-  for (const t of tensors) { data.set(t.data, o); o += t.data.length; }
+  for (const t of tensors) {
+    data.set(t.data, o);
+    o += t.data.length;
+  }
   return { pixels: { data, dims: [rows.length, c, h, w] }, rows, errors };
 }

@@ -8,7 +8,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ImagePreprocessor, prepareBatch, type ImageProcessorConfig } from './preprocess.js';
 
-interface Request { id: number; packed: Uint8Array; bounds: Int32Array; include: boolean[] }
+interface Request {
+  id: number;
+  packed: Uint8Array;
+  bounds: Int32Array;
+  include: boolean[];
+}
 
 const { config, source } = workerData as { config: ImageProcessorConfig; source: string };
 const pre = new ImagePreprocessor(config, source);

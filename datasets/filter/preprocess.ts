@@ -29,7 +29,10 @@ export interface ImageProcessorConfig {
 }
 
 /** A batch of preprocessed images: `data` is NCHW float32, `dims` = [n, 3, height, width]. */
-export interface PixelBatch { data: Float32Array; dims: [number, number, number, number] }
+export interface PixelBatch {
+  data: Float32Array;
+  dims: [number, number, number, number];
+}
 
 /** Decode encoded image bytes to 8-bit RGB as PIL's convert('RGB') (the shared decoder; re-exported for the filter's API). */
 export { decodeRgb };
@@ -60,7 +63,8 @@ export function centerCrop(img: RawImage8, cropW: number, cropH: number): RawIma
     const topPad = Math.ceil((nh - h) / 2);
     const leftPad = Math.ceil((nw - w) / 2);
     const padded = new Uint8Array(nw * nh * c);
-    for (let y = 0; y < h; y++) padded.set(img.data.subarray(y * w * c, (y + 1) * w * c), ((y + topPad) * nw + leftPad) * c);
+    for (let y = 0; y < h; y++)
+      padded.set(img.data.subarray(y * w * c, (y + 1) * w * c), ((y + topPad) * nw + leftPad) * c);
     src = { data: padded, width: nw, height: nh, channels: c };
     top += topPad;
     left += leftPad;
@@ -75,7 +79,12 @@ export function centerCrop(img: RawImage8, cropW: number, cropH: number): RawIma
 }
 
 /** The centre-crop box of transformers' center_crop when it lies inside the image (no padding), else undefined. */
-function innerCropBox(w: number, h: number, cropW: number, cropH: number): { left: number; top: number; width: number; height: number } | undefined {
+function innerCropBox(
+  w: number,
+  h: number,
+  cropW: number,
+  cropH: number,
+): { left: number; top: number; width: number; height: number } | undefined {
   const top = Math.floor((h - cropH) / 2);
   const left = Math.floor((w - cropW) / 2);
   if (top < 0 || left < 0 || top + cropH > h || left + cropW > w) return undefined;
@@ -93,15 +102,21 @@ export class ImagePreprocessor {
   /** Per channel, the normalised float32 value of each 8-bit level (exactly what writeTensor computed per pixel). */
   private readonly lut: Float32Array;
 
-  constructor(readonly config: ImageProcessorConfig, source = 'preprocessor_config.json') {
+  constructor(
+    readonly config: ImageProcessorConfig,
+    source = 'preprocessor_config.json',
+  ) {
     const resample = config.resample ?? PIL_RESAMPLE.bicubic;
     if (!Object.values(PIL_RESAMPLE).includes(resample as PilResample)) {
-      throw new ConfigError(`${source} asks for resample=${resample}, which Kiln's PIL-compatible resizer does not implement`,
-        'use resample 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box) or 5 (hamming).');
+      throw new ConfigError(
+        `${source} asks for resample=${resample}, which Kiln's PIL-compatible resizer does not implement`,
+        'use resample 1 (lanczos), 2 (bilinear), 3 (bicubic), 4 (box) or 5 (hamming).',
+      );
     }
     this.resample = resample as PilResample;
     const size = config.size;
-    const crop = typeof config.crop_size === 'number' ? { height: config.crop_size, width: config.crop_size } : config.crop_size;
+    const crop =
+      typeof config.crop_size === 'number' ? { height: config.crop_size, width: config.crop_size } : config.crop_size;
     if (config.do_center_crop && crop) {
       this.outWidth = crop.width;
       this.outHeight = crop.height;
@@ -111,8 +126,10 @@ export class ImagePreprocessor {
       this.outWidth = size.width;
       this.outHeight = size.height;
     } else {
-      throw new ConfigError(`${source} gives size ${JSON.stringify(size)} without a centre crop, so images of different shapes cannot be batched`,
-        'use a processor with do_center_crop and crop_size, or a fixed {height, width} size.');
+      throw new ConfigError(
+        `${source} gives size ${JSON.stringify(size)} without a centre crop, so images of different shapes cannot be batched`,
+        'use a processor with do_center_crop and crop_size, or a fixed {height, width} size.',
+      );
     }
     this.mean = triple(config.do_normalize === false ? 0 : config.image_mean, 0.5);
     this.std = triple(config.do_normalize === false ? 1 : config.image_std, 0.5);
@@ -134,12 +151,15 @@ export class ImagePreprocessor {
   resizeFor(width: number, height: number): RgbResize | undefined {
     const size = this.config.size;
     if (this.config.do_resize === false || size === undefined) return undefined;
-    const target = typeof size === 'number'
-      ? { width: size, height: size }
-      : size.shortest_edge !== undefined
-        ? shortestEdgeSize(width, height, size.shortest_edge)
-        : { width: size.width ?? width, height: size.height ?? height };
-    const box = this.config.do_center_crop ? innerCropBox(target.width, target.height, this.outWidth, this.outHeight) : undefined;
+    const target =
+      typeof size === 'number'
+        ? { width: size, height: size }
+        : size.shortest_edge !== undefined
+          ? shortestEdgeSize(width, height, size.shortest_edge)
+          : { width: size.width ?? width, height: size.height ?? height };
+    const box = this.config.do_center_crop
+      ? innerCropBox(target.width, target.height, this.outWidth, this.outHeight)
+      : undefined;
     return { ...target, resample: this.resample, box };
   }
 
@@ -171,7 +191,8 @@ export class ImagePreprocessor {
   writeTensor(img: RawImage8, dst: Float32Array, index: number): void {
     const plane = this.outWidth * this.outHeight;
     const base = index * 3 * plane;
-    const data = img.data, lut = this.lut;
+    const data = img.data,
+      lut = this.lut;
     for (let ch = 0; ch < 3; ch++) {
       const o = base + ch * plane;
       const l = ch * 256;
@@ -193,18 +214,31 @@ export class ImagePreprocessor {
 }
 
 /** Outcome of decoding a batch: images for the rows that decoded, errors (by row) for the rest. */
-export interface DecodedBatch { images: RawImage8[]; rows: number[]; errors: (string | null)[] }
+export interface DecodedBatch {
+  images: RawImage8[];
+  rows: number[];
+  errors: (string | null)[];
+}
 
 /** Decode many images concurrently (on the libuv pool: native JPEG decode or sharp); failures are per-row data, not exceptions. */
 export async function decodeBatch(bytes: readonly (Uint8Array | null)[]): Promise<DecodedBatch> {
-  const results = await Promise.all(bytes.map(async (b) => {
-    if (!b || b.length === 0) return { error: 'no image bytes' };
-    try { return { img: await decodeRgb(b) }; } catch (err) { return { error: `undecodable image: ${(err as Error).message}` }; }
-  }));
+  const results = await Promise.all(
+    bytes.map(async (b) => {
+      if (!b || b.length === 0) return { error: 'no image bytes' };
+      try {
+        return { img: await decodeRgb(b) };
+      } catch (err) {
+        return { error: `undecodable image: ${(err as Error).message}` };
+      }
+    }),
+  );
   const out: DecodedBatch = { images: [], rows: [], errors: [] };
   results.forEach((r, i) => {
-    if ('img' in r && r.img) { out.images.push(r.img); out.rows.push(i); out.errors.push(null); }
-    else out.errors.push(r.error ?? 'unknown decode error');
+    if ('img' in r && r.img) {
+      out.images.push(r.img);
+      out.rows.push(i);
+      out.errors.push(null);
+    } else out.errors.push(r.error ?? 'unknown decode error');
   });
   return out;
 }
@@ -224,15 +258,32 @@ export interface PreparedBatch {
  * ImagePreprocessor.decodeToSize; the rest on this thread). `include[k] === false` decodes row k (so
  * its decode error is reported) but leaves it out of the tensor.
  */
-export async function prepareBatch(pre: ImagePreprocessor, images: readonly (Uint8Array | null)[], include?: readonly boolean[]): Promise<PreparedBatch> {
-  const decoded = await Promise.all(images.map(async (b) => {
-    if (!b || b.length === 0) return 'no image bytes';
-    try { return await pre.decodeToSize(b); } catch (err) { return `undecodable image: ${(err as Error).message}`; }
-  }));
+export async function prepareBatch(
+  pre: ImagePreprocessor,
+  images: readonly (Uint8Array | null)[],
+  include?: readonly boolean[],
+): Promise<PreparedBatch> {
+  const decoded = await Promise.all(
+    images.map(async (b) => {
+      if (!b || b.length === 0) return 'no image bytes';
+      try {
+        return await pre.decodeToSize(b);
+      } catch (err) {
+        return `undecodable image: ${(err as Error).message}`;
+      }
+    }),
+  );
   const rows: number[] = [];
   const imgs: RawImage8[] = [];
   decoded.forEach((d, k) => {
-    if (typeof d !== 'string' && include?.[k] !== false) { rows.push(k); imgs.push(d); }
+    if (typeof d !== 'string' && include?.[k] !== false) {
+      rows.push(k);
+      imgs.push(d);
+    }
   });
-  return { pixels: imgs.length > 0 ? pre.tensor(imgs) : null, rows, errors: decoded.map((d) => (typeof d === 'string' ? d : null)) };
+  return {
+    pixels: imgs.length > 0 ? pre.tensor(imgs) : null,
+    rows,
+    errors: decoded.map((d) => (typeof d === 'string' ? d : null)),
+  };
 }

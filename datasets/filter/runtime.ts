@@ -36,7 +36,12 @@ export function useLocalModelsOnly(): void {
 /** Device choice plus the from_pretrained options that go with it. */
 export interface ResolvedRuntime {
   choice: OnnxDeviceChoice;
-  pretrained: { device: 'cpu' | 'cuda'; dtype: 'fp32'; local_files_only: true; session_options: InferenceSession.SessionOptions };
+  pretrained: {
+    device: 'cpu' | 'cuda';
+    dtype: 'fp32';
+    local_files_only: true;
+    session_options: InferenceSession.SessionOptions;
+  };
 }
 
 /** Choose the device and build transformers.js `from_pretrained` options. */
@@ -46,7 +51,10 @@ export async function resolveRuntime(opts: ModelRuntimeOptions): Promise<Resolve
   const session_options: InferenceSession.SessionOptions = {};
   if (opts.threads !== undefined) {
     if (!Number.isInteger(opts.threads) || opts.threads < 1) {
-      throw new ConfigError(`threads is ${opts.threads}; it must be a positive integer`, 'pass threads >= 1, or leave it unset for ONNX Runtime\'s default.');
+      throw new ConfigError(
+        `threads is ${opts.threads}; it must be a positive integer`,
+        "pass threads >= 1, or leave it unset for ONNX Runtime's default.",
+      );
     }
     session_options.intraOpNumThreads = opts.threads;
     session_options.interOpNumThreads = 1;
@@ -54,15 +62,23 @@ export async function resolveRuntime(opts: ModelRuntimeOptions): Promise<Resolve
   // ORT's intra-op threads busy-wait between ops by default. With small ops and a worker that shares
   // its cores (sharp decoding, other activities) spinning costs 3-5x in measured decode-step time, so
   // Kiln turns it off unless asked.
-  if (!opts.spinWait) session_options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
+  if (!opts.spinWait)
+    session_options.extra = { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } };
   return { choice, pretrained: { device: choice.device, dtype: 'fp32', local_files_only: true, session_options } };
 }
 
 /** The preprocessing pool of a model (worker count validated). */
-export function preprocessPool(config: ImageProcessorConfig, source: string, opts: ModelRuntimeOptions): PreprocessPool {
+export function preprocessPool(
+  config: ImageProcessorConfig,
+  source: string,
+  opts: ModelRuntimeOptions,
+): PreprocessPool {
   const threads = opts.preprocessThreads ?? defaultPreprocessThreads();
   if (!Number.isInteger(threads) || threads < 0) {
-    throw new ConfigError(`preprocessThreads is ${threads}; it must be an integer >= 0`, 'pass 0 (preprocess on the calling thread) or a small positive count, or leave it unset.');
+    throw new ConfigError(
+      `preprocessThreads is ${threads}; it must be an integer >= 0`,
+      'pass 0 (preprocess on the calling thread) or a small positive count, or leave it unset.',
+    );
   }
   return new PreprocessPool(config, source, threads);
 }

@@ -25,14 +25,23 @@ export interface SelectionPolicy {
 export const DEFAULT_CLIP_THRESHOLD = 0.25;
 
 /** Build a policy from user options, applying defaults; invalid values throw ConfigError. */
-export function selectionPolicy(opts: { threshold?: number | null; keepTopFraction?: number | null; captionSource?: CaptionSource } = {}): SelectionPolicy {
+export function selectionPolicy(
+  opts: { threshold?: number | null; keepTopFraction?: number | null; captionSource?: CaptionSource } = {},
+): SelectionPolicy {
   const keepTopFraction = opts.keepTopFraction ?? null;
-  const threshold = opts.threshold !== undefined ? opts.threshold : keepTopFraction === null ? DEFAULT_CLIP_THRESHOLD : null;
+  const threshold =
+    opts.threshold !== undefined ? opts.threshold : keepTopFraction === null ? DEFAULT_CLIP_THRESHOLD : null;
   if (threshold !== null && !(Number.isFinite(threshold) && threshold >= -1 && threshold <= 1)) {
-    throw new ConfigError(`CLIP score threshold ${threshold} is outside [-1, 1]`, 'pass a cosine-similarity threshold between -1 and 1 (LAION used 0.28 with ViT-B/32), or null for none.');
+    throw new ConfigError(
+      `CLIP score threshold ${threshold} is outside [-1, 1]`,
+      'pass a cosine-similarity threshold between -1 and 1 (LAION used 0.28 with ViT-B/32), or null for none.',
+    );
   }
   if (keepTopFraction !== null && !(keepTopFraction > 0 && keepTopFraction <= 1)) {
-    throw new ConfigError(`keepTopFraction ${keepTopFraction} is outside (0, 1]`, 'pass the fraction of rows to keep, e.g. 0.3 for DataComp\'s top 30%.');
+    throw new ConfigError(
+      `keepTopFraction ${keepTopFraction} is outside (0, 1]`,
+      "pass the fraction of rows to keep, e.g. 0.3 for DataComp's top 30%.",
+    );
   }
   const captionSource = opts.captionSource ?? 'original';
   if (captionSource !== 'original' && captionSource !== 'generated') {
@@ -43,7 +52,9 @@ export function selectionPolicy(opts: { threshold?: number | null; keepTopFracti
 
 /** DataComp's cutoff for keeping the top `fraction` of the finite scores (null when none are finite). */
 export function topFractionCutoff(scores: ArrayLike<number>, fraction: number): number | null {
-  const finite = Array.from(scores).filter((s) => Number.isFinite(s)).sort((a, b) => b - a);
+  const finite = Array.from(scores)
+    .filter((s) => Number.isFinite(s))
+    .sort((a, b) => b - a);
   if (finite.length === 0) return null;
   const n = Math.min(Math.floor(finite.length * fraction), finite.length - 1);
   return finite[n] as number;
@@ -63,9 +74,18 @@ export interface Selection {
  * Decide each row. `cutoff` overrides the per-shard top-fraction cutoff (use a dataset-wide one from
  * {@link topFractionCutoff} over all shards for DataComp's exact semantics).
  */
-export function selectRows(scores: ArrayLike<number | null>, policy: SelectionPolicy, cutoff?: number | null): Selection {
+export function selectRows(
+  scores: ArrayLike<number | null>,
+  policy: SelectionPolicy,
+  cutoff?: number | null,
+): Selection {
   const values = Array.from(scores, (s) => (s === null ? Number.NaN : s));
-  const top = policy.keepTopFraction === null ? null : cutoff !== undefined ? cutoff : topFractionCutoff(values, policy.keepTopFraction);
+  const top =
+    policy.keepTopFraction === null
+      ? null
+      : cutoff !== undefined
+        ? cutoff
+        : topFractionCutoff(values, policy.keepTopFraction);
   const outcomes = values.map((s): SelectionOutcome => {
     if (!Number.isFinite(s)) return 'unscored';
     if (policy.threshold !== null && s < policy.threshold) return 'below_threshold';
@@ -76,11 +96,20 @@ export function selectRows(scores: ArrayLike<number | null>, policy: SelectionPo
 }
 
 /** Fixed-edge histogram so per-shard histograms add up across shards. */
-export interface ScoreHistogram { min: number; max: number; counts: number[] }
+export interface ScoreHistogram {
+  min: number;
+  max: number;
+  counts: number[];
+}
 
 /** Histogram of the finite scores over [min, max] in equal bins; out-of-range scores go to the end bins. */
-export function scoreHistogram(scores: ArrayLike<number | null>, opts: { min?: number; max?: number; bins?: number } = {}): ScoreHistogram {
-  const min = opts.min ?? -1, max = opts.max ?? 1, bins = opts.bins ?? 100;
+export function scoreHistogram(
+  scores: ArrayLike<number | null>,
+  opts: { min?: number; max?: number; bins?: number } = {},
+): ScoreHistogram {
+  const min = opts.min ?? -1,
+    max = opts.max ?? 1,
+    bins = opts.bins ?? 100;
   const counts = new Array<number>(bins).fill(0);
   for (const s of Array.from(scores)) {
     if (s === null || !Number.isFinite(s)) continue;
@@ -108,7 +137,11 @@ export interface FilterStats {
 }
 
 /** Summarise one shard's scores and decisions. */
-export function filterStats(scores: ArrayLike<number | null>, selection: Selection, policy: SelectionPolicy): FilterStats {
+export function filterStats(
+  scores: ArrayLike<number | null>,
+  selection: Selection,
+  policy: SelectionPolicy,
+): FilterStats {
   const finite = Array.from(scores).filter((s): s is number => s !== null && Number.isFinite(s));
   const count = (o: SelectionOutcome) => selection.outcomes.filter((x) => x === o).length;
   return {
@@ -130,7 +163,11 @@ export function filterStats(scores: ArrayLike<number | null>, selection: Selecti
 
 /** Add two shards' stats (dataset totals). Histograms must share edges. */
 export function mergeFilterStats(a: FilterStats, b: FilterStats): FilterStats {
-  if (a.histogram.counts.length !== b.histogram.counts.length || a.histogram.min !== b.histogram.min || a.histogram.max !== b.histogram.max) {
+  if (
+    a.histogram.counts.length !== b.histogram.counts.length ||
+    a.histogram.min !== b.histogram.min ||
+    a.histogram.max !== b.histogram.max
+  ) {
     throw new RangeError('cannot merge filter stats with different histogram edges');
   }
   const minOf = (x: number | null, y: number | null) => (x === null ? y : y === null ? x : Math.min(x, y));

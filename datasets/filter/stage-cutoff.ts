@@ -17,7 +17,11 @@ const binOf = (s: number) => Math.min(BINS - 1, Math.max(0, Math.floor(((s + 1) 
 export type ScoreSource = () => AsyncIterable<ArrayLike<number | null>>;
 
 /** The dataset-wide cutoff and how many finite scores it was taken over (cutoff null when none). */
-export interface DatasetCutoff { cutoff: number | null; scored: number; keepRank: number }
+export interface DatasetCutoff {
+  cutoff: number | null;
+  scored: number;
+  keepRank: number;
+}
 
 /** Exact `topFractionCutoff(allScores, fraction)` over all shards, in two streaming passes. */
 export async function datasetTopFractionCutoff(scores: ScoreSource, fraction: number): Promise<DatasetCutoff> {
@@ -51,6 +55,9 @@ export async function datasetTopFractionCutoff(scores: ScoreSource, fraction: nu
   }
   inBin.sort((a, b) => b - a);
   const cutoff = inBin[n - above];
-  if (cutoff === undefined) throw new Error(`scores changed between the two cutoff passes (bin ${bin} has ${inBin.length}, expected more than ${n - above})`);
+  if (cutoff === undefined)
+    throw new Error(
+      `scores changed between the two cutoff passes (bin ${bin} has ${inBin.length}, expected more than ${n - above})`,
+    );
   return { cutoff, scored, keepRank: n };
 }

@@ -19,8 +19,11 @@ import type { PlannedCaptionOptions, PlannedModel } from './stage-plan.js';
 /** A model directory whose files differ from the hashes a plan pinned. */
 export class ModelFilesChangedError extends KilnError {
   constructor(dir: string, detail: string) {
-    super('KILN_MODEL_CHANGED', `model directory ${dir} changed since the filter run was planned (${detail})`,
-      'restore the model files the run was planned with, or start a new filter run (it will write a new dataset version pinned to the new files).');
+    super(
+      'KILN_MODEL_CHANGED',
+      `model directory ${dir} changed since the filter run was planned (${detail})`,
+      'restore the model files the run was planned with, or start a new filter run (it will write a new dataset version pinned to the new files).',
+    );
   }
 }
 
@@ -33,10 +36,22 @@ export interface FilterModelRequest {
 }
 
 /** Models on loan to one shard; call `release` when the shard is done with them. */
-export interface FilterModelLease { models: FilterModels; reused: boolean; release(): void }
+export interface FilterModelLease {
+  models: FilterModels;
+  reused: boolean;
+  release(): void;
+}
 
-interface Entry<M> { model: Promise<M>; users: number; lastUsed: number }
-interface Borrowed<M> { model: Promise<M>; reused: boolean; release(): void }
+interface Entry<M> {
+  model: Promise<M>;
+  users: number;
+  lastUsed: number;
+}
+interface Borrowed<M> {
+  model: Promise<M>;
+  reused: boolean;
+  release(): void;
+}
 
 /** The loaders (injectable for tests). */
 export interface FilterModelLoaders {
@@ -50,7 +65,11 @@ function compareHashes(dir: string, expected: readonly ModelFileHash[], actual: 
   const want = new Map(expected.map((f) => [f.path, f.sha256]));
   const have = new Map(actual.map((f) => [f.path, f.sha256]));
   const changed = [...new Set([...want.keys(), ...have.keys()])].filter((p) => want.get(p) !== have.get(p));
-  if (changed.length > 0) throw new ModelFilesChangedError(dir, `files differ: ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ', ...' : ''}`);
+  if (changed.length > 0)
+    throw new ModelFilesChangedError(
+      dir,
+      `files differ: ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ', ...' : ''}`,
+    );
 }
 
 /** A per-process cache of loaded CLIP scorers and captioners. */
@@ -78,13 +97,19 @@ export class FilterModelCache {
       const capKey = JSON.stringify([c.dir, req.device, req.batchSize, c.options, hashKey(c.files)]);
       cap = this.borrow(this.captioners, capKey, async () => {
         const m = await loaders.captioner(c.dir, {
-          device: req.device, batchSize: req.batchSize, maxNewTokens: c.options.maxNewTokens, numBeams: c.options.numBeams,
+          device: req.device,
+          batchSize: req.batchSize,
+          maxNewTokens: c.options.maxNewTokens,
+          numBeams: c.options.numBeams,
           ...(c.options.prompt ? { prompt: c.options.prompt } : {}),
         });
         return this.verified(m, c);
       });
     }
-    const release = () => { clip.release(); cap?.release(); };
+    const release = () => {
+      clip.release();
+      cap?.release();
+    };
     try {
       const models: FilterModels = { scorer: await clip.model, captioner: cap ? await cap.model : undefined };
       return { models, reused: clip.reused && (cap?.reused ?? true), release };
@@ -99,7 +124,14 @@ export class FilterModelCache {
     const all = [...this.clips.values(), ...this.captioners.values()];
     this.clips.clear();
     this.captioners.clear();
-    await Promise.all(all.map((e) => e.model.then((m) => m.dispose(), () => undefined)));
+    await Promise.all(
+      all.map((e) =>
+        e.model.then(
+          (m) => m.dispose(),
+          () => undefined,
+        ),
+      ),
+    );
   }
 
   private async verified<M extends ClipScorer | Captioner>(m: M, planned: PlannedModel): Promise<M> {
@@ -113,14 +145,20 @@ export class FilterModelCache {
     }
   }
 
-  private borrow<M extends { dispose(): Promise<void> }>(map: Map<string, Entry<M>>, key: string, load: () => Promise<M>): Borrowed<M> {
+  private borrow<M extends { dispose(): Promise<void> }>(
+    map: Map<string, Entry<M>>,
+    key: string,
+    load: () => Promise<M>,
+  ): Borrowed<M> {
     let entry = map.get(key);
     const reused = entry !== undefined;
     if (!entry) {
       entry = { model: load(), users: 0, lastUsed: 0 };
       map.set(key, entry);
       // A failed load is not cached: the next shard tries again.
-      entry.model.catch(() => { if (map.get(key) === entry) map.delete(key); });
+      entry.model.catch(() => {
+        if (map.get(key) === entry) map.delete(key);
+      });
     }
     const e = entry;
     e.users++;
@@ -144,7 +182,10 @@ export class FilterModelCache {
     while (map.size > max && idle.length > 0) {
       const [key, e] = idle.shift()!;
       map.delete(key);
-      void e.model.then((m) => m.dispose(), () => undefined);
+      void e.model.then(
+        (m) => m.dispose(),
+        () => undefined,
+      );
     }
   }
 }

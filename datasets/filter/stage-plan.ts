@@ -44,13 +44,26 @@ export interface FilterPlanSpec {
 }
 
 /** A model as the plan pins it: directory and sha256 of every file. */
-export interface PlannedModel { dir: string; files: ModelFileHash[] }
+export interface PlannedModel {
+  dir: string;
+  files: ModelFileHash[];
+}
 
 /** Captioner generation options (part of the fingerprint). */
-export interface PlannedCaptionOptions { maxNewTokens: number; numBeams: number; prompt: string | null }
+export interface PlannedCaptionOptions {
+  maxNewTokens: number;
+  numBeams: number;
+  prompt: string | null;
+}
 
 /** One source shard as the source manifest lists it. */
-export interface PlannedSourceShard { index: number; uri: string; sha256: string; rows: number; bytes: number }
+export interface PlannedSourceShard {
+  index: number;
+  uri: string;
+  sha256: string;
+  rows: number;
+  bytes: number;
+}
 
 /** The plan of one filter output version (`plan.json`). */
 export interface FilterPlan {
@@ -60,7 +73,14 @@ export interface FilterPlan {
   version: number;
   datasetId: string;
   fingerprint: string;
-  source: { id: string; version: number; manifestUri: string; manifestSha256: string; rows: number; shards: PlannedSourceShard[] };
+  source: {
+    id: string;
+    version: number;
+    manifestUri: string;
+    manifestSha256: string;
+    rows: number;
+    shards: PlannedSourceShard[];
+  };
   policy: SelectionPolicy;
   clip: PlannedModel;
   /** `type`: the captioner architecture (config.json's model_type; absent in plans made before BLIP support: vit-gpt2). */
@@ -71,27 +91,42 @@ export interface FilterPlan {
   createdAt: string;
 }
 
-export interface FilterPlanOutcome { plan: FilterPlan; resumed: boolean }
+export interface FilterPlanOutcome {
+  plan: FilterPlan;
+  resumed: boolean;
+}
 
 /** Read the filter plan of an output version; throws when it is missing or not a filter plan. */
 export async function readFilterPlan(storage: ArtifactStorage, name: string, version: number): Promise<FilterPlan> {
   const layout = new DatasetLayout(storage, name, version);
   const plan = await readVersionPlan<FilterPlan>(storage, layout);
   if (!plan || plan.stage !== 'filter') {
-    throw new MissingFileError(`dataset ${layout.id} has no filter plan at ${layout.planUri}`, 'run the filter stage (kiln run filter) to plan it first.');
+    throw new MissingFileError(
+      `dataset ${layout.id} has no filter plan at ${layout.planUri}`,
+      'run the filter stage (kiln run filter) to plan it first.',
+    );
   }
   return plan;
 }
 
 /** Validate options and the source; check and hash the models (no file is written). */
-async function resolvePlan(storage: ArtifactStorage, spec: FilterPlanSpec): Promise<Omit<FilterPlan, 'version' | 'datasetId' | 'createdAt'>> {
-  const policy = selectionPolicy({ threshold: spec.threshold, keepTopFraction: spec.keepTopFraction, captionSource: spec.captionSource });
+async function resolvePlan(
+  storage: ArtifactStorage,
+  spec: FilterPlanSpec,
+): Promise<Omit<FilterPlan, 'version' | 'datasetId' | 'createdAt'>> {
+  const policy = selectionPolicy({
+    threshold: spec.threshold,
+    keepTopFraction: spec.keepTopFraction,
+    captionSource: spec.captionSource,
+  });
   const batchSize = positiveInt('batchSize', spec.batchSize ?? 32);
   const device = parseOnnxDeviceRequest(spec.device, 'the device option');
   const hasCaptioner = typeof spec.captionerModelDir === 'string' && spec.captionerModelDir.length > 0;
   if (policy.captionSource === 'generated' && !hasCaptioner) {
-    throw new ConfigError('the threshold applies to the generated caption, but no captioner model was given',
-      'pass a captioner model directory (--captioner DIR), or apply the threshold to the original captions (--threshold-caption original).');
+    throw new ConfigError(
+      'the threshold applies to the generated caption, but no captioner model was given',
+      'pass a captioner model directory (--captioner DIR), or apply the threshold to the original captions (--threshold-caption original).',
+    );
   }
   const options: PlannedCaptionOptions = {
     maxNewTokens: positiveInt('maxNewTokens', spec.maxNewTokens ?? 30),
@@ -101,26 +136,56 @@ async function resolvePlan(storage: ArtifactStorage, spec: FilterPlanSpec): Prom
   const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
   const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
   const clip: PlannedModel = { dir: clipDir, files: await hashModelDir(clipDir) };
-  const captioner = captionerDir ? { dir: captionerDir, files: await hashModelDir(captionerDir), options, type: await captionerType(captionerDir) } : null;
+  const captioner = captionerDir
+    ? { dir: captionerDir, files: await hashModelDir(captionerDir), options, type: await captionerType(captionerDir) }
+    : null;
 
   const sourceLayout = new DatasetLayout(storage, spec.datasetName, spec.sourceVersion);
   if (!(await storage.exists(sourceLayout.manifestUri))) {
-    throw new MissingFileError(`source dataset ${sourceLayout.id} has no manifest at ${sourceLayout.manifestUri}`,
-      `filter a finished dataset version: crawl ${spec.datasetName} first (kiln run pipeline / crawl), or pass the version that exists (--from-version).`);
+    throw new MissingFileError(
+      `source dataset ${sourceLayout.id} has no manifest at ${sourceLayout.manifestUri}`,
+      `filter a finished dataset version: crawl ${spec.datasetName} first (kiln run pipeline / crawl), or pass the version that exists (--from-version).`,
+    );
   }
   const text = await storage.readText(sourceLayout.manifestUri);
   const manifest = parseManifest(text, sourceLayout.manifestUri);
   const uris = manifestShardUris(storage, manifest);
   const source: FilterPlan['source'] = {
-    id: manifest.id, version: manifest.version, manifestUri: sourceLayout.manifestUri, manifestSha256: sha256Hex(text), rows: manifest.rows,
-    shards: manifest.shards.map((s, k) => ({ index: s.index, uri: uris[k] as string, sha256: s.sha256, rows: s.rows, bytes: s.bytes })),
+    id: manifest.id,
+    version: manifest.version,
+    manifestUri: sourceLayout.manifestUri,
+    manifestSha256: sha256Hex(text),
+    rows: manifest.rows,
+    shards: manifest.shards.map((s, k) => ({
+      index: s.index,
+      uri: uris[k] as string,
+      sha256: s.sha256,
+      rows: s.rows,
+      bytes: s.bytes,
+    })),
   };
-  const fingerprint = sha256Hex(JSON.stringify({
-    stage: 'filter', stageVersion: FILTER_STAGE_VERSION, source: [source.id, source.manifestSha256], policy,
-    clip: clip.files.map((f) => [f.path, f.sha256]),
-    captioner: captioner ? { files: captioner.files.map((f) => [f.path, f.sha256]), options } : null,
-  }));
-  return { stage: 'filter', stageVersion: FILTER_STAGE_VERSION, datasetName: spec.datasetName, fingerprint, source, policy, clip, captioner, batchSize, device };
+  const fingerprint = sha256Hex(
+    JSON.stringify({
+      stage: 'filter',
+      stageVersion: FILTER_STAGE_VERSION,
+      source: [source.id, source.manifestSha256],
+      policy,
+      clip: clip.files.map((f) => [f.path, f.sha256]),
+      captioner: captioner ? { files: captioner.files.map((f) => [f.path, f.sha256]), options } : null,
+    }),
+  );
+  return {
+    stage: 'filter',
+    stageVersion: FILTER_STAGE_VERSION,
+    datasetName: spec.datasetName,
+    fingerprint,
+    source,
+    policy,
+    clip,
+    captioner,
+    batchSize,
+    device,
+  };
 }
 
 /**
@@ -128,16 +193,27 @@ async function resolvePlan(storage: ArtifactStorage, spec: FilterPlanSpec): Prom
  * of this dataset name recorded in lineage; new versions are numbered after it and the source.
  * Throws MissingFileError (model dir, source manifest) and ConfigError (options) before writing.
  */
-export async function planFilter(storage: ArtifactStorage, spec: FilterPlanSpec, latestRecordedVersion: number): Promise<FilterPlanOutcome> {
+export async function planFilter(
+  storage: ArtifactStorage,
+  spec: FilterPlanSpec,
+  latestRecordedVersion: number,
+): Promise<FilterPlanOutcome> {
   datasetVersionId(spec.datasetName, spec.sourceVersion);
   if (spec.outputVersion !== undefined && spec.outputVersion === spec.sourceVersion) {
-    throw new ConfigError(`the output version v${spec.outputVersion} is the source version`, 'datasets are immutable: omit the output version to write the next one.');
+    throw new ConfigError(
+      `the output version v${spec.outputVersion} is the source version`,
+      'datasets are immutable: omit the output version to write the next one.',
+    );
   }
   const resolved = await resolvePlan(storage, spec);
   // From the version after the source: a version with the same plan is resumed (finished or not);
   // a new one takes the first free version after the newest one recorded in lineage.
   const chosen = await chooseVersion(storage, {
-    datasetName: spec.datasetName, fingerprint: resolved.fingerprint, explicit: spec.outputVersion, first: spec.sourceVersion + 1, latestRecorded: latestRecordedVersion,
+    datasetName: spec.datasetName,
+    fingerprint: resolved.fingerprint,
+    explicit: spec.outputVersion,
+    first: spec.sourceVersion + 1,
+    latestRecorded: latestRecordedVersion,
   });
   if (chosen.resumed) {
     // Temp files of writers killed in an earlier run of this version.

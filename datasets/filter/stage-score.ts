@@ -12,7 +12,14 @@ import { DatasetLayout } from '../shards/layout.js';
 import { readShardBatches } from '../shards/reader.js';
 import { scoreAndCaptionRows, type FilterInputRow, type FilterModels } from './filter-batch.js';
 import type { FilterPlan, PlannedSourceShard } from './stage-plan.js';
-import { emptyShardScores, readShardScores, scoresUri, writeShardScores, type FileRef, type ShardScores } from './stage-scores.js';
+import {
+  emptyShardScores,
+  readShardScores,
+  scoresUri,
+  writeShardScores,
+  type FileRef,
+  type ShardScores,
+} from './stage-scores.js';
 
 /** Which shard of a plan to filter, and how. */
 export interface FilterShardSpec {
@@ -26,7 +33,11 @@ export interface FilterShardSpec {
 }
 
 /** Progress of one shard. */
-export interface FilterShardProgress { phase: 'score' | 'write'; rowsDone: number; rowsTotal: number }
+export interface FilterShardProgress {
+  phase: 'score' | 'write';
+  rowsDone: number;
+  rowsTotal: number;
+}
 
 /** The callbacks a shard run uses. */
 export interface FilterShardHooks {
@@ -64,7 +75,10 @@ export function sourceShardOf(plan: FilterPlan, index: number): PlannedSourceSha
 export async function verifySourceShard(storage: ArtifactStorage, src: PlannedSourceShard): Promise<void> {
   const size = await storage.size(src.uri);
   if (size === null) {
-    throw new MissingFileError(`source shard ${src.uri} is missing`, 'restore the source dataset version (its manifest lists this shard), or filter another version.');
+    throw new MissingFileError(
+      `source shard ${src.uri} is missing`,
+      'restore the source dataset version (its manifest lists this shard), or filter another version.',
+    );
   }
   const sha = await storage.sha256(src.uri);
   if (sha !== src.sha256) throw new ArtifactConflictError(src.uri, src.sha256, sha);
@@ -78,7 +92,11 @@ function noteRuntime(s: ShardScores, models: FilterModels): void {
   const ep = models.scorer.device.device;
   if (!s.runtime.executionProviders.includes(ep)) s.runtime.executionProviders.push(ep);
   s.runtime.ortVersion = models.scorer.device.ortVersion;
-  if (models.captioner) s.runtime.captionDecoder = { path: models.captioner.options.decoder.path, files: models.captioner.options.decoder.files };
+  if (models.captioner)
+    s.runtime.captionDecoder = {
+      path: models.captioner.options.decoder.path,
+      files: models.captioner.options.decoder.files,
+    };
 }
 
 /**
@@ -86,14 +104,32 @@ function noteRuntime(s: ShardScores, models: FilterModels): void {
  * Invariant of the sidecar: a `success` row has exactly one of clipScore / scoreError non-null;
  * other rows have both null.
  */
-export async function scoreShard(storage: ArtifactStorage, spec: FilterShardSpec, hooks: FilterShardHooks): Promise<ScoreShardOutcome> {
+export async function scoreShard(
+  storage: ArtifactStorage,
+  spec: FilterShardSpec,
+  hooks: FilterShardHooks,
+): Promise<ScoreShardOutcome> {
   const { plan } = spec;
   const src = sourceShardOf(plan, spec.shardIndex);
   const uri = scoresUri(storage, new DatasetLayout(storage, plan.datasetName, plan.version), spec.shardIndex);
-  const found = await readShardScores(storage, uri, { fingerprint: plan.fingerprint, sourceSha256: src.sha256, rows: src.rows });
-  if (found?.scores.complete) return { scores: found.scores, ref: found.ref, rowsScored: 0, resumedFromRow: found.scores.rowsDone, modelMs: 0, sourceVerified: false };
+  const found = await readShardScores(storage, uri, {
+    fingerprint: plan.fingerprint,
+    sourceSha256: src.sha256,
+    rows: src.rows,
+  });
+  if (found?.scores.complete)
+    return {
+      scores: found.scores,
+      ref: found.ref,
+      rowsScored: 0,
+      resumedFromRow: found.scores.rowsDone,
+      modelMs: 0,
+      sourceVerified: false,
+    };
   await verifySourceShard(storage, src);
-  const s = found?.scores ?? emptyShardScores(spec.shardIndex, plan.fingerprint, { uri: src.uri, sha256: src.sha256, rows: src.rows });
+  const s =
+    found?.scores ??
+    emptyShardScores(spec.shardIndex, plan.fingerprint, { uri: src.uri, sha256: src.sha256, rows: src.rows });
   const start = s.rowsDone;
   const models = await hooks.models();
   noteRuntime(s, models);
@@ -120,7 +156,7 @@ export async function scoreShard(storage: ArtifactStorage, spec: FilterShardSpec
       const r = p === null ? null : results[k++]!;
       s.clipScore.push(r?.clip_score ?? null);
       s.captionGenerated.push(r?.caption_generated ?? null);
-      s.scoreError.push(r && r.clip_score === null ? r.error ?? 'not scored' : null);
+      s.scoreError.push(r && r.clip_score === null ? (r.error ?? 'not scored') : null);
     }
     s.rowsDone += pending.length;
     rowsScored += inputs.length;
@@ -137,19 +173,32 @@ export async function scoreShard(storage: ArtifactStorage, spec: FilterShardSpec
   try {
     let index = 0;
     const columns = ['status', 'caption', 'jpg'];
-    for await (const table of readShardBatches(storage, src.uri, { batchSize: plan.batchSize, columns }) as AsyncGenerator<Table>) {
-      if (index + table.numRows <= start) { index += table.numRows; continue; }
-      const status = table.getChild('status'), caption = table.getChild('caption'), jpg = table.getChild('jpg');
+    for await (const table of readShardBatches(storage, src.uri, {
+      batchSize: plan.batchSize,
+      columns,
+    }) as AsyncGenerator<Table>) {
+      if (index + table.numRows <= start) {
+        index += table.numRows;
+        continue;
+      }
+      const status = table.getChild('status'),
+        caption = table.getChild('caption'),
+        jpg = table.getChild('jpg');
       for (let i = 0; i < table.numRows; i++, index++) {
         if (index < start) continue;
         const ok = status?.get(i) === 'success';
-        pending.push(ok ? { image: (jpg?.get(i) as Uint8Array | null) ?? null, caption: (caption?.get(i) as string | null) ?? null } : null);
+        pending.push(
+          ok
+            ? { image: (jpg?.get(i) as Uint8Array | null) ?? null, caption: (caption?.get(i) as string | null) ?? null }
+            : null,
+        );
         if (ok) pendingInputs++;
         if (pendingInputs >= plan.batchSize) await flush();
       }
     }
     if (pending.length > 0) await flush();
-    if (s.rowsDone !== src.rows) throw new Error(`source shard ${src.uri} has ${s.rowsDone} rows but its manifest says ${src.rows}`);
+    if (s.rowsDone !== src.rows)
+      throw new Error(`source shard ${src.uri} has ${s.rowsDone} rows but its manifest says ${src.rows}`);
   } catch (err) {
     // Keep the work done so far (cancellation, worker shutdown, a failing batch): the retry resumes here.
     if (s.rowsDone > savedRows && s.rowsDone < src.rows) await checkpoint().catch(() => undefined);
@@ -157,5 +206,12 @@ export async function scoreShard(storage: ArtifactStorage, spec: FilterShardSpec
   }
   s.complete = true;
   const ref = await writeShardScores(storage, uri, s);
-  return { scores: s, ref: { uri: ref.uri, sha256: ref.sha256, bytes: ref.bytes }, rowsScored, resumedFromRow: start, modelMs: Math.round(modelMs), sourceVerified: true };
+  return {
+    scores: s,
+    ref: { uri: ref.uri, sha256: ref.sha256, bytes: ref.bytes },
+    rowsScored,
+    resumedFromRow: start,
+    modelMs: Math.round(modelMs),
+    sourceVerified: true,
+  };
 }

@@ -40,7 +40,11 @@ export interface ShardScores {
   /** Why a `success` row has no score (null when scored, or when the row was not `success`). */
   scoreError: (string | null)[];
   /** Execution providers and ONNX Runtime version that computed these rows; captioner decoder graphs (split or merged). */
-  runtime: { executionProviders: string[]; ortVersion: string | null; captionDecoder?: { path: string; files: string[] } | undefined };
+  runtime: {
+    executionProviders: string[];
+    ortVersion: string | null;
+    captionDecoder?: { path: string; files: string[] } | undefined;
+  };
 }
 
 const scoresSchema = z.object({
@@ -54,7 +58,8 @@ const scoresSchema = z.object({
   captionGenerated: z.array(z.string().nullable()),
   scoreError: z.array(z.string().nullable()),
   runtime: z.object({
-    executionProviders: z.array(z.string()), ortVersion: z.string().nullable(),
+    executionProviders: z.array(z.string()),
+    ortVersion: z.string().nullable(),
     captionDecoder: z.object({ path: z.string(), files: z.array(z.string()) }).optional(),
   }),
 });
@@ -74,8 +79,16 @@ export function scoresDirUri(storage: ArtifactStorage, layout: DatasetLayout): s
 /** An empty (nothing scored yet) sidecar. */
 export function emptyShardScores(shardIndex: number, fingerprint: string, source: ShardScores['source']): ShardScores {
   return {
-    schemaVersion: SCORES_SCHEMA_VERSION, shardIndex, fingerprint, source, complete: false, rowsDone: 0,
-    clipScore: [], captionGenerated: [], scoreError: [], runtime: { executionProviders: [], ortVersion: null },
+    schemaVersion: SCORES_SCHEMA_VERSION,
+    shardIndex,
+    fingerprint,
+    source,
+    complete: false,
+    rowsDone: 0,
+    clipScore: [],
+    captionGenerated: [],
+    scoreError: [],
+    runtime: { executionProviders: [], ortVersion: null },
   };
 }
 
@@ -84,7 +97,9 @@ export function emptyShardScores(shardIndex: number, fingerprint: string, source
  * otherwise undefined (a stale or foreign sidecar is ignored and will be overwritten).
  */
 export async function readShardScores(
-  storage: ArtifactStorage, uri: string, expect: { fingerprint: string; sourceSha256: string; rows: number },
+  storage: ArtifactStorage,
+  uri: string,
+  expect: { fingerprint: string; sourceSha256: string; rows: number },
 ): Promise<{ scores: ShardScores; ref: FileRef } | undefined> {
   if (!(await storage.exists(uri))) return undefined;
   const buf = await storage.read(uri);
@@ -97,7 +112,12 @@ export async function readShardScores(
     return undefined;
   }
   const lengths = [parsed.clipScore.length, parsed.captionGenerated.length, parsed.scoreError.length];
-  if (parsed.fingerprint !== expect.fingerprint || parsed.source.sha256 !== expect.sourceSha256 || parsed.source.rows !== expect.rows) return undefined;
+  if (
+    parsed.fingerprint !== expect.fingerprint ||
+    parsed.source.sha256 !== expect.sourceSha256 ||
+    parsed.source.rows !== expect.rows
+  )
+    return undefined;
   if (lengths.some((n) => n !== parsed.rowsDone) || parsed.rowsDone > parsed.source.rows) return undefined;
   if (parsed.complete && parsed.rowsDone !== parsed.source.rows) return undefined;
   return { scores: parsed, ref: { uri, sha256: sha256Hex(buf), bytes: buf.byteLength } };

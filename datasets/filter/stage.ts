@@ -21,10 +21,24 @@ import { BASE_COLUMNS, STAGE_COLUMNS, type RowStatus, type ShardRow } from '../s
 import type { ShardStats } from '../shards/stats.js';
 import { commitShard, findFinishedShard, type FileRef } from '../shards/stage-shard.js';
 import { filterStats, selectRows, type FilterStats, type SelectionOutcome } from './selection.js';
-import { scoreShard, sourceShardOf, verifySourceShard, type FilterShardHooks, type FilterShardSpec, type ScoreShardOutcome } from './stage-score.js';
+import {
+  scoreShard,
+  sourceShardOf,
+  verifySourceShard,
+  type FilterShardHooks,
+  type FilterShardSpec,
+  type ScoreShardOutcome,
+} from './stage-score.js';
 import type { ShardScores } from './stage-scores.js';
 
-export { scoreShard, sourceShardOf, type FilterShardHooks, type FilterShardProgress, type FilterShardSpec, type ScoreShardOutcome } from './stage-score.js';
+export {
+  scoreShard,
+  sourceShardOf,
+  type FilterShardHooks,
+  type FilterShardProgress,
+  type FilterShardSpec,
+  type ScoreShardOutcome,
+} from './stage-score.js';
 
 /** Per-shard stats JSON of a filtered shard: the crawl's ShardStats plus the filter's figures. */
 export interface FilterShardStats extends ShardStats {
@@ -64,18 +78,36 @@ export interface FilterShardOutcome {
 }
 
 /** Shard `i`'s stats when it is finished and was written by the filter (datasets/shards/stage-shard.ts). */
-export function findFinishedFilterShard(storage: ArtifactStorage, layout: DatasetLayout, i: number, verifyHash = true): Promise<{ stats: FilterShardStats; ref: FileRef } | undefined> {
+export function findFinishedFilterShard(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  i: number,
+  verifyHash = true,
+): Promise<{ stats: FilterShardStats; ref: FileRef } | undefined> {
   return findFinishedShard<FilterShardStats>(storage, layout, i, { verifyHash, accept: isFilterShardStats });
 }
 
 /** Stats written by the filter stage (a version directory holds one stage's shards). */
 export const isFilterShardStats = (stats: FilterShardStats): boolean => stats.stage === 'filter';
 
-function outcomeOf(stats: FilterShardStats, ref: FileRef, extra: { skipped: boolean; rowsScored: number; resumedFromRow: number }): FilterShardOutcome {
+function outcomeOf(
+  stats: FilterShardStats,
+  ref: FileRef,
+  extra: { skipped: boolean; rowsScored: number; resumedFromRow: number },
+): FilterShardOutcome {
   return {
-    shardIndex: stats.shardIndex, rows: stats.rows, kept: stats.filter.kept, filtered: stats.filter.rows - stats.filter.kept, carried: stats.carried,
-    countsByStatus: stats.countsByStatus, shard: stats.shard, stats: ref, scores: stats.scores,
-    source: { uri: stats.source.uri, sha256: stats.source.sha256, bytes: stats.source.bytes }, runtime: stats.runtime, ...extra,
+    shardIndex: stats.shardIndex,
+    rows: stats.rows,
+    kept: stats.filter.kept,
+    filtered: stats.filter.rows - stats.filter.kept,
+    carried: stats.carried,
+    countsByStatus: stats.countsByStatus,
+    shard: stats.shard,
+    stats: ref,
+    scores: stats.scores,
+    source: { uri: stats.source.uri, sha256: stats.source.sha256, bytes: stats.source.bytes },
+    runtime: stats.runtime,
+    ...extra,
   };
 }
 
@@ -83,9 +115,16 @@ function outcomeOf(stats: FilterShardStats, ref: FileRef, extra: { skipped: bool
 const fmt = (x: number) => String(Number(x.toFixed(6)));
 
 /** The `error_message` of a `success` row the policy did not keep. */
-export function filteredReason(outcome: Exclude<SelectionOutcome, 'kept'>, score: number | null, scoreError: string | null, policy: { threshold: number | null; keepTopFraction: number | null }, cutoff: number | null): string {
+export function filteredReason(
+  outcome: Exclude<SelectionOutcome, 'kept'>,
+  score: number | null,
+  scoreError: string | null,
+  policy: { threshold: number | null; keepTopFraction: number | null },
+  cutoff: number | null,
+): string {
   if (outcome === 'unscored') return `unscored: ${scoreError ?? 'no score'}`;
-  if (outcome === 'below_threshold') return `below_threshold: clip_score ${fmt(score as number)} < threshold ${fmt(policy.threshold as number)}`;
+  if (outcome === 'below_threshold')
+    return `below_threshold: clip_score ${fmt(score as number)} < threshold ${fmt(policy.threshold as number)}`;
   return `below_top_fraction: clip_score ${fmt(score as number)} < top-${fmt((policy.keepTopFraction as number) * 100)}% cutoff ${fmt(cutoff as number)}`;
 }
 
@@ -93,7 +132,11 @@ export function filteredReason(outcome: Exclude<SelectionOutcome, 'kept'>, score
  * Filter shard `spec.shardIndex` of `spec.plan` (or return it when already finished). Throws only
  * for shard-level failures (missing or changed source, model errors); row failures are data.
  */
-export async function filterShard(storage: ArtifactStorage, spec: FilterShardSpec, hooks: FilterShardHooks): Promise<FilterShardOutcome> {
+export async function filterShard(
+  storage: ArtifactStorage,
+  spec: FilterShardSpec,
+  hooks: FilterShardHooks,
+): Promise<FilterShardOutcome> {
   const layout = new DatasetLayout(storage, spec.plan.datasetName, spec.plan.version);
   const done = await findFinishedFilterShard(storage, layout, spec.shardIndex);
   if (done) return outcomeOf(done.stats, done.ref, { skipped: true, rowsScored: 0, resumedFromRow: 0 });
@@ -101,7 +144,13 @@ export async function filterShard(storage: ArtifactStorage, spec: FilterShardSpe
   return writeFilteredShard(storage, layout, spec, scored, hooks);
 }
 
-async function writeFilteredShard(storage: ArtifactStorage, layout: DatasetLayout, spec: FilterShardSpec, scored: ScoreShardOutcome, hooks: FilterShardHooks): Promise<FilterShardOutcome> {
+async function writeFilteredShard(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  spec: FilterShardSpec,
+  scored: ScoreShardOutcome,
+  hooks: FilterShardHooks,
+): Promise<FilterShardOutcome> {
   const { plan } = spec;
   const i = spec.shardIndex;
   const src = sourceShardOf(plan, i);
@@ -113,7 +162,9 @@ async function writeFilteredShard(storage: ArtifactStorage, layout: DatasetLayou
   const successScores = successRows.map((r) => s.clipScore[r] ?? null);
   const selection = selectRows(successScores, plan.policy, spec.topFractionCutoff);
   const outcomes = new Array<SelectionOutcome | null>(s.rowsDone).fill(null);
-  successRows.forEach((r, k) => { outcomes[r] = selection.outcomes[k] as SelectionOutcome; });
+  successRows.forEach((r, k) => {
+    outcomes[r] = selection.outcomes[k] as SelectionOutcome;
+  });
 
   const info = await readShardInfo(storage, src.uri);
   const known = new Set<string>([...BASE_COLUMNS, ...STAGE_COLUMNS]);
@@ -121,10 +172,18 @@ async function writeFilteredShard(storage: ArtifactStorage, layout: DatasetLayou
   let carried = 0;
   let r = 0;
   const { stats, ref } = await commitShard<FilterShardStats>(storage, {
-    layout, shardIndex: i, inputUri: src.uri,
+    layout,
+    shardIndex: i,
+    inputUri: src.uri,
     writer: {
-      columns: { extra, clipScore: true, captionGenerated: true }, rowGroupSize: spec.rowGroupSize,
-      metadata: { 'kiln.dataset': layout.id, 'kiln.shard_index': String(i), 'kiln.source': `${plan.source.id}#${i}`, 'kiln.filter_fingerprint': plan.fingerprint },
+      columns: { extra, clipScore: true, captionGenerated: true },
+      rowGroupSize: spec.rowGroupSize,
+      metadata: {
+        'kiln.dataset': layout.id,
+        'kiln.shard_index': String(i),
+        'kiln.source': `${plan.source.id}#${i}`,
+        'kiln.filter_fingerprint': plan.fingerprint,
+      },
     },
     fill: async (emit) => {
       for await (const row of readShardRows(storage, src.uri, { batchSize: 256 })) {
@@ -137,26 +196,40 @@ async function writeFilteredShard(storage: ArtifactStorage, layout: DatasetLayou
           const score = s.clipScore[r] ?? null;
           const kept = outcome === 'kept';
           out = {
-            ...row, status: kept ? 'success' : 'filtered',
-            error_message: kept ? null : filteredReason(outcome, score, s.scoreError[r] ?? null, plan.policy, selection.topFractionCutoff),
-            clip_score: score, caption_generated: s.captionGenerated[r] ?? null,
+            ...row,
+            status: kept ? 'success' : 'filtered',
+            error_message: kept
+              ? null
+              : filteredReason(outcome, score, s.scoreError[r] ?? null, plan.policy, selection.topFractionCutoff),
+            clip_score: score,
+            caption_generated: s.captionGenerated[r] ?? null,
           };
         }
         await emit(out);
         r++;
         if (r % 256 === 0) {
-          if (hooks.signal?.aborted) throw hooks.signal.reason instanceof Error ? hooks.signal.reason : new Error('filter shard cancelled');
+          if (hooks.signal?.aborted)
+            throw hooks.signal.reason instanceof Error ? hooks.signal.reason : new Error('filter shard cancelled');
           hooks.onProgress?.({ phase: 'write', rowsDone: r, rowsTotal: src.rows });
         }
       }
       if (r !== s.rowsDone) throw new Error(`source shard ${src.uri} has ${r} rows but its scores cover ${s.rowsDone}`);
     },
     stats: (base) => ({
-      ...base, stage: 'filter', source: { datasetId: plan.source.id, uri: src.uri, sha256: src.sha256, rows: src.rows, bytes: src.bytes }, scores: scored.ref,
-      carried, filter: filterStats(successScores, selection, plan.policy),
-      scoring: { rowsScored: scored.rowsScored, resumedFromRow: scored.resumedFromRow, modelMs: scored.modelMs }, runtime: s.runtime,
+      ...base,
+      stage: 'filter',
+      source: { datasetId: plan.source.id, uri: src.uri, sha256: src.sha256, rows: src.rows, bytes: src.bytes },
+      scores: scored.ref,
+      carried,
+      filter: filterStats(successScores, selection, plan.policy),
+      scoring: { rowsScored: scored.rowsScored, resumedFromRow: scored.resumedFromRow, modelMs: scored.modelMs },
+      runtime: s.runtime,
     }),
   });
   hooks.onProgress?.({ phase: 'write', rowsDone: r, rowsTotal: src.rows });
-  return outcomeOf(stats, ref, { skipped: false, rowsScored: scored.rowsScored, resumedFromRow: scored.resumedFromRow });
+  return outcomeOf(stats, ref, {
+    skipped: false,
+    rowsScored: scored.rowsScored,
+    resumedFromRow: scored.resumedFromRow,
+  });
 }

@@ -14,7 +14,8 @@ export class DelimitedParser {
   private line = 1;
 
   constructor(private readonly delimiter: string) {
-    if (delimiter.length !== 1) throw new TypeError(`delimiter must be one character, got ${JSON.stringify(delimiter)}`);
+    if (delimiter.length !== 1)
+      throw new TypeError(`delimiter must be one character, got ${JSON.stringify(delimiter)}`);
   }
 
   /** Parse a chunk; returns the records completed by it. */
@@ -42,7 +43,9 @@ export class DelimitedParser {
           }
           this.inQuotes = false;
           if (c !== d && c !== '\n' && c !== '\r') {
-            throw new SyntaxError(`line ${this.line}: a quoted field is followed by ${JSON.stringify(c)} instead of a delimiter or line end (a stray or unescaped quote)`);
+            throw new SyntaxError(
+              `line ${this.line}: a quoted field is followed by ${JSON.stringify(c)} instead of a delimiter or line end (a stray or unescaped quote)`,
+            );
           }
           // fall through: the delimiter or line end is handled below
         } else if (c === '"') {
@@ -71,7 +74,8 @@ export class DelimitedParser {
   /** Flush the last record (a file need not end with a newline). */
   end(): string[][] {
     const out: string[][] = [];
-    if (this.inQuotes && !this.quoteClosed) throw new SyntaxError(`unterminated quoted field at end of input (line ${this.line})`);
+    if (this.inQuotes && !this.quoteClosed)
+      throw new SyntaxError(`unterminated quoted field at end of input (line ${this.line})`);
     this.inQuotes = false;
     this.quoteClosed = false;
     if (this.field.length > 0 || this.record.length > 0) this.endRecord(out);

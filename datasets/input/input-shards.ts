@@ -58,14 +58,26 @@ export const DEFAULT_ROWS_PER_SHARD = 10_000;
 const urlDigest = (url: string) => createHash('sha256').update(url).digest().subarray(0, 12).toString('base64');
 
 /** Split URL lists into input shards under `layout.inputDirUri` (each written atomically). */
-export async function splitIntoInputShards(storage: ArtifactStorage, layout: DatasetLayout, opts: SplitOptions): Promise<SplitResult> {
+export async function splitIntoInputShards(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  opts: SplitOptions,
+): Promise<SplitResult> {
   const urlColumn = opts.urlColumn ?? 'url';
   const captionColumn = opts.captionColumn === undefined ? 'caption' : opts.captionColumn;
   const rowsPerShard = opts.rowsPerShard ?? DEFAULT_ROWS_PER_SHARD;
-  if (!Number.isInteger(rowsPerShard) || rowsPerShard < 1) throw new ConfigError(`rowsPerShard must be a positive integer, got ${rowsPerShard}`, 'pass e.g. rowsPerShard: 10000.');
+  if (!Number.isInteger(rowsPerShard) || rowsPerShard < 1)
+    throw new ConfigError(
+      `rowsPerShard must be a positive integer, got ${rowsPerShard}`,
+      'pass e.g. rowsPerShard: 10000.',
+    );
   const explicitExtra = opts.extraColumns === 'all' || opts.extraColumns === undefined ? undefined : opts.extraColumns;
   for (const c of explicitExtra ?? []) {
-    if (isReservedColumn(c)) throw new ConfigError(`extra column ${JSON.stringify(c)} clashes with a shard column`, 'rename the column in the URL list or leave it out of extraColumns.');
+    if (isReservedColumn(c))
+      throw new ConfigError(
+        `extra column ${JSON.stringify(c)} clashes with a shard column`,
+        'rename the column in the URL list or leave it out of extraColumns.',
+      );
   }
   const extraSeen = new Set<string>(explicitExtra ?? []);
   const firstOrdinal = new Map<string, number>();
@@ -88,9 +100,16 @@ export async function splitIntoInputShards(storage: ArtifactStorage, layout: Dat
       if (!checked) {
         checked = true;
         const cols = Object.keys(rec);
-        if (!(urlColumn in rec)) throw new ConfigError(`URL list ${path} has no column ${JSON.stringify(urlColumn)} (columns: ${cols.join(', ')})`, 'set urlColumn to the column holding the image URLs.');
+        if (!(urlColumn in rec))
+          throw new ConfigError(
+            `URL list ${path} has no column ${JSON.stringify(urlColumn)} (columns: ${cols.join(', ')})`,
+            'set urlColumn to the column holding the image URLs.',
+          );
         if (captionColumn !== null && opts.captionColumn !== undefined && !(captionColumn in rec)) {
-          throw new ConfigError(`URL list ${path} has no column ${JSON.stringify(captionColumn)} (columns: ${cols.join(', ')})`, 'set captionColumn to the caption column, or null for none.');
+          throw new ConfigError(
+            `URL list ${path} has no column ${JSON.stringify(captionColumn)} (columns: ${cols.join(', ')})`,
+            'set captionColumn to the caption column, or null for none.',
+          );
         }
       }
       const shardIndex = Math.floor(ordinal / rowsPerShard);
@@ -103,13 +122,21 @@ export async function splitIntoInputShards(storage: ArtifactStorage, layout: Dat
         for (const [c, v] of Object.entries(rec)) {
           if (c === urlColumn || c === captionColumn) continue;
           if (isReservedColumn(c)) {
-            throw new ConfigError(`URL list ${path} column ${JSON.stringify(c)} clashes with a shard column`, 'pass extraColumns explicitly (without it), or rename the column.');
+            throw new ConfigError(
+              `URL list ${path} column ${JSON.stringify(c)} clashes with a shard column`,
+              'pass extraColumns explicitly (without it), or rename the column.',
+            );
           }
           extra[c] = v;
           extraSeen.add(c);
         }
       }
-      const row: InputShardRow = { key, url, caption: captionColumn === null ? null : rec[captionColumn] ?? null, extra };
+      const row: InputShardRow = {
+        key,
+        url,
+        caption: captionColumn === null ? null : (rec[captionColumn] ?? null),
+        extra,
+      };
       if (opts.dedupUrls !== false && url.length > 0) {
         const d = urlDigest(url);
         const first = firstOrdinal.get(d);
@@ -136,8 +163,15 @@ export async function splitIntoInputShards(storage: ArtifactStorage, layout: Dat
 }
 
 /** Read one input shard and the sha256 of its bytes. */
-export async function readInputShard(storage: ArtifactStorage, uri: string): Promise<{ rows: InputShardRow[]; sha256: string; bytes: number }> {
+export async function readInputShard(
+  storage: ArtifactStorage,
+  uri: string,
+): Promise<{ rows: InputShardRow[]; sha256: string; bytes: number }> {
   const buf = await storage.read(uri);
-  const rows = buf.toString('utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as InputShardRow);
+  const rows = buf
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as InputShardRow);
   return { rows, sha256: sha256Hex(buf), bytes: buf.byteLength };
 }

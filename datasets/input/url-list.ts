@@ -41,10 +41,12 @@ export function detectFormat(source: UrlListSource): { path: string; format: Url
   const gzip = source.gzip ?? lower.endsWith('.gz');
   const base = gzip && lower.endsWith('.gz') ? lower.slice(0, -3) : lower;
   const ext = base.slice(base.lastIndexOf('.') + 1);
-  const format = source.format ?? (ext === 'json' || ext === 'ndjson' ? 'jsonl' : ext) as UrlListFormat;
+  const format = source.format ?? ((ext === 'json' || ext === 'ndjson' ? 'jsonl' : ext) as UrlListFormat);
   if (!URL_LIST_FORMATS.includes(format)) {
-    throw new UrlListError(`cannot tell the format of URL list ${path} (extension ".${ext}")`,
-      `name it .parquet, .csv, .tsv or .jsonl (optionally + .gz), or pass the format explicitly (${URL_LIST_FORMATS.join(', ')}).`);
+    throw new UrlListError(
+      `cannot tell the format of URL list ${path} (extension ".${ext}")`,
+      `name it .parquet, .csv, .tsv or .jsonl (optionally + .gz), or pass the format explicitly (${URL_LIST_FORMATS.join(', ')}).`,
+    );
   }
   return { path, format, gzip };
 }
@@ -71,8 +73,10 @@ async function* readDelimited(path: string, gzip: boolean, delimiter: string): A
     yield* readDelimitedRecords(path, gzip, delimiter);
   } catch (err) {
     if (!(err instanceof SyntaxError)) throw err;
-    throw new UrlListError(`URL list ${path} has broken quoting: ${err.message}`,
-      'fix the quoting at that line: a field containing the delimiter, a quote or a line break must be wrapped in "..." with inner quotes doubled ("").');
+    throw new UrlListError(
+      `URL list ${path} has broken quoting: ${err.message}`,
+      'fix the quoting at that line: a field containing the delimiter, a quote or a line break must be wrapped in "..." with inner quotes doubled ("").',
+    );
   }
 }
 
@@ -109,10 +113,16 @@ async function* readJsonl(path: string, gzip: boolean): AsyncGenerator<UrlListRe
     try {
       obj = JSON.parse(line);
     } catch (err) {
-      throw new UrlListError(`${path}:${lineNo} is not valid JSON (${(err as Error).message})`, 'write one JSON object per line.');
+      throw new UrlListError(
+        `${path}:${lineNo} is not valid JSON (${(err as Error).message})`,
+        'write one JSON object per line.',
+      );
     }
     if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
-      throw new UrlListError(`${path}:${lineNo} is not a JSON object`, 'write one JSON object per line, e.g. {"url": "...", "caption": "..."}.');
+      throw new UrlListError(
+        `${path}:${lineNo} is not a JSON object`,
+        'write one JSON object per line, e.g. {"url": "...", "caption": "..."}.',
+      );
     }
     yield Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, cellToString(v)]));
   }
@@ -123,8 +133,10 @@ async function* readParquetList(path: string, gzip: boolean): AsyncGenerator<Url
     yield* readParquetRecords(path, gzip);
   } catch (err) {
     if (err instanceof UrlListError) throw err;
-    throw new UrlListError(`URL list ${path} is not a readable Parquet file (${err instanceof Error ? err.message : String(err)})`,
-      'check that the file is a complete Parquet file (re-export or re-download it), or name it by its real format (.csv, .tsv, .jsonl).');
+    throw new UrlListError(
+      `URL list ${path} is not a readable Parquet file (${err instanceof Error ? err.message : String(err)})`,
+      'check that the file is a complete Parquet file (re-export or re-download it), or name it by its real format (.csv, .tsv, .jsonl).',
+    );
   }
 }
 
@@ -151,9 +163,13 @@ async function* readParquetRecords(path: string, gzip: boolean): AsyncGenerator<
 export function readUrlList(source: UrlListSource): AsyncGenerator<UrlListRecord> {
   const { path, format, gzip } = detectFormat(source);
   switch (format) {
-    case 'csv': return readDelimited(path, gzip, ',');
-    case 'tsv': return readDelimited(path, gzip, '\t');
-    case 'jsonl': return readJsonl(path, gzip);
-    case 'parquet': return readParquetList(path, gzip);
+    case 'csv':
+      return readDelimited(path, gzip, ',');
+    case 'tsv':
+      return readDelimited(path, gzip, '\t');
+    case 'jsonl':
+      return readJsonl(path, gzip);
+    case 'parquet':
+      return readParquetList(path, gzip);
   }
 }

@@ -4,7 +4,16 @@
  * a validity bitmap so nulls stay nulls.
  */
 import {
-  Binary, Float64, Int32, RecordBatch, Struct, Table, Utf8, makeData, type Data, type Schema,
+  Binary,
+  Float64,
+  Int32,
+  RecordBatch,
+  Struct,
+  Table,
+  Utf8,
+  makeData,
+  type Data,
+  type Schema,
 } from 'apache-arrow';
 import type { ShardColumns, ShardRow } from './schema.js';
 import { shardArrowSchema } from './schema.js';
@@ -37,11 +46,16 @@ function bytesColumn<T extends Utf8 | Binary>(type: T, values: (Uint8Array | nul
   }
   const { bitmap, nulls } = validity(n, (i) => values[i] !== null && values[i] !== undefined);
   const props = { length: n, nullCount: nulls, nullBitmap: nulls ? bitmap : null, valueOffsets: offsets, data };
-  return (type instanceof Utf8 ? makeData({ type, ...props }) : makeData({ type: type as Binary, ...props })) as unknown as Data<T>;
+  return (type instanceof Utf8
+    ? makeData({ type, ...props })
+    : makeData({ type: type as Binary, ...props })) as unknown as Data<T>;
 }
 
 function stringColumn(values: (string | null | undefined)[]): Data<Utf8> {
-  return bytesColumn(new Utf8(), values.map((v) => (v === null || v === undefined ? null : encoder.encode(v))));
+  return bytesColumn(
+    new Utf8(),
+    values.map((v) => (v === null || v === undefined ? null : encoder.encode(v))),
+  );
 }
 
 function int32Column(values: (number | null | undefined)[]): Data<Int32> {
@@ -61,7 +75,11 @@ function float64Column(values: (number | null | undefined)[]): Data<Float64> {
 }
 
 /** One Arrow table (a single record batch) holding `rows` with the shard schema for `columns`. */
-export function shardRowsToTable(rows: readonly ShardRow[], columns: ShardColumns, schema: Schema = shardArrowSchema(columns)): Table {
+export function shardRowsToTable(
+  rows: readonly ShardRow[],
+  columns: ShardColumns,
+  schema: Schema = shardArrowSchema(columns),
+): Table {
   const pick = <K extends keyof ShardRow>(k: K) => rows.map((r) => r[k]);
   const children: Data[] = [
     stringColumn(pick('key') as string[]),
@@ -74,7 +92,10 @@ export function shardRowsToTable(rows: readonly ShardRow[], columns: ShardColumn
     int32Column(pick('original_width') as (number | null)[]),
     int32Column(pick('original_height') as (number | null)[]),
     stringColumn(pick('sha256') as (string | null)[]),
-    bytesColumn(new Binary(), rows.map((r) => r.jpg ?? null)),
+    bytesColumn(
+      new Binary(),
+      rows.map((r) => r.jpg ?? null),
+    ),
   ];
   if (columns.clipScore) children.push(float64Column(rows.map((r) => r.clip_score)));
   if (columns.captionGenerated) children.push(stringColumn(rows.map((r) => r.caption_generated)));

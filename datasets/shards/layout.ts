@@ -18,7 +18,8 @@ export function datasetVersionId(name: string, version: number): string {
 }
 
 function assertVersion(version: number): number {
-  if (!Number.isInteger(version) || version < 1) throw new RangeError(`dataset version must be a positive integer, got ${version}`);
+  if (!Number.isInteger(version) || version < 1)
+    throw new RangeError(`dataset version must be a positive integer, got ${version}`);
   return version;
 }
 
@@ -34,7 +35,11 @@ export const statsRelativePath = (i: number) => `shards/shard-${pad(i)}.stats.js
 /** URIs of one dataset version. */
 export class DatasetLayout {
   readonly dirUri: string;
-  constructor(private readonly storage: ArtifactStorage, readonly name: string, readonly version: number) {
+  constructor(
+    private readonly storage: ArtifactStorage,
+    readonly name: string,
+    readonly version: number,
+  ) {
     assertSafeSegment(name, 'dataset name');
     this.dirUri = storage.uri('datasets', name, `v${assertVersion(version)}`);
   }

@@ -39,20 +39,36 @@ export interface DatasetManifest {
 }
 
 const manifestSchema = z.object({
-  id: z.string(), name: z.string(), version: z.number().int().positive(), parents: z.array(z.string()),
-  schemaVersion: z.number().int(), stage: z.string(), params: z.unknown(), createdAt: z.string(), rows: z.number().int().nonnegative(),
+  id: z.string(),
+  name: z.string(),
+  version: z.number().int().positive(),
+  parents: z.array(z.string()),
+  schemaVersion: z.number().int(),
+  stage: z.string(),
+  params: z.unknown(),
+  createdAt: z.string(),
+  rows: z.number().int().nonnegative(),
   countsByStatus: z.record(z.string(), z.number()).optional(),
-  shards: z.array(z.object({
-    index: z.number().int().nonnegative(), path: z.string(), rows: z.number().int().nonnegative(),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative(), stats: z.string().optional(),
-  })),
+  shards: z.array(
+    z.object({
+      index: z.number().int().nonnegative(),
+      path: z.string(),
+      rows: z.number().int().nonnegative(),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      bytes: z.number().int().nonnegative(),
+      stats: z.string().optional(),
+    }),
+  ),
 });
 
 /** A manifest file that does not match the manifest contract. */
 export class InvalidManifestError extends KilnError {
   constructor(uri: string, problem: string) {
-    super('KILN_INVALID_MANIFEST', `manifest ${uri} is invalid: ${problem}`,
-      'manifests are written by Kiln and never edited by hand; restore it from the producing run or re-run the stage into a new version.');
+    super(
+      'KILN_INVALID_MANIFEST',
+      `manifest ${uri} is invalid: ${problem}`,
+      'manifests are written by Kiln and never edited by hand; restore it from the producing run or re-run the stage into a new version.',
+    );
   }
 }
 
@@ -65,18 +81,26 @@ export function parseManifest(text: string, uri = 'manifest.json'): DatasetManif
     throw new InvalidManifestError(uri, `not JSON (${(err as Error).message})`);
   }
   const parsed = manifestSchema.safeParse(raw);
-  if (!parsed.success) throw new InvalidManifestError(uri, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  if (!parsed.success)
+    throw new InvalidManifestError(uri, parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
   return parsed.data as DatasetManifest;
 }
 
 /** Read the manifest of dataset `name` version `version`. */
-export async function readDatasetManifest(storage: ArtifactStorage, name: string, version: number): Promise<DatasetManifest> {
+export async function readDatasetManifest(
+  storage: ArtifactStorage,
+  name: string,
+  version: number,
+): Promise<DatasetManifest> {
   const uri = new DatasetLayout(storage, name, version).manifestUri;
   return parseManifest(await storage.readText(uri), uri);
 }
 
 /** Write a manifest atomically (pretty JSON, trailing newline). */
-export async function writeDatasetManifest(storage: ArtifactStorage, manifest: DatasetManifest): Promise<WrittenObject> {
+export async function writeDatasetManifest(
+  storage: ArtifactStorage,
+  manifest: DatasetManifest,
+): Promise<WrittenObject> {
   const layout = new DatasetLayout(storage, manifest.name, manifest.version);
   parseManifest(JSON.stringify(manifest), layout.manifestUri);
   return storage.writeAtomic(layout.manifestUri, `${JSON.stringify(manifest, null, 2)}\n`);
@@ -86,7 +110,12 @@ export async function writeDatasetManifest(storage: ArtifactStorage, manifest: D
  * The version's manifest, written once: when `manifest.json` already exists (an earlier attempt
  * wrote it) it is validated and reused, else `build()` is written atomically.
  */
-export async function reuseOrWriteManifest(storage: ArtifactStorage, name: string, version: number, build: () => Promise<DatasetManifest>): Promise<{ ref: WrittenObject; manifest: DatasetManifest }> {
+export async function reuseOrWriteManifest(
+  storage: ArtifactStorage,
+  name: string,
+  version: number,
+  build: () => Promise<DatasetManifest>,
+): Promise<{ ref: WrittenObject; manifest: DatasetManifest }> {
   const uri = new DatasetLayout(storage, name, version).manifestUri;
   if (!(await storage.exists(uri))) await writeDatasetManifest(storage, await build());
   const text = await storage.readText(uri);

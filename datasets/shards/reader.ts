@@ -36,14 +36,23 @@ export async function readShardInfo(storage: ArtifactStorage, uri: string): Prom
     const kv = fileMeta.keyValueMetadata() as Map<string, string>;
     const v = kv.get(SCHEMA_VERSION_METADATA_KEY);
     const schema = tableFromIPC(file.schema().intoIPCStream()).schema;
-    return { rows: fileMeta.numRows(), rowGroups: meta.numRowGroups(), schemaVersion: v === undefined ? null : Number(v), columns: schema.fields.map((f) => f.name) };
+    return {
+      rows: fileMeta.numRows(),
+      rowGroups: meta.numRowGroups(),
+      schemaVersion: v === undefined ? null : Number(v),
+      columns: schema.fields.map((f) => f.name),
+    };
   } finally {
     file.free();
   }
 }
 
 /** The whole shard (or some of its columns) as one Arrow table. */
-export async function readShardTable(storage: ArtifactStorage, uri: string, opts: ShardReadOptions = {}): Promise<Table> {
+export async function readShardTable(
+  storage: ArtifactStorage,
+  uri: string,
+  opts: ShardReadOptions = {},
+): Promise<Table> {
   if (!opts.columns) return tableFromIPC(parquet.readParquet(await storage.read(uri)).intoIPCStream());
   // readParquet ignores `columns` in parquet-wasm 0.8; the async file reader honours it.
   const file = await openShard(storage, uri);
@@ -55,10 +64,17 @@ export async function readShardTable(storage: ArtifactStorage, uri: string, opts
 }
 
 /** Stream the shard as Arrow tables of up to `batchSize` rows, reading the file lazily. */
-export async function* readShardBatches(storage: ArtifactStorage, uri: string, opts: ShardReadOptions = {}): AsyncGenerator<Table> {
+export async function* readShardBatches(
+  storage: ArtifactStorage,
+  uri: string,
+  opts: ShardReadOptions = {},
+): AsyncGenerator<Table> {
   const file = await openShard(storage, uri);
   try {
-    const stream = await file.stream({ batchSize: opts.batchSize ?? 1024, ...(opts.columns ? { columns: opts.columns } : {}) });
+    const stream = await file.stream({
+      batchSize: opts.batchSize ?? 1024,
+      ...(opts.columns ? { columns: opts.columns } : {}),
+    });
     for await (const batch of stream as unknown as AsyncIterable<parquet.RecordBatch>) {
       yield tableFromIPC(batch.intoIPCStream());
     }
@@ -72,8 +88,21 @@ const KNOWN = new Set<string>([...BASE_COLUMNS, ...STAGE_COLUMNS]);
 /** Typed rows of an Arrow shard table (missing columns read as null). */
 export function* shardTableRows(table: Table): Generator<ShardRow> {
   const col = (name: string) => table.getChild(name);
-  const [key, url, caption, status, err, width, height, ow, oh, sha, jpg, clip, capGen] =
-    ['key', 'url', 'caption', 'status', 'error_message', 'width', 'height', 'original_width', 'original_height', 'sha256', 'jpg', 'clip_score', 'caption_generated'].map(col);
+  const [key, url, caption, status, err, width, height, ow, oh, sha, jpg, clip, capGen] = [
+    'key',
+    'url',
+    'caption',
+    'status',
+    'error_message',
+    'width',
+    'height',
+    'original_width',
+    'original_height',
+    'sha256',
+    'jpg',
+    'clip_score',
+    'caption_generated',
+  ].map(col);
   const extras = table.schema.fields.map((f) => f.name).filter((n) => !KNOWN.has(n));
   const extraCols = extras.map((n) => [n, col(n)] as const);
   for (let i = 0; i < table.numRows; i++) {
@@ -92,12 +121,17 @@ export function* shardTableRows(table: Table): Generator<ShardRow> {
     };
     if (clip) row.clip_score = (clip.get(i) as number | null) ?? null;
     if (capGen) row.caption_generated = (capGen.get(i) as string | null) ?? null;
-    if (extraCols.length) row.extra = Object.fromEntries(extraCols.map(([n, c]) => [n, (c?.get(i) as string | null | undefined) ?? null]));
+    if (extraCols.length)
+      row.extra = Object.fromEntries(extraCols.map(([n, c]) => [n, (c?.get(i) as string | null | undefined) ?? null]));
     yield row;
   }
 }
 
 /** Stream typed rows of a shard. */
-export async function* readShardRows(storage: ArtifactStorage, uri: string, opts: ShardReadOptions = {}): AsyncGenerator<ShardRow> {
+export async function* readShardRows(
+  storage: ArtifactStorage,
+  uri: string,
+  opts: ShardReadOptions = {},
+): AsyncGenerator<ShardRow> {
   for await (const table of readShardBatches(storage, uri, opts)) yield* shardTableRows(table);
 }

@@ -7,11 +7,7 @@
  */
 import { Binary, Field, Float64, Int32, Schema, Utf8, type DataType } from 'apache-arrow';
 
-export type RowStatus =
-  | 'success'
-  | 'failed_to_download'
-  | 'failed_to_resize'
-  | 'filtered';
+export type RowStatus = 'success' | 'failed_to_download' | 'failed_to_resize' | 'filtered';
 
 export const ROW_STATUSES: readonly RowStatus[] = ['success', 'failed_to_download', 'failed_to_resize', 'filtered'];
 
@@ -43,8 +39,17 @@ export interface ShardRow {
 }
 
 export const BASE_COLUMNS = [
-  'key', 'url', 'caption', 'status', 'error_message', 'width', 'height',
-  'original_width', 'original_height', 'sha256', 'jpg',
+  'key',
+  'url',
+  'caption',
+  'status',
+  'error_message',
+  'width',
+  'height',
+  'original_width',
+  'original_height',
+  'sha256',
+  'jpg',
 ] as const;
 
 export type BaseColumn = (typeof BASE_COLUMNS)[number];

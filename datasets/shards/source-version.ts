@@ -9,7 +9,13 @@ import type { ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout } from './layout.js';
 import { manifestShardUris, parseManifest } from './manifest.js';
 
-export interface PinnedSourceShard { index: number; uri: string; sha256: string; rows: number; bytes: number }
+export interface PinnedSourceShard {
+  index: number;
+  uri: string;
+  sha256: string;
+  rows: number;
+  bytes: number;
+}
 
 export interface PinnedSource {
   id: string;
@@ -21,18 +27,35 @@ export interface PinnedSource {
 }
 
 /** Pin `name@vN` (its manifest must exist: the version is finished). `stage` names the stage in the fix. */
-export async function pinSourceVersion(storage: ArtifactStorage, name: string, version: number, stage: string): Promise<PinnedSource> {
+export async function pinSourceVersion(
+  storage: ArtifactStorage,
+  name: string,
+  version: number,
+  stage: string,
+): Promise<PinnedSource> {
   const layout = new DatasetLayout(storage, name, version);
   if (!(await storage.exists(layout.manifestUri))) {
-    throw new MissingFileError(`source dataset ${layout.id} has no manifest at ${layout.manifestUri}`,
-      `${stage} a finished dataset version: crawl ${name} first (kiln run spec.yaml), or pass a version that exists (kiln lineage jobs lists them).`);
+    throw new MissingFileError(
+      `source dataset ${layout.id} has no manifest at ${layout.manifestUri}`,
+      `${stage} a finished dataset version: crawl ${name} first (kiln run spec.yaml), or pass a version that exists (kiln lineage jobs lists them).`,
+    );
   }
   const text = await storage.readText(layout.manifestUri);
   const manifest = parseManifest(text, layout.manifestUri);
   const uris = manifestShardUris(storage, manifest);
   return {
-    id: manifest.id, version: manifest.version, manifestUri: layout.manifestUri, manifestSha256: sha256Hex(text), rows: manifest.rows,
-    shards: manifest.shards.map((s, k) => ({ index: s.index, uri: uris[k]!, sha256: s.sha256, rows: s.rows, bytes: s.bytes })),
+    id: manifest.id,
+    version: manifest.version,
+    manifestUri: layout.manifestUri,
+    manifestSha256: sha256Hex(text),
+    rows: manifest.rows,
+    shards: manifest.shards.map((s, k) => ({
+      index: s.index,
+      uri: uris[k]!,
+      sha256: s.sha256,
+      rows: s.rows,
+      bytes: s.bytes,
+    })),
   };
 }
 

@@ -25,8 +25,12 @@ export interface FileRef {
  * Shard `i`'s stats when it is finished: stats present (and accepted by `accept`, e.g. written by
  * this stage), Parquet present with the recorded size and, with `verifyHash`, the recorded sha256.
  */
-export async function findFinishedShard<S extends ShardStats = ShardStats>(storage: ArtifactStorage, layout: DatasetLayout, i: number,
-  opts: { verifyHash?: boolean; accept?: (stats: S) => boolean } = {}): Promise<{ stats: S; ref: FileRef } | undefined> {
+export async function findFinishedShard<S extends ShardStats = ShardStats>(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  i: number,
+  opts: { verifyHash?: boolean; accept?: (stats: S) => boolean } = {},
+): Promise<{ stats: S; ref: FileRef } | undefined> {
   const statsUri = layout.statsUri(i);
   if (!(await storage.exists(statsUri))) return undefined;
   const text = await storage.readText(statsUri);
@@ -44,10 +48,16 @@ export async function findFinishedShard<S extends ShardStats = ShardStats>(stora
 }
 
 /** Indices in [from, to) whose shard is not finished (cheap: stats + Parquet size, no hashing). */
-export async function pendingShards<S extends ShardStats>(storage: ArtifactStorage, layout: DatasetLayout, from: number, to: number,
-  accept?: (stats: S) => boolean): Promise<number[]> {
+export async function pendingShards<S extends ShardStats>(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  from: number,
+  to: number,
+  accept?: (stats: S) => boolean,
+): Promise<number[]> {
   const pending: number[] = [];
-  for (let i = from; i < to; i++) if (!(await findFinishedShard<S>(storage, layout, i, { verifyHash: false, accept }))) pending.push(i);
+  for (let i = from; i < to; i++)
+    if (!(await findFinishedShard<S>(storage, layout, i, { verifyHash: false, accept }))) pending.push(i);
   return pending;
 }
 
@@ -69,22 +79,36 @@ export interface CommitShardSpec<S extends ShardStats> {
 }
 
 /** Write output shard `spec.shardIndex`: open, stream, commit, write its stats; abort on any error (nothing partial is visible). */
-export async function commitShard<S extends ShardStats>(storage: ArtifactStorage, spec: CommitShardSpec<S>): Promise<{ stats: S; ref: FileRef }> {
+export async function commitShard<S extends ShardStats>(
+  storage: ArtifactStorage,
+  spec: CommitShardSpec<S>,
+): Promise<{ stats: S; ref: FileRef }> {
   const i = spec.shardIndex;
   const collector = new ShardStatsCollector();
   const writer = await ShardWriter.open(storage, spec.layout.shardUri(i), spec.writer);
   try {
-    await spec.fill(async (row, timing) => {
-      collector.addRow(row, timing);
-      const t = performance.now();
-      await writer.append(row);
-      collector.addWriteTime(performance.now() - t);
-    }, () => writer.rows);
-    if (spec.expectedRows !== undefined && writer.rows !== spec.expectedRows) throw new Error(`shard ${i}: wrote ${writer.rows} rows for ${spec.expectedRows} input rows`);
+    await spec.fill(
+      async (row, timing) => {
+        collector.addRow(row, timing);
+        const t = performance.now();
+        await writer.append(row);
+        collector.addWriteTime(performance.now() - t);
+      },
+      () => writer.rows,
+    );
+    if (spec.expectedRows !== undefined && writer.rows !== spec.expectedRows)
+      throw new Error(`shard ${i}: wrote ${writer.rows} rows for ${spec.expectedRows} input rows`);
     const t = performance.now();
     const shard = await writer.commit();
     collector.addWriteTime(performance.now() - t);
-    const stats = spec.stats(collector.finish({ schemaVersion: SHARD_SCHEMA_VERSION, shardIndex: i, inputUri: spec.inputUri, shard: { uri: shard.uri, sha256: shard.sha256, bytes: shard.bytes } }));
+    const stats = spec.stats(
+      collector.finish({
+        schemaVersion: SHARD_SCHEMA_VERSION,
+        shardIndex: i,
+        inputUri: spec.inputUri,
+        shard: { uri: shard.uri, sha256: shard.sha256, bytes: shard.bytes },
+      }),
+    );
     const w = await storage.writeAtomic(spec.layout.statsUri(i), `${JSON.stringify(stats, null, 2)}\n`);
     return { stats, ref: { uri: w.uri, sha256: w.sha256, bytes: w.bytes } };
   } catch (err) {

@@ -11,7 +11,8 @@ export const OTHER_REASONS = '__other__';
 export class CappedCounter {
   private readonly counts = new Map<string, number>();
   constructor(private readonly maxKeys = 100) {
-    if (!Number.isInteger(maxKeys) || maxKeys < 1) throw new RangeError(`maxKeys must be a positive integer, got ${maxKeys}`);
+    if (!Number.isInteger(maxKeys) || maxKeys < 1)
+      throw new RangeError(`maxKeys must be a positive integer, got ${maxKeys}`);
   }
   add(key: string, n = 1): void {
     const k = this.counts.has(key) || this.counts.size < this.maxKeys ? key : OTHER_REASONS;
@@ -85,7 +86,10 @@ export class ShardStatsCollector {
     this.byReason = new CappedCounter(maxReasons);
   }
 
-  addRow(row: ShardRow, t: { downloadedBytes?: number; downloadMs?: number; decodeMs?: number; retries?: number } = {}): void {
+  addRow(
+    row: ShardRow,
+    t: { downloadedBytes?: number; downloadMs?: number; decodeMs?: number; retries?: number } = {},
+  ): void {
     this.rows++;
     this.byStatus[row.status] = (this.byStatus[row.status] ?? 0) + 1;
     const reason = errorReason(row.error_message);
@@ -101,7 +105,13 @@ export class ShardStatsCollector {
     this.writeMs += ms;
   }
 
-  finish(f: { schemaVersion: number; shardIndex: number; inputUri: string; shard: ShardStats['shard']; imageCodec?: ShardStats['imageCodec'] }): ShardStats {
+  finish(f: {
+    schemaVersion: number;
+    shardIndex: number;
+    inputUri: string;
+    shard: ShardStats['shard'];
+    imageCodec?: ShardStats['imageCodec'];
+  }): ShardStats {
     const round = (x: number) => Math.round(x * 10) / 10;
     return {
       schemaVersion: f.schemaVersion,
@@ -112,7 +122,12 @@ export class ShardStatsCollector {
       countsByStatus: { ...this.byStatus },
       countsByReason: this.byReason.toJSON(),
       bytes: { downloaded: this.downloaded, stored: this.stored },
-      durations: { totalMs: Date.now() - this.startedAtMs, downloadMs: round(this.downloadMs), decodeMs: round(this.decodeMs), writeMs: round(this.writeMs) },
+      durations: {
+        totalMs: Date.now() - this.startedAtMs,
+        downloadMs: round(this.downloadMs),
+        decodeMs: round(this.decodeMs),
+        writeMs: round(this.writeMs),
+      },
       retries: this.retries,
       startedAt: new Date(this.startedAtMs).toISOString(),
       finishedAt: new Date().toISOString(),

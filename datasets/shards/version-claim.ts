@@ -16,7 +16,11 @@ interface VersionClaim {
 }
 
 /** True when the version is (now) claimed for `fingerprint`; false when another plan holds it. */
-export async function claimVersion(storage: ArtifactStorage, layout: DatasetLayout, fingerprint: string): Promise<boolean> {
+export async function claimVersion(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+  fingerprint: string,
+): Promise<boolean> {
   const claim: VersionClaim = { fingerprint, claimedAt: new Date().toISOString() };
   if (await storage.createExclusive(layout.claimUri, `${JSON.stringify(claim)}\n`)) return true;
   const held = JSON.parse(await storage.readText(layout.claimUri)) as VersionClaim;
@@ -37,7 +41,10 @@ export interface VersionChoice {
 }
 
 /** The plan.json of a version (any stage's: each has a `fingerprint`), or undefined when absent. */
-export async function readVersionPlan<P extends { fingerprint?: string }>(storage: ArtifactStorage, layout: DatasetLayout): Promise<P | undefined> {
+export async function readVersionPlan<P extends { fingerprint?: string }>(
+  storage: ArtifactStorage,
+  layout: DatasetLayout,
+): Promise<P | undefined> {
   if (!(await storage.exists(layout.planUri))) return undefined;
   return JSON.parse(await storage.readText(layout.planUri)) as P;
 }
@@ -48,7 +55,10 @@ export async function readVersionPlan<P extends { fingerprint?: string }>(storag
  * after the newest recorded one is claimed (claimVersion, so two planners never share one); any
  * other is skipped. An explicit version is resumed or claimed, or refused with a ConfigError.
  */
-export async function chooseVersion(storage: ArtifactStorage, c: VersionChoice): Promise<{ layout: DatasetLayout; resumed: boolean }> {
+export async function chooseVersion(
+  storage: ArtifactStorage,
+  c: VersionChoice,
+): Promise<{ layout: DatasetLayout; resumed: boolean }> {
   for (let version = c.explicit ?? c.first; ; version++) {
     const layout = new DatasetLayout(storage, c.datasetName, version);
     const existing = await readVersionPlan(storage, layout);
@@ -56,9 +66,12 @@ export async function chooseVersion(storage: ArtifactStorage, c: VersionChoice):
     const taken = existing !== undefined || (await storage.exists(layout.manifestUri));
     if (c.explicit !== undefined) {
       if (!taken && (await claimVersion(storage, layout, c.fingerprint))) return { layout, resumed: false };
-      throw new ConfigError(`dataset ${layout.id} already exists with different inputs or options`,
-        'datasets are immutable: omit the version to create the next one, or rerun with the same inputs and options to resume it.');
+      throw new ConfigError(
+        `dataset ${layout.id} already exists with different inputs or options`,
+        'datasets are immutable: omit the version to create the next one, or rerun with the same inputs and options to resume it.',
+      );
     }
-    if (!taken && version > c.latestRecorded && (await claimVersion(storage, layout, c.fingerprint))) return { layout, resumed: false };
+    if (!taken && version > c.latestRecorded && (await claimVersion(storage, layout, c.fingerprint)))
+      return { layout, resumed: false };
   }
 }

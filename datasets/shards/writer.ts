@@ -74,8 +74,12 @@ export class ShardWriter {
     const columns = opts.columns ?? { extra: [] };
     const schema = shardArrowSchema(columns);
     const rowGroupSize = opts.rowGroupSize ?? 1024;
-    if (!Number.isInteger(rowGroupSize) || rowGroupSize < 1) throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
-    const meta = new Map<string, string>([[SCHEMA_VERSION_METADATA_KEY, String(SHARD_SCHEMA_VERSION)], ...Object.entries(opts.metadata ?? {})]);
+    if (!Number.isInteger(rowGroupSize) || rowGroupSize < 1)
+      throw new RangeError(`rowGroupSize must be a positive integer, got ${rowGroupSize}`);
+    const meta = new Map<string, string>([
+      [SCHEMA_VERSION_METADATA_KEY, String(SHARD_SCHEMA_VERSION)],
+      ...Object.entries(opts.metadata ?? {}),
+    ]);
     const props = new parquet.WriterPropertiesBuilder()
       .setCompression(parquet.Compression.ZSTD)
       .setMaxRowGroupSize(rowGroupSize)
@@ -89,20 +93,31 @@ export class ShardWriter {
       .build();
     const atomic = await storage.openAtomicWriter(uri);
     const channel = new BatchChannel(1);
-    const source = new ReadableStream<parquet.RecordBatch>({
-      async pull(controller) {
-        const b = await channel.pull();
-        if (b === null) controller.close();
-        else controller.enqueue(b);
+    const source = new ReadableStream<parquet.RecordBatch>(
+      {
+        async pull(controller) {
+          const b = await channel.pull();
+          if (b === null) controller.close();
+          else controller.enqueue(b);
+        },
       },
-    }, { highWaterMark: 0 });
+      { highWaterMark: 0 },
+    );
     // transformParquetStream pulls the first batch (for the schema) before it resolves, so the
     // pump must not be awaited here: it runs while rows are appended.
     const pump = (async () => {
       const out = await parquet.transformParquetStream(source, props);
       for await (const chunk of out as unknown as AsyncIterable<Uint8Array>) await atomic.write(chunk);
     })();
-    const writer = new ShardWriter(atomic, columns, schema, rowGroupSize, opts.rowGroupBytes ?? 64 * 1024 * 1024, channel, pump);
+    const writer = new ShardWriter(
+      atomic,
+      columns,
+      schema,
+      rowGroupSize,
+      opts.rowGroupBytes ?? 64 * 1024 * 1024,
+      channel,
+      pump,
+    );
     pump.catch((err: unknown) => {
       writer.failure ??= err;
       channel.release();

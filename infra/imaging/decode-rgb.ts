@@ -45,7 +45,13 @@ export async function decodeRgbWithOptions(bytes: Uint8Array, opts: DecodeRgbOpt
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (opts.codec !== 'sharp' && nativeJpeg?.decodeRgb && isJpeg(bytes)) {
     const r = await nativeJpeg.decodeRgb(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), maxPixels);
-    if (r) return { data: new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength), width: r.width, height: r.height, channels: 3 };
+    if (r)
+      return {
+        data: new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength),
+        width: r.width,
+        height: r.height,
+        channels: 3,
+      };
   }
   const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: maxPixels })
     .removeAlpha()
@@ -53,11 +59,21 @@ export async function decodeRgbWithOptions(bytes: Uint8Array, opts: DecodeRgbOpt
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`decoded image has ${info.channels} channels, expected 3`);
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels: 3 };
+  return {
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    width: info.width,
+    height: info.height,
+    channels: 3,
+  };
 }
 
 /** A Pillow resize for a decoded image: `pilResize(img, width, height, resample, box)`. */
-export interface RgbResize { width: number; height: number; resample: PilResample; box?: OutputBox }
+export interface RgbResize {
+  width: number;
+  height: number;
+  resample: PilResample;
+  box?: OutputBox;
+}
 
 /**
  * The frame size in a JPEG's SOF header (what libjpeg decodes to without scaling), read before
@@ -68,8 +84,14 @@ export function jpegFrameSize(b: Uint8Array): { width: number; height: number } 
   while (i + 9 < b.length) {
     if (b[i] !== 0xff) return undefined;
     const marker = b[i + 1] as number;
-    if (marker === 0xff) { i++; continue; } // fill byte
-    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { i += 2; continue; } // no length field
+    if (marker === 0xff) {
+      i++;
+      continue;
+    } // fill byte
+    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+      i += 2;
+      continue;
+    } // no length field
     if (marker === 0xda || marker === 0xd9) return undefined; // scan or end before any frame header
     const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
     if (isSof) {
@@ -89,15 +111,31 @@ export function jpegFrameSize(b: Uint8Array): { width: number; height: number } 
  * JPEG the addon declines, goes through decodeRgb() and pilResize(): the same bytes.
  */
 export async function decodeResizedRgb(
-  bytes: Uint8Array, plan: (width: number, height: number) => RgbResize | undefined, opts: DecodeRgbOptions = {},
+  bytes: Uint8Array,
+  plan: (width: number, height: number) => RgbResize | undefined,
+  opts: DecodeRgbOptions = {},
 ): Promise<{ image: RawImage8; resize: RgbResize | undefined }> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   const size = opts.codec !== 'sharp' && nativeJpeg?.resizeRgb && isJpeg(bytes) ? jpegFrameSize(bytes) : undefined;
   const early = size && plan(size.width, size.height);
   if (size && early && nativeJpeg?.resizeRgb) {
     const steps = resamplePlan(size.width, size.height, early.width, early.height, early.resample, early.box);
-    const r = await nativeJpeg.resizeRgb(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), true, maxPixels, steps);
-    if (r) return { image: { data: new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength), width: r.width, height: r.height, channels: 3 }, resize: early };
+    const r = await nativeJpeg.resizeRgb(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      true,
+      maxPixels,
+      steps,
+    );
+    if (r)
+      return {
+        image: {
+          data: new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength),
+          width: r.width,
+          height: r.height,
+          channels: 3,
+        },
+        resize: early,
+      };
   }
   const img = await decodeRgbWithOptions(bytes, opts);
   const resize = plan(img.width, img.height);

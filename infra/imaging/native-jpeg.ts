@@ -17,7 +17,17 @@ export interface NativeJpeg {
    * offsets crop) and encode JPEG at `quality` (baseline, 4:2:0). `undefined`: not handled here
    * (including images with more than `maxPixels` pixels, declined before decoding).
    */
-  process(input: Buffer, rw: number, rh: number, cw: number, ch: number, ox: number, oy: number, quality: number, maxPixels: number): Promise<Buffer | undefined>;
+  process(
+    input: Buffer,
+    rw: number,
+    rh: number,
+    cw: number,
+    ch: number,
+    ox: number,
+    oy: number,
+    quality: number,
+    maxPixels: number,
+  ): Promise<Buffer | undefined>;
   /**
    * Decode `input` to 8-bit RGB (width * height * 3 bytes) exactly as Pillow's
    * `Image.open().convert('RGB')` (YCbCr or grey JPEGs; ICC profiles ignored, as PIL does).
@@ -31,7 +41,12 @@ export interface NativeJpeg {
    * resamplePlan() (layout in native/pil_resample.c). `undefined`: the JPEG is declined as by
    * decodeRgb, or is not the plan's size. Used through decode-rgb.ts's decodeResizedRgb().
    */
-  resizeRgb?(input: Buffer, jpeg: boolean, maxPixels: number, plan: Int32Array): Promise<{ data: Buffer; width: number; height: number } | undefined>;
+  resizeRgb?(
+    input: Buffer,
+    jpeg: boolean,
+    maxPixels: number,
+    plan: Int32Array,
+  ): Promise<{ data: Buffer; width: number; height: number } | undefined>;
   libjpegTurboVersion: number;
 }
 
@@ -66,11 +81,19 @@ export const nativeJpegStatus: string = loaded.why;
  * `codec` = `sharp` (a shard whose earlier attempts died, see datasets/crawl/attempts.ts), sharp
  * does every image whether or not the addon is loaded, and `why` says so.
  */
-export async function imageCodecEnvironment(codec: 'auto' | 'sharp' = 'auto', why?: string): Promise<{ imageCodec: string }> {
+export async function imageCodecEnvironment(
+  codec: 'auto' | 'sharp' = 'auto',
+  why?: string,
+): Promise<{ imageCodec: string }> {
   const { default: sharp } = await import('sharp');
   const viaSharp = `sharp ${sharp.versions.sharp} (libvips ${sharp.versions.vips})`;
-  if (codec === 'sharp') return { imageCodec: `${viaSharp} for every image (${why ?? 'native JPEG path off for this shard'})` };
+  if (codec === 'sharp')
+    return { imageCodec: `${viaSharp} for every image (${why ?? 'native JPEG path off for this shard'})` };
   const v = nativeJpeg?.libjpegTurboVersion ?? 0;
   const turbo = `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
-  return { imageCodec: nativeJpeg ? `libjpeg-turbo ${turbo} for JPEG->JPEG, ${viaSharp} otherwise` : `${viaSharp} (native JPEG path: ${nativeJpegStatus})` };
+  return {
+    imageCodec: nativeJpeg
+      ? `libjpeg-turbo ${turbo} for JPEG->JPEG, ${viaSharp} otherwise`
+      : `${viaSharp} (native JPEG path: ${nativeJpegStatus})`,
+  };
 }

@@ -16,16 +16,37 @@
  */
 
 /** PIL resampling filters by their `PIL.Image.Resampling` number (as in preprocessor_config.json). */
-export const PIL_RESAMPLE = { lanczos: 1, bilinear: 2, bicubic: 3, box: 4, hamming: 5, mks2013: 6, mks2021: 7 } as const;
+export const PIL_RESAMPLE = {
+  lanczos: 1,
+  bilinear: 2,
+  bicubic: 3,
+  box: 4,
+  hamming: 5,
+  mks2013: 6,
+  mks2021: 7,
+} as const;
 export type PilResample = (typeof PIL_RESAMPLE)[keyof typeof PIL_RESAMPLE];
 
 /** An 8-bit interleaved image: `data.length === width * height * channels`. */
-export interface RawImage8 { data: Uint8Array; width: number; height: number; channels: number }
+export interface RawImage8 {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: number;
+}
 
 /** The part of a resized image to compute: output columns left..left+width, rows top..top+height. */
-export interface OutputBox { left: number; top: number; width: number; height: number }
+export interface OutputBox {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
 
-interface Filter { support: number; weight: (x: number) => number }
+interface Filter {
+  support: number;
+  weight: (x: number) => number;
+}
 
 function sinc(x: number): number {
   if (x === 0) return 1;
@@ -35,7 +56,13 @@ function sinc(x: number): number {
 
 const FILTERS: Record<PilResample, Filter> = {
   1: { support: 3, weight: (x) => (x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0) },
-  2: { support: 1, weight: (x) => { const a = x < 0 ? -x : x; return a < 1 ? 1 - a : 0; } },
+  2: {
+    support: 1,
+    weight: (x) => {
+      const a = x < 0 ? -x : x;
+      return a < 1 ? 1 - a : 0;
+    },
+  },
   3: {
     support: 2,
     weight: (x) => {
@@ -55,16 +82,16 @@ const FILTERS: Record<PilResample, Filter> = {
       if (x >= 1) return 0;
       const px = x * Math.PI;
       // Pillow writes these constants as C floats (0.54f, 0.46f).
-      return Math.sin(px) / px * (Math.fround(0.54) + Math.fround(0.46) * Math.cos(px));
+      return (Math.sin(px) / px) * (Math.fround(0.54) + Math.fround(0.46) * Math.cos(px));
     },
   },
   6: {
     support: 2.5,
     weight: (x) => {
       if (x < 0) x = -x;
-      if (x < 0.5) return 17 / 16 - 7 / 4 * x ** 2;
+      if (x < 0.5) return 17 / 16 - (7 / 4) * x ** 2;
       if (x < 1.5) return (1 - x) * (7 / 4 - x);
-      if (x < 2.5) return -1 / 8 * (x - 5 / 2) ** 2;
+      if (x < 2.5) return (-1 / 8) * (x - 5 / 2) ** 2;
       return 0;
     },
   },
@@ -72,11 +99,11 @@ const FILTERS: Record<PilResample, Filter> = {
     support: 4.5,
     weight: (x) => {
       if (x < 0) x = -x;
-      if (x < 0.5) return 577 / 576 - 239 / 144 * x ** 2;
-      if (x < 1.5) return 35 / 36 * (x - 1) * (x - 239 / 140);
-      if (x < 2.5) return 1 / 6 * (x - 2) * (65 / 24 - x);
-      if (x < 3.5) return 1 / 36 * (x - 3) * (x - 15 / 4);
-      if (x < 4.5) return -1 / 288 * (x - 9 / 2) ** 2;
+      if (x < 0.5) return 577 / 576 - (239 / 144) * x ** 2;
+      if (x < 1.5) return (35 / 36) * (x - 1) * (x - 239 / 140);
+      if (x < 2.5) return (1 / 6) * (x - 2) * (65 / 24 - x);
+      if (x < 3.5) return (1 / 36) * (x - 3) * (x - 15 / 4);
+      if (x < 4.5) return (-1 / 288) * (x - 9 / 2) ** 2;
       return 0;
     },
   },
@@ -158,10 +185,22 @@ function clip8(v: number): number {
  * Horizontal 8-bit pass: output columns x0..x0+width of input rows y0..y0+rows, reading input
  * columns from `inX0` on (the input image may itself be a window).
  */
-function horizontal8(img: RawImage8, co: AxisCoefficients, x0: number, width: number, y0: number, rows: number, inX0: number): RawImage8 {
+function horizontal8(
+  img: RawImage8,
+  co: AxisCoefficients,
+  x0: number,
+  width: number,
+  y0: number,
+  rows: number,
+  inX0: number,
+): RawImage8 {
   const c = img.channels;
   const out = new Uint8Array(width * rows * c);
-  const src = img.data, kk = co.fixed, bounds = co.bounds, ksize = co.ksize, stride = img.width * c;
+  const src = img.data,
+    kk = co.fixed,
+    bounds = co.bounds,
+    ksize = co.ksize,
+    stride = img.width * c;
   for (let y = 0; y < rows; y++) {
     const rowIn = (y + y0) * stride;
     let o = y * width * c;
@@ -170,7 +209,9 @@ function horizontal8(img: RawImage8, co: AxisCoefficients, x0: number, width: nu
       const n = bounds[xx * 2 + 1] as number;
       const kOff = xx * ksize;
       if (c === 3) {
-        let s0 = HALF, s1 = HALF, s2 = HALF;
+        let s0 = HALF,
+          s1 = HALF,
+          s2 = HALF;
         let p = rowIn + xmin * 3;
         // int32 arithmetic, as Pillow's C `int` sums (they cannot overflow: 22-bit weights x 8-bit values).
         for (let x = 0; x < n; x++, p += 3) {
@@ -179,12 +220,15 @@ function horizontal8(img: RawImage8, co: AxisCoefficients, x0: number, width: nu
           s1 = (s1 + (src[p + 1] as number) * k) | 0;
           s2 = (s2 + (src[p + 2] as number) * k) | 0;
         }
-        out[o] = clip8(s0); out[o + 1] = clip8(s1); out[o + 2] = clip8(s2);
+        out[o] = clip8(s0);
+        out[o + 1] = clip8(s1);
+        out[o + 2] = clip8(s2);
         o += 3;
       } else {
         for (let ch = 0; ch < c; ch++, o++) {
           let s = HALF;
-          for (let x = 0; x < n; x++) s = (s + (src[rowIn + (x + xmin) * c + ch] as number) * (kk[kOff + x] as number)) | 0;
+          for (let x = 0; x < n; x++)
+            s = (s + (src[rowIn + (x + xmin) * c + ch] as number) * (kk[kOff + x] as number)) | 0;
           out[o] = clip8(s);
         }
       }
@@ -198,7 +242,9 @@ function vertical8(img: RawImage8, co: AxisCoefficients, y0: number, height: num
   const stride = img.width * img.channels;
   const out = new Uint8Array(stride * height);
   const acc = new Int32Array(stride);
-  const src = img.data, kk = co.fixed, ksize = co.ksize;
+  const src = img.data,
+    kk = co.fixed,
+    ksize = co.ksize;
   for (let yy = 0; yy < height; yy++) {
     const ymin = (co.bounds[(yy + y0) * 2] as number) - inY0;
     const n = co.bounds[(yy + y0) * 2 + 1] as number;
@@ -217,7 +263,8 @@ function vertical8(img: RawImage8, co: AxisCoefficients, y0: number, height: num
 
 /** Input index range [first, last) that output pixels from..from+count read on one axis. */
 function inputSpan(co: AxisCoefficients, from: number, count: number): [number, number] {
-  let first = Number.POSITIVE_INFINITY, last = 0;
+  let first = Number.POSITIVE_INFINITY,
+    last = 0;
   for (let i = from; i < from + count; i++) {
     const s = co.bounds[i * 2] as number;
     first = Math.min(first, s);
@@ -243,7 +290,13 @@ function checkedBox(width: number, height: number, resample: PilResample, box: O
  * With `box`, only that part of the resized image is computed and returned (the same bytes as
  * resizing fully and cropping, with less work: a centre crop after a resize costs only the crop).
  */
-export function pilResize(img: RawImage8, width: number, height: number, resample: PilResample, box?: OutputBox): RawImage8 {
+export function pilResize(
+  img: RawImage8,
+  width: number,
+  height: number,
+  resample: PilResample,
+  box?: OutputBox,
+): RawImage8 {
   const b = checkedBox(width, height, resample, box);
   const needH = width !== img.width;
   const needV = height !== img.height;
@@ -251,7 +304,14 @@ export function pilResize(img: RawImage8, width: number, height: number, resampl
   const horiz = axisCoefficients(img.width, width, resample);
   const vert = axisCoefficients(img.height, height, resample);
   if (!needV) return horizontal8(img, horiz, b.left, b.width, b.top, b.height, 0);
-  if (!needH) return vertical8(cropRaw(img, { left: b.left, top: 0, width: b.width, height: img.height }), vert, b.top, b.height, 0);
+  if (!needH)
+    return vertical8(
+      cropRaw(img, { left: b.left, top: 0, width: b.width, height: img.height }),
+      vert,
+      b.top,
+      b.height,
+      0,
+    );
   if (!verticalFirst(img.width, img.height, width, height)) {
     // Only the input rows the vertical pass reads (Pillow's ybox_first..ybox_last, narrowed to the box).
     const [yFirst, yLast] = inputSpan(vert, b.top, b.height);
@@ -260,7 +320,13 @@ export function pilResize(img: RawImage8, width: number, height: number, resampl
   }
   // Vertical first over the input columns the horizontal pass reads.
   const [xFirst, xLast] = inputSpan(horiz, b.left, b.width);
-  const tmp = vertical8(cropRaw(img, { left: xFirst, top: 0, width: xLast - xFirst, height: img.height }), vert, b.top, b.height, 0);
+  const tmp = vertical8(
+    cropRaw(img, { left: xFirst, top: 0, width: xLast - xFirst, height: img.height }),
+    vert,
+    b.top,
+    b.height,
+    0,
+  );
   return horizontal8(tmp, horiz, b.left, b.width, 0, b.height, xFirst);
 }
 
@@ -271,15 +337,35 @@ export function pilResize(img: RawImage8, width: number, height: number, resampl
  * axisCoefficients(). The coefficients are computed here, in the same JS as pilResize, so the
  * native passes give its bytes exactly. (Built per call: a few KB copied from the cached coefficients.)
  */
-export function resamplePlan(inW: number, inH: number, width: number, height: number, resample: PilResample, box?: OutputBox): Int32Array {
+export function resamplePlan(
+  inW: number,
+  inH: number,
+  width: number,
+  height: number,
+  resample: PilResample,
+  box?: OutputBox,
+): Int32Array {
   const b = checkedBox(width, height, resample, box);
   const horiz = width !== inW ? axisCoefficients(inW, width, resample) : undefined;
   const vert = height !== inH ? axisCoefficients(inH, height, resample) : undefined;
   const axisLength = (co: AxisCoefficients | undefined, n: number) => (co ? n * (2 + co.ksize) : 0);
   const plan = new Int32Array(9 + axisLength(horiz, b.width) + axisLength(vert, b.height));
-  plan.set([inW, inH, b.left, b.top, b.width, b.height, horiz && vert && verticalFirst(inW, inH, width, height) ? 1 : 0, horiz?.ksize ?? 0, vert?.ksize ?? 0]);
+  plan.set([
+    inW,
+    inH,
+    b.left,
+    b.top,
+    b.width,
+    b.height,
+    horiz && vert && verticalFirst(inW, inH, width, height) ? 1 : 0,
+    horiz?.ksize ?? 0,
+    vert?.ksize ?? 0,
+  ]);
   let o = 9;
-  for (const [co, from, n] of [[horiz, b.left, b.width], [vert, b.top, b.height]] as const) {
+  for (const [co, from, n] of [
+    [horiz, b.left, b.width],
+    [vert, b.top, b.height],
+  ] as const) {
     if (!co) continue;
     plan.set(co.bounds.subarray(from * 2, (from + n) * 2), o);
     plan.set(co.fixed.subarray(from * co.ksize, (from + n) * co.ksize), o + n * 2);
@@ -303,7 +389,14 @@ function cropRaw(img: RawImage8, b: OutputBox): RawImage8 {
  * Resize one float channel (row-major inW x inH) to outW x outH as Pillow resizes a mode-'F' image
  * (double-precision accumulation, float32 results, not clipped). Always returns a new array.
  */
-export function pilResizeFloat(src: Float32Array, inW: number, inH: number, outW: number, outH: number, resample: PilResample): Float32Array {
+export function pilResizeFloat(
+  src: Float32Array,
+  inW: number,
+  inH: number,
+  outW: number,
+  outH: number,
+  resample: PilResample,
+): Float32Array {
   const needH = outW !== inW;
   const needV = outH !== inH;
   if (!needH && !needV) return new Float32Array(src);
@@ -313,7 +406,9 @@ export function pilResizeFloat(src: Float32Array, inW: number, inH: number, outW
     for (let y = 0; y < h; y++) {
       const row = y * w;
       for (let xx = 0; xx < outW; xx++) {
-        const xmin = co.bounds[xx * 2] as number, n = co.bounds[xx * 2 + 1] as number, o = xx * co.ksize;
+        const xmin = co.bounds[xx * 2] as number,
+          n = co.bounds[xx * 2 + 1] as number,
+          o = xx * co.ksize;
         let s = 0;
         for (let x = 0; x < n; x++) s += (data[row + xmin + x] as number) * (co.weights[o + x] as number);
         out[y * outW + xx] = s;
@@ -325,7 +420,9 @@ export function pilResizeFloat(src: Float32Array, inW: number, inH: number, outW
     const co = axisCoefficients(h, outH, resample);
     const out = new Float32Array(w * outH);
     for (let yy = 0; yy < outH; yy++) {
-      const ymin = co.bounds[yy * 2] as number, n = co.bounds[yy * 2 + 1] as number, o = yy * co.ksize;
+      const ymin = co.bounds[yy * 2] as number,
+        n = co.bounds[yy * 2 + 1] as number,
+        o = yy * co.ksize;
       for (let x = 0; x < w; x++) {
         let s = 0;
         for (let y = 0; y < n; y++) s += (data[(ymin + y) * w + x] as number) * (co.weights[o + y] as number);

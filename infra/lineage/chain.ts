@@ -23,7 +23,10 @@ function canonical(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   const o = v as Row;
-  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+    .join(',')}}`;
 }
 
 export function rowKey(table: string, row: Row): string {
@@ -38,19 +41,24 @@ export function entryHash(prevHash: string, seq: number, table: string, key: str
 
 /** Append the current image of a row to the chain (call inside the mutating transaction). */
 export function appendRowImage(db: SqlDb, table: string, row: Row): void {
-  const last = db.prepare('SELECT seq, hash FROM lineage_log ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+  const last = db.prepare('SELECT seq, hash FROM lineage_log ORDER BY seq DESC LIMIT 1').get() as
+    { seq: number; hash: string } | undefined;
   const seq = (last?.seq ?? 0) + 1;
   const prev = last?.hash ?? GENESIS_HASH;
   const key = rowKey(table, row);
   const rowJson = canonical(row);
-  db.prepare('INSERT INTO lineage_log (seq, at, table_name, row_key, row_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)')
-    .run(seq, new Date().toISOString(), table, key, rowJson, prev, entryHash(prev, seq, table, key, rowJson));
+  db.prepare(
+    'INSERT INTO lineage_log (seq, at, table_name, row_key, row_json, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  ).run(seq, new Date().toISOString(), table, key, rowJson, prev, entryHash(prev, seq, table, key, rowJson));
 }
 
 /** Log every existing row that has no log entry yet (databases written before the chain existed). */
 export function backfillChain(db: SqlDb): number {
-  const logged = new Set((db.prepare('SELECT table_name, row_key FROM lineage_log').all() as { table_name: string; row_key: string }[])
-    .map((r) => `${r.table_name}\0${r.row_key}`));
+  const logged = new Set(
+    (db.prepare('SELECT table_name, row_key FROM lineage_log').all() as { table_name: string; row_key: string }[]).map(
+      (r) => `${r.table_name}\0${r.row_key}`,
+    ),
+  );
   let n = 0;
   for (const table of Object.keys(CHAINED_TABLES)) {
     for (const row of db.prepare(`SELECT * FROM ${table}`).all() as Row[]) {
@@ -99,13 +107,28 @@ export function verifyLineage(db: SqlDb): VerifyReport {
   for (const e of logEntries(db)) {
     entries++;
     const seq = e.seq as number;
-    if (seq !== expectedSeq) problems.push({ kind: 'chain_broken', seq, detail: `log entry ${expectedSeq}${seq > expectedSeq + 1 ? `..${seq - 1}` : ''} is missing (deleted)` });
-    if (e.prev_hash !== prev) problems.push({ kind: 'chain_broken', seq, detail: `entry ${seq} does not link to the previous entry's hash` });
+    if (seq !== expectedSeq)
+      problems.push({
+        kind: 'chain_broken',
+        seq,
+        detail: `log entry ${expectedSeq}${seq > expectedSeq + 1 ? `..${seq - 1}` : ''} is missing (deleted)`,
+      });
+    if (e.prev_hash !== prev)
+      problems.push({ kind: 'chain_broken', seq, detail: `entry ${seq} does not link to the previous entry's hash` });
     const h = entryHash(e.prev_hash as string, seq, e.table_name as string, e.row_key as string, e.row_json as string);
-    if (h !== e.hash) problems.push({ kind: 'chain_broken', seq, detail: `entry ${seq} (${e.table_name} ${e.row_key}) was edited: its hash does not match its content` });
+    if (h !== e.hash)
+      problems.push({
+        kind: 'chain_broken',
+        seq,
+        detail: `entry ${seq} (${e.table_name} ${e.row_key}) was edited: its hash does not match its content`,
+      });
     prev = e.hash as string;
     expectedSeq = seq + 1;
-    latest.set(`${e.table_name}\0${e.row_key}`, { table: e.table_name as string, key: e.row_key as string, rowJson: e.row_json as string });
+    latest.set(`${e.table_name}\0${e.row_key}`, {
+      table: e.table_name as string,
+      key: e.row_key as string,
+      rowJson: e.row_json as string,
+    });
   }
   let rows = 0;
   const seen = new Set<string>();
@@ -116,12 +139,25 @@ export function verifyLineage(db: SqlDb): VerifyReport {
       const id = `${table}\0${key}`;
       seen.add(id);
       const logged = latest.get(id);
-      if (!logged) problems.push({ kind: 'row_unlogged', table, key, detail: `${table} row ${key} is not in the lineage log (inserted outside Kiln)` });
-      else if (logged.rowJson !== canonical(row)) problems.push({ kind: 'row_edited', table, key, detail: `${table} row ${key} differs from its last logged state (edited outside Kiln)` });
+      if (!logged)
+        problems.push({
+          kind: 'row_unlogged',
+          table,
+          key,
+          detail: `${table} row ${key} is not in the lineage log (inserted outside Kiln)`,
+        });
+      else if (logged.rowJson !== canonical(row))
+        problems.push({
+          kind: 'row_edited',
+          table,
+          key,
+          detail: `${table} row ${key} differs from its last logged state (edited outside Kiln)`,
+        });
     }
   }
   for (const [id, l] of latest) {
-    if (!seen.has(id)) problems.push({ kind: 'row_deleted', table: l.table, key: l.key, detail: `${l.table} row ${l.key} was deleted` });
+    if (!seen.has(id))
+      problems.push({ kind: 'row_deleted', table: l.table, key: l.key, detail: `${l.table} row ${l.key} was deleted` });
   }
   return { ok: problems.length === 0, entries, rows, problems };
 }

@@ -27,14 +27,19 @@ const ORDER = ['jobs', 'runs', 'artifacts', 'edges', 'dataset_versions', 'lineag
 const PAGE = 2000;
 
 function head(store: LineageStore): string {
-  return (store.sql.prepare('SELECT hash FROM lineage_log ORDER BY seq DESC LIMIT 1').get()?.hash as string | undefined) ?? '';
+  return (
+    (store.sql.prepare('SELECT hash FROM lineage_log ORDER BY seq DESC LIMIT 1').get()?.hash as string | undefined) ??
+    ''
+  );
 }
 
 export function copyLineage(from: LineageStore, to: LineageStore): CopyReport {
   const source = from.verify();
   if (!source.ok) {
-    throw new LineageCopyError(`the source lineage store ${from.path} does not verify (${source.problems.length} problems, first: ${source.problems[0]!.detail})`,
-      'run `kiln lineage verify` on it and restore it from a backup; a broken chain is not copied.');
+    throw new LineageCopyError(
+      `the source lineage store ${from.path} does not verify (${source.problems.length} problems, first: ${source.problems[0]!.detail})`,
+      'run `kiln lineage verify` on it and restore it from a backup; a broken chain is not copied.',
+    );
   }
   const sourceHead = head(from);
   const tables: Record<string, number> = {};
@@ -42,8 +47,10 @@ export function copyLineage(from: LineageStore, to: LineageStore): CopyReport {
     for (const t of ORDER) {
       const n = to.sql.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get()!.n as number;
       if (n > 0) {
-        throw new LineageCopyError(`the target lineage store ${to.path} is not empty (${t} has ${n} rows)`,
-          'copy into a new, empty database (createdb kiln_lineage; then --to postgres://.../kiln_lineage).');
+        throw new LineageCopyError(
+          `the target lineage store ${to.path} is not empty (${t} has ${n} rows)`,
+          'copy into a new, empty database (createdb kiln_lineage; then --to postgres://.../kiln_lineage).',
+        );
       }
     }
     for (const t of ORDER) {
@@ -53,7 +60,8 @@ export function copyLineage(from: LineageStore, to: LineageStore): CopyReport {
       if (rows.length === 0) continue;
       const cols = Object.keys(rows[0]!);
       const insert = to.sql.prepare(`INSERT INTO ${t} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
-      for (const r of rows) insert.run(...cols.map((c) => (t === 'jobs' && c === 'parent_job_id' ? null : r[c]) as string | number | null));
+      for (const r of rows)
+        insert.run(...cols.map((c) => (t === 'jobs' && c === 'parent_job_id' ? null : r[c]) as string | number | null));
       if (t === 'jobs') {
         const setParent = to.sql.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ?');
         for (const r of rows) if (r.parent_job_id != null) setParent.run(r.parent_job_id as string, r.id as string);
@@ -61,16 +69,25 @@ export function copyLineage(from: LineageStore, to: LineageStore): CopyReport {
     }
     if (to.backend === 'postgres') {
       // identity columns continue after the copied ids
-      for (const [t, c] of [['artifacts', 'id'], ['seen_items', 'seq']] as const) {
-        to.sql.prepare(`SELECT setval(pg_get_serial_sequence('${t}', '${c}'), GREATEST((SELECT MAX(${c}) FROM ${t}), 1), (SELECT COUNT(*) > 0 FROM ${t}))`).get();
+      for (const [t, c] of [
+        ['artifacts', 'id'],
+        ['seen_items', 'seq'],
+      ] as const) {
+        to.sql
+          .prepare(
+            `SELECT setval(pg_get_serial_sequence('${t}', '${c}'), GREATEST((SELECT MAX(${c}) FROM ${t}), 1), (SELECT COUNT(*) > 0 FROM ${t}))`,
+          )
+          .get();
       }
     }
   });
   const target = to.verify();
   const targetHead = head(to);
   if (!target.ok || target.entries !== source.entries || target.rows !== source.rows || targetHead !== sourceHead) {
-    throw new LineageCopyError(`the copy in ${to.path} does not match its source: ${target.entries}/${source.entries} log entries, ${target.rows}/${source.rows} rows, head ${targetHead.slice(0, 12)} vs ${sourceHead.slice(0, 12)}${target.problems[0] ? `, first problem: ${target.problems[0].detail}` : ''}`,
-      'drop the target database, create it empty and copy again; report the problem if it repeats.');
+    throw new LineageCopyError(
+      `the copy in ${to.path} does not match its source: ${target.entries}/${source.entries} log entries, ${target.rows}/${source.rows} rows, head ${targetHead.slice(0, 12)} vs ${sourceHead.slice(0, 12)}${target.problems[0] ? `, first problem: ${target.problems[0].detail}` : ''}`,
+      'drop the target database, create it empty and copy again; report the problem if it repeats.',
+    );
   }
   return { tables, source: { ...source, head: sourceHead }, target: { ...target, head: targetHead } };
 }

@@ -171,7 +171,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
-    description: 'seen_items: which dataset version (and job) first held each URL and image hash (incremental curation)',
+    description:
+      'seen_items: which dataset version (and job) first held each URL and image hash (incremental curation)',
     sql: `
       CREATE TABLE seen_items (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -42,7 +42,14 @@ function dataset(a: ArtifactRecord): OpenLineageDataset {
     namespace: u.protocol === 'file:' ? 'file' : `${u.protocol.replace(':', '')}://${u.host}`,
     name: decodeURIComponent(u.pathname),
     facets: {
-      kiln_artifact: { _producer: KILN_PRODUCER, _schemaURL: `${FACET_SCHEMA}#/$defs/KilnArtifactFacet`, kind: a.kind, sha256: a.sha256, bytes: a.bytes, uri: a.uri },
+      kiln_artifact: {
+        _producer: KILN_PRODUCER,
+        _schemaURL: `${FACET_SCHEMA}#/$defs/KilnArtifactFacet`,
+        kind: a.kind,
+        sha256: a.sha256,
+        bytes: a.bytes,
+        uri: a.uri,
+      },
     },
   };
 }
@@ -59,12 +66,22 @@ export function runEvents(store: LineageStore, run: RunRecord): OpenLineageRunEv
   const inputs = store.artifactsOfRun(run.id, 'consumed').map(dataset);
   const outputs = store.artifactsOfRun(run.id, 'produced').map(dataset);
   const runFacets: Record<string, unknown> = {
-    kiln_run: { _producer: KILN_PRODUCER, _schemaURL: `${FACET_SCHEMA}#/$defs/KilnRunFacet`, kilnRunId: run.id, params: run.params, environment: run.environment, codeVersion: run.codeVersion, error: run.error },
+    kiln_run: {
+      _producer: KILN_PRODUCER,
+      _schemaURL: `${FACET_SCHEMA}#/$defs/KilnRunFacet`,
+      kilnRunId: run.id,
+      params: run.params,
+      environment: run.environment,
+      codeVersion: run.codeVersion,
+      error: run.error,
+    },
   };
   if (run.jobId) {
     runFacets.parent = {
-      _producer: KILN_PRODUCER, _schemaURL: 'https://openlineage.io/spec/facets/1-0-1/ParentRunFacet.json#/$defs/ParentRunFacet',
-      run: { runId: uuidFromId(run.jobId) }, job: { namespace: 'kiln', name: run.jobId },
+      _producer: KILN_PRODUCER,
+      _schemaURL: 'https://openlineage.io/spec/facets/1-0-1/ParentRunFacet.json#/$defs/ParentRunFacet',
+      run: { runId: uuidFromId(run.jobId) },
+      job: { namespace: 'kiln', name: run.jobId },
     };
   }
   const base = {
@@ -73,7 +90,9 @@ export function runEvents(store: LineageStore, run: RunRecord): OpenLineageRunEv
     producer: KILN_PRODUCER,
     schemaURL: OPENLINEAGE_SCHEMA_URL,
   };
-  const events: OpenLineageRunEvent[] = [{ ...base, eventType: 'START', eventTime: run.startedAt, inputs, outputs: [] }];
+  const events: OpenLineageRunEvent[] = [
+    { ...base, eventType: 'START', eventTime: run.startedAt, inputs, outputs: [] },
+  ];
   const end = terminal(run.status);
   if (end) events.push({ ...base, eventType: end, eventTime: run.finishedAt ?? run.startedAt, inputs, outputs });
   return events;

@@ -21,13 +21,21 @@ function reply(msg: unknown): void {
   Atomics.notify(flag, 0);
 }
 
-const fail = (err: unknown) => reply({ error: { message: (err as Error).message, code: (err as { code?: string }).code } });
+const fail = (err: unknown) =>
+  reply({ error: { message: (err as Error).message, code: (err as { code?: string }).code } });
 
 port.on('message', (m: { op: string; text?: string; values?: unknown[] }) => {
   try {
     if (m.op === 'connect') client.connect().then(() => reply({}), fail);
-    else if (m.op === 'close') client.end().then(() => reply({}), () => reply({}));
-    else client.query({ text: m.text!, values: m.values?.length ? m.values : undefined }).then((r) => reply({ rows: r.rows, rowCount: r.rowCount ?? 0 }), fail);
+    else if (m.op === 'close')
+      client.end().then(
+        () => reply({}),
+        () => reply({}),
+      );
+    else
+      client
+        .query({ text: m.text!, values: m.values?.length ? m.values : undefined })
+        .then((r) => reply({ rows: r.rows, rowCount: r.rowCount ?? 0 }), fail);
   } catch (err) {
     fail(err); // the caller is blocked until it hears back, whatever happened
   }

@@ -85,7 +85,11 @@ export function toPgSql(sql: string): { text: string; names: (string | null)[] }
 /** Lock id of the lineage writers' advisory lock ("kiln" in ASCII). */
 export const LINEAGE_LOCK_ID = 0x6b696c6e;
 
-interface Reply { rows?: Row[]; rowCount?: number; error?: { message: string; code?: string } }
+interface Reply {
+  rows?: Row[];
+  rowCount?: number;
+  error?: { message: string; code?: string };
+}
 
 export class PgDb implements SqlDb {
   readonly dialect = 'postgres';
@@ -95,18 +99,24 @@ export class PgDb implements SqlDb {
   private depth = 0;
   private closed = false;
 
-  constructor(readonly url: string, private readonly timeoutMs = 120_000) {
+  constructor(
+    readonly url: string,
+    private readonly timeoutMs = 120_000,
+  ) {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(new URL('./pg-bridge-worker.js', import.meta.url), {
-      workerData: { url, flag: this.flag, port: port2 }, transferList: [port2],
+      workerData: { url, flag: this.flag, port: port2 },
+      transferList: [port2],
     });
     this.worker.unref();
     const r = this.call({ op: 'connect' });
     if (r.error) {
       this.close();
-      throw new LineageUnavailableError(`cannot reach the PostgreSQL lineage store ${redact(url)}: ${r.error.message}`,
-        'start PostgreSQL and check KILN_LINEAGE_URL (postgres://user[:password]@host:port/database; the database must exist).');
+      throw new LineageUnavailableError(
+        `cannot reach the PostgreSQL lineage store ${redact(url)}: ${r.error.message}`,
+        'start PostgreSQL and check KILN_LINEAGE_URL (postgres://user[:password]@host:port/database; the database must exist).',
+      );
     }
   }
 
@@ -116,8 +126,10 @@ export class PgDb implements SqlDb {
     this.port.postMessage(msg);
     const res = Atomics.wait(this.flag, 0, 0, this.timeoutMs);
     if (res === 'timed-out') {
-      throw new LineageUnavailableError(`the PostgreSQL lineage store ${redact(this.url)} did not answer within ${this.timeoutMs / 1000} s`,
-        'check that PostgreSQL is up and reachable; a worker resumes where it was once it is.');
+      throw new LineageUnavailableError(
+        `the PostgreSQL lineage store ${redact(this.url)} did not answer within ${this.timeoutMs / 1000} s`,
+        'check that PostgreSQL is up and reachable; a worker resumes where it was once it is.',
+      );
     }
     const got = receiveMessageOnPort(this.port);
     if (!got) throw new Error('PostgreSQL bridge woke without a reply');
@@ -126,9 +138,10 @@ export class PgDb implements SqlDb {
 
   private query(sql: string, p: Params): { rows: Row[]; rowCount: number } {
     const { text, names } = toPgSql(sql);
-    const named = p.length === 1 && p[0] !== null && typeof p[0] === 'object' ? (p[0] as Record<string, Param>) : undefined;
+    const named =
+      p.length === 1 && p[0] !== null && typeof p[0] === 'object' ? (p[0] as Record<string, Param>) : undefined;
     let i = 0;
-    const values = names.map((n) => (n !== null ? named![n] ?? null : (p as Param[])[i++] ?? null));
+    const values = names.map((n) => (n !== null ? (named![n] ?? null) : ((p as Param[])[i++] ?? null)));
     const r = this.call({ op: 'query', text, values });
     if (r.error) {
       const err = new Error(`${r.error.message} (in: ${sql.trim().slice(0, 120)})`) as Error & { code?: string };
@@ -160,7 +173,11 @@ export class PgDb implements SqlDb {
       this.query('COMMIT', []);
       return out;
     } catch (err) {
-      try { this.query('ROLLBACK', []); } catch { /* the connection is gone: the server rolls back */ }
+      try {
+        this.query('ROLLBACK', []);
+      } catch {
+        /* the connection is gone: the server rolls back */
+      }
       throw err;
     } finally {
       this.depth--;
@@ -177,7 +194,11 @@ export class PgDb implements SqlDb {
 
   close(): void {
     if (this.closed) return;
-    try { this.call({ op: 'close' }); } catch { /* already gone */ }
+    try {
+      this.call({ op: 'close' });
+    } catch {
+      /* already gone */
+    }
     this.closed = true;
     void this.worker.terminate();
   }

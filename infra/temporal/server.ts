@@ -32,7 +32,10 @@ export function isPortOpen(address: string, timeoutMs = 1000): Promise<boolean> 
   const { host, port } = parseAddress(address);
   return new Promise((resolve) => {
     const sock = createConnection({ host, port });
-    const done = (ok: boolean) => { sock.destroy(); resolve(ok); };
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
     sock.setTimeout(timeoutMs, () => done(false));
     sock.once('connect', () => done(true));
     sock.once('error', () => done(false));
@@ -40,13 +43,20 @@ export function isPortOpen(address: string, timeoutMs = 1000): Promise<boolean> 
 }
 
 /** Waits until the frontend answers gRPC and the namespace is registered. */
-export async function waitForTemporal(address: string, namespace: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
+export async function waitForTemporal(
+  address: string,
+  namespace: string,
+  timeoutMs: number,
+  child?: ChildProcess,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   while (Date.now() < deadline) {
     if (child && child.exitCode !== null) {
-      throw new TemporalUnavailableError(`temporal server exited with code ${child.exitCode} while starting`,
-        'read the server log under <data root>/temporal/server.log; another process may hold the port or the SQLite file.');
+      throw new TemporalUnavailableError(
+        `temporal server exited with code ${child.exitCode} while starting`,
+        'read the server log under <data root>/temporal/server.log; another process may hold the port or the SQLite file.',
+      );
     }
     if (await isPortOpen(address, 500)) {
       try {
@@ -58,8 +68,11 @@ export async function waitForTemporal(address: string, namespace: string, timeou
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  throw new TemporalUnavailableError(`Temporal at ${address} did not become ready within ${timeoutMs} ms`,
-    'check the server log, or point TEMPORAL_ADDRESS at a running Temporal server.', { cause: lastErr });
+  throw new TemporalUnavailableError(
+    `Temporal at ${address} did not become ready within ${timeoutMs} ms`,
+    'check the server log, or point TEMPORAL_ADDRESS at a running Temporal server.',
+    { cause: lastErr },
+  );
 }
 
 async function describeNamespace(address: string, namespace: string, timeoutMs: number): Promise<void> {
@@ -123,10 +136,25 @@ export async function startDevServer(opts: StartDevServerOptions): Promise<Tempo
   mkdirSync(dir, { recursive: true });
   const dbFile = resolvePath(opts.dbFile ?? join(dir, 'temporal.db'));
   const logFd = openSync(join(dir, 'server.log'), 'a');
-  const args = ['server', 'start-dev', '--ip', host, '--port', String(port), '--db-filename', dbFile,
-    '--namespace', opts.namespace, '--log-level', 'warn'];
-  if (opts.ui) args.push('--ui-port', String(port + 1000)); else args.push('--headless');
-  const child = spawn('/bin/sh', ['-c', WATCHDOG_SH, 'kiln-temporal-watchdog', binary, ...args], { stdio: ['pipe', logFd, logFd] });
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    host,
+    '--port',
+    String(port),
+    '--db-filename',
+    dbFile,
+    '--namespace',
+    opts.namespace,
+    '--log-level',
+    'warn',
+  ];
+  if (opts.ui) args.push('--ui-port', String(port + 1000));
+  else args.push('--headless');
+  const child = spawn('/bin/sh', ['-c', WATCHDOG_SH, 'kiln-temporal-watchdog', binary, ...args], {
+    stdio: ['pipe', logFd, logFd],
+  });
   closeSync(logFd);
   // The pipe is the watch: never written, and not kept open by anything but this process.
   child.stdin!.on('error', () => undefined);
@@ -234,7 +262,9 @@ export function devServerDatabase(l: Listener): { path: string; gone: boolean } 
   let cwd = '';
   try {
     cwd = readlinkSync(`/proc/${l.pid}/cwd`);
-  } catch { /* not inspectable */ }
+  } catch {
+    /* not inspectable */
+  }
   const abs = cwd ? resolvePath(cwd, path) : path;
   // Deleted and perhaps recreated since: the server still writes to the deleted inode.
   let deletedOpen = false;
@@ -243,9 +273,13 @@ export function devServerDatabase(l: Listener): { path: string; gone: boolean } 
       try {
         const t = readlinkSync(`/proc/${l.pid}/fd/${fd}`);
         if (t.endsWith(' (deleted)') && t.slice(0, -' (deleted)'.length).startsWith(abs)) deletedOpen = true;
-      } catch { /* fd closed meanwhile */ }
+      } catch {
+        /* fd closed meanwhile */
+      }
     }
-  } catch { /* not inspectable */ }
+  } catch {
+    /* not inspectable */
+  }
   return { path: abs, gone: deletedOpen || !existsSync(abs) };
 }
 
@@ -256,15 +290,35 @@ export function probeReply(address: string, timeoutMs = 1500): Promise<string> {
     const sock = createConnection({ host, port });
     let data = '';
     let sent = false;
-    const done = (what: string) => { sock.destroy(); clearTimeout(timer); resolve(what); };
+    const done = (what: string) => {
+      sock.destroy();
+      clearTimeout(timer);
+      resolve(what);
+    };
     const timer = setTimeout(() => done(data ? firstLine(data) : 'no reply'), timeoutMs);
-    const firstLine = (s: string) => JSON.stringify(s.split(/\r?\n/)[0]!.replace(/[^\x20-\x7e]/g, '.').slice(0, 80));
+    const firstLine = (s: string) =>
+      JSON.stringify(
+        s
+          .split(/\r?\n/)[0]!
+          .replace(/[^\x20-\x7e]/g, '.')
+          .slice(0, 80),
+      );
     sock.once('connect', () => {
       // Greeting protocols (SSH, SMTP, Redis INFO-less...) speak first; otherwise ask in HTTP/1.1.
-      setTimeout(() => { if (!data && !sent) { sent = true; sock.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`); } }, 200);
+      setTimeout(() => {
+        if (!data && !sent) {
+          sent = true;
+          sock.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+        }
+      }, 200);
     });
-    sock.on('data', (d: Buffer) => { data += d.toString('latin1'); if (data.includes('\n') || data.length > 200) done(firstLine(data)); });
-    sock.once('error', (err) => done(data ? firstLine(data) : `connection error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    sock.on('data', (d: Buffer) => {
+      data += d.toString('latin1');
+      if (data.includes('\n') || data.length > 200) done(firstLine(data));
+    });
+    sock.once('error', (err) =>
+      done(data ? firstLine(data) : `connection error ${(err as NodeJS.ErrnoException).code ?? err.message}`),
+    );
     sock.once('end', () => done(data ? firstLine(data) : 'closed the connection without a reply'));
   });
 }
@@ -280,25 +334,37 @@ function describeListener(l: Listener | undefined): string {
  * namespace, and, when it is a local dev server, one whose database file still exists. Throws a
  * TemporalUnavailableError naming what was found and the fix otherwise.
  */
-export async function checkExistingServer(address: string, namespace: string, opts: { readyTimeoutMs?: number } = {}): Promise<void> {
+export async function checkExistingServer(
+  address: string,
+  namespace: string,
+  opts: { readyTimeoutMs?: number } = {},
+): Promise<void> {
   const listener = findListener(address);
   const db = listener ? devServerDatabase(listener) : undefined;
   if (listener && db?.gone) {
     throw new TemporalUnavailableError(
       `a Temporal dev server answers at ${address} (${describeListener(listener)}) but its database file ${db.path} is gone: its history would vanish with that process, so Kiln does not attach to it`,
-      `stop it (kill ${listener.pid}; it is probably left over from an earlier run whose data root was removed) and rerun: Kiln then starts a fresh embedded server with its database under the data root.`);
+      `stop it (kill ${listener.pid}; it is probably left over from an earlier run whose data root was removed) and rerun: Kiln then starts a fresh embedded server with its database under the data root.`,
+    );
   }
   const looksLikeTemporal = !listener || listener.argv.some((a) => /temporal/i.test(a));
   try {
     // A server that is still starting (e.g. `kiln up` in another shell) gets time to become ready.
-    await (looksLikeTemporal ? waitForTemporal(address, namespace, opts.readyTimeoutMs ?? 30_000) : describeNamespace(address, namespace, 3000));
+    await (looksLikeTemporal
+      ? waitForTemporal(address, namespace, opts.readyTimeoutMs ?? 30_000)
+      : describeNamespace(address, namespace, 3000));
     return;
   } catch (err) {
     const reply = await probeReply(address);
     throw new TemporalUnavailableError(
-      `something answers at ${address} but it is not a working Temporal frontend serving namespace ${JSON.stringify(namespace)}: ${describeListener(listener)}, which replied ${reply} to HTTP and ${JSON.stringify(String((err as Error).message ?? err).split('\n')[0]!.slice(0, 160))} to Temporal's gRPC`,
+      `something answers at ${address} but it is not a working Temporal frontend serving namespace ${JSON.stringify(namespace)}: ${describeListener(listener)}, which replied ${reply} to HTTP and ${JSON.stringify(
+        String((err as Error).message ?? err)
+          .split('\n')[0]!
+          .slice(0, 160),
+      )} to Temporal's gRPC`,
       `stop that process or free the port, or set TEMPORAL_ADDRESS to your Temporal server (or to a free loopback port such as 127.0.0.1:7239, where Kiln starts its embedded dev server).`,
-      { cause: err });
+      { cause: err },
+    );
   }
 }
 
@@ -307,18 +373,26 @@ export async function checkExistingServer(address: string, namespace: string, op
  * checkExistingServer); otherwise start the embedded dev server there (only for loopback
  * addresses: a remote cluster that is down is an error).
  */
-export async function ensureTemporalServer(config: KilnConfig, opts: { ui?: boolean; readyTimeoutMs?: number } = {}): Promise<TemporalServerHandle> {
+export async function ensureTemporalServer(
+  config: KilnConfig,
+  opts: { ui?: boolean; readyTimeoutMs?: number } = {},
+): Promise<TemporalServerHandle> {
   if (await isPortOpen(config.temporalAddress)) {
     await checkExistingServer(config.temporalAddress, config.namespace, opts);
     return { address: config.temporalAddress, startedHere: false, dbFile: null, stop: async () => undefined };
   }
   const { host } = parseAddress(config.temporalAddress);
   if (!['127.0.0.1', 'localhost', '::1'].includes(host)) {
-    throw new TemporalUnavailableError(`no Temporal server answers at ${config.temporalAddress}`,
-      'start your Temporal cluster, or unset TEMPORAL_ADDRESS to let Kiln start its embedded dev server on 127.0.0.1:7233.');
+    throw new TemporalUnavailableError(
+      `no Temporal server answers at ${config.temporalAddress}`,
+      'start your Temporal cluster, or unset TEMPORAL_ADDRESS to let Kiln start its embedded dev server on 127.0.0.1:7233.',
+    );
   }
   return startDevServer({
     binary: findTemporalBinary({ explicit: config.temporalBin }),
-    address: config.temporalAddress, namespace: config.namespace, dataRoot: config.localRoot, ui: opts.ui,
+    address: config.temporalAddress,
+    namespace: config.namespace,
+    dataRoot: config.localRoot,
+    ui: opts.ui,
   });
 }

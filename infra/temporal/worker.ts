@@ -4,7 +4,14 @@
  */
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  Worker,
+  bundleWorkflowCode,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KilnConfig } from '../config.js';
@@ -23,8 +30,12 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 }
 
 const quietBundlerLogger = {
-  log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined,
-  warn: (m: string) => console.warn(m), error: (m: string) => console.error(m),
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (m: string) => console.warn(m),
+  error: (m: string) => console.error(m),
 };
 
 /** The real dependencies of activities, rooted at config.dataRoot. */
@@ -58,8 +69,13 @@ export function installRuntime(): void {
       logger: new DefaultLogger(level, (entry) => {
         // A kiln-gpu worker serves activities only, by design: its "no workflows registered" warning is noise.
         if (entry.message.startsWith('No workflows registered')) return;
-        const meta = entry.meta && Object.keys(entry.meta).length ? ` ${inspect(entry.meta, { depth: 4, breakLength: Infinity })}` : '';
-        process.stderr.write(`${new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString()} [${entry.level}] ${entry.message}${meta}\n`);
+        const meta =
+          entry.meta && Object.keys(entry.meta).length
+            ? ` ${inspect(entry.meta, { depth: 4, breakLength: Infinity })}`
+            : '';
+        process.stderr.write(
+          `${new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString()} [${entry.level}] ${entry.message}${meta}\n`,
+        );
       }),
     });
   } catch {
@@ -74,26 +90,39 @@ export const ALL_QUEUES: TaskQueue[] = [TASK_QUEUES.io, TASK_QUEUES.gpu];
  * kiln-io activities are downloads and Parquet writes (I/O-bound, 8 overlap well on a few cores);
  * kiln-gpu activities are model work (one training chunk or scoring batch owns the accelerator).
  */
-export const DEFAULT_CONCURRENCY: Record<TaskQueue, number> = { [TASK_QUEUES.io]: 8, [TASK_QUEUES.gpu]: 1 } as Record<TaskQueue, number>;
+export const DEFAULT_CONCURRENCY: Record<TaskQueue, number> = { [TASK_QUEUES.io]: 8, [TASK_QUEUES.gpu]: 1 } as Record<
+  TaskQueue,
+  number
+>;
 
-export async function createKilnWorkers(config: KilnConfig, opts: { queues?: TaskQueue[]; deps?: ActivityDeps; connection?: NativeConnection; concurrency?: Partial<Record<TaskQueue, number>> } = {}): Promise<KilnWorkers> {
+export async function createKilnWorkers(
+  config: KilnConfig,
+  opts: {
+    queues?: TaskQueue[];
+    deps?: ActivityDeps;
+    connection?: NativeConnection;
+    concurrency?: Partial<Record<TaskQueue, number>>;
+  } = {},
+): Promise<KilnWorkers> {
   installRuntime();
   const queues = opts.queues ?? ALL_QUEUES;
   const deps = opts.deps ?? createActivityDeps(config);
-  const connection = opts.connection ?? await NativeConnection.connect({ address: config.temporalAddress });
+  const connection = opts.connection ?? (await NativeConnection.connect({ address: config.temporalAddress }));
   const activities = createActivities(deps);
   const workers: Worker[] = [];
   for (const taskQueue of queues) {
     const servesWorkflows = taskQueue === WORKFLOW_TASK_QUEUE;
-    workers.push(await Worker.create({
-      connection,
-      namespace: config.namespace,
-      taskQueue,
-      activities,
-      ...(servesWorkflows ? { workflowBundle: await workflowBundle() } : {}),
-      maxConcurrentActivityTaskExecutions: opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue],
-      shutdownGraceTime: '5s',
-    }));
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: config.namespace,
+        taskQueue,
+        activities,
+        ...(servesWorkflows ? { workflowBundle: await workflowBundle() } : {}),
+        maxConcurrentActivityTaskExecutions: opts.concurrency?.[taskQueue] ?? DEFAULT_CONCURRENCY[taskQueue],
+        shutdownGraceTime: '5s',
+      }),
+    );
   }
   const kiln: KilnWorkers = {
     workers,

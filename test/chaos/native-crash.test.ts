@@ -9,12 +9,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos, formatTable } from '../../chaos/run.js';
 
-test('chaos: a poison JPEG that aborts the worker in native code does not stop the crawl', { timeout: 300_000 }, async (t) => {
-  const results = await runChaos({ short: true, only: ['crawl-native-abort#1'], log: () => undefined });
-  const table = formatTable(results);
-  assert.equal(results.length, 1, table);
-  const [r] = results;
-  if (r!.outcome === 'SKIP') return t.skip(r!.detail);
-  assert.equal(r!.outcome, 'PASS', `${r!.detail}\n${table}`);
-  assert.match(r!.detail, /worker deaths: SIGABRT, SIGABRT/);
-});
+test(
+  'chaos: a poison JPEG that aborts the worker in native code does not stop the crawl',
+  { timeout: 300_000 },
+  async (t) => {
+    const results = await runChaos({ short: true, only: ['crawl-native-abort#1'], log: () => undefined });
+    const table = formatTable(results);
+    assert.equal(results.length, 1, table);
+    const [r] = results;
+    if (r!.outcome === 'SKIP') return t.skip(r!.detail);
+    assert.equal(r!.outcome, 'PASS', `${r!.detail}\n${table}`);
+    assert.match(r!.detail, /worker deaths: SIGABRT, SIGABRT/);
+  },
+);

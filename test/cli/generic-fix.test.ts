@@ -8,7 +8,11 @@ import { genericFix } from '../../cli/commands/run.js';
 
 describe('genericFix', () => {
   it('names the full disk for ENOSPC and for SQLite\'s "database or disk is full"', () => {
-    for (const m of ['ENOSPC: no space left on device, write', 'SqliteError: database or disk is full', 'SQLITE_FULL']) {
+    for (const m of [
+      'ENOSPC: no space left on device, write',
+      'SqliteError: database or disk is full',
+      'SQLITE_FULL',
+    ]) {
       assert.match(genericFix(m), /free space on the disk holding KILN_DATA_ROOT/, m);
     }
   });

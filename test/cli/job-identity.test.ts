@@ -8,13 +8,23 @@ import { deadLocalWorker } from '../../cli/orphaned-activities.js';
 
 test('changedFields names each changed leaf with old -> new; equal contents give none', () => {
   const a = jobIdentity('web', { spec: { crawl: { image_size: 64, retries: 2 }, sources: [{ size: 120 }] } });
-  const b = jobIdentity('web', { spec: { crawl: { image_size: 128, retries: 2 }, filter: { threshold: 0.3 }, sources: [{ size: 240 }] } });
+  const b = jobIdentity('web', {
+    spec: { crawl: { image_size: 128, retries: 2 }, filter: { threshold: 0.3 }, sources: [{ size: 240 }] },
+  });
   assert.notEqual(a.id, b.id);
   assert.equal(a.name, 'web');
   assert.deepEqual(changedFields(a.content, b.content), [
-    'spec.crawl.image_size: 64 -> 128', 'spec.filter: (none) -> {"threshold":0.3}', 'spec.sources.0.size: 120 -> 240',
+    'spec.crawl.image_size: 64 -> 128',
+    'spec.filter: (none) -> {"threshold":0.3}',
+    'spec.sources.0.size: 120 -> 240',
   ]);
-  assert.deepEqual(changedFields(a.content, jobIdentity('web', { spec: { sources: [{ size: 120 }], crawl: { retries: 2, image_size: 64 } } }).content), []);
+  assert.deepEqual(
+    changedFields(
+      a.content,
+      jobIdentity('web', { spec: { sources: [{ size: 120 }], crawl: { retries: 2, image_size: 64 } } }).content,
+    ),
+    [],
+  );
   assert.match(jobIdentity('../x y', {}).id, /^x-y-[0-9a-f]{12}$/, 'the name part is path-safe');
 });
 
@@ -49,7 +59,10 @@ test('kiln run train / filter: the id derives from run name + config + dataset v
     assert.match(f.id, /^filter-web-v1-[0-9a-f]{12}$/);
     assert.equal(filterIdentity(filterInputFromFlags({ ...flags })).id, f.id);
     assert.notEqual(filterIdentity(filterInputFromFlags({ ...flags, threshold: 0.2 })).id, f.id);
-    assert.deepEqual(changedFields(f.content, filterIdentity(filterInputFromFlags({ ...flags, threshold: 0.2 })).content), ['threshold: 0.3 -> 0.2']);
+    assert.deepEqual(
+      changedFields(f.content, filterIdentity(filterInputFromFlags({ ...flags, threshold: 0.2 })).content),
+      ['threshold: 0.3 -> 0.2'],
+    );
   } finally {
     dir.cleanup();
   }

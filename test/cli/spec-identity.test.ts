@@ -13,9 +13,18 @@ test('same spec content -> same id (comments, key order, formatting do not count
   try {
     const urls = join(dir.path, 'urls.csv');
     writeFileSync(urls, 'url,caption\nhttp://127.0.0.1/a.jpg,a\n');
-    const a = parseSpecText(`version: 1\nname: nightly\nsources:\n  - path: ${urls}\ncrawl:\n  image_size: 64\n  rows_per_shard: 100\n`, 'a.yaml');
-    const b = parseSpecText(`# the same, written otherwise\ncrawl: { rows_per_shard: 100, image_size: 64 }\nsources: [{ path: "${urls}" }]\nname: nightly\nversion: 1\n`, 'b.yaml');
-    const c = parseSpecText(`version: 1\nname: nightly\nsources:\n  - path: ${urls}\ncrawl:\n  image_size: 128\n  rows_per_shard: 100\n`, 'c.yaml');
+    const a = parseSpecText(
+      `version: 1\nname: nightly\nsources:\n  - path: ${urls}\ncrawl:\n  image_size: 64\n  rows_per_shard: 100\n`,
+      'a.yaml',
+    );
+    const b = parseSpecText(
+      `# the same, written otherwise\ncrawl: { rows_per_shard: 100, image_size: 64 }\nsources: [{ path: "${urls}" }]\nname: nightly\nversion: 1\n`,
+      'b.yaml',
+    );
+    const c = parseSpecText(
+      `version: 1\nname: nightly\nsources:\n  - path: ${urls}\ncrawl:\n  image_size: 128\n  rows_per_shard: 100\n`,
+      'c.yaml',
+    );
     const id = specJobId(a);
     assert.match(id, /^nightly-[0-9a-f]{12}$/);
     assert.equal(specJobId(b), id);

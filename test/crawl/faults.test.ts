@@ -61,7 +61,11 @@ const CASES: Case[] = [
 /** Rows that are not paths on the fixture server. */
 const RAW: { url: (base: string) => string; status: string; reason: string }[] = [
   { url: () => 'http://10.1.2.3/x.jpg', status: 'failed_to_download', reason: 'blocked_address' },
-  { url: (b) => b.replace('127.0.0.1', '[::1]') + '/img/landscape.jpg', status: 'failed_to_download', reason: 'blocked_address' },
+  {
+    url: (b) => b.replace('127.0.0.1', '[::1]') + '/img/landscape.jpg',
+    status: 'failed_to_download',
+    reason: 'blocked_address',
+  },
   { url: () => 'ftp://example.invalid/a.jpg', status: 'failed_to_download', reason: 'unsupported_scheme' },
   { url: () => 'not a url', status: 'failed_to_download', reason: 'invalid_url' },
   { url: () => '', status: 'failed_to_download', reason: 'invalid_url' },
@@ -83,8 +87,16 @@ describe('crawl fault cases (library level)', () => {
     const storage = new LocalStorage(`${tmp.path}/data`);
     const base = server.baseUrl;
     const urls = [...CASES.map((c) => `${base}${c.path}`), ...RAW.map((r) => r.url(base))];
-    const list = writeJsonl(tmp.path, 'urls.jsonl', urls.map((url, i) => ({ url, caption: `caption ${i}`, source: `s${i}` })));
-    const { plan } = await planCrawl(storage, { datasetName: 'faults', sources: [{ path: list }], rowsPerShard: 12, options: TEST_CRAWL_OPTIONS }, 0);
+    const list = writeJsonl(
+      tmp.path,
+      'urls.jsonl',
+      urls.map((url, i) => ({ url, caption: `caption ${i}`, source: `s${i}` })),
+    );
+    const { plan } = await planCrawl(
+      storage,
+      { datasetName: 'faults', sources: [{ path: list }], rowsPerShard: 12, options: TEST_CRAWL_OPTIONS },
+      0,
+    );
     assert.equal(plan.rows, urls.length);
     assert.equal(plan.shardCount, Math.ceil(urls.length / 12));
     assert.equal(plan.duplicates, 1);
@@ -93,7 +105,14 @@ describe('crawl fault cases (library level)', () => {
     const layout = new DatasetLayout(storage, 'faults', plan.version);
     const stats: ShardStats[] = [];
     for (let i = 0; i < plan.shardCount; i++) {
-      const out = await crawlShardToParquet(storage, { datasetName: 'faults', version: plan.version, shardIndex: i, extraColumns: plan.extraColumns, options: plan.options, rowGroupSize: 5 });
+      const out = await crawlShardToParquet(storage, {
+        datasetName: 'faults',
+        version: plan.version,
+        shardIndex: i,
+        extraColumns: plan.extraColumns,
+        options: plan.options,
+        rowGroupSize: 5,
+      });
       assert.equal(out.skipped, false);
       stats.push(JSON.parse(await storage.readText(layout.statsUri(i))) as ShardStats);
     }
@@ -111,7 +130,9 @@ describe('crawl fault cases (library level)', () => {
       }
     }
     assert.equal(rows.size, urls.length, 'every input row appears exactly once');
-    const byUrl = new Map([...rows.values()].filter((r) => !r.error_message?.startsWith('duplicate_url')).map((r) => [r.url, r]));
+    const byUrl = new Map(
+      [...rows.values()].filter((r) => !r.error_message?.startsWith('duplicate_url')).map((r) => [r.url, r]),
+    );
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     const image = (p: string) => server.images.find((im) => im.path === p)!;
 
@@ -119,7 +140,8 @@ describe('crawl fault cases (library level)', () => {
       const r = byUrl.get(`${base}${c.path}`);
       assert.ok(r, `row for ${c.path}`);
       assert.equal(r.status, c.status, `${c.path}: status (error: ${r.error_message})`);
-      if (c.reason) assert.ok(r.error_message?.startsWith(`${c.reason}:`), `${c.path}: reason ${c.reason}, got ${r.error_message}`);
+      if (c.reason)
+        assert.ok(r.error_message?.startsWith(`${c.reason}:`), `${c.path}: reason ${c.reason}, got ${r.error_message}`);
       else assert.equal(r.error_message, null);
       if (c.original) assert.deepEqual([r.original_width, r.original_height], c.original, `${c.path}: original dims`);
       if (c.status === 'success') {
@@ -138,7 +160,10 @@ describe('crawl fault cases (library level)', () => {
     for (const raw of RAW.slice(0, 5)) {
       const r = byUrl.get(raw.url(base))!;
       assert.equal(r.status, raw.status, `${raw.url(base)}: status`);
-      assert.ok(r.error_message?.startsWith(`${raw.reason}:`) || r.error_message === raw.reason, `${raw.url(base)}: ${r.error_message}`);
+      assert.ok(
+        r.error_message?.startsWith(`${raw.reason}:`) || r.error_message === raw.reason,
+        `${raw.url(base)}: ${r.error_message}`,
+      );
     }
     const dup = [...rows.values()].filter((r) => r.url === `${base}/img/landscape.jpg`);
     assert.equal(dup.length, 2);
@@ -150,16 +175,27 @@ describe('crawl fault cases (library level)', () => {
     for (const s of ['success', 'failed_to_download', 'failed_to_resize', 'filtered']) {
       assert.equal(total(s), [...rows.values()].filter((r) => r.status === s).length, `stats count of ${s}`);
     }
-    assert.equal(stats.reduce((n, st) => n + (st.countsByReason.http_404 ?? 0), 0), 1);
+    assert.equal(
+      stats.reduce((n, st) => n + (st.countsByReason.http_404 ?? 0), 0),
+      1,
+    );
     assert.ok(stats.reduce((n, st) => n + st.retries, 0) >= 2 + 2 + 1 + 1, 'retries counted');
 
     // An independent reader (pyarrow) sees the same schema and rows.
     for (let i = 0; i < plan.shardCount; i++) {
       const d = pyarrowDescribe(storage.localPath(layout.shardUri(i)));
       assert.deepEqual(d.schema.slice(0, 11), [
-        ['key', 'string', false], ['url', 'string', false], ['caption', 'string', true], ['status', 'string', false],
-        ['error_message', 'string', true], ['width', 'int32', true], ['height', 'int32', true], ['original_width', 'int32', true],
-        ['original_height', 'int32', true], ['sha256', 'string', true], ['jpg', 'binary', true],
+        ['key', 'string', false],
+        ['url', 'string', false],
+        ['caption', 'string', true],
+        ['status', 'string', false],
+        ['error_message', 'string', true],
+        ['width', 'int32', true],
+        ['height', 'int32', true],
+        ['original_width', 'int32', true],
+        ['original_height', 'int32', true],
+        ['sha256', 'string', true],
+        ['jpg', 'binary', true],
       ]);
       assert.deepEqual(d.schema[11], ['source', 'string', true]);
       assert.equal(d.rows, stats[i]!.rows);

@@ -12,11 +12,33 @@ import { startFixtureServer, type FixtureServer } from './fixture-server.js';
 describe('AddressPolicy', () => {
   const deny = new AddressPolicy();
   const table: [string, boolean][] = [
-    ['127.0.0.1', false], ['127.5.5.5', false], ['0.0.0.0', false], ['10.0.0.1', false], ['172.16.3.4', false], ['172.31.255.255', false],
-    ['192.168.1.1', false], ['169.254.169.254', false], ['100.100.100.200', false], ['168.63.129.16', false], ['224.0.0.1', false],
-    ['255.255.255.255', false], ['::1', false], ['::', false], ['fe80::1', false], ['fd00:ec2::254', false], ['fc00::1', false],
-    ['::ffff:127.0.0.1', false], ['::ffff:7f00:1', false], ['::ffff:a9fe:a9fe', false], ['64:ff9b::a00:1', false], ['ff02::1', false],
-    ['8.8.8.8', true], ['172.32.0.1', true], ['1.1.1.1', true], ['2606:4700:4700::1111', true], ['::ffff:8.8.8.8', true],
+    ['127.0.0.1', false],
+    ['127.5.5.5', false],
+    ['0.0.0.0', false],
+    ['10.0.0.1', false],
+    ['172.16.3.4', false],
+    ['172.31.255.255', false],
+    ['192.168.1.1', false],
+    ['169.254.169.254', false],
+    ['100.100.100.200', false],
+    ['168.63.129.16', false],
+    ['224.0.0.1', false],
+    ['255.255.255.255', false],
+    ['::1', false],
+    ['::', false],
+    ['fe80::1', false],
+    ['fd00:ec2::254', false],
+    ['fc00::1', false],
+    ['::ffff:127.0.0.1', false],
+    ['::ffff:7f00:1', false],
+    ['::ffff:a9fe:a9fe', false],
+    ['64:ff9b::a00:1', false],
+    ['ff02::1', false],
+    ['8.8.8.8', true],
+    ['172.32.0.1', true],
+    ['1.1.1.1', true],
+    ['2606:4700:4700::1111', true],
+    ['::ffff:8.8.8.8', true],
   ];
   for (const [ip, allowed] of table) {
     it(`${ip} -> ${allowed ? 'allowed' : 'refused'}`, () => assert.equal(deny.check(ip).allowed, allowed));
@@ -39,12 +61,20 @@ describe('AddressPolicy', () => {
 describe('X-Robots-Tag', () => {
   const D = ['noai', 'noimageai', 'noindex', 'noimageindex'];
   const table: [string | string[] | undefined, string | undefined][] = [
-    [undefined, undefined], ['noai', 'noai'], ['NoImageAI', 'noimageai'], ['nofollow, noindex', 'noindex'], ['nofollow', undefined],
-    ['otherbot: noindex', undefined], ['kiln: noai', 'noai'], ['*: noimageindex', 'noimageindex'],
-    [['nofollow', 'googlebot: noai', 'noimageai'], 'noimageai'], ['unavailable_after: 25 Jun 2010 15:00:00 PST', undefined],
+    [undefined, undefined],
+    ['noai', 'noai'],
+    ['NoImageAI', 'noimageai'],
+    ['nofollow, noindex', 'noindex'],
+    ['nofollow', undefined],
+    ['otherbot: noindex', undefined],
+    ['kiln: noai', 'noai'],
+    ['*: noimageindex', 'noimageindex'],
+    [['nofollow', 'googlebot: noai', 'noimageai'], 'noimageai'],
+    ['unavailable_after: 25 Jun 2010 15:00:00 PST', undefined],
   ];
   for (const [header, want] of table) {
-    it(`${JSON.stringify(header)} -> ${want ?? 'allowed'}`, () => assert.equal(disallowingRobotsDirective(header, userAgentToken(USER_AGENT), D), want));
+    it(`${JSON.stringify(header)} -> ${want ?? 'allowed'}`, () =>
+      assert.equal(disallowingRobotsDirective(header, userAgentToken(USER_AGENT), D), want));
   }
 });
 
@@ -100,7 +130,13 @@ describe('ImageFetcher against the fixture server', () => {
   });
 
   it('validates options with errors naming the field', () => {
-    assert.throws(() => resolveCrawlOptions({ concurrency: 0 }), (e: unknown) => e instanceof ConfigError && /concurrency/.test(e.message));
-    assert.throws(() => resolveCrawlOptions({ resizeMode: 'stretch' as 'no' }), (e: unknown) => e instanceof ConfigError && /resizeMode/.test(e.message));
+    assert.throws(
+      () => resolveCrawlOptions({ concurrency: 0 }),
+      (e: unknown) => e instanceof ConfigError && /concurrency/.test(e.message),
+    );
+    assert.throws(
+      () => resolveCrawlOptions({ resizeMode: 'stretch' as 'no' }),
+      (e: unknown) => e instanceof ConfigError && /resizeMode/.test(e.message),
+    );
   });
 });

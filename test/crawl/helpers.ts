@@ -38,10 +38,29 @@ export function pyJson(code: string, args: string[] = []): unknown {
 
 /** Schema, row count, row groups, metadata and (key -> status/error/sha/dims) of a Parquet file, read by pyarrow. */
 export function pyarrowDescribe(path: string): {
-  schema: [string, string, boolean][]; rows: number; rowGroups: number; metadata: Record<string, string>; compression: string[];
-  byKey: Record<string, { status: string; error_message: string | null; width: number | null; height: number | null; original_width: number | null; original_height: number | null; sha256: string | null; jpg_len: number | null; url: string; caption: string | null }>;
+  schema: [string, string, boolean][];
+  rows: number;
+  rowGroups: number;
+  metadata: Record<string, string>;
+  compression: string[];
+  byKey: Record<
+    string,
+    {
+      status: string;
+      error_message: string | null;
+      width: number | null;
+      height: number | null;
+      original_width: number | null;
+      original_height: number | null;
+      sha256: string | null;
+      jpg_len: number | null;
+      url: string;
+      caption: string | null;
+    }
+  >;
 } {
-  return pyJson(`
+  return pyJson(
+    `
 import json, sys, pyarrow.parquet as pq
 f = pq.ParquetFile(sys.argv[1])
 t = f.read()
@@ -52,5 +71,7 @@ by = {r['key']: {k: (len(v) if k == 'jpg' and v is not None else v) for k, v in 
 for v in by.values(): v['jpg_len'] = v.pop('jpg')
 print(json.dumps({'schema': [[fl.name, str(fl.type), fl.nullable] for fl in t.schema], 'rows': t.num_rows, 'rowGroups': f.metadata.num_row_groups,
   'metadata': md, 'compression': comp, 'byKey': by}))
-`, [path]) as ReturnType<typeof pyarrowDescribe>;
+`,
+    [path],
+  ) as ReturnType<typeof pyarrowDescribe>;
 }

@@ -8,8 +8,15 @@ import { sniffImageFormat } from '../../datasets/crawl/magic.js';
 import { photoLikePixels, makeImage } from './images.js';
 
 const BASE: ImageOptions = {
-  imageSize: 256, resizeMode: 'border', resizeOnlyIfBigger: false, minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000,
-  encodeFormat: 'jpeg', encodeQuality: 90, skipReencode: false,
+  imageSize: 256,
+  resizeMode: 'border',
+  resizeOnlyIfBigger: false,
+  minImageSize: 0,
+  maxAspectRatio: 0,
+  maxPixels: 50_000_000,
+  encodeFormat: 'jpeg',
+  encodeQuality: 90,
+  skipReencode: false,
 };
 
 describe('image pipeline', () => {
@@ -19,7 +26,8 @@ describe('image pipeline', () => {
   });
 
   it('reads dimensions from headers exactly as libvips does', async () => {
-    const raw = (w: number, h: number, c: 3 | 4 = 3) => sharp(photoLikePixels(w, h, w + h, c), { raw: { width: w, height: h, channels: c } });
+    const raw = (w: number, h: number, c: 3 | 4 = 3) =>
+      sharp(photoLikePixels(w, h, w + h, c), { raw: { width: w, height: h, channels: c } });
     const samples: [string, Buffer][] = [
       ['jpeg', await raw(321, 123).jpeg().toBuffer()],
       ['progressive jpeg', await raw(123, 321).jpeg({ progressive: true }).toBuffer()],
@@ -50,11 +58,15 @@ describe('image pipeline', () => {
     assert.deepEqual(targetSize(d, { imageSize: 256, resizeMode: 'center_crop' }), { width: 256, height: 256 });
     assert.deepEqual(targetSize({ width: 256, height: 256 }, { imageSize: 256, resizeMode: 'border' }), undefined);
     assert.deepEqual(targetSize(d, { imageSize: 256, resizeMode: 'keep_ratio_largest' }), { width: 256, height: 192 });
-    assert.deepEqual(targetSize({ width: 100, height: 50 }, { imageSize: 256, resizeMode: 'keep_ratio_largest' }), { width: 256, height: 128 });
+    assert.deepEqual(targetSize({ width: 100, height: 50 }, { imageSize: 256, resizeMode: 'keep_ratio_largest' }), {
+      width: 256,
+      height: 128,
+    });
   });
 
   it('resizes only images larger than imageSize with resizeOnlyIfBigger (img2dataset semantics)', async () => {
-    const only = (w: number, h: number, resizeMode: ImageOptions['resizeMode']) => targetSize({ width: w, height: h }, { imageSize: 256, resizeMode, resizeOnlyIfBigger: true });
+    const only = (w: number, h: number, resizeMode: ImageOptions['resizeMode']) =>
+      targetSize({ width: w, height: h }, { imageSize: 256, resizeMode, resizeOnlyIfBigger: true });
     // keep_ratio / center_crop look at the smaller side, border / keep_ratio_largest at the larger one.
     assert.equal(only(640, 200, 'keep_ratio'), undefined);
     assert.deepEqual(only(640, 480, 'keep_ratio'), { width: 341, height: 256 });
@@ -71,7 +83,11 @@ describe('image pipeline', () => {
         const r = await processImage(small, { ...BASE, resizeMode, resizeOnlyIfBigger: true }, codec);
         assert.ok(r.ok, resizeMode);
         const meta = await sharp(r.image.data).metadata();
-        assert.deepEqual([r.image.width, r.image.height, meta.width, meta.height], [120, 90, 120, 90], `${resizeMode} ${codec}`);
+        assert.deepEqual(
+          [r.image.width, r.image.height, meta.width, meta.height],
+          [120, 90, 120, 90],
+          `${resizeMode} ${codec}`,
+        );
       }
       const kept = await processImage(small, { ...BASE, resizeMode, resizeOnlyIfBigger: true, skipReencode: true });
       assert.ok(kept.ok && kept.image.data.equals(small), `${resizeMode}: original bytes kept with skipReencode`);
@@ -79,11 +95,21 @@ describe('image pipeline', () => {
   });
 
   it('resizes in each mode', async () => {
-    const cases: [ImageOptions['resizeMode'], number, number][] = [['no', 640, 480], ['keep_ratio', 341, 256], ['keep_ratio_largest', 256, 192], ['center_crop', 256, 256], ['border', 256, 256]];
+    const cases: [ImageOptions['resizeMode'], number, number][] = [
+      ['no', 640, 480],
+      ['keep_ratio', 341, 256],
+      ['keep_ratio_largest', 256, 192],
+      ['center_crop', 256, 256],
+      ['border', 256, 256],
+    ];
     for (const [mode, w, h] of cases) {
       const r = await processImage(jpg, { ...BASE, resizeMode: mode });
       assert.ok(r.ok, mode);
-      assert.deepEqual([r.image.width, r.image.height, r.image.originalWidth, r.image.originalHeight], [w, h, 640, 480], mode);
+      assert.deepEqual(
+        [r.image.width, r.image.height, r.image.originalWidth, r.image.originalHeight],
+        [w, h, 640, 480],
+        mode,
+      );
       const meta = await sharp(r.image.data).metadata();
       assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', w, h], mode);
     }
@@ -98,8 +124,15 @@ describe('image pipeline', () => {
     const border = await processImage(jpg, BASE);
     assert.ok(border.ok);
     // 640x480 -> 256x192 inside 256x256: 32 px bars at top and bottom.
-    for (const y of [2, 20, 240, 253]) assert.ok((await pixel(border.image.data, 128, y)).every((v) => v < 16), `black at y=${y}`);
-    assert.ok((await pixel(border.image.data, 128, 128)).some((v) => v > 16), 'image in the middle');
+    for (const y of [2, 20, 240, 253])
+      assert.ok(
+        (await pixel(border.image.data, 128, y)).every((v) => v < 16),
+        `black at y=${y}`,
+      );
+    assert.ok(
+      (await pixel(border.image.data, 128, 128)).some((v) => v > 16),
+      'image in the middle',
+    );
     const crop = await processImage(jpg, { ...BASE, resizeMode: 'center_crop' });
     assert.ok(crop.ok);
     assert.ok((await pixel(crop.image.data, 128, 2)).some((v) => v > 16));

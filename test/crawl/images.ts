@@ -37,7 +37,13 @@ export function photoLikePixels(width: number, height: number, seed: number, cha
 export type TestFormat = 'jpeg' | 'png' | 'webp';
 
 /** An encoded test image. */
-export async function makeImage(width: number, height: number, format: TestFormat, seed = 1, opts: { alpha?: boolean; quality?: number; noise?: number } = {}): Promise<Buffer> {
+export async function makeImage(
+  width: number,
+  height: number,
+  format: TestFormat,
+  seed = 1,
+  opts: { alpha?: boolean; quality?: number; noise?: number } = {},
+): Promise<Buffer> {
   const channels = opts.alpha ? 4 : 3;
   const img = sharp(photoLikePixels(width, height, seed, channels, opts.noise), { raw: { width, height, channels } });
   if (format === 'jpeg') return img.jpeg({ quality: opts.quality ?? 85 }).toBuffer();

@@ -7,8 +7,16 @@ import { crawlShardToParquet } from '../../datasets/crawl/crawl-shard.js';
 
 const [dataRoot, datasetName, version, shardIndex, options, extra] = process.argv.slice(2);
 const storage = new LocalStorage(dataRoot!);
-await crawlShardToParquet(storage, {
-  datasetName: datasetName!, version: Number(version), shardIndex: Number(shardIndex),
-  options: JSON.parse(options!), extraColumns: JSON.parse(extra!), rowGroupSize: 2,
-}, { onProgress: (n) => process.stdout.write(`rows ${n}\n`) });
+await crawlShardToParquet(
+  storage,
+  {
+    datasetName: datasetName!,
+    version: Number(version),
+    shardIndex: Number(shardIndex),
+    options: JSON.parse(options!),
+    extraColumns: JSON.parse(extra!),
+    rowGroupSize: 2,
+  },
+  { onProgress: (n) => process.stdout.write(`rows ${n}\n`) },
+);
 process.stdout.write('done\n');

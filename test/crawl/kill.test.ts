@@ -29,14 +29,41 @@ describe('killed shard writer', () => {
   it('SIGKILL mid-shard: nothing visible, the rerun completes the shard', async () => {
     const dataRoot = `${tmp.path}/data`;
     const storage = new LocalStorage(dataRoot);
-    const images = ['/img/landscape.jpg', '/img/portrait.jpg', '/img/square.png', '/img/wide.webp', '/img/exact.jpg', '/img/alpha.png'];
-    const urls = [...images.map((p) => `${server.baseUrl}${p}`), `${server.baseUrl}/slow.jpg`, `${server.baseUrl}/slow.jpg?again`];
-    const list = writeJsonl(tmp.path, 'urls.jsonl', urls.map((url) => ({ url })));
+    const images = [
+      '/img/landscape.jpg',
+      '/img/portrait.jpg',
+      '/img/square.png',
+      '/img/wide.webp',
+      '/img/exact.jpg',
+      '/img/alpha.png',
+    ];
+    const urls = [
+      ...images.map((p) => `${server.baseUrl}${p}`),
+      `${server.baseUrl}/slow.jpg`,
+      `${server.baseUrl}/slow.jpg?again`,
+    ];
+    const list = writeJsonl(
+      tmp.path,
+      'urls.jsonl',
+      urls.map((url) => ({ url })),
+    );
     const options = { ...TEST_CRAWL_OPTIONS, concurrency: 2 };
     const { plan } = await planCrawl(storage, { datasetName: 'kill', sources: [{ path: list }], options }, 0);
     const layout = new DatasetLayout(storage, 'kill', plan.version);
 
-    const child = spawn(process.execPath, [fileURLToPath(new URL('./kill-child.js', import.meta.url)), dataRoot, 'kill', String(plan.version), '0', JSON.stringify(options), JSON.stringify(plan.extraColumns)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      [
+        fileURLToPath(new URL('./kill-child.js', import.meta.url)),
+        dataRoot,
+        'kill',
+        String(plan.version),
+        '0',
+        JSON.stringify(options),
+        JSON.stringify(plan.extraColumns),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const exit = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     let seen = 0;
     child.stdout.setEncoding('utf8');
@@ -49,21 +76,37 @@ describe('killed shard writer', () => {
 
     const dir = storage.localPath(layout.shardsDirUri);
     assert.deepEqual(await storage.list(layout.shardsDirUri), [], 'no visible file');
-    assert.equal(readdirSync(dir).filter((n) => n.startsWith('.kiln-tmp-')).length, 1, 'the killed writer left only its hidden temp file');
+    assert.equal(
+      readdirSync(dir).filter((n) => n.startsWith('.kiln-tmp-')).length,
+      1,
+      'the killed writer left only its hidden temp file',
+    );
     assert.equal(await findFinishedShard(storage, layout, 0), undefined);
 
     // The rerun: planning resumes the version and sweeps the temp file, the shard completes.
     const again = await planCrawl(storage, { datasetName: 'kill', sources: [{ path: list }], options }, 0);
     assert.equal(again.resumed, true);
     assert.deepEqual(readdirSync(dir), []);
-    const out = await crawlShardToParquet(storage, { datasetName: 'kill', version: plan.version, shardIndex: 0, extraColumns: plan.extraColumns, options: { ...options, concurrency: 8 } });
+    const out = await crawlShardToParquet(storage, {
+      datasetName: 'kill',
+      version: plan.version,
+      shardIndex: 0,
+      extraColumns: plan.extraColumns,
+      options: { ...options, concurrency: 8 },
+    });
     assert.equal(out.rows, urls.length);
     const py = pyarrowDescribe(storage.localPath(layout.shardUri(0)));
     assert.equal(py.rows, urls.length);
     assert.equal(Object.keys(py.byKey).length, urls.length);
     assert.equal(Object.values(py.byKey).filter((r) => r.status === 'success').length, images.length);
     assert.deepEqual(readdirSync(dir).sort(), ['shard-000000.parquet', 'shard-000000.stats.json']);
-    const skipped = await crawlShardToParquet(storage, { datasetName: 'kill', version: plan.version, shardIndex: 0, extraColumns: plan.extraColumns, options });
+    const skipped = await crawlShardToParquet(storage, {
+      datasetName: 'kill',
+      version: plan.version,
+      shardIndex: 0,
+      extraColumns: plan.extraColumns,
+      options,
+    });
     assert.equal(skipped.skipped, true);
     assert.equal(skipped.shard.sha256, out.shard.sha256);
   });

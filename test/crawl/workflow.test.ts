@@ -39,17 +39,45 @@ describe('crawlWorkflow (Temporal)', () => {
   const tmp = tempDir('kiln-crawl-wf-');
 
   before(async () => {
-    env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalBinary() } } });
+    env = await TestWorkflowEnvironment.createLocal({
+      server: { executable: { type: 'existing-path', path: temporalBinary() } },
+    });
     server = await startFixtureServer();
     bundle = await bundleWorkflowCode({
       workflowsPath: fileURLToPath(new URL('../../workflows/crawl.js', import.meta.url)),
-      logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: (m: string) => console.error(m) },
+      logger: {
+        log: () => undefined,
+        trace: () => undefined,
+        debug: () => undefined,
+        info: () => undefined,
+        warn: () => undefined,
+        error: (m: string) => console.error(m),
+      },
     });
     const config = testConfig(`${tmp.path}/data`, env.address);
-    deps = { config, storage: new LocalStorage(config.dataRoot), lineage: new LineageStore(config.lineagePath), codeVersion: 'test' };
-    const paths = ['/img/landscape.jpg', '/img/portrait.jpg', '/img/square.png', '/img/wide.webp', '/missing.jpg', '/text.txt', '/flaky500/x', '/robots/noai.jpg', '/redirect/private', '/truncated.jpg'];
+    deps = {
+      config,
+      storage: new LocalStorage(config.dataRoot),
+      lineage: new LineageStore(config.lineagePath),
+      codeVersion: 'test',
+    };
+    const paths = [
+      '/img/landscape.jpg',
+      '/img/portrait.jpg',
+      '/img/square.png',
+      '/img/wide.webp',
+      '/missing.jpg',
+      '/text.txt',
+      '/flaky500/x',
+      '/robots/noai.jpg',
+      '/redirect/private',
+      '/truncated.jpg',
+    ];
     const rows = Array.from({ length: ROWS }, (_, i) => ({
-      url: i % 3 === 0 ? `${server.baseUrl}${paths[(i / 3) % paths.length]!}?n=${i}` : `${server.baseUrl}${paths[i % paths.length]!}`,
+      url:
+        i % 3 === 0
+          ? `${server.baseUrl}${paths[(i / 3) % paths.length]!}?n=${i}`
+          : `${server.baseUrl}${paths[i % paths.length]!}`,
       caption: `row ${i}`,
     }));
     list = writeJsonl(tmp.path, 'urls.jsonl', rows);
@@ -64,14 +92,24 @@ describe('crawlWorkflow (Temporal)', () => {
 
   const run = async (workflowId: string, extra: Partial<CrawlWorkflowInput> = {}): Promise<CrawlWorkflowResult> => {
     const worker = await Worker.create({
-      connection: env.nativeConnection, taskQueue: IO_QUEUE, workflowBundle: bundle,
+      connection: env.nativeConnection,
+      taskQueue: IO_QUEUE,
+      workflowBundle: bundle,
       activities: { ...createLineageActivities(deps), ...createCrawlActivities(deps, hooks) },
     });
     const input: CrawlWorkflowInput = {
-      datasetName: 'wf', inputs: [list], rowsPerShard: PER_SHARD, options: TEST_CRAWL_OPTIONS,
-      maxConcurrentShards: 2, shardsPerPage: 2, pagesPerRun: 2, ...extra,
+      datasetName: 'wf',
+      inputs: [list],
+      rowsPerShard: PER_SHARD,
+      options: TEST_CRAWL_OPTIONS,
+      maxConcurrentShards: 2,
+      shardsPerPage: 2,
+      pagesPerRun: 2,
+      ...extra,
     };
-    return worker.runUntil(env.client.workflow.execute('crawlWorkflow', { taskQueue: IO_QUEUE, workflowId, args: [input] })) as Promise<CrawlWorkflowResult>;
+    return worker.runUntil(
+      env.client.workflow.execute('crawlWorkflow', { taskQueue: IO_QUEUE, workflowId, args: [input] }),
+    ) as Promise<CrawlWorkflowResult>;
   };
 
   it('an interrupted crawl fails, a rerun resumes it (finished shards skipped), every row lands exactly once', async () => {
@@ -84,13 +122,29 @@ describe('crawlWorkflow (Temporal)', () => {
         killedAt.push({ attempt, finalExisted: readdirSync(dir).includes('shard-000001.parquet'), tempLeft: [] });
         if (attempt === 1) throw new Error('simulated worker death in the middle of shard 1');
       }
-      if (shard === 5) throw ApplicationFailure.create({ message: 'permanent failure of shard 5', nonRetryable: true, type: 'TestFailure' });
+      if (shard === 5)
+        throw ApplicationFailure.create({
+          message: 'permanent failure of shard 5',
+          nonRetryable: true,
+          type: 'TestFailure',
+        });
     };
     const first = uniqueId('crawl-a');
     await assert.rejects(run(first), (err: unknown) => err instanceof WorkflowFailedError);
-    assert.deepEqual(killedAt.map((k) => [k.attempt, k.finalExisted]), [[1, false], [2, false]], 'the retry of shard 1 found no partial output');
+    assert.deepEqual(
+      killedAt.map((k) => [k.attempt, k.finalExisted]),
+      [
+        [1, false],
+        [2, false],
+      ],
+      'the retry of shard 1 found no partial output',
+    );
     const shardsDir = deps.storage.localPath(layout.shardsDirUri);
-    assert.deepEqual(readdirSync(shardsDir).filter((n) => n.startsWith('.kiln-tmp-')), [], 'no temp file left behind');
+    assert.deepEqual(
+      readdirSync(shardsDir).filter((n) => n.startsWith('.kiln-tmp-')),
+      [],
+      'no temp file left behind',
+    );
     assert.ok(!readdirSync(shardsDir).includes('shard-000005.parquet'));
     assert.equal(deps.lineage.getJob(first)?.status, 'failed');
     const shard1Run = deps.lineage.getRun(`${first}/crawl/shard-1`)!;
@@ -107,15 +161,22 @@ describe('crawlWorkflow (Temporal)', () => {
     assert.equal(r.shardsCrawled + r.shardsSkipped, SHARDS);
     assert.ok(r.runs >= 2, 'continued as new at least once');
     assert.equal(r.rows, ROWS);
-    assert.equal(Object.values(r.countsByStatus).reduce((a, b) => a + b, 0), ROWS);
+    assert.equal(
+      Object.values(r.countsByStatus).reduce((a, b) => a + b, 0),
+      ROWS,
+    );
 
     // The manifest and an independent reader agree: every key once, schema as specified.
     const manifest = await readDatasetManifest(deps.storage, 'wf', 1);
     assert.equal(manifest.id, 'wf@v1');
     assert.equal(manifest.shards.length, SHARDS);
-    assert.deepEqual(manifest.shards.map((s) => s.index), [...Array(SHARDS).keys()]);
+    assert.deepEqual(
+      manifest.shards.map((s) => s.index),
+      [...Array(SHARDS).keys()],
+    );
     const paths = manifest.shards.map((s) => deps.storage.localPath(layout.resolve(s.path)));
-    const py = pyJson(`
+    const py = pyJson(
+      `
 import json, sys, hashlib, pyarrow.parquet as pq
 keys, rows, shas, statuses = [], [], [], {}
 for p in sys.argv[1:]:
@@ -125,13 +186,33 @@ for p in sys.argv[1:]:
     for s in t.column('status').to_pylist(): statuses[s] = statuses.get(s, 0) + 1
     shas.append(hashlib.sha256(open(p, 'rb').read()).hexdigest())
 print(json.dumps({'keys': keys, 'rows': rows, 'shas': shas, 'statuses': statuses, 'types': [str(f.type) for f in pq.read_schema(sys.argv[1])]}))
-`, paths) as { keys: string[]; rows: number[]; shas: string[]; statuses: Record<string, number>; types: string[] };
+`,
+      paths,
+    ) as { keys: string[]; rows: number[]; shas: string[]; statuses: Record<string, number>; types: string[] };
     assert.equal(py.keys.length, ROWS);
     assert.equal(new Set(py.keys).size, ROWS, 'no duplicate rows');
-    assert.deepEqual(py.rows, manifest.shards.map((s) => s.rows));
-    assert.deepEqual(py.shas, manifest.shards.map((s) => s.sha256));
+    assert.deepEqual(
+      py.rows,
+      manifest.shards.map((s) => s.rows),
+    );
+    assert.deepEqual(
+      py.shas,
+      manifest.shards.map((s) => s.sha256),
+    );
     assert.deepEqual(py.statuses, Object.fromEntries(Object.entries(r.countsByStatus).filter(([, n]) => n > 0)));
-    assert.deepEqual(py.types.slice(0, 11), ['string', 'string', 'string', 'string', 'string', 'int32', 'int32', 'int32', 'int32', 'string', 'binary']);
+    assert.deepEqual(py.types.slice(0, 11), [
+      'string',
+      'string',
+      'string',
+      'string',
+      'string',
+      'int32',
+      'int32',
+      'int32',
+      'int32',
+      'string',
+      'binary',
+    ]);
 
     // Lineage: the dataset version, its manifest, each shard run's consumed input and produced files.
     const dv = deps.lineage.getDatasetVersion('wf@v1')!;
@@ -139,10 +220,18 @@ print(json.dumps({'keys': keys, 'rows': rows, 'shas': shas, 'statuses': statuses
     assert.equal(deps.lineage.getArtifact(dv.manifestArtifactId)?.sha256, r.manifestSha256);
     assert.equal(deps.lineage.getJob(second)?.status, 'completed');
     for (let i = 0; i < SHARDS; i++) {
-      const runId = deps.lineage.getRun(`${second}/crawl/shard-${i}`) ? `${second}/crawl/shard-${i}` : `${first}/crawl/shard-${i}`;
-      const produced = deps.lineage.artifactsOfRun(runId, 'produced').map((a) => a.kind).sort();
+      const runId = deps.lineage.getRun(`${second}/crawl/shard-${i}`)
+        ? `${second}/crawl/shard-${i}`
+        : `${first}/crawl/shard-${i}`;
+      const produced = deps.lineage
+        .artifactsOfRun(runId, 'produced')
+        .map((a) => a.kind)
+        .sort();
       assert.deepEqual(produced, ['dataset-shard', 'shard-stats'], `shard ${i} produced`);
-      assert.deepEqual(deps.lineage.artifactsOfRun(runId, 'consumed').map((a) => a.kind), ['crawl-input-shard']);
+      assert.deepEqual(
+        deps.lineage.artifactsOfRun(runId, 'consumed').map((a) => a.kind),
+        ['crawl-input-shard'],
+      );
     }
 
     // The recorded history replays deterministically against the current workflow code.

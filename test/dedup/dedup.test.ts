@@ -34,21 +34,47 @@ const D = image('circles_30x20.webp');
 
 /** [image, list it came from, status]: two shards of rows from two URL lists. */
 const SHARDS: [Uint8Array | null, string, ShardRow['status']?][][] = [
-  [[A, 'list-a'], [B, 'list-a'], [null, 'list-a', 'failed_to_download'], [A, 'list-b'], [C, 'list-b']],
-  [[B, 'list-b'], [D, 'list-b'], [A, 'list-a'], [C, 'list-a', 'filtered'], [D, 'list-a']],
+  [
+    [A, 'list-a'],
+    [B, 'list-a'],
+    [null, 'list-a', 'failed_to_download'],
+    [A, 'list-b'],
+    [C, 'list-b'],
+  ],
+  [
+    [B, 'list-b'],
+    [D, 'list-b'],
+    [A, 'list-a'],
+    [C, 'list-a', 'filtered'],
+    [D, 'list-a'],
+  ],
 ];
 /** key -> the key of the first copy it repeats (success rows only; a `filtered` source row is carried). */
 const EXPECTED_DUPLICATES: Record<string, string> = {
-  '000000003': '000000000', '000001000': '000000001', '000001002': '000000000', '000001004': '000001001',
+  '000000003': '000000000',
+  '000001000': '000000001',
+  '000001002': '000000000',
+  '000001004': '000001001',
 };
 
 function sourceRows(): ShardRow[][] {
-  return SHARDS.map((rows, s) => rows.map(([jpg, list, status], r) => ({
-    key: `${String(s).padStart(6, '0')}${String(r).padStart(3, '0')}`, url: `http://127.0.0.1/${list}/${s}-${r}.img`, caption: `row ${s}/${r}`,
-    status: status ?? 'success', error_message: status === 'failed_to_download' ? 'http_404: Not Found' : status === 'filtered' ? 'seen_before: demo@v0' : null,
-    width: jpg ? 32 : null, height: jpg ? 32 : null, original_width: jpg ? 40 : null, original_height: jpg ? 40 : null,
-    sha256: jpg ? sha256Hex(jpg) : null, jpg, extra: { list },
-  })));
+  return SHARDS.map((rows, s) =>
+    rows.map(([jpg, list, status], r) => ({
+      key: `${String(s).padStart(6, '0')}${String(r).padStart(3, '0')}`,
+      url: `http://127.0.0.1/${list}/${s}-${r}.img`,
+      caption: `row ${s}/${r}`,
+      status: status ?? 'success',
+      error_message:
+        status === 'failed_to_download' ? 'http_404: Not Found' : status === 'filtered' ? 'seen_before: demo@v0' : null,
+      width: jpg ? 32 : null,
+      height: jpg ? 32 : null,
+      original_width: jpg ? 40 : null,
+      original_height: jpg ? 40 : null,
+      sha256: jpg ? sha256Hex(jpg) : null,
+      jpg,
+      extra: { list },
+    })),
+  );
 }
 
 /** Write `name@v1` from SHARDS and record it in lineage as a crawl would. */
@@ -61,16 +87,38 @@ async function writeSource(storage: LocalStorage, lineage: LineageStore, name: s
     const w = await ShardWriter.open(storage, layout.shardUri(i), { columns: { extra: ['list'] } });
     for (const r of rows) await w.append(r);
     const shard = await w.commit();
-    lineage.recordArtifactOfRun(runId, 'produced', { uri: shard.uri, kind: 'dataset-shard', sha256: shard.sha256, bytes: shard.bytes });
+    lineage.recordArtifactOfRun(runId, 'produced', {
+      uri: shard.uri,
+      kind: 'dataset-shard',
+      sha256: shard.sha256,
+      bytes: shard.bytes,
+    });
     shards.push({ index: i, path: shardRelativePath(i), rows: shard.rows, sha256: shard.sha256, bytes: shard.bytes });
   }
   const manifest: DatasetManifest = {
-    id: layout.id, name, version: 1, parents: [], schemaVersion: SHARD_SCHEMA_VERSION, stage: 'crawl', params: {}, createdAt: new Date().toISOString(),
-    rows: shards.reduce((n, s) => n + s.rows, 0), shards,
+    id: layout.id,
+    name,
+    version: 1,
+    parents: [],
+    schemaVersion: SHARD_SCHEMA_VERSION,
+    stage: 'crawl',
+    params: {},
+    createdAt: new Date().toISOString(),
+    rows: shards.reduce((n, s) => n + s.rows, 0),
+    shards,
   };
   const ref = await writeDatasetManifest(storage, manifest);
   const artifact = lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest' });
-  lineage.recordDatasetVersion({ id: layout.id, name, version: 1, manifestArtifactId: artifact.id, parents: [], schemaVersion: SHARD_SCHEMA_VERSION, params: {}, runId });
+  lineage.recordDatasetVersion({
+    id: layout.id,
+    name,
+    version: 1,
+    manifestArtifactId: artifact.id,
+    parents: [],
+    schemaVersion: SHARD_SCHEMA_VERSION,
+    params: {},
+    runId,
+  });
   lineage.finishRun(runId, 'completed');
 }
 
@@ -82,7 +130,9 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
   let config: ReturnType<typeof testConfig>;
 
   before(async () => {
-    env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalBinary() } } });
+    env = await TestWorkflowEnvironment.createLocal({
+      server: { executable: { type: 'existing-path', path: temporalBinary() } },
+    });
     config = testConfig(`${tmp.path}/data`, env.address);
     storage = new LocalStorage(config.dataRoot);
     lineage = new LineageStore(config.lineagePath);
@@ -95,9 +145,20 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
   });
 
   const run = async (workflowId: string): Promise<DedupWorkflowResult> => {
-    const kw = await createKilnWorkers(config, { connection: env.nativeConnection, deps: { config, storage, lineage, codeVersion: 'test' } });
-    const input: DedupWorkflowInput = { datasetName: 'web', sourceVersion: 1, shardsPerPage: 1, pagesPerRun: 1, maxConcurrentShards: 2 };
-    return kw.runUntil(env.client.workflow.execute('dedupWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] })) as Promise<DedupWorkflowResult>;
+    const kw = await createKilnWorkers(config, {
+      connection: env.nativeConnection,
+      deps: { config, storage, lineage, codeVersion: 'test' },
+    });
+    const input: DedupWorkflowInput = {
+      datasetName: 'web',
+      sourceVersion: 1,
+      shardsPerPage: 1,
+      pagesPerRun: 1,
+      maxConcurrentShards: 2,
+    };
+    return kw.runUntil(
+      env.client.workflow.execute('dedupWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [input] }),
+    ) as Promise<DedupWorkflowResult>;
   };
 
   it('writes a new version: later copies filtered with their reason, every other row unchanged; lineage; a rerun resumes', async () => {
@@ -112,14 +173,22 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
 
     const source = sourceRows().flat();
     const out: ShardRow[] = [];
-    for (let i = 0; i < 2; i++) for await (const row of readShardRows(storage, new DatasetLayout(storage, 'web', 2).shardUri(i))) out.push(row);
-    assert.deepEqual(out.map((x) => x.key), source.map((x) => x.key), 'every source row once, in order');
+    for (let i = 0; i < 2; i++)
+      for await (const row of readShardRows(storage, new DatasetLayout(storage, 'web', 2).shardUri(i))) out.push(row);
+    assert.deepEqual(
+      out.map((x) => x.key),
+      source.map((x) => x.key),
+      'every source row once, in order',
+    );
     for (const [k, row] of out.entries()) {
       const src = source[k]!;
       const first = EXPECTED_DUPLICATES[row.key];
       if (first) {
         assert.equal(row.status, 'filtered', row.key);
-        assert.equal(row.error_message, `duplicate_sha256: same image bytes as row ${first} (shard ${Number(first.slice(0, 6))})`);
+        assert.equal(
+          row.error_message,
+          `duplicate_sha256: same image bytes as row ${first} (shard ${Number(first.slice(0, 6))})`,
+        );
       } else {
         assert.equal(row.status, src.status, row.key);
         assert.equal(row.error_message, src.error_message, row.key);
@@ -127,7 +196,10 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
       assert.equal(row.sha256, src.sha256);
       assert.equal(row.url, src.url);
       assert.deepEqual(row.extra, src.extra);
-      assert.ok(row.jpg === null ? src.jpg === null : Buffer.from(row.jpg).equals(Buffer.from(src.jpg!)), `${row.key}: image bytes kept`);
+      assert.ok(
+        row.jpg === null ? src.jpg === null : Buffer.from(row.jpg).equals(Buffer.from(src.jpg!)),
+        `${row.key}: image bytes kept`,
+      );
     }
     const kept = out.filter((x) => x.status === 'success');
     assert.equal(new Set(kept.map((x) => x.sha256)).size, kept.length, 'no two kept rows share image bytes');
@@ -145,7 +217,10 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
     const consumed = lineage.artifactsOfRun(manifestRun.id, 'consumed').map((a) => a.uri);
     assert.ok(consumed.includes(new DatasetLayout(storage, 'web', 1).manifestUri), 'the source manifest is consumed');
     const shardRun = lineage.getRun(`${r.jobId}/dedup/shard-1`)!;
-    assert.deepEqual(lineage.artifactsOfRun(shardRun.id, 'consumed').map((a) => a.uri), [new DatasetLayout(storage, 'web', 1).shardUri(1)]);
+    assert.deepEqual(
+      lineage.artifactsOfRun(shardRun.id, 'consumed').map((a) => a.uri),
+      [new DatasetLayout(storage, 'web', 1).shardUri(1)],
+    );
     assert.equal(lineage.getJob(r.jobId)?.status, 'completed');
 
     const again = await run(uniqueId('dedup-again'));
@@ -158,6 +233,10 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
   it('is a pipeline option: `dedup: true` runs it between crawl and filter', () => {
     const spec = pipelineSpecSchema.parse({ version: 1, name: 'web', sources: [{ path: 'urls.csv' }], dedup: true });
     assert.deepEqual(pipelineInputFromSpec(spec).dedup, {});
-    assert.equal(pipelineInputFromSpec(pipelineSpecSchema.parse({ version: 1, name: 'web', sources: [{ path: 'urls.csv' }] })).dedup, undefined);
+    assert.equal(
+      pipelineInputFromSpec(pipelineSpecSchema.parse({ version: 1, name: 'web', sources: [{ path: 'urls.csv' }] }))
+        .dedup,
+      undefined,
+    );
   });
 });

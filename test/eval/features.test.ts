@@ -24,18 +24,24 @@ const ref = JSON.parse(readFileSync(join(DIR, 'reference.json'), 'utf8')) as Ref
 /** Same formula as tensor_input() in the generator. */
 function tensorInput(index: number, size: number): Float32Array {
   const out = new Float32Array(3 * size * size);
-  for (let c = 0; c < 3; c++) for (let h = 0; h < size; h++) for (let w = 0; w < size; w++) {
-    out[(c * size + h) * size + w] = (c * 67 + h * 13 * (index + 1) + w * 7 + index * 31) % 256;
-  }
+  for (let c = 0; c < 3; c++)
+    for (let h = 0; h < size; h++)
+      for (let w = 0; w < size; w++) {
+        out[(c * size + h) * size + w] = (c * 67 + h * 13 * (index + 1) + w * 7 + index * 31) % 256;
+      }
   return out;
 }
 
 function assertAllClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < expected.length; i++) {
     const d = Math.abs(actual[i]! - expected[i]!);
-    if (d > worst) { worst = d; at = i; }
+    if (d > worst) {
+      worst = d;
+      at = i;
+    }
   }
   assert.ok(worst <= atol, `${what}: max |diff| ${worst} at ${at} (${actual[at]} vs ${expected[at]}) > ${atol}`);
 }
@@ -67,7 +73,12 @@ void test('features of PNG images (decode, clean resize, model) match PyTorch on
   try {
     const imgs = await Promise.all(ref.images.map((r) => decodeRgb(readFileSync(join(DIR, r.file)))));
     const feats = await ex.extractImages(imgs);
-    assertAllClose(feats, ref.images.flatMap((r) => r.features), 1e-4, 'image features');
+    assertAllClose(
+      feats,
+      ref.images.flatMap((r) => r.features),
+      1e-4,
+      'image features',
+    );
     const streamed = await imageSetStatistics(ex, imgs, { batchSize: 2 });
     const direct = featureStatistics(feats, 64);
     assert.equal(streamed.count, 3);
@@ -98,8 +109,12 @@ void test('a missing extractor is a KilnError naming the path and the expected f
 });
 
 void test('decodeRgb: grey is replicated and alpha dropped, as PIL convert("RGB")', async () => {
-  const grey = await sharp(Buffer.from([0, 100, 200, 255]), { raw: { width: 2, height: 2, channels: 1 } }).png().toBuffer();
+  const grey = await sharp(Buffer.from([0, 100, 200, 255]), { raw: { width: 2, height: 2, channels: 1 } })
+    .png()
+    .toBuffer();
   assert.deepEqual(Array.from((await decodeRgb(grey)).data), [0, 0, 0, 100, 100, 100, 200, 200, 200, 255, 255, 255]);
-  const rgba = await sharp(Buffer.from([10, 20, 30, 0, 40, 50, 60, 128]), { raw: { width: 2, height: 1, channels: 4 } }).png().toBuffer();
+  const rgba = await sharp(Buffer.from([10, 20, 30, 0, 40, 50, 60, 128]), { raw: { width: 2, height: 1, channels: 4 } })
+    .png()
+    .toBuffer();
   assert.deepEqual(Array.from((await decodeRgb(rgba)).data), [10, 20, 30, 40, 50, 60]);
 });

@@ -7,20 +7,43 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { featureStatistics, FeatureStatisticsAccumulator, encodeStatistics, decodeStatistics } from '../../eval/statistics.js';
+import {
+  featureStatistics,
+  FeatureStatisticsAccumulator,
+  encodeStatistics,
+  decodeStatistics,
+} from '../../eval/statistics.js';
 import { frechetDistance } from '../../eval/frechet.js';
 import { features, loadReferenceFixture } from './helpers.js';
 
 interface FidCase {
-  name: string; d: number; n1: number; n2: number; off1: number; off2: number; sc1: number; sc2: number;
-  check_a: number[]; check_b: number[]; fid: number; fid_svd: number; rank1: number; rank2: number;
-  mu1: number[]; cov1_diag: number[]; cov1_row1: number[];
+  name: string;
+  d: number;
+  n1: number;
+  n2: number;
+  off1: number;
+  off2: number;
+  sc1: number;
+  sc2: number;
+  check_a: number[];
+  check_b: number[];
+  fid: number;
+  fid_svd: number;
+  rank1: number;
+  rank2: number;
+  mu1: number[];
+  cov1_diag: number[];
+  cov1_row1: number[];
 }
 
 const FIXTURE = loadReferenceFixture<{ fid: FidCase[] }>();
 
 void test('the FID reference fixture has every case', () => {
-  assert.equal(FIXTURE.fid.length, 5, 'fixtures/eval/fid-kid-reference.json: expected 5 FID cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py');
+  assert.equal(
+    FIXTURE.fid.length,
+    5,
+    'fixtures/eval/fid-kid-reference.json: expected 5 FID cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py',
+  );
 });
 
 for (const ref of FIXTURE.fid) {
@@ -30,8 +53,18 @@ for (const ref of FIXTURE.fid) {
     const b = features(c.n2, c.d, 12, c.off2, c.sc2);
     // The fixture's generator ported `features`; make sure both produced the same vectors.
     for (let i = 0; i < 4; i++) assertClose(a[i]!, ref.check_a[i]!, 1e-14, `feature a[0][${i}] (generator port)`, true);
-    assertClose(a.reduce((s, v) => s + v, 0), ref.check_a[4]!, 1e-12, 'sum of set A (generator port)');
-    assertClose(b.reduce((s, v) => s + v, 0), ref.check_b[0]!, 1e-12, 'sum of set B (generator port)');
+    assertClose(
+      a.reduce((s, v) => s + v, 0),
+      ref.check_a[4]!,
+      1e-12,
+      'sum of set A (generator port)',
+    );
+    assertClose(
+      b.reduce((s, v) => s + v, 0),
+      ref.check_b[0]!,
+      1e-12,
+      'sum of set B (generator port)',
+    );
     // Feed set A in uneven batches to exercise the streaming panel flushes.
     const acc = new FeatureStatisticsAccumulator(c.d);
     for (let r = 0; r < c.n1; r += 7) acc.add(a.subarray(r * c.d, Math.min(c.n1, r + 7) * c.d));
@@ -49,7 +82,11 @@ for (const ref of FIXTURE.fid) {
     // scipy's sqrtm of the singular product S1·S2 itself carries ~1e-8 relative error; the
     // data-SVD identity is exact, and we match it far more tightly.
     assertClose(fd.distance, ref.fid_svd, 1e-10, 'frechet distance vs singular values of the centered data');
-    assert.equal(fd.factoredRank, Math.min(ref.rank1, ref.rank2), 'factored rank = rank of the smaller-sample covariance');
+    assert.equal(
+      fd.factoredRank,
+      Math.min(ref.rank1, ref.rank2),
+      'factored rank = rank of the smaller-sample covariance',
+    );
   });
 }
 
@@ -59,7 +96,8 @@ void test('frechetDistance of a set with itself is ~0 and symmetric in its argum
   const t = featureStatistics(features(200, d, 4, 0.6, 1), d);
   const self = frechetDistance(s, s);
   assert.ok(Math.abs(self.distance) < 1e-7 * self.traceA, `self distance ${self.distance} (trace ${self.traceA})`);
-  const ab = frechetDistance(s, t).distance, ba = frechetDistance(t, s).distance;
+  const ab = frechetDistance(s, t).distance,
+    ba = frechetDistance(t, s).distance;
   assertClose(ab, ba, 1e-10, 'symmetry');
 });
 
@@ -83,5 +121,8 @@ void test('statistics reject non-finite features and too few samples with KilnEr
 
 function assertClose(actual: number, expected: number, rel: number, what: string, absolute = false): void {
   const tol = absolute ? rel : rel * Math.max(Math.abs(expected), 1e-300);
-  assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`);
+  assert.ok(
+    Math.abs(actual - expected) <= tol,
+    `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`,
+  );
 }

@@ -29,7 +29,10 @@ export function loadReferenceFixture<T>(): T {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch (err) {
-    throw new Error(`cannot read the FID/KID reference fixture ${file} (${(err as Error).message}); regenerate it with .venv/bin/python scripts/fixtures/make_fid_kid_reference.py`, { cause: err });
+    throw new Error(
+      `cannot read the FID/KID reference fixture ${file} (${(err as Error).message}); regenerate it with .venv/bin/python scripts/fixtures/make_fid_kid_reference.py`,
+      { cause: err },
+    );
   }
 }
 

@@ -5,34 +5,79 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kernelInceptionDistance, kidNoise, kidSubsets, kidSubsetValues, KID_DEFAULT_MAX_SUBSET_SIZE, KID_DEFAULT_SUBSETS } from '../../eval/kid.js';
+import {
+  kernelInceptionDistance,
+  kidNoise,
+  kidSubsets,
+  kidSubsetValues,
+  KID_DEFAULT_MAX_SUBSET_SIZE,
+  KID_DEFAULT_SUBSETS,
+} from '../../eval/kid.js';
 import { features, loadReferenceFixture, seededRandom } from './helpers.js';
 
 interface KidCase {
-  name: string; d: number; nx: number; ny: number; seedx: number; seedy: number; offx: number; offy: number; scx: number; scy: number;
-  subsets: number; max_subset_size: number; subset_size: number; check_x: number[]; check_y: number[];
-  subsets_idx: { x: number[]; y: number[] }[]; values: number[]; kid: number; kid_std: number; kernel_scale: number;
+  name: string;
+  d: number;
+  nx: number;
+  ny: number;
+  seedx: number;
+  seedy: number;
+  offx: number;
+  offy: number;
+  scx: number;
+  scy: number;
+  subsets: number;
+  max_subset_size: number;
+  subset_size: number;
+  check_x: number[];
+  check_y: number[];
+  subsets_idx: { x: number[]; y: number[] }[];
+  values: number[];
+  kid: number;
+  kid_std: number;
+  kernel_scale: number;
 }
 
 const FIXTURE = loadReferenceFixture<{ kid: KidCase[] }>();
 
 void test('the KID reference fixture has every case', () => {
-  assert.equal(FIXTURE.kid.length, 4, 'fixtures/eval/fid-kid-reference.json: expected 4 KID cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py');
+  assert.equal(
+    FIXTURE.kid.length,
+    4,
+    'fixtures/eval/fid-kid-reference.json: expected 4 KID cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py',
+  );
 });
 
 for (const c of FIXTURE.kid) {
   void test(`KID matches the numpy reference to 1e-6: ${c.name}`, () => {
     const x = features(c.nx, c.d, c.seedx, c.offx, c.scx);
     const y = features(c.ny, c.d, c.seedy, c.offy, c.scy);
-    assertClose(x.reduce((s, v) => s + v, 0), c.check_x[0]!, 1e-12, 'sum of X (generator port)');
-    assertClose(y.reduce((s, v) => s + v, 0), c.check_y[0]!, 1e-12, 'sum of Y (generator port)');
-    const plan = { subsetSize: c.subset_size, x: c.subsets_idx.map((s) => Int32Array.from(s.x)), y: c.subsets_idx.map((s) => Int32Array.from(s.y)) };
+    assertClose(
+      x.reduce((s, v) => s + v, 0),
+      c.check_x[0]!,
+      1e-12,
+      'sum of X (generator port)',
+    );
+    assertClose(
+      y.reduce((s, v) => s + v, 0),
+      c.check_y[0]!,
+      1e-12,
+      'sum of Y (generator port)',
+    );
+    const plan = {
+      subsetSize: c.subset_size,
+      x: c.subsets_idx.map((s) => Int32Array.from(s.x)),
+      y: c.subsets_idx.map((s) => Int32Array.from(s.y)),
+    };
     const values = kidSubsetValues({ data: x, count: c.nx }, { data: y, count: c.ny }, c.d, plan);
     // 1e-6 relative to the kernel terms' scale (KID itself may be ~0 for equal distributions).
     const tol = 1e-6 * Math.max(Math.abs(c.kid), 1e-3 * c.kernel_scale);
     let mean = 0;
     values.forEach((v, s) => {
-      assert.ok(Math.abs(v - c.values[s]!) <= tol, `subset ${s}: ${v} vs numpy ${c.values[s]} (|diff| ${Math.abs(v - c.values[s]!)} > ${tol})`);
+      assert.ok(
+        Math.abs(v - c.values[s]!) <= tol,
+        `subset ${s}: ${v} vs numpy ${c.values[s]} (|diff| ${Math.abs(v - c.values[s]!)} > ${tol})`,
+      );
       mean += v / values.length;
     });
     assert.ok(Math.abs(mean - c.kid) <= tol, `KID ${mean} vs numpy ${c.kid}`);
@@ -48,10 +93,17 @@ for (const c of FIXTURE.kid) {
 
 void test('KID accepts float32 rows and gives the float64 result of the same values', () => {
   const c = FIXTURE.kid[0]!;
-  const x = features(c.nx, c.d, c.seedx, c.offx, c.scx), y = features(c.ny, c.d, c.seedy, c.offy, c.scy);
-  const x32 = Float32Array.from(x), y32 = Float32Array.from(y);
+  const x = features(c.nx, c.d, c.seedx, c.offx, c.scx),
+    y = features(c.ny, c.d, c.seedy, c.offy, c.scy);
+  const x32 = Float32Array.from(x),
+    y32 = Float32Array.from(y);
   const a = kernelInceptionDistance({ data: x32, count: c.nx }, { data: y32, count: c.ny }, c.d, { seed: 3 });
-  const b = kernelInceptionDistance({ data: Float64Array.from(x32), count: c.nx }, { data: Float64Array.from(y32), count: c.ny }, c.d, { seed: 3 });
+  const b = kernelInceptionDistance(
+    { data: Float64Array.from(x32), count: c.nx },
+    { data: Float64Array.from(y32), count: c.ny },
+    c.d,
+    { seed: 3 },
+  );
   assert.equal(a.kid, b.kid);
 });
 
@@ -61,14 +113,27 @@ void test('KID subsets follow clean-fid: m = min(nx, ny, 1000), 100 subsets, dis
   const p = kidSubsets(300, 5000);
   assert.equal(p.subsetSize, 300);
   assert.equal(p.x.length, 100);
-  for (const idx of p.x) assert.deepEqual(Array.from(idx), Array.from({ length: 300 }, (_, i) => i), 'the smaller side is used whole');
+  for (const idx of p.x)
+    assert.deepEqual(
+      Array.from(idx),
+      Array.from({ length: 300 }, (_, i) => i),
+      'the smaller side is used whole',
+    );
   for (const idx of p.y) {
     assert.equal(new Set(idx).size, 300, 'rows drawn without replacement');
     assert.ok(idx.every((i) => i >= 0 && i < 5000));
   }
   assert.notDeepEqual(Array.from(p.y[0]!), Array.from(p.y[1]!), 'subsets differ');
-  assert.deepEqual(kidSubsets(300, 5000).y.map((a) => Array.from(a)), p.y.map((a) => Array.from(a)), 'same seed, same subsets');
-  assert.notDeepEqual(Array.from(kidSubsets(300, 5000, { seed: 1 }).y[0]!), Array.from(p.y[0]!), 'another seed, other subsets');
+  assert.deepEqual(
+    kidSubsets(300, 5000).y.map((a) => Array.from(a)),
+    p.y.map((a) => Array.from(a)),
+    'same seed, same subsets',
+  );
+  assert.notDeepEqual(
+    Array.from(kidSubsets(300, 5000, { seed: 1 }).y[0]!),
+    Array.from(p.y[0]!),
+    'another seed, other subsets',
+  );
   assert.equal(kidSubsets(4000, 5000).subsetSize, 1000);
   assert.equal(kidSubsets(64, 64).x.length, 1, 'whole sets on both sides: one subset');
   assert.throws(() => kidSubsets(1, 10), { code: 'KILN_EVAL_FEATURE_STATS' });
@@ -78,7 +143,9 @@ void test('KID subsets follow clean-fid: m = min(nx, ny, 1000), 100 subsets, dis
 void test('KID is unbiased at small sample counts where FID is not: mean over draws of equal distributions is ~0', () => {
   // Two independent draws of the same Gaussian, d = 64, n = 32 each (n < d): the average KID over
   // 40 draws is within 3 standard errors of 0.
-  const d = 64, n = 32, draws = 40;
+  const d = 64,
+    n = 32,
+    draws = 40;
   const vals: number[] = [];
   for (let t = 0; t < draws; t++) {
     const r = seededRandom(1000 + t);
@@ -99,10 +166,13 @@ void test('KID is unbiased at small sample counts where FID is not: mean over dr
 void test('kidNoise (jackknife) predicts the spread of KID over fresh generated sets against a fixed reference', () => {
   // d = 32, 64 generated samples vs a fixed reference of 400, 40 fresh generated draws, shifted
   // distribution: the measured std of KID and the mean jackknife estimate agree within 35%.
-  const d = 32, n = 64, draws = 40;
+  const d = 32,
+    n = 64,
+    draws = 40;
   const rr = seededRandom(99);
   const ref = { data: Float64Array.from({ length: 400 * d }, () => Math.max(0, 0.5 + rr.normal())), count: 400 };
-  const kids: number[] = [], est: number[] = [];
+  const kids: number[] = [],
+    est: number[] = [];
   for (let t = 0; t < draws; t++) {
     const r = seededRandom(2000 + t);
     const x = { data: Float64Array.from({ length: n * d }, () => Math.max(0, 0.6 + 1.1 * r.normal())), count: n };
@@ -113,15 +183,26 @@ void test('kidNoise (jackknife) predicts the spread of KID over fresh generated 
   const measured = Math.sqrt(kids.reduce((s, v) => s + (v - mean) ** 2, 0) / (draws - 1));
   const predicted = est.reduce((s, v) => s + v, 0) / draws;
   assert.ok(Math.abs(predicted / measured - 1) < 0.35, `jackknife ${predicted} vs measured spread ${measured}`);
-  assert.ok(Number.isNaN(kidNoise({ data: Float64Array.from({ length: 2 * d }, () => 1), count: 2 }, ref, d).std), 'fewer than 3 samples: no estimate');
+  assert.ok(
+    Number.isNaN(kidNoise({ data: Float64Array.from({ length: 2 * d }, () => 1), count: 2 }, ref, d).std),
+    'fewer than 3 samples: no estimate',
+  );
 });
 
 void test('KID rejects non-finite features and wrong sizes', () => {
-  assert.throws(() => kernelInceptionDistance({ data: [1, NaN, 3, 4], count: 2 }, { data: [1, 2, 3, 4], count: 2 }, 2), { code: 'KILN_EVAL_FEATURE_STATS' });
-  assert.throws(() => kernelInceptionDistance({ data: [1, 2, 3], count: 2 }, { data: [1, 2, 3, 4], count: 2 }, 2), { code: 'KILN_EVAL_FEATURE_STATS' });
+  assert.throws(
+    () => kernelInceptionDistance({ data: [1, NaN, 3, 4], count: 2 }, { data: [1, 2, 3, 4], count: 2 }, 2),
+    { code: 'KILN_EVAL_FEATURE_STATS' },
+  );
+  assert.throws(() => kernelInceptionDistance({ data: [1, 2, 3], count: 2 }, { data: [1, 2, 3, 4], count: 2 }, 2), {
+    code: 'KILN_EVAL_FEATURE_STATS',
+  });
 });
 
 function assertClose(actual: number, expected: number, rel: number, what: string): void {
   const tol = rel * Math.max(Math.abs(expected), 1e-300);
-  assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`);
+  assert.ok(
+    Math.abs(actual - expected) <= tol,
+    `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`,
+  );
 }

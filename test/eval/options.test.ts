@@ -16,7 +16,10 @@ test('the activity applies EVAL_DEFAULTS to options that leave them out', () => 
 });
 
 test('a spec eval section without values gets the same defaults the activity applies', () => {
-  const spec = parseSpecText('version: 1\nname: web\nsources:\n  - path: urls.csv\ntrain:\n  total_steps: 20\neval:\n  every_steps: 10\n  extractor: /x\n', 'spec.yaml');
+  const spec = parseSpecText(
+    'version: 1\nname: web\nsources:\n  - path: urls.csv\ntrain:\n  total_steps: 20\neval:\n  every_steps: 10\n  extractor: /x\n',
+    'spec.yaml',
+  );
   const fromSpec = trainInputFromSpec(spec).eval!;
   const resolved = resolveEvalOptions(fromSpec);
   assert.deepEqual(resolved, resolveEvalOptions({ everySteps: 10, extractorDir: '/x' }));
@@ -36,13 +39,16 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
 ];
 for (const [what, extra, re] of bad) {
   test(`eval options error: ${what} names the field and the fix`, () => {
-    assert.throws(() => resolveEvalOptions({ everySteps: 10, extractorDir: '/x', ...extra } as never), (err: unknown) => {
-      assert.ok(err instanceof ConfigError, String(err));
-      assert.match(err.message, /^eval options: /);
-      assert.match(err.message, re);
-      assert.match(err.message, /Fix: /);
-      return true;
-    });
+    assert.throws(
+      () => resolveEvalOptions({ everySteps: 10, extractorDir: '/x', ...extra } as never),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError, String(err));
+        assert.match(err.message, /^eval options: /);
+        assert.match(err.message, re);
+        assert.match(err.message, /Fix: /);
+        return true;
+      },
+    );
   });
 }
 
@@ -52,9 +58,19 @@ test('referenceOf: dataset versions and manifests are datasets, directories are 
   mkdirSync(join(dir, 'coco-val'));
   assert.deepEqual(referenceOf('coco@v3'), { referenceDataset: 'coco@v3' });
   assert.deepEqual(referenceOf('coco@3'), { referenceDataset: 'coco@3' });
-  assert.deepEqual(referenceOf('file:///data/datasets/coco/v3/manifest.json'), { referenceDataset: 'file:///data/datasets/coco/v3/manifest.json' });
-  assert.deepEqual(referenceOf('coco-val', dir), { referenceDir: join(dir, 'coco-val') }, 'an existing directory wins over a bare name');
-  assert.deepEqual(referenceOf('coco', dir), { referenceDataset: 'coco' }, 'a bare name that is no directory: the dataset (newest version)');
+  assert.deepEqual(referenceOf('file:///data/datasets/coco/v3/manifest.json'), {
+    referenceDataset: 'file:///data/datasets/coco/v3/manifest.json',
+  });
+  assert.deepEqual(
+    referenceOf('coco-val', dir),
+    { referenceDir: join(dir, 'coco-val') },
+    'an existing directory wins over a bare name',
+  );
+  assert.deepEqual(
+    referenceOf('coco', dir),
+    { referenceDataset: 'coco' },
+    'a bare name that is no directory: the dataset (newest version)',
+  );
   assert.deepEqual(referenceOf('./missing/images', dir), { referenceDir: join(dir, 'missing/images') });
   tmp.cleanup();
 });

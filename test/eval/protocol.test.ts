@@ -15,7 +15,8 @@ import { evalPointFromRecord, resolveStoppingMetric, type EvalPoint } from '../.
 import { withMetricMode } from '../../activities/train.js';
 import { resolveTrainingConfig } from '../../training/config.js';
 
-const SPEC = 'version: 1\nname: web\nsources:\n  - path: urls.csv\ntrain:\n  total_steps: 100\neval:\n  every_steps: 10\n  extractor: x\n';
+const SPEC =
+  'version: 1\nname: web\nsources:\n  - path: urls.csv\ntrain:\n  total_steps: 100\neval:\n  every_steps: 10\n  extractor: x\n';
 
 void test('sample count: spec, CLI and activity share DEFAULT_EVAL_SAMPLE_COUNT (256)', () => {
   assert.equal(DEFAULT_EVAL_SAMPLE_COUNT, 256);
@@ -25,12 +26,23 @@ void test('sample count: spec, CLI and activity share DEFAULT_EVAL_SAMPLE_COUNT 
   const fromSpec = trainInputFromSpec(spec) as { eval: { sampleCount: number; metric?: string } };
   assert.equal(fromSpec.eval.sampleCount, DEFAULT_EVAL_SAMPLE_COUNT);
   assert.equal(fromSpec.eval.metric, undefined, 'no metric in the spec: resolved later from feature_dim');
-  const fromFlags = trainInputFromFlags({ dataset: 'd@v1', chunkSteps: 10, evalEvery: 10, patience: 3, minDelta: 0, extractorDir: '/x' } as Parameters<typeof trainInputFromFlags>[0]);
+  const fromFlags = trainInputFromFlags({
+    dataset: 'd@v1',
+    chunkSteps: 10,
+    evalEvery: 10,
+    patience: 3,
+    minDelta: 0,
+    extractorDir: '/x',
+  } as Parameters<typeof trainInputFromFlags>[0]);
   assert.equal(fromFlags.eval!.sampleCount, DEFAULT_EVAL_SAMPLE_COUNT, 'CLI default');
   const help = new Command();
   registerTrainCommands(help);
   const text = help.commands[0]!.helpInformation();
-  assert.match(text, new RegExp(`--eval-samples <n>\\s+generated samples per evaluation \\(default ${DEFAULT_EVAL_SAMPLE_COUNT}\\)`), 'CLI help');
+  assert.match(
+    text,
+    new RegExp(`--eval-samples <n>\\s+generated samples per evaluation \\(default ${DEFAULT_EVAL_SAMPLE_COUNT}\\)`),
+    'CLI help',
+  );
   // The activity (no sampleCount given) evaluates DEFAULT_EVAL_SAMPLE_COUNT samples: below Inception's 2048 it stops on KID,
   // with the tiny extractor's 64 dimensions on FID.
   assert.equal(resolveStoppingMetric({}, 2048), 'kid');
@@ -48,12 +60,25 @@ void test('the spec accepts metric kid and refuses an unknown one', () => {
 void test('checkpoint retention follows the stopping metric: metricMode min for KID/FID, max for CLIP score', () => {
   assert.equal(resolveTrainingConfig(withMetricMode({}, 'max', 'clip_score')).checkpoint.metricMode, 'max');
   assert.equal(resolveTrainingConfig(withMetricMode({}, 'min', 'kid')).checkpoint.metricMode, 'min');
-  assert.throws(() => withMetricMode({ checkpoint: { metricMode: 'min' } } as Parameters<typeof withMetricMode>[0], 'max', 'clip_score'), { code: 'KILN_CONFIG' });
+  assert.throws(
+    () =>
+      withMetricMode(
+        { checkpoint: { metricMode: 'min' } } as Parameters<typeof withMetricMode>[0],
+        'max',
+        'clip_score',
+      ),
+    { code: 'KILN_CONFIG' },
+  );
 });
 
 void test('NaN FIDs survive the JSON round trip as failed evaluations and stop the run after patience (issue 15)', () => {
   // What the eval activity returns for a diverged model, serialised as Temporal does (NaN -> null).
-  const record = (step: number, fid: number, kid?: number) => ({ step, fid, clipScore: null, ...(kid === undefined ? {} : { kid }) });
+  const record = (step: number, fid: number, kid?: number) => ({
+    step,
+    fid,
+    clipScore: null,
+    ...(kid === undefined ? {} : { kid }),
+  });
   const wire = (p: EvalPoint): EvalPoint => JSON.parse(JSON.stringify(p)) as EvalPoint;
   const history = [wire(evalPointFromRecord(record(10, 40)))];
   for (const step of [20, 30, 40]) history.push(wire(evalPointFromRecord(record(step, NaN))));

@@ -20,7 +20,11 @@ void test('reference statistics: computed on first call, reused from the cache o
     const files = ['probe-0.png', 'probe-1.png', 'probe-2.png'];
     const bytes = files.map((f) => readFileSync(join(DIR, f)));
     const setHash = hashReferenceSet(files.map((f, i) => ({ id: f, sha256: sha256Hex(bytes[i]!) })));
-    assert.equal(setHash, hashReferenceSet([...files].reverse().map((f) => ({ id: f, sha256: sha256Hex(bytes[files.indexOf(f)]!) }))), 'order-independent');
+    assert.equal(
+      setHash,
+      hashReferenceSet([...files].reverse().map((f) => ({ id: f, sha256: sha256Hex(bytes[files.indexOf(f)]!) }))),
+      'order-independent',
+    );
     const key = { referenceSetHash: setHash, extractorSha256: ex.modelSha256 };
     let computed = 0;
     const compute = async () => {
@@ -63,8 +67,12 @@ void test('reference statistics: computed on first call, reused from the cache o
 void test('reference statistics keys must be sha256 hex', async () => {
   const root = mkdtempSync(join(tmpdir(), 'kiln-refstats-'));
   try {
-    await assert.rejects(referenceStatistics(new LocalStorage(root), { referenceSetHash: '../x', extractorSha256: 'a'.repeat(64) },
-      () => Promise.reject(new Error('not called'))), { code: 'KILN_EVAL_FEATURE_STATS' });
+    await assert.rejects(
+      referenceStatistics(new LocalStorage(root), { referenceSetHash: '../x', extractorSha256: 'a'.repeat(64) }, () =>
+        Promise.reject(new Error('not called')),
+      ),
+      { code: 'KILN_EVAL_FEATURE_STATS' },
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

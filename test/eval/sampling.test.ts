@@ -9,7 +9,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { ddpmSchedule } from '../../training/noise-schedule.js';
-import { ddimTimesteps, flowTimes, initialNoise, sampleBatch, type Prediction, type SamplerOptions, type SamplingDenoiser } from '../../eval/sampling.js';
+import {
+  ddimTimesteps,
+  flowTimes,
+  initialNoise,
+  sampleBatch,
+  type Prediction,
+  type SamplerOptions,
+  type SamplingDenoiser,
+} from '../../eval/sampling.js';
 
 const S = 0.5; // data std
 const sched = ddpmSchedule('linear', 1e-4, 0.02, 1000);
@@ -23,7 +31,14 @@ function gaussianDenoiser(prediction: Prediction): SamplingDenoiser<Float32Array
       d.calls++;
       const tv = t.dataSync()[0]!;
       let a: number, b: number;
-      if (prediction === 'flow') { b = tv / 1000; a = 1 - b; } else { const ab = sched.alphasCumprod[tv]!; a = Math.sqrt(ab); b = Math.sqrt(1 - ab); }
+      if (prediction === 'flow') {
+        b = tv / 1000;
+        a = 1 - b;
+      } else {
+        const ab = sched.alphasCumprod[tv]!;
+        a = Math.sqrt(ab);
+        b = Math.sqrt(1 - ab);
+      }
       const var_ = a * a * S * S + b * b;
       return tf.tidy(() => {
         const m = tf.tensor4d(mu, [mu.length, 1, 1, 1]);
@@ -45,17 +60,24 @@ function closedFormFactor(o: SamplerOptions): { factor: number; aStart: number }
     const times = flowTimes(o.steps, o.shift ?? 1);
     let f = 1;
     for (let i = 0; i < o.steps; i++) {
-      const t = times[i]!, tn = times[i + 1]!;
-      const a = 1 - t, b = t, v = a * a * S * S + b * b;
-      f *= 1 + (tn - t) * (b - a * S * S) / v;
+      const t = times[i]!,
+        tn = times[i + 1]!;
+      const a = 1 - t,
+        b = t,
+        v = a * a * S * S + b * b;
+      f *= 1 + ((tn - t) * (b - a * S * S)) / v;
     }
     return { factor: f, aStart: 1 - times[0]! };
   }
   const ts = ddimTimesteps(1000, o.steps, o.timestepSpacing ?? 'trailing');
   let f = 1;
   for (let i = 0; i < ts.length; i++) {
-    const ab = sched.alphasCumprod[ts[i]!]!, abp = i + 1 < ts.length ? sched.alphasCumprod[ts[i + 1]!]! : 1;
-    const a = Math.sqrt(ab), b = Math.sqrt(1 - ab), ap = Math.sqrt(abp), bp = Math.sqrt(1 - abp);
+    const ab = sched.alphasCumprod[ts[i]!]!,
+      abp = i + 1 < ts.length ? sched.alphasCumprod[ts[i + 1]!]! : 1;
+    const a = Math.sqrt(ab),
+      b = Math.sqrt(1 - ab),
+      ap = Math.sqrt(abp),
+      bp = Math.sqrt(1 - abp);
     f *= (a * ap * S * S + b * bp) / (a * a * S * S + b * b);
   }
   return { factor: f, aStart: Math.sqrt(sched.alphasCumprod[ts[0]!]!) };
@@ -72,7 +94,13 @@ function expected(o: SamplerOptions, indices: number[], mu: Float32Array): Float
   return Float32Array.from(zd, (v, i) => mu[Math.floor(i / per)]! + (v - aStart * mu[Math.floor(i / per)]!) * factor);
 }
 
-async function run(pred: Prediction, o: SamplerOptions, indices: number[], mu: Float32Array, uncond: Float32Array | null = null): Promise<Float32Array> {
+async function run(
+  pred: Prediction,
+  o: SamplerOptions,
+  indices: number[],
+  mu: Float32Array,
+  uncond: Float32Array | null = null,
+): Promise<Float32Array> {
   const x = await sampleBatch(gaussianDenoiser(pred), mu, uncond, indices, o);
   const out = x.dataSync() as Float32Array;
   x.dispose();
@@ -86,7 +114,13 @@ function assertClose(a: Float32Array, b: Float32Array, tol: number, what: string
 }
 
 const MU = new Float32Array([0.3, -0.2]);
-for (const [pred, method, steps] of [['epsilon', 'ddim', 10], ['v', 'ddim', 10], ['epsilon', 'ddim', 50], ['flow', 'euler', 10], ['flow', 'euler', 40]] as const) {
+for (const [pred, method, steps] of [
+  ['epsilon', 'ddim', 10],
+  ['v', 'ddim', 10],
+  ['epsilon', 'ddim', 50],
+  ['flow', 'euler', 10],
+  ['flow', 'euler', 40],
+] as const) {
   void test(`${method} (${pred}, ${steps} steps) with the exact Gaussian denoiser matches the closed form`, async () => {
     const o: SamplerOptions = { ...BASE, method, steps, guidanceScale: 1 };
     assertClose(await run(pred, o, [0, 1], MU), expected(o, [0, 1], MU), 2e-5, 'samples');
@@ -101,7 +135,10 @@ void test('DDIM leading spacing matches its closed form too', async () => {
 });
 
 void test('with more steps DDIM and Euler converge to the probability-flow ODE map: x0 = mu + s (x_T - a_T mu) / sigma_T', async () => {
-  for (const [pred, method] of [['epsilon', 'ddim'], ['flow', 'euler']] as const) {
+  for (const [pred, method] of [
+    ['epsilon', 'ddim'],
+    ['flow', 'euler'],
+  ] as const) {
     const errors: number[] = [];
     for (const steps of [25, 200]) {
       const o: SamplerOptions = { ...BASE, method, steps, guidanceScale: 1 };
@@ -118,17 +155,30 @@ void test('with more steps DDIM and Euler converge to the probability-flow ODE m
       }
       errors.push(worst);
     }
-    assert.ok(errors[1]! < 0.03 && errors[1]! < errors[0]! / 4, `${method}: max |sample - ODE| ${errors.join(' -> ')} (25 -> 200 steps)`);
+    assert.ok(
+      errors[1]! < 0.03 && errors[1]! < errors[0]! / 4,
+      `${method}: max |sample - ODE| ${errors.join(' -> ')} (25 -> 200 steps)`,
+    );
   }
 });
 
 void test('classifier-free guidance: uncond + w (cond - uncond) samples the Gaussian at mu_u + w (mu_c - mu_u)', async () => {
   const w = 3;
-  const cond = new Float32Array([0.4, 0.1]), uncond = new Float32Array([0.1, 0.1]);
+  const cond = new Float32Array([0.4, 0.1]),
+    uncond = new Float32Array([0.1, 0.1]);
   const guidedMu = cond.map((c, i) => uncond[i]! + w * (c - uncond[i]!));
-  for (const [pred, method] of [['epsilon', 'ddim'], ['v', 'ddim'], ['flow', 'euler']] as const) {
+  for (const [pred, method] of [
+    ['epsilon', 'ddim'],
+    ['v', 'ddim'],
+    ['flow', 'euler'],
+  ] as const) {
     const o: SamplerOptions = { ...BASE, method, steps: 8, guidanceScale: w };
-    assertClose(await run(pred, o, [5, 6], cond, uncond), expected(o, [5, 6], guidedMu), 3e-5, `${method}/${pred} guided`);
+    assertClose(
+      await run(pred, o, [5, 6], cond, uncond),
+      expected(o, [5, 6], guidedMu),
+      3e-5,
+      `${method}/${pred} guided`,
+    );
   }
 });
 
@@ -143,16 +193,33 @@ void test('fixed seeds: a sample does not depend on its batch; a different seed 
     const other = await run('epsilon', { ...o, seed: 99 }, [2, 3], new Float32Array(2).fill(0.2));
     assert.notDeepEqual(Array.from(other), Array.from(part));
   }
-  const eta0 = await run('epsilon', { ...BASE, method: 'ddim', steps: 6, guidanceScale: 1, eta: 0 }, [0], new Float32Array([0.2]));
-  const eta1 = await run('epsilon', { ...BASE, method: 'ddim', steps: 6, guidanceScale: 1, eta: 1 }, [0], new Float32Array([0.2]));
+  const eta0 = await run(
+    'epsilon',
+    { ...BASE, method: 'ddim', steps: 6, guidanceScale: 1, eta: 0 },
+    [0],
+    new Float32Array([0.2]),
+  );
+  const eta1 = await run(
+    'epsilon',
+    { ...BASE, method: 'ddim', steps: 6, guidanceScale: 1, eta: 1 },
+    [0],
+    new Float32Array([0.2]),
+  );
   assert.notDeepEqual(Array.from(eta0), Array.from(eta1), 'eta adds noise');
 });
 
 void test('sampler configuration errors are KilnErrors', async () => {
   const d = gaussianDenoiser('epsilon');
-  await assert.rejects(sampleBatch(d, MU, null, [0], { ...BASE, method: 'euler', steps: 2, guidanceScale: 1 }), { code: 'KILN_CONFIG' });
-  await assert.rejects(sampleBatch(d, MU, null, [0], { ...BASE, method: 'ddim', steps: 2, guidanceScale: 2 }), { code: 'KILN_CONFIG' });
-  await assert.rejects(sampleBatch(gaussianDenoiser('flow'), MU, null, [0], { ...BASE, method: 'ddim', steps: 2, guidanceScale: 1 }), { code: 'KILN_CONFIG' });
+  await assert.rejects(sampleBatch(d, MU, null, [0], { ...BASE, method: 'euler', steps: 2, guidanceScale: 1 }), {
+    code: 'KILN_CONFIG',
+  });
+  await assert.rejects(sampleBatch(d, MU, null, [0], { ...BASE, method: 'ddim', steps: 2, guidanceScale: 2 }), {
+    code: 'KILN_CONFIG',
+  });
+  await assert.rejects(
+    sampleBatch(gaussianDenoiser('flow'), MU, null, [0], { ...BASE, method: 'ddim', steps: 2, guidanceScale: 1 }),
+    { code: 'KILN_CONFIG' },
+  );
   assert.equal(d.calls, 0);
   assert.equal(tf.memory().numTensors < 50, true, `tensors leaked: ${tf.memory().numTensors}`);
 });

@@ -13,11 +13,12 @@ function withEigenvalues(eig: number[], seed: number): Float64Array {
   const uu = u.reduce((s, x) => s + x * x, 0);
   const q = (i: number, j: number) => (i === j ? 1 : 0) - (2 * u[i]! * u[j]!) / uu;
   const a = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-    let s = 0;
-    for (let k = 0; k < n; k++) s += q(i, k) * eig[k]! * q(j, k);
-    a[i * n + j] = s;
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let k = 0; k < n; k++) s += q(i, k) * eig[k]! * q(j, k);
+      a[i * n + j] = s;
+    }
   return a;
 }
 
@@ -34,7 +35,8 @@ for (const c of EIG_CASES) {
     const got = symmetricEigenvalues(withEigenvalues(c.eig, n), n);
     const want = [...c.eig].sort((x, y) => x - y);
     const scale = Math.max(...c.eig.map(Math.abs));
-    for (let i = 0; i < n; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-12 * scale * n, `eig ${i}: ${got[i]} vs ${want[i]}`);
+    for (let i = 0; i < n; i++)
+      assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-12 * scale * n, `eig ${i}: ${got[i]} vs ${want[i]}`);
   });
 }
 
@@ -44,11 +46,15 @@ void test('symmetricEigenvalues: an already-reduced (zero) column is skipped cor
   const b = new Float64Array(n * n);
   for (let i = 0; i < 5; i++) for (let j = 0; j < 5; j++) b[(i + 1) * n + (j + 1)] = a[i * 5 + j]!;
   b[0] = 7; // decoupled first row/column
-  assert.deepEqual(Array.from(symmetricEigenvalues(b, n), (x) => +x.toFixed(10)), [1, 2, 3, 4, 5, 7]);
+  assert.deepEqual(
+    Array.from(symmetricEigenvalues(b, n), (x) => +x.toFixed(10)),
+    [1, 2, 3, 4, 5, 7],
+  );
 });
 
 void test('pivotedCholesky: exact rank of X Xᵀ and P L Lᵀ Pᵀ reproduces it', () => {
-  const n = 40, r = 7;
+  const n = 40,
+    r = 7;
   const rnd = seededRandom(4);
   const x = Float64Array.from({ length: n * r }, () => rnd.normal());
   const s = new Float64Array(n * n);
@@ -60,9 +66,11 @@ void test('pivotedCholesky: exact rank of X Xᵀ and P L Lᵀ Pᵀ reproduces it
   const llt = new Float64Array(n * n);
   multiplyABt(l, n, l, n, r, llt);
   let worst = 0;
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-    worst = Math.max(worst, Math.abs(llt[i * n + j]! - s[c.perm[i]! * n + c.perm[j]!]!));
-  }
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      worst = Math.max(worst, Math.abs(llt[i * n + j]! - s[c.perm[i]! * n + c.perm[j]!]!));
+    }
   assert.ok(worst < 1e-12 * s.reduce((m, v) => Math.max(m, Math.abs(v)), 0), `reconstruction error ${worst}`);
-  for (let j = 0; j < r; j++) for (let i = 0; i < j; i++) assert.equal(c.lt[j * n + i], 0, 'Lᵀ is upper triangular (L lower)');
+  for (let j = 0; j < r; j++)
+    for (let i = 0; i < j; i++) assert.equal(c.lt[j * n + i], 0, 'Lᵀ is upper triangular (L lower)');
 });

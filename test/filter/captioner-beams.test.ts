@@ -13,11 +13,23 @@ import { loadCaptioner } from '../../datasets/filter/captioner.js';
 import { CAPTIONER_DIR, MODELS, reference, referenceImages } from './fixtures.js';
 
 interface BeamRun {
-  name: string; num_beams: number; max_new_tokens: number; eos_token_id: number | null;
-  length_penalty: number | null; early_stopping: boolean | 'never' | null; prompt: string | null;
-  sequences: number[][]; texts: string[]; single_sequences: number[][]; stable_under_noise: boolean;
+  name: string;
+  num_beams: number;
+  max_new_tokens: number;
+  eos_token_id: number | null;
+  length_penalty: number | null;
+  early_stopping: boolean | 'never' | null;
+  prompt: string | null;
+  sequences: number[][];
+  texts: string[];
+  single_sequences: number[][];
+  stable_under_noise: boolean;
 }
-const beams = JSON.parse(readFileSync(`${MODELS}/captioner-beams.json`, 'utf8')) as { images: string[]; noise: number; runs: BeamRun[] };
+const beams = JSON.parse(readFileSync(`${MODELS}/captioner-beams.json`, 'utf8')) as {
+  images: string[];
+  noise: number;
+  runs: BeamRun[];
+};
 const images = referenceImages();
 let tmp: string;
 
@@ -31,8 +43,12 @@ function modelDirFor(eos: number | null): string {
   return dir;
 }
 
-before(() => { tmp = mkdtempSync(join(tmpdir(), 'kiln-beams-')); });
-after(() => { rmSync(tmp, { recursive: true, force: true }); });
+before(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'kiln-beams-'));
+});
+after(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
 
 void test('the beam reference is robust (sequences unchanged under logit noise) and covers EOS, penalties and prompts', () => {
   assert.deepEqual(beams.images, reference.images);
@@ -41,7 +57,9 @@ void test('the beam reference is robust (sequences unchanged under logit noise) 
   const names = beams.runs.map((r) => r.name);
   assert.ok(names.includes('beams2') && names.includes('beams3'));
   // Some best hypotheses end early on EOS (padded), so finished-hypothesis handling is exercised.
-  assert.ok(beams.runs.some((r) => r.eos_token_id !== null && r.sequences.some((s) => s.at(-1) === 556 && s.length > 2)));
+  assert.ok(
+    beams.runs.some((r) => r.eos_token_id !== null && r.sequences.some((s) => s.at(-1) === 556 && s.length > 2)),
+  );
   assert.ok(beams.runs.some((r) => r.early_stopping === true) && beams.runs.some((r) => r.early_stopping === 'never'));
 });
 
@@ -49,7 +67,10 @@ for (const run of beams.runs) {
   void test(`${run.name}: token ids equal transformers generate(num_beams=${run.num_beams}) exactly, batched and one by one`, async () => {
     const dir = modelDirFor(run.eos_token_id);
     const cap = await loadCaptioner(dir, {
-      device: 'cpu', numBeams: run.num_beams, maxNewTokens: run.max_new_tokens, batchSize: images.length,
+      device: 'cpu',
+      numBeams: run.num_beams,
+      maxNewTokens: run.max_new_tokens,
+      batchSize: images.length,
       ...(run.prompt ? { prompt: run.prompt } : {}),
       ...(run.length_penalty !== null ? { lengthPenalty: run.length_penalty } : {}),
       ...(run.early_stopping !== null ? { earlyStopping: run.early_stopping } : {}),
@@ -59,9 +80,16 @@ for (const run of beams.runs) {
       assert.equal(cap.options.lengthPenalty, run.length_penalty ?? 1);
       assert.equal(cap.options.earlyStopping, run.early_stopping ?? false);
       assert.deepEqual(await cap.generateSequences(images), run.sequences);
-      for (const [i, img] of images.entries()) assert.deepEqual(await cap.generateSequences([img]), [run.single_sequences[i]], `image ${i}`);
-      if (run.eos_token_id === null) assert.deepEqual(await cap.caption(images), run.texts.map((t) => t.trim()));
-    } finally { await cap.dispose(); }
+      for (const [i, img] of images.entries())
+        assert.deepEqual(await cap.generateSequences([img]), [run.single_sequences[i]], `image ${i}`);
+      if (run.eos_token_id === null)
+        assert.deepEqual(
+          await cap.caption(images),
+          run.texts.map((t) => t.trim()),
+        );
+    } finally {
+      await cap.dispose();
+    }
   });
 }
 
@@ -70,13 +98,18 @@ void test('length penalty and early stopping default to generation_config.json',
   cpSync(CAPTIONER_DIR, dir, { recursive: true });
   const run = beams.runs.find((r) => r.name === 'beams3_eos_lp2_early') as BeamRun;
   const gen = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ ...gen, eos_token_id: run.eos_token_id, length_penalty: 2, early_stopping: true }));
+  writeFileSync(
+    join(dir, 'generation_config.json'),
+    JSON.stringify({ ...gen, eos_token_id: run.eos_token_id, length_penalty: 2, early_stopping: true }),
+  );
   const cap = await loadCaptioner(dir, { device: 'cpu', numBeams: 3, maxNewTokens: run.max_new_tokens });
   try {
     assert.equal(cap.options.lengthPenalty, 2);
     assert.equal(cap.options.earlyStopping, true);
     assert.deepEqual(await cap.generateSequences(images), run.sequences);
-  } finally { await cap.dispose(); }
+  } finally {
+    await cap.dispose();
+  }
 });
 
 void test('generation settings beam search does not apply are refused, not ignored', async () => {
@@ -84,8 +117,12 @@ void test('generation settings beam search does not apply are refused, not ignor
   cpSync(CAPTIONER_DIR, dir, { recursive: true });
   const gen = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
   writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ ...gen, no_repeat_ngram_size: 3 }));
-  await assert.rejects(loadCaptioner(dir, { device: 'cpu', numBeams: 2 }),
-    (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /no_repeat_ngram_size=3/.test(e.message));
-  await assert.rejects(loadCaptioner(CAPTIONER_DIR, { device: 'cpu', numBeams: 2, earlyStopping: 'sometimes' as never }),
-    (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /earlyStopping/.test(e.message));
+  await assert.rejects(
+    loadCaptioner(dir, { device: 'cpu', numBeams: 2 }),
+    (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /no_repeat_ngram_size=3/.test(e.message),
+  );
+  await assert.rejects(
+    loadCaptioner(CAPTIONER_DIR, { device: 'cpu', numBeams: 2, earlyStopping: 'sometimes' as never }),
+    (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /earlyStopping/.test(e.message),
+  );
 });

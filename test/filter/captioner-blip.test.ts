@@ -16,17 +16,34 @@ import { assertClose, MODELS, referenceImages } from './fixtures.js';
 
 const BLIP_DIR = `${MODELS}/blip-tiny`;
 interface BlipRun {
-  name: string; num_beams: number; max_new_tokens: number; sep_token_id: number | null; length_penalty: number | null;
-  early_stopping: boolean | 'never' | null; prompt: string | null; sequences: number[][]; texts: string[];
-  single_sequences: number[][]; stable_under_noise: boolean;
+  name: string;
+  num_beams: number;
+  max_new_tokens: number;
+  sep_token_id: number | null;
+  length_penalty: number | null;
+  early_stopping: boolean | 'never' | null;
+  prompt: string | null;
+  sequences: number[][];
+  texts: string[];
+  single_sequences: number[][];
+  stable_under_noise: boolean;
 }
-interface BlipReference { images: string[]; pixel_values: { shape: number[]; data: number[] }; prompt_ids: number[]; runs: BlipRun[] }
+interface BlipReference {
+  images: string[];
+  pixel_values: { shape: number[]; data: number[] };
+  prompt_ids: number[];
+  runs: BlipRun[];
+}
 const ref = JSON.parse(readFileSync(`${MODELS}/blip-reference.json`, 'utf8')) as BlipReference;
 const images = referenceImages();
 let tmp: string;
 
-before(() => { tmp = mkdtempSync(join(tmpdir(), 'kiln-blip-')); });
-after(() => { rmSync(tmp, { recursive: true, force: true }); });
+before(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'kiln-blip-'));
+});
+after(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
 
 /** A copy of the fixture with text_config fields replaced. */
 function withTextConfig(name: string, fields: Record<string, unknown>): string {
@@ -41,7 +58,9 @@ function withTextConfig(name: string, fields: Record<string, unknown>): string {
 
 function runOptions(run: BlipRun): CaptionerOptions {
   return {
-    device: 'cpu', numBeams: run.num_beams, maxNewTokens: run.max_new_tokens,
+    device: 'cpu',
+    numBeams: run.num_beams,
+    maxNewTokens: run.max_new_tokens,
     ...(run.prompt ? { prompt: run.prompt } : {}),
     ...(run.length_penalty !== null ? { lengthPenalty: run.length_penalty } : {}),
     ...(run.early_stopping !== null ? { earlyStopping: run.early_stopping } : {}),
@@ -49,22 +68,38 @@ function runOptions(run: BlipRun): CaptionerOptions {
 }
 
 void test('the reference covers greedy, beams, the prompt and early end tokens, and no decision is within 1e-4 of a tie', () => {
-  assert.deepEqual(ref.images, ['gradient_96x64.png', 'checker_40x56.jpg', 'noise_rgba_32x32.png', 'grey_48x48.jpg', 'circles_30x20.webp']);
+  assert.deepEqual(ref.images, [
+    'gradient_96x64.png',
+    'checker_40x56.jpg',
+    'noise_rgba_32x32.png',
+    'grey_48x48.jpg',
+    'circles_30x20.webp',
+  ]);
   assert.ok(ref.runs.length >= 8);
-  assert.ok(ref.runs.every((r) => r.stable_under_noise), ref.runs.filter((r) => !r.stable_under_noise).map((r) => r.name).join(', '));
+  assert.ok(
+    ref.runs.every((r) => r.stable_under_noise),
+    ref.runs
+      .filter((r) => !r.stable_under_noise)
+      .map((r) => r.name)
+      .join(', '),
+  );
   assert.ok(ref.runs.some((r) => r.num_beams === 1 && r.prompt) && ref.runs.some((r) => r.num_beams > 1 && r.prompt));
-  assert.ok(ref.runs.some((r) => r.sep_token_id !== null && r.sequences.some((s) => s.includes(r.sep_token_id as number))));
+  assert.ok(
+    ref.runs.some((r) => r.sep_token_id !== null && r.sequences.some((s) => s.includes(r.sep_token_id as number))),
+  );
   // Different images give different captions (the decoder attends to the image).
   assert.equal(new Set(ref.runs[0]?.sequences.map((s) => s.join())).size, images.length);
 });
 
-void test('BLIP pixel values equal transformers\' BlipImageProcessor (bicubic 32x32, CLIP mean/std) exactly', async () => {
+void test("BLIP pixel values equal transformers' BlipImageProcessor (bicubic 32x32, CLIP mean/std) exactly", async () => {
   const cap = await loadCaptioner(BLIP_DIR, { device: 'cpu' });
   try {
     const px = await cap.pixelValues(images);
     assert.deepEqual(px.dims, ref.pixel_values.shape);
     assertClose(px.data, ref.pixel_values.data, 0, 'pixel_values');
-  } finally { await cap.dispose(); }
+  } finally {
+    await cap.dispose();
+  }
 });
 
 for (const run of ref.runs) {
@@ -75,19 +110,27 @@ for (const run of ref.runs) {
       assert.equal(cap.options.type, 'blip');
       assert.equal(cap.options.decoder.path, 'split');
       assert.deepEqual(await cap.generateSequences(images), run.sequences);
-      assert.deepEqual(await cap.caption(images), run.texts.map((t) => t.trim()));
-    } finally { await cap.dispose(); }
+      assert.deepEqual(
+        await cap.caption(images),
+        run.texts.map((t) => t.trim()),
+      );
+    } finally {
+      await cap.dispose();
+    }
     const one = await loadCaptioner(dir, { ...runOptions(run), batchSize: 1 });
     try {
       const singles = await one.generateSequences(images);
       assert.deepEqual(singles, run.single_sequences);
-    } finally { await one.dispose(); }
+    } finally {
+      await one.dispose();
+    }
   });
 }
 
-void test('BLIP: the prompt is [DEC] + the prompt\'s word pieces, as BlipProcessor + generate() build it; the lineage options name the type', async () => {
+void test("BLIP: the prompt is [DEC] + the prompt's word pieces, as BlipProcessor + generate() build it; the lineage options name the type", async () => {
   const run = ref.runs.find((r) => r.name === 'greedy_prompt') as BlipRun;
-  const bos = (JSON.parse(readFileSync(`${BLIP_DIR}/config.json`, 'utf8')) as { text_config: { bos_token_id: number } }).text_config.bos_token_id;
+  const bos = (JSON.parse(readFileSync(`${BLIP_DIR}/config.json`, 'utf8')) as { text_config: { bos_token_id: number } })
+    .text_config.bos_token_id;
   const prefix = [bos, ...ref.prompt_ids.slice(1, -1)];
   assert.ok(run.sequences.every((s) => prefix.every((t, i) => s[i] === t)));
   const cap = await loadCaptioner(BLIP_DIR, { device: 'cpu', prompt: 'a picture of', maxNewTokens: 2 });
@@ -97,7 +140,9 @@ void test('BLIP: the prompt is [DEC] + the prompt\'s word pieces, as BlipProcess
     assert.deepEqual(cap.options.decoder.files, ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx']);
     assert.match(cap.options.decoder.reason, /BLIP export/);
     assert.ok((await cap.fileHashes()).some((f) => f.path === 'onnx/decoder_with_past_xkv.onnx'));
-  } finally { await cap.dispose(); }
+  } finally {
+    await cap.dispose();
+  }
 });
 
 void test('the captioner type comes from config.json; a BLIP directory missing a graph names the BLIP files and the import command', async () => {
@@ -124,14 +169,20 @@ void test('the captioner type comes from config.json; a BLIP directory missing a
 
 void test('a BLIP export whose decoder graph changed since export is refused with the re-export fix', async () => {
   const edited = withTextConfig('edited', {});
-  writeFileSync(join(edited, 'onnx/decoder_with_past_xkv.onnx'), readFileSync(join(BLIP_DIR, 'onnx/encoder_model.onnx')));
+  writeFileSync(
+    join(edited, 'onnx/decoder_with_past_xkv.onnx'),
+    readFileSync(join(BLIP_DIR, 'onnx/encoder_model.onnx')),
+  );
   for (const numBeams of [1, 3]) {
-    await assert.rejects(loadCaptioner(edited, { device: 'cpu', numBeams }), (e: Error & { code?: string; fix?: string }) => {
-      assert.equal(e.code, 'KILN_CONFIG');
-      assert.match(e.message, /decoder_with_past_xkv\.onnx has sha256 .*, the split recorded/);
-      assert.match(e.fix ?? '', /export the model again: `kiln models import captioner/);
-      return true;
-    });
+    await assert.rejects(
+      loadCaptioner(edited, { device: 'cpu', numBeams }),
+      (e: Error & { code?: string; fix?: string }) => {
+        assert.equal(e.code, 'KILN_CONFIG');
+        assert.match(e.message, /decoder_with_past_xkv\.onnx has sha256 .*, the split recorded/);
+        assert.match(e.fix ?? '', /export the model again: `kiln models import captioner/);
+        return true;
+      },
+    );
   }
 });
 

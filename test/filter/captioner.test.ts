@@ -6,8 +6,16 @@ import { assertClose, CAPTIONER_DIR, reference, referenceImages } from './fixtur
 const images = referenceImages();
 const { greedy, prompt } = reference.captioner.runs;
 let captioner: Captioner;
-before(async () => { captioner = await loadCaptioner(CAPTIONER_DIR, { device: 'cpu', maxNewTokens: reference.captioner.max_new_tokens, batchSize: 2 }); });
-after(async () => { await captioner.dispose(); });
+before(async () => {
+  captioner = await loadCaptioner(CAPTIONER_DIR, {
+    device: 'cpu',
+    maxNewTokens: reference.captioner.max_new_tokens,
+    batchSize: 2,
+  });
+});
+after(async () => {
+  await captioner.dispose();
+});
 
 void test('the reference greedy decode is robust (top-2 logit gap far above float noise)', () => {
   assert.ok(greedy.min_logit_margin > 1e-3 && prompt.min_logit_margin > 1e-3);
@@ -22,24 +30,42 @@ void test('greedy token ids equal transformers generate() exactly', async () => 
 });
 
 void test('captions equal the reference decoded text', async () => {
-  assert.deepEqual(await captioner.caption(images), greedy.texts.map((t) => t.trim()));
+  assert.deepEqual(
+    await captioner.caption(images),
+    greedy.texts.map((t) => t.trim()),
+  );
 });
 
 void test('a prompt is fed as decoder prefix and stripped from the caption', async () => {
-  const c = await loadCaptioner(CAPTIONER_DIR, { device: 'cpu', maxNewTokens: reference.captioner.max_new_tokens, prompt: prompt.prompt, batchSize: 5 });
+  const c = await loadCaptioner(CAPTIONER_DIR, {
+    device: 'cpu',
+    maxNewTokens: reference.captioner.max_new_tokens,
+    prompt: prompt.prompt,
+    batchSize: 5,
+  });
   try {
     assert.deepEqual(c.options.prompt, prompt.prompt);
     assert.deepEqual(await c.generateSequences(images), prompt.sequences);
-    assert.deepEqual(await c.caption(images), prompt.texts.map((t) => t.trim()));
-  } finally { await c.dispose(); }
+    assert.deepEqual(
+      await c.caption(images),
+      prompt.texts.map((t) => t.trim()),
+    );
+  } finally {
+    await c.dispose();
+  }
 });
 
 void test('maxNewTokens bounds the generated length', async () => {
   const c = await loadCaptioner(CAPTIONER_DIR, { device: 'cpu', maxNewTokens: 3 });
   try {
     const seqs = await c.generateSequences(images.slice(0, 2));
-    assert.deepEqual(seqs, greedy.sequences.slice(0, 2).map((s) => s.slice(0, 4)));
-  } finally { await c.dispose(); }
+    assert.deepEqual(
+      seqs,
+      greedy.sequences.slice(0, 2).map((s) => s.slice(0, 4)),
+    );
+  } finally {
+    await c.dispose();
+  }
 });
 
 void test('captionRows keeps undecodable rows as null with a reason', async () => {
@@ -58,6 +84,10 @@ void test('options it cannot honour are ConfigErrors, not silent fallbacks', asy
     [{ batchSize: 1.5 }, /batchSize is 1.5/],
   ];
   for (const [opts, msg] of table) {
-    await assert.rejects(loadCaptioner(CAPTIONER_DIR, opts), (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && msg.test(e.message), JSON.stringify(opts));
+    await assert.rejects(
+      loadCaptioner(CAPTIONER_DIR, opts),
+      (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && msg.test(e.message),
+      JSON.stringify(opts),
+    );
   }
 });

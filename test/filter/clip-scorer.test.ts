@@ -5,8 +5,12 @@ import { assertClose, CLIP_DIR, reference, referenceImages } from './fixtures.js
 
 let scorer: ClipScorer;
 const images = referenceImages();
-before(async () => { scorer = await loadClipScorer(CLIP_DIR, { device: 'cpu', batchSize: 2, threads: 1 }); });
-after(async () => { await scorer.dispose(); });
+before(async () => {
+  scorer = await loadClipScorer(CLIP_DIR, { device: 'cpu', batchSize: 2, threads: 1 });
+});
+after(async () => {
+  await scorer.dispose();
+});
 
 void test('records the device it runs on', () => {
   assert.equal(scorer.device.device, 'cpu');
@@ -36,19 +40,40 @@ void test('cosine scores match transformers to 1e-4, for every batch size', asyn
   for (const batchSize of [1, 5, 64]) {
     const s = await loadClipScorer(CLIP_DIR, { device: 'cpu', batchSize });
     try {
-      assertClose(await s.score(images, reference.captions), reference.clip.scores, 1e-4, `scores (batch ${batchSize})`);
-    } finally { await s.dispose(); }
+      assertClose(
+        await s.score(images, reference.captions),
+        reference.clip.scores,
+        1e-4,
+        `scores (batch ${batchSize})`,
+      );
+    } finally {
+      await s.dispose();
+    }
   }
 });
 
 void test('rows without an image, with bad bytes or without a caption get NaN and a reason', async () => {
   const res = await scorer.scoreRows(
-    [images[0] as Uint8Array, null, new Uint8Array([0xff, 0xd8, 0x00]), images[3] as Uint8Array, images[4] as Uint8Array],
+    [
+      images[0] as Uint8Array,
+      null,
+      new Uint8Array([0xff, 0xd8, 0x00]),
+      images[3] as Uint8Array,
+      images[4] as Uint8Array,
+    ],
     [reference.captions[0] as string, 'x', 'y', null, reference.captions[4] as string],
   );
-  assertClose([res.scores[0] as number, res.scores[4] as number], [reference.clip.scores[0] as number, reference.clip.scores[4] as number], 1e-4, 'good rows');
+  assertClose(
+    [res.scores[0] as number, res.scores[4] as number],
+    [reference.clip.scores[0] as number, reference.clip.scores[4] as number],
+    1e-4,
+    'good rows',
+  );
   assert.ok(Number.isNaN(res.scores[1]) && Number.isNaN(res.scores[2]) && Number.isNaN(res.scores[3]));
-  assert.deepEqual(res.errors.map((e) => (e === null ? null : e.split(':')[0])), [null, 'no image bytes', 'undecodable image', 'no caption', null]);
+  assert.deepEqual(
+    res.errors.map((e) => (e === null ? null : e.split(':')[0])),
+    [null, 'no image bytes', 'undecodable image', 'no caption', null],
+  );
   await assert.rejects(scorer.score(images, ['one caption']), RangeError);
 });
 

@@ -9,14 +9,30 @@ export const MODELS = `${ROOT}fixtures/models`;
 export const CLIP_DIR = `${MODELS}/clip-tiny`;
 export const CAPTIONER_DIR = `${MODELS}/vit-gpt2-tiny`;
 
-interface Flat { shape: number[]; data: number[] }
-interface CaptionRun { sequences: number[][]; prompt_ids: number[]; texts: string[]; prompt?: string; min_logit_margin: number }
+interface Flat {
+  shape: number[];
+  data: number[];
+}
+interface CaptionRun {
+  sequences: number[][];
+  prompt_ids: number[];
+  texts: string[];
+  prompt?: string;
+  min_logit_margin: number;
+}
 /** Shape of fixtures/models/reference.json (written by scripts/fixtures/make_tiny_models.py). */
 export interface Reference {
   versions: Record<string, string>;
   images: string[];
   captions: string[];
-  clip: { pixel_values: Flat; input_ids: number[][]; image_embeds: Flat; text_embeds: Flat; scores: number[]; score_matrix: Flat };
+  clip: {
+    pixel_values: Flat;
+    input_ids: number[][];
+    image_embeds: Flat;
+    text_embeds: Flat;
+    scores: number[];
+    score_matrix: Flat;
+  };
   captioner: { max_new_tokens: number; pixel_values: Flat; runs: { greedy: CaptionRun; prompt: CaptionRun } };
   generated_caption_scores: { texts: string[]; scores: number[] };
   files: Record<string, string>;
@@ -32,10 +48,17 @@ export function referenceImages(): Uint8Array[] {
 /** Assert two numeric arrays agree elementwise within `tol`, naming the worst index. */
 export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < actual.length; i++) {
     const d = Math.abs((actual[i] as number) - (expected[i] as number));
-    if (!(d <= worst)) { worst = d; at = i; }
+    if (!(d <= worst)) {
+      worst = d;
+      at = i;
+    }
   }
-  assert.ok(worst <= tol, `${what}: max |diff| ${worst} at index ${at} (actual ${actual[at]}, expected ${expected[at]}) exceeds ${tol}`);
+  assert.ok(
+    worst <= tol,
+    `${what}: max |diff| ${worst} at index ${at} (actual ${actual[at]}, expected ${expected[at]}) exceeds ${tol}`,
+  );
 }

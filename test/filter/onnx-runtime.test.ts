@@ -3,9 +3,18 @@ import assert from 'node:assert/strict';
 import { chooseOnnxDevice, parseOnnxDeviceRequest, probeCuda } from '../../infra/onnx-runtime.js';
 
 void test('device requests parse; unknown values are ConfigErrors naming the source', () => {
-  const table: [string | undefined, string][] = [[undefined, 'auto'], ['', 'auto'], ['AUTO', 'auto'], ['cpu', 'cpu'], [' cuda ', 'cuda']];
+  const table: [string | undefined, string][] = [
+    [undefined, 'auto'],
+    ['', 'auto'],
+    ['AUTO', 'auto'],
+    ['cpu', 'cpu'],
+    [' cuda ', 'cuda'],
+  ];
   for (const [v, want] of table) assert.equal(parseOnnxDeviceRequest(v, 'KILN_ONNX_DEVICE'), want, String(v));
-  assert.throws(() => parseOnnxDeviceRequest('tpu', 'KILN_ONNX_DEVICE'), (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /KILN_ONNX_DEVICE is "tpu"/.test(e.message));
+  assert.throws(
+    () => parseOnnxDeviceRequest('tpu', 'KILN_ONNX_DEVICE'),
+    (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /KILN_ONNX_DEVICE is "tpu"/.test(e.message),
+  );
 });
 
 void test('cpu when asked (option beats env var)', async () => {
@@ -31,6 +40,9 @@ void test('auto picks CUDA exactly when a CUDA session can be created; explicit 
   if (probe.ok) {
     assert.equal((await chooseOnnxDevice({ device: 'cuda' })).device, 'cuda');
   } else {
-    await assert.rejects(chooseOnnxDevice({ device: 'cuda' }), (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /CUDA was requested/.test(e.message));
+    await assert.rejects(
+      chooseOnnxDevice({ device: 'cuda' }),
+      (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /CUDA was requested/.test(e.message),
+    );
   }
 });

@@ -27,7 +27,16 @@ void test('numBeams 3 is planned, pinned in the fingerprint, used for the shard 
   const cache = new FilterModelCache();
   try {
     await writeSourceDataset(storage, lineage, 'web');
-    const spec = { datasetName: 'web', sourceVersion: 1, clipModelDir: CLIP_DIR, captionerModelDir: CAPTIONER_DIR, threshold: 0, maxNewTokens: 6, batchSize: 3, device: 'cpu' as const };
+    const spec = {
+      datasetName: 'web',
+      sourceVersion: 1,
+      clipModelDir: CLIP_DIR,
+      captionerModelDir: CAPTIONER_DIR,
+      threshold: 0,
+      maxNewTokens: 6,
+      batchSize: 3,
+      device: 'cpu' as const,
+    };
     const greedy = await planFilter(storage, spec, 1);
     const { plan } = await planFilter(storage, { ...spec, numBeams: 3 }, 1);
     assert.equal(plan.captioner?.options.numBeams, 3);
@@ -35,11 +44,16 @@ void test('numBeams 3 is planned, pinned in the fingerprint, used for the shard 
     assert.notEqual(plan.version, greedy.plan.version);
 
     for (const shard of plan.source.shards) {
-      const out = await filterShard(storage, { plan, shardIndex: shard.index }, { models: async () => (await cache.acquire(plan)).models, checkpointIntervalMs: 0 });
+      const out = await filterShard(
+        storage,
+        { plan, shardIndex: shard.index },
+        { models: async () => (await cache.acquire(plan)).models, checkpointIntervalMs: 0 },
+      );
       assert.equal(out.skipped, false);
     }
     const written: ShardRow[] = [];
-    for await (const r of readShardRows(storage, new DatasetLayout(storage, 'web', plan.version).shardUri(0))) written.push(r);
+    for await (const r of readShardRows(storage, new DatasetLayout(storage, 'web', plan.version).shardUri(0)))
+      written.push(r);
     const src = (sourceRows()[0] as ShardRow[]).filter((r) => r.status === 'success');
     const cap = await loadCaptioner(CAPTIONER_DIR, { device: 'cpu', maxNewTokens: 6, numBeams: 3 });
     const want = await cap.captionRows(src.map((r) => r.jpg));

@@ -30,13 +30,25 @@ void test('a BLIP captioner filters a dataset end to end: type picked from the m
   try {
     await writeSourceDataset(storage, lineage, 'web');
     const spec = {
-      datasetName: 'web', sourceVersion: 1, clipModelDir: CLIP_DIR, captionerModelDir: BLIP_DIR, threshold: 0, maxNewTokens: 6,
-      numBeams: 2, captionPrompt: 'a picture of', batchSize: 3, device: 'cpu' as const,
+      datasetName: 'web',
+      sourceVersion: 1,
+      clipModelDir: CLIP_DIR,
+      captionerModelDir: BLIP_DIR,
+      threshold: 0,
+      maxNewTokens: 6,
+      numBeams: 2,
+      captionPrompt: 'a picture of',
+      batchSize: 3,
+      device: 'cpu' as const,
     };
     const { plan } = await planFilter(storage, spec, 1);
     assert.equal(plan.captioner?.type, 'blip');
     for (const shard of plan.source.shards) {
-      const out = await filterShard(storage, { plan, shardIndex: shard.index }, { models: async () => (await cache.acquire(plan)).models, checkpointIntervalMs: 0 });
+      const out = await filterShard(
+        storage,
+        { plan, shardIndex: shard.index },
+        { models: async () => (await cache.acquire(plan)).models, checkpointIntervalMs: 0 },
+      );
       assert.equal(out.skipped, false);
     }
     const layout = new DatasetLayout(storage, 'web', plan.version);
@@ -47,10 +59,16 @@ void test('a BLIP captioner filters a dataset end to end: type picked from the m
     const want = await cap.captionRows(src.map((r) => r.jpg));
     await cap.dispose();
     assert.ok(want.captions.filter((c) => c !== null && c.length > 0).length >= 2);
-    assert.deepEqual(written.filter((r) => src.some((s) => s.key === r.key)).map((r) => r.caption_generated), want.captions);
+    assert.deepEqual(
+      written.filter((r) => src.some((s) => s.key === r.key)).map((r) => r.caption_generated),
+      want.captions,
+    );
 
     const stats = JSON.parse(await storage.readText(layout.statsUri(0))) as FilterShardStats;
-    assert.deepEqual(stats.runtime.captionDecoder, { path: 'split', files: ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx'] });
+    assert.deepEqual(stats.runtime.captionDecoder, {
+      path: 'split',
+      files: ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx'],
+    });
     const { manifest } = await buildFilterManifest(storage, plan, null);
     const params = manifest.params as { captioner: { type: string; options: { prompt: string } } };
     assert.equal(params.captioner.type, 'blip');

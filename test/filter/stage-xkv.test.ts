@@ -30,13 +30,28 @@ for (const numBeams of [1, 3]) {
     const cache = new FilterModelCache();
     try {
       await writeSourceDataset(storage, lineage, 'web');
-      const spec = { datasetName: 'web', sourceVersion: 1, clipModelDir: CLIP_DIR, captionerModelDir: XKV_DIR, threshold: 0, maxNewTokens: 6, numBeams, batchSize: 3, device: 'cpu' as const };
+      const spec = {
+        datasetName: 'web',
+        sourceVersion: 1,
+        clipModelDir: CLIP_DIR,
+        captionerModelDir: XKV_DIR,
+        threshold: 0,
+        maxNewTokens: 6,
+        numBeams,
+        batchSize: 3,
+        device: 'cpu' as const,
+      };
       const { plan } = await planFilter(storage, spec, 1);
       const pinned = plan.captioner?.files.map((f) => f.path) ?? [];
-      for (const f of ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx', 'onnx/decoder_xkv.json']) assert.ok(pinned.includes(f), `plan pins ${f}`);
+      for (const f of ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx', 'onnx/decoder_xkv.json'])
+        assert.ok(pinned.includes(f), `plan pins ${f}`);
 
       for (const shard of plan.source.shards) {
-        const out = await filterShard(storage, { plan, shardIndex: shard.index }, { models: async () => (await cache.acquire(plan)).models, checkpointIntervalMs: 0 });
+        const out = await filterShard(
+          storage,
+          { plan, shardIndex: shard.index },
+          { models: async () => (await cache.acquire(plan)).models, checkpointIntervalMs: 0 },
+        );
         assert.equal(out.skipped, false);
       }
       const layout = new DatasetLayout(storage, 'web', plan.version);
@@ -47,11 +62,17 @@ for (const numBeams of [1, 3]) {
       const want = await merged.captionRows(src.map((r) => r.jpg));
       assert.equal(merged.options.decoder.path, 'merged');
       await merged.dispose();
-      assert.deepEqual(written.filter((r) => src.some((s) => s.key === r.key)).map((r) => r.caption_generated), want.captions);
+      assert.deepEqual(
+        written.filter((r) => src.some((s) => s.key === r.key)).map((r) => r.caption_generated),
+        want.captions,
+      );
       assert.ok(want.captions.some((c) => c !== null && c.length > 0));
 
       const stats = JSON.parse(await storage.readText(layout.statsUri(0))) as FilterShardStats;
-      assert.deepEqual(stats.runtime.captionDecoder, { path: 'split', files: ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx'] });
+      assert.deepEqual(stats.runtime.captionDecoder, {
+        path: 'split',
+        files: ['onnx/decoder_cross_kv.onnx', 'onnx/decoder_with_past_xkv.onnx'],
+      });
       const { manifest } = await buildFilterManifest(storage, plan, null);
       assert.deepEqual((manifest.params as { captionDecoders: string[] }).captionDecoders, ['split']);
     } finally {

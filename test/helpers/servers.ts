@@ -17,9 +17,13 @@ export interface TestServer {
 
 async function startScript(script: string, what: string): Promise<TestServer> {
   const port = await freePort();
-  const child: ChildProcess = spawn('bash', [join(PROJECT_ROOT, 'scripts', 'servers', script), String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn('bash', [join(PROJECT_ROOT, 'scripts', 'servers', script), String(port)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<void>((res) => child.once('exit', () => res()));
   const url = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: child.stdout! });
@@ -27,7 +31,9 @@ async function startScript(script: string, what: string): Promise<TestServer> {
       const m = /^ready \S+ (\S+)$/.exec(line);
       if (m) resolve(m[1]!);
     });
-    child.once('exit', (code) => reject(new Error(`${what} server script exited with ${code} before it was ready: ${stderr.trim()}`)));
+    child.once('exit', (code) =>
+      reject(new Error(`${what} server script exited with ${code} before it was ready: ${stderr.trim()}`)),
+    );
   });
   return {
     url,
@@ -44,8 +50,12 @@ export async function startS3Server(): Promise<TestServer & { env: Record<string
   return {
     ...s,
     env: {
-      AWS_ENDPOINT_URL_S3: s.url, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'kiln-test', AWS_SECRET_ACCESS_KEY: 'kiln-test',
-      KILN_S3_PATH_STYLE: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      AWS_ENDPOINT_URL_S3: s.url,
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'kiln-test',
+      AWS_SECRET_ACCESS_KEY: 'kiln-test',
+      KILN_S3_PATH_STYLE: '1',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     },
   };
 }

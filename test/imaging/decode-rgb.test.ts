@@ -17,9 +17,22 @@ import { decodeRgb, decodeRgbWithOptions } from '../../infra/imaging/decode-rgb.
 import { nativeJpeg, nativeJpegStatus } from '../../infra/imaging/native-jpeg.js';
 
 const DIR = fileURLToPath(new URL('../../../fixtures/imaging/pil-jpeg-decode/', import.meta.url));
-interface Case { file: string; width: number; height: number; rgb_zlib: string }
-const ref = JSON.parse(readFileSync(`${DIR}reference.json`, 'utf8')) as { pillow: string; libjpeg_turbo: string; cases: Case[] };
-const cases = ref.cases.map((c) => ({ ...c, jpeg: readFileSync(`${DIR}${c.file}`), pil: inflateSync(Buffer.from(c.rgb_zlib, 'base64')) }));
+interface Case {
+  file: string;
+  width: number;
+  height: number;
+  rgb_zlib: string;
+}
+const ref = JSON.parse(readFileSync(`${DIR}reference.json`, 'utf8')) as {
+  pillow: string;
+  libjpeg_turbo: string;
+  cases: Case[];
+};
+const cases = ref.cases.map((c) => ({
+  ...c,
+  jpeg: readFileSync(`${DIR}${c.file}`),
+  pil: inflateSync(Buffer.from(c.rgb_zlib, 'base64')),
+}));
 const byName = (file: string) => cases.find((c) => c.file === file)!;
 
 /** Index of the first byte that differs (-1: identical), for a readable failure. */
@@ -30,7 +43,9 @@ function firstDiff(a: Uint8Array, b: Uint8Array): number {
 
 /** sharp re-encodes a fixture's pixels as JPEG with these options. */
 async function reencode(c: (typeof cases)[number], make: (s: Sharp) => Sharp): Promise<Buffer> {
-  return make(sharp(c.pil, { raw: { width: c.width, height: c.height, channels: 3 } })).jpeg({ quality: 90 }).toBuffer();
+  return make(sharp(c.pil, { raw: { width: c.width, height: c.height, channels: 3 } }))
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 describe('decodeRgb (whichever path is in use)', () => {
@@ -46,18 +61,24 @@ describe('decodeRgb (whichever path is in use)', () => {
   it('still decodes with the native path disabled (KILN_NATIVE_JPEG=0: sharp for every image)', () => {
     const url = new URL('../../infra/imaging/decode-rgb.js', import.meta.url).href;
     const file = `${DIR}${cases[0]!.file}`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e',
-      `const m = await import(${JSON.stringify(url)}); const n = await import(${JSON.stringify(new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href)});
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const m = await import(${JSON.stringify(url)}); const n = await import(${JSON.stringify(new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href)});
        const d = await m.decodeRgb((await import('node:fs')).readFileSync(${JSON.stringify(file)}));
-       console.log(JSON.stringify([n.nativeJpeg === undefined, d.width, d.height, Buffer.from(d.data).toString('base64')]))`],
-    { env: { ...process.env, KILN_NATIVE_JPEG: '0' }, encoding: 'utf8' });
+       console.log(JSON.stringify([n.nativeJpeg === undefined, d.width, d.height, Buffer.from(d.data).toString('base64')]))`,
+      ],
+      { env: { ...process.env, KILN_NATIVE_JPEG: '0' }, encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     const [off, w, h, b64] = JSON.parse(r.stdout) as [boolean, number, number, string];
     assert.deepEqual([off, w, h], [true, cases[0]!.width, cases[0]!.height]);
     assert.equal(firstDiff(Buffer.from(b64, 'base64'), cases[0]!.pil), -1);
   });
 
-  it('enforces maxPixels on every path, with sharp\'s error', async () => {
+  it("enforces maxPixels on every path, with sharp's error", async () => {
     const c = byName('420-wide.jpg');
     const limit = c.width * c.height;
     assert.equal((await decodeRgbWithOptions(c.jpeg, { maxPixels: limit })).width, c.width);
@@ -72,7 +93,7 @@ const skip = nativeJpeg ? false : `native JPEG path not built: ${nativeJpegStatu
 describe('native JPEG decode', { skip }, () => {
   const native = nativeJpeg!;
 
-  it('decodes every fixture itself (not declined), Pillow\'s bytes exactly', async () => {
+  it("decodes every fixture itself (not declined), Pillow's bytes exactly", async () => {
     for (const c of cases) {
       const r = await native.decodeRgb(c.jpeg, 1e9);
       assert.ok(r, `${c.file}: declined`);
@@ -94,33 +115,43 @@ describe('native JPEG decode', { skip }, () => {
     const donor = await reencode(c, (s) => s.withIccProfile('p3'));
     const app2 = donor.indexOf(Buffer.from('\xff\xe2', 'latin1'));
     assert.ok(app2 > 0 && donor.subarray(app2 + 4, app2 + 15).toString('latin1') === 'ICC_PROFILE');
-    const p3 = Buffer.concat([plain.subarray(0, 2), donor.subarray(app2, app2 + 2 + donor.readUInt16BE(app2 + 2)), plain.subarray(2)]);
+    const p3 = Buffer.concat([
+      plain.subarray(0, 2),
+      donor.subarray(app2, app2 + 2 + donor.readUInt16BE(app2 + 2)),
+      plain.subarray(2),
+    ]);
     const [a, b] = [await decodeRgb(plain), await decodeRgb(p3)];
     assert.equal(firstDiff(b.data, a.data), -1, 'same pixels with and without the profile');
     const viaSharp = await decodeRgbWithOptions(p3, { codec: 'sharp' });
     assert.notEqual(firstDiff(viaSharp.data, a.data), -1, 'sharp colour-manages the P3 pixels');
   });
 
-  it('declines CMYK and over-limit images; decodeRgb then gives sharp\'s result', async () => {
+  it("declines CMYK and over-limit images; decodeRgb then gives sharp's result", async () => {
     const c = byName('420.jpg');
     const cmyk = await reencode(c, (s) => s.toColourspace('cmyk'));
     assert.equal(await native.decodeRgb(cmyk, 1e9), undefined, 'cmyk declined');
     const a = await decodeRgb(cmyk);
     const s = await decodeRgbWithOptions(cmyk, { codec: 'sharp' });
     assert.deepEqual([a.width, a.height], [c.width, c.height]);
-    assert.equal(firstDiff(a.data, s.data), -1, 'cmyk: sharp\'s bytes');
+    assert.equal(firstDiff(a.data, s.data), -1, "cmyk: sharp's bytes");
     // The limit is checked on the header (67x45), before decoding.
     assert.equal(await native.decodeRgb(c.jpeg, c.width * c.height - 1), undefined);
     assert.ok(await native.decodeRgb(c.jpeg, c.width * c.height));
   });
 
-  it('declines truncated data (sharp\'s decision, as before) and rejects hard errors with libjpeg\'s message', async () => {
+  it("declines truncated data (sharp's decision, as before) and rejects hard errors with libjpeg's message", async () => {
     const c = byName('420-wide.jpg');
     for (const cut of [c.jpeg.subarray(0, 40), c.jpeg.subarray(0, c.jpeg.length >> 1)]) {
       assert.equal(await native.decodeRgb(cut, 1e9), undefined, `${cut.length} bytes: declined`);
       // One at a time: libvips' error text is per thread, and concurrent failures can swap it.
-      const a = await decodeRgb(cut).then(() => 'decoded', (e: Error) => e.message);
-      const s = await decodeRgbWithOptions(cut, { codec: 'sharp' }).then(() => 'decoded', (e: Error) => e.message);
+      const a = await decodeRgb(cut).then(
+        () => 'decoded',
+        (e: Error) => e.message,
+      );
+      const s = await decodeRgbWithOptions(cut, { codec: 'sharp' }).then(
+        () => 'decoded',
+        (e: Error) => e.message,
+      );
       assert.equal(a, s, `${cut.length} bytes: same outcome as sharp`);
     }
     const sof = c.jpeg.indexOf(Buffer.from([0xff, 0xc0]));
@@ -131,19 +162,25 @@ describe('native JPEG decode', { skip }, () => {
     assert.throws(() => native.decodeRgb('not bytes' as unknown as Buffer, 1e9), TypeError);
   });
 
-  it('loads and decodes in worker threads (the filter\'s preprocessing pool)', async () => {
+  it("loads and decodes in worker threads (the filter's preprocessing pool)", async () => {
     const url = new URL('../../infra/imaging/decode-rgb.js', import.meta.url).href;
     const nj = new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href;
     const c = byName('422.jpg');
-    const w = new Worker(`
+    const w = new Worker(
+      `
       const { parentPort, workerData } = require('node:worker_threads');
       (async () => {
         const [m, n] = await Promise.all([import(${JSON.stringify(url)}), import(${JSON.stringify(nj)})]);
         const d = await m.decodeRgb(workerData);
         parentPort.postMessage({ status: n.nativeJpegStatus, data: d.data });
-      })().catch((e) => parentPort.postMessage({ status: String(e) }));`, { eval: true, workerData: c.jpeg });
+      })().catch((e) => parentPort.postMessage({ status: String(e) }));`,
+      { eval: true, workerData: c.jpeg },
+    );
     try {
-      const msg = await new Promise<{ status: string; data?: Uint8Array }>((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+      const msg = await new Promise<{ status: string; data?: Uint8Array }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
       assert.equal(msg.status, 'loaded');
       assert.equal(firstDiff(msg.data!, c.pil), -1);
     } finally {

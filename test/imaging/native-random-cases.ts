@@ -27,10 +27,17 @@ import { processImage, type ImageOptions } from '../../datasets/crawl/image.js';
 import { pilResize, resamplePlan, PIL_RESAMPLE, type PilResample } from '../../infra/imaging/pil-resample.js';
 import { rng } from '../crawl/images.js';
 
-interface Args { cases: number; seed: number; makeJpeg: string }
+interface Args {
+  cases: number;
+  seed: number;
+  makeJpeg: string;
+}
 
 function parseArgs(argv: string[]): Args {
-  const get = (name: string) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
+  const get = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
   const makeJpeg = get('--make-jpeg');
   if (!makeJpeg) throw new Error('--make-jpeg PATH is required (sanitize.sh builds tools/make_jpeg.c)');
   return { cases: Number(get('--cases') ?? 300), seed: Number(get('--seed') ?? 1), makeJpeg };
@@ -53,14 +60,28 @@ const FILTERS = Object.values(PIL_RESAMPLE) as PilResample[];
  * more than its scale maps; its resampler window started past the plane and its weights were
  * written past their row (heap overflow, `malloc(): invalid next size`). The sizes are the issue's.
  */
-const REGRESSIONS: { size: [number, number]; geo: GeometryOptions }[] = [[809, 886], [930, 821], [586, 885], [896, 685], [873, 617], [399, 480]]
-  .flatMap(([w, h]) => [128, 224, 256].flatMap((imageSize) => (['border', 'center_crop'] as const)
-    .map((resizeMode) => ({ size: [w!, h!] as [number, number], geo: { imageSize, resizeMode } }))));
+const REGRESSIONS: { size: [number, number]; geo: GeometryOptions }[] = [
+  [809, 886],
+  [930, 821],
+  [586, 885],
+  [896, 685],
+  [873, 617],
+  [399, 480],
+].flatMap(([w, h]) =>
+  [128, 224, 256].flatMap((imageSize) =>
+    (['border', 'center_crop'] as const).map((resizeMode) => ({
+      size: [w!, h!] as [number, number],
+      geo: { imageSize, resizeMode },
+    })),
+  ),
+);
 
 /** Photo-like pixels (smooth gradients and waves, mild noise), fast enough for 12 MP. */
 function pixels(w: number, h: number, comps: number, r: () => number): Buffer {
   const buf = Buffer.allocUnsafe(w * h * comps);
-  const base = [r() * 200, r() * 200, r() * 200], fx = 2 + r() * 10, fy = 2 + r() * 10;
+  const base = [r() * 200, r() * 200, r() * 200],
+    fx = 2 + r() * 10,
+    fy = 2 + r() * 10;
   const col = new Float64Array(w);
   for (let x = 0; x < w; x++) col[x] = 50 * Math.sin((x / w) * fx);
   let o = 0;
@@ -87,8 +108,12 @@ function pickSize(r: () => number): [number, number] {
 }
 
 async function psnr(a: Buffer, b: Buffer): Promise<number> {
-  const [x, y] = await Promise.all([sharp(a).raw().toBuffer({ resolveWithObject: true }), sharp(b).raw().toBuffer({ resolveWithObject: true })]);
-  if (x.info.width !== y.info.width || x.info.height !== y.info.height || x.info.channels !== y.info.channels) return -1;
+  const [x, y] = await Promise.all([
+    sharp(a).raw().toBuffer({ resolveWithObject: true }),
+    sharp(b).raw().toBuffer({ resolveWithObject: true }),
+  ]);
+  if (x.info.width !== y.info.width || x.info.height !== y.info.height || x.info.channels !== y.info.channels)
+    return -1;
   let se = 0;
   for (let i = 0; i < x.data.length; i++) se += (x.data[i]! - y.data[i]!) ** 2;
   return se === 0 ? Infinity : 10 * Math.log10((255 * 255) / (se / x.data.length));
@@ -104,12 +129,27 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const addon = nativeJpeg;
   if (!addon?.resizeRgb) throw new Error(`the native addon is not loaded: ${nativeJpegStatus}`);
-  console.log(`addon: ${process.env.KILN_NATIVE_JPEG_ADDON ?? '(default build)'}; ${args.cases} cases from seed ${args.seed}`);
+  console.log(
+    `addon: ${process.env.KILN_NATIVE_JPEG_ADDON ?? '(default build)'}; ${args.cases} cases from seed ${args.seed}`,
+  );
   const r = rng(args.seed);
   const failures: string[] = [];
   const psnrs: number[] = [];
-  const fail = (f: string) => { failures.push(f); console.log(`FAIL ${f}`); };
-  const stats = { processed: 0, declined: 0, outOfRange: 0, overBudget: 0, minPsnr: Infinity, decodeExact: 0, resizeExact: 0, rawResizeExact: 0, largest: '' };
+  const fail = (f: string) => {
+    failures.push(f);
+    console.log(`FAIL ${f}`);
+  };
+  const stats = {
+    processed: 0,
+    declined: 0,
+    outOfRange: 0,
+    overBudget: 0,
+    minPsnr: Infinity,
+    decodeExact: 0,
+    resizeExact: 0,
+    rawResizeExact: 0,
+    largest: '',
+  };
   let largestPx = 0;
   const started = Date.now();
   const total = REGRESSIONS.length + args.cases;
@@ -121,14 +161,27 @@ async function main(): Promise<void> {
     const progressive = !regression && r() < 0.3 ? 1 : 0;
     const restart = !regression && r() < 0.3 ? 1 + Math.floor(r() * 4) : 0;
     const src = pixels(w, h, layout.comps, r);
-    const made = spawnSync(args.makeJpeg, [w, h, layout.comps, layout.h, layout.v, quality, progressive, restart].map(String), { input: src, maxBuffer: 1 << 28 });
+    const made = spawnSync(
+      args.makeJpeg,
+      [w, h, layout.comps, layout.h, layout.v, quality, progressive, restart].map(String),
+      { input: src, maxBuffer: 1 << 28 },
+    );
     if (made.status !== 0) throw new Error(`make_jpeg failed for ${w}x${h}: ${made.stderr.toString()}`);
     const jpg = made.stdout;
     const tag = `${regression ? 'regression' : 'case'} ${i}: ${w}x${h} ${layout.name} q${quality}${progressive ? ' progressive' : ''}${restart ? ` restart ${restart}` : ''}`;
-    if (w * h > largestPx) { largestPx = w * h; stats.largest = `${w}x${h}`; }
+    if (w * h > largestPx) {
+      largestPx = w * h;
+      stats.largest = `${w}x${h}`;
+    }
 
     // process(): the crawler's geometry for a random mode and size.
-    const geo: GeometryOptions = regression ? regression.geo : { imageSize: 8 + Math.floor(r() * 505), resizeMode: MODES[Math.floor(r() * MODES.length)]!, resizeOnlyIfBigger: r() < 0.3 };
+    const geo: GeometryOptions = regression
+      ? regression.geo
+      : {
+          imageSize: 8 + Math.floor(r() * 505),
+          resizeMode: MODES[Math.floor(r() * MODES.length)]!,
+          resizeOnlyIfBigger: r() < 0.3,
+        };
     const p = placement({ width: w, height: h }, geo);
     let out: Buffer | undefined;
     const inRange = [p.rw, p.rh, p.cw, p.ch].every((v) => v <= 65535);
@@ -151,7 +204,16 @@ async function main(): Promise<void> {
       else fail(`${tag}: process() declined a plain YCbCr JPEG (${geo.resizeMode} ${geo.imageSize})`);
     } else {
       stats.processed++;
-      const opts: ImageOptions = { ...geo, resizeOnlyIfBigger: geo.resizeOnlyIfBigger ?? false, minImageSize: 0, maxAspectRatio: 0, maxPixels: 50_000_000, encodeFormat: 'jpeg', encodeQuality: 95, skipReencode: false };
+      const opts: ImageOptions = {
+        ...geo,
+        resizeOnlyIfBigger: geo.resizeOnlyIfBigger ?? false,
+        minImageSize: 0,
+        maxAspectRatio: 0,
+        maxPixels: 50_000_000,
+        encodeFormat: 'jpeg',
+        encodeQuality: 95,
+        skipReencode: false,
+      };
       const ref = await processImage(jpg, opts, 'sharp');
       if (!ref.ok) fail(`${tag}: sharp failed on it: ${ref.failure.detail}`);
       else {
@@ -169,7 +231,10 @@ async function main(): Promise<void> {
         const target = targetSize({ width: w, height: h }, geo);
         const enlarged = target ? Math.max(target.width / w, target.height / h) : 1;
         const floor = Math.min(w, h) < 8 ? 15 : Math.min(p.cw, p.ch) < 32 || enlarged > 16 ? 18 : 24;
-        if (db < floor) fail(`${tag}: process() ${geo.resizeMode} ${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ${db.toFixed(1)} dB from sharp (floor ${floor})`);
+        if (db < floor)
+          fail(
+            `${tag}: process() ${geo.resizeMode} ${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ${db.toFixed(1)} dB from sharp (floor ${floor})`,
+          );
         if (Number.isFinite(db)) stats.minPsnr = Math.min(stats.minPsnr, db);
         psnrs.push(Number.isFinite(db) ? db : 99);
       }
@@ -181,18 +246,28 @@ async function main(): Promise<void> {
     const refRgb = ref.info.channels === 3 ? ref.data : expandGrey(ref.data);
     if (!dec) fail(`${tag}: decodeRgb() declined a plain JPEG`);
     else if (dec.width !== w || dec.height !== h || firstDiff(dec.data, refRgb) !== -1) {
-      fail(`${tag}: decodeRgb() differs from sharp at byte ${firstDiff(dec.data, refRgb)} (${dec.width}x${dec.height})`);
+      fail(
+        `${tag}: decodeRgb() differs from sharp at byte ${firstDiff(dec.data, refRgb)} (${dec.width}x${dec.height})`,
+      );
     } else stats.decodeExact++;
 
     // resizeRgb(): pilResize of the decode, from the JPEG and from raw pixels.
-    const ow = 1 + Math.floor(r() * Math.min(400, 2 * w + 8)), oh = 1 + Math.floor(r() * Math.min(400, 2 * h + 8));
-    const bw = 1 + Math.floor(r() * ow), bh = 1 + Math.floor(r() * oh);
-    const box = r() < 0.5 ? undefined : { left: Math.floor(r() * (ow - bw + 1)), top: Math.floor(r() * (oh - bh + 1)), width: bw, height: bh };
+    const ow = 1 + Math.floor(r() * Math.min(400, 2 * w + 8)),
+      oh = 1 + Math.floor(r() * Math.min(400, 2 * h + 8));
+    const bw = 1 + Math.floor(r() * ow),
+      bh = 1 + Math.floor(r() * oh);
+    const box =
+      r() < 0.5
+        ? undefined
+        : { left: Math.floor(r() * (ow - bw + 1)), top: Math.floor(r() * (oh - bh + 1)), width: bw, height: bh };
     const filter = FILTERS[Math.floor(r() * FILTERS.length)]!;
     const img = { data: refRgb, width: w, height: h, channels: 3 };
     const want = pilResize(img, ow, oh, filter, box);
     const plan = resamplePlan(w, h, ow, oh, filter, box);
-    for (const [jpeg, input] of [[true, jpg], [false, refRgb]] as const) {
+    for (const [jpeg, input] of [
+      [true, jpg],
+      [false, refRgb],
+    ] as const) {
       const got = await addon.resizeRgb(input, jpeg, 50_000_000, plan);
       const what = `${tag}: resizeRgb(${jpeg ? 'jpeg' : 'raw'}) to ${ow}x${oh} filter ${filter}${box ? ` box ${box.left},${box.top} ${box.width}x${box.height}` : ''}`;
       if (!got) fail(`${what}: declined`);
@@ -201,10 +276,15 @@ async function main(): Promise<void> {
       } else if (jpeg) stats.resizeExact++;
       else stats.rawResizeExact++;
     }
-    if ((i + 1) % 250 === 0) console.log(`  ${i + 1} of ${total} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    if ((i + 1) % 250 === 0)
+      console.log(
+        `  ${i + 1} of ${total} cases, ${failures.length} failures, ${((Date.now() - started) / 1000).toFixed(0)} s`,
+      );
   }
-  console.log(`native random cases: ${REGRESSIONS.length} regression + ${args.cases} random cases (largest ${stats.largest}): process ${stats.processed} compared (PSNR min ${stats.minPsnr.toFixed(1)} / 1st percentile ${pct(psnrs, 0.01)} / median ${pct(psnrs, 0.5)} dB) + ${stats.declined} grey declined + ${stats.outOfRange} over 65535 px refused + ${stats.overBudget} over the 64 MiB budget declined; ` +
-    `decodeRgb exact ${stats.decodeExact}; resizeRgb exact ${stats.resizeExact} jpeg + ${stats.rawResizeExact} raw; ${failures.length} failures; ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(
+    `native random cases: ${REGRESSIONS.length} regression + ${args.cases} random cases (largest ${stats.largest}): process ${stats.processed} compared (PSNR min ${stats.minPsnr.toFixed(1)} / 1st percentile ${pct(psnrs, 0.01)} / median ${pct(psnrs, 0.5)} dB) + ${stats.declined} grey declined + ${stats.outOfRange} over 65535 px refused + ${stats.overBudget} over the 64 MiB budget declined; ` +
+      `decodeRgb exact ${stats.decodeExact}; resizeRgb exact ${stats.resizeExact} jpeg + ${stats.rawResizeExact} raw; ${failures.length} failures; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  );
   process.exitCode = failures.length ? 1 : 0;
 }
 

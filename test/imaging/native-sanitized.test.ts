@@ -19,7 +19,12 @@ describe('native addon under ASan + UBSan', { skip }, () => {
   it('runs the regressions and 300 random cases with no sanitizer report and no mismatch', () => {
     const env = { ...process.env };
     delete env.KILN_NATIVE_JPEG_ADDON;
-    const r = spawnSync('bash', ['infra/imaging/native/sanitize.sh', '--cases', '300', '--seed', '7'], { cwd: ROOT, env, encoding: 'utf8', timeout: 600_000 });
+    const r = spawnSync('bash', ['infra/imaging/native/sanitize.sh', '--cases', '300', '--seed', '7'], {
+      cwd: ROOT,
+      env,
+      encoding: 'utf8',
+      timeout: 600_000,
+    });
     const out = `${r.stdout}\n${r.stderr}`;
     assert.equal(r.status, 0, `sanitize.sh exited ${r.status} (signal ${r.signal}):\n${out.slice(-6000)}`);
     assert.doesNotMatch(out, /AddressSanitizer|runtime error|LeakSanitizer/);

@@ -11,32 +11,70 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { decodeResizedRgb, decodeRgbWithOptions, jpegFrameSize, type RgbResize } from '../../infra/imaging/decode-rgb.js';
+import {
+  decodeResizedRgb,
+  decodeRgbWithOptions,
+  jpegFrameSize,
+  type RgbResize,
+} from '../../infra/imaging/decode-rgb.js';
 import { nativeJpeg, nativeJpegStatus } from '../../infra/imaging/native-jpeg.js';
-import { PIL_RESAMPLE, pilResize, resamplePlan, verticalFirst, type OutputBox, type PilResample, type RawImage8 } from '../../infra/imaging/pil-resample.js';
+import {
+  PIL_RESAMPLE,
+  pilResize,
+  resamplePlan,
+  verticalFirst,
+  type OutputBox,
+  type PilResample,
+  type RawImage8,
+} from '../../infra/imaging/pil-resample.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-interface ResizeCase { width: number; height: number; out_width: number; out_height: number; resample: PilResample; input: string; output: string }
-const pillow = JSON.parse(readFileSync(`${ROOT}fixtures/models/pil-resize.json`, 'utf8')) as { pillow: string; cases: ResizeCase[] };
+interface ResizeCase {
+  width: number;
+  height: number;
+  out_width: number;
+  out_height: number;
+  resample: PilResample;
+  input: string;
+  output: string;
+}
+const pillow = JSON.parse(readFileSync(`${ROOT}fixtures/models/pil-resize.json`, 'utf8')) as {
+  pillow: string;
+  cases: ResizeCase[];
+};
 const JPEG_DIR = `${ROOT}fixtures/imaging/pil-jpeg-decode/`;
-interface JpegCase { file: string; width: number; height: number; rgb_zlib: string }
+interface JpegCase {
+  file: string;
+  width: number;
+  height: number;
+  rgb_zlib: string;
+}
 const jpegRef = JSON.parse(readFileSync(`${JPEG_DIR}reference.json`, 'utf8')) as { cases: JpegCase[] };
-const jpegs = jpegRef.cases.map((c) => ({ ...c, jpeg: readFileSync(`${JPEG_DIR}${c.file}`), pil: inflateSync(Buffer.from(c.rgb_zlib, 'base64')) }));
+const jpegs = jpegRef.cases.map((c) => ({
+  ...c,
+  jpeg: readFileSync(`${JPEG_DIR}${c.file}`),
+  pil: inflateSync(Buffer.from(c.rgb_zlib, 'base64')),
+}));
 const FILTERS = Object.values(PIL_RESAMPLE);
 
 function rng(seed: number): (n: number) => number {
   let s = seed;
-  return (n) => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return Math.floor((s / 4294967296) * n); };
+  return (n) => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return Math.floor((s / 4294967296) * n);
+  };
 }
 
 function randomBox(rand: (n: number) => number, w: number, h: number): OutputBox {
-  const width = 1 + rand(w), height = 1 + rand(h);
+  const width = 1 + rand(w),
+    height = 1 + rand(h);
   return { left: rand(w - width + 1), top: rand(h - height + 1), width, height };
 }
 
 function crop(data: Uint8Array, w: number, b: OutputBox): Uint8Array {
   const out = new Uint8Array(b.width * b.height * 3);
-  for (let y = 0; y < b.height; y++) out.set(data.subarray(((y + b.top) * w + b.left) * 3, ((y + b.top) * w + b.left + b.width) * 3), y * b.width * 3);
+  for (let y = 0; y < b.height; y++)
+    out.set(data.subarray(((y + b.top) * w + b.left) * 3, ((y + b.top) * w + b.left + b.width) * 3), y * b.width * 3);
   return out;
 }
 
@@ -58,7 +96,12 @@ describe('native Pillow resize (resizeRgb)', { skip }, () => {
   it(`gives Pillow ${pillow.pillow}'s bytes for every fixture case, whole and boxed`, async () => {
     const rand = rng(11);
     for (const c of pillow.cases) {
-      const img = { data: new Uint8Array(Buffer.from(c.input, 'base64')), width: c.width, height: c.height, channels: 3 };
+      const img = {
+        data: new Uint8Array(Buffer.from(c.input, 'base64')),
+        width: c.width,
+        height: c.height,
+        channels: 3,
+      };
       const expected = new Uint8Array(Buffer.from(c.output, 'base64'));
       const what = `${c.width}x${c.height} -> ${c.out_width}x${c.out_height} resample=${c.resample}`;
       const full = await raw(img, c.out_width, c.out_height, c.resample);
@@ -74,11 +117,14 @@ describe('native Pillow resize (resizeRgb)', { skip }, () => {
     const rand = rng(2024);
     const kinds = { verticalFirst: 0, horizontalFirst: 0, oneAxis: 0, sameSize: 0 };
     for (let i = 0; i < 600; i++) {
-      const w = 1 + rand(90), h = 1 + rand(90);
+      const w = 1 + rand(90),
+        h = 1 + rand(90);
       const img = { data: Uint8Array.from({ length: w * h * 3 }, () => rand(256)), width: w, height: h, channels: 3 };
       // Per axis: shrink, shrink a lot, enlarge, or keep.
-      const pick = (n: number) => [1 + rand(n), 1 + rand(Math.max(1, n >> 2)), n + 1 + rand(2 * n), n][rand(4)] as number;
-      const ow = pick(w), oh = pick(h);
+      const pick = (n: number) =>
+        [1 + rand(n), 1 + rand(Math.max(1, n >> 2)), n + 1 + rand(2 * n), n][rand(4)] as number;
+      const ow = pick(w),
+        oh = pick(h);
       const f = FILTERS[rand(FILTERS.length)] as PilResample;
       const box = rand(3) === 0 ? undefined : randomBox(rand, ow, oh);
       const js = pilResize(img, ow, oh, f, box);
@@ -94,12 +140,17 @@ describe('native Pillow resize (resizeRgb)', { skip }, () => {
     for (const [kind, n] of Object.entries(kinds)) assert.ok(n >= 10, `only ${n} ${kind} cases`);
   });
 
-  it('decodes and resizes a JPEG in one call: PIL\'s decode resized by pilResize, byte for byte', async () => {
+  it("decodes and resizes a JPEG in one call: PIL's decode resized by pilResize, byte for byte", async () => {
     const rand = rng(5);
     for (const c of jpegs) {
       assert.deepEqual(jpegFrameSize(c.jpeg), { width: c.width, height: c.height }, c.file);
       const pil = { data: new Uint8Array(c.pil), width: c.width, height: c.height, channels: 3 };
-      for (const [ow, oh] of [[32, 32], [Math.max(1, c.width >> 2), c.height * 3], [c.width + 7, Math.max(1, c.height >> 3)], [c.width, 9]] as const) {
+      for (const [ow, oh] of [
+        [32, 32],
+        [Math.max(1, c.width >> 2), c.height * 3],
+        [c.width + 7, Math.max(1, c.height >> 3)],
+        [c.width, 9],
+      ] as const) {
         const f = FILTERS[rand(FILTERS.length)] as PilResample;
         const box = randomBox(rand, ow, oh);
         const r = await resizeRgb(c.jpeg, true, 1e9, resamplePlan(c.width, c.height, ow, oh, f, box));
@@ -110,22 +161,37 @@ describe('native Pillow resize (resizeRgb)', { skip }, () => {
     }
   });
 
-  it('declines what decodeRgb declines and a JPEG of another size; decodeResizedRgb then gives the JS path\'s bytes', async () => {
+  it("declines what decodeRgb declines and a JPEG of another size; decodeResizedRgb then gives the JS path's bytes", async () => {
     const c = jpegs.find((j) => j.file === '420.jpg')!;
     const plan = resamplePlan(c.width, c.height, 20, 16, PIL_RESAMPLE.bicubic);
     assert.equal(await resizeRgb(c.jpeg, true, c.width * c.height - 1, plan), undefined, 'over maxPixels');
-    assert.equal(await resizeRgb(c.jpeg, true, 1e9, resamplePlan(c.width + 1, c.height, 20, 16, PIL_RESAMPLE.bicubic)), undefined, 'other size');
-    const cmyk = await sharp(c.pil, { raw: { width: c.width, height: c.height, channels: 3 } }).toColourspace('cmyk').jpeg().toBuffer();
+    assert.equal(
+      await resizeRgb(c.jpeg, true, 1e9, resamplePlan(c.width + 1, c.height, 20, 16, PIL_RESAMPLE.bicubic)),
+      undefined,
+      'other size',
+    );
+    const cmyk = await sharp(c.pil, { raw: { width: c.width, height: c.height, channels: 3 } })
+      .toColourspace('cmyk')
+      .jpeg()
+      .toBuffer();
     assert.equal(await resizeRgb(cmyk, true, 1e9, plan), undefined, 'cmyk');
-    const resize: RgbResize = { width: 20, height: 16, resample: PIL_RESAMPLE.bicubic, box: { left: 2, top: 3, width: 10, height: 9 } };
+    const resize: RgbResize = {
+      width: 20,
+      height: 16,
+      resample: PIL_RESAMPLE.bicubic,
+      box: { left: 2, top: 3, width: 10, height: 9 },
+    };
     const got = await decodeResizedRgb(cmyk, () => resize);
     const viaSharp = await decodeRgbWithOptions(cmyk, { codec: 'sharp' });
     assert.equal(got.resize, resize);
     assert.equal(firstDiff(got.image.data, pilResize(viaSharp, 20, 16, resize.resample, resize.box).data), -1);
-    await assert.rejects(decodeResizedRgb(c.jpeg, () => resize, { maxPixels: c.width * c.height - 1 }), /exceeds pixel limit/);
+    await assert.rejects(
+      decodeResizedRgb(c.jpeg, () => resize, { maxPixels: c.width * c.height - 1 }),
+      /exceeds pixel limit/,
+    );
   });
 
-  it('rejects hard JPEG errors with libjpeg\'s message and throws at once on a plan that does not fit', async () => {
+  it("rejects hard JPEG errors with libjpeg's message and throws at once on a plan that does not fit", async () => {
     const c = jpegs.find((j) => j.file === '420-wide.jpg')!;
     const twelveBit = Buffer.from(c.jpeg);
     twelveBit[twelveBit.indexOf(Buffer.from([0xff, 0xc0])) + 4] = 12; // SOF0 sample precision
@@ -147,7 +213,9 @@ describe('native Pillow resize (resizeRgb)', { skip }, () => {
 describe('decodeResizedRgb (whichever path is in use)', () => {
   it('equals decodeRgb + pilResize for JPEG, PNG and no-resize plans', async () => {
     const c = jpegs[0]!;
-    const png = await sharp(c.pil, { raw: { width: c.width, height: c.height, channels: 3 } }).png().toBuffer();
+    const png = await sharp(c.pil, { raw: { width: c.width, height: c.height, channels: 3 } })
+      .png()
+      .toBuffer();
     for (const bytes of [c.jpeg, png]) {
       for (const resize of [{ width: 24, height: 40, resample: PIL_RESAMPLE.lanczos }, undefined] as const) {
         const got = await decodeResizedRgb(bytes, () => resize);

@@ -19,8 +19,11 @@ export function pidsWithArg(needle: string): number[] {
     try {
       const argv = readFileSync(`/proc/${n}/cmdline`, 'utf8').split('\0');
       const state = /^State:\s+(\S)/m.exec(readFileSync(`/proc/${n}/status`, 'utf8'))?.[1];
-      if (state !== 'Z' && /temporal$/.test(argv[0] ?? '') && argv.includes(needle) && argv.includes('start-dev')) out.push(Number(n));
-    } catch { /* gone meanwhile */ }
+      if (state !== 'Z' && /temporal$/.test(argv[0] ?? '') && argv.includes(needle) && argv.includes('start-dev'))
+        out.push(Number(n));
+    } catch {
+      /* gone meanwhile */
+    }
   }
   return out;
 }
@@ -32,7 +35,12 @@ describe('embedded dev server parent-death watch', () => {
   const leftovers: number[] = [];
   after(() => {
     // A failed assertion leaves the child (and its server) running: never leave them behind.
-    for (const pid of leftovers) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    for (const pid of leftovers)
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     tmp.cleanup();
   });
 
@@ -40,16 +48,27 @@ describe('embedded dev server parent-death watch', () => {
     it(`the server stops within seconds when the CLI process dies by ${how}`, { timeout: 120_000 }, async (t) => {
       const address = `127.0.0.1:${await freePort()}`;
       const dataRoot = `${tmp.path}/${how}`;
-      const child = spawn(process.execPath, [fileURLToPath(new URL('./dev-server-child.js', import.meta.url)), ...(how === 'abort' ? ['abort'] : [])], {
-        env: { ...process.env, KILN_DATA_ROOT: dataRoot, TEMPORAL_ADDRESS: address }, stdio: ['ignore', 'pipe', 'ignore'],
-      });
+      const child = spawn(
+        process.execPath,
+        [fileURLToPath(new URL('./dev-server-child.js', import.meta.url)), ...(how === 'abort' ? ['abort'] : [])],
+        {
+          env: { ...process.env, KILN_DATA_ROOT: dataRoot, TEMPORAL_ADDRESS: address },
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      );
       leftovers.push(child.pid!);
       const exit = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_c, s) => resolve(s)));
       const dbFile = await new Promise<string>((resolve, reject) => {
         let out = '';
         child.stdout.setEncoding('utf8');
-        child.stdout.on('data', (t: string) => { out += t; const m = /ready (\S+)/.exec(out); if (m) resolve(m[1]!); });
-        child.once('exit', (code, sig) => reject(new Error(`child exited (${code ?? sig}) before the server was ready: ${out}`)));
+        child.stdout.on('data', (t: string) => {
+          out += t;
+          const m = /ready (\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', (code, sig) =>
+          reject(new Error(`child exited (${code ?? sig}) before the server was ready: ${out}`)),
+        );
       });
       const servers = pidsWithArg(dbFile);
       leftovers.push(...servers);
@@ -58,7 +77,8 @@ describe('embedded dev server parent-death watch', () => {
       if (how === 'SIGKILL') child.kill('SIGKILL');
       assert.equal(await exit, how === 'SIGKILL' ? 'SIGKILL' : 'SIGABRT');
       const t0 = Date.now();
-      while (Date.now() - t0 < 15_000 && (pidsWithArg(dbFile).length > 0 || (await isPortOpen(address, 300)))) await sleep(100);
+      while (Date.now() - t0 < 15_000 && (pidsWithArg(dbFile).length > 0 || (await isPortOpen(address, 300))))
+        await sleep(100);
       const took = Date.now() - t0;
       assert.deepEqual(pidsWithArg(dbFile), [], 'the server process is gone');
       assert.equal(await isPortOpen(address, 500), false, 'the port stopped answering');

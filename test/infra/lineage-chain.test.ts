@@ -11,14 +11,38 @@ function populated(dir: string): string {
   const s = new LineageStore(path);
   s.startJob({ id: 'job', kind: 'crawl', workflowId: 'job', params: { n: 1 }, codeVersion: 'git:1' });
   s.startRun({ id: 'job/r', jobId: 'job', stage: 'crawl.shard', params: {}, codeVersion: 'git:1' });
-  s.recordArtifactOfRun('job/r', 'consumed', { uri: 'file:///in.csv', kind: 'input', sha256: 'a'.repeat(64), bytes: 5 });
-  const m = s.recordArtifactOfRun('job/r', 'produced', { uri: 'file:///ds/v1/manifest.json', kind: 'manifest', sha256: 'b'.repeat(64), bytes: 7 });
-  s.recordDatasetVersion({ id: 'ds@1', name: 'ds', version: 1, manifestArtifactId: m.id, parents: [], schemaVersion: 1, params: {}, runId: 'job/r' });
+  s.recordArtifactOfRun('job/r', 'consumed', {
+    uri: 'file:///in.csv',
+    kind: 'input',
+    sha256: 'a'.repeat(64),
+    bytes: 5,
+  });
+  const m = s.recordArtifactOfRun('job/r', 'produced', {
+    uri: 'file:///ds/v1/manifest.json',
+    kind: 'manifest',
+    sha256: 'b'.repeat(64),
+    bytes: 7,
+  });
+  s.recordDatasetVersion({
+    id: 'ds@1',
+    name: 'ds',
+    version: 1,
+    manifestArtifactId: m.id,
+    parents: [],
+    schemaVersion: 1,
+    params: {},
+    runId: 'job/r',
+  });
   s.finishRun('job/r', 'completed', { rows: 3 });
   s.finishJob('job', 'completed');
   // idempotent repeats add nothing to the log
   s.startJob({ id: 'job', kind: 'crawl', workflowId: 'job', params: { n: 1 }, codeVersion: 'git:1' });
-  s.recordArtifactOfRun('job/r', 'produced', { uri: 'file:///ds/v1/manifest.json', kind: 'manifest', sha256: 'b'.repeat(64), bytes: 7 });
+  s.recordArtifactOfRun('job/r', 'produced', {
+    uri: 'file:///ds/v1/manifest.json',
+    kind: 'manifest',
+    sha256: 'b'.repeat(64),
+    bytes: 7,
+  });
   s.close();
   return path;
 }
@@ -52,10 +76,22 @@ test('an untouched lineage log verifies, one entry per change', () => {
 });
 
 const cases: [string, string, string][] = [
-  ['an edited row', "UPDATE artifacts SET sha256 = 'c' || substr(sha256, 2) WHERE uri = 'file:///in.csv'", 'row_edited'],
+  [
+    'an edited row',
+    "UPDATE artifacts SET sha256 = 'c' || substr(sha256, 2) WHERE uri = 'file:///in.csv'",
+    'row_edited',
+  ],
   ['a deleted row', "DELETE FROM dataset_versions WHERE id = 'ds@1'", 'row_deleted'],
-  ['an inserted row', "INSERT INTO jobs (id, kind, workflow_id, status, params_json, code_version, started_at) VALUES ('x','hello','x','running','{}','v','t')", 'row_unlogged'],
-  ['an edited log entry', "UPDATE lineage_log SET row_json = replace(row_json, 'crawl', 'hello') WHERE seq = 1", 'chain_broken'],
+  [
+    'an inserted row',
+    "INSERT INTO jobs (id, kind, workflow_id, status, params_json, code_version, started_at) VALUES ('x','hello','x','running','{}','v','t')",
+    'row_unlogged',
+  ],
+  [
+    'an edited log entry',
+    "UPDATE lineage_log SET row_json = replace(row_json, 'crawl', 'hello') WHERE seq = 1",
+    'chain_broken',
+  ],
   ['a deleted log entry', 'DELETE FROM lineage_log WHERE seq = 3', 'chain_broken'],
 ];
 for (const [what, sql, kind] of cases) {
@@ -64,7 +100,10 @@ for (const [what, sql, kind] of cases) {
     try {
       const r = tamper(populated(d.path), sql);
       assert.equal(r.ok, false);
-      assert.ok(r.problems.some((p) => p.kind === kind), `${kind} in ${JSON.stringify(r.problems)}`);
+      assert.ok(
+        r.problems.some((p) => p.kind === kind),
+        `${kind} in ${JSON.stringify(r.problems)}`,
+      );
     } finally {
       d.cleanup();
     }

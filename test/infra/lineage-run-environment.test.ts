@@ -18,8 +18,14 @@ test('startRun: first vs latest environment of a retried run', () => {
     s.startRun({ ...base, id: 'keep', environment: { attempt: 2 } }); // attempt 1 died: still `running`
     assert.deepEqual(s.getRun('keep')!.environment, { attempt: 1 });
 
-    s.startRun({ ...base, id: 'latest', environment: { attempt: 1, imageCodec: 'libjpeg-turbo' } }, { environment: 'latest' });
-    s.startRun({ ...base, id: 'latest', environment: { attempt: 3, imageCodec: 'sharp', nativeJpeg: 'off' } }, { environment: 'latest' });
+    s.startRun(
+      { ...base, id: 'latest', environment: { attempt: 1, imageCodec: 'libjpeg-turbo' } },
+      { environment: 'latest' },
+    );
+    s.startRun(
+      { ...base, id: 'latest', environment: { attempt: 3, imageCodec: 'sharp', nativeJpeg: 'off' } },
+      { environment: 'latest' },
+    );
     assert.deepEqual(s.getRun('latest')!.environment, { attempt: 3, imageCodec: 'sharp', nativeJpeg: 'off' });
     s.finishRun('latest', 'failed', undefined, 'boom');
     s.startRun({ ...base, id: 'latest', environment: { attempt: 4 } }, { environment: 'latest' });

@@ -56,16 +56,25 @@ test('temp files of a killed writer are hidden from list() and swept', async () 
 });
 
 for (const [bad, why] of [
-  ['..', 'escape'], ['../etc', 'escape'], ['/etc/passwd', 'escape'], ['a\0b', 'NUL'], ['', 'empty'], ['a b', 'characters'], ['.hidden', 'characters'],
+  ['..', 'escape'],
+  ['../etc', 'escape'],
+  ['/etc/passwd', 'escape'],
+  ['a\0b', 'NUL'],
+  ['', 'empty'],
+  ['a b', 'characters'],
+  ['.hidden', 'characters'],
 ] as const) {
   test(`unsafe segment ${JSON.stringify(bad)} is refused (${why})`, () => {
-    assert.throws(() => assertSafeSegment(bad, 'dataset name'), (err: unknown) => {
-      assert.ok(err instanceof UnsafePathError);
-      assert.equal(err.code, 'KILN_UNSAFE_PATH');
-      assert.match(err.message, new RegExp(why));
-      assert.match(err.message, /Fix: /);
-      return true;
-    });
+    assert.throws(
+      () => assertSafeSegment(bad, 'dataset name'),
+      (err: unknown) => {
+        assert.ok(err instanceof UnsafePathError);
+        assert.equal(err.code, 'KILN_UNSAFE_PATH');
+        assert.match(err.message, new RegExp(why));
+        assert.match(err.message, /Fix: /);
+        return true;
+      },
+    );
   });
 }
 
@@ -94,7 +103,10 @@ test('a new writer of a URI removes the temp files killed writers of that same U
     const left = readdirSync(join(dir.path, 'd')).sort();
     assert.equal(left.length, 2, left.join(', '));
     assert.ok(left.includes('shard-1.parquet'));
-    assert.ok(left.some((n) => n.endsWith('-shard-2.parquet')), 'another URI\'s writer in flight is untouched');
+    assert.ok(
+      left.some((n) => n.endsWith('-shard-2.parquet')),
+      "another URI's writer in flight is untouched",
+    );
     await other.commit();
   } finally {
     dir.cleanup();

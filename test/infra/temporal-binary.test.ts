@@ -34,8 +34,11 @@ test('an explicit binary wins, then PATH, then the project .venv', () => {
 test('no binary anywhere: a MissingFileError that says how to get one', () => {
   const d = tempDir();
   try {
-    assert.throws(() => findTemporalBinary({ explicit: '', pathEnv: d.path, projectRoot: d.path }), (err: unknown) =>
-      err instanceof MissingFileError && /npm run setup/.test(err.message) && /KILN_TEMPORAL_BIN/.test(err.message));
+    assert.throws(
+      () => findTemporalBinary({ explicit: '', pathEnv: d.path, projectRoot: d.path }),
+      (err: unknown) =>
+        err instanceof MissingFileError && /npm run setup/.test(err.message) && /KILN_TEMPORAL_BIN/.test(err.message),
+    );
     assert.throws(() => findTemporalBinary({ explicit: join(d.path, 'nope') }), /not an executable file/);
   } finally {
     d.cleanup();

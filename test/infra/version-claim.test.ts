@@ -35,7 +35,10 @@ test('claimVersion: a version belongs to the first fingerprint; the same fingerp
     const loser = a ? 'fp-b' : 'fp-a';
     assert.equal(await claimVersion(s, layout, winner), true, 'a retry of the winning plan keeps its version');
     assert.equal(await claimVersion(s, layout, loser), false);
-    assert.equal(JSON.parse(readFileSync(join(dir.path, 'datasets', 'pairs', 'v3', 'claim.json'), 'utf8')).fingerprint, winner);
+    assert.equal(
+      JSON.parse(readFileSync(join(dir.path, 'datasets', 'pairs', 'v3', 'claim.json'), 'utf8')).fingerprint,
+      winner,
+    );
   } finally {
     dir.cleanup();
   }

@@ -18,7 +18,9 @@ let env: TestWorkflowEnvironment;
 const dir = tempDir();
 
 before(async () => {
-  env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalBinary() } } });
+  env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: temporalBinary() } },
+  });
 });
 after(async () => {
   await env?.teardown();
@@ -33,9 +35,17 @@ async function withWorker<T>(fn: () => Promise<T>): Promise<T> {
 
 test('helloWorkflow writes both artifacts and records job, runs, artifacts and edges', async () => {
   const workflowId = uniqueId('hello');
-  const result = await withWorker(() => env.client.workflow.execute('helloWorkflow', {
-    taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [{ message: 'durable hello' }],
-  })) as { jobId: string; greeting: { uri: string; sha256: string; bytes: number }; summary: { uri: string; sha256: string } };
+  const result = (await withWorker(() =>
+    env.client.workflow.execute('helloWorkflow', {
+      taskQueue: WORKFLOW_TASK_QUEUE,
+      workflowId,
+      args: [{ message: 'durable hello' }],
+    }),
+  )) as {
+    jobId: string;
+    greeting: { uri: string; sha256: string; bytes: number };
+    summary: { uri: string; sha256: string };
+  };
 
   assert.equal(result.jobId, workflowId);
   const greeting = readFileSync(fileURLToPath(result.greeting.uri));
@@ -50,10 +60,22 @@ test('helloWorkflow writes both artifacts and records job, runs, artifacts and e
     assert.deepEqual(job.params, { message: 'durable hello' });
     assert.ok(job.codeVersion.length > 0);
     const runs = lineage.runsOfJob(workflowId);
-    assert.deepEqual(runs.map((r) => [r.stage, r.status]), [['hello.greeting', 'completed'], ['hello.summary', 'completed']]);
+    assert.deepEqual(
+      runs.map((r) => [r.stage, r.status]),
+      [
+        ['hello.greeting', 'completed'],
+        ['hello.summary', 'completed'],
+      ],
+    );
     const summaryRun = runs[1]!;
-    assert.deepEqual(lineage.artifactsOfRun(summaryRun.id, 'consumed').map((a) => a.sha256), [result.greeting.sha256]);
-    assert.deepEqual(lineage.artifactsOfRun(summaryRun.id, 'produced').map((a) => a.sha256), [result.summary.sha256]);
+    assert.deepEqual(
+      lineage.artifactsOfRun(summaryRun.id, 'consumed').map((a) => a.sha256),
+      [result.greeting.sha256],
+    );
+    assert.deepEqual(
+      lineage.artifactsOfRun(summaryRun.id, 'produced').map((a) => a.sha256),
+      [result.summary.sha256],
+    );
   } finally {
     lineage.close();
   }
@@ -63,7 +85,11 @@ test('bad input fails the workflow with a non-retryable ConfigError and no artif
   const workflowId = uniqueId('hello-bad');
   await withWorker(async () => {
     await assert.rejects(
-      env.client.workflow.execute('helloWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [{ message: '' }] }),
+      env.client.workflow.execute('helloWorkflow', {
+        taskQueue: WORKFLOW_TASK_QUEUE,
+        workflowId,
+        args: [{ message: '' }],
+      }),
       (err: unknown) => err instanceof WorkflowFailedError && /non-empty string/.test(String(err.cause?.message)),
     );
   });

@@ -23,7 +23,9 @@ let web: SyntheticWeb;
 const dir = tempDir();
 
 before(async () => {
-  env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalBinary() } } });
+  env = await TestWorkflowEnvironment.createLocal({
+    server: { executable: { type: 'existing-path', path: temporalBinary() } },
+  });
   web = await startSyntheticWeb({ count: 15, seed: 9, faultEvery: 0 });
 });
 after(async () => {
@@ -42,23 +44,39 @@ test('the second, incremental crawl fetches only unseen URLs and images', { time
   const config = testConfig(join(dir.path, 'data'), env.address);
   const kw = await createKilnWorkers(config, { connection: env.nativeConnection });
   const url = (i: number) => `${web.baseUrl}/img/${i}.jpg`;
-  const crawl = (inputs: string[], incremental: boolean) => env.client.workflow.execute('crawlWorkflow', {
-    taskQueue: WORKFLOW_TASK_QUEUE, workflowId: uniqueId('incr'),
-    args: [{ datasetName: 'incr-web', inputs, incremental, rowsPerShard: 8, options: { imageSize: 16, allowAddresses: ['127.0.0.1'] } }],
-  }) as Promise<CrawlWorkflowResult>;
-  const [first, second] = await kw.runUntil((async () => {
-    const a = await crawl([list('a.csv', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(url))], true);
-    // 5..9 seen by URL; a mirror of image 0 (new URL, same bytes); 10..14 new
-    const b = await crawl([list('b.csv', [...[5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(url), `${url(0)}?mirror=1`])], true);
-    return [a, b];
-  })());
+  const crawl = (inputs: string[], incremental: boolean) =>
+    env.client.workflow.execute('crawlWorkflow', {
+      taskQueue: WORKFLOW_TASK_QUEUE,
+      workflowId: uniqueId('incr'),
+      args: [
+        {
+          datasetName: 'incr-web',
+          inputs,
+          incremental,
+          rowsPerShard: 8,
+          options: { imageSize: 16, allowAddresses: ['127.0.0.1'] },
+        },
+      ],
+    }) as Promise<CrawlWorkflowResult>;
+  const [first, second] = await kw.runUntil(
+    (async () => {
+      const a = await crawl([list('a.csv', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map(url))], true);
+      // 5..9 seen by URL; a mirror of image 0 (new URL, same bytes); 10..14 new
+      const b = await crawl(
+        [list('b.csv', [...[5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(url), `${url(0)}?mirror=1`])],
+        true,
+      );
+      return [a, b];
+    })(),
+  );
   assert.equal(first.version, 1);
   assert.equal(first.countsByStatus.success, 10);
   assert.equal(second.version, 2);
   const storage = new LocalStorage(config.dataRoot);
   const manifest = parseManifest(await storage.readText(second.manifestUri), second.manifestUri);
   const rows: { url: string; status: string; error_message: string | null }[] = [];
-  for (const u of manifestShardUris(storage, manifest)) for await (const r of readShardRows(storage, u, { columns: ['url', 'status', 'error_message'] })) rows.push(r);
+  for (const u of manifestShardUris(storage, manifest))
+    for await (const r of readShardRows(storage, u, { columns: ['url', 'status', 'error_message'] })) rows.push(r);
   assert.equal(rows.length, 11, 'every input row is in the output once');
   const byUrl = new Map(rows.map((r) => [r.url, r]));
   for (const i of [5, 6, 7, 8, 9]) {
@@ -66,7 +84,10 @@ test('the second, incremental crawl fetches only unseen URLs and images', { time
     assert.match(String(byUrl.get(url(i))?.error_message), /^seen_before: URL already crawled in incr-web@v1/);
   }
   for (const i of [10, 11, 12, 13, 14]) assert.equal(byUrl.get(url(i))?.status, 'success');
-  assert.match(String(byUrl.get(`${url(0)}?mirror=1`)?.error_message), /^duplicate_content: same image bytes already in incr-web@v1/);
+  assert.match(
+    String(byUrl.get(`${url(0)}?mirror=1`)?.error_message),
+    /^duplicate_content: same image bytes already in incr-web@v1/,
+  );
 
   const lineage = new LineageStore(config.lineagePath);
   try {

@@ -25,10 +25,17 @@ test('a workflow survives a Temporal server restart', { timeout: 180_000 }, asyn
   try {
     let conn = await Connection.connect({ address });
     let client = new Client({ connection: conn });
-    await client.workflow.start('helloWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId, args: [{ message: 'survive', pauseMs: 6000 }] });
+    await client.workflow.start('helloWorkflow', {
+      taskQueue: WORKFLOW_TASK_QUEUE,
+      workflowId,
+      args: [{ message: 'survive', pauseMs: 6000 }],
+    });
     // wait until the first step is done and the workflow sits on its durable timer
     for (let i = 0; i < 200; i++) {
-      const p = await client.workflow.getHandle(workflowId).query<{ phase: string }>('progress').catch(() => null);
+      const p = await client.workflow
+        .getHandle(workflowId)
+        .query<{ phase: string }>('progress')
+        .catch(() => null);
       if (p?.phase === 'waiting') break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -41,7 +48,7 @@ test('a workflow survives a Temporal server restart', { timeout: 180_000 }, asyn
 
     conn = await Connection.connect({ address });
     client = new Client({ connection: conn });
-    const result = await client.workflow.getHandle(workflowId).result() as { summary: { sha256: string } };
+    const result = (await client.workflow.getHandle(workflowId).result()) as { summary: { sha256: string } };
     assert.match(result.summary.sha256, /^[0-9a-f]{64}$/);
     await conn.close();
 

@@ -15,7 +15,9 @@ const config = testConfig(dataRoot!, address);
 const connection = await NativeConnection.connect({ address: config.temporalAddress });
 const deps = createActivityDeps(config);
 const worker = await Worker.create({
-  connection, namespace: config.namespace, taskQueue: GPU_QUEUE,
+  connection,
+  namespace: config.namespace,
+  taskQueue: GPU_QUEUE,
   activities: createTrainActivities(deps, {
     onStep: async (p) => {
       process.stdout.write(`step ${p.step}\n`);

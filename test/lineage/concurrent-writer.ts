@@ -13,7 +13,12 @@ try {
   for (let i = 0; i < Number(count); i++) {
     const runId = `${jobId}/run-${i}`;
     s.startRun({ id: runId, jobId, stage: 'crawl-shard', params: { i }, codeVersion: 'test' });
-    s.recordArtifactOfRun(runId, 'produced', { uri: `s3://b/${writer}/shard-${i}.parquet`, kind: 'shard', sha256: `${writer}`.padStart(8, '0') + String(i).padStart(56, '0'), bytes: 1000 + i });
+    s.recordArtifactOfRun(runId, 'produced', {
+      uri: `s3://b/${writer}/shard-${i}.parquet`,
+      kind: 'shard',
+      sha256: `${writer}`.padStart(8, '0') + String(i).padStart(56, '0'),
+      bytes: 1000 + i,
+    });
     s.finishRun(runId, 'completed', { rows: i });
   }
   s.finishJob(jobId, 'completed');

@@ -31,13 +31,18 @@ after(() => tmp.cleanup());
 
 before(() => {
   assert.ok(existsSync(PY), `${PY} is missing: run \`npm run setup\` (scripts/setup-models.sh creates .venv-models)`);
-  const res = spawnSync(PY, [join(ROOT, 'scripts/fixtures/make_import_sources.py'), SRC, ...(ALL ? ['--with-fid'] : [])], { encoding: 'utf8' });
+  const res = spawnSync(
+    PY,
+    [join(ROOT, 'scripts/fixtures/make_import_sources.py'), SRC, ...(ALL ? ['--with-fid'] : [])],
+    { encoding: 'utf8' },
+  );
   assert.equal(res.status, 0, res.stderr);
 });
 
 function kiln(...args: string[]): { status: number | null; stdout: string; stderr: string } {
   return spawnSync(process.execPath, [join(ROOT, 'bin/kiln.js'), ...args], {
-    encoding: 'utf8', env: { ...process.env, KILN_DATA_ROOT: dataRoot, KILN_MODELS_PYTHON: PY },
+    encoding: 'utf8',
+    env: { ...process.env, KILN_DATA_ROOT: dataRoot, KILN_MODELS_PYTHON: PY },
   });
 }
 
@@ -55,18 +60,27 @@ function importOk(kind: string, source: string, name: string): { out: string; ma
   for (const f of manifest.source.files) assert.equal(sha(join(manifest.source.path, f.path)), f.sha256, f.path);
   for (const f of manifest.output.files) assert.equal(sha(join(out, f.path)), f.sha256, f.path);
   const diff = manifest.check.max_abs_diff ?? manifest.check.max_rel_diff;
-  assert.ok(typeof diff === 'number' && diff <= manifest.check.tolerance, `${kind}: ${diff} within ${manifest.check.tolerance}`);
+  assert.ok(
+    typeof diff === 'number' && diff <= manifest.check.tolerance,
+    `${kind}: ${diff} within ${manifest.check.tolerance}`,
+  );
   const store = new LineageStore(join(dataRoot, 'lineage.db'));
   try {
-    const job = store.listJobs(100).find((j) => j.kind === 'models.import' && (j.params as { out: string }).out === out);
+    const job = store
+      .listJobs(100)
+      .find((j) => j.kind === 'models.import' && (j.params as { out: string }).out === out);
     assert.ok(job, 'a models.import job in lineage');
     const [run] = store.runsOfJob(job.id);
     const produced = store.artifactsOfRun((run as { id: string }).id, 'produced');
     const consumed = store.artifactsOfRun((run as { id: string }).id, 'consumed');
     assert.equal(consumed.length, manifest.source.files.length);
     assert.equal(produced.length, manifest.output.files.length + 1);
-    assert.ok(produced.some((a) => a.kind === 'model.import-manifest' && a.sha256 === sha(join(out, 'kiln-model.json'))));
-  } finally { store.close(); }
+    assert.ok(
+      produced.some((a) => a.kind === 'model.import-manifest' && a.sha256 === sha(join(out, 'kiln-model.json'))),
+    );
+  } finally {
+    store.close();
+  }
   return { out, manifest };
 }
 
@@ -74,24 +88,41 @@ void test('clip: the import (slow tokenizer files only in the source) scores ima
   const { out, manifest } = importOk('clip', 'clip', 'clip');
   assert.equal(manifest.type, 'clip');
   assert.equal(manifest.check.tolerance, 1e-4);
-  assert.ok(manifest.output.files.some((f) => f.path === 'tokenizer.json'), 'tokenizer.json built from vocab.json + merges.txt');
+  assert.ok(
+    manifest.output.files.some((f) => f.path === 'tokenizer.json'),
+    'tokenizer.json built from vocab.json + merges.txt',
+  );
   const scorer = await loadClipScorer(out, { device: 'cpu' });
   try {
     const scores = await scorer.score(referenceImages(), reference.captions);
     assertClose(scores, reference.clip.scores, 1e-5, 'clip scores of the imported model vs transformers');
-  } finally { await scorer.dispose(); }
+  } finally {
+    await scorer.dispose();
+  }
 });
 
 void test('captioner (BLIP): the import captions with token ids equal to transformers generate()', async () => {
   const { out, manifest } = importOk('captioner', 'blip', 'blip');
   assert.equal(manifest.type, 'blip');
-  const ref = JSON.parse(readFileSync(`${MODELS}/blip-reference.json`, 'utf8')) as { runs: { name: string; sequences: number[][] }[] };
-  for (const [name, numBeams, prompt] of [['greedy', 1, undefined], ['beams3', 3, undefined], ['greedy_prompt', 1, 'a picture of']] as const) {
+  const ref = JSON.parse(readFileSync(`${MODELS}/blip-reference.json`, 'utf8')) as {
+    runs: { name: string; sequences: number[][] }[];
+  };
+  for (const [name, numBeams, prompt] of [
+    ['greedy', 1, undefined],
+    ['beams3', 3, undefined],
+    ['greedy_prompt', 1, 'a picture of'],
+  ] as const) {
     const cap = await loadCaptioner(out, { device: 'cpu', maxNewTokens: 12, numBeams, ...(prompt ? { prompt } : {}) });
     try {
       assert.equal(cap.options.type, 'blip');
-      assert.deepEqual(await cap.generateSequences(referenceImages()), ref.runs.find((r) => r.name === name)?.sequences, name);
-    } finally { await cap.dispose(); }
+      assert.deepEqual(
+        await cap.generateSequences(referenceImages()),
+        ref.runs.find((r) => r.name === name)?.sequences,
+        name,
+      );
+    } finally {
+      await cap.dispose();
+    }
   }
 });
 
@@ -118,25 +149,39 @@ void test('bad input: the wrong kind for a checkpoint fails with a Fix, exit 2, 
   assert.match(missing.stderr, /does not exist[\s\S]*Fix: pass a local directory/);
 });
 
-void test('captioner (ViT-GPT2): Optimum export + cross-attention split, greedy ids equal transformers', { skip: !ALL && 'long form: npm run test:models-import' }, async () => {
-  const { out, manifest } = importOk('captioner', 'vit-gpt2', 'vit-gpt2');
-  assert.equal(manifest.type, 'vit-gpt2');
-  assert.ok(manifest.output.files.some((f) => f.path === 'onnx/decoder_xkv.json'));
-  const cap = await loadCaptioner(out, { device: 'cpu', maxNewTokens: reference.captioner.max_new_tokens });
-  try {
-    assert.equal(cap.options.decoder.path, 'split');
-    assert.deepEqual(await cap.generateSequences(referenceImages()), reference.captioner.runs.greedy.sequences);
-  } finally { await cap.dispose(); }
-});
+void test(
+  'captioner (ViT-GPT2): Optimum export + cross-attention split, greedy ids equal transformers',
+  { skip: !ALL && 'long form: npm run test:models-import' },
+  async () => {
+    const { out, manifest } = importOk('captioner', 'vit-gpt2', 'vit-gpt2');
+    assert.equal(manifest.type, 'vit-gpt2');
+    assert.ok(manifest.output.files.some((f) => f.path === 'onnx/decoder_xkv.json'));
+    const cap = await loadCaptioner(out, { device: 'cpu', maxNewTokens: reference.captioner.max_new_tokens });
+    try {
+      assert.equal(cap.options.decoder.path, 'split');
+      assert.deepEqual(await cap.generateSequences(referenceImages()), reference.captioner.runs.greedy.sequences);
+    } finally {
+      await cap.dispose();
+    }
+  },
+);
 
 // todo: on this random-weight network (chaotic: a 1.7x input scale moves its features ~400x) ONNX Runtime's
 // features differ from PyTorch's by ~2.2e-4 (features ~0.55 on average), so the 1e-4 check refuses the import.
 // Real weights could not be tried here (no download).
-void test('fid-inception: pytorch-fid\'s weights file -> model.onnx + extractor.json, features within 1e-4 of pytorch-fid\'s network', {
-  skip: !ALL && 'long form: npm run test:models-import', todo: 'random-weight fixture differs by ~2.2e-4 > 1e-4',
-}, () => {
-  const { out, manifest } = importOk('fid-inception', 'fid', 'fid');
-  assert.equal(manifest.check.tolerance, 1e-4);
-  const desc = JSON.parse(readFileSync(join(out, 'extractor.json'), 'utf8')) as { feature_dim: number; input_size: number[] };
-  assert.deepEqual([desc.feature_dim, desc.input_size], [2048, [299, 299]]);
-});
+void test(
+  "fid-inception: pytorch-fid's weights file -> model.onnx + extractor.json, features within 1e-4 of pytorch-fid's network",
+  {
+    skip: !ALL && 'long form: npm run test:models-import',
+    todo: 'random-weight fixture differs by ~2.2e-4 > 1e-4',
+  },
+  () => {
+    const { out, manifest } = importOk('fid-inception', 'fid', 'fid');
+    assert.equal(manifest.check.tolerance, 1e-4);
+    const desc = JSON.parse(readFileSync(join(out, 'extractor.json'), 'utf8')) as {
+      feature_dim: number;
+      input_size: number[];
+    };
+    assert.deepEqual([desc.feature_dim, desc.input_size], [2048, [299, 299]]);
+  },
+);

@@ -22,7 +22,9 @@ import { pipelineInputFromSpec } from '../../cli/spec/to-input.js';
 import { HISTORIES_DIR, historyFile, historyFileText } from './histories.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-histories-'));
-const env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: findTemporalBinary() } } });
+const env = await TestWorkflowEnvironment.createLocal({
+  server: { executable: { type: 'existing-path', path: findTemporalBinary() } },
+});
 const web = await startSyntheticWeb({ count: 40, seed: 1 });
 try {
   const config = loadConfig({ dataRoot: join(tmp, 'data'), temporalAddress: env.address, namespace: 'default' }, {});
@@ -30,14 +32,28 @@ try {
   writeFileSync(urlList, web.urlListCsv());
   const base = demoSpec({ urlList, steps: 4 }) as Record<string, Record<string, unknown>>;
   const spec = pipelineSpecSchema.parse({
-    ...base, name: 'replay', dedup: true, crawl: { ...base.crawl, rows_per_shard: 16 },
-    train: { ...base.train, run_name: 'replay-run', total_steps: 4, chunk_steps: 2 }, eval: { ...base.eval, every_steps: 2, patience: 1 },
+    ...base,
+    name: 'replay',
+    dedup: true,
+    crawl: { ...base.crawl, rows_per_shard: 16 },
+    train: { ...base.train, run_name: 'replay-run', total_steps: 4, chunk_steps: 2 },
+    eval: { ...base.eval, every_steps: 2, patience: 1 },
   });
   const kw = await createKilnWorkers(config, { connection: env.nativeConnection });
-  await kw.runUntil((async () => {
-    await env.client.workflow.execute('pipelineWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId: 'replay-pipeline', args: [pipelineInputFromSpec(spec)] });
-    await env.client.workflow.execute('helloWorkflow', { taskQueue: WORKFLOW_TASK_QUEUE, workflowId: 'replay-hello', args: [{ message: 'hi', pauseMs: 10 }] });
-  })());
+  await kw.runUntil(
+    (async () => {
+      await env.client.workflow.execute('pipelineWorkflow', {
+        taskQueue: WORKFLOW_TASK_QUEUE,
+        workflowId: 'replay-pipeline',
+        args: [pipelineInputFromSpec(spec)],
+      });
+      await env.client.workflow.execute('helloWorkflow', {
+        taskQueue: WORKFLOW_TASK_QUEUE,
+        workflowId: 'replay-hello',
+        args: [{ message: 'hi', pauseMs: 10 }],
+      });
+    })(),
+  );
   mkdirSync(HISTORIES_DIR, { recursive: true });
   const written = new Set<string>();
   for await (const w of env.client.workflow.list()) {

@@ -16,7 +16,11 @@ import '../helpers/env.js';
 
 describe('committed workflow histories replay against the current code', () => {
   let bundle: WorkflowBundleWithSourceMap;
-  const load = (dir: string): StoredHistory[] => readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => readHistoryFile(`${dir}/${f}`));
+  const load = (dir: string): StoredHistory[] =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => readHistoryFile(`${dir}/${f}`));
   const stored = load(HISTORIES_DIR);
   /** Recorded with the code before issue 16 (main at b9d51b3, no dedup stage yet): still running somewhere. */
   const older = load(`${HISTORIES_DIR}/before-issue-16`);
@@ -24,21 +28,38 @@ describe('committed workflow histories replay against the current code', () => {
   before(async () => {
     bundle = await bundleWorkflowCode({
       workflowsPath: fileURLToPath(new URL('../../workflows/index.js', import.meta.url)),
-      logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: (m: string) => console.error(m) },
+      logger: {
+        log: () => undefined,
+        trace: () => undefined,
+        debug: () => undefined,
+        info: () => undefined,
+        warn: () => undefined,
+        error: (m: string) => console.error(m),
+      },
     });
   });
 
   it('every workflow type the worker serves has a committed history', () => {
-    const types = Object.entries(workflows).filter(([name, v]) => typeof v === 'function' && name.endsWith('Workflow')).map(([name]) => name).sort();
+    const types = Object.entries(workflows)
+      .filter(([name, v]) => typeof v === 'function' && name.endsWith('Workflow'))
+      .map(([name]) => name)
+      .sort();
     assert.ok(types.length >= 9, types.join(', '));
-    assert.deepEqual(stored.map((h) => h.workflowType).sort(), types, 'record the missing ones with npm run record:histories');
+    assert.deepEqual(
+      stored.map((h) => h.workflowType).sort(),
+      types,
+      'record the missing ones with npm run record:histories',
+    );
   });
 
   it('each history (current and before issue 16) replays without a determinism error', async () => {
     const all = [...stored, ...older];
     assert.ok(older.length >= 7, 'the histories recorded before issue 16 are there');
     const replayed: string[] = [];
-    for await (const r of Worker.runReplayHistories({ workflowBundle: bundle }, all.map((h) => ({ workflowId: h.workflowId, history: h.history })))) {
+    for await (const r of Worker.runReplayHistories(
+      { workflowBundle: bundle },
+      all.map((h) => ({ workflowId: h.workflowId, history: h.history })),
+    )) {
       assert.equal(r.error, undefined, `${r.workflowId}: ${String(r.error)}`);
       replayed.push(r.workflowId);
     }
@@ -47,9 +68,14 @@ describe('committed workflow histories replay against the current code', () => {
 
   it('a history that no longer matches the code fails the replay (the check is real)', async () => {
     const hello = readHistoryFile(`${HISTORIES_DIR}/helloWorkflow.json`);
-    const scheduled = hello.history.events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'writeGreeting');
+    const scheduled = hello.history.events.find(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'writeGreeting',
+    );
     assert.ok(scheduled, 'the hello history schedules writeGreeting');
     scheduled.activityTaskScheduledEventAttributes!.activityType!.name = 'writeSomethingElse';
-    await assert.rejects(Worker.runReplayHistory({ workflowBundle: bundle }, hello.history, hello.workflowId), DeterminismViolationError);
+    await assert.rejects(
+      Worker.runReplayHistory({ workflowBundle: bundle }, hello.history, hello.workflowId),
+      DeterminismViolationError,
+    );
   });
 });

@@ -47,8 +47,8 @@ const backends: Backend[] = [
       return new LocalStorage(d.path);
     },
     async leftovers(s) {
-      const walk = (p: string): string[] => readdirSync(p, { withFileTypes: true })
-        .flatMap((e) => (e.isDirectory() ? walk(`${p}/${e.name}`) : [e.name]));
+      const walk = (p: string): string[] =>
+        readdirSync(p, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(`${p}/${e.name}`) : [e.name]));
       return walk(s.localPath(s.rootUri)).filter((n) => n.startsWith('.kiln-tmp-')).length;
     },
   },
@@ -120,7 +120,7 @@ for (const b of backends) {
       assert.equal(await b.leftovers(s), 1);
       assert.deepEqual(await s.list(s.uri('d')), [], 'in-flight writes are not listed');
       await s.writeAtomic(s.uri('d', 'shard-1.parquet'), 'retry');
-      assert.equal(await b.leftovers(s), 0, 'the retry removed the killed writer\'s leftovers');
+      assert.equal(await b.leftovers(s), 0, "the retry removed the killed writer's leftovers");
       const other = await s.openAtomicWriter(s.uri('d', 'shard-2.parquet'));
       await other.write(randomBytes(S3_PART_SIZE + 1));
       for (let i = 0; i < 100 && (await b.leftovers(s)) === 0; i++) await new Promise((r) => setTimeout(r, 50));
@@ -154,7 +154,8 @@ for (const b of backends) {
 
     test('URIs outside the data root and unsafe segments are refused, writing nothing', async () => {
       const s = await b.make();
-      const outside = b.name === 'file' ? `file://${s.localPath(s.rootUri)}/../outside.txt` : s.rootUri.replace(/root\/$/, 'other/x');
+      const outside =
+        b.name === 'file' ? `file://${s.localPath(s.rootUri)}/../outside.txt` : s.rootUri.replace(/root\/$/, 'other/x');
       await assert.rejects(s.writeAtomic(outside, 'x'), UnsafePathError);
       if (b.name === 's3') await assert.rejects(s.writeAtomic('s3://another-bucket/data/root/x', 'x'), UnsafePathError);
       assert.throws(() => s.child(s.uri('a'), '..', 'b'), UnsafePathError);
@@ -178,7 +179,11 @@ for (const b of backends) {
       assert.equal(readFileSync(`${dir}/config.json`, 'utf8'), '{"a":1}');
       if (b.name === 's3') {
         assert.ok(p1.endsWith(sha(model)), 'keyed by sha256');
-        assert.equal(await cache.directory(s, s.uri('models', 'clip')), dir, 'an unchanged directory is the same cache entry');
+        assert.equal(
+          await cache.directory(s, s.uri('models', 'clip')),
+          dir,
+          'an unchanged directory is the same cache entry',
+        );
         await s.writeAtomic(s.uri('models', 'clip', 'config.json'), '{"a":2}');
         const dir2 = await cache.directory(s, s.uri('models', 'clip'));
         assert.notEqual(dir2, dir, 'changed content is a new entry');

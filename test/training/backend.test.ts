@@ -16,7 +16,9 @@ void test('auto picks tensorflow when tfjs-node is importable, else wasm from di
   assert.equal(tf.getBackend(), choice.name);
   // scripts/setup-tf-native.sh leaves kiln-native.json only after the built binding ran a matmul:
   // then auto must train on it, and the choice says which wheel it came from.
-  const built = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'].find((p) => existsSync(join(PROJECT_ROOT, 'node_modules', p, 'kiln-native.json')));
+  const built = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'].find((p) =>
+    existsSync(join(PROJECT_ROOT, 'node_modules', p, 'kiln-native.json')),
+  );
   if (built) {
     assert.equal(choice.name, 'tensorflow', JSON.stringify(choice.skipped));
     assert.equal(choice.provider, built);
@@ -37,7 +39,10 @@ void test('KILN_TF_BACKEND forces a backend; bad values and unavailable forced b
   const cpu = await selectTfBackend({ env: { KILN_TF_BACKEND: 'cpu' } });
   assert.equal(cpu.name, 'cpu');
   assert.equal(tf.getBackend(), 'cpu');
-  const native = await selectTfBackend({ prefer: 'tensorflow' }).then((c) => c.name, (e: unknown) => e);
+  const native = await selectTfBackend({ prefer: 'tensorflow' }).then(
+    (c) => c.name,
+    (e: unknown) => e,
+  );
   if (typeof native === 'string') assert.equal(native, 'tensorflow');
   else assert.ok(native instanceof ConfigError && /tfjs-node/.test(native.fix));
 });
@@ -47,7 +52,14 @@ void test('the default model trains on the cpu and wasm backends (matmul-type op
   try {
     const shards = await twoShardDataset(storage);
     for (const backend of ['cpu', 'wasm'] as const) {
-      const r = await runTrainingChunk({ storage, runUri: storage.uri('runs', backend), config: { ...TEST_CONFIG, runtime: { backend } }, datasetShardUris: shards, fromStep: 0, steps: 2 });
+      const r = await runTrainingChunk({
+        storage,
+        runUri: storage.uri('runs', backend),
+        config: { ...TEST_CONFIG, runtime: { backend } },
+        datasetShardUris: shards,
+        fromStep: 0,
+        steps: 2,
+      });
       assert.equal(r.backend, backend);
       assert.equal(r.losses.length, 2);
       assert.ok(r.losses.every(Number.isFinite));
@@ -68,7 +80,14 @@ void test('native TensorFlow trains the same numbers as the cpu backend (same in
     const shards = await twoShardDataset(storage);
     const losses: Record<string, number[]> = {};
     for (const backend of ['tensorflow', 'cpu'] as const) {
-      const r = await runTrainingChunk({ storage, runUri: storage.uri('runs', backend), config: { ...TEST_CONFIG, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0 }, runtime: { backend } }, datasetShardUris: shards, fromStep: 0, steps: 3 });
+      const r = await runTrainingChunk({
+        storage,
+        runUri: storage.uri('runs', backend),
+        config: { ...TEST_CONFIG, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0 }, runtime: { backend } },
+        datasetShardUris: shards,
+        fromStep: 0,
+        steps: 3,
+      });
       assert.equal(r.backend, backend);
       losses[backend] = r.losses;
     }
@@ -83,7 +102,13 @@ void test('native TensorFlow trains the same numbers as the cpu backend (same in
 
 void test('dropout masks: a pure function of (key, call index) on every backend, about `rate` zeros, inverted scaling, gradient through the mask', async () => {
   const backends: TfBackendName[] = ['cpu', 'wasm'];
-  if (await selectTfBackend({ prefer: 'tensorflow' }).then(() => true, () => false)) backends.push('tensorflow');
+  if (
+    await selectTfBackend({ prefer: 'tensorflow' }).then(
+      () => true,
+      () => false,
+    )
+  )
+    backends.push('tensorflow');
   for (const name of backends) {
     await selectTfBackend({ prefer: name });
     const x = tf.ones([64, 100]);
@@ -98,8 +123,13 @@ void test('dropout masks: a pure function of (key, call index) on every backend,
     assert.notDeepEqual(draw(6, 0), a, `${name}: another key draws another mask`);
     const zeros = a.filter((v) => v === 0).length / a.length;
     assert.ok(zeros > 0.2 && zeros < 0.3, `${name}: ${zeros} zeros at rate 0.25`);
-    assert.ok(a.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6), `${name}: kept values scaled by 1/(1-rate)`);
-    const g = tf.grad((t: tf.Tensor) => tf.sum(dropout(t, 0.25, new DropoutStream(5))))(x).dataSync();
+    assert.ok(
+      a.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6),
+      `${name}: kept values scaled by 1/(1-rate)`,
+    );
+    const g = tf
+      .grad((t: tf.Tensor) => tf.sum(dropout(t, 0.25, new DropoutStream(5))))(x)
+      .dataSync();
     assert.deepEqual(g, a, `${name}: d(sum(dropout(x)))/dx is the mask`);
     assert.equal(dropout(x, 0.25, null), x, 'no stream: evaluation, identity');
     x.dispose();

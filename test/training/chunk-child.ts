@@ -9,6 +9,11 @@ import { runTrainingChunk } from '../../training/run-chunk.js';
 const [root, json] = process.argv.slice(2);
 const args = JSON.parse(json!) as { runUri: string; config: object; shards: string[]; fromStep: number; steps: number };
 const result = await runTrainingChunk({
-  storage: new LocalStorage(root!), runUri: args.runUri, config: args.config, datasetShardUris: args.shards, fromStep: args.fromStep, steps: args.steps,
+  storage: new LocalStorage(root!),
+  runUri: args.runUri,
+  config: args.config,
+  datasetShardUris: args.shards,
+  fromStep: args.fromStep,
+  steps: args.steps,
 });
 process.stdout.write('\n' + JSON.stringify(result) + '\n');

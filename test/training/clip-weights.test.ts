@@ -11,13 +11,29 @@ import { defineTextEncoder, encodeText } from '../../training/text-encoder.js';
 
 await selectTfBackend();
 const DIR = join(PROJECT_ROOT, 'fixtures', 'training', 'tiny-clip');
-const ref = JSON.parse(await readFile(join(PROJECT_ROOT, 'fixtures', 'training', 'tiny-clip-reference.json'), 'utf8')) as {
-  captions: string[]; maxTokens: number; ids: number[]; mask: number[]; hidden: number[]; shape: number[];
+const ref = JSON.parse(
+  await readFile(join(PROJECT_ROOT, 'fixtures', 'training', 'tiny-clip-reference.json'), 'utf8'),
+) as {
+  captions: string[];
+  maxTokens: number;
+  ids: number[];
+  mask: number[];
+  hidden: number[];
+  shape: number[];
 };
 
 void test('reads the text tower shape from a CLIP config.json', async () => {
   assert.deepEqual(await readClipTextShape(DIR), {
-    vocabSize: 524, maxTokens: 16, width: 32, depth: 2, heads: 4, mlpRatio: 2, causal: true, activation: 'quick_gelu', layerNormEps: 1e-5, dropout: 0,
+    vocabSize: 524,
+    maxTokens: 16,
+    width: 32,
+    depth: 2,
+    heads: 4,
+    mlpRatio: 2,
+    causal: true,
+    activation: 'quick_gelu',
+    layerNormEps: 1e-5,
+    dropout: 0,
   });
 });
 
@@ -36,7 +52,12 @@ void test('CLIP text weights load by name and reproduce CLIPTextModel.last_hidde
   const { loaded, unused } = await loadClipTextWeights(store, DIR);
   assert.equal(loaded, store.list('text').length);
   assert.deepEqual(unused, []);
-  const tokens = { ids: Int32Array.from(ref.ids), mask: Float32Array.from(ref.mask), batch: ref.captions.length, maxTokens: ref.maxTokens };
+  const tokens = {
+    ids: Int32Array.from(ref.ids),
+    mask: Float32Array.from(ref.mask),
+    batch: ref.captions.length,
+    maxTokens: ref.maxTokens,
+  };
   const out = await encodeText(store, shape, tokens, null).data();
   assert.equal(out.length, ref.hidden.length);
   // Compare real (unpadded) positions; padded positions are masked out downstream.
@@ -49,5 +70,8 @@ void test('CLIP text weights load by name and reproduce CLIPTextModel.last_hidde
 });
 
 void test('a directory without CLIP files is a MissingFileError naming the file', async () => {
-  await assert.rejects(readClipTextShape(join(PROJECT_ROOT, 'fixtures', 'training')), (err: unknown) => err instanceof MissingFileError && /config\.json/.test(err.message));
+  await assert.rejects(
+    readClipTextShape(join(PROJECT_ROOT, 'fixtures', 'training')),
+    (err: unknown) => err instanceof MissingFileError && /config\.json/.test(err.message),
+  );
 });

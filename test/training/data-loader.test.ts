@@ -32,16 +32,24 @@ void test('an epoch yields every success row exactly once, decoded to [-1, 1] RG
   const stream = new ShardSampleStream(storage, shards, OPTS);
   const batch = await stream.nextBatch(SUCCESS);
   assert.equal(new Set(batch.keys).size, SUCCESS);
-  const expected = [...(await colorRows('0', 10, 4)), ...(await colorRows('1', 7, 3))].filter((r) => r.status === 'success');
+  const expected = [...(await colorRows('0', 10, 4)), ...(await colorRows('1', 7, 3))].filter(
+    (r) => r.status === 'success',
+  );
   assert.deepEqual([...batch.keys].sort(), expected.map((r) => r.key).sort());
-  for (const [i, key] of batch.keys.entries()) assert.equal(batch.captions[i], expected.find((r) => r.key === key)!.caption);
+  for (const [i, key] of batch.keys.entries())
+    assert.equal(batch.captions[i], expected.find((r) => r.key === key)!.caption);
   assert.equal(batch.images.length, SUCCESS * 16 * 16 * 3);
   assert.ok(batch.images.every((v) => v >= -1 && v <= 1));
   // A red square: the centre pixel of a red sample is red.
   const red = batch.keys.findIndex((k, i) => batch.captions[i] === 'a red square' && k.startsWith('0'));
   const centre = red * 16 * 16 * 3 + (8 * 16 + 8) * 3;
   assert.ok(batch.images[centre]! > 0.5 && batch.images[centre + 1]! < -0.5, 'centre pixel should be red');
-  assert.deepEqual(stream.stats, { rowsScanned: stream.stats.rowsScanned, samples: SUCCESS, skippedNotSuccess: stream.stats.skippedNotSuccess, skippedUndecodable: 0 });
+  assert.deepEqual(stream.stats, {
+    rowsScanned: stream.stats.rowsScanned,
+    samples: SUCCESS,
+    skippedNotSuccess: stream.stats.skippedNotSuccess,
+    skippedUndecodable: 0,
+  });
   assert.equal(stream.stats.rowsScanned - stream.stats.skippedNotSuccess, SUCCESS);
   stream.close();
 });
@@ -70,10 +78,15 @@ void test('the caption column is configurable', async () => {
   const uri = storage.uri('cap', 'shard-00000.parquet');
   const rows = await colorRows('c', 3);
   await writeFixtureShard(storage, uri, rows, 4, ['generated one', null, 'generated three']);
-  const batch = await new ShardSampleStream(storage, [uri], { ...OPTS, captionColumn: 'caption_generated' }).nextBatch(3);
+  const batch = await new ShardSampleStream(storage, [uri], { ...OPTS, captionColumn: 'caption_generated' }).nextBatch(
+    3,
+  );
   const byKey = Object.fromEntries(batch.keys.map((k, i) => [k, batch.captions[i]]));
   assert.deepEqual(byKey, { c000000: 'generated one', c000001: '', c000002: 'generated three' });
-  await assert.rejects(new ShardSampleStream(storage, shards, { ...OPTS, captionColumn: 'caption_generated' }).nextBatch(1), ConfigError);
+  await assert.rejects(
+    new ShardSampleStream(storage, shards, { ...OPTS, captionColumn: 'caption_generated' }).nextBatch(1),
+    ConfigError,
+  );
 });
 
 void test('undecodable images in success rows are skipped and counted', async () => {
@@ -92,7 +105,11 @@ void test('no shards, or only failed rows, is an EmptyDatasetError', async () =>
   const uri = storage.uri('failed', 'shard-00000.parquet');
   const rows = (await colorRows('f', 5)).map((r) => ({ ...r, status: 'failed_to_download' as const, color: null }));
   await writeFixtureShard(storage, uri, rows);
-  await assert.rejects(new ShardSampleStream(storage, [uri, uri], OPTS).nextBatch(1), (err: unknown) => err instanceof EmptyDatasetError && err.code === 'KILN_EMPTY_DATASET' && /10 rows scanned/.test(err.message));
+  await assert.rejects(
+    new ShardSampleStream(storage, [uri, uri], OPTS).nextBatch(1),
+    (err: unknown) =>
+      err instanceof EmptyDatasetError && err.code === 'KILN_EMPTY_DATASET' && /10 rows scanned/.test(err.message),
+  );
 });
 
 void test('prefetching reads the next batch ahead but yields the same batches, and position() counts only batches returned', async () => {
@@ -107,7 +124,12 @@ void test('prefetching reads the next batch ahead but yields the same batches, a
     positions.push(JSON.stringify(ahead.position()));
   }
   // Resuming from a prefetching stream's position continues with the batch it had read ahead.
-  const resumed = new ShardSampleStream(storage, shards, { ...OPTS, prefetch: true }, JSON.parse(positions[3]!) as { epoch: number; shard: number; row: number });
+  const resumed = new ShardSampleStream(
+    storage,
+    shards,
+    { ...OPTS, prefetch: true },
+    JSON.parse(positions[3]!) as { epoch: number; shard: number; row: number },
+  );
   const reference = new ShardSampleStream(storage, shards, OPTS);
   for (let i = 0; i < 4; i++) await reference.nextBatch(3);
   assert.deepEqual((await resumed.nextBatch(3)).keys, (await reference.nextBatch(3)).keys);

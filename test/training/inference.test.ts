@@ -10,7 +10,14 @@ import { TEST_CONFIG } from './train-config.js';
 const { storage, cleanup } = await tempStorage();
 test.after(cleanup);
 const shards = await twoShardDataset(storage);
-const run = await runTrainingChunk({ storage, runUri: storage.uri('runs', 'inf'), config: TEST_CONFIG, datasetShardUris: shards, fromStep: 0, steps: 3 });
+const run = await runTrainingChunk({
+  storage,
+  runUri: storage.uri('runs', 'inf'),
+  config: TEST_CONFIG,
+  datasetShardUris: shards,
+  fromStep: 0,
+  steps: 3,
+});
 
 void test('a checkpoint loads for sampling: EMA weights by default, deterministic predictions (no dropout)', async () => {
   const ema = await loadTrainedModel(storage, run.checkpointUri);
@@ -35,7 +42,17 @@ void test('a checkpoint loads for sampling: EMA weights by default, deterministi
 for (const prediction of ['flow', 'epsilon', 'v'] as const) {
   void test(`a ${prediction} model samples through eval/ with its sampler and classifier-free guidance`, async () => {
     const runUri = storage.uri('runs', `inf-${prediction}`);
-    const r = prediction === 'flow' ? run : await runTrainingChunk({ storage, runUri, config: { ...TEST_CONFIG, objective: { prediction } }, datasetShardUris: shards, fromStep: 0, steps: 2 });
+    const r =
+      prediction === 'flow'
+        ? run
+        : await runTrainingChunk({
+            storage,
+            runUri,
+            config: { ...TEST_CONFIG, objective: { prediction } },
+            datasetShardUris: shards,
+            fromStep: 0,
+            steps: 2,
+          });
     const model = await loadTrainedModel(storage, r.checkpointUri);
     assert.equal(model.denoiser.prediction, prediction);
     assert.equal(model.sampler, prediction === 'flow' ? 'euler' : 'ddim');

@@ -37,8 +37,18 @@ test.after(async () => {
 const uris = await twoShardDataset(storage);
 // A third shard with an undecodable image in a success row.
 const broken = storage.uri('data', 'shard-00002.parquet');
-await writeFixtureShard(storage, broken, [...await colorRows('2', 4), { key: '2000004', caption: 'broken', status: 'success', color: null, jpg: new Uint8Array([0xff, 0xd8, 1, 2, 3]) }], 2);
-const shards: SourceShard[] = await Promise.all([...uris, broken].map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) })));
+await writeFixtureShard(
+  storage,
+  broken,
+  [
+    ...(await colorRows('2', 4)),
+    { key: '2000004', caption: 'broken', status: 'success', color: null, jpg: new Uint8Array([0xff, 0xd8, 1, 2, 3]) },
+  ],
+  2,
+);
+const shards: SourceShard[] = await Promise.all(
+  [...uris, broken].map(async (uri) => ({ uri, sha256: await artifactSha256(storage, uri) })),
+);
 const SHAPE: [number, number, number] = [8, 8, 4];
 
 async function directEncode(bytes: Uint8Array): Promise<Float32Array> {
@@ -100,14 +110,19 @@ void test('cached latents equal a direct encode of each image (to 1e-5), row-ali
 
 void test('a second build reuses every shard: nothing re-encoded, same files and hashes', async () => {
   const first = await buildLatentCache({ storage, shards, codec, resolution: R, rowGroupSize: 3 });
-  const mtimes = await Promise.all(first.manifest.shards.map(async (s) => (await stat(storage.localPath(s.uri))).mtimeMs));
+  const mtimes = await Promise.all(
+    first.manifest.shards.map(async (s) => (await stat(storage.localPath(s.uri))).mtimeMs),
+  );
   const again = await buildLatentCache({ storage, shards, codec, resolution: R, rowGroupSize: 3 });
   assert.equal(again.encodedShards, 0);
   assert.equal(again.reusedShards, 3);
   assert.equal(again.manifestUri, first.manifestUri);
   assert.equal(again.manifestSha256, first.manifestSha256);
   assert.deepEqual(again.manifest, first.manifest);
-  assert.deepEqual(await Promise.all(again.manifest.shards.map(async (s) => (await stat(storage.localPath(s.uri))).mtimeMs)), mtimes);
+  assert.deepEqual(
+    await Promise.all(again.manifest.shards.map(async (s) => (await stat(storage.localPath(s.uri))).mtimeMs)),
+    mtimes,
+  );
   // Another dataset version holding one of the same shard files shares its cached shard.
   const subset = await buildLatentCache({ storage, shards: [shards[1]!], codec, resolution: R, rowGroupSize: 3 });
   assert.deepEqual([subset.encodedShards, subset.reusedShards], [0, 1]);
@@ -120,10 +135,19 @@ void test('a build stopped after its first shard resumes there: the finished sha
     const two = await twoShardDataset(s2);
     const src = await Promise.all(two.map(async (uri) => ({ uri, sha256: await artifactSha256(s2, uri) })));
     const stop = new AbortController();
-    await assert.rejects(buildLatentCache({
-      storage: s2, shards: src, codec, resolution: R, signal: stop.signal,
-      onProgress: (p) => { if (p.encodedShards === 1) stop.abort(new Error('worker killed')); },
-    }), /worker killed/);
+    await assert.rejects(
+      buildLatentCache({
+        storage: s2,
+        shards: src,
+        codec,
+        resolution: R,
+        signal: stop.signal,
+        onProgress: (p) => {
+          if (p.encodedShards === 1) stop.abort(new Error('worker killed'));
+        },
+      }),
+      /worker killed/,
+    );
     const dir = s2.child(latentCacheDir(s2, codec.sha256, R), 'shards');
     assert.deepEqual(await s2.list(dir), [`${src[0]!.sha256}.parquet`], 'only the finished shard, no temp file');
     const resumed = await buildLatentCache({ storage: s2, shards: src, codec, resolution: R });
@@ -133,7 +157,7 @@ void test('a build stopped after its first shard resumes there: the finished sha
   }
 });
 
-void test('the loader reading the cache yields the pixel loader\'s rows in the same order, with the cached latents', async () => {
+void test("the loader reading the cache yields the pixel loader's rows in the same order, with the cached latents", async () => {
   const built = await buildLatentCache({ storage, shards, codec, resolution: R, rowGroupSize: 3 });
   const source = [...uris, broken];
   const opts = { seed: 5, captionColumn: 'caption', resolution: R };
@@ -159,6 +183,10 @@ void test('the loader reading the cache yields the pixel loader\'s rows in the s
   cached.close();
   // A cache of another VAE (or shape) is refused with the fix.
   const wrong = new ShardSampleStream(storage, source, { ...opts, latents: { ...latents, vaeSha256: 'f'.repeat(64) } });
-  await assert.rejects(wrong.nextBatch(1), (err: unknown) => err instanceof ConfigError && /does not match dataset shard/.test(err.message) && /latent cache/.test(err.fix));
+  await assert.rejects(
+    wrong.nextBatch(1),
+    (err: unknown) =>
+      err instanceof ConfigError && /does not match dataset shard/.test(err.message) && /latent cache/.test(err.fix),
+  );
   wrong.close();
 });

@@ -6,7 +6,8 @@ import { attention, gelu, layerNorm } from '../../training/layers.js';
 import { Rng } from '../../training/rng.js';
 
 await selectTfBackend();
-const rand = (rng: Rng, shape: number[]) => tf.tensor(rng.fillNormal(new Float32Array(shape.reduce((a, d) => a * d, 1))), shape);
+const rand = (rng: Rng, shape: number[]) =>
+  tf.tensor(rng.fillNormal(new Float32Array(shape.reduce((a, d) => a * d, 1))), shape);
 const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!;
 
 /** The textbook definitions, differentiated by tfjs itself: the references for the hand-written versions. */
@@ -25,7 +26,8 @@ void test('layerNorm: value and gradients (x, gamma, beta) match autodiff of the
   const beta = rand(rng, [16]);
   const w = rand(rng, [2, 5, 16]); // a non-uniform upstream gradient
   assert.ok(maxDiff(layerNorm(x, gamma, beta, 1e-5), plainLayerNorm(x, gamma, beta, 1e-5)) < 1e-5);
-  const affine = (impl: typeof layerNorm) => (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(impl(a, g, b, 1e-5), w));
+  const affine = (impl: typeof layerNorm) => (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+    tf.sum(tf.mul(impl(a, g, b, 1e-5), w));
   const mine = tf.grads(affine(layerNorm))([x, gamma, beta]);
   const ref = tf.grads(affine(plainLayerNorm))([x, gamma, beta]);
   for (let i = 0; i < 3; i++) assert.ok(maxDiff(mine[i]!, ref[i]!) < 1e-4, `input ${i}: ${maxDiff(mine[i]!, ref[i]!)}`);

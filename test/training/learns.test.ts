@@ -19,8 +19,14 @@ import { runTrainingChunk } from '../../training/run-chunk.js';
 import { tempStorage, writeFixtureShard, type FixtureRow } from './shard-fixtures.js';
 
 const COLOURS: [string, [number, number, number]][] = [
-  ['red', [220, 30, 30]], ['green', [30, 200, 60]], ['blue', [40, 60, 230]], ['yellow', [230, 220, 40]],
-  ['cyan', [40, 210, 220]], ['magenta', [210, 40, 200]], ['white', [240, 240, 240]], ['black', [15, 15, 15]],
+  ['red', [220, 30, 30]],
+  ['green', [30, 200, 60]],
+  ['blue', [40, 60, 230]],
+  ['yellow', [230, 220, 40]],
+  ['cyan', [40, 210, 220]],
+  ['magenta', [210, 40, 200]],
+  ['white', [240, 240, 240]],
+  ['black', [15, 15, 15]],
 ];
 export const LEARN_CONFIG: TrainingConfigInput = {
   seed: Number(process.env.KILN_LEARN_SEED ?? 1),
@@ -38,7 +44,11 @@ const { storage, cleanup } = await tempStorage();
 test.after(cleanup);
 
 async function solidJpeg([r, g, b]: [number, number, number]): Promise<Uint8Array> {
-  return new Uint8Array(await sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g, b } } }).jpeg({ quality: 95 }).toBuffer());
+  return new Uint8Array(
+    await sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g, b } } })
+      .jpeg({ quality: 95 })
+      .toBuffer(),
+  );
 }
 
 void test('a tiny model learns solid colours from their captions: loss falls, and each caption samples its colour under CFG', async () => {
@@ -52,8 +62,15 @@ void test('a tiny model learns solid colours from their captions: loss falls, an
   const t0 = Date.now();
   const losses: number[] = [];
   const r = await runTrainingChunk({
-    storage, runUri: storage.uri('runs', 'learn'), config: LEARN_CONFIG, datasetShardUris: [shard], fromStep: 0, steps: LEARN_CONFIG.totalSteps!,
-    onProgress: (p) => { losses.push(p.loss); },
+    storage,
+    runUri: storage.uri('runs', 'learn'),
+    config: LEARN_CONFIG,
+    datasetShardUris: [shard],
+    fromStep: 0,
+    steps: LEARN_CONFIG.totalSteps!,
+    onProgress: (p) => {
+      losses.push(p.loss);
+    },
   });
   const trainMs = Date.now() - t0;
   const mean = (xs: number[]) => xs.reduce((a, v) => a + v, 0) / xs.length;
@@ -61,10 +78,21 @@ void test('a tiny model learns solid colours from their captions: loss falls, an
   const model = await loadTrainedModel(storage, r.checkpointUri);
   const names = COLOURS.map(([n]) => n);
   const c = model.encode(names);
-  const x = await sampleBatch(model.denoiser, c.cond, c.uncond, names.map((_, i) => i), {
-    method: model.sampler, steps: 20, guidanceScale: GUIDANCE, seed: 0, ...model.latentShape, schedule: model.schedule,
-  });
-  const means = await tf.mean(x, [1, 2]).array() as number[][];
+  const x = await sampleBatch(
+    model.denoiser,
+    c.cond,
+    c.uncond,
+    names.map((_, i) => i),
+    {
+      method: model.sampler,
+      steps: 20,
+      guidanceScale: GUIDANCE,
+      seed: 0,
+      ...model.latentShape,
+      schedule: model.schedule,
+    },
+  );
+  const means = (await tf.mean(x, [1, 2]).array()) as number[][];
   c.dispose();
   model.dispose();
   const target = COLOURS.map(([, rgb]) => rgb.map((v) => (v / 255) * 2 - 1));
@@ -72,9 +100,29 @@ void test('a tiny model learns solid colours from their captions: loss falls, an
   const margins = means.map((m, i) => {
     const own = dist(m, target[i]!);
     const other = Math.min(...target.filter((_, j) => j !== i).map((t) => dist(m, t)));
-    return { caption: names[i], own: +own.toFixed(3), nearestOther: +other.toFixed(3), margin: +(other - own).toFixed(3) };
+    return {
+      caption: names[i],
+      own: +own.toFixed(3),
+      nearestOther: +other.toFixed(3),
+      margin: +(other - own).toFixed(3),
+    };
   });
-  console.log(JSON.stringify({ seed: LEARN_CONFIG.seed, steps: LEARN_CONFIG.totalSteps, backend: r.backend, trainMs, first, last, factor: first / last, margins }));
-  assert.ok(first / last >= LOSS_FACTOR, `loss fell ${first} -> ${last} (x${(first / last).toFixed(2)}), less than x${LOSS_FACTOR}`);
-  for (const m of margins) assert.ok(m.margin > 0, `"${m.caption}": distance to its colour ${m.own}, to the nearest other ${m.nearestOther}`);
+  console.log(
+    JSON.stringify({
+      seed: LEARN_CONFIG.seed,
+      steps: LEARN_CONFIG.totalSteps,
+      backend: r.backend,
+      trainMs,
+      first,
+      last,
+      factor: first / last,
+      margins,
+    }),
+  );
+  assert.ok(
+    first / last >= LOSS_FACTOR,
+    `loss fell ${first} -> ${last} (x${(first / last).toFixed(2)}), less than x${LOSS_FACTOR}`,
+  );
+  for (const m of margins)
+    assert.ok(m.margin > 0, `"${m.caption}": distance to its colour ${m.own}, to the nearest other ${m.nearestOther}`);
 });

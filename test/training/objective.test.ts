@@ -30,9 +30,24 @@ test.after(cleanup);
 const shards = await twoShardDataset(storage);
 const SCHED = ddpmSchedule('linear', 1e-4, 0.02, 1000);
 
-async function chunk(run: string, config: TrainingConfigInput, fromStep = 0, steps = 1): Promise<{ steps: StepResult[]; checkpointUri: string }> {
+async function chunk(
+  run: string,
+  config: TrainingConfigInput,
+  fromStep = 0,
+  steps = 1,
+): Promise<{ steps: StepResult[]; checkpointUri: string }> {
   const seen: StepResult[] = [];
-  const r = await runTrainingChunk({ storage, runUri: storage.uri('runs', run), config, datasetShardUris: shards, fromStep, steps, onProgress: (p) => { seen.push(p); } });
+  const r = await runTrainingChunk({
+    storage,
+    runUri: storage.uri('runs', run),
+    config,
+    datasetShardUris: shards,
+    fromStep,
+    steps,
+    onProgress: (p) => {
+      seen.push(p);
+    },
+  });
   return { steps: seen, checkpointUri: r.checkpointUri };
 }
 
@@ -42,17 +57,32 @@ const INIT_SHARE_BOUND = 0.05;
 for (const prediction of ['flow', 'epsilon', 'v'] as const) {
   void test(`${prediction}: at initialisation PRX's gradient share stays below ${INIT_SHARE_BOUND} (pixel space, unit targets: the adverse case)`, async () => {
     for (const seed of [1, 2, 3]) {
-      const { steps: [s] } = await chunk(`share-${prediction}-${seed}`, { ...TEST_CONFIG, seed, objective: { prediction, prxTargets: 'unit' } });
+      const {
+        steps: [s],
+      } = await chunk(`share-${prediction}-${seed}`, {
+        ...TEST_CONFIG,
+        seed,
+        objective: { prediction, prxTargets: 'unit' },
+      });
       assert.ok(s!.prx > 0, `seed ${seed}: PRX is on and measured (${s!.prx})`);
-      assert.ok(s!.prxGradShare > 0 && s!.prxGradShare < INIT_SHARE_BOUND, `seed ${seed}: PRX gradient share ${s!.prxGradShare}`);
+      assert.ok(
+        s!.prxGradShare > 0 && s!.prxGradShare < INIT_SHARE_BOUND,
+        `seed ${seed}: PRX gradient share ${s!.prxGradShare}`,
+      );
       assert.ok(Math.abs(s!.loss - (s!.diffusion + 0.01 * s!.prx)) < 1e-5 * s!.loss, 'loss = diffusion + 0.01 prx');
       assert.ok(Math.abs(s!.prx - (s!.prxVar + 0.1 * s!.prxCorr)) < 1e-4 * s!.prx, 'prx = var + 0.1 corr');
     }
   });
 }
 
-void test('without the cut-off, epsilon\'s amplified x0-hat lets PRX dominate the gradient (why prxMaxGain exists)', async () => {
-  const { steps: [s] } = await chunk('share-eps-nocut', { ...TEST_CONFIG, seed: 1, objective: { prediction: 'epsilon', prxTargets: 'unit', prxMaxGain: null } });
+void test("without the cut-off, epsilon's amplified x0-hat lets PRX dominate the gradient (why prxMaxGain exists)", async () => {
+  const {
+    steps: [s],
+  } = await chunk('share-eps-nocut', {
+    ...TEST_CONFIG,
+    seed: 1,
+    objective: { prediction: 'epsilon', prxTargets: 'unit', prxMaxGain: null },
+  });
   assert.ok(s!.prxGradShare > 0.5, `share ${s!.prxGradShare}`);
   assert.ok(s!.prx > 100 * s!.diffusion, `prx ${s!.prx} vs diffusion ${s!.diffusion}`);
 });
@@ -63,10 +93,15 @@ void test('defaults: flow matching, logit-normal t; PRX resolves to off in pixel
   assert.equal(pixel.objective.flowTimesteps, 'logit_normal');
   assert.equal(pixel.objective.prxTargets, 'off');
   assert.equal(resolveTrainingConfig({ codec: { vae: 'fixtures/models/tiny-vae' } }).objective.prxTargets, 'unit');
-  const { steps: [s], checkpointUri: uri } = await chunk('defaults', TEST_CONFIG);
+  const {
+    steps: [s],
+    checkpointUri: uri,
+  } = await chunk('defaults', TEST_CONFIG);
   assert.equal(s!.prx, 0);
   assert.equal(s!.prxGradShare, 0);
-  const raw = JSON.parse(await readFile(storage.localPath(storage.child(uri, 'state.json')), 'utf8')) as { config: { objective: Record<string, unknown> } };
+  const raw = JSON.parse(await readFile(storage.localPath(storage.child(uri, 'state.json')), 'utf8')) as {
+    config: { objective: Record<string, unknown> };
+  };
   assert.equal(raw.config.objective.prediction, 'flow');
   assert.equal(raw.config.objective.prxTargets, 'off', 'state.json records the resolved choice, not "auto"');
 });
@@ -79,7 +114,12 @@ void test('flow timesteps: logit(t) is standard normal under logit_normal; unifo
     const logits = ts.map((t) => Math.log(t / (1 - t)));
     const mean = logits.reduce((a, v) => a + v, 0) / ts.length;
     const std = Math.sqrt(logits.reduce((a, v) => a + (v - mean) ** 2, 0) / ts.length);
-    return { mean, std, below: ts.filter((t) => t < 0.1).length / ts.length, model: Array.from(draw.modelTimesteps).every((m, i) => Math.abs(m - 1000 * ts[i]!) < 1e-3) };
+    return {
+      mean,
+      std,
+      below: ts.filter((t) => t < 0.1).length / ts.length,
+      model: Array.from(draw.modelTimesteps).every((m, i) => Math.abs(m - 1000 * ts[i]!) < 1e-3),
+    };
   };
   const ln = stats('logit_normal');
   assert.ok(Math.abs(ln.mean) < 0.03 && Math.abs(ln.std - 1) < 0.03, `logit-normal: mean ${ln.mean}, std ${ln.std}`);
@@ -92,12 +132,16 @@ void test('caption dropout: seeded, the configured fraction (10% by default) bec
   const captions = Array.from({ length: 20000 }, (_, i) => `caption ${i}`);
   const o = resolveTrainingConfig({}).objective;
   assert.equal(o.captionDropout, 0.1);
-  const drop = (seed: number, p = o.captionDropout) => drawMicroBatch(Rng.derive(seed, 'train'), captions, 3, { ...o, captionDropout: p }, SCHED).captions;
+  const drop = (seed: number, p = o.captionDropout) =>
+    drawMicroBatch(Rng.derive(seed, 'train'), captions, 3, { ...o, captionDropout: p }, SCHED).captions;
   const a = drop(7);
   const fraction = a.filter((c) => c === '').length / a.length;
   // 3 sigma of a binomial(20000, 0.1) fraction is 0.0064.
   assert.ok(Math.abs(fraction - 0.1) < 0.0064, `dropped fraction ${fraction}`);
-  assert.ok(a.every((c, i) => c === '' || c === captions[i]), 'kept captions are unchanged');
+  assert.ok(
+    a.every((c, i) => c === '' || c === captions[i]),
+    'kept captions are unchanged',
+  );
   assert.deepEqual(drop(7), a, 'same seed, same captions dropped');
   assert.notDeepEqual(drop(8), a, 'another seed drops others');
   assert.ok(drop(7, 0).every((c, i) => c === captions[i]));
@@ -112,11 +156,16 @@ async function weights(uri: string): Promise<Map<string, Float32Array>> {
 
 void test('gradient accumulation: 2 micro-batches of 2 give the same update as one batch of 4 (PRX off); with PRX on, PRX is per micro-batch', async () => {
   const base: TrainingConfigInput = {
-    ...TEST_CONFIG, seed: 5,
-    textEncoder: { ...TEST_CONFIG.textEncoder, dropout: 0 }, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0 },
+    ...TEST_CONFIG,
+    seed: 5,
+    textEncoder: { ...TEST_CONFIG.textEncoder, dropout: 0 },
+    denoiser: { ...TEST_CONFIG.denoiser, dropout: 0 },
   };
-  const withBatch = (microBatchSize: number, gradAccumSteps: number, objective: TrainingConfigInput['objective'] = {}) =>
-    ({ ...base, optim: { ...TEST_CONFIG.optim, microBatchSize, gradAccumSteps }, objective });
+  const withBatch = (
+    microBatchSize: number,
+    gradAccumSteps: number,
+    objective: TrainingConfigInput['objective'] = {},
+  ) => ({ ...base, optim: { ...TEST_CONFIG.optim, microBatchSize, gradAccumSteps }, objective });
   const accum = await chunk('accum-2x2', withBatch(2, 2));
   const whole = await chunk('accum-1x4', withBatch(4, 1));
   const [a, w] = [accum.steps[0]!, whole.steps[0]!];
@@ -134,45 +183,82 @@ void test('gradient accumulation: 2 micro-batches of 2 give the same update as o
   const pa = (await chunk('accum-2x2-prx', withBatch(2, 2, { prxTargets: 'unit' }))).steps[0]!;
   const pw = (await chunk('accum-1x4-prx', withBatch(4, 1, { prxTargets: 'unit' }))).steps[0]!;
   assert.ok(Math.abs(pa.diffusion - pw.diffusion) < 1e-6 * pw.diffusion);
-  assert.ok(Math.abs(pa.prx - pw.prx) > 1e-4, `PRX of two micro-batches of 2 (${pa.prx}) differs from one batch of 4 (${pw.prx})`);
+  assert.ok(
+    Math.abs(pa.prx - pw.prx) > 1e-4,
+    `PRX of two micro-batches of 2 (${pa.prx}) differs from one batch of 4 (${pw.prx})`,
+  );
 });
 
 void test('a checkpoint made with another objective is a CheckpointError naming both objectives and the fix', async () => {
   await chunk('objective-eps', { ...TEST_CONFIG, objective: { prediction: 'epsilon' } });
-  await assert.rejects(chunk('objective-eps', TEST_CONFIG, 1, 1), (err: unknown) =>
-    err instanceof CheckpointError && /"epsilon"/.test(err.message) && /"flow"/.test(err.message) && /objective\.prediction: "epsilon"/.test(err.fix));
+  await assert.rejects(
+    chunk('objective-eps', TEST_CONFIG, 1, 1),
+    (err: unknown) =>
+      err instanceof CheckpointError &&
+      /"epsilon"/.test(err.message) &&
+      /"flow"/.test(err.message) &&
+      /objective\.prediction: "epsilon"/.test(err.fix),
+  );
   // Another changed field is named in the message.
-  await assert.rejects(chunk('objective-eps', { ...TEST_CONFIG, objective: { prediction: 'epsilon', prxWeight: 0.02 } }, 1, 1), (err: unknown) =>
-    err instanceof CheckpointError && /objective\.prxWeight: 0\.01 -> 0\.02/.test(err.message));
+  await assert.rejects(
+    chunk('objective-eps', { ...TEST_CONFIG, objective: { prediction: 'epsilon', prxWeight: 0.02 } }, 1, 1),
+    (err: unknown) => err instanceof CheckpointError && /objective\.prxWeight: 0\.01 -> 0\.02/.test(err.message),
+  );
 });
 
 void test('a checkpoint written before the PRX/flow fields existed resumes with its old behaviour', async () => {
-  const legacy = { ...TEST_CONFIG, objective: { prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null } };
+  const legacy = {
+    ...TEST_CONFIG,
+    objective: { prediction: 'epsilon' as const, prxTargets: 'unit' as const, prxMaxGain: null },
+  };
   await chunk('legacy', legacy);
   // Strip the later fields from state.json, as an older Kiln wrote it.
   const path = storage.localPath(storage.child(checkpointUri(storage, storage.uri('runs', 'legacy'), 1), 'state.json'));
   const state = JSON.parse(await readFile(path, 'utf8')) as { config: { objective: Record<string, unknown> } };
-  for (const k of ['prxTargets', 'prxMaxGain', 'flowTimesteps', 'flowLogitMean', 'flowLogitStd']) delete state.config.objective[k];
+  for (const k of ['prxTargets', 'prxMaxGain', 'flowTimesteps', 'flowLogitMean', 'flowLogitStd'])
+    delete state.config.objective[k];
   await writeFile(path, JSON.stringify(state));
   const read = await readCheckpointState(storage, checkpointUri(storage, storage.uri('runs', 'legacy'), 1));
-  assert.deepEqual([read.config.objective.prxTargets, read.config.objective.prxMaxGain, read.config.objective.flowTimesteps], ['unit', null, 'uniform']);
+  assert.deepEqual(
+    [read.config.objective.prxTargets, read.config.objective.prxMaxGain, read.config.objective.flowTimesteps],
+    ['unit', null, 'uniform'],
+  );
   const resumed = await chunk('legacy', legacy, 1, 1);
   assert.ok(resumed.steps[0]!.prx > 0);
-  await assert.rejects(chunk('legacy', TEST_CONFIG, 2, 1), (err: unknown) => err instanceof CheckpointError && /"epsilon"/.test(err.message));
+  await assert.rejects(
+    chunk('legacy', TEST_CONFIG, 2, 1),
+    (err: unknown) => err instanceof CheckpointError && /"epsilon"/.test(err.message),
+  );
 });
 
 /** |grad_theta(0.01 prx)| / (|grad_theta diffusion| + |grad_theta(0.01 prx)|) over the denoiser's weights, at initialisation. */
 async function parameterShare(prediction: 'flow' | 'epsilon' | 'v', zeroInit: boolean, seed: number): Promise<number> {
-  const shape: DenoiserShape = { size: 16, channels: 3, patchSize: 4, width: 32, depth: 2, heads: 2, mlpRatio: 2, dropout: 0, timestepFeatures: 32, zeroInit, contextWidth: 32 };
+  const shape: DenoiserShape = {
+    size: 16,
+    channels: 3,
+    patchSize: 4,
+    width: 32,
+    depth: 2,
+    heads: 2,
+    mlpRatio: 2,
+    dropout: 0,
+    timestepFeatures: 32,
+    zeroInit,
+    contextWidth: 32,
+  };
   const store = new ParamStore(seed);
   defineDenoiser(store, shape);
   const o = resolveTrainingConfig({ objective: { prediction, prxTargets: 'unit' } }).objective;
   const rng = Rng.derive(seed, 'param-share');
   // Pixel-like clean images: variance ~0.3, strongly correlated RGB (the adverse case for unit targets).
-  const B = 8, E = 16 * 16 * 3;
+  const B = 8,
+    E = 16 * 16 * 3;
   const shared = rng.fillNormal(new Float32Array(B * 16 * 16), 0, 0.5);
   const own = rng.fillNormal(new Float32Array(B * E), 0, 0.15);
-  const x0 = tf.tensor4d(own.map((v, i) => v + shared[Math.floor(i / 3)]!), [B, 16, 16, 3]);
+  const x0 = tf.tensor4d(
+    own.map((v, i) => v + shared[Math.floor(i / 3)]!),
+    [B, 16, 16, 3],
+  );
   const { draw } = drawMicroBatch(rng, new Array<string>(B).fill('x'), E, o, SCHED);
   const xt = noisyLatents(x0, draw);
   const context = tf.tensor3d(rng.fillNormal(new Float32Array(B * 4 * 32)), [B, 4, 32]);
@@ -180,9 +266,14 @@ async function parameterShare(prediction: 'flow' | 'epsilon' | 'v', zeroInit: bo
   const vars = store.list().map((p) => p.variable);
   const norm = (part: 'diffusion' | 'prx') => {
     const { value, grads } = tf.variableGrads(() => {
-      const pred = runDenoiser(store, shape, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask }, null);
+      const pred = runDenoiser(
+        store,
+        shape,
+        { latents: xt, timesteps: draw.modelTimesteps, context, contextMask },
+        null,
+      );
       const t = objectiveTerms(pred, x0, xt, draw, o);
-      return part === 'diffusion' ? t.diffusion : tf.mul(t.prx, o.prxWeight) as tf.Scalar;
+      return part === 'diffusion' ? t.diffusion : (tf.mul(t.prx, o.prxWeight) as tf.Scalar);
     }, vars);
     value.dispose();
     return Math.sqrt(Object.values(grads).reduce((a, g) => a + tf.sum(tf.square(g)).dataSync()[0]!, 0));
@@ -206,11 +297,22 @@ void test(`on the denoiser's weights too, at initialisation PRX's gradient share
   console.log(seen.join(', '));
 });
 
-void test('measured PRX targets (pixel space): the data\'s variance and channel correlation, measured once per run and reused on resume', async () => {
-  const colours: [number, number, number][] = [[220, 30, 30], [30, 200, 60], [40, 60, 230], [230, 220, 40], [240, 240, 240], [15, 15, 15]];
+void test("measured PRX targets (pixel space): the data's variance and channel correlation, measured once per run and reused on resume", async () => {
+  const colours: [number, number, number][] = [
+    [220, 30, 30],
+    [30, 200, 60],
+    [40, 60, 230],
+    [230, 220, 40],
+    [240, 240, 240],
+    [15, 15, 15],
+  ];
   const rows: FixtureRow[] = [];
   for (const [i, [r, g, b]] of colours.entries()) {
-    const jpg = new Uint8Array(await sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g, b } } }).jpeg({ quality: 100 }).toBuffer());
+    const jpg = new Uint8Array(
+      await sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g, b } } })
+        .jpeg({ quality: 100 })
+        .toBuffer(),
+    );
     rows.push({ key: `m${i}`, caption: `colour ${i}`, status: 'success', color: [r, g, b], jpg });
   }
   const shard = storage.uri('data', 'solid.parquet');
@@ -221,19 +323,37 @@ void test('measured PRX targets (pixel space): the data\'s variance and channel 
   const m = all.reduce((a, v) => a + v, 0) / all.length;
   const variance = all.reduce((a, v) => a + (v - m) ** 2, 0) / all.length;
   const chMean = [0, 1, 2].map((c) => px.reduce((a, p) => a + p[c]!, 0) / px.length);
-  const cov = (a: number, b: number) => px.reduce((s, p) => s + (p[a]! - chMean[a]!) * (p[b]! - chMean[b]!), 0) / px.length;
+  const cov = (a: number, b: number) =>
+    px.reduce((s, p) => s + (p[a]! - chMean[a]!) * (p[b]! - chMean[b]!), 0) / px.length;
   const runUri = storage.uri('runs', 'measured');
   const config: TrainingConfigInput = { ...TEST_CONFIG, objective: { prxTargets: 'measured', prxMeasureImages: 64 } };
   const steps: StepResult[] = [];
-  await runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 0, steps: 1, onProgress: (p) => { steps.push(p); } });
+  await runTrainingChunk({
+    storage,
+    runUri,
+    config,
+    datasetShardUris: [shard],
+    fromStep: 0,
+    steps: 1,
+    onProgress: (p) => {
+      steps.push(p);
+    },
+  });
   const file = storage.localPath(storage.child(runUri, 'prx-targets.json'));
-  const measured = JSON.parse(await readFile(file, 'utf8')) as { variance: number; correlation: number[][]; images: number };
+  const measured = JSON.parse(await readFile(file, 'utf8')) as {
+    variance: number;
+    correlation: number[][];
+    images: number;
+  };
   assert.equal(measured.images, 6, 'one pass over the 6 images, fewer than prxMeasureImages');
   assert.ok(Math.abs(measured.variance - variance) < 0.01, `variance ${measured.variance} vs ${variance}`);
   for (let a = 0; a < 3; a++) {
     for (let b = 0; b < 3; b++) {
       const want = cov(a, b) / Math.sqrt(cov(a, a) * cov(b, b));
-      assert.ok(Math.abs(measured.correlation[a]![b]! - want) < 0.01, `correlation[${a}][${b}] ${measured.correlation[a]![b]} vs ${want}`);
+      assert.ok(
+        Math.abs(measured.correlation[a]![b]! - want) < 0.01,
+        `correlation[${a}][${b}] ${measured.correlation[a]![b]} vs ${want}`,
+      );
     }
   }
   assert.ok(steps[0]!.prx > 0 && steps[0]!.prxGradShare < INIT_SHARE_BOUND);
@@ -244,5 +364,8 @@ void test('measured PRX targets (pixel space): the data\'s variance and channel 
   await runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 1, steps: 1 });
   assert.equal(await readFile(file, 'utf8'), before);
   await writeFile(file, before.replace(/"datasetShardsSha256": "[0-9a-f]+"/, '"datasetShardsSha256": "0"'));
-  await assert.rejects(runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 2, steps: 1 }), CheckpointError);
+  await assert.rejects(
+    runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 2, steps: 1 }),
+    CheckpointError,
+  );
 });

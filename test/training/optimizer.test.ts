@@ -10,12 +10,20 @@ import { ParamStore } from '../../training/params.js';
 
 await selectTfBackend();
 const ref = JSON.parse(await readFile(join(PROJECT_ROOT, 'fixtures', 'training', 'reference.json'), 'utf8')) as {
-  adamw: { lr: [number, number]; initial: [number[], number[]]; shapes: [number[], number[]]; steps: { grads: [number[], number[]]; norm: number; params: [number[], number[]] }[] };
+  adamw: {
+    lr: [number, number];
+    initial: [number[], number[]];
+    shapes: [number[], number[]];
+    steps: { grads: [number[], number[]]; norm: number; params: [number[], number[]] }[];
+  };
 };
 
 void test('AdamW with two param groups and global-norm clipping matches torch.optim.AdamW + clip_grad_norm_', async () => {
   const store = new ParamStore(0);
-  store.add('denoiser.w', 'denoiser', ref.adamw.shapes[0], { kind: 'values', data: Float32Array.from(ref.adamw.initial[0]) });
+  store.add('denoiser.w', 'denoiser', ref.adamw.shapes[0], {
+    kind: 'values',
+    data: Float32Array.from(ref.adamw.initial[0]),
+  });
   store.add('text.b', 'text', ref.adamw.shapes[1], { kind: 'values', data: Float32Array.from(ref.adamw.initial[1]) });
   const opt = new AdamW(store, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
   for (const [i, step] of ref.adamw.steps.entries()) {
@@ -47,7 +55,7 @@ void test('EMA follows diffusers EMAModel: copy on the first update, then min(de
   w.assign(tf.tensor1d([3, 4]));
   ema.update();
   const shadow = async () => (await ema.toNamedArrays()).find((a) => a.name === 'w')!.data;
-  assert.deepEqual([...await shadow()], [3, 4]);
+  assert.deepEqual([...(await shadow())], [3, 4]);
   w.assign(tf.tensor1d([5, 8]));
   ema.update();
   const d = 2 / 11;

@@ -26,7 +26,9 @@ void test('PRX terms and their input gradient match the PyTorch reference', asyn
   assert.ok(Math.abs((await terms.varTerm.data())[0]! - ref.prx.varTerm) < 1e-5);
   assert.ok(Math.abs((await terms.corrTerm.data())[0]! - ref.prx.corrTerm) < 1e-5);
   assert.ok(Math.abs((await terms.total.data())[0]! - ref.prx.total) < 1e-5);
-  const grad = await tf.grad((t: tf.Tensor) => prxRegularization(t, OPTS).total)(x).data();
+  const grad = await tf
+    .grad((t: tf.Tensor) => prxRegularization(t, OPTS).total)(x)
+    .data();
   const maxErr = ref.prx.grad.reduce((m, g, i) => Math.max(m, Math.abs(g - grad[i]!)), 0);
   assert.ok(maxErr < 1e-5, `max gradient error ${maxErr}`);
 });
@@ -38,7 +40,9 @@ function whiten(data: Float64Array, channels: number): Float32Array {
   for (let i = 0; i < n; i++) for (let c = 0; c < channels; c++) mean[c]! += data[i * channels + c]! / n;
   const cov = Array.from({ length: channels }, () => new Array<number>(channels).fill(0));
   for (let i = 0; i < n; i++) {
-    for (let a = 0; a < channels; a++) for (let b = 0; b < channels; b++) cov[a]![b]! += ((data[i * channels + a]! - mean[a]!) * (data[i * channels + b]! - mean[b]!)) / n;
+    for (let a = 0; a < channels; a++)
+      for (let b = 0; b < channels; b++)
+        cov[a]![b]! += ((data[i * channels + a]! - mean[a]!) * (data[i * channels + b]! - mean[b]!)) / n;
   }
   const L = Array.from({ length: channels }, () => new Array<number>(channels).fill(0));
   for (let i = 0; i < channels; i++) {
@@ -72,7 +76,19 @@ void test('PRX is ~0 for whitened latents and large for correlated, low-variance
   assert.ok((await correlated.corrTerm.data())[0]! > 1);
 });
 
-const SHAPE: DenoiserShape = { size: 8, channels: 3, patchSize: 4, width: 16, depth: 1, heads: 2, mlpRatio: 2, dropout: 0.1, timestepFeatures: 16, zeroInit: false, contextWidth: 8 };
+const SHAPE: DenoiserShape = {
+  size: 8,
+  channels: 3,
+  patchSize: 4,
+  width: 16,
+  depth: 1,
+  heads: 2,
+  mlpRatio: 2,
+  dropout: 0.1,
+  timestepFeatures: 16,
+  zeroInit: false,
+  contextWidth: 8,
+};
 
 async function prxGradNorms(zeroInit: boolean): Promise<Map<string, number>> {
   const shape = { ...SHAPE, zeroInit };
@@ -88,18 +104,30 @@ async function prxGradNorms(zeroInit: boolean): Promise<Map<string, number>> {
   const vars = store.list().map((p) => p.variable);
   // Only the PRX term: the gradient of prx(x0hat) alone must reach the denoiser weights.
   const { grads } = tf.variableGrads(() => {
-    const pred = runDenoiser(store, shape, { latents: xt, timesteps: draw.modelTimesteps, context, contextMask }, new DropoutStream(7));
+    const pred = runDenoiser(
+      store,
+      shape,
+      { latents: xt, timesteps: draw.modelTimesteps, context, contextMask },
+      new DropoutStream(7),
+    );
     return prxRegularization(objectiveTerms(pred, x0, xt, draw, o).x0hat, OPTS).total;
   }, vars);
   const norms = new Map<string, number>();
-  for (const [v, g] of Object.entries(grads)) norms.set(store.byVariableName(v)!.name, Math.sqrt((await tf.sum(tf.square(g)).data())[0]!));
+  for (const [v, g] of Object.entries(grads))
+    norms.set(store.byVariableName(v)!.name, Math.sqrt((await tf.sum(tf.square(g)).data())[0]!));
   store.dispose();
   return norms;
 }
 
 void test('the PRX term (on x0-hat) has a non-zero gradient with respect to the denoiser weights', async () => {
   const dense = await prxGradNorms(false);
-  for (const name of ['denoiser.final.linear.weight', 'denoiser.blocks.0.attn.q.weight', 'denoiser.blocks.0.cross.k.weight', 'denoiser.blocks.0.mlp.fc1.weight', 'denoiser.patch_embed.weight']) {
+  for (const name of [
+    'denoiser.final.linear.weight',
+    'denoiser.blocks.0.attn.q.weight',
+    'denoiser.blocks.0.cross.k.weight',
+    'denoiser.blocks.0.mlp.fc1.weight',
+    'denoiser.patch_embed.weight',
+  ]) {
     assert.ok(dense.get(name)! > 1e-8, `${name}: ${dense.get(name)}`);
   }
   // DiT's zero init: at step 0 the gradient reaches the (zero) output layer first.
@@ -108,7 +136,9 @@ void test('the PRX term (on x0-hat) has a non-zero gradient with respect to the 
 });
 
 void test('loss = diffusion + 0.01 * (var_term + 0.1 * corr_term) on x0-hat', async () => {
-  const o = resolveTrainingConfig({ objective: { prediction: 'epsilon', prxTargets: 'unit', prxMaxGain: null } }).objective;
+  const o = resolveTrainingConfig({
+    objective: { prediction: 'epsilon', prxTargets: 'unit', prxMaxGain: null },
+  }).objective;
   assert.deepEqual([o.prxWeight, o.prxCorrWeight, o.prxTargetVar, o.captionDropout], [0.01, 0.1, 1.0, 0.1]);
   const rng = Rng.derive(1, 'l');
   const x0 = tf.tensor4d(rng.fillNormal(new Float32Array(2 * 4 * 4 * 3)), [2, 4, 4, 3]);

@@ -16,7 +16,12 @@ test.after(cleanup);
 const chunk = (run: string, fromStep: number, steps: number, config = TEST_CONFIG) =>
   runTrainingChunk({ storage, runUri: storage.uri('runs', run), config, datasetShardUris: shards, fromStep, steps });
 
-async function chunkInChildProcess(run: string, fromStep: number, steps: number, config = TEST_CONFIG): Promise<TrainingChunkResult> {
+async function chunkInChildProcess(
+  run: string,
+  fromStep: number,
+  steps: number,
+  config = TEST_CONFIG,
+): Promise<TrainingChunkResult> {
   const script = fileURLToPath(new URL('./chunk-child.js', import.meta.url));
   const args = JSON.stringify({ runUri: storage.uri('runs', run), config, shards, fromStep, steps });
   const { stdout } = await promisify(execFile)(process.execPath, [script, root, args], { env: process.env });
@@ -38,7 +43,10 @@ void test('killed after 3 steps and resumed in a new process: same losses and bi
   assert.equal(second.backend, straight.backend);
   // The returned hashes are the files' hashes.
   for (const name of ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors', 'state.json']) {
-    assert.equal(await sha256File(storage.localPath(storage.child(straight.checkpointUri, name))), straight.sha256s[name]);
+    assert.equal(
+      await sha256File(storage.localPath(storage.child(straight.checkpointUri, name))),
+      straight.sha256s[name],
+    );
   }
 });
 
@@ -85,7 +93,10 @@ void test('a repeated chunk returns the recorded result without training (idempo
 });
 
 void test('resuming with a different model config or from a missing step is a CheckpointError', async () => {
-  await assert.rejects(chunk('resumed', 6, 1, { ...TEST_CONFIG, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0.2 } }), CheckpointError);
+  await assert.rejects(
+    chunk('resumed', 6, 1, { ...TEST_CONFIG, denoiser: { ...TEST_CONFIG.denoiser, dropout: 0.2 } }),
+    CheckpointError,
+  );
   await assert.rejects(chunk('resumed', 9, 1), CheckpointError);
   await assert.rejects(chunk('never-started', 2, 1), CheckpointError);
 });
@@ -93,18 +104,41 @@ void test('resuming with a different model config or from a missing step is a Ch
 void test('cancellation stops after the current step and checkpoints it', async () => {
   const ac = new AbortController();
   const r = await runTrainingChunk({
-    storage, runUri: storage.uri('runs', 'cancel'), config: TEST_CONFIG, datasetShardUris: shards, fromStep: 0, steps: 10, signal: ac.signal,
-    onProgress: (p) => { if (p.step === 2) ac.abort(); },
+    storage,
+    runUri: storage.uri('runs', 'cancel'),
+    config: TEST_CONFIG,
+    datasetShardUris: shards,
+    fromStep: 0,
+    steps: 10,
+    signal: ac.signal,
+    onProgress: (p) => {
+      if (p.step === 2) ac.abort();
+    },
   });
   assert.equal(r.cancelled, true);
   assert.equal(r.step, 2);
-  assert.deepEqual((await listCheckpoints(storage, storage.uri('runs', 'cancel'))).map((c) => c.step), [2]);
+  assert.deepEqual(
+    (await listCheckpoints(storage, storage.uri('runs', 'cancel'))).map((c) => c.step),
+    [2],
+  );
 });
 
 void test('a NaN/Inf loss stops with NonFiniteLossError and keeps the last good checkpoint', async () => {
-  const diverging = { ...TEST_CONFIG, optim: { ...TEST_CONFIG.optim, lr: 1e30, warmupFraction: 0, constantFraction: 1 } };
+  const diverging = {
+    ...TEST_CONFIG,
+    optim: { ...TEST_CONFIG.optim, lr: 1e30, warmupFraction: 0, constantFraction: 1 },
+  };
   const ok = await chunk('nan', 0, 1, diverging);
   assert.equal(ok.step, 1);
-  await assert.rejects(chunk('nan', 1, 5, diverging), (err: unknown) => err instanceof NonFiniteLossError && err.code === 'KILN_NON_FINITE_LOSS' && err.message.includes('step-000000001'));
-  assert.deepEqual((await listCheckpoints(storage, storage.uri('runs', 'nan'))).map((c) => c.step), [1]);
+  await assert.rejects(
+    chunk('nan', 1, 5, diverging),
+    (err: unknown) =>
+      err instanceof NonFiniteLossError &&
+      err.code === 'KILN_NON_FINITE_LOSS' &&
+      err.message.includes('step-000000001'),
+  );
+  assert.deepEqual(
+    (await listCheckpoints(storage, storage.uri('runs', 'nan'))).map((c) => c.step),
+    [1],
+  );
 });

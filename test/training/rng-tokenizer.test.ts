@@ -32,13 +32,19 @@ void test('normal samples have mean ~0 and variance ~1; permutations are permuta
   assert.ok(Math.abs(mean) < 0.01, `mean ${mean}`);
   assert.ok(Math.abs(variance - 1) < 0.02, `variance ${variance}`);
   const p = Rng.derive(1, 'p').permutation(1000);
-  assert.deepEqual([...p].sort((a, b) => a - b), Array.from({ length: 1000 }, (_, i) => i));
+  assert.deepEqual(
+    [...p].sort((a, b) => a - b),
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
 });
 
 void test('byte tokenizer: start, UTF-8 bytes + 3, end, padding; mask marks real tokens; cuts long captions', () => {
   const tok = new ByteTokenizer(8);
   const { ids, mask } = tok.encode(['hi', 'é', '', 'abcdefghij']);
-  assert.deepEqual([...ids.slice(0, 8)], [BYTE_START, 104 + 3, 105 + 3, BYTE_END, BYTE_PAD, BYTE_PAD, BYTE_PAD, BYTE_PAD]);
+  assert.deepEqual(
+    [...ids.slice(0, 8)],
+    [BYTE_START, 104 + 3, 105 + 3, BYTE_END, BYTE_PAD, BYTE_PAD, BYTE_PAD, BYTE_PAD],
+  );
   assert.deepEqual([...mask.slice(0, 8)], [1, 1, 1, 1, 0, 0, 0, 0]);
   assert.deepEqual([...ids.slice(8, 12)], [BYTE_START, 0xc3 + 3, 0xa9 + 3, BYTE_END]);
   assert.deepEqual([...ids.slice(16, 18)], [BYTE_START, BYTE_END]);

@@ -6,14 +6,22 @@ import { join } from 'node:path';
 import { decodeSafetensors, encodeSafetensors, entryToFloat32 } from '../../training/safetensors.js';
 
 const FIXTURES = join(PROJECT_ROOT, 'fixtures', 'training');
-interface Ref { safetensors: { mixed: Record<string, { shape: number[]; values: number[] }>; f32: Record<string, { shape: number[]; values: number[] }> } }
+interface Ref {
+  safetensors: {
+    mixed: Record<string, { shape: number[]; values: number[] }>;
+    f32: Record<string, { shape: number[]; values: number[] }>;
+  };
+}
 const ref = JSON.parse(await readFile(join(FIXTURES, 'reference.json'), 'utf8')) as Ref;
 
 void test('round-trips F32 and I32 tensors with metadata', () => {
-  const buf = encodeSafetensors([
-    { name: 'w', shape: [2, 3], data: Float32Array.from([1, -2, 3.5, 0, 1e-30, -7]) },
-    { name: 'ids', shape: [3], data: Int32Array.from([-1, 0, 2147483647]) },
-  ], { step: '12' });
+  const buf = encodeSafetensors(
+    [
+      { name: 'w', shape: [2, 3], data: Float32Array.from([1, -2, 3.5, 0, 1e-30, -7]) },
+      { name: 'ids', shape: [3], data: Int32Array.from([-1, 0, 2147483647]) },
+    ],
+    { step: '12' },
+  );
   const file = decodeSafetensors(buf);
   assert.deepEqual(file.metadata, { step: '12' });
   assert.deepEqual([...entryToFloat32(file.tensors.get('w')!)], [1, -2, 3.5, 0, Math.fround(1e-30), -7]);
@@ -27,7 +35,10 @@ void test('header layout by hand: u64 LE length, JSON padded with spaces to 8 by
   assert.equal((8 + n) % 8, 0);
   const header = buf.subarray(8, 8 + n).toString('utf8');
   assert.match(header, /^\{.*\} *$/);
-  assert.deepEqual(JSON.parse(header), { __metadata__: { format: 'pt' }, a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] } });
+  assert.deepEqual(JSON.parse(header), {
+    __metadata__: { format: 'pt' },
+    a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] },
+  });
   assert.equal(buf.length, 8 + n + 12);
   assert.equal(buf.readFloatLE(8 + n + 8), 3);
 });
@@ -38,15 +49,22 @@ void test('reads a file written by Python safetensors (F32, F16, BF16, I64)', as
   for (const [name, want] of Object.entries(ref.safetensors.mixed)) {
     const entry = file.tensors.get(name)!;
     assert.deepEqual(entry.shape, want.shape, name);
-    assert.deepEqual([...entryToFloat32(entry)], want.values.map((v) => Math.fround(v)), name);
+    assert.deepEqual(
+      [...entryToFloat32(entry)],
+      want.values.map((v) => Math.fround(v)),
+      name,
+    );
   }
 });
 
 void test('our writer produces byte-identical output to Python safetensors for F32 tensors', async () => {
   const python = await readFile(join(FIXTURES, 'python-f32.safetensors'));
-  const ours = encodeSafetensors(Object.entries(ref.safetensors.f32)
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.values) })), { format: 'pt' });
+  const ours = encodeSafetensors(
+    Object.entries(ref.safetensors.f32)
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, t]) => ({ name, shape: t.shape, data: Float32Array.from(t.values) })),
+    { format: 'pt' },
+  );
   assert.equal(ours.toString('hex'), python.toString('hex'));
 });
 

@@ -13,7 +13,8 @@ const ref = JSON.parse(await readFile(join(PROJECT_ROOT, 'fixtures', 'training',
   ddpm: Record<'linear' | 'scaled_linear', { t: number[]; alphasCumprod: number[] }>;
 };
 
-const close = (a: number, b: number, rel = 1e-9) => assert.ok(Math.abs(a - b) <= rel * Math.max(Math.abs(b), 1e-30), `${a} != ${b}`);
+const close = (a: number, b: number, rel = 1e-9) =>
+  assert.ok(Math.abs(a - b) <= rel * Math.max(Math.abs(b), 1e-30), `${a} != ${b}`);
 
 void test('LR schedule at its breakpoints: 10% linear warmup from 1e-6, 60% constant, 30% exponential decay to 1e-6', () => {
   const o = { totalSteps: 1000, peak: 1e-4, minLr: 1e-6, warmupFraction: 0.1, constantFraction: 0.6 };
@@ -39,13 +40,25 @@ void test('text encoder group peaks at 1/10 of the denoiser LR by default (1e-5)
   const cfg = resolveTrainingConfig({});
   assert.equal(cfg.optim.lr, 1e-4);
   assert.equal(cfg.optim.lr * cfg.optim.textLrRatio, 1e-5);
-  close(learningRateAt(500, { totalSteps: 1000, peak: cfg.optim.lr * cfg.optim.textLrRatio, minLr: 1e-6, warmupFraction: 0.1, constantFraction: 0.6 }), 1e-5);
+  close(
+    learningRateAt(500, {
+      totalSteps: 1000,
+      peak: cfg.optim.lr * cfg.optim.textLrRatio,
+      minLr: 1e-6,
+      warmupFraction: 0.1,
+      constantFraction: 0.6,
+    }),
+    1e-5,
+  );
 });
 
 void test('DDPM alphas_cumprod match torch (linear 1e-4..0.02 and scaled_linear 0.00085..0.012, 1000 steps)', () => {
   const lin = ddpmSchedule('linear', 1e-4, 0.02, 1000);
   const sl = ddpmSchedule('scaled_linear', 0.00085, 0.012, 1000);
-  for (const [sched, r] of [[lin, ref.ddpm.linear], [sl, ref.ddpm.scaled_linear]] as const) {
+  for (const [sched, r] of [
+    [lin, ref.ddpm.linear],
+    [sl, ref.ddpm.scaled_linear],
+  ] as const) {
     r.t.forEach((t, i) => close(sched.alphasCumprod[t]!, r.alphasCumprod[i]!, 2e-5));
   }
 });

@@ -22,7 +22,10 @@ export interface FixtureRow {
 }
 
 const COLORS: [string, [number, number, number]][] = [
-  ['red', [220, 30, 30]], ['green', [30, 200, 60]], ['blue', [40, 60, 230]], ['yellow', [230, 220, 40]],
+  ['red', [220, 30, 30]],
+  ['green', [30, 200, 60]],
+  ['blue', [40, 60, 230]],
+  ['yellow', [230, 220, 40]],
 ];
 
 /** A JPEG of a square of `color` on a grey background, with a gradient (so images differ). */
@@ -35,7 +38,11 @@ export async function makeJpeg(color: [number, number, number], size = 40, shift
       for (let c = 0; c < 3; c++) raw[base + c] = inSquare ? color[c]! : 100 + ((x + y) % 40);
     }
   }
-  return new Uint8Array(await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+  return new Uint8Array(
+    await sharp(raw, { raw: { width: size, height: size, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer(),
+  );
 }
 
 /** `n` rows; every `failEvery`-th row is a failed download (no jpg). */
@@ -44,13 +51,24 @@ export async function colorRows(prefix: string, n: number, failEvery = 0): Promi
   for (let i = 0; i < n; i++) {
     const [name, color] = COLORS[i % COLORS.length]!;
     const failed = failEvery > 0 && i % failEvery === failEvery - 1;
-    rows.push({ key: `${prefix}${String(i).padStart(6, '0')}`, caption: `a ${name} square`, status: failed ? 'failed_to_download' : 'success', color: failed ? null : color });
+    rows.push({
+      key: `${prefix}${String(i).padStart(6, '0')}`,
+      caption: `a ${name} square`,
+      status: failed ? 'failed_to_download' : 'success',
+      color: failed ? null : color,
+    });
   }
   return rows;
 }
 
 /** Write rows as a Parquet shard (row groups of `rowGroupSize`) to `path`. */
-export async function writeFixtureShard(storage: LocalStorage, uri: string, rows: FixtureRow[], rowGroupSize = 4, captionGenerated?: (string | null)[]): Promise<void> {
+export async function writeFixtureShard(
+  storage: LocalStorage,
+  uri: string,
+  rows: FixtureRow[],
+  rowGroupSize = 4,
+  captionGenerated?: (string | null)[],
+): Promise<void> {
   const jpgs: (Uint8Array | null)[] = [];
   for (const [i, r] of rows.entries()) jpgs.push(r.jpg ?? (r.color ? await makeJpeg(r.color, 40, i % 5) : null));
   const str = (v: (string | null)[]) => vectorFromArray(v, new Utf8());

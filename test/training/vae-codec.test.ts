@@ -26,21 +26,36 @@ import { TEST_CONFIG } from './train-config.js';
 
 await selectTfBackend();
 const VAE_DIR = join(PROJECT_ROOT, 'fixtures', 'models', 'tiny-vae');
-interface Arr { shape: number[]; data: number[] }
+interface Arr {
+  shape: number[];
+  data: number[];
+}
 const ref = JSON.parse(await readFile(join(VAE_DIR, 'reference.json'), 'utf8')) as {
-  scaling_factor: number; shift_factor: number; images: Arr; latents_scaled: Arr; decode_input: Arr; decoded: Arr;
+  scaling_factor: number;
+  shift_factor: number;
+  images: Arr;
+  latents_scaled: Arr;
+  decode_input: Arr;
+  decoded: Arr;
 };
 
 const { storage, root, cleanup } = await tempStorage();
 test.after(cleanup);
 const shards = await twoShardDataset(storage);
 /** TEST_CONFIG in the tiny VAE's latent space: 16x16 RGB -> 8x8x4 latents, patch 2 -> 16 tokens. */
-const vaeConfig = (dir = VAE_DIR): TrainingConfigInput => ({ ...TEST_CONFIG, codec: { vae: dir }, denoiser: { ...TEST_CONFIG.denoiser, patchSize: 2 } });
+const vaeConfig = (dir = VAE_DIR): TrainingConfigInput => ({
+  ...TEST_CONFIG,
+  codec: { vae: dir },
+  denoiser: { ...TEST_CONFIG.denoiser, patchSize: 2 },
+});
 const chunk = (run: string, fromStep: number, steps: number, config = vaeConfig()) =>
   runTrainingChunk({ storage, runUri: storage.uri('runs', run), config, datasetShardUris: shards, fromStep, steps });
 
 /** NCHW reference array -> NHWC tensor. */
-const nhwc = (a: Arr) => tf.tidy(() => tf.transpose(tf.tensor4d(a.data, a.shape as [number, number, number, number]), [0, 2, 3, 1]) as tf.Tensor4D);
+const nhwc = (a: Arr) =>
+  tf.tidy(
+    () => tf.transpose(tf.tensor4d(a.data, a.shape as [number, number, number, number]), [0, 2, 3, 1]) as tf.Tensor4D,
+  );
 async function maxAbsDiff(x: tf.Tensor4D, expected: Arr): Promise<number> {
   const e = nhwc(expected);
   assert.deepEqual(x.shape, e.shape);
@@ -57,7 +72,12 @@ async function expectedHash(dir: string): Promise<string> {
   return sha256Hex(lines);
 }
 
-async function chunkInChildProcess(run: string, fromStep: number, steps: number, config: TrainingConfigInput): Promise<TrainingChunkResult> {
+async function chunkInChildProcess(
+  run: string,
+  fromStep: number,
+  steps: number,
+  config: TrainingConfigInput,
+): Promise<TrainingChunkResult> {
   const script = fileURLToPath(new URL('./chunk-child.js', import.meta.url));
   const args = JSON.stringify({ runUri: storage.uri('runs', run), config, shards, fromStep, steps });
   const { stdout } = await promisify(execFile)(process.execPath, [script, root, args], { env: process.env });
@@ -77,15 +97,15 @@ void test('ONNX encode and decode match diffusers AutoencoderKL (latent mean, sc
     const images = nhwc(ref.images);
     const latents = await codec.encode(images);
     assert.deepEqual(latents.shape, [3, 8, 8, 4]);
-    assert.ok(await maxAbsDiff(latents, ref.latents_scaled) < 1e-4);
+    assert.ok((await maxAbsDiff(latents, ref.latents_scaled)) < 1e-4);
     const z = nhwc(ref.decode_input);
     const decoded = await codec.decode(z);
     assert.deepEqual(decoded.shape, [3, 16, 16, 3]);
-    assert.ok(await maxAbsDiff(decoded, ref.decoded) < 1e-4);
+    assert.ok((await maxAbsDiff(decoded, ref.decoded)) < 1e-4);
     // The same through the factory, one ONNX call for the whole batch.
     const viaFactory = await createLatentCodec({ vae: VAE_DIR });
     const again = await viaFactory.encode(images);
-    assert.ok(await maxAbsDiff(again, ref.latents_scaled) < 1e-4);
+    assert.ok((await maxAbsDiff(again, ref.latents_scaled)) < 1e-4);
     await viaFactory.dispose();
     tf.dispose([images, latents, z, decoded, again]);
   } finally {
@@ -95,13 +115,22 @@ void test('ONNX encode and decode match diffusers AutoencoderKL (latent mean, sc
 
 void test('a missing VAE directory or file is a MissingFileError naming the directory and the expected files', async () => {
   const gone = join(root, 'no-such-vae');
-  await assert.rejects(createLatentCodec({ vae: gone }), (err: unknown) =>
-    err instanceof MissingFileError && err.message.includes(gone) && VAE_FILES.every((f) => err.message.includes(f)) && /optimum-cli export onnx/.test(err.fix));
+  await assert.rejects(
+    createLatentCodec({ vae: gone }),
+    (err: unknown) =>
+      err instanceof MissingFileError &&
+      err.message.includes(gone) &&
+      VAE_FILES.every((f) => err.message.includes(f)) &&
+      /optimum-cli export onnx/.test(err.fix),
+  );
   const partial = join(root, 'partial-vae');
   await cp(VAE_DIR, partial, { recursive: true });
   await rm(join(partial, 'vae_decoder', 'model.onnx'));
-  await assert.rejects(createLatentCodec({ vae: partial }), (err: unknown) =>
-    err instanceof MissingFileError && err.message.includes(`${partial} lacks vae_decoder/model.onnx (`));
+  await assert.rejects(
+    createLatentCodec({ vae: partial }),
+    (err: unknown) =>
+      err instanceof MissingFileError && err.message.includes(`${partial} lacks vae_decoder/model.onnx (`),
+  );
   // Through a training chunk: nothing is written.
   await assert.rejects(chunk('missing-vae', 0, 1, vaeConfig(gone)), MissingFileError);
   assert.equal(await storage.exists(storage.uri('runs', 'missing-vae', 'checkpoints')), false);
@@ -111,10 +140,23 @@ void test('the prepare activity refuses a wrong VAE path before any training is 
   const config = loadConfig({ dataRoot: join(root, 'kiln-root') });
   const lineage = new LineageStore(config.lineagePath);
   try {
-    const acts = createTrainActivities({ config, storage: new LocalStorage(config.dataRoot), lineage, codeVersion: 'test' });
+    const acts = createTrainActivities({
+      config,
+      storage: new LocalStorage(config.dataRoot),
+      lineage,
+      codeVersion: 'test',
+    });
     const gone = join(root, 'typo-vae');
-    await assert.rejects(acts.prepareTrainingRun({ jobId: 'vae-prep', runName: 'vae-prep', dataset: 'none@v1', config: vaeConfig(gone), chunkSteps: 2 }),
-      (err: unknown) => err instanceof MissingFileError && err.message.includes(gone));
+    await assert.rejects(
+      acts.prepareTrainingRun({
+        jobId: 'vae-prep',
+        runName: 'vae-prep',
+        dataset: 'none@v1',
+        config: vaeConfig(gone),
+        chunkSteps: 2,
+      }),
+      (err: unknown) => err instanceof MissingFileError && err.message.includes(gone),
+    );
     assert.equal(lineage.getRun('vae-prep/train'), undefined);
   } finally {
     lineage.close();
@@ -123,9 +165,18 @@ void test('the prepare activity refuses a wrong VAE path before any training is 
 
 void test('an image size the VAE factor and patch size do not divide is a ConfigError', async () => {
   const odd = { ...vaeConfig(), resolution: 15, denoiser: { ...TEST_CONFIG.denoiser, patchSize: 1 } };
-  await assert.rejects(chunk('odd-size', 0, 1, odd), (err: unknown) => err instanceof ConfigError && /resolution 15 is not divisible by the downsample factor 2 of codec onnx-vae:tiny-vae/.test(err.message));
+  await assert.rejects(
+    chunk('odd-size', 0, 1, odd),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      /resolution 15 is not divisible by the downsample factor 2 of codec onnx-vae:tiny-vae/.test(err.message),
+  );
   const badPatch = { ...vaeConfig(), resolution: 12, denoiser: { ...TEST_CONFIG.denoiser, patchSize: 4 } };
-  await assert.rejects(chunk('bad-patch', 0, 1, badPatch), (err: unknown) => err instanceof ConfigError && /6x6 latents.*patchSize 4/.test(err.message) && /multiple of 8/.test(err.fix));
+  await assert.rejects(
+    chunk('bad-patch', 0, 1, badPatch),
+    (err: unknown) =>
+      err instanceof ConfigError && /6x6 latents.*patchSize 4/.test(err.message) && /multiple of 8/.test(err.fix),
+  );
 });
 
 void test('training in the VAE latent space: finite losses, codec name and hash in state.json; killed and resumed is bit-identical', async () => {
@@ -155,10 +206,19 @@ void test('resuming after the VAE files changed is a CheckpointError', async () 
   await cp(VAE_DIR, dir, { recursive: true });
   await chunk('vae-changed', 0, 1, vaeConfig(dir));
   const cfgPath = join(dir, 'vae_decoder', 'config.json');
-  await writeFile(cfgPath, (await readFile(cfgPath, 'utf8')).replace('"_diffusers_version"', '"_note": "edited", "_diffusers_version"'));
-  await assert.rejects(chunk('vae-changed', 1, 1, vaeConfig(dir)), (err: unknown) => err instanceof CheckpointError && /sha256/.test(err.message));
+  await writeFile(
+    cfgPath,
+    (await readFile(cfgPath, 'utf8')).replace('"_diffusers_version"', '"_note": "edited", "_diffusers_version"'),
+  );
+  await assert.rejects(
+    chunk('vae-changed', 1, 1, vaeConfig(dir)),
+    (err: unknown) => err instanceof CheckpointError && /sha256/.test(err.message),
+  );
   // Sampling from its checkpoint with the changed files is refused too.
-  await assert.rejects(loadTrainedModel(storage, checkpointUri(storage, storage.uri('runs', 'vae-changed'), 1)), CheckpointError);
+  await assert.rejects(
+    loadTrainedModel(storage, checkpointUri(storage, storage.uri('runs', 'vae-changed'), 1)),
+    CheckpointError,
+  );
 });
 
 void test('sampling decodes latents through the VAE to images of the configured size', async () => {
@@ -167,7 +227,12 @@ void test('sampling decodes latents through the VAE to images of the configured 
   assert.deepEqual(model.latentShape, { height: 8, width: 8, channels: 4 });
   const c = model.encode(['a red square', 'a green square']);
   const x = await sampleBatch(model.denoiser, c.cond, c.uncond, [0, 1], {
-    method: model.sampler, steps: 3, guidanceScale: 3, seed: 0, ...model.latentShape, schedule: model.schedule,
+    method: model.sampler,
+    steps: 3,
+    guidanceScale: 3,
+    seed: 0,
+    ...model.latentShape,
+    schedule: model.schedule,
   });
   const images = await model.decode(x);
   assert.deepEqual(images.shape, [2, 16, 16, 3]);
