@@ -349,7 +349,9 @@ describe('trainWorkflow (Temporal)', () => {
   });
 
   it('an evaluation that fails for good counts as no improvement: the run stops after patience failures instead of failing', async () => {
-    // samplerSteps 0 makes every evaluation fail with a non-retryable ConfigError inside the eval activity.
+    // A reference directory that does not exist passes the option checks (it could appear before the
+    // first evaluation) but makes every evaluation fail with a non-retryable MissingFileError inside
+    // the eval activity. (samplerSteps 0, used before, is now refused up front by eval/options.ts.)
     const handle = await start({
       dataset: 'tiny@v1',
       runName: 'evalfail',
@@ -362,7 +364,7 @@ describe('trainWorkflow (Temporal)', () => {
         sampleCount: 4,
         patience: 2,
         extractorDir: EXTRACTOR,
-        samplerSteps: 0,
+        referenceDir: '/nonexistent/kiln-eval-reference',
         guidanceScale: 1,
         batchSize: 4,
       },
@@ -384,7 +386,7 @@ describe('trainWorkflow (Temporal)', () => {
       readFileSync(file(storage.child(storage.uri('runs', 'evalfail'), 'evals', 'step-000000002.json')), 'utf8'),
     ) as { format: string; record: { failed: string } };
     assert.equal(rec.format, 'kiln-eval-failed-v1');
-    assert.ok(rec.record.failed.length > 0);
+    assert.match(rec.record.failed, /reference image directory .*kiln-eval-reference does not exist/);
   });
 
   it('trains straight through with continue-as-new between chunks', async () => {
