@@ -6,23 +6,19 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MissingFileError } from '../../infra/errors.js';
-import { LocalStorage } from '../../infra/storage.js';
-import { LineageStore } from '../../infra/lineage/store.js';
 import { DatasetLayout } from '../../datasets/shards/layout.js';
 import { pinSourceVersion } from '../../datasets/shards/source-version.js';
 import { planFilter } from '../../datasets/filter/stage-plan.js';
 import { tempDir } from '../helpers/env.js';
-import { SOURCE_ROWS, writeSourceDataset } from '../integration/filter-source.js';
+import { SOURCE_ROWS } from '../integration/filter-source.js';
 import { CLIP_DIR } from './fixtures.js';
+import { withSourceDataset } from './stage-run.js';
 
 const tmp = tempDir('kiln-filter-plan-source-');
 after(() => tmp.cleanup());
 
 void test('the filter plan pins the source version with the shared helper; a version with no manifest is refused', async () => {
-  const storage = new LocalStorage(`${tmp.path}/data`);
-  const lineage = new LineageStore(`${tmp.path}/data/lineage.db`);
-  try {
-    await writeSourceDataset(storage, lineage, 'web');
+  await withSourceDataset(`${tmp.path}/data`, async ({ storage }) => {
     const spec = { datasetName: 'web', sourceVersion: 1, clipModelDir: CLIP_DIR, threshold: 0, device: 'cpu' as const };
     const { plan } = await planFilter(storage, spec, 1);
     assert.deepEqual(plan.source, await pinSourceVersion(storage, 'web', 1, 'filter'));
@@ -42,7 +38,5 @@ void test('the filter plan pins the source version with the shared helper; a ver
     // The refused run would have planned v4 (the first version after its source).
     const refused = new DatasetLayout(storage, 'web', 4);
     assert.equal(await storage.exists(refused.planUri), false, 'no plan written for the refused run');
-  } finally {
-    lineage.close();
-  }
+  });
 });
