@@ -178,10 +178,13 @@ test(
     assert.equal(f2.result.rows, 24);
     assert.deepEqual(versions('web'), [1, 2, 3], 'no version made twice');
     const jobs = await jobsOfType('filterWorkflow');
-    assert.deepEqual(jobs.map((j) => [j.workflowId, j.status]).sort(), [
-      [f1.workflowId, 'COMPLETED'],
-      [id2, 'COMPLETED'],
-    ]);
+    assert.deepEqual(
+      jobs.map((j) => [j.workflowId, j.status]).sort(),
+      [
+        [f1.workflowId, 'COMPLETED'],
+        [id2, 'COMPLETED'],
+      ].sort(),
+    );
   },
 );
 
