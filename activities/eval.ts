@@ -300,7 +300,9 @@ export function createEvalActivities(deps: ActivityDeps) {
             extractor,
             reference: reference.ref,
             reportDirUri,
-            ...(clip ? { clip: { scorer: clip, name: `CLIP ${locationName(o.clipModelDir!)}` } } : {}),
+            ...(clip
+              ? { clip: { scorer: clip, name: `CLIP ${locationName(absoluteLocation(o.clipModelDir!))}` } }
+              : {}),
             generate: {
               denoiser: model.denoiser,
               sampler,
@@ -451,7 +453,7 @@ export function createEvalActivities(deps: ActivityDeps) {
             record = (JSON.parse(await storage.readText(evalUri)) as StoredEvaluation | FailedEvaluation).record;
           } else {
             const protocol: EvalProtocol = {
-              extractor: locationName(o.extractorDir),
+              extractor: locationName(absoluteLocation(o.extractorDir)),
               extractorSha256: '',
               sampleCount: o.sampleCount ?? EVAL_DEFAULTS.sampleCount,
               seed: o.seed ?? EVAL_DEFAULTS.seed,

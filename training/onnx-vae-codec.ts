@@ -24,7 +24,7 @@ import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
 import { sha256File, sha256Hex } from '../infra/hash.js';
 import { chooseOnnxDevice, type OnnxDeviceChoice } from '../infra/onnx-runtime.js';
-import { locationName } from '../infra/location.js';
+import { absoluteLocation, locationName } from '../infra/location.js';
 import type { LatentCodec } from './latent-codec.js';
 import { assertVaeFiles, HOW_TO, OPTIONAL_VAE_FILES, VAE_FILES } from './vae-files.js';
 
@@ -98,7 +98,7 @@ export async function readVaeDir(dirInput: string): Promise<VaeInfo> {
   }
   return {
     dir,
-    name: locationName(dirInput),
+    name: locationName(absoluteLocation(dirInput)),
     channels: enc.latent_channels,
     downsample: 2 ** (enc.block_out_channels.length - 1),
     scalingFactor: enc.scaling_factor,
