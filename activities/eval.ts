@@ -16,10 +16,11 @@
  * loads them.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { extname, join } from 'node:path';
 import { MissingFileError } from '../infra/errors.js';
 import { sha256File, sha256Hex } from '../infra/hash.js';
+import { absoluteLocation, locationFileUri, locationName } from '../infra/location.js';
+import { localModelDir } from '../infra/storage-cache.js';
 import { manifestShardUris } from '../datasets/shards/manifest.js';
 import {
   earlyStoppingDecision,
@@ -222,7 +223,8 @@ export function createEvalActivities(deps: ActivityDeps) {
         }
       };
     } else {
-      const dir = resolve(o.referenceDir!);
+      const location = absoluteLocation(o.referenceDir!);
+      const dir = await localModelDir(location); // s3:// reference images come through the local cache
       const files = (
         await readdir(dir).catch(() => {
           throw new MissingFileError(
@@ -234,7 +236,7 @@ export function createEvalActivities(deps: ActivityDeps) {
         .filter((f) => ['.png', '.jpg', '.jpeg', '.webp'].includes(extname(f).toLowerCase()))
         .sort()
         .slice(0, max);
-      name = `directory ${basename(dir)} (${files.length} images)`;
+      name = `directory ${locationName(location)} (${files.length} images)`;
       const members = [];
       for (const f of files) members.push({ id: f, sha256: await sha256File(join(dir, f)) });
       setHash = hashReferenceSet(members);
@@ -270,7 +272,7 @@ export function createEvalActivities(deps: ActivityDeps) {
         import('../eval/eval-samples.js'),
       ]);
     ctx?.heartbeat({ phase: 'loading', step: input.step });
-    const extractor = await loadFeatureExtractor(resolve(o.extractorDir), { batchSize: o.batchSize });
+    const extractor = await loadFeatureExtractor(absoluteLocation(o.extractorDir), { batchSize: o.batchSize });
     try {
       const reference = await referenceFor(extractor, o, state.config.resolution, (n) =>
         ctx?.heartbeat({ phase: 'reference', images: n }),
@@ -279,7 +281,9 @@ export function createEvalActivities(deps: ActivityDeps) {
       let clip: ClipScorer | undefined;
       try {
         if (o.clipModelDir)
-          clip = await (await import('../datasets/filter/clip-scorer.js')).loadClipScorer(resolve(o.clipModelDir));
+          clip = await (
+            await import('../datasets/filter/clip-scorer.js')
+          ).loadClipScorer(absoluteLocation(o.clipModelDir));
         const guidanceScale = o.guidanceScale;
         const sampler = {
           method: model.sampler,
@@ -296,7 +300,9 @@ export function createEvalActivities(deps: ActivityDeps) {
             extractor,
             reference: reference.ref,
             reportDirUri,
-            ...(clip ? { clip: { scorer: clip, name: `CLIP ${basename(clip.modelDir)}` } } : {}),
+            ...(clip
+              ? { clip: { scorer: clip, name: `CLIP ${locationName(absoluteLocation(o.clipModelDir!))}` } }
+              : {}),
             generate: {
               denoiser: model.denoiser,
               sampler,
@@ -329,7 +335,7 @@ export function createEvalActivities(deps: ActivityDeps) {
           record,
           checkpoint: { uri: input.checkpointUri, step: state.step, sha256s },
           extractor: {
-            modelUri: pathToFileURL(modelPath).href,
+            modelUri: locationFileUri(absoluteLocation(o.extractorDir), extractor.descriptor.model),
             modelSha256: extractor.modelSha256,
             modelBytes: (await stat(modelPath)).size,
             name: extractor.descriptor.name,
@@ -342,7 +348,7 @@ export function createEvalActivities(deps: ActivityDeps) {
             statsSha256: reference.ref.statsSha256,
             dataset: reference.dataset,
           },
-          clip: clip ? { dir: clip.modelDir, files: await clip.fileHashes() } : null,
+          clip: clip ? { dir: absoluteLocation(o.clipModelDir!), files: await clip.fileHashes() } : null,
           sampler: { method: sampler.method, steps: sampler.steps, guidanceScale, seed: sampler.seed, batchSize },
           backend: backend.name,
         };
@@ -384,7 +390,7 @@ export function createEvalActivities(deps: ActivityDeps) {
     if (s.reference.dataset) linkIfRecorded(deps, runId, s.reference.dataset.manifestUri, 'consumed');
     for (const f of s.clip?.files ?? []) {
       lineage.recordArtifactOfRun(runId, 'consumed', {
-        uri: pathToFileURL(join(s.clip!.dir, f.path)).href,
+        uri: locationFileUri(s.clip!.dir, f.path),
         kind: 'clip-model-file',
         sha256: f.sha256,
         bytes: f.bytes,
@@ -447,7 +453,7 @@ export function createEvalActivities(deps: ActivityDeps) {
             record = (JSON.parse(await storage.readText(evalUri)) as StoredEvaluation | FailedEvaluation).record;
           } else {
             const protocol: EvalProtocol = {
-              extractor: basename(resolve(o.extractorDir)),
+              extractor: locationName(absoluteLocation(o.extractorDir)),
               extractorSha256: '',
               sampleCount: o.sampleCount ?? EVAL_DEFAULTS.sampleCount,
               seed: o.seed ?? EVAL_DEFAULTS.seed,
@@ -513,8 +519,8 @@ export function createEvalActivities(deps: ActivityDeps) {
             backend: backend.name,
             precision: backend.precision,
             attempt: ctx?.info.attempt ?? 1,
-            extractorDir: resolve(o.extractorDir),
-            ...(o.clipModelDir ? { clipModelDir: resolve(o.clipModelDir) } : {}),
+            extractorDir: absoluteLocation(o.extractorDir),
+            ...(o.clipModelDir ? { clipModelDir: absoluteLocation(o.clipModelDir) } : {}),
           },
         },
         async (run) => {

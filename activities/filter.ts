@@ -22,8 +22,7 @@
  * InvalidManifestError, FilterIncompleteError, UnsafePathError (see workflows/filter.ts).
  */
 import { temporalFailures } from './failures.js';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { locationFileUri } from '../infra/location.js';
 import { sha256Hex } from '../infra/hash.js';
 import { chooseOnnxDevice } from '../infra/onnx-runtime.js';
 import { DatasetLayout } from '../datasets/shards/layout.js';
@@ -126,7 +125,7 @@ export interface FilterActivityHooks {
 
 /** Lineage URI of one model file: the file plus its content hash (model dirs are mutable, artifacts are not). */
 export function modelFileUri(dir: string, path: string, sha256: string): string {
-  return `${pathToFileURL(join(dir, path)).href}#sha256=${sha256}`;
+  return `${locationFileUri(dir, path)}#sha256=${sha256}`;
 }
 
 export function createFilterActivities(deps: ActivityDeps, hooks: FilterActivityHooks = {}) {

@@ -31,6 +31,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { ConfigError, MissingFileError } from '../infra/errors.js';
 import { assertSafeSegment } from '../infra/storage.js';
 import { sha256Hex } from '../infra/hash.js';
+import { localModelDir } from '../infra/storage-cache.js';
 import { EmptyDatasetError } from '../training/errors.js';
 import { assertVaeFiles } from '../training/vae-files.js';
 import { InvalidManifestError } from '../datasets/shards/manifest.js';
@@ -481,7 +482,7 @@ async function checkEvalOptions(input: TrainEvalOptions, chunkSteps: number): Pr
       'evaluations run on checkpoints: make everySteps a multiple of chunkSteps.',
     );
   }
-  const descriptorPath = join(o.extractorDir, 'extractor.json');
+  const descriptorPath = join(await localModelDir(o.extractorDir), 'extractor.json'); // s3://: the local cache
   const raw = await readFile(descriptorPath, 'utf8').catch(() => {
     throw new MissingFileError(
       `FID feature extractor not found: ${descriptorPath} is missing`,

@@ -2,7 +2,8 @@
  * The multi-machine trial (issue 17), simulated on one host: two `kiln worker` processes ("A" and
  * "B"), each with its own scratch and cache directory and no shared filesystem, sharing only the
  * Temporal server, an S3 endpoint (moto, scripts/servers/s3-server.sh) and PostgreSQL
- * (scripts/servers/pg-cluster.sh). A pipeline (crawl of the loopback synthetic web, CLIP filter,
+ * (scripts/servers/pg-cluster.sh); the CLIP and FID extractor model directories are s3:// too, so
+ * each machine fetches them into its own cache. A pipeline (crawl of the loopback synthetic web, CLIP filter,
  * a short training run with one evaluation) runs across both; worker A is killed -9 mid-crawl and
  * worker B mid-training (each restarted). Checks: both workers ran activities (Temporal history
  * identities); every input row exactly once with a status in both dataset versions (hashes against
@@ -11,9 +12,9 @@
  * complete (crawl, filter, train runs) from either machine's environment.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { stringify } from 'yaml';
 import pg from 'pg';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
@@ -41,6 +42,21 @@ const FIXTURES = join(PROJECT_ROOT, 'fixtures');
 const TRAIN = { total: 8, chunk: 2 };
 const TRAIN_CONFIG = { resolution: 16, seed: 7, optim: { lr: 1e-3 }, runtime: { backend: 'wasm' } };
 const BUCKET = 'kiln-trial';
+/** The models live in the bucket too: each machine fetches them into its own cache (issue 17). */
+const MODELS = `s3://${BUCKET}/models`;
+const MODEL_DIRS: [string, string][] = [
+  [join(FIXTURES, 'models', 'clip-tiny'), 'clip-tiny'],
+  [join(FIXTURES, 'eval', 'fid-tiny'), 'fid-tiny'],
+];
+
+/** Upload a local directory under an s3:// prefix (what `aws s3 cp --recursive` does). */
+async function uploadDir(local: string, location: string): Promise<void> {
+  const storage = new S3Storage(location);
+  const walk = (d: string): string[] =>
+    readdirSync(d).flatMap((n) => (statSync(join(d, n)).isDirectory() ? walk(join(d, n)) : [join(d, n)]));
+  for (const f of walk(local))
+    await storage.writeAtomic(storage.uri(...relative(local, f).split(sep)), readFileSync(f));
+}
 
 export interface MultiMachineShape {
   rows: number;
@@ -48,6 +64,8 @@ export interface MultiMachineShape {
   kill: boolean;
 }
 export const MULTI_SHORT: MultiMachineShape = { rows: 400, rowsPerShard: 40, kill: true };
+/** `npm run test:multi-machine`'s form (test/chaos/multi-machine.test.ts): 6 shards, still long enough to kill A mid-crawl. */
+export const MULTI_TEST: MultiMachineShape = { rows: 120, rowsPerShard: 20, kill: true };
 export const MULTI_FULL: MultiMachineShape = { rows: 10_000, rowsPerShard: 250, kill: true };
 
 class Machine {
@@ -122,6 +140,7 @@ async function startCluster(): Promise<Cluster> {
   const lineageUrl = databaseUrl(pgServer.url, 'kiln_lineage');
   Object.assign(process.env, s3.env);
   await s3ClientFromEnv().send(new CreateBucketCommand({ Bucket: BUCKET }));
+  for (const [local, name] of MODEL_DIRS) await uploadDir(local, `${MODELS}/${name}`);
   const address = `127.0.0.1:${await freePort()}`;
   mkdirSync(join(dir, 'temporal-host'));
   const temporal = await startDevServer({
@@ -176,9 +195,9 @@ function specOf(shape: MultiMachineShape, urls: string): Record<string, unknown>
       timeout_ms: 5000,
       allow_addresses: ['127.0.0.1'],
     },
-    filter: { clip_model: join(FIXTURES, 'models', 'clip-tiny'), keep_top_fraction: 0.75 },
+    filter: { clip_model: `${MODELS}/clip-tiny`, keep_top_fraction: 0.75 },
     train: { run_name: 'multi-run', total_steps: TRAIN.total, chunk_steps: TRAIN.chunk, config: TRAIN_CONFIG },
-    eval: { every_steps: TRAIN.total, extractor: join(FIXTURES, 'eval', 'fid-tiny'), sample_count: 8, patience: 3 },
+    eval: { every_steps: TRAIN.total, extractor: `${MODELS}/fid-tiny`, sample_count: 8, patience: 3 },
   };
 }
 

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { KilnError, MissingFileError } from '../infra/errors.js';
 import { sha256File } from '../infra/hash.js';
+import { localModelDir } from '../infra/storage-cache.js';
 import { decodeRgb as decodeRgbShared } from '../infra/imaging/decode-rgb.js';
 import { cleanResize, type RgbImage } from './clean-resize.js';
 import { FeatureStatisticsAccumulator, type FeatureRowsF32, type FeatureStatistics } from './statistics.js';
@@ -66,10 +67,15 @@ export interface FeatureExtractor {
 }
 
 /**
- * Load an extractor directory. Throws a {@link MissingFileError} (code KILN_MISSING_FILE) naming
- * the path and the expected files when something is missing; nothing is ever downloaded.
+ * Load an extractor directory (a path, or an s3:// location fetched into the worker's local cache).
+ * Throws a {@link MissingFileError} (code KILN_MISSING_FILE) naming the path and the expected files
+ * when something is missing; nothing is ever downloaded from the internet.
  */
-export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOptions = {}): Promise<FeatureExtractor> {
+export async function loadFeatureExtractor(
+  location: string,
+  opts: FeatureExtractorOptions = {},
+): Promise<FeatureExtractor> {
+  const dir = await localModelDir(location); // a path, or s3:// through the local cache
   const howTo =
     `put ${EXTRACTOR_FILES.join(' and ')} in ${dir}: see eval/architecture.md, ` +
     `"Standard Inception-v3 extractor", for exporting the TF inception-2015-12-05 weights to ONNX`;

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { existsSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
+import { isObjectLocation } from '../infra/location.js';
 import { DEFAULT_EVAL_SAMPLE_COUNT, DEFAULT_REFERENCE_MAX_IMAGES } from './protocol.js';
 import { STOPPING_METRICS, type StoppingMetric } from './early-stopping.js';
 
@@ -93,7 +94,7 @@ const BARE_NAME = /^[A-Za-z0-9._=-]+$/;
 
 /**
  * The one reference resolver: a dataset version (`name@vN`, `name@N`, a `file://...manifest.json`
- * URI) is a dataset; an existing directory is a directory of images; a bare name that is not a
+ * URI) is a dataset; an `s3://` prefix or an existing directory is a directory of images; a bare name that is not a
  * directory is a dataset (its newest version); anything else is a directory (absolute; a missing one
  * fails at the first evaluation with a clear error, or in prepareTrainingRun's checks).
  */
@@ -103,6 +104,7 @@ export function referenceOf(
 ): { referenceDataset: string } | { referenceDir: string } {
   if (DATASET_VERSION.test(ref) || (ref.startsWith('file://') && ref.endsWith('.json')))
     return { referenceDataset: ref };
+  if (isObjectLocation(ref)) return { referenceDir: ref }; // images under an s3:// prefix
   const abs = resolve(baseDir, ref);
   if (existsSync(abs) && statSync(abs).isDirectory()) return { referenceDir: abs };
   if (BARE_NAME.test(ref)) return { referenceDataset: ref };

@@ -13,8 +13,10 @@ import { createWriteStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { once } from 'node:events';
+import { MissingFileError } from './errors.js';
+import { isObjectLocation } from './location.js';
 import { sha256Hex } from './hash.js';
 import { S3Storage } from './storage-s3.js';
 import type { ArtifactStorage } from './storage.js';
@@ -113,11 +115,20 @@ export class ObjectCache {
 }
 
 /**
- * A model directory as a local path: plain paths as they are, `s3://bucket/prefix` fetched into
- * the local cache (once per content) with the standard AWS environment's credentials.
+ * The one resolver from a model or reference directory (ONNX model dirs, the VAE codec, the FID
+ * extractor, CLIP dirs, a directory of reference images) to a local directory that libraries can
+ * open: a path is returned absolute, as it is; `s3://bucket/prefix` is fetched into the worker's
+ * ObjectCache (KILN_CACHE_DIR, once per content, keyed by sha256) with the standard AWS
+ * environment's credentials. An s3:// location with no objects is a MissingFileError.
  */
 export async function localModelDir(dir: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (!dir.startsWith('s3://')) return dir;
+  if (!isObjectLocation(dir)) return resolve(dir);
   const storage = new S3Storage(dir);
+  const rels = await storage.listRecursive(storage.rootUri);
+  if (rels.length === 0)
+    throw new MissingFileError(
+      `no objects under ${storage.rootUri} (a model or reference directory in object storage is the objects under that prefix)`,
+      `upload the directory there (e.g. \`aws s3 cp --recursive DIR ${storage.rootUri}\`) or give a local path.`,
+    );
   return new ObjectCache(cacheDirFromEnv(env)).directory(storage, storage.rootUri);
 }

@@ -103,6 +103,11 @@ export class S3Storage implements ArtifactStorage {
     return key;
   }
 
+  displayLocation(uri: string): string {
+    this.key(uri); // inside this data root, or UnsafePathError
+    return uri;
+  }
+
   localPath(uri: string): string {
     throw new UnsafePathError(
       `URI ${JSON.stringify(uri)} is in object storage and has no local path (use storage.read or the local cache)`,

@@ -61,6 +61,8 @@ export interface ArtifactStorage {
   sweepTemps(dirUri: string): Promise<number>;
   /** Local filesystem path for libraries that need one (SQLite, ONNX Runtime). file:// only. */
   localPath(uri: string): string;
+  /** Where a user finds an object (what the CLI prints): its local path for file://, the URI itself in object storage. */
+  displayLocation(uri: string): string;
 }
 
 const SAFE_SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._=-]*$/;
@@ -108,6 +110,10 @@ export class LocalStorage implements ArtifactStorage {
       throw new UnsafePathError(`URI ${JSON.stringify(uri)} is outside the data root ${this.rootPath}`);
     }
     return p;
+  }
+
+  displayLocation(uri: string): string {
+    return this.localPath(uri);
   }
 
   async read(uri: string): Promise<Buffer> {

@@ -8,6 +8,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MissingFileError } from '../infra/errors.js';
+import { localModelDir } from '../infra/storage-cache.js';
 import type { ParamStore } from './params.js';
 import { decodeSafetensors, entryToFloat32 } from './safetensors.js';
 import type { TextEncoderShape } from './text-encoder.js';
@@ -40,7 +41,8 @@ async function requireFile(dir: string, name: string): Promise<string> {
 }
 
 /** The text encoder shape a CLIP directory's config.json describes. */
-export async function readClipTextShape(dir: string): Promise<TextEncoderShape> {
+export async function readClipTextShape(location: string): Promise<TextEncoderShape> {
+  const dir = await localModelDir(location); // s3://: the worker's local cache
   const raw = JSON.parse(await readFile(await requireFile(dir, 'config.json'), 'utf8')) as ClipTextConfigJson & {
     text_config?: ClipTextConfigJson;
   };
@@ -73,8 +75,9 @@ export async function readClipTextShape(dir: string): Promise<TextEncoderShape> 
  */
 export async function loadClipTextWeights(
   store: ParamStore,
-  dir: string,
+  location: string,
 ): Promise<{ loaded: number; unused: string[] }> {
+  const dir = await localModelDir(location);
   const file = decodeSafetensors(await readFile(await requireFile(dir, 'model.safetensors')));
   const used = new Set<string>();
   let loaded = 0;
@@ -100,7 +103,8 @@ export async function loadClipTextWeights(
 }
 
 /** CLIP's BPE tokenizer from `tokenizer.json` (transformers.js, no network), padded to `maxTokens`. */
-export async function loadClipTokenizer(dir: string, maxTokens: number): Promise<CaptionTokenizer> {
+export async function loadClipTokenizer(location: string, maxTokens: number): Promise<CaptionTokenizer> {
+  const dir = await localModelDir(location);
   const tokenizerJson = JSON.parse(await readFile(await requireFile(dir, 'tokenizer.json'), 'utf8')) as Record<
     string,
     unknown

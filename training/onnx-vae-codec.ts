@@ -17,13 +17,14 @@
  * f = 2^(len(block_out_channels) - 1), as in diffusers.
  */
 import { access, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type * as Ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
 import { sha256File, sha256Hex } from '../infra/hash.js';
 import { chooseOnnxDevice, type OnnxDeviceChoice } from '../infra/onnx-runtime.js';
+import { absoluteLocation, locationName } from '../infra/location.js';
 import type { LatentCodec } from './latent-codec.js';
 import { assertVaeFiles, HOW_TO, OPTIONAL_VAE_FILES, VAE_FILES } from './vae-files.js';
 
@@ -48,7 +49,10 @@ const vaeConfigSchema = z
   .loose();
 
 export interface VaeInfo {
+  /** A local directory (an s3:// location's cache copy). */
   dir: string;
+  /** The name of the location given (never of a cache copy), as in `onnx-vae:<name>`. */
+  name: string;
   channels: number;
   downsample: number;
   scalingFactor: number;
@@ -95,6 +99,7 @@ export async function readVaeDir(dirInput: string): Promise<VaeInfo> {
   }
   return {
     dir,
+    name: locationName(absoluteLocation(dirInput)),
     channels: enc.latent_channels,
     downsample: 2 ** (enc.block_out_channels.length - 1),
     scalingFactor: enc.scaling_factor,
@@ -141,7 +146,7 @@ export class OnnxVaeCodec implements LatentCodec {
     private readonly options: Ort.InferenceSession.SessionOptions,
     private readonly batchSize: number,
   ) {
-    this.name = `onnx-vae:${basename(info.dir)}`;
+    this.name = `onnx-vae:${info.name}`;
     this.sha256 = info.sha256;
     this.channels = info.channels;
     this.downsample = info.downsample;

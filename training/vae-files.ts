@@ -4,8 +4,9 @@
  * prepares a run can fail fast on a wrong `codec.vae` path before any GPU work is scheduled.
  */
 import { access } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { MissingFileError } from '../infra/errors.js';
+import { localModelDir } from '../infra/storage-cache.js';
 
 /** The files a VAE directory must hold, relative to it. */
 export const VAE_FILES = [
@@ -22,9 +23,9 @@ export const HOW_TO =
   '<diffusers model dir> <out>` writes vae_encoder/ and vae_decoder/; ' +
   'scripts/fixtures/make_tiny_vae.py shows a minimal export).';
 
-/** Resolve `dir` and check that the four VAE files exist; MissingFileError naming the directory and the missing files. */
+/** Resolve `dir` (a path, or s3:// fetched into the local cache: infra/storage-cache.ts) and check that the four VAE files exist; MissingFileError naming the directory and the missing files. */
 export async function assertVaeFiles(dirInput: string): Promise<string> {
-  const dir = resolve(dirInput);
+  const dir = await localModelDir(dirInput);
   const missing: string[] = [];
   for (const f of VAE_FILES) {
     await access(join(dir, f)).catch(() => {

@@ -9,12 +9,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ensureDataRoot, loadConfig, PROJECT_ROOT } from '../../infra/config.js';
+import { openStorage } from '../../infra/storage-open.js';
 import { startSyntheticWeb } from '../../demo/synthetic-web.js';
 import { loadSpec } from '../spec/load.js';
 import { pipelineInputFromSpec } from '../spec/to-input.js';
 import { runWorkflow } from './run.js';
 import { formatPipelineProgress } from './pipeline.js';
-import { fileURLToPath } from 'node:url';
 import type { PipelineResult } from '../../workflows/pipeline.js';
 
 export interface DemoOptions {
@@ -74,7 +74,10 @@ export function demoSpec(o: { urlList: string; steps: number }): Record<string, 
   };
 }
 
-/** The few lines a user wants at the end: what was made, where the report is, what to run next. */
+/**
+ * The few lines a user wants at the end: what was made, where the report is (a local path, or the
+ * s3:// URI when the data root is in object storage), what to run next.
+ */
 export function demoSummary(r: PipelineResult, dataRoot: string): string {
   const stage = (n: string) => r.stages.find((s) => s.stage === n)?.result as Record<string, unknown> | undefined;
   const crawl = stage('crawl');
@@ -90,7 +93,7 @@ export function demoSummary(r: PipelineResult, dataRoot: string): string {
     `  filter: ${filter?.datasetId}: ${filter?.kept} kept, ${filter?.filtered} filtered by CLIP score (cutoff ${Number(filter?.topFractionCutoff).toFixed(4)}), ${filter?.failed} failed rows carried`,
     `  train:  ${train?.finalStep} steps (${train?.status}); best ${String(train?.metric ?? 'fid').toUpperCase()} ${Number(train?.bestValue ?? train?.bestFid).toPrecision(4)} at step ${train?.bestStep}; ${train?.stopReason}`,
     '',
-    `Report:  ${train?.reportUri ? fileURLToPath(String(train.reportUri)) : '(none)'}`,
+    `Report:  ${train?.reportUri ? openStorage(dataRoot).displayLocation(String(train.reportUri)) : '(none)'}`,
     `Data:    ${dataRoot}`,
     `Next:    kiln lineage trace ${filter?.datasetId ?? crawl?.datasetId}   |   kiln lineage verify   |   kiln lineage show ${r.jobId}`,
     '',

@@ -4,9 +4,9 @@
  *   kiln run filter --dataset web --from-version 1 --clip-model models/clip --captioner models/blip \
  *     --threshold 0.28 --batch-size 32
  */
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError } from '../../infra/errors.js';
+import { absoluteLocation } from '../../infra/location.js';
 import { checkModelDir } from '../../datasets/filter/model-dir.js';
 import { selectionPolicy } from '../../datasets/filter/selection.js';
 import type { FilterProgress, FilterWorkflowInput } from '../../workflows/filter.js';
@@ -64,8 +64,8 @@ export function filterInputFromFlags(o: FilterFlags): FilterWorkflowInput {
   return {
     datasetName: o.dataset,
     sourceVersion: o.fromVersion,
-    clipModelDir: resolve(o.clipModel),
-    captionerModelDir: o.captioner ? resolve(o.captioner) : null,
+    clipModelDir: absoluteLocation(o.clipModel),
+    captionerModelDir: o.captioner ? absoluteLocation(o.captioner) : null,
     ...(o.threshold !== undefined ? { threshold: o.threshold } : {}),
     keepTopFraction: o.keepTopFraction ?? null,
     captionSource,

@@ -10,6 +10,7 @@ import { dirname, extname, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../infra/errors.js';
+import { absoluteLocation } from '../../infra/location.js';
 import { EVAL_DEFAULTS, referenceOf } from '../../eval/options.js';
 import type { TrainingConfigInput } from '../../training/config.js';
 import { resolveTrainingConfigPaths } from '../spec/training-paths.js';
@@ -93,11 +94,11 @@ export function trainInputFromFlags(o: TrainFlags): TrainWorkflowInput {
       patience: o.patience,
       minDelta: o.minDelta,
       ...(o.metric ? { metric: o.metric } : {}),
-      extractorDir: resolve(o.extractorDir),
+      extractorDir: absoluteLocation(o.extractorDir),
       ...(o.reference === undefined ? {} : referenceOf(o.reference)),
       sampleCount: o.evalSamples ?? EVAL_DEFAULTS.sampleCount,
       ...(o.referenceMax !== undefined ? { referenceMaxImages: o.referenceMax } : {}),
-      ...(o.clipModelDir ? { clipModelDir: resolve(o.clipModelDir) } : {}),
+      ...(o.clipModelDir ? { clipModelDir: absoluteLocation(o.clipModelDir) } : {}),
       ...(o.samplerSteps !== undefined ? { samplerSteps: o.samplerSteps } : {}),
       ...(o.guidance !== undefined ? { guidanceScale: o.guidance } : {}),
       ...(o.evalSeed !== undefined ? { seed: o.evalSeed } : {}),

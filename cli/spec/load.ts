@@ -6,6 +6,7 @@ import { resolveTrainingConfigPaths } from './training-paths.js';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, MissingFileError } from '../../infra/errors.js';
+import { absoluteLocation, isObjectLocation } from '../../infra/location.js';
 import { pipelineSpecSchema, type PipelineSpec } from './schema.js';
 
 /** One line per problem: `crawl.image_size: expected number, received string`. */
@@ -55,10 +56,11 @@ export function resolveSpecPaths(spec: PipelineSpec, base: string, origin: strin
         `fix sources.${i}.path in ${path}: give a plain file path.`,
       );
   });
-  const abs = (p: string) => (isAbsolute(p) || p.startsWith('file://') ? p : resolve(base, p));
+  const abs = (p: string) => (isAbsolute(p) || p.startsWith('file://') ? p : absoluteLocation(p, base));
   const mustExist = (p: string, field: string) => {
     if (p.includes('\0'))
       throw new ConfigError(`${field} contains a NUL byte`, `fix ${field} in ${path}: give a plain file path.`);
+    if (isObjectLocation(p)) return p; // s3:// model/reference dirs are checked where they are fetched
     const local = p.startsWith('file://') ? new URL(p).pathname : p;
     if (!existsSync(local))
       throw new MissingFileError(

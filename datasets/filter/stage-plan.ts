@@ -11,6 +11,7 @@
  * directory the other has planned.
  */
 import { sha256Hex } from '../../infra/hash.js';
+import { isObjectLocation } from '../../infra/location.js';
 import { ConfigError, MissingFileError } from '../../infra/errors.js';
 import { parseOnnxDeviceRequest, type OnnxDeviceRequest } from '../../infra/onnx-runtime.js';
 import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
@@ -120,9 +121,17 @@ async function resolvePlan(
   };
   const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
   const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
-  const clip: PlannedModel = { dir: clipDir, files: await hashModelDir(clipDir) };
+  // The plan names an s3:// model by its location, never by this machine's cache copy: every
+  // worker that runs a shard resolves it through its own cache (and checks the planned hashes).
+  const planned = (location: string, local: string) => (isObjectLocation(location) ? location : local);
+  const clip: PlannedModel = { dir: planned(spec.clipModelDir, clipDir), files: await hashModelDir(clipDir) };
   const captioner = captionerDir
-    ? { dir: captionerDir, files: await hashModelDir(captionerDir), options, type: await captionerType(captionerDir) }
+    ? {
+        dir: planned(spec.captionerModelDir as string, captionerDir),
+        files: await hashModelDir(captionerDir),
+        options,
+        type: await captionerType(captionerDir),
+      }
     : null;
 
   const source = await pinSourceVersion(storage, spec.datasetName, spec.sourceVersion, 'filter');

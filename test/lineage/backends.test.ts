@@ -1,8 +1,11 @@
 /**
  * The lineage store on both backends: SQLite (a file) and PostgreSQL (a throwaway cluster from
- * scripts/servers/pg-cluster.sh). The same records read back, the same schema, idempotent writes,
- * tampering detected, one chain under concurrent writer processes (as from many machines), and
- * `kiln lineage copy` moving a SQLite store into PostgreSQL with both chains verified.
+ * scripts/servers/pg-cluster.sh, one per test run). The same records read back, the same schema,
+ * idempotent writes, tampering detected, one chain under concurrent writer processes (as from many
+ * machines), and `kiln lineage copy` moving a SQLite store into PostgreSQL with both chains
+ * verified. The store's own suites run on both too (one PostgreSQL cluster for all of them):
+ * store-suite.ts (records, migrations, the seen index), chain-suite.ts (the hash chain and
+ * tampering), audit-suite.ts (trace and the OpenLineage export).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +20,10 @@ import { ArtifactConflictError } from '../../infra/errors.js';
 import { PROJECT_ROOT } from '../../infra/config.js';
 import { tempDir } from '../helpers/env.js';
 import { databaseUrl, startPostgres, type TestServer } from '../helpers/servers.js';
+import type { LineageBackend } from './backend.js';
+import { storeSuite } from './store-suite.js';
+import { chainSuite } from './chain-suite.js';
+import { auditSuite } from './audit-suite.js';
 
 let server: TestServer | undefined;
 let dbNo = 0;
@@ -47,7 +54,7 @@ function newSqlitePath(): string {
   return join(d.path, 'lineage.db');
 }
 
-const backends = [
+const backends: LineageBackend[] = [
   { name: 'sqlite', location: async () => newSqlitePath() },
   { name: 'postgres', location: newPgDatabase },
 ];
@@ -114,7 +121,11 @@ function populate(s: LineageStore, opts: { finish?: boolean } = {}): void {
 /** Everything a reader sees, backend-independent. */
 function snapshot(s: LineageStore) {
   return {
-    jobs: s.listJobs(10).map((j) => ({ ...j, startedAt: '', finishedAt: j.finishedAt && 'set' })),
+    // by id: listJobs orders by start time, and two jobs started in the same millisecond tie
+    jobs: s
+      .listJobs(10)
+      .map((j) => ({ ...j, startedAt: '', finishedAt: j.finishedAt && 'set' }))
+      .sort((a, b) => a.id.localeCompare(b.id)),
     children: s.childJobs('pipe-1').map((j) => j.id),
     runs: s.runsOfJob('crawl-1').map((r) => ({ ...r, startedAt: '', finishedAt: r.finishedAt && 'set' })),
     produced: s.artifactsOfRun('crawl-1/plan', 'produced').map((a) => ({ ...a, createdAt: '' })),
@@ -139,6 +150,9 @@ function snapshot(s: LineageStore) {
 const results = new Map<string, unknown>();
 for (const b of backends) {
   describe(`lineage store on ${b.name}`, () => {
+    storeSuite(b);
+    chainSuite(b);
+    auditSuite(b);
     test('records read back as written; rewrites are idempotent; a changed artifact is refused; the chain verifies', async () => {
       const s = new LineageStore(await b.location());
       try {

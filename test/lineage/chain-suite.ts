@@ -1,13 +1,16 @@
+/**
+ * The hash-chained lineage log on one backend (called by backends.test.ts for SQLite and
+ * PostgreSQL): an untouched log verifies with one entry per change, and every kind of tampering
+ * with the tables or the log itself is reported.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { LineageStore } from '../../infra/lineage/store.js';
-import { tempDir } from '../helpers/env.js';
+import type { LineageBackend } from './backend.js';
 
-/** A store with a job, a run, two artifacts, edges and a dataset version; returns its path. */
-function populated(dir: string): string {
-  const path = join(dir, 'lineage.db');
+/** A store with a job, a run, two artifacts, edges and a dataset version; returns its location. */
+async function populated(b: LineageBackend): Promise<string> {
+  const path = await b.location();
   const s = new LineageStore(path);
   s.startJob({ id: 'job', kind: 'crawl', workflowId: 'job', params: { n: 1 }, codeVersion: 'git:1' });
   s.startRun({ id: 'job/r', jobId: 'job', stage: 'crawl.shard', params: {}, codeVersion: 'git:1' });
@@ -47,10 +50,11 @@ function populated(dir: string): string {
   return path;
 }
 
+/** Change the database behind the store's back (as someone with SQL access would), then verify. */
 function tamper(path: string, sql: string): ReturnType<LineageStore['verify']> {
-  const db = new Database(path);
-  db.exec(sql);
-  db.close();
+  const w = new LineageStore(path);
+  w.sql.exec(sql);
+  w.close();
   const s = new LineageStore(path);
   try {
     return s.verify();
@@ -58,22 +62,6 @@ function tamper(path: string, sql: string): ReturnType<LineageStore['verify']> {
     s.close();
   }
 }
-
-test('an untouched lineage log verifies, one entry per change', () => {
-  const d = tempDir();
-  try {
-    const path = populated(d.path);
-    const s = new LineageStore(path);
-    const r = s.verify();
-    s.close();
-    assert.equal(r.ok, true, JSON.stringify(r.problems));
-    // job start+finish, run start+finish, 2 artifacts, 2 edges, 1 dataset version
-    assert.equal(r.entries, 9);
-    assert.equal(r.rows, 7);
-  } finally {
-    d.cleanup();
-  }
-});
 
 const cases: [string, string, string][] = [
   [
@@ -94,18 +82,25 @@ const cases: [string, string, string][] = [
   ],
   ['a deleted log entry', 'DELETE FROM lineage_log WHERE seq = 3', 'chain_broken'],
 ];
-for (const [what, sql, kind] of cases) {
-  test(`verify detects ${what}`, () => {
-    const d = tempDir();
-    try {
-      const r = tamper(populated(d.path), sql);
+export function chainSuite(b: LineageBackend): void {
+  test('an untouched lineage log verifies, one entry per change', async () => {
+    const s = new LineageStore(await populated(b));
+    const r = s.verify();
+    s.close();
+    assert.equal(r.ok, true, JSON.stringify(r.problems));
+    // job start+finish, run start+finish, 2 artifacts, 2 edges, 1 dataset version
+    assert.equal(r.entries, 9);
+    assert.equal(r.rows, 7);
+  });
+
+  for (const [what, sql, kind] of cases) {
+    test(`verify detects ${what}`, async () => {
+      const r = tamper(await populated(b), sql);
       assert.equal(r.ok, false);
       assert.ok(
         r.problems.some((p) => p.kind === kind),
         `${kind} in ${JSON.stringify(r.problems)}`,
       );
-    } finally {
-      d.cleanup();
-    }
-  });
+    });
+  }
 }
