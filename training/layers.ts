@@ -131,22 +131,22 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor
 
 /**
  * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with its gradient written out:
- * dy * (Phi(x) + x phi(x)), Phi reused from the forward pass (fewer ops than tfjs's chain rule
- * through mul, erf and add, on the widest activation of each block).
+ * dy * (Phi(x) + x phi(x)). Only x is saved (Phi is recomputed in the backward pass, 3 ops): on the
+ * widest activation of each block that keeps one tensor of [B, N, 4D] fewer alive per block.
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  const cdf = (t: tf.Tensor) => tf.mul(tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1), 0.5);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const xIn = args[0] as tf.Tensor;
     const save = args[1] as tf.GradSaveFunc;
-    const cdf = tf.mul(tf.add(tf.erf(tf.mul(xIn, Math.SQRT1_2)), 1), 0.5);
-    save([xIn, cdf]);
+    save([xIn]);
     return {
-      value: tf.mul(xIn, cdf),
+      value: tf.mul(xIn, cdf(xIn)),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
         tf.tidy(() => {
-          const [xs, c] = saved as [tf.Tensor, tf.Tensor];
+          const xs = saved[0]!;
           const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
-          return [tf.mul(dy, tf.add(c, tf.mul(xs, pdf)))];
+          return [tf.mul(dy, tf.add(cdf(xs), tf.mul(xs, pdf)))];
         }),
     };
   });
@@ -162,18 +162,30 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** Inverted dropout with the next mask of `stream` (identity when `stream` is null or rate is 0). */
+/**
+ * Inverted dropout with the next mask of `stream` (identity when `stream` is null or rate is 0).
+ * On native TensorFlow it is a custom-gradient op that saves only the boolean keep mask (1 byte per
+ * element): tfjs's mul would keep the float mask and the input alive for the backward pass (8 bytes
+ * per element, on the widest activations). Elsewhere the mask is drawn in JS and applied with tf.mul.
+ */
 export function dropout(x: tf.Tensor, rate: number, stream: DropoutRng): tf.Tensor {
   if (!stream || rate <= 0) return x;
   const seed = stream.nextSeed();
   const keep = 1 / (1 - rate);
   const be = nativeBackend();
   if (be) {
-    // Built outside any gradient: the mask is a constant of the step.
-    const mask = tf.tidy(() =>
-      tf.mul(tf.cast(tf.greaterEqual(statelessUniform(be, x.shape, seed), rate), 'float32'), keep),
-    );
-    return tf.mul(x, mask);
+    const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const xIn = args[0] as tf.Tensor;
+      const save = args[1] as tf.GradSaveFunc;
+      const kept = tf.greaterEqual(statelessUniform(be, xIn.shape, seed), rate);
+      save([kept]);
+      const scaled = (t: tf.Tensor, m: tf.Tensor) => tf.mul(t, tf.mul(tf.cast(m, 'float32'), keep));
+      return {
+        value: scaled(xIn, kept),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => [scaled(dy, saved[0]!)]),
+      };
+    });
+    return f(x);
   }
   const rng = Rng.derive(seed[0], 'dropout', seed[1]);
   const n = x.size;
