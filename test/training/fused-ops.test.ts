@@ -12,6 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import { selectTfBackend } from '../../infra/tfjs-backend.js';
 import {
   attentionMask,
+  dropout,
+  DropoutStream,
   genericAttention,
   genericLinear,
   linear,
@@ -122,5 +124,39 @@ void test(
     const alias = tf.cast(x, 'float32');
     x.dispose();
     assert.deepEqual([...alias.dataSync()], [1.5, -2, 3, 4.25, 5, 6]);
+  },
+);
+
+void test(
+  'native dropout: value x * mask / (1 - rate), gradient dy * the same mask, mask a pure function of (key, call)',
+  { skip },
+  () => {
+    const rng = Rng.derive(3, 'fused-dropout');
+    const rate = 0.25;
+    const x = tf.add(tf.abs(rand(rng, [40, 100])), 0.1); // no zeros: a zero output means a dropped element
+    const w = rand(rng, [40, 100]);
+    const run = () => {
+      const stream = new DropoutStream(7);
+      const f = (a: tf.Tensor) => dropout(a, rate, stream);
+      const y = f(x).dataSync();
+      const stream2 = new DropoutStream(7);
+      const g = tf
+        .grad((a: tf.Tensor) => tf.sum(tf.mul(dropout(a, rate, stream2), w)))(x)
+        .dataSync();
+      return { y, g };
+    };
+    const { y, g } = run();
+    const xs = x.dataSync();
+    const ws = w.dataSync();
+    let kept = 0;
+    for (let i = 0; i < y.length; i++) {
+      const keep = y[i] !== 0;
+      if (keep) kept++;
+      assert.ok(Math.abs(y[i]! - (keep ? xs[i]! / (1 - rate) : 0)) <= 1e-6 * (1 + Math.abs(xs[i]!)), `value ${i}`);
+      assert.ok(Math.abs(g[i]! - (keep ? ws[i]! / (1 - rate) : 0)) <= 1e-6 * (1 + Math.abs(ws[i]!)), `gradient ${i}`);
+    }
+    const fraction = kept / y.length;
+    assert.ok(Math.abs(fraction - (1 - rate)) < 0.03, `kept fraction ${fraction}`);
+    assert.deepEqual([...run().y], [...y], 'same key and call index, same mask');
   },
 );
