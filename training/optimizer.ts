@@ -100,7 +100,8 @@ async function namedFromFlat(
     let offset = 0;
     for (const p of store.list(group)) {
       const n = sizeOf(p.shape);
-      out.push({ name: `${prefix}${p.name}`, shape: p.shape, data: data.slice(offset, offset + n) });
+      // Views into the one host copy (a checkpoint holds model, EMA and both moments at once: no second copy).
+      out.push({ name: `${prefix}${p.name}`, shape: p.shape, data: data.subarray(offset, offset + n) });
       offset += n;
     }
   }
