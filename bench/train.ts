@@ -320,7 +320,11 @@ async function main(): Promise<void> {
   for (const configName of configs) {
     const c = benchConfig(configName, latentOnly(configName) ? vae : '');
     console.log(
-      `\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`,
+      `\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, ` +
+        `denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ` +
+        `${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), ` +
+        `micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, ` +
+        `dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`,
     );
     if (!flag('no-reference')) {
       try {
@@ -373,7 +377,8 @@ async function main(): Promise<void> {
   }
   console.log(`\nload average after: ${load()}`);
   console.log(
-    '\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | cache ms | peak RSS MiB | RSS x PyTorch | training peak RSS MiB | x PyTorch |',
+    '\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | ' +
+      'cache ms | peak RSS MiB | RSS x PyTorch | training peak RSS MiB | x PyTorch |',
   );
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
@@ -383,12 +388,17 @@ async function main(): Promise<void> {
     const trainRss = r.trainPeakRssMiB ?? r.peakRssMiB;
     const trainRatio = ref ? (trainRss / ref.peakRssMiB).toFixed(2) : '-';
     console.log(
-      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} | ${trainRss.toFixed(0)} | ${trainRatio} |`,
+      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ` +
+        `${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ` +
+        `${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ` +
+        `${r.peakRssMiB.toFixed(0)} | ${rss} | ${trainRss.toFixed(0)} | ${trainRatio} |`,
     );
   }
   for (const r of rows.filter((x) => x.profile)) {
     console.log(
-      `\ntop kernels, one step: ${r.config} ${r.impl} ${r.backend} (sum of all ${r.profileTotalMs!.toFixed(0)} ms${r.profileKernels ? ` over ${r.profileKernels} kernels` : ''}; step ${r.msPerStep.toFixed(0)} ms = ${(r.msPerStep / r.profileTotalMs!).toFixed(2)}x the sum)`,
+      `\ntop kernels, one step: ${r.config} ${r.impl} ${r.backend} (sum of all ${r.profileTotalMs!.toFixed(0)} ms` +
+        `${r.profileKernels ? ` over ${r.profileKernels} kernels` : ''}; ` +
+        `step ${r.msPerStep.toFixed(0)} ms = ${(r.msPerStep / r.profileTotalMs!).toFixed(2)}x the sum)`,
     );
     for (const p of r.profile!) console.log(`  ${p.op.padEnd(40)} ${p.ms.toFixed(1).padStart(8)} ms  x${p.calls}`);
   }
