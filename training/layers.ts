@@ -5,7 +5,7 @@
  * `DropoutStream`, a pure function of (key, call index).
  */
 import * as tf from '@tensorflow/tfjs';
-import { nativeBackend, statelessUniform } from './native-ops.js';
+import { batchMatMul, biasAdd, biasAddGrad, einsum, nativeBackend, statelessUniform } from './native-ops.js';
 import { Rng } from './rng.js';
 
 /**
@@ -28,8 +28,17 @@ export class DropoutStream {
 /** Dropout source for a forward pass: `null` means evaluation (no dropout). */
 export type DropoutRng = DropoutStream | null;
 
-/** y = x W^T + b with W in PyTorch layout [out, in]; x is [..., in]. */
+/**
+ * y = x W^T + b with W in PyTorch layout [out, in]; x is [..., in]. On native TensorFlow it is one
+ * custom-gradient op (`nativeLinear`); elsewhere tfjs's matMul + add (`genericLinear`). Same numbers
+ * (tested: test/training/fused-ops.test.ts).
+ */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  return nativeBackend() ? nativeLinear(x, weight, bias) : genericLinear(x, weight, bias);
+}
+
+/** tfjs's composition: matMul (on a 2-D view of x) + add. Runs on every backend. */
+export function genericLinear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
   // A 2-D input needs no reshapes (each op, even a reshape, costs dispatch time).
   if (x.rank === 2) {
     const y = tf.matMul(x as tf.Tensor2D, weight as tf.Tensor2D, false, true);
@@ -41,6 +50,40 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Te
   let y: tf.Tensor = tf.matMul(flat as tf.Tensor2D, weight as tf.Tensor2D, false, true);
   if (bias) y = tf.add(y, bias);
   return y.reshape([...x.shape.slice(0, -1), outDim]);
+}
+
+/**
+ * The linear layer in TensorFlow ops with its gradient written out (native backend only):
+ * forward BatchMatMulV2(x, W, adj_y) on x of any rank (no reshapes) + BiasAdd; backward
+ * dx = BatchMatMulV2(dy, W), dW = dy^T x on 2-D views, db = BiasAddGrad(dy). 2 + 5 ops where tfjs's
+ * composition issues 4 + 7 (its add gradient reduces and reshapes, its matMul wants 2-D or 3-D views).
+ */
+export function nativeLinear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  const inDim = weight.shape[1]!;
+  const outDim = weight.shape[0]!;
+  if (x.shape[x.rank - 1] !== inDim)
+    throw new Error(`linear: input has ${x.shape[x.rank - 1]} features, the weight [${weight.shape}] takes ${inDim}`);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xIn = args[0] as tf.Tensor;
+    const w = args[1] as tf.Tensor;
+    const b = bias ? (args[2] as tf.Tensor) : null;
+    const save = args[args.length - 1] as tf.GradSaveFunc;
+    const xw = batchMatMul(xIn, w, false, true);
+    save([xIn, w]);
+    return {
+      value: b ? biasAdd(xw, b) : xw,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [xs, ws] = saved as [tf.Tensor, tf.Tensor];
+          const dx = batchMatMul(dy, ws, false, false);
+          const dy2 = dy.rank === 2 ? dy : dy.reshape([-1, outDim]);
+          const x2 = xs.rank === 2 ? xs : xs.reshape([-1, inDim]);
+          const dw = batchMatMul(dy2, x2, true, false);
+          return b ? [dx, dw, biasAddGrad(dy)] : [dx, dw];
+        }),
+    };
+  });
+  return bias ? f(x, weight, bias) : f(x, weight);
 }
 
 /**
@@ -88,22 +131,22 @@ export function layerNorm(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor
 
 /**
  * Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), with its gradient written out:
- * dy * (Phi(x) + x phi(x)), Phi reused from the forward pass (fewer ops than tfjs's chain rule
- * through mul, erf and add, on the widest activation of each block).
+ * dy * (Phi(x) + x phi(x)). Only x is saved (Phi is recomputed in the backward pass, 3 ops): on the
+ * widest activation of each block that keeps one tensor of [B, N, 4D] fewer alive per block.
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  const cdf = (t: tf.Tensor) => tf.mul(tf.add(tf.erf(tf.mul(t, Math.SQRT1_2)), 1), 0.5);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const xIn = args[0] as tf.Tensor;
     const save = args[1] as tf.GradSaveFunc;
-    const cdf = tf.mul(tf.add(tf.erf(tf.mul(xIn, Math.SQRT1_2)), 1), 0.5);
-    save([xIn, cdf]);
+    save([xIn]);
     return {
-      value: tf.mul(xIn, cdf),
+      value: tf.mul(xIn, cdf(xIn)),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
         tf.tidy(() => {
-          const [xs, c] = saved as [tf.Tensor, tf.Tensor];
+          const xs = saved[0]!;
           const pdf = tf.mul(tf.exp(tf.mul(tf.square(xs), -0.5)), 1 / Math.sqrt(2 * Math.PI));
-          return [tf.mul(dy, tf.add(c, tf.mul(xs, pdf)))];
+          return [tf.mul(dy, tf.add(cdf(xs), tf.mul(xs, pdf)))];
         }),
     };
   });
@@ -119,18 +162,30 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** Inverted dropout with the next mask of `stream` (identity when `stream` is null or rate is 0). */
+/**
+ * Inverted dropout with the next mask of `stream` (identity when `stream` is null or rate is 0).
+ * On native TensorFlow it is a custom-gradient op that saves only the boolean keep mask (1 byte per
+ * element): tfjs's mul would keep the float mask and the input alive for the backward pass (8 bytes
+ * per element, on the widest activations). Elsewhere the mask is drawn in JS and applied with tf.mul.
+ */
 export function dropout(x: tf.Tensor, rate: number, stream: DropoutRng): tf.Tensor {
   if (!stream || rate <= 0) return x;
   const seed = stream.nextSeed();
   const keep = 1 / (1 - rate);
   const be = nativeBackend();
   if (be) {
-    // Built outside any gradient: the mask is a constant of the step.
-    const mask = tf.tidy(() =>
-      tf.mul(tf.cast(tf.greaterEqual(statelessUniform(be, x.shape, seed), rate), 'float32'), keep),
-    );
-    return tf.mul(x, mask);
+    const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const xIn = args[0] as tf.Tensor;
+      const save = args[1] as tf.GradSaveFunc;
+      const kept = tf.greaterEqual(statelessUniform(be, xIn.shape, seed), rate);
+      save([kept]);
+      const scaled = (t: tf.Tensor, m: tf.Tensor) => tf.mul(t, tf.mul(tf.cast(m, 'float32'), keep));
+      return {
+        value: scaled(xIn, kept),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => [scaled(dy, saved[0]!)]),
+      };
+    });
+    return f(x);
   }
   const rng = Rng.derive(seed[0], 'dropout', seed[1]);
   const n = x.size;
@@ -159,10 +214,18 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor
 
 /**
  * Multi-head scaled dot-product attention. q: [B, N, D], k and v: [B, M, D]; `mask` is additive
- * (0 or a large negative number), [B * heads, N or 1, M]. Heads are a 4-D batch ([B, heads, len, dh]:
- * one reshape and one transpose per operand), and the 1/sqrt(dh) scale goes on q, the smaller tensor.
+ * (0 or a large negative number), [B * heads, N or 1, M]. On native TensorFlow one custom-gradient
+ * op (`nativeAttention`); elsewhere tfjs's composition (`genericAttention`). Same numbers (tested).
  */
 export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, mask?: tf.Tensor): tf.Tensor {
+  return nativeBackend() ? nativeAttention(q, k, v, heads, mask) : genericAttention(q, k, v, heads, mask);
+}
+
+/**
+ * Attention in tfjs ops, differentiated by tfjs: heads are a 4-D batch ([B, heads, len, dh]: one
+ * reshape and one transpose per operand), and the 1/sqrt(dh) scale goes on q, the smaller tensor.
+ */
+export function genericAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, mask?: tf.Tensor): tf.Tensor {
   const [B, N, D] = q.shape as [number, number, number];
   const M = k.shape[1]!;
   const dh = D / heads;
@@ -172,6 +235,44 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: numbe
   const probs = tf.softmax(scores) as tf.Tensor4D;
   const out = tf.matMul(probs, split(v, M));
   return out.transpose([0, 2, 1, 3]).reshape([B, N, D]);
+}
+
+/**
+ * Attention as one custom-gradient op on native TensorFlow. Heads are a reshape ([B, len, heads, dh],
+ * no copy) and TF's Einsum contracts them without explicit transposes; the backward pass is written
+ * out (softmax gradient p * (dp - sum(dp * p))), saving only q, k, v and the probabilities.
+ * Forward 8 ops (10 with a mask), backward 13, where tfjs's composition issues about 32.
+ */
+export function nativeAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, mask?: tf.Tensor): tf.Tensor {
+  const [B, N, D] = q.shape as [number, number, number];
+  const M = k.shape[1]!;
+  const dh = D / heads;
+  const scale = 1 / Math.sqrt(dh);
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const save = args[3] as tf.GradSaveFunc;
+    const q4 = (args[0] as tf.Tensor).reshape([B, N, heads, dh]);
+    const k4 = (args[1] as tf.Tensor).reshape([B, M, heads, dh]);
+    const v4 = (args[2] as tf.Tensor).reshape([B, M, heads, dh]);
+    let scores = tf.mul(einsum('bnhd,bmhd->bhnm', q4, k4), scale);
+    if (mask) scores = tf.add(scores, mask.reshape([B, heads, mask.shape[1]!, M]));
+    const probs = tf.softmax(scores);
+    save([q4, k4, v4, probs]);
+    return {
+      value: einsum('bhnm,bmhd->bnhd', probs, v4).reshape([B, N, D]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [qs, ks, vs, p] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const dy4 = dy.reshape([B, N, heads, dh]);
+          const dp = einsum('bnhd,bmhd->bhnm', dy4, vs);
+          const dv = einsum('bhnm,bnhd->bmhd', p, dy4);
+          const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), scale);
+          const dq = einsum('bhnm,bmhd->bnhd', ds, ks);
+          const dk = einsum('bhnm,bnhd->bmhd', ds, qs);
+          return [dq.reshape([B, N, D]), dk.reshape([B, M, D]), dv.reshape([B, M, D])];
+        }),
+    };
+  });
+  return f(q, k, v);
 }
 
 export const MASKED = -1e9;

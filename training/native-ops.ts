@@ -1,7 +1,12 @@
 /**
  * TensorFlow ops by name on the native backend (tfjs-node's `executeSingleOutput`), for what tfjs's
- * generic kernels do slowly or in JavaScript. Structural types only: tfjs-node is an optional,
- * setup-built package, so nothing here imports it; every function checks the active backend first.
+ * generic kernels do slowly, in several ops, or in JavaScript. Structural types only: tfjs-node is an
+ * optional, setup-built package, so nothing here imports it; every function checks the active backend
+ * first, and callers keep a generic tfjs path for wasm and cpu.
+ *
+ * Each op runs through tfjs's engine as a kernel registered under `Native<Op>` for the `tensorflow`
+ * backend, so tensors are tracked, `tf.tidy` frees them and `tf.profile` lists them like any kernel.
+ * They have no tfjs gradient: they are used inside `tf.customGrad` forward and gradient functions.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -11,15 +16,134 @@ interface TfeOpAttr {
   value: unknown;
 }
 interface NativeBackend {
-  binding: { TF_ATTR_TYPE: number; TF_FLOAT: number; TF_INT32: number };
-  executeSingleOutput(name: string, attrs: TfeOpAttr[], inputs: tf.Tensor[]): tf.Tensor;
+  binding: {
+    TF_ATTR_TYPE: number;
+    TF_ATTR_BOOL: number;
+    TF_ATTR_INT: number;
+    TF_ATTR_STRING: number;
+    TF_FLOAT: number;
+    TF_INT32: number;
+  };
+  executeSingleOutput(name: string, attrs: TfeOpAttr[], inputs: tf.TensorInfo[]): tf.Tensor;
+  incRef(dataId: object): void;
 }
 
-/** The native backend when it is the active one, else null. */
+const BACKEND = 'tensorflow';
+
+/** The native backend when it is the active one (and installs the lean kernels once), else null. */
 export function nativeBackend(): NativeBackend | null {
-  if (tf.getBackend() !== 'tensorflow') return null;
+  if (tf.getBackend() !== BACKEND) return null;
   const be = tf.backend() as unknown as Partial<NativeBackend>;
-  return typeof be.executeSingleOutput === 'function' && be.binding ? (be as NativeBackend) : null;
+  if (typeof be.executeSingleOutput !== 'function' || !be.binding) return null;
+  installLeanKernels();
+  return be as NativeBackend;
+}
+
+let leanInstalled = false;
+
+/**
+ * tfjs-node runs every `Reshape` and `Cast` as a TensorFlow op (plus, for Reshape, a shape tensor),
+ * also when nothing changes: tfjs's gradient formulas reshape every broadcast operand's gradient to
+ * the shape it already has and cast float32 gradients to float32 (about 300 such ops per step of
+ * the tiny config, ~30-60 us each). A same-shape Reshape and a same-dtype Cast share the input's
+ * buffer instead (what tfjs's own Identity kernel does on this backend, and what its cpu backend does
+ * for every Reshape); every other call goes to tfjs-node's kernel as before. The values are the same
+ * tensors, bit for bit.
+ */
+function installLeanKernels(): void {
+  if (leanInstalled) return;
+  leanInstalled = true;
+  /** Whether reshaping `shape` to `target` (which may hold one -1) leaves it as it is. */
+  const sameShape = (shape: readonly number[], target: readonly number[]) => {
+    if (shape.length !== target.length) return false;
+    const size = shape.reduce((a, d) => a * d, 1);
+    const known = target.reduce((a, d) => (d === -1 ? a : a * d), 1);
+    return target.every((d, i) => (d === -1 ? known > 0 && size / known === shape[i] : d === shape[i]));
+  };
+  const wrap = (kernelName: string, unchanged: (x: tf.TensorInfo, attrs: tf.NamedAttrMap) => boolean) => {
+    const original = tf.getKernel(kernelName, BACKEND);
+    if (!original) return;
+    tf.unregisterKernel(kernelName, BACKEND);
+    tf.registerKernel({
+      ...original,
+      kernelFunc: (args) => {
+        const x = args.inputs.x as tf.TensorInfo;
+        if (!unchanged(x, args.attrs ?? {})) return original.kernelFunc(args);
+        (args.backend as unknown as NativeBackend).incRef(x.dataId);
+        return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+      },
+    });
+  };
+  wrap('Reshape', (x, attrs) => sameShape(x.shape, attrs.shape as number[]));
+  wrap('Cast', (x, attrs) => x.dtype === attrs.dtype);
+}
+
+/** The attribute lists the ops below need, built from the binding's enum values. */
+const attr = {
+  float: (b: NativeBackend['binding'], name = 'T'): TfeOpAttr => ({ name, type: b.TF_ATTR_TYPE, value: b.TF_FLOAT }),
+  bool: (b: NativeBackend['binding'], name: string, value: boolean): TfeOpAttr => ({
+    name,
+    type: b.TF_ATTR_BOOL,
+    value,
+  }),
+};
+
+const registered = new Set<string>();
+
+/** Run TensorFlow op `op` on `inputs` through the engine (kernel `Native<op>`; the attributes come with each call), one float32 output. */
+function runNative(op: string, inputs: tf.Tensor[], attrs: (b: NativeBackend['binding']) => TfeOpAttr[]): tf.Tensor {
+  const kernelName = `Native${op}`;
+  if (!registered.has(kernelName)) {
+    registered.add(kernelName);
+    tf.registerKernel({
+      kernelName,
+      backendName: BACKEND,
+      kernelFunc: ({ inputs: named, backend, attrs: a }) => {
+        const be = backend as unknown as NativeBackend;
+        const list = Object.keys(named)
+          .sort()
+          .map((k) => named[k] as tf.TensorInfo);
+        return be.executeSingleOutput(
+          op,
+          (a!.tfAttrs as unknown as (b: NativeBackend['binding']) => TfeOpAttr[])(be.binding),
+          list,
+        );
+      },
+    });
+  }
+  const named: tf.NamedTensorMap = {};
+  inputs.forEach((t, i) => (named[`in${i}`] = t));
+  return tf
+    .engine()
+    .runKernel(kernelName, named, { tfAttrs: attrs as unknown as tf.NamedAttrMap[string] }) as tf.Tensor;
+}
+
+/** x @ y (either adjoint), batch dimensions broadcast as NumPy (TF BatchMatMulV2): [.., n, k] @ [k, m]. */
+export function batchMatMul(x: tf.Tensor, y: tf.Tensor, adjX: boolean, adjY: boolean): tf.Tensor {
+  return runNative('BatchMatMulV2', [x, y], (b) => [
+    attr.float(b),
+    attr.bool(b, 'adj_x', adjX),
+    attr.bool(b, 'adj_y', adjY),
+  ]);
+}
+
+/** TF Einsum of two operands (e.g. 'bnhd,bmhd->bhnm': the transposes happen inside the one op). */
+export function einsum(equation: string, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+  return runNative('Einsum', [a, b], (bd) => [
+    attr.float(bd),
+    { name: 'N', type: bd.TF_ATTR_INT, value: 2 },
+    { name: 'equation', type: bd.TF_ATTR_STRING, value: equation },
+  ]);
+}
+
+/** x + bias over the last axis (TF BiasAdd, any rank). */
+export function biasAdd(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  return runNative('BiasAdd', [x, bias], (b) => [attr.float(b)]);
+}
+
+/** Sum of dy over every axis but the last (TF BiasAddGrad): the bias gradient of `biasAdd`. */
+export function biasAddGrad(dy: tf.Tensor): tf.Tensor {
+  return runNative('BiasAddGrad', [dy], (b) => [attr.float(b)]);
 }
 
 /**

@@ -100,7 +100,8 @@ async function namedFromFlat(
     let offset = 0;
     for (const p of store.list(group)) {
       const n = sizeOf(p.shape);
-      out.push({ name: `${prefix}${p.name}`, shape: p.shape, data: data.slice(offset, offset + n) });
+      // Views into the one host copy (a checkpoint holds model, EMA and both moments at once: no second copy).
+      out.push({ name: `${prefix}${p.name}`, shape: p.shape, data: data.subarray(offset, offset + n) });
       offset += n;
     }
   }
@@ -189,16 +190,29 @@ export class AdamW {
       const v = this.v.get(group)!;
       const ps = this.store.list(group);
       const rate = lr[group];
+      // Each moment in its own scope, assigned before the next is computed: a group's vectors are the
+      // size of the model, and one scope over the whole update would hold ~15 of them at once.
+      const g = gradScale === 1 ? g0 : tf.mul(g0, gradScale);
+      const assign = (target: tf.Variable, value: tf.Tensor) => {
+        target.assign(value);
+        value.dispose();
+      };
+      try {
+        assign(
+          m,
+          tf.tidy(() => tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1))),
+        );
+        assign(
+          v,
+          tf.tidy(() => tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2))),
+        );
+      } finally {
+        if (g !== g0) g.dispose();
+      }
+      const flatP = flatParams.get(group)!;
       const next = tf.tidy(() => {
-        const g = gradScale === 1 ? g0 : tf.mul(g0, gradScale);
-        const flatP = flatParams.get(group)!;
-        const decayed = tf.mul(flatP, 1 - rate * weightDecay);
-        const m1 = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
-        const v1 = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
-        const denom = tf.add(tf.div(tf.sqrt(v1), bc2Sqrt), eps);
-        const p1 = tf.sub(decayed, tf.mul(tf.div(m1, denom), rate / bc1)) as tf.Tensor1D;
-        m.assign(m1);
-        v.assign(v1);
+        const step = tf.tidy(() => tf.mul(tf.div(m, tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps)), rate / bc1));
+        const p1 = tf.sub(tf.mul(flatP, 1 - rate * weightDecay), step) as tf.Tensor1D;
         flatP.assign(p1);
         scatterToParams(ps, p1);
         return p1;
