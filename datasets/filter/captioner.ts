@@ -59,6 +59,12 @@ export interface CaptionerOptions extends ModelRuntimeOptions {
   prompt?: string;
   /** Images per generate() call (default 16). */
   batchSize?: number;
+  /**
+   * Candidate captions per image for {@link Captioner.captionCandidateRows}: beam search's best
+   * `candidates` hypotheses (transformers' num_return_sequences; needs numBeams >= candidates). Default
+   * null: captionCandidateRows is refused.
+   */
+  candidates?: number | null;
 }
 
 /** Generated token ids per image: the new tokens only (no start token, no prompt, cut at EOS). */
@@ -75,6 +81,8 @@ export interface Captioner {
     Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>
   > & {
     prompt: string | null;
+    /** Candidates per image (beam search's best hypotheses); null: one caption per image only. */
+    candidates: number | null;
     decoder: CaptionDecoderPath;
     /** The architecture (config.json's model_type): `vit-gpt2` or `blip`. */
     type: CaptionerType;
@@ -85,6 +93,13 @@ export interface Captioner {
   captionRows(
     images: readonly (Uint8Array | null)[],
   ): Promise<{ captions: (string | null)[]; errors: (string | null)[] }>;
+  /**
+   * `options.candidates` captions per image, best beam first (the first is what captionRows returns);
+   * null/undecodable rows get null and a reason. ConfigError when the captioner was loaded without `candidates`.
+   */
+  captionCandidateRows(
+    images: readonly (Uint8Array | null)[],
+  ): Promise<{ candidates: (string[] | null)[]; errors: (string | null)[] }>;
   /** Full generated sequences as transformers returns them (start token + prompt + new tokens). */
   generateSequences(images: readonly Uint8Array[]): Promise<number[][]>;
   pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch>;
@@ -188,6 +203,13 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const maxNewTokens = positiveInt('maxNewTokens', opts.maxNewTokens ?? 30);
   const numBeams = positiveInt('numBeams', opts.numBeams ?? 1);
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 16);
+  const candidates = opts.candidates == null ? null : positiveInt('candidates', opts.candidates);
+  if (candidates !== null && candidates > numBeams) {
+    throw new ConfigError(
+      `candidates is ${candidates} but numBeams is ${numBeams}: beam search returns at most numBeams hypotheses per image`,
+      `set numBeams to at least ${candidates} (or lower candidates).`,
+    );
+  }
   const rt = await resolveRuntime(opts);
   const pool = preprocessPool(
     await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
@@ -287,7 +309,8 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const pad = setup.pad ?? [...eos][0] ?? -1;
   const beamPad = eos.size === 0 ? -1 : pad !== 0 ? pad : ([...eos][0] as number);
 
-  async function generate(batch: PixelBatch): Promise<number[][]> {
+  /** `ret` sequences per image (input-major, best first); ret > 1 only with beams. */
+  async function generate(batch: PixelBatch, ret = 1): Promise<number[][]> {
     const n = batch.dims[0];
     const prefix = [start as number, ...promptIds];
     if (loop && numBeams > 1)
@@ -298,6 +321,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
         pad: beamPad,
         lengthPenalty,
         earlyStopping,
+        numReturnSequences: ret,
       });
     if (loop) return loop.greedy(batch, prefix, { maxNewTokens, eos: [...eos], pad });
     if (!model) throw new Error('captioner: no decoding loop and no transformers.js model (internal error)');
@@ -320,10 +344,38 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
 
   const decodeOrThrow = (images: readonly Uint8Array[]): Promise<PixelBatch> => pool.pixels(images);
 
+  /** `ret` decoded captions per image (best first); null rows / undecodable images: null + reason. */
+  async function captionSets(
+    images: readonly (Uint8Array | null)[],
+    ret: number,
+  ): Promise<{ sets: (string[] | null)[]; errors: (string | null)[] }> {
+    const sets: (string[] | null)[] = new Array<string[] | null>(images.length).fill(null);
+    const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
+    // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the model runs on this one.
+    await prefetchBatches(
+      images,
+      batchSize,
+      (batch) => pool.prepare(batch),
+      async (prep, s) => {
+        prep.errors.forEach((e, k) => {
+          if (e !== null) errors[s + k] = e;
+        });
+        if (!prep.pixels) return;
+        const seqs = await generate(prep.pixels, ret);
+        prep.rows.forEach((row, k) => {
+          sets[s + row] = seqs
+            .slice(k * ret, (k + 1) * ret)
+            .map((seq) => tokenizer.decode(newTokens(seq), { skip_special_tokens: true }).trim());
+        });
+      },
+    );
+    return { sets, errors };
+  }
+
   const captioner: Captioner = {
     modelDir,
     device: rt.choice,
-    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, decoder, type },
+    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, candidates, decoder, type },
     async caption(images) {
       const res = await captioner.captionRows(images);
       const bad = res.errors.findIndex((e) => e !== null);
@@ -331,27 +383,18 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
       return res.captions as string[];
     },
     async captionRows(images) {
-      const captions: (string | null)[] = new Array<string | null>(images.length).fill(null);
-      const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
-      // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the model runs on this one.
-      await prefetchBatches(
-        images,
-        batchSize,
-        (batch) => pool.prepare(batch),
-        async (prep, s) => {
-          prep.errors.forEach((e, k) => {
-            if (e !== null) errors[s + k] = e;
-          });
-          if (!prep.pixels) return;
-          const seqs = await generate(prep.pixels);
-          seqs.forEach((seq, k) => {
-            captions[s + (prep.rows[k] as number)] = tokenizer
-              .decode(newTokens(seq), { skip_special_tokens: true })
-              .trim();
-          });
-        },
-      );
-      return { captions, errors };
+      const { sets, errors } = await captionSets(images, 1);
+      return { captions: sets.map((set) => set?.[0] ?? null), errors };
+    },
+    async captionCandidateRows(images) {
+      if (candidates === null) {
+        throw new ConfigError(
+          `captioner ${modelDir} was loaded without candidates`,
+          'load it with the candidates option (e.g. { candidates: 3, numBeams: 3 }).',
+        );
+      }
+      const { sets, errors } = await captionSets(images, candidates);
+      return { candidates: sets, errors };
     },
     async generateSequences(images) {
       const out: number[][] = [];

@@ -102,6 +102,7 @@ export class FilterModelCache {
           maxNewTokens: c.options.maxNewTokens,
           numBeams: c.options.numBeams,
           ...(c.options.prompt ? { prompt: c.options.prompt } : {}),
+          ...(c.options.candidates ? { candidates: c.options.candidates.count } : {}),
         });
         return this.verified(m, c);
       });

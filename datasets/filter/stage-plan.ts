@@ -39,8 +39,21 @@ export interface FilterPlanSpec {
   captionPrompt?: string | null;
   maxNewTokens?: number;
   numBeams?: number;
+  /**
+   * CLIP reranking of candidate captions (LAION-COCO): `count` candidates per image (beam search's best
+   * hypotheses; numBeams defaults to `count` and must be >= it), scored with the filter's CLIP, the best
+   * kept as `caption_generated`; candidates and scores stored in the shard. Default null: off.
+   */
+  captionCandidates?: CaptionCandidatesSpec | null;
   batchSize?: number;
   device?: OnnxDeviceRequest;
+}
+
+/** How candidate captions are made and chosen: beam search's best `count`, the highest CLIP score kept. */
+export interface CaptionCandidatesSpec {
+  count: number;
+  /** How the caption is chosen among the candidates: `clip` (the only one: highest CLIP score). */
+  select?: 'clip';
 }
 
 /** A model as the plan pins it: directory and sha256 of every file. */
@@ -54,6 +67,8 @@ export interface PlannedCaptionOptions {
   maxNewTokens: number;
   numBeams: number;
   prompt: string | null;
+  /** Present only with reranking (so plans without it keep their fingerprints). */
+  candidates?: { count: number; select: 'clip'; from: 'beams' };
 }
 
 /** One source shard as the source manifest lists it. */
@@ -109,6 +124,37 @@ export async function readFilterPlan(storage: ArtifactStorage, name: string, ver
   return plan;
 }
 
+/** The reranking option, validated (null when off). */
+function captionCandidates(spec: FilterPlanSpec, hasCaptioner: boolean): PlannedCaptionOptions['candidates'] | null {
+  const c = spec.captionCandidates;
+  if (c === undefined || c === null) return null;
+  if (typeof c !== 'object' || typeof c.count !== 'number' || !Number.isInteger(c.count) || c.count < 1) {
+    throw new ConfigError(
+      `captionCandidates.count is ${JSON.stringify((c as { count?: unknown } | null)?.count)}; it must be an integer >= 1`,
+      'give the number of candidate captions per image, e.g. captionCandidates: { count: 4 } (or omit captionCandidates to turn reranking off).',
+    );
+  }
+  if (c.select !== undefined && c.select !== 'clip') {
+    throw new ConfigError(
+      `captionCandidates.select is ${JSON.stringify(c.select)}`,
+      'use select "clip" (the candidate with the highest CLIP score is kept), or omit it.',
+    );
+  }
+  if (!hasCaptioner) {
+    throw new ConfigError(
+      'captionCandidates is set but no captioner model was given, so there are no candidate captions to rerank',
+      'pass a captioner model directory (captionerModelDir / --captioner DIR), or omit captionCandidates.',
+    );
+  }
+  if (typeof spec.clipModelDir !== 'string' || spec.clipModelDir.length === 0) {
+    throw new ConfigError(
+      "captionCandidates is set but no CLIP model directory was given (clipModelDir): the candidates are scored with the filter's CLIP",
+      'pass the CLIP model directory (clipModelDir / --clip DIR), or omit captionCandidates.',
+    );
+  }
+  return { count: c.count, select: 'clip', from: 'beams' };
+}
+
 /** Validate options and the source; check and hash the models (no file is written). */
 async function resolvePlan(
   storage: ArtifactStorage,
@@ -128,11 +174,19 @@ async function resolvePlan(
       'pass a captioner model directory (--captioner DIR), or apply the threshold to the original captions (--threshold-caption original).',
     );
   }
+  const candidates = captionCandidates(spec, hasCaptioner);
   const options: PlannedCaptionOptions = {
     maxNewTokens: positiveInt('maxNewTokens', spec.maxNewTokens ?? 30),
-    numBeams: positiveInt('numBeams', spec.numBeams ?? 1),
+    numBeams: positiveInt('numBeams', spec.numBeams ?? candidates?.count ?? 1),
     prompt: spec.captionPrompt && spec.captionPrompt.length > 0 ? spec.captionPrompt : null,
+    ...(candidates ? { candidates } : {}),
   };
+  if (candidates && options.numBeams < candidates.count) {
+    throw new ConfigError(
+      `captionCandidates.count is ${candidates.count} but numBeams is ${options.numBeams}: the candidates are beam search's best hypotheses, at most numBeams per image`,
+      `set numBeams to at least ${candidates.count} (or omit it: it defaults to captionCandidates.count), or lower captionCandidates.count.`,
+    );
+  }
   const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
   const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
   const clip: PlannedModel = { dir: clipDir, files: await hashModelDir(clipDir) };
