@@ -31,11 +31,9 @@ after(() => tmp.cleanup());
 
 before(() => {
   assert.ok(existsSync(PY), `${PY} is missing: run \`npm run setup\` (scripts/setup-models.sh creates .venv-models)`);
-  const res = spawnSync(
-    PY,
-    [join(ROOT, 'scripts/fixtures/make_import_sources.py'), SRC, '--with-fid'],
-    { encoding: 'utf8' },
-  );
+  const res = spawnSync(PY, [join(ROOT, 'scripts/fixtures/make_import_sources.py'), SRC, '--with-fid'], {
+    encoding: 'utf8',
+  });
   assert.equal(res.status, 0, res.stderr);
 });
 
@@ -169,16 +167,13 @@ void test(
 // The fixture network's batch norms shift pre-activations by +1 (make_import_sources.py BN_SHIFT): without it
 // the random network amplified float32 rounding ~1.5-2x per block and PyTorch and ONNX Runtime each ended
 // ~1e-4 from a float64 run. Real weights could not be tried here (no download).
-void test(
-  "fid-inception: pytorch-fid's weights file -> model.onnx + extractor.json, features within 1e-4 of pytorch-fid's network",
-  () => {
-    const { out, manifest } = importOk('fid-inception', 'fid', 'fid');
-    assert.equal(manifest.check.tolerance, 1e-4);
-    assert.ok((manifest.check.max_abs_diff as number) <= 1e-4, `max |diff| ${String(manifest.check.max_abs_diff)}`);
-    const desc = JSON.parse(readFileSync(join(out, 'extractor.json'), 'utf8')) as {
-      feature_dim: number;
-      input_size: number[];
-    };
-    assert.deepEqual([desc.feature_dim, desc.input_size], [2048, [299, 299]]);
-  },
-);
+void test("fid-inception: pytorch-fid's weights file -> model.onnx + extractor.json, features within 1e-4 of pytorch-fid's network", () => {
+  const { out, manifest } = importOk('fid-inception', 'fid', 'fid');
+  assert.equal(manifest.check.tolerance, 1e-4);
+  assert.ok((manifest.check.max_abs_diff as number) <= 1e-4, `max |diff| ${String(manifest.check.max_abs_diff)}`);
+  const desc = JSON.parse(readFileSync(join(out, 'extractor.json'), 'utf8')) as {
+    feature_dim: number;
+    input_size: number[];
+  };
+  assert.deepEqual([desc.feature_dim, desc.input_size], [2048, [299, 299]]);
+});
