@@ -8,7 +8,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../infra/errors.js';
 import { LocalStorage } from '../../infra/storage.js';
@@ -20,14 +20,28 @@ import { filterShard } from '../../datasets/filter/stage.js';
 import { FilterModelCache } from '../../datasets/filter/stage-models.js';
 import { buildFilterManifest } from '../../datasets/filter/stage-manifest.js';
 import { tempDir } from '../helpers/env.js';
-import { pyarrowRead, sourceRows, writeSourceDataset } from '../integration/filter-source.js';
-import { CLIP_DIR, MODELS, ROOT } from './fixtures.js';
+import { pyarrowRead, SOURCE_ROWS, sourceRows, writeSourceDataset } from '../integration/filter-source.js';
+import { CLIP_DIR, MODELS, ROOT, referenceImages } from './fixtures.js';
 
 const BLIP_DIR = `${MODELS}/blip-tiny`;
 const MODELS_PY = process.env['KILN_MODELS_PYTHON'] ?? join(ROOT, '.venv-models', 'bin', 'python');
 /** Kiln's ONNX CLIP vs transformers' PyTorch CLIP on the same pair (the fixtures agree to ~1e-6). */
 const SCORE_TOL = 1e-5;
 const tmp = tempDir('kiln-filter-rerank-');
+
+/** transformers' generate(num_beams=k, num_return_sequences=k) candidates (scripts/fixtures/make_candidates_reference.py). */
+interface CandidatesReference {
+  images: string[];
+  runs: {
+    name: string;
+    num_beams: number;
+    max_new_tokens: number;
+    prompt: string | null;
+    candidates: string[][];
+    stable_under_noise: boolean;
+  }[];
+}
+const CANDIDATES = JSON.parse(readFileSync(`${MODELS}/blip-candidates.json`, 'utf8')) as CandidatesReference;
 after(() => tmp.cleanup());
 
 const SPEC: FilterPlanSpec = {
@@ -83,6 +97,31 @@ function argmax(xs: readonly number[]): number {
   return xs.reduce((best, x, i) => (x > (xs[best] as number) ? i : best), 0);
 }
 
+void test("the captioner's candidates are transformers' generate(num_return_sequences=k), best first, batched and per image", async () => {
+  const images = referenceImages();
+  for (const run of CANDIDATES.runs) {
+    assert.ok(run.stable_under_noise, `${run.name}: the reference is not stable under 1e-4 logit noise`);
+    const cap = await loadCaptioner(BLIP_DIR, {
+      device: 'cpu',
+      maxNewTokens: run.max_new_tokens,
+      numBeams: run.num_beams,
+      candidates: run.num_beams,
+      ...(run.prompt ? { prompt: run.prompt } : {}),
+    });
+    try {
+      assert.deepEqual((await cap.captionCandidateRows(images)).candidates, run.candidates, `${run.name} batched`);
+      for (const [i, image] of images.entries())
+        assert.deepEqual(
+          (await cap.captionCandidateRows([image])).candidates,
+          [run.candidates[i]],
+          `${run.name} image ${i}`,
+        );
+    } finally {
+      await cap.dispose();
+    }
+  }
+});
+
 void test('captionCandidates 3: three beam candidates per image, scored with CLIP (= transformers), the best kept, stored in the shard, rerun identical', async (t) => {
   const spec = { ...SPEC, captionCandidates: { count: 3 } };
   const run = await filterAll(`${tmp.path}/a`, spec);
@@ -119,6 +158,14 @@ void test('captionCandidates 3: three beam candidates per image, scored with CLI
   const best = await cap.captionRows(success.map((r) => r.jpg));
   await cap.dispose();
 
+  // Same settings as the reference run beams3_prompt (3 beams, 6 new tokens, the prompt).
+  const refRun = CANDIDATES.runs.find((r) => r.name === 'beams3_prompt')!;
+  const refCandidates = new Map(CANDIDATES.images.map((name, i) => [name, refRun.candidates[i]!]));
+  const imageOf = new Map(
+    sourceRows()
+      .flat()
+      .map((r, i) => [r.key, SOURCE_ROWS.flat()[i]![0]]),
+  );
   const items: { image: string; texts: string[]; key: string }[] = [];
   const imgDir = `${tmp.path}/images`;
   mkdirSync(imgDir, { recursive: true });
@@ -136,6 +183,7 @@ void test('captionCandidates 3: three beam candidates per image, scored with CLI
     }
     scored++;
     assert.deepEqual(row.caption_candidates, cands, `row ${s.key}: candidates`);
+    assert.deepEqual(cands, refCandidates.get(imageOf.get(s.key)!), `row ${s.key}: candidates = transformers'`);
     assert.equal(cands[0], best.captions[i], 'the first candidate is the best beam (what captionRows returns)');
     const scores = row.caption_candidate_scores!;
     assert.equal(scores.length, 3);
