@@ -17,6 +17,7 @@ import { DatasetLayout } from '../../datasets/shards/layout.js';
 import { loadCaptioner } from '../../datasets/filter/captioner.js';
 import { planFilter, type FilterPlanSpec } from '../../datasets/filter/stage-plan.js';
 import { filterShard } from '../../datasets/filter/stage.js';
+import { readShardScores, scoresUri } from '../../datasets/filter/stage-scores.js';
 import { FilterModelCache } from '../../datasets/filter/stage-models.js';
 import { buildFilterManifest } from '../../datasets/filter/stage-manifest.js';
 import { tempDir } from '../helpers/env.js';
@@ -66,8 +67,12 @@ type Row = Record<string, unknown> & {
   caption_candidate_scores?: number[] | null;
 };
 
-/** Plan and filter every shard of a fresh `web@v1` under `root`; the shards as pyarrow reads them. */
-async function filterAll(root: string, spec: FilterPlanSpec) {
+/**
+ * Plan and filter every shard of a fresh `web@v1` under `root`; the shards as pyarrow reads them. With
+ * `killAt`, shard 0's first attempt dies once that many rows are scored (checkpointed every batch) and a
+ * second attempt resumes from its scores sidecar; `resumed` holds what the sidecar had then.
+ */
+async function filterAll(root: string, spec: FilterPlanSpec, killAt?: number) {
   const storage = new LocalStorage(root);
   const lineage = new LineageStore(`${root}/lineage.db`);
   const cache = new FilterModelCache();
@@ -75,6 +80,35 @@ async function filterAll(root: string, spec: FilterPlanSpec) {
     await writeSourceDataset(storage, lineage, 'web');
     const { plan } = await planFilter(storage, spec, 1);
     const shas: string[] = [];
+    let resumed: { rowsDone: number; candidates: number; scores: number } | null = null;
+    if (killAt !== undefined) {
+      await assert.rejects(
+        filterShard(
+          storage,
+          { plan, shardIndex: 0 },
+          {
+            models: async () => (await cache.acquire(plan)).models,
+            checkpointIntervalMs: 0,
+            onProgress: (p) => {
+              if (p.phase === 'score' && p.rowsDone >= killAt) throw new Error('worker killed');
+            },
+          },
+        ),
+        /worker killed/,
+      );
+      const src = plan.source.shards[0]!;
+      const layout = new DatasetLayout(storage, 'web', plan.version);
+      const partial = (await readShardScores(storage, scoresUri(storage, layout, 0), {
+        fingerprint: plan.fingerprint,
+        sourceSha256: src.sha256,
+        rows: src.rows,
+      }))!.scores;
+      resumed = {
+        rowsDone: partial.rowsDone,
+        candidates: partial.captionCandidates?.filter((c) => c !== null).length ?? -1,
+        scores: partial.captionCandidateScores?.filter((c) => c !== null).length ?? -1,
+      };
+    }
     for (const shard of plan.source.shards) {
       const out = await filterShard(
         storage,
@@ -86,7 +120,7 @@ async function filterAll(root: string, spec: FilterPlanSpec) {
     const layout = new DatasetLayout(storage, 'web', plan.version);
     const shards = plan.source.shards.map((s) => pyarrowRead(storage.localPath(layout.shardUri(s.index))));
     const { manifest } = await buildFilterManifest(storage, plan, null);
-    return { plan, shas, shards, manifest };
+    return { plan, shas, shards, manifest, resumed };
   } finally {
     await cache.dispose();
     lineage.close();
@@ -220,9 +254,12 @@ void test('captionCandidates 3: three beam candidates per image, scored with CLI
   t.diagnostic(`candidate scores vs transformers CLIPModel: max |diff| ${worst} over ${items.length * 3} pairs`);
   assert.ok(worst <= SCORE_TOL, `candidate scores vs transformers: max |diff| ${worst} > ${SCORE_TOL}`);
 
-  // A rerun from scratch (another data root) writes the same rows. (libvips's message for the undecodable
+  // A rerun from scratch (another data root) whose first attempt at shard 0 is killed after 2 scored rows
+  // and resumed from the checkpointed sidecar writes the same rows. (libvips's message for the undecodable
   // image repeats a varying number of lines, so error messages are compared up to their detail.)
-  const again = await filterAll(`${tmp.path}/b`, spec);
+  const again = await filterAll(`${tmp.path}/b`, spec, 2);
+  assert.ok(again.resumed && again.resumed.rowsDone >= 2, JSON.stringify(again.resumed));
+  assert.ok(again.resumed.candidates >= 2 && again.resumed.scores === again.resumed.candidates);
   const comparable = (shards: typeof run.shards) =>
     shards.map((s) => ({
       schema: s.schema,
