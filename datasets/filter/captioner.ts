@@ -41,6 +41,7 @@ import {
   type ModelFileHash,
 } from './model-dir.js';
 import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
+import { candidateStream, type SamplingConfig } from './sampling.js';
 import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
 
 /** The vision encoder in Optimum's layout (what transformers.js loads for VisionEncoderDecoder). */
@@ -65,6 +66,11 @@ export interface CaptionerOptions extends ModelRuntimeOptions {
    * null: captionCandidateRows is refused.
    */
   candidates?: number | null;
+  /**
+   * Make the candidates by seeded sampling instead of beam search (sampling.ts: each candidate's stream
+   * seeded by the seed, the image bytes and its index, so reruns give the same captions). Default null: beams.
+   */
+  sampling?: SamplingConfig | null;
 }
 
 /** Generated token ids per image: the new tokens only (no start token, no prompt, cut at EOS). */
@@ -81,8 +87,10 @@ export interface Captioner {
     Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>
   > & {
     prompt: string | null;
-    /** Candidates per image (beam search's best hypotheses); null: one caption per image only. */
+    /** Candidates per image (beam search's best hypotheses, or samples); null: one caption per image only. */
     candidates: number | null;
+    /** How candidates are sampled; null: beam search. */
+    sampling: SamplingConfig | null;
     decoder: CaptionDecoderPath;
     /** The architecture (config.json's model_type): `vit-gpt2` or `blip`. */
     type: CaptionerType;
@@ -204,7 +212,19 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const numBeams = positiveInt('numBeams', opts.numBeams ?? 1);
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 16);
   const candidates = opts.candidates == null ? null : positiveInt('candidates', opts.candidates);
-  if (candidates !== null && candidates > numBeams) {
+  const sampling = opts.sampling ?? null;
+  if (sampling) {
+    if (!Number.isInteger(sampling.seed) || sampling.seed < 0 || sampling.seed > 0xffffffff)
+      throw new ConfigError(`sampling.seed is ${sampling.seed}`, 'pass an integer from 0 to 4294967295.');
+    if (!(sampling.temperature > 0) || !Number.isFinite(sampling.temperature))
+      throw new ConfigError(
+        `sampling.temperature is ${sampling.temperature}`,
+        "pass a number > 0 (1.0: the model's distribution).",
+      );
+    if (!(sampling.topP > 0 && sampling.topP <= 1))
+      throw new ConfigError(`sampling.topP is ${sampling.topP}`, 'pass a number in (0, 1] (1.0: no nucleus cut).');
+  }
+  if (candidates !== null && !sampling && candidates > numBeams) {
     throw new ConfigError(
       `candidates is ${candidates} but numBeams is ${numBeams}: beam search returns at most numBeams hypotheses per image`,
       `set numBeams to at least ${candidates} (or lower candidates).`,
@@ -238,7 +258,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const bad = Object.entries(UNSUPPORTED_FOR_BEAMS)
     .filter(([k, isSet]) => isSet(gen[k]))
     .map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
-  if (bad.length > 0 && (numBeams > 1 || type === 'blip')) {
+  if (bad.length > 0 && (numBeams > 1 || type === 'blip' || sampling)) {
     throw new ConfigError(
       `${modelDir}/${setup.source} sets ${bad.join(', ')}, which Kiln's ${numBeams > 1 ? 'beam search' : 'decoding loop'} does not apply`,
       type === 'blip'
@@ -276,7 +296,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     if (split?.firstStep === 'split')
       encoder = await ort.InferenceSession.create(join(modelDir, ENCODER_FILE), sessionOptions);
     else model = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
-    if (numBeams > 1 || split)
+    if (numBeams > 1 || split || sampling)
       loop = new EncoderDecoderLoop(
         model ? modelSessions(model) : { encoder: encoder ?? undefined },
         setup.loopConfig,
@@ -309,10 +329,16 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const pad = setup.pad ?? [...eos][0] ?? -1;
   const beamPad = eos.size === 0 ? -1 : pad !== 0 ? pad : ([...eos][0] as number);
 
-  /** `ret` sequences per image (input-major, best first); ret > 1 only with beams. */
-  async function generate(batch: PixelBatch, ret = 1): Promise<number[][]> {
+  /** `ret` sequences per image (input-major, best first); ret > 1 only with beams, or sampled with `images`' streams. */
+  async function generate(batch: PixelBatch, ret = 1, images?: readonly Uint8Array[]): Promise<number[][]> {
     const n = batch.dims[0];
     const prefix = [start as number, ...promptIds];
+    if (loop && sampling && images) {
+      const streams = images.flatMap((im) =>
+        Array.from({ length: ret }, (_, j) => candidateStream(sampling.seed, im, j)),
+      );
+      return loop.sample(batch, prefix, { maxNewTokens, eos: [...eos], pad, ...sampling }, streams);
+    }
     if (loop && numBeams > 1)
       return loop.generate(batch, prefix, {
         numBeams,
@@ -348,6 +374,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   async function captionSets(
     images: readonly (Uint8Array | null)[],
     ret: number,
+    sampled = false,
   ): Promise<{ sets: (string[] | null)[]; errors: (string | null)[] }> {
     const sets: (string[] | null)[] = new Array<string[] | null>(images.length).fill(null);
     const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
@@ -361,7 +388,8 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
           if (e !== null) errors[s + k] = e;
         });
         if (!prep.pixels) return;
-        const seqs = await generate(prep.pixels, ret);
+        const decoded = prep.rows.map((row) => images[s + row] as Uint8Array);
+        const seqs = await generate(prep.pixels, ret, sampled ? decoded : undefined);
         prep.rows.forEach((row, k) => {
           sets[s + row] = seqs
             .slice(k * ret, (k + 1) * ret)
@@ -375,7 +403,18 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const captioner: Captioner = {
     modelDir,
     device: rt.choice,
-    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, candidates, decoder, type },
+    options: {
+      maxNewTokens,
+      numBeams,
+      batchSize,
+      prompt,
+      lengthPenalty,
+      earlyStopping,
+      candidates,
+      sampling,
+      decoder,
+      type,
+    },
     async caption(images) {
       const res = await captioner.captionRows(images);
       const bad = res.errors.findIndex((e) => e !== null);
@@ -393,7 +432,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
           'load it with the candidates option (e.g. { candidates: 3, numBeams: 3 }).',
         );
       }
-      const { sets, errors } = await captionSets(images, candidates);
+      const { sets, errors } = await captionSets(images, candidates, sampling !== null);
       return { candidates: sets, errors };
     },
     async generateSequences(images) {

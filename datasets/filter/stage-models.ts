@@ -103,6 +103,15 @@ export class FilterModelCache {
           numBeams: c.options.numBeams,
           ...(c.options.prompt ? { prompt: c.options.prompt } : {}),
           ...(c.options.candidates ? { candidates: c.options.candidates.count } : {}),
+          ...(c.options.candidates?.from === 'sampling'
+            ? {
+                sampling: {
+                  seed: c.options.candidates.seed,
+                  temperature: c.options.candidates.temperature,
+                  topP: c.options.candidates.topP,
+                },
+              }
+            : {}),
         });
         return this.verified(m, c);
       });

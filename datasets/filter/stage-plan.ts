@@ -49,11 +49,17 @@ export interface FilterPlanSpec {
   device?: OnnxDeviceRequest;
 }
 
-/** How candidate captions are made and chosen: beam search's best `count`, the highest CLIP score kept. */
+/** How candidate captions are made and chosen: beam search's best `count` (or `count` seeded samples), the highest CLIP score kept. */
 export interface CaptionCandidatesSpec {
   count: number;
   /** How the caption is chosen among the candidates: `clip` (the only one: highest CLIP score). */
   select?: 'clip';
+  /** `beams` (default): beam search's best hypotheses; `sampling`: seeded samples (datasets/filter/sampling.ts). */
+  from?: 'beams' | 'sampling';
+  /** Sampling only: seed (default 0), temperature (default 1.0), top_p (default 1.0). */
+  seed?: number;
+  temperature?: number;
+  topP?: number;
 }
 
 /** A model as the plan pins it: directory and sha256 of every file. */
@@ -68,7 +74,9 @@ export interface PlannedCaptionOptions {
   numBeams: number;
   prompt: string | null;
   /** Present only with reranking (so plans without it keep their fingerprints). */
-  candidates?: { count: number; select: 'clip'; from: 'beams' };
+  candidates?:
+    | { count: number; select: 'clip'; from: 'beams' }
+    | { count: number; select: 'clip'; from: 'sampling'; seed: number; temperature: number; topP: number };
 }
 
 /** One source shard as the source manifest lists it. */
@@ -152,7 +160,34 @@ function captionCandidates(spec: FilterPlanSpec, hasCaptioner: boolean): Planned
       'pass the CLIP model directory (clipModelDir / --clip DIR), or omit captionCandidates.',
     );
   }
-  return { count: c.count, select: 'clip', from: 'beams' };
+  if (c.from === undefined || c.from === 'beams') {
+    const extra = (['seed', 'temperature', 'topP'] as const).filter((k) => c[k] !== undefined);
+    if (extra.length > 0)
+      throw new ConfigError(
+        `captionCandidates sets ${extra.join(', ')}, which only apply to sampled candidates`,
+        'add from: "sampling", or remove them (beam search has no randomness).',
+      );
+    return { count: c.count, select: 'clip', from: 'beams' };
+  }
+  if (c.from !== 'sampling') {
+    throw new ConfigError(
+      `captionCandidates.from is ${JSON.stringify(c.from)}`,
+      'use "beams" (beam search\'s best hypotheses, the default) or "sampling" (seeded samples).',
+    );
+  }
+  const seed = c.seed ?? 0;
+  const temperature = c.temperature ?? 1;
+  const topP = c.topP ?? 1;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new ConfigError(`captionCandidates.seed is ${seed}`, 'pass an integer from 0 to 4294967295 (default 0).');
+  if (!(typeof temperature === 'number' && temperature > 0 && Number.isFinite(temperature)))
+    throw new ConfigError(`captionCandidates.temperature is ${temperature}`, 'pass a number > 0 (default 1.0).');
+  if (!(typeof topP === 'number' && topP > 0 && topP <= 1))
+    throw new ConfigError(
+      `captionCandidates.topP is ${topP}`,
+      'pass a number in (0, 1] (default 1.0: no nucleus cut).',
+    );
+  return { count: c.count, select: 'clip', from: 'sampling', seed, temperature, topP };
 }
 
 /** Validate options and the source; check and hash the models (no file is written). */
@@ -177,11 +212,11 @@ async function resolvePlan(
   const candidates = captionCandidates(spec, hasCaptioner);
   const options: PlannedCaptionOptions = {
     maxNewTokens: positiveInt('maxNewTokens', spec.maxNewTokens ?? 30),
-    numBeams: positiveInt('numBeams', spec.numBeams ?? candidates?.count ?? 1),
+    numBeams: positiveInt('numBeams', spec.numBeams ?? (candidates?.from === 'beams' ? candidates.count : 1)),
     prompt: spec.captionPrompt && spec.captionPrompt.length > 0 ? spec.captionPrompt : null,
     ...(candidates ? { candidates } : {}),
   };
-  if (candidates && options.numBeams < candidates.count) {
+  if (candidates && candidates.from === 'beams' && options.numBeams < candidates.count) {
     throw new ConfigError(
       `captionCandidates.count is ${candidates.count} but numBeams is ${options.numBeams}: the candidates are beam search's best hypotheses, at most numBeams per image`,
       `set numBeams to at least ${candidates.count} (or omit it: it defaults to captionCandidates.count), or lower captionCandidates.count.`,

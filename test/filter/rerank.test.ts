@@ -18,6 +18,7 @@ import { loadCaptioner } from '../../datasets/filter/captioner.js';
 import { planFilter, type FilterPlanSpec } from '../../datasets/filter/stage-plan.js';
 import { filterShard } from '../../datasets/filter/stage.js';
 import { readShardScores, scoresUri } from '../../datasets/filter/stage-scores.js';
+import { mulberry32, sampleToken } from '../../datasets/filter/sampling.js';
 import { FilterModelCache } from '../../datasets/filter/stage-models.js';
 import { buildFilterManifest } from '../../datasets/filter/stage-manifest.js';
 import { tempDir } from '../helpers/env.js';
@@ -289,6 +290,14 @@ void test('bad reranking options are refused before anything is written, naming 
       [{ captionCandidates: { count: 3 }, captionerModelDir: null }, /no captioner model was given/],
       [{ captionCandidates: { count: 3 }, clipModelDir: '' }, /no CLIP model directory was given \(clipModelDir\)/],
       [{ captionCandidates: { count: 3 }, numBeams: 2 }, /captionCandidates\.count is 3 but numBeams is 2/],
+      [{ captionCandidates: { count: 3, from: 'nucleus' as 'beams' } }, /captionCandidates\.from is "nucleus"/],
+      [
+        { captionCandidates: { count: 3, seed: 1 } },
+        /captionCandidates sets seed, which only apply to sampled candidates/,
+      ],
+      [{ captionCandidates: { count: 3, from: 'sampling', seed: -1 } }, /captionCandidates\.seed is -1/],
+      [{ captionCandidates: { count: 3, from: 'sampling', temperature: 0 } }, /captionCandidates\.temperature is 0/],
+      [{ captionCandidates: { count: 3, from: 'sampling', topP: 0 } }, /captionCandidates\.topP is 0/],
     ];
     for (const [patch, msg] of cases) {
       await assert.rejects(planFilter(storage, { ...SPEC, ...patch }, 1), (err: Error) => {
@@ -306,4 +315,93 @@ void test('bad reranking options are refused before anything is written, naming 
   } finally {
     lineage.close();
   }
+});
+
+void test('sampleToken draws from the softmax restricted to the top-p nucleus (frequencies over 40,000 draws)', () => {
+  const logits = new Float32Array([2, 0.5, 1, -1, 1]);
+  const soft = Array.from(logits, (x) => Math.exp(x / 0.8));
+  const z = soft.reduce((a, b) => a + b, 0);
+  const p = soft.map((x) => x / z);
+  // Probabilities 0.57, 0.09, 0.16, 0.01, 0.16. topP 0.8: by descending probability 0, then 2 and 4 (a tie,
+  // lower id first): 0.57, 0.74, 0.90, so {0, 2, 4} (transformers' TopPLogitsWarper keeps the same set).
+  const nucleus = [0, 2, 4];
+  const mass = nucleus.reduce((a, v) => a + p[v]!, 0);
+  const rng = mulberry32(12345);
+  const counts = new Array<number>(5).fill(0);
+  const n = 40_000;
+  for (let i = 0; i < n; i++) counts[sampleToken(logits, 0, 5, { temperature: 0.8, topP: 0.8 }, rng())]!++;
+  for (let v = 0; v < 5; v++) {
+    const want = nucleus.includes(v) ? p[v]! / mass : 0;
+    assert.ok(Math.abs(counts[v]! / n - want) < 0.01, `token ${v}: ${counts[v]! / n} vs ${want}`);
+  }
+  // topP 1 keeps every token; a tiny topP keeps only the most probable one.
+  const all = new Array<number>(5).fill(0);
+  for (let i = 0; i < n; i++) all[sampleToken(logits, 0, 5, { temperature: 0.8, topP: 1 }, rng())]!++;
+  for (let v = 0; v < 5; v++) assert.ok(Math.abs(all[v]! / n - p[v]!) < 0.01, `token ${v}: ${all[v]! / n} vs ${p[v]}`);
+  assert.equal(sampleToken(logits, 0, 5, { temperature: 1, topP: 1e-9 }, 0.999), 0);
+});
+
+void test('sampled candidates: seeded per image (batched = one by one = rerun), another seed differs, a tiny top_p gives the greedy caption', async () => {
+  const images = referenceImages();
+  const load = (sampling: { seed: number; temperature: number; topP: number }) =>
+    loadCaptioner(BLIP_DIR, { device: 'cpu', maxNewTokens: 6, prompt: 'a picture of', candidates: 3, sampling });
+  const cap = await load({ seed: 7, temperature: 1, topP: 0.9 });
+  const batched = (await cap.captionCandidateRows(images)).candidates;
+  const greedy = (await cap.captionRows(images)).captions;
+  for (const [i, image] of images.entries())
+    assert.deepEqual((await cap.captionCandidateRows([image])).candidates, [batched[i]], `image ${i} alone`);
+  assert.deepEqual((await cap.captionCandidateRows(images)).candidates, batched, 'rerun');
+  await cap.dispose();
+  assert.ok(batched.every((c) => c !== null && c.length === 3));
+  assert.ok(
+    batched.some((c) => new Set(c).size > 1),
+    'samples of one image differ',
+  );
+  const other = await load({ seed: 8, temperature: 1, topP: 0.9 });
+  assert.notDeepEqual((await other.captionCandidateRows(images)).candidates, batched, 'seed 8 gives other samples');
+  await other.dispose();
+  const nucleusOfOne = await load({ seed: 7, temperature: 1, topP: 1e-9 });
+  assert.deepEqual(
+    (await nucleusOfOne.captionCandidateRows(images)).candidates,
+    greedy.map((g) => [g, g, g]),
+    'top_p ~0 keeps only the argmax token: every sample is the greedy caption',
+  );
+  await nucleusOfOne.dispose();
+});
+
+void test('sampled candidates through the stage: planned with their settings, 3 per image, the CLIP argmax kept', async () => {
+  const spec = {
+    ...SPEC,
+    captionCandidates: { count: 3, from: 'sampling' as const, seed: 7, topP: 0.9 },
+  };
+  const run = await filterAll(`${tmp.path}/sampled`, spec);
+  assert.deepEqual(run.plan.captioner?.options, {
+    maxNewTokens: 6,
+    numBeams: 1,
+    prompt: 'a picture of',
+    candidates: { count: 3, select: 'clip', from: 'sampling', seed: 7, temperature: 1, topP: 0.9 },
+  });
+  const cap = await loadCaptioner(BLIP_DIR, {
+    device: 'cpu',
+    maxNewTokens: 6,
+    prompt: 'a picture of',
+    candidates: 3,
+    sampling: { seed: 7, temperature: 1, topP: 0.9 },
+  });
+  const src = sourceRows()
+    .flat()
+    .filter((r) => r.status === 'success');
+  const direct = await cap.captionCandidateRows(src.map((r) => r.jpg));
+  await cap.dispose();
+  const rows = run.shards.flatMap((s) => s.rows) as Row[];
+  let checked = 0;
+  src.forEach((s, i) => {
+    const row = rows.find((r) => r.key === s.key)!;
+    assert.deepEqual(row.caption_candidates, direct.candidates[i] ?? null, `row ${s.key}`);
+    if (!row.caption_candidates) return;
+    checked++;
+    const scores = row.caption_candidate_scores!;
+    assert.equal(row.caption_generated, row.caption_candidates[argmax(scores)]);
+  });
+  assert.ok(checked >= 8);
 });
