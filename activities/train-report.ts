@@ -293,7 +293,10 @@ type ObjectiveConfig = NonNullable<Awaited<ReturnType<typeof readCheckpointState
 
 function objectiveText(o: ObjectiveConfig): string {
   if (o.prediction === 'flow')
-    return `flow matching (rectified flow, velocity; t ${o.flowTimesteps === 'logit_normal' ? `logit-normal(${o.flowLogitMean}, ${o.flowLogitStd})` : 'uniform'})`;
+    return (
+      `flow matching (rectified flow, velocity; t ` +
+      `${o.flowTimesteps === 'logit_normal' ? `logit-normal(${o.flowLogitMean}, ${o.flowLogitStd})` : 'uniform'})`
+    );
   return `${o.prediction} prediction (${o.betaSchedule} betas, ${o.trainTimesteps} steps)`;
 }
 
@@ -303,7 +306,10 @@ function prxText(o: ObjectiveConfig): string {
     o.prxTargets === 'measured'
       ? `targets measured from up to ${o.prxMeasureImages} images of the data (prx-targets.json)`
       : `targets variance ${o.prxTargetVar} and correlation I`;
-  return `weight ${o.prxWeight}, ${targets}, correlation weight ${o.prxCorrWeight}, ${o.prxMaxGain === null ? 'every sample' : `samples with x0-hat error gain <= ${o.prxMaxGain}`}`;
+  return (
+    `weight ${o.prxWeight}, ${targets}, correlation weight ${o.prxCorrWeight}, ` +
+    `${o.prxMaxGain === null ? 'every sample' : `samples with x0-hat error gain <= ${o.prxMaxGain}`}`
+  );
 }
 
 /** Report lines on the loss parts: means over the logged steps, and PRX's share of the loss and gradient. */
@@ -315,8 +321,14 @@ function lossPartsSummary(parts: readonly LoggedParts[]): Record<string, string>
   const last = logged.slice(-Math.max(1, Math.ceil(logged.length / 10)));
   const lastMean = (f: (p: LoggedParts) => number) => last.reduce((a, p) => a + f(p), 0) / last.length;
   return {
-    'loss parts (mean over logged steps)': `diffusion ${fmt(mean((p) => p.diffusion!))}, PRX variance ${fmt(mean((p) => p.prxVar!))}, PRX correlation ${fmt(mean((p) => p.prxCorr!))} (${logged.length} steps)`,
-    'loss parts (last 10% of logged steps)': `diffusion ${fmt(lastMean((p) => p.diffusion!))}, PRX variance ${fmt(lastMean((p) => p.prxVar!))}, PRX correlation ${fmt(lastMean((p) => p.prxCorr!))}`,
+    'loss parts (mean over logged steps)':
+      `diffusion ${fmt(mean((p) => p.diffusion!))}, ` +
+      `PRX variance ${fmt(mean((p) => p.prxVar!))}, PRX correlation ${fmt(mean((p) => p.prxCorr!))} ` +
+      `(${logged.length} steps)`,
+    'loss parts (last 10% of logged steps)':
+      `diffusion ${fmt(lastMean((p) => p.diffusion!))}, ` +
+      `PRX variance ${fmt(lastMean((p) => p.prxVar!))}, PRX correlation ` +
+      `${fmt(lastMean((p) => p.prxCorr!))}`,
     'PRX share of the loss': `mean ${fmt(mean((p) => (p.loss > 0 ? (p.loss - p.diffusion!) / p.loss : 0)))}`,
     'PRX share of the gradient (on the prediction)': `mean ${fmt(mean((p) => p.prxGradShare!))}, max ${fmt(Math.max(...logged.map((p) => p.prxGradShare!)))}`,
   };

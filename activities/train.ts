@@ -463,7 +463,8 @@ export function withMetricMode(config: TrainingConfigInput, mode: 'min' | 'max',
   const checkpoint = (config as { checkpoint?: { metricMode?: string } }).checkpoint ?? {};
   if (checkpoint.metricMode !== undefined && checkpoint.metricMode !== mode) {
     throw new ConfigError(
-      `config.checkpoint.metricMode is ${JSON.stringify(checkpoint.metricMode)} but the stopping metric ${metric} is better when ${mode === 'min' ? 'lower' : 'higher'}`,
+      `config.checkpoint.metricMode is ${JSON.stringify(checkpoint.metricMode)} but the stopping metric ` +
+        `${metric} is better when ${mode === 'min' ? 'lower' : 'higher'}`,
       `remove checkpoint.metricMode (it follows eval.metric) or set it to "${mode}".`,
     );
   }

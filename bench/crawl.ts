@@ -341,7 +341,8 @@ print(json.dumps({'rows': len(st), 'success': st.count('success')}))`,
       ratios.length === 0
         ? ''
         : [
-            `kiln / img2dataset images/s by round: ${ratios.map((x) => `${x.speed.toFixed(2)}x`).join(', ')}${ratios.length > 1 ? ` (median ${median(ratios.map((x) => x.speed)).toFixed(2)}x)` : ''}`,
+            `kiln / img2dataset images/s by round: ${ratios.map((x) => `${x.speed.toFixed(2)}x`).join(', ')}` +
+              (ratios.length > 1 ? ` (median ${median(ratios.map((x) => x.speed)).toFixed(2)}x)` : ''),
             `img2dataset / kiln CPU per image by round: ${ratios.map((x) => `${x.cpu.toFixed(2)}x`).join(', ')}`,
           ].join('\n');
     const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));

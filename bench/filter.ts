@@ -236,7 +236,10 @@ async function main(): Promise<void> {
       }
     }
     console.log(
-      `models: ${clipDir}, ${captionerDir}; ${n} synthetic ${imgW}x${imgH} JPEGs; threads ${threads}; preprocess threads ${preprocessThreads ?? `${defaultPreprocessThreads()} (default)`}; max new tokens ${maxNewTokens}; beams ${numBeams}; captioner decoder ${captionDecoder}; best of ${repeat}; load average before ${loadBefore}, after ${load()}`,
+      `models: ${clipDir}, ${captionerDir}; ${n} synthetic ${imgW}x${imgH} JPEGs; threads ${threads}; ` +
+        `preprocess threads ${preprocessThreads ?? `${defaultPreprocessThreads()} (default)`}; ` +
+        `max new tokens ${maxNewTokens}; beams ${numBeams}; captioner decoder ${captionDecoder}; ` +
+        `best of ${repeat}; load average before ${loadBefore}, after ${load()}`,
     );
     console.log(
       'task            batch   kiln (ORT)   reference (PyTorch)   ratio   kiln CPU ms/item   reference CPU ms/item   CPU ratio',
@@ -247,7 +250,9 @@ async function main(): Promise<void> {
       const refCpu = r.referenceCpuMs === null ? '-' : r.referenceCpuMs.toFixed(2);
       const cpuRatio = r.referenceCpuMs === null ? '-' : (r.referenceCpuMs / r.kilnCpuMs).toFixed(2);
       console.log(
-        `${r.task.padEnd(15)} ${String(r.batch).padStart(5)} ${r.kiln.toFixed(1).padStart(12)} ${ref.padStart(21)} ${ratio.padStart(7)} ${r.kilnCpuMs.toFixed(2).padStart(18)} ${refCpu.padStart(23)} ${cpuRatio.padStart(11)}`,
+        `${r.task.padEnd(15)} ${String(r.batch).padStart(5)} ${r.kiln.toFixed(1).padStart(12)} ` +
+          `${ref.padStart(21)} ${ratio.padStart(7)} ${r.kilnCpuMs.toFixed(2).padStart(18)} ` +
+          `${refCpu.padStart(23)} ${cpuRatio.padStart(11)}`,
       );
     }
   } finally {

@@ -304,7 +304,11 @@ async function main(): Promise<void> {
   for (const configName of configs) {
     const c = benchConfig(configName, latentOnly(configName) ? vae : '');
     console.log(
-      `\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`,
+      `\n${configName}: ${c.resolution}x${c.resolution} RGB, patch ${c.denoiser.patchSize}, ` +
+        `denoiser ${c.denoiser.width} x ${c.denoiser.depth}, text ${c.textEncoder.width} x ` +
+        `${c.textEncoder.depth} (${c.textEncoder.maxTokens} tokens), ` +
+        `micro-batch ${c.optim.microBatchSize} x accum ${c.optim.gradAccumSteps}, ` +
+        `dropout ${c.denoiser.dropout}, EMA ${c.optim.ema.enabled}`,
     );
     if (!flag('no-reference')) {
       try {
@@ -365,7 +369,10 @@ async function main(): Promise<void> {
     const ratio = ref ? (r.stepsPerSec / ref.stepsPerSec).toFixed(2) : '-';
     const rss = ref ? (r.peakRssMiB / ref.peakRssMiB).toFixed(2) : '-';
     console.log(
-      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ${r.peakRssMiB.toFixed(0)} | ${rss} |`,
+      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ` +
+        `${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ` +
+        `${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ` +
+        `${r.peakRssMiB.toFixed(0)} | ${rss} |`,
     );
   }
   for (const r of rows.filter((x) => x.profile)) {

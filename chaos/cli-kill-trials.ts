@@ -17,7 +17,7 @@ import { isPortOpen } from '../infra/temporal/server.js';
 import { KILN_BIN, kiln, sleep, until, type CliResult } from './harness.js';
 import { cliSandbox, firstError } from './cli-trial.js';
 import { checkDataset, checkLineage, checkNoPartialFiles, expectedKeys } from './checks.js';
-import { verdict, type TrialSpec } from './types.js';
+import { verdict, type TrialResult, type TrialSpec } from './types.js';
 
 type Stage = 'crawl' | 'filter' | 'train';
 const SHAPE = {
@@ -111,12 +111,32 @@ export function cliKillTrial(stage: Stage, index: number, seed: number): TrialSp
     run: async () => {
       const sb = await cliSandbox('kiln-chaos-clikill-');
       const web = await startSyntheticWeb({ count: SHAPE[stage].count, seed, faultEvery: 8 });
+      // A FAIL keeps the sandbox (data root with the embedded server's history database, both runs' output).
+      const log = (file: string, text: string) => writeFileSync(join(sb.dir, file), text);
+      let kept = false;
       try {
+        const r = await trial();
+        if (r.outcome === 'FAIL') {
+          kept = true;
+          return { ...r, detail: `${r.detail} (kept for diagnosis: ${sb.dir})` };
+        }
+        return r;
+      } catch (err) {
+        kept = true;
+        log('trial-error.txt', String((err as Error).stack ?? err));
+        throw err;
+      } finally {
+        await web.close();
+        if (!kept) sb.cleanup();
+      }
+
+      async function trial(): Promise<Omit<TrialResult, 'trial' | 'seconds'>> {
         writeFileSync(join(sb.dir, 'urls.csv'), web.urlListCsv());
         const spec = join(sb.dir, 'spec.yaml');
         writeFileSync(spec, stringify(specOf(stage)));
         const extraMs = Math.floor(Math.random() * (stage === 'train' ? 1500 : 400));
         const first = await runAndKill(sb.env, spec, stage, extraMs, 240_000);
+        log('first.stderr', first.stderr);
         const jobId = /started pipeline job (\S+)/.exec(first.stderr)?.[1];
         if (!first.killed)
           return {
@@ -128,12 +148,15 @@ export function cliKillTrial(stage: Stage, index: number, seed: number): TrialSp
         // The embedded server dies with the CLI (its watchdog); the rerun starts it again on the same database.
         await until('embedded server gone', async () => !(await isPortOpen(sb.env.TEMPORAL_ADDRESS!, 300)), 20_000);
         const t0 = Date.now();
-        const again: CliResult = await kiln(['run', spec, '--json'], sb.env, 600_000);
+        // The rerun logs the worker's warnings too (failed activity attempts): kept with a FAIL.
+        const again: CliResult = await kiln(['run', spec, '--json'], { ...sb.env, KILN_LOG_LEVEL: 'WARN' }, 600_000);
         const rerunS = Math.round((Date.now() - t0) / 1000);
+        log('rerun.stderr', again.stderr);
+        log('rerun.stdout', again.stdout);
         if (again.status !== 0) {
           const why = again.stderr
             .split('\n')
-            .filter((l) => / failed: |Fix: /.test(l))
+            .filter((l) => /^kiln: .* failed: |^Fix: /.test(l))
             .join(' | ');
           return {
             action,
@@ -211,9 +234,6 @@ export function cliKillTrial(stage: Stage, index: number, seed: number): TrialSp
         const partial = await checkNoPartialFiles(sb.dataRoot);
         problems.push(...partial.problems, ...checkLineage(sb.dataRoot));
         return verdict(action, problems, notes.join('; '));
-      } finally {
-        await web.close();
-        sb.cleanup();
       }
     },
   };

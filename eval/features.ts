@@ -70,7 +70,9 @@ export interface FeatureExtractor {
  * the path and the expected files when something is missing; nothing is ever downloaded.
  */
 export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOptions = {}): Promise<FeatureExtractor> {
-  const howTo = `put ${EXTRACTOR_FILES.join(' and ')} in ${dir}: see eval/architecture.md, "Standard Inception-v3 extractor", for exporting the TF inception-2015-12-05 weights to ONNX`;
+  const howTo =
+    `put ${EXTRACTOR_FILES.join(' and ')} in ${dir}: see eval/architecture.md, ` +
+    `"Standard Inception-v3 extractor", for exporting the TF inception-2015-12-05 weights to ONNX`;
   const descPath = join(dir, 'extractor.json');
   let raw: string;
   try {
@@ -105,7 +107,9 @@ export async function loadFeatureExtractor(dir: string, opts: FeatureExtractorOp
   if (!session.inputNames.includes(descriptor.input) || !session.outputNames.includes(descriptor.output)) {
     await session.release();
     throw new FeatureExtractorError(
-      `${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], but ${descPath} names input "${descriptor.input}" and output "${descriptor.output}"`,
+      `${modelPath} has inputs [${session.inputNames.join(', ')}] and outputs ` +
+        `[${session.outputNames.join(', ')}], but ${descPath} names input "${descriptor.input}" and ` +
+        `output "${descriptor.output}"`,
       "make extractor.json name the model's real input and output.",
     );
   }

@@ -64,7 +64,10 @@ export function probeCuda(): Promise<CudaProbe> {
     if (!listed.bundled && !existsSync(join(onnxBindingDir(), lib))) {
       return {
         ok: false,
-        reason: `the CUDA provider library ${lib} is not installed next to the onnxruntime-node binding (${onnxBindingDir()}); npm installs it only when ONNXRUNTIME_NODE_INSTALL is not "skip" (install flag --onnxruntime-node-install=cuda12)`,
+        reason:
+          `the CUDA provider library ${lib} is not installed next to the onnxruntime-node binding ` +
+          `(${onnxBindingDir()}); npm installs it only when ONNXRUNTIME_NODE_INSTALL is not "skip" ` +
+          `(install flag --onnxruntime-node-install=cuda12)`,
       };
     }
     try {
@@ -113,7 +116,8 @@ export async function chooseOnnxDevice(
   if (requested === 'cuda') {
     throw new ConfigError(
       `CUDA was requested for ONNX Runtime but is not usable: ${cuda.reason}`,
-      `install the CUDA provider for onnxruntime-node (reinstall it without ONNXRUNTIME_NODE_INSTALL=skip on a machine with CUDA 12 and cuDNN 9), or set ${ONNX_DEVICE_ENV}=cpu / auto.`,
+      `install the CUDA provider for onnxruntime-node (reinstall it without ONNXRUNTIME_NODE_INSTALL=skip ` +
+        `on a machine with CUDA 12 and cuDNN 9), or set ${ONNX_DEVICE_ENV}=cpu / auto.`,
     );
   }
   return { ...base, device: 'cpu', reason: `CUDA not used: ${cuda.reason}` };

@@ -104,7 +104,8 @@ export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promis
   throw new ConfigError(
     `TensorFlow.js backend ${JSON.stringify(preference)} could not start (${why})`,
     preference === 'tensorflow'
-      ? "run `bash scripts/setup-tf-native.sh` (it builds @tensorflow/tfjs-node against PyPI's TensorFlow wheel and says why when it cannot), or set KILN_TF_BACKEND=wasm (or auto)."
+      ? "run `bash scripts/setup-tf-native.sh` (it builds @tensorflow/tfjs-node against PyPI's TensorFlow " +
+          'wheel and says why when it cannot), or set KILN_TF_BACKEND=wasm (or auto).'
       : 'set KILN_TF_BACKEND=auto, or reinstall @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm.',
   );
 }

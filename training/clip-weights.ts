@@ -25,7 +25,9 @@ interface ClipTextConfigJson {
 }
 
 const FIX =
-  'put a Hugging Face CLIP text model there (config.json + model.safetensors, e.g. openai/clip-vit-large-patch14 saved with save_pretrained(safe_serialization=True)), or set textEncoder.clipDir to null.';
+  'put a Hugging Face CLIP text model there (config.json + model.safetensors, e.g. ' +
+  'openai/clip-vit-large-patch14 saved with save_pretrained(safe_serialization=True)), ' +
+  'or set textEncoder.clipDir to null.';
 
 async function requireFile(dir: string, name: string): Promise<string> {
   const path = join(dir, name);

@@ -287,7 +287,9 @@ export class ShardSampleStream {
 
   private emptyError(): EmptyDatasetError {
     return new EmptyDatasetError(
-      `none of the ${this.shardUris.length} shard(s) has a usable row: ${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without a jpg, ${this.stats.skippedUndecodable} with an undecodable image`,
+      `none of the ${this.shardUris.length} shard(s) has a usable row: ` +
+        `${this.stats.rowsScanned} rows scanned, ${this.stats.skippedNotSuccess} not "success" or without ` +
+        `a jpg, ${this.stats.skippedUndecodable} with an undecodable image`,
     );
   }
 

@@ -22,7 +22,9 @@ export class ModelTooLargeError extends KilnError {
     super(
       'KILN_MODEL_TOO_LARGE',
       problem,
-      'reduce denoiser.width/depth, textEncoder.width/depth, resolution or optim.microBatchSize (raise optim.gradAccumSteps to keep the effective batch), or raise runtime.memoryLimitBytes if the machine has the memory.',
+      'reduce denoiser.width/depth, textEncoder.width/depth, resolution or optim.microBatchSize (raise ' +
+        'optim.gradAccumSteps to keep the effective batch), or raise runtime.memoryLimitBytes if the ' +
+        'machine has the memory.',
     );
   }
 }

@@ -60,7 +60,8 @@ export async function loadTrainedModel(
   if ((ck.state.codecSha256 ?? null) !== codec.sha256) {
     await codec.dispose();
     throw new CheckpointError(
-      `checkpoint ${checkpointUri} was trained with codec ${ck.state.codec} (sha256 ${ck.state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
+      `checkpoint ${checkpointUri} was trained with codec ${ck.state.codec} (sha256 ` +
+        `${ck.state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
       'sample with the VAE files the run was trained with (state.json records their sha256).',
     );
   }

@@ -140,12 +140,17 @@ export function assertFitsInMemory(
   const gib = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
   if (e.totalBytes > e.limitBytes) {
     throw new ModelTooLargeError(
-      `training config needs about ${gib(e.totalBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters: ${gib(e.parameterStateBytes)} with optimizer state; activations ${gib(e.activationBytes)} per micro-batch of ${cfg.optim.microBatchSize}) but the limit on backend ${device.backend} (${e.device}) is ${gib(e.limitBytes)}`,
+      `training config needs about ${gib(e.totalBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters: ` +
+        `${gib(e.parameterStateBytes)} with optimizer state; activations ${gib(e.activationBytes)} per ` +
+        `micro-batch of ${cfg.optim.microBatchSize}) but the limit on backend ${device.backend} ` +
+        `(${e.device}) is ${gib(e.limitBytes)}`,
     );
   }
   if (e.hostBytes > e.hostLimitBytes) {
     throw new ModelTooLargeError(
-      `training on ${e.device} fits, but a checkpoint's host copies need about ${gib(e.hostBytes)} (${(e.parameters / 1e6).toFixed(1)}M parameters x 4 floats) and host RAM allows ${gib(e.hostLimitBytes)}`,
+      `training on ${e.device} fits, but a checkpoint's host copies need about ${gib(e.hostBytes)} ` +
+        `(${(e.parameters / 1e6).toFixed(1)}M parameters x 4 floats) ` +
+        `and host RAM allows ${gib(e.hostLimitBytes)}`,
     );
   }
   return e;

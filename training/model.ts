@@ -68,12 +68,14 @@ export function assertCodecFits(cfg: TrainingConfig, codec: LatentCodec): void {
   if (cfg.resolution % f !== 0) {
     throw new ConfigError(
       `resolution ${cfg.resolution} is not divisible by the downsample factor ${f} of codec ${codec.name}`,
-      `set resolution to a multiple of ${f * p} (downsample factor ${f} x denoiser.patchSize ${p}), e.g. ${Math.max(1, Math.round(cfg.resolution / (f * p))) * f * p}.`,
+      `set resolution to a multiple of ${f * p} (downsample factor ${f} x denoiser.patchSize ${p}), e.g. ` +
+        `${Math.max(1, Math.round(cfg.resolution / (f * p))) * f * p}.`,
     );
   }
   if ((cfg.resolution / f) % p !== 0) {
     throw new ConfigError(
-      `codec ${codec.name} gives ${cfg.resolution / f}x${cfg.resolution / f} latents (resolution ${cfg.resolution} / ${f}), not a multiple of denoiser.patchSize ${p}`,
+      `codec ${codec.name} gives ${cfg.resolution / f}x${cfg.resolution / f} latents (resolution ` +
+        `${cfg.resolution} / ${f}), not a multiple of denoiser.patchSize ${p}`,
       `set resolution to a multiple of ${f * p}, or choose a denoiser.patchSize that divides ${cfg.resolution / f}.`,
     );
   }

@@ -71,7 +71,8 @@ export async function readVaeDir(dirInput: string): Promise<VaeInfo> {
   }
   if (enc.latents_mean || enc.latents_std) {
     throw new ConfigError(
-      `VAE directory ${dir}: vae_encoder/config.json sets per-channel latents_mean/latents_std, which Kiln does not apply (only scaling_factor and shift_factor)`,
+      `VAE directory ${dir}: vae_encoder/config.json sets per-channel latents_mean/latents_std, ` +
+        `which Kiln does not apply (only scaling_factor and shift_factor)`,
       'use a VAE normalised by scaling_factor/shift_factor only, or set latents_mean/latents_std to null if the pipeline does not use them.',
     );
   }

@@ -296,14 +296,17 @@ function assertSameRun(
   const was = state.config.objective.prediction;
   if (was !== config.objective.prediction) {
     throw new CheckpointError(
-      `checkpoint ${uri} was trained with objective.prediction "${was}", but this chunk's config asks for "${config.objective.prediction}" (the default is "flow"); a model trained for one objective cannot continue on another`,
+      `checkpoint ${uri} was trained with objective.prediction "${was}", ` +
+        `but this chunk's config asks for "${config.objective.prediction}" (the default is "flow"); ` +
+        `a model trained for one objective cannot continue on another`,
       `set objective.prediction: "${was}" in the config to resume this run, or start a new run id to train with "${config.objective.prediction}".`,
     );
   }
   const differ = configDifferences(trainingIdentity(state.config), trainingIdentity(config));
   if (differ.length > 0) {
     throw new CheckpointError(
-      `checkpoint ${uri} was trained with a different config than this chunk's (${differ.slice(0, 5).join('; ')}${differ.length > 5 ? `; ${differ.length - 5} more` : ''})`,
+      `checkpoint ${uri} was trained with a different config than this chunk's ` +
+        `(${differ.slice(0, 5).join('; ')}${differ.length > 5 ? `; ${differ.length - 5} more` : ''})`,
       'resume with the config recorded in its state.json (only checkpoint.* and runtime.* may change), or start a new run id.',
     );
   }
@@ -315,7 +318,8 @@ function assertSameRun(
   }
   if ((state.codecSha256 ?? null) !== codec.sha256) {
     throw new CheckpointError(
-      `checkpoint ${uri} was trained with codec ${state.codec} (sha256 ${state.codecSha256 ?? 'none'}), but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
+      `checkpoint ${uri} was trained with codec ${state.codec} (sha256 ${state.codecSha256 ?? 'none'}), ` +
+        `but ${codec.name} now has sha256 ${codec.sha256 ?? 'none'}`,
       'resume with the VAE files the run started with (state.json records their sha256), or start a new run id.',
     );
   }

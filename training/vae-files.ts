@@ -18,7 +18,9 @@ export const VAE_FILES = [
 export const OPTIONAL_VAE_FILES = ['vae_encoder/model.onnx_data', 'vae_decoder/model.onnx_data'] as const;
 
 export const HOW_TO =
-  'point codec.vae at a diffusers AutoencoderKL exported with Optimum (`optimum-cli export onnx --model <diffusers model dir> <out>` writes vae_encoder/ and vae_decoder/; scripts/fixtures/make_tiny_vae.py shows a minimal export).';
+  'point codec.vae at a diffusers AutoencoderKL exported with Optimum (`optimum-cli export onnx --model ' +
+  '<diffusers model dir> <out>` writes vae_encoder/ and vae_decoder/; ' +
+  'scripts/fixtures/make_tiny_vae.py shows a minimal export).';
 
 /** Resolve `dir` and check that the four VAE files exist; MissingFileError naming the directory and the missing files. */
 export async function assertVaeFiles(dirInput: string): Promise<string> {

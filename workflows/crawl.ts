@@ -11,31 +11,30 @@
  *
  * Deterministic: no I/O here; activity types only. Query `crawlProgress` returns the progress.
  */
-import {
-  continueAsNew,
-  defineQuery,
-  executeChild,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { defineQuery, proxyActivities } from '@temporalio/workflow';
 import type { CrawlActivities, PlanCrawlResult } from '../activities/crawl.js';
-import type { createLineageActivities } from '../activities/lineage.js';
 import type { CrawlOptions } from '../datasets/crawl/options.js';
 import type { UrlListSource } from '../datasets/input/url-list.js';
 import type { RowStatus } from '../datasets/shards/schema.js';
 import { IO_QUEUE } from './queues.js';
 import { stageRetryPolicy } from './retry.js';
-import { pageBounds, runPages, slidingWindow, withJobRecord } from './sharded-stage.js';
+import {
+  runShardedStage,
+  slidingWindow,
+  stageResult,
+  stageTarget,
+  type StageInput,
+  type StagePageInput,
+  type StageProgress,
+  type StageResult,
+} from './sharded-stage.js';
 
-export interface CrawlWorkflowInput {
+export interface CrawlWorkflowInput extends StageInput<CrawlProgress> {
   datasetName: string;
   /** URL lists (paths or file:// URIs, or sources with an explicit format). */
   inputs: (string | UrlListSource)[];
   /** Default: resume a matching unfinished version, else the next version. */
   version?: number;
-  /** Lineage job id (default: the workflow id). */
-  jobId?: string;
   urlColumn?: string;
   captionColumn?: string | null;
   extraColumns?: string[] | 'all';
@@ -47,55 +46,27 @@ export interface CrawlWorkflowInput {
   rowGroupSize?: number;
   /** crawlShard activities running at once (default 4). */
   maxConcurrentShards?: number;
-  /** Shards per child workflow (default 100). */
-  shardsPerPage?: number;
-  /** Pages per run before continue-as-new (default 10). */
-  pagesPerRun?: number;
   /** Start-to-close timeout of one shard (default '2 hours'). */
   shardTimeout?: string;
   /** Heartbeat timeout of one shard (default '2 minutes'). */
   shardHeartbeatTimeout?: string;
-  /** Internal: progress carried across continue-as-new. */
-  carried?: CrawlProgress;
 }
 
-export interface CrawlProgress {
-  jobId: string;
-  plan: PlanCrawlResult;
-  nextPage: number;
-  pages: number;
+export interface CrawlProgress extends StageProgress<PlanCrawlResult> {
   shardsCrawled: number;
   shardsSkipped: number;
-  runs: number;
 }
 
-export interface CrawlWorkflowResult {
-  jobId: string;
-  datasetId: string;
-  datasetName: string;
-  version: number;
-  manifestUri: string;
-  manifestSha256: string;
-  rows: number;
-  shards: number;
+export interface CrawlWorkflowResult extends StageResult {
   shardsCrawled: number;
   shardsSkipped: number;
   countsByStatus: Partial<Record<RowStatus, number>>;
-  resumed: boolean;
-  /** Workflow runs used (1 + continue-as-new count). */
-  runs: number;
 }
 
-export interface CrawlPageInput {
-  jobId: string;
-  datasetName: string;
-  version: number;
-  from: number;
-  to: number;
+export interface CrawlPageInput extends StagePageInput {
   extraColumns: string[];
   options: Partial<CrawlOptions>;
   rowGroupSize?: number;
-  maxConcurrentShards: number;
   shardTimeout: string;
   shardHeartbeatTimeout: string;
 }
@@ -117,11 +88,6 @@ const retry = stageRetryPolicy({ maximumAttempts: 5 });
  */
 const shardRetry = stageRetryPolicy({ maximumAttempts: 8 });
 
-const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({
-  taskQueue: IO_QUEUE,
-  startToCloseTimeout: '1 minute',
-  retry,
-});
 /**
  * planCrawl and writeCrawlManifest heartbeat (every 8 MiB hashed / 5,000 rows split; every 5 s while
  * writing the manifest, activities/crawl.ts), so a killed worker's step is retried within a minute.
@@ -167,84 +133,52 @@ export async function crawlShardsPageWorkflow(input: CrawlPageInput): Promise<Cr
 
 /** Crawl URL lists into a new (or resumed) dataset version; returns its manifest and counts. */
 export async function crawlWorkflow(input: CrawlWorkflowInput): Promise<CrawlWorkflowResult> {
-  const { workflowId } = workflowInfo();
-  let progress: CrawlProgress | null = input.carried ?? null;
-  setHandler(crawlProgressQuery, () => progress);
-  const jobId = progress?.jobId ?? input.jobId ?? workflowId;
-  const { carried: _carried, ...params } = input;
-  const perPage = input.shardsPerPage ?? 100;
-  return withJobRecord(
-    lineageActs,
-    { jobId, kind: 'crawl', workflowId, params, started: progress !== null },
-    async () => {
-      if (!progress) {
-        const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
-        const plan = await planActs.planCrawl({
-          incrementalAsOf,
-          jobId,
-          workflowId,
-          datasetName: input.datasetName,
-          version: input.version,
-          inputs: input.inputs,
-          urlColumn: input.urlColumn,
-          captionColumn: input.captionColumn,
-          extraColumns: input.extraColumns,
-          rowsPerShard: input.rowsPerShard,
-          dedupUrls: input.dedupUrls,
-          options: input.options,
-        });
-        progress = {
-          jobId,
-          plan,
-          nextPage: 0,
-          pages: Math.ceil(plan.shardCount / perPage),
-          shardsCrawled: 0,
-          shardsSkipped: 0,
-          runs: 1,
-        };
-      }
-      const p = progress;
-      await runPages(p, {
-        pagesPerRun: input.pagesPerRun ?? 10,
-        continueAsNew: (carried) => continueAsNew<typeof crawlWorkflow>({ ...input, carried }),
-        runPage: async (page) => {
-          const r = await executeChild(crawlShardsPageWorkflow, {
-            workflowId: `${workflowId}/page-${page}`,
-            args: [
-              {
-                jobId,
-                datasetName: p.plan.datasetName,
-                version: p.plan.version,
-                ...pageBounds(page, perPage, p.plan.shardCount),
-                extraColumns: p.plan.extraColumns,
-                options: p.plan.options,
-                rowGroupSize: input.rowGroupSize,
-                maxConcurrentShards: input.maxConcurrentShards ?? 4,
-                shardTimeout: input.shardTimeout ?? '2 hours',
-                shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
-              },
-            ],
-          });
-          p.shardsCrawled += r.crawled;
-          p.shardsSkipped += r.skipped;
-        },
-      });
-      const m = await planActs.writeCrawlManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
-      return {
+  return runShardedStage(input, {
+    kind: 'crawl',
+    progressQuery: crawlProgressQuery,
+    plan: async ({ jobId, workflowId }) => {
+      const incrementalAsOf = input.incremental ? await planActs.seenIndexPosition() : undefined;
+      return planActs.planCrawl({
+        incrementalAsOf,
         jobId,
-        datasetId: m.datasetId,
-        datasetName: p.plan.datasetName,
-        version: p.plan.version,
-        manifestUri: m.manifest.uri,
-        manifestSha256: m.manifest.sha256,
-        rows: m.rows,
-        shards: m.shards,
+        workflowId,
+        datasetName: input.datasetName,
+        version: input.version,
+        inputs: input.inputs,
+        urlColumn: input.urlColumn,
+        captionColumn: input.captionColumn,
+        extraColumns: input.extraColumns,
+        rowsPerShard: input.rowsPerShard,
+        dedupUrls: input.dedupUrls,
+        options: input.options,
+      });
+    },
+    start: () => ({ shardsCrawled: 0, shardsSkipped: 0 }),
+    page: {
+      workflow: crawlShardsPageWorkflow,
+      input: (p, bounds) => ({
+        ...stageTarget(p),
+        ...bounds,
+        extraColumns: p.plan.extraColumns,
+        options: p.plan.options,
+        rowGroupSize: input.rowGroupSize,
+        maxConcurrentShards: input.maxConcurrentShards ?? 4,
+        shardTimeout: input.shardTimeout ?? '2 hours',
+        shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+      }),
+      add: (p, r) => {
+        p.shardsCrawled += r.crawled;
+        p.shardsSkipped += r.skipped;
+      },
+    },
+    finish: async (p) => {
+      const m = await planActs.writeCrawlManifest(stageTarget(p));
+      return {
+        ...stageResult(p, m),
         shardsCrawled: p.shardsCrawled,
         shardsSkipped: p.shardsSkipped,
         countsByStatus: m.countsByStatus,
-        resumed: p.plan.resumed,
-        runs: p.runs,
       };
     },
-  );
+  });
 }

@@ -13,79 +13,47 @@
  *
  * Deterministic: no I/O here; activity types only. Query `progress` returns DedupProgress.
  */
-import {
-  continueAsNew,
-  defineQuery,
-  executeChild,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { defineQuery, proxyActivities } from '@temporalio/workflow';
 import type { DedupActivities, PlanDedupResult } from '../activities/dedup.js';
-import type { createLineageActivities } from '../activities/lineage.js';
 import { IO_QUEUE } from './queues.js';
 import { stageRetryPolicy } from './retry.js';
-import { pageBounds, runPages, slidingWindow, withJobRecord } from './sharded-stage.js';
+import {
+  runShardedStage,
+  slidingWindow,
+  stageResult,
+  stageTarget,
+  type StageInput,
+  type StagePageInput,
+  type StageProgress,
+  type StageResult,
+} from './sharded-stage.js';
 
-export interface DedupWorkflowInput {
+export interface DedupWorkflowInput extends StageInput<DedupProgress> {
   datasetName: string;
   sourceVersion: number;
   /** Explicit output version (default: resume a matching version, else the next one). */
   outputVersion?: number;
-  /** Lineage job id (default: the workflow id). */
-  jobId?: string;
-  /** dedupShard activities at once (default 4), shards per child workflow (default 100), pages per run (default 10). */
+  /** dedupShard activities at once (default 4). */
   maxConcurrentShards?: number;
-  shardsPerPage?: number;
-  pagesPerRun?: number;
-  /** Internal: progress carried across continue-as-new. */
-  carried?: DedupProgress;
 }
 
-export interface DedupProgress {
-  jobId: string;
-  plan: PlanDedupResult;
-  nextPage: number;
-  pages: number;
+export interface DedupProgress extends StageProgress<PlanDedupResult> {
   shardsWritten: number;
   shardsSkipped: number;
-  runs: number;
 }
 
-export interface DedupWorkflowResult {
-  jobId: string;
-  datasetId: string;
-  datasetName: string;
-  version: number;
-  manifestUri: string;
-  manifestSha256: string;
-  rows: number;
-  shards: number;
+export interface DedupWorkflowResult extends StageResult {
   duplicates: number;
   sourceDatasetId: string;
   shardsWritten: number;
   shardsSkipped: number;
-  resumed: boolean;
-  runs: number;
 }
 
-export interface DedupPageInput {
-  jobId: string;
-  datasetName: string;
-  version: number;
-  from: number;
-  to: number;
-  maxConcurrentShards: number;
-}
+export type DedupPageInput = StagePageInput;
 
 export const dedupProgressQuery = defineQuery<DedupProgress | null>('progress');
 
 const retry = stageRetryPolicy({ maximumAttempts: 5 });
-const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({
-  taskQueue: IO_QUEUE,
-  startToCloseTimeout: '1 minute',
-  retry,
-});
 /** Planning and the manifest heartbeat (every shard read, every 5 s), so a killed worker's step is retried within a minute. */
 const acts = proxyActivities<DedupActivities>({
   taskQueue: IO_QUEUE,
@@ -106,71 +74,38 @@ export async function dedupShardsPageWorkflow(input: DedupPageInput): Promise<{ 
 
 /** Exact-dedup a dataset version into a new version; returns its manifest and counts. */
 export async function dedupWorkflow(input: DedupWorkflowInput): Promise<DedupWorkflowResult> {
-  const { workflowId } = workflowInfo();
-  let progress: DedupProgress | null = input.carried ?? null;
-  setHandler(dedupProgressQuery, () => progress);
-  const jobId = progress?.jobId ?? input.jobId ?? workflowId;
-  const perPage = input.shardsPerPage ?? 100;
-  const { carried: _carried, ...params } = input;
-  return withJobRecord(
-    lineageActs,
-    { jobId, kind: 'dedup', workflowId, params, started: progress !== null },
-    async () => {
-      if (!progress) {
-        const plan = await acts.planDedup({
-          jobId,
-          datasetName: input.datasetName,
-          sourceVersion: input.sourceVersion,
-          outputVersion: input.outputVersion,
-        });
-        progress = {
-          jobId,
-          plan,
-          nextPage: 0,
-          pages: Math.ceil(plan.shardCount / perPage),
-          shardsWritten: 0,
-          shardsSkipped: 0,
-          runs: 1,
-        };
-      }
-      const p = progress;
-      await runPages(p, {
-        pagesPerRun: input.pagesPerRun ?? 10,
-        continueAsNew: (carried) => continueAsNew<typeof dedupWorkflow>({ ...input, carried }),
-        runPage: async (page) => {
-          const r = await executeChild(dedupShardsPageWorkflow, {
-            workflowId: `${workflowId}/page-${page}`,
-            args: [
-              {
-                jobId,
-                datasetName: p.plan.datasetName,
-                version: p.plan.version,
-                ...pageBounds(page, perPage, p.plan.shardCount),
-                maxConcurrentShards: input.maxConcurrentShards ?? 4,
-              },
-            ],
-          });
-          p.shardsWritten += r.written;
-          p.shardsSkipped += r.skipped;
-        },
-      });
-      const m = await acts.writeDedupManifest({ jobId, datasetName: p.plan.datasetName, version: p.plan.version });
-      return {
+  return runShardedStage(input, {
+    kind: 'dedup',
+    progressQuery: dedupProgressQuery,
+    plan: ({ jobId }) =>
+      acts.planDedup({
         jobId,
-        datasetId: m.datasetId,
-        datasetName: p.plan.datasetName,
-        version: p.plan.version,
-        manifestUri: m.manifest.uri,
-        manifestSha256: m.manifest.sha256,
-        rows: m.rows,
-        shards: m.shards,
+        datasetName: input.datasetName,
+        sourceVersion: input.sourceVersion,
+        outputVersion: input.outputVersion,
+      }),
+    start: () => ({ shardsWritten: 0, shardsSkipped: 0 }),
+    page: {
+      workflow: dedupShardsPageWorkflow,
+      input: (p, bounds) => ({
+        ...stageTarget(p),
+        ...bounds,
+        maxConcurrentShards: input.maxConcurrentShards ?? 4,
+      }),
+      add: (p, r) => {
+        p.shardsWritten += r.written;
+        p.shardsSkipped += r.skipped;
+      },
+    },
+    finish: async (p) => {
+      const m = await acts.writeDedupManifest(stageTarget(p));
+      return {
+        ...stageResult(p, m),
         duplicates: m.duplicates,
         sourceDatasetId: p.plan.sourceId,
         shardsWritten: p.shardsWritten,
         shardsSkipped: p.shardsSkipped,
-        resumed: p.plan.resumed,
-        runs: p.runs,
       };
     },
-  );
+  });
 }

@@ -17,25 +17,24 @@
  *
  * Deterministic: no I/O here; activity types only. Query `progress` returns FilterProgress.
  */
-import {
-  continueAsNew,
-  defineQuery,
-  executeChild,
-  proxyActivities,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { defineQuery, proxyActivities } from '@temporalio/workflow';
 import type { FilterActivities, FilterShardResult, PlanFilterResult, ScoreShardResult } from '../activities/filter.js';
-import type { createLineageActivities } from '../activities/lineage.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
 import { stageRetryPolicy } from './retry.js';
-import { pageBounds, runPages, slidingWindow, withJobRecord } from './sharded-stage.js';
+import {
+  runShardedStage,
+  slidingWindow,
+  stageResult,
+  stageTarget,
+  type StageInput,
+  type StagePageInput,
+  type StageProgress,
+  type StageResult,
+} from './sharded-stage.js';
 
-export interface FilterWorkflowInput {
+export interface FilterWorkflowInput extends StageInput<FilterProgress> {
   datasetName: string;
   sourceVersion: number;
-  /** Lineage job id (default: the workflow id). */
-  jobId?: string;
   clipModelDir: string;
   captionerModelDir?: string | null;
   /** Keep rows with clip_score >= threshold (default 0.25 unless keepTopFraction is given). */
@@ -55,50 +54,31 @@ export interface FilterWorkflowInput {
   outputVersion?: number;
   /** Rows per Parquet row group of the output (default 1024). */
   rowGroupSize?: number;
-  /** Shards per child workflow (default 100). */
-  shardsPerPage?: number;
-  /** Pages per run before continue-as-new (default 10). */
-  pagesPerRun?: number;
   /** Start-to-close timeout of one shard (default '4 hours'). */
   shardTimeout?: string;
   /** Heartbeat timeout of one shard (default '2 minutes'): how soon a dead worker's shard is retried. */
   shardHeartbeatTimeout?: string;
-  /** Internal: progress carried across continue-as-new. */
-  carried?: FilterProgress;
 }
 
 export type FilterPhase = 'score' | 'filter';
 
-export interface FilterProgress {
-  jobId: string;
-  plan: PlanFilterResult;
+export interface FilterProgress extends StageProgress<PlanFilterResult> {
   phase: FilterPhase;
-  nextPage: number;
-  pages: number;
   /** Dataset-wide cutoff once computed (keep-top-fraction runs). */
   topFractionCutoff?: number | null;
   shardsScored: number;
   shardsFiltered: number;
   shardsSkipped: number;
   rowsScored: number;
-  runs: number;
 }
 
-export interface FilterWorkflowResult {
-  jobId: string;
-  datasetId: string;
-  datasetName: string;
-  version: number;
-  manifestUri: string;
-  manifestSha256: string;
-  rows: number;
+export interface FilterWorkflowResult extends StageResult {
   /** Rows with status `success` in the output. */
   kept: number;
   /** Source `success` rows marked `filtered` (below the policy, or unscored). */
   filtered: number;
   /** Source rows that were not `success`, carried through unchanged. */
   failed: number;
-  shards: number;
   /** Execution provider(s) that ran the models, e.g. "cpu" or "cuda" ("none" when nothing was scored). */
   executionProvider: string;
   sourceDatasetId: string;
@@ -106,20 +86,12 @@ export interface FilterWorkflowResult {
   shardsFiltered: number;
   shardsSkipped: number;
   rowsScored: number;
-  resumed: boolean;
-  runs: number;
 }
 
-export interface FilterPageInput {
-  jobId: string;
-  datasetName: string;
-  version: number;
+export interface FilterPageInput extends StagePageInput {
   phase: FilterPhase;
-  from: number;
-  to: number;
   topFractionCutoff?: number | null;
   rowGroupSize?: number;
-  maxConcurrentShards: number;
   shardTimeout: string;
   shardHeartbeatTimeout: string;
 }
@@ -134,11 +106,6 @@ export const filterProgressQuery = defineQuery<FilterProgress | null>('progress'
 
 const retry = stageRetryPolicy({ maximumAttempts: 5 });
 
-const lineageActs = proxyActivities<ReturnType<typeof createLineageActivities>>({
-  taskQueue: IO_QUEUE,
-  startToCloseTimeout: '1 minute',
-  retry,
-});
 /** planFilter heartbeats every 5 s (activities/filter.ts), so a killed worker's planning is retried within a minute. */
 const planActs = proxyActivities<FilterActivities>({
   taskQueue: GPU_QUEUE,
@@ -194,117 +161,82 @@ export async function filterShardsPageWorkflow(input: FilterPageInput): Promise<
 
 /** Filter (CLIP score + caption) a dataset version into a new version; returns its manifest and counts. */
 export async function filterWorkflow(input: FilterWorkflowInput): Promise<FilterWorkflowResult> {
-  const { workflowId } = workflowInfo();
-  let progress: FilterProgress | null = input.carried ?? null;
-  setHandler(filterProgressQuery, () => progress);
-  const jobId = progress?.jobId ?? input.jobId ?? workflowId;
-  const perPage = input.shardsPerPage ?? 100;
-  const { carried: _carried, ...params } = input;
-  return withJobRecord(
-    lineageActs,
-    { jobId, kind: 'filter', workflowId, params, started: progress !== null },
-    async () => {
-      if (!progress) {
-        const plan = await planActs.planFilter({
-          jobId,
-          workflowId,
-          datasetName: input.datasetName,
-          sourceVersion: input.sourceVersion,
-          outputVersion: input.outputVersion,
-          clipModelDir: input.clipModelDir,
-          captionerModelDir: input.captionerModelDir,
-          threshold: input.threshold,
-          keepTopFraction: input.keepTopFraction,
-          captionSource: input.captionSource,
-          captionPrompt: input.captionPrompt,
-          maxNewTokens: input.maxNewTokens,
-          numBeams: input.numBeams,
-          batchSize: input.batchSize,
-          device: input.device,
-        });
-        progress = {
-          jobId,
-          plan,
-          phase: plan.keepTopFraction !== null ? 'score' : 'filter',
-          nextPage: 0,
-          pages: Math.ceil(plan.shardCount / perPage),
-          shardsScored: 0,
-          shardsFiltered: 0,
-          shardsSkipped: 0,
-          rowsScored: 0,
-          runs: 1,
-        };
-      }
-      const p = progress;
-      await runPages(p, {
-        pagesPerRun: input.pagesPerRun ?? 10,
-        continueAsNew: (carried) => continueAsNew<typeof filterWorkflow>({ ...input, carried }),
-        // keep-top-fraction: after the score pages, the dataset-wide cutoff, then the filter pages.
-        nextPhase: async () => {
-          if (p.phase === 'filter') return false;
-          const c = await ioActs.computeFilterCutoff({
-            jobId,
-            datasetName: p.plan.datasetName,
-            version: p.plan.version,
-          });
-          p.topFractionCutoff = c.cutoff;
-          p.phase = 'filter';
-          p.nextPage = 0;
-          return true;
-        },
-        runPage: async (page) => {
-          const r = await executeChild(filterShardsPageWorkflow, {
-            workflowId: `${workflowId}/${p.phase}-page-${page}`,
-            args: [
-              {
-                jobId,
-                datasetName: p.plan.datasetName,
-                version: p.plan.version,
-                phase: p.phase,
-                ...pageBounds(page, perPage, p.plan.shardCount),
-                rowGroupSize: input.rowGroupSize,
-                ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
-                maxConcurrentShards: input.maxConcurrentShards ?? 2,
-                shardTimeout: input.shardTimeout ?? '4 hours',
-                shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
-              },
-            ],
-          });
-          if (p.phase === 'score') p.shardsScored += r.done;
-          else {
-            p.shardsFiltered += r.done;
-            p.shardsSkipped += r.skipped;
-          }
-          p.rowsScored += r.rowsScored;
-        },
-      });
-      const m = await ioActs.writeFilterManifest({
+  return runShardedStage(input, {
+    kind: 'filter',
+    progressQuery: filterProgressQuery,
+    plan: ({ jobId, workflowId }) =>
+      planActs.planFilter({
         jobId,
-        datasetName: p.plan.datasetName,
-        version: p.plan.version,
+        workflowId,
+        datasetName: input.datasetName,
+        sourceVersion: input.sourceVersion,
+        outputVersion: input.outputVersion,
+        clipModelDir: input.clipModelDir,
+        captionerModelDir: input.captionerModelDir,
+        threshold: input.threshold,
+        keepTopFraction: input.keepTopFraction,
+        captionSource: input.captionSource,
+        captionPrompt: input.captionPrompt,
+        maxNewTokens: input.maxNewTokens,
+        numBeams: input.numBeams,
+        batchSize: input.batchSize,
+        device: input.device,
+      }),
+    start: (plan) => ({
+      phase: plan.keepTopFraction !== null ? ('score' as const) : ('filter' as const),
+      shardsScored: 0,
+      shardsFiltered: 0,
+      shardsSkipped: 0,
+      rowsScored: 0,
+    }),
+    // keep-top-fraction: after the score pages, the dataset-wide cutoff, then the filter pages.
+    nextPhase: async (p) => {
+      if (p.phase === 'filter') return false;
+      const c = await ioActs.computeFilterCutoff(stageTarget(p));
+      p.topFractionCutoff = c.cutoff;
+      p.phase = 'filter';
+      p.nextPage = 0;
+      return true;
+    },
+    page: {
+      workflow: filterShardsPageWorkflow,
+      id: (p, page) => `${p.phase}-page-${page}`,
+      input: (p, bounds) => ({
+        ...stageTarget(p),
+        phase: p.phase,
+        ...bounds,
+        rowGroupSize: input.rowGroupSize,
+        ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
+        maxConcurrentShards: input.maxConcurrentShards ?? 2,
+        shardTimeout: input.shardTimeout ?? '4 hours',
+        shardHeartbeatTimeout: input.shardHeartbeatTimeout ?? '2 minutes',
+      }),
+      add: (p, r) => {
+        if (p.phase === 'score') p.shardsScored += r.done;
+        else {
+          p.shardsFiltered += r.done;
+          p.shardsSkipped += r.skipped;
+        }
+        p.rowsScored += r.rowsScored;
+      },
+    },
+    finish: async (p) => {
+      const m = await ioActs.writeFilterManifest({
+        ...stageTarget(p),
         ...(p.topFractionCutoff !== undefined ? { topFractionCutoff: p.topFractionCutoff } : {}),
       });
       return {
-        jobId,
-        datasetId: m.datasetId,
-        datasetName: p.plan.datasetName,
-        version: p.plan.version,
-        manifestUri: m.manifest.uri,
-        manifestSha256: m.manifest.sha256,
-        rows: m.rows,
+        ...stageResult(p, m),
         kept: m.kept,
         filtered: m.filtered,
         failed: m.carried,
-        shards: m.shards,
         executionProvider: m.executionProviders.length > 0 ? m.executionProviders.join(',') : 'none',
         sourceDatasetId: p.plan.sourceId,
         topFractionCutoff: p.topFractionCutoff ?? null,
         shardsFiltered: p.shardsFiltered,
         shardsSkipped: p.shardsSkipped,
         rowsScored: p.rowsScored,
-        resumed: p.plan.resumed,
-        runs: p.runs,
       };
     },
-  );
+  });
 }

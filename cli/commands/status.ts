@@ -9,7 +9,7 @@ import type { Client } from '@temporalio/client';
 import { loadConfig } from '../../infra/config.js';
 import { TASK_QUEUES } from '../../infra/constants.js';
 import { withTemporalSession } from '../session.js';
-import { STALE_POLLER_MS, workerPresence } from '../worker-presence.js';
+import { DEFAULT_STALE_POLLER_MS, stalePollerMs, staleWindowText, workerPresence } from '../worker-presence.js';
 
 interface JobRow {
   workflowId: string;
@@ -23,8 +23,8 @@ interface JobRow {
 const NO_WORKER = 'NO WORKER';
 
 /** Activity queues that no worker polls now (work scheduled there waits). */
-async function idleActivityQueues(client: Client): Promise<string[]> {
-  const present = workerPresence(client);
+async function idleActivityQueues(client: Client, staleMs: number): Promise<string[]> {
+  const present = workerPresence(client, staleMs);
   const out: string[] = [];
   for (const q of Object.values(TASK_QUEUES)) if (!(await present(q, 'activity'))) out.push(q);
   return out;
@@ -34,14 +34,15 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      `Show recent Kiln jobs (Temporal workflows) and their status, or one job's live progress. Running jobs that no worker has polled for ${STALE_POLLER_MS / 60_000} minutes are marked ${NO_WORKER}.`,
+      `Show recent Kiln jobs (Temporal workflows) and their status, or one job's live progress. Running jobs that no worker has polled for ${staleWindowText(DEFAULT_STALE_POLLER_MS)} (KILN_STALE_POLLER_MS) are marked ${NO_WORKER}.`,
     )
     .argument('[workflowId]', 'a job id to describe')
     .option('--limit <n>', 'how many recent jobs', (v) => Number(v), 20)
     .option('--json', 'machine-readable output', false)
     .action(async (id: string | undefined, o: { limit: number; json: boolean }) => {
+      const staleMs = stalePollerMs();
       await withTemporalSession(loadConfig(), { embeddedWorker: false }, async (client) => {
-        const present = workerPresence(client);
+        const present = workerPresence(client, staleMs);
         if (id) {
           const h = client.workflow.getHandle(id);
           const d = await h.describe();
@@ -79,7 +80,7 @@ export function registerStatus(program: Command): void {
           });
           if (rows.length >= o.limit) break;
         }
-        const idle = rows.some((r) => r.status === 'RUNNING') ? await idleActivityQueues(client) : [];
+        const idle = rows.some((r) => r.status === 'RUNNING') ? await idleActivityQueues(client, staleMs) : [];
         if (o.json) {
           process.stdout.write(`${JSON.stringify(rows)}\n`);
           return;
@@ -91,7 +92,7 @@ export function registerStatus(program: Command): void {
           );
         if (rows.some((r) => r.noWorker)) {
           process.stdout.write(
-            `\n${NO_WORKER}: no worker has polled the job's task queue for ${STALE_POLLER_MS / 60_000} minutes (its CLI or worker died). ` +
+            `\n${NO_WORKER}: no worker has polled the job's task queue for ${staleWindowText(staleMs)} (its CLI or worker died). ` +
               'Rerun the same command, or `kiln resume <id>` to run it on here, or `kiln cancel <id>` to end it.\n',
           );
         }

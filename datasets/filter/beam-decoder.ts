@@ -73,7 +73,8 @@ export class EncoderDecoderLoop {
     if (!encoder || !decoder || !mergedOk) {
       throw new ConfigError(
         `${source} has no encoder + merged decoder with a cache branch, which beam search needs`,
-        'export the captioner with `optimum-cli export onnx --task image-to-text-with-past` (encoder_model.onnx + decoder_model_merged.onnx), or use numBeams 1.',
+        'export the captioner with `optimum-cli export onnx --task image-to-text-with-past` ' +
+          '(encoder_model.onnx + decoder_model_merged.onnx), or use numBeams 1.',
       );
     }
     this.encoder = encoder;

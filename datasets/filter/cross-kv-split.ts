@@ -62,8 +62,11 @@ export class StaleDecoderSplitError extends ConfigError {
     super(
       `${join(modelDir, SPLIT_META_FILE)} does not match the model directory (${detail})`,
       exported
-        ? `export the model again: \`kiln models import captioner <checkpoint dir> --out ${modelDir}\` (or \`python scripts/models/export_blip.py <checkpoint dir> --out ${modelDir}\`).`
-        : `rerun ${splitCommand(modelDir)} to split the current decoder again, or delete ${SPLIT_META_FILE}, decoder_cross_kv.onnx and decoder_with_past_xkv.onnx under ${modelDir}/onnx to caption with the merged decoder (slower on CPU).`,
+        ? `export the model again: \`kiln models import captioner <checkpoint dir> --out ${modelDir}\` (or ` +
+            `\`python scripts/models/export_blip.py <checkpoint dir> --out ${modelDir}\`).`
+        : `rerun ${splitCommand(modelDir)} to split the current decoder again, ` +
+            `or delete ${SPLIT_META_FILE}, decoder_cross_kv.onnx and decoder_with_past_xkv.onnx under ` +
+            `${modelDir}/onnx to caption with the merged decoder (slower on CPU).`,
     );
   }
 }

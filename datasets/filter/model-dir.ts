@@ -69,14 +69,22 @@ export async function captionerType(dir: string): Promise<CaptionerType> {
   if (modelType === undefined || modelType === 'vision-encoder-decoder') return 'vit-gpt2';
   throw new ConfigError(
     `${join(dir, 'config.json')} has model_type ${JSON.stringify(modelType)}, a captioner Kiln cannot run`,
-    'use a BLIP captioner (model_type "blip": BlipForConditionalGeneration) or a ViT-GPT2 style VisionEncoderDecoder (model_type "vision-encoder-decoder"); `kiln models import captioner DIR --out OUT` exports either.',
+    'use a BLIP captioner (model_type "blip": BlipForConditionalGeneration) ' +
+      'or a ViT-GPT2 style VisionEncoderDecoder (model_type "vision-encoder-decoder"); ' +
+      '`kiln models import captioner DIR --out OUT` exports either.',
   );
 }
 
 const HOW_TO_EXPORT: Record<ModelKind, string> = {
-  clip: 'import a CLIP checkpoint with `kiln models import clip DIR --out OUT` (Optimum split into text and vision graphs, as transformers.js models such as Xenova/clip-vit-base-patch32 are laid out), or generate the tiny test model with `.venv-models/bin/python scripts/fixtures/make_tiny_models.py`',
+  clip:
+    'import a CLIP checkpoint with `kiln models import clip DIR --out OUT` (Optimum split into text and ' +
+    'vision graphs, as transformers.js models such as Xenova/clip-vit-base-patch32 are laid out), or ' +
+    'generate the tiny test model with `.venv-models/bin/python scripts/fixtures/make_tiny_models.py`',
   captioner:
-    'export an image-to-text model with `optimum-cli export onnx --task image-to-text-with-past` (ViT-GPT2 style VisionEncoderDecoder) and keep encoder_model.onnx and decoder_model_merged.onnx under onnx/, or generate the tiny test model with `.venv-models/bin/python scripts/fixtures/make_tiny_models.py`',
+    'export an image-to-text model with `optimum-cli export onnx --task image-to-text-with-past` (ViT-GPT2 ' +
+    'style VisionEncoderDecoder) and keep encoder_model.onnx and decoder_model_merged.onnx under onnx/, ' +
+    'or generate the tiny test model with `.venv-models/bin/python ' +
+    'scripts/fixtures/make_tiny_models.py`',
 };
 
 /** A model file and its sha256 (hex), path relative to the model directory with "/" separators. */

@@ -16,7 +16,7 @@ import { parseOnnxDeviceRequest, type OnnxDeviceRequest } from '../../infra/onnx
 import { sweepTempFiles, type ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout, datasetVersionId } from '../shards/layout.js';
 import { chooseVersion, readVersionPlan } from '../shards/version-claim.js';
-import { manifestShardUris, parseManifest } from '../shards/manifest.js';
+import { pinSourceVersion, type PinnedSource } from '../shards/source-version.js';
 import { captionerType, checkModelDir, hashModelDir, type CaptionerType, type ModelFileHash } from './model-dir.js';
 import { positiveInt } from './runtime.js';
 import { selectionPolicy, type CaptionSource, type SelectionPolicy } from './selection.js';
@@ -79,15 +79,6 @@ export interface PlannedCaptionOptions {
     | { count: number; select: 'clip'; from: 'sampling'; seed: number; temperature: number; topP: number };
 }
 
-/** One source shard as the source manifest lists it. */
-export interface PlannedSourceShard {
-  index: number;
-  uri: string;
-  sha256: string;
-  rows: number;
-  bytes: number;
-}
-
 /** The plan of one filter output version (`plan.json`). */
 export interface FilterPlan {
   stage: 'filter';
@@ -96,14 +87,8 @@ export interface FilterPlan {
   version: number;
   datasetId: string;
   fingerprint: string;
-  source: {
-    id: string;
-    version: number;
-    manifestUri: string;
-    manifestSha256: string;
-    rows: number;
-    shards: PlannedSourceShard[];
-  };
+  /** The source version pinned by its manifest's sha256 (datasets/shards/source-version.ts). */
+  source: PinnedSource;
   policy: SelectionPolicy;
   clip: PlannedModel;
   /** `type`: the captioner architecture (config.json's model_type; absent in plans made before BLIP support: vit-gpt2). */
@@ -229,30 +214,7 @@ async function resolvePlan(
     ? { dir: captionerDir, files: await hashModelDir(captionerDir), options, type: await captionerType(captionerDir) }
     : null;
 
-  const sourceLayout = new DatasetLayout(storage, spec.datasetName, spec.sourceVersion);
-  if (!(await storage.exists(sourceLayout.manifestUri))) {
-    throw new MissingFileError(
-      `source dataset ${sourceLayout.id} has no manifest at ${sourceLayout.manifestUri}`,
-      `filter a finished dataset version: crawl ${spec.datasetName} first (kiln run pipeline / crawl), or pass the version that exists (--from-version).`,
-    );
-  }
-  const text = await storage.readText(sourceLayout.manifestUri);
-  const manifest = parseManifest(text, sourceLayout.manifestUri);
-  const uris = manifestShardUris(storage, manifest);
-  const source: FilterPlan['source'] = {
-    id: manifest.id,
-    version: manifest.version,
-    manifestUri: sourceLayout.manifestUri,
-    manifestSha256: sha256Hex(text),
-    rows: manifest.rows,
-    shards: manifest.shards.map((s, k) => ({
-      index: s.index,
-      uri: uris[k] as string,
-      sha256: s.sha256,
-      rows: s.rows,
-      bytes: s.bytes,
-    })),
-  };
+  const source = await pinSourceVersion(storage, spec.datasetName, spec.sourceVersion, 'filter');
   const fingerprint = sha256Hex(
     JSON.stringify({
       stage: 'filter',

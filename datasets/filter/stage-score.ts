@@ -6,12 +6,12 @@
  * the last checkpointed row, so no row is ever scored into the output twice.
  */
 import type { Table } from 'apache-arrow';
-import { ArtifactConflictError, MissingFileError } from '../../infra/errors.js';
 import type { ArtifactStorage } from '../../infra/storage.js';
 import { DatasetLayout } from '../shards/layout.js';
 import { readShardBatches } from '../shards/reader.js';
 import { scoreAndCaptionRows, type FilterInputRow, type FilterModels } from './filter-batch.js';
-import type { FilterPlan, PlannedSourceShard } from './stage-plan.js';
+import type { FilterPlan } from './stage-plan.js';
+import { verifyPinnedShard, type PinnedSourceShard } from '../shards/source-version.js';
 import {
   emptyShardScores,
   readShardScores,
@@ -65,23 +65,19 @@ export interface ScoreShardOutcome {
 }
 
 /** The plan's entry for source shard `index`. */
-export function sourceShardOf(plan: FilterPlan, index: number): PlannedSourceShard {
+export function sourceShardOf(plan: FilterPlan, index: number): PinnedSourceShard {
   const s = plan.source.shards.find((x) => x.index === index);
   if (!s) throw new RangeError(`source dataset ${plan.source.id} has no shard ${index}`);
   return s;
 }
 
 /** Check the source shard still has the sha256 its manifest records (datasets are immutable). */
-export async function verifySourceShard(storage: ArtifactStorage, src: PlannedSourceShard): Promise<void> {
-  const size = await storage.size(src.uri);
-  if (size === null) {
-    throw new MissingFileError(
-      `source shard ${src.uri} is missing`,
-      'restore the source dataset version (its manifest lists this shard), or filter another version.',
-    );
-  }
-  const sha = await storage.sha256(src.uri);
-  if (sha !== src.sha256) throw new ArtifactConflictError(src.uri, src.sha256, sha);
+export async function verifySourceShard(storage: ArtifactStorage, src: PinnedSourceShard): Promise<void> {
+  await verifyPinnedShard(
+    storage,
+    src,
+    'restore the source dataset version (its manifest lists this shard), or filter another version.',
+  );
 }
 
 function abortError(signal: AbortSignal): Error {

@@ -3,6 +3,7 @@
  * dataset version's manifest) through the runs that produced it to everything they consumed,
  * recursively, collecting run params (thresholds, configs), environments (models, backends) and
  * code versions. Answers "which data, from where, filtered how, trained by which code".
+ * `kiln lineage trace` prints the result as a short tree (cli/trace-tree.ts) or, with `--json`, whole.
  */
 import type { ArtifactRecord, DatasetVersionRecord, LineageStore, RunRecord } from './store.js';
 
@@ -74,29 +75,4 @@ export function traceArtifact(store: LineageStore, artifact: ArtifactRecord, max
     datasetVersions: [...datasets.values()],
     sources: [...sources.values()],
   };
-}
-
-/** Render a trace as an indented text tree. */
-export function formatTrace(t: TraceResult): string {
-  const lines: string[] = [];
-  const walk = (n: TraceNode, indent: string) => {
-    const ds = n.datasetVersion
-      ? `  [dataset ${n.datasetVersion.id}, schema v${n.datasetVersion.schemaVersion}, params ${JSON.stringify(n.datasetVersion.params)}]`
-      : '';
-    lines.push(
-      `${indent}${n.artifact.kind}  ${n.artifact.uri}  sha256 ${n.artifact.sha256.slice(0, 16)}…  ${n.artifact.bytes} B${ds}${n.seeAbove ? '  (see above)' : ''}`,
-    );
-    for (const p of n.producedBy) {
-      const env = Object.keys(p.run.environment).length ? `  env ${JSON.stringify(p.run.environment)}` : '';
-      lines.push(
-        `${indent}  <- run ${p.run.id} (${p.run.stage}, ${p.run.status}, code ${p.run.codeVersion})  params ${JSON.stringify(p.run.params)}${env}`,
-      );
-      for (const c of p.consumed) walk(c, `${indent}     `);
-    }
-  };
-  walk(t.root, '');
-  lines.push('', `runs: ${t.runs.length}; code versions: ${t.codeVersions.join(', ') || 'none'}`);
-  lines.push(`dataset versions: ${t.datasetVersions.map((d) => d.id).join(', ') || 'none'}`);
-  lines.push(`sources (not produced by any recorded run): ${t.sources.map((s) => s.uri).join(', ') || 'none'}`);
-  return lines.join('\n');
 }

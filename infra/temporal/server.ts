@@ -10,7 +10,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { mkdirSync, openSync, closeSync, existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import {
+  mkdirSync,
+  openSync,
+  closeSync,
+  existsSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+} from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { Connection } from '@temporalio/client';
 import type { KilnConfig } from '../config.js';
@@ -123,6 +132,65 @@ export interface StartDevServerOptions {
   dbFile?: string;
   ui?: boolean;
   readyTimeoutMs?: number;
+  /**
+   * How long to wait for another process that still has the database file open (an earlier embedded
+   * server shutting down after its kiln process was killed) to let go of it; default 20 s (the
+   * watchdog's SIGTERM grace is 10 s, then SIGKILL).
+   */
+  releaseTimeoutMs?: number;
+}
+
+/**
+ * Live processes of this machine (other than this one) with `file` open (Linux /proc; only processes
+ * this user may inspect), for the check that no other server writes the database a new one opens.
+ */
+export function processesWithFileOpen(file: string): Listener[] {
+  const out: Listener[] = [];
+  if (!existsSync(file)) return out;
+  const target = realpathSync(file); // /proc/<pid>/fd links name the real path
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n) && Number(n) !== process.pid);
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      if (readdirSync(`/proc/${pid}/fd`).some((fd) => safeReadlink(`/proc/${pid}/fd/${fd}`) === target))
+        out.push({ pid: Number(pid), argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean) });
+    } catch {
+      /* not inspectable, or gone meanwhile */
+    }
+  }
+  return out;
+}
+
+function safeReadlink(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Wait until no other process has `dbFile` open. After `kill -9` of a kiln process its embedded
+ * server closes its port first and exits seconds later (measured 1.5-4.7 s at load 8-13): a rerun
+ * typed or scripted at once would otherwise start a second server on the same SQLite file while the
+ * first still writes it. Throws a TemporalUnavailableError naming the process after `timeoutMs`.
+ */
+export async function waitForDatabaseRelease(dbFile: string, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const holders = processesWithFileOpen(dbFile);
+    if (holders.length === 0) return;
+    if (Date.now() >= end)
+      throw new TemporalUnavailableError(
+        `the embedded Temporal database ${dbFile} is still open in ${holders.map(describeListener).join(', ')}, so Kiln does not start a second server on it`,
+        `if that is an earlier embedded server, it is still shutting down: wait for it to exit (or kill ${holders.map((h) => h.pid).join(' ')}) and rerun; if it is a server you run on purpose, set TEMPORAL_ADDRESS to its address.`,
+      );
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**
@@ -135,6 +203,7 @@ export async function startDevServer(opts: StartDevServerOptions): Promise<Tempo
   const dir = join(opts.dataRoot, 'temporal');
   mkdirSync(dir, { recursive: true });
   const dbFile = resolvePath(opts.dbFile ?? join(dir, 'temporal.db'));
+  await waitForDatabaseRelease(dbFile, opts.releaseTimeoutMs ?? 20_000);
   const logFd = openSync(join(dir, 'server.log'), 'a');
   const args = [
     'server',

@@ -2,16 +2,8 @@
  * Worker bootstrap: one process serves `kiln-io` (workflows + I/O activities) and `kiln-gpu`
  * (model activities) by default; `queues` picks a subset (GPU machines run only `kiln-gpu`).
  */
-import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import {
-  DefaultLogger,
-  NativeConnection,
-  Runtime,
-  Worker,
-  bundleWorkflowCode,
-  type WorkflowBundleWithSourceMap,
-} from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KilnConfig } from '../config.js';
@@ -19,24 +11,15 @@ import { TASK_QUEUES, WORKFLOW_TASK_QUEUE, type TaskQueue } from '../constants.j
 import { openStorage } from '../storage-open.js';
 import { LineageStore } from '../lineage/store.js';
 import { codeVersion } from '../code-version.js';
+import { cachedWorkflowBundle } from './workflow-bundle.js';
 
-const WORKFLOWS_PATH = fileURLToPath(new URL('../../workflows/index.js', import.meta.url));
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
-/** The workflow bundle, built once per process (webpack takes a few seconds). */
+/** The workflow bundle: once per process, from the on-disk cache keyed by the code (workflow-bundle.ts). */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+  bundle ??= cachedWorkflowBundle();
   return bundle;
 }
-
-const quietBundlerLogger = {
-  log: () => undefined,
-  trace: () => undefined,
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (m: string) => console.warn(m),
-  error: (m: string) => console.error(m),
-};
 
 /** The real dependencies of activities, rooted at config.dataRoot. */
 export function createActivityDeps(config: KilnConfig): ActivityDeps {

@@ -7,7 +7,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -15,8 +14,8 @@ import { PROJECT_ROOT } from '../../infra/config.js';
 import { startDevServer, type TemporalServerHandle } from '../../infra/temporal/server.js';
 import { startSyntheticWeb, type SyntheticWeb } from '../../demo/synthetic-web.js';
 import { freePort, tempDir } from '../helpers/env.js';
+import { kilnAsync, type KilnRun } from '../helpers/kiln-cli.js';
 
-const KILN = join(PROJECT_ROOT, 'bin', 'kiln.js');
 const FIXTURES = join(PROJECT_ROOT, 'fixtures');
 
 let dir: { path: string; cleanup(): void };
@@ -24,28 +23,8 @@ let server: TemporalServerHandle;
 let web: SyntheticWeb;
 let env: Record<string, string>;
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function kiln(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-const lastJson = <T>(r: Run): T => JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as T;
+const kiln = (...args: string[]): Promise<KilnRun> => kilnAsync(args, env);
+const lastJson = <T>(r: KilnRun): T => JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as T;
 
 function writeSpec(file: string, spec: Record<string, unknown>): string {
   const path = join(dir.path, file);

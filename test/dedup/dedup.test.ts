@@ -10,20 +10,20 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { SHARD_SCHEMA_VERSION, WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
+import { WORKFLOW_TASK_QUEUE } from '../../infra/constants.js';
 import { sha256Hex } from '../../infra/hash.js';
 import { LocalStorage } from '../../infra/storage.js';
 import { LineageStore } from '../../infra/lineage/store.js';
 import { createKilnWorkers } from '../../infra/temporal/worker.js';
-import { DatasetLayout, shardRelativePath } from '../../datasets/shards/layout.js';
-import { readDatasetManifest, writeDatasetManifest, type DatasetManifest } from '../../datasets/shards/manifest.js';
+import { DatasetLayout } from '../../datasets/shards/layout.js';
+import { readDatasetManifest } from '../../datasets/shards/manifest.js';
 import { readShardRows } from '../../datasets/shards/reader.js';
 import type { ShardRow } from '../../datasets/shards/schema.js';
-import { ShardWriter } from '../../datasets/shards/writer.js';
 import { pipelineSpecSchema } from '../../cli/spec/schema.js';
 import { pipelineInputFromSpec } from '../../cli/spec/to-input.js';
 import type { DedupWorkflowInput, DedupWorkflowResult } from '../../workflows/dedup.js';
 import { MODELS } from '../filter/fixtures.js';
+import { writeDatasetVersion } from '../helpers/dataset-version.js';
 import { tempDir, temporalBinary, testConfig, uniqueId } from '../helpers/env.js';
 
 const image = (name: string) => new Uint8Array(readFileSync(`${MODELS}/images/${name}`));
@@ -77,51 +77,6 @@ function sourceRows(): ShardRow[][] {
   );
 }
 
-/** Write `name@v1` from SHARDS and record it in lineage as a crawl would. */
-async function writeSource(storage: LocalStorage, lineage: LineageStore, name: string): Promise<void> {
-  const layout = new DatasetLayout(storage, name, 1);
-  const runId = `source-${name}/crawl/manifest`;
-  lineage.startRun({ id: runId, stage: 'crawl.manifest', params: {}, codeVersion: 'test' });
-  const shards: DatasetManifest['shards'] = [];
-  for (const [i, rows] of sourceRows().entries()) {
-    const w = await ShardWriter.open(storage, layout.shardUri(i), { columns: { extra: ['list'] } });
-    for (const r of rows) await w.append(r);
-    const shard = await w.commit();
-    lineage.recordArtifactOfRun(runId, 'produced', {
-      uri: shard.uri,
-      kind: 'dataset-shard',
-      sha256: shard.sha256,
-      bytes: shard.bytes,
-    });
-    shards.push({ index: i, path: shardRelativePath(i), rows: shard.rows, sha256: shard.sha256, bytes: shard.bytes });
-  }
-  const manifest: DatasetManifest = {
-    id: layout.id,
-    name,
-    version: 1,
-    parents: [],
-    schemaVersion: SHARD_SCHEMA_VERSION,
-    stage: 'crawl',
-    params: {},
-    createdAt: new Date().toISOString(),
-    rows: shards.reduce((n, s) => n + s.rows, 0),
-    shards,
-  };
-  const ref = await writeDatasetManifest(storage, manifest);
-  const artifact = lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest' });
-  lineage.recordDatasetVersion({
-    id: layout.id,
-    name,
-    version: 1,
-    manifestArtifactId: artifact.id,
-    parents: [],
-    schemaVersion: SHARD_SCHEMA_VERSION,
-    params: {},
-    runId,
-  });
-  lineage.finishRun(runId, 'completed');
-}
-
 describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version', () => {
   let env: TestWorkflowEnvironment;
   const tmp = tempDir('kiln-dedup-');
@@ -136,7 +91,7 @@ describe('dedupWorkflow (Temporal): exact dedup of image sha256 across a version
     config = testConfig(`${tmp.path}/data`, env.address);
     storage = new LocalStorage(config.dataRoot);
     lineage = new LineageStore(config.lineagePath);
-    await writeSource(storage, lineage, 'web');
+    await writeDatasetVersion(storage, lineage, 'web', sourceRows(), ['list']);
   });
   after(async () => {
     await env?.teardown();

@@ -30,7 +30,8 @@ export function loadReferenceFixture<T>(): T {
     return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch (err) {
     throw new Error(
-      `cannot read the FID/KID reference fixture ${file} (${(err as Error).message}); regenerate it with .venv/bin/python scripts/fixtures/make_fid_kid_reference.py`,
+      `cannot read the FID/KID reference fixture ${file} (${(err as Error).message}); ` +
+        `regenerate it with .venv/bin/python scripts/fixtures/make_fid_kid_reference.py`,
       { cause: err },
     );
   }

@@ -168,7 +168,9 @@ async function main(): Promise<void> {
     );
     if (made.status !== 0) throw new Error(`make_jpeg failed for ${w}x${h}: ${made.stderr.toString()}`);
     const jpg = made.stdout;
-    const tag = `${regression ? 'regression' : 'case'} ${i}: ${w}x${h} ${layout.name} q${quality}${progressive ? ' progressive' : ''}${restart ? ` restart ${restart}` : ''}`;
+    const tag =
+      `${regression ? 'regression' : 'case'} ${i}: ${w}x${h} ${layout.name} ` +
+      `q${quality}${progressive ? ' progressive' : ''}${restart ? ` restart ${restart}` : ''}`;
     if (w * h > largestPx) {
       largestPx = w * h;
       stats.largest = `${w}x${h}`;
@@ -233,7 +235,9 @@ async function main(): Promise<void> {
         const floor = Math.min(w, h) < 8 ? 15 : Math.min(p.cw, p.ch) < 32 || enlarged > 16 ? 18 : 24;
         if (db < floor)
           fail(
-            `${tag}: process() ${geo.resizeMode} ${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ${db.toFixed(1)} dB from sharp (floor ${floor})`,
+            `${tag}: process() ${geo.resizeMode} ` +
+              `${geo.imageSize}${geo.resizeOnlyIfBigger ? ' only-if-bigger' : ''}: ` +
+              `${db.toFixed(1)} dB from sharp (floor ${floor})`,
           );
         if (Number.isFinite(db)) stats.minPsnr = Math.min(stats.minPsnr, db);
         psnrs.push(Number.isFinite(db) ? db : 99);
@@ -269,7 +273,9 @@ async function main(): Promise<void> {
       [false, refRgb],
     ] as const) {
       const got = await addon.resizeRgb(input, jpeg, 50_000_000, plan);
-      const what = `${tag}: resizeRgb(${jpeg ? 'jpeg' : 'raw'}) to ${ow}x${oh} filter ${filter}${box ? ` box ${box.left},${box.top} ${box.width}x${box.height}` : ''}`;
+      const what =
+        `${tag}: resizeRgb(${jpeg ? 'jpeg' : 'raw'}) to ${ow}x${oh} filter ` +
+        `${filter}${box ? ` box ${box.left},${box.top} ${box.width}x${box.height}` : ''}`;
       if (!got) fail(`${what}: declined`);
       else if (got.width !== want.width || got.height !== want.height || firstDiff(got.data, want.data) !== -1) {
         fail(`${what}: differs from pilResize at byte ${firstDiff(got.data, want.data)}`);
@@ -282,8 +288,14 @@ async function main(): Promise<void> {
       );
   }
   console.log(
-    `native random cases: ${REGRESSIONS.length} regression + ${args.cases} random cases (largest ${stats.largest}): process ${stats.processed} compared (PSNR min ${stats.minPsnr.toFixed(1)} / 1st percentile ${pct(psnrs, 0.01)} / median ${pct(psnrs, 0.5)} dB) + ${stats.declined} grey declined + ${stats.outOfRange} over 65535 px refused + ${stats.overBudget} over the 64 MiB budget declined; ` +
-      `decodeRgb exact ${stats.decodeExact}; resizeRgb exact ${stats.resizeExact} jpeg + ${stats.rawResizeExact} raw; ${failures.length} failures; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    `native random cases: ${REGRESSIONS.length} regression + ${args.cases} random cases (largest ` +
+      `${stats.largest}): process ${stats.processed} compared (PSNR min ${stats.minPsnr.toFixed(1)} / 1st ` +
+      `percentile ${pct(psnrs, 0.01)} / median ${pct(psnrs, 0.5)} dB) ` +
+      `+ ${stats.declined} grey declined + ${stats.outOfRange} over 65535 px refused + ` +
+      `${stats.overBudget} over the 64 MiB budget declined; ` +
+      `decodeRgb exact ${stats.decodeExact}; resizeRgb exact ${stats.resizeExact} jpeg + ` +
+      `${stats.rawResizeExact} raw; ${failures.length} failures; ` +
+      `${((Date.now() - started) / 1000).toFixed(0)} s`,
   );
   process.exitCode = failures.length ? 1 : 0;
 }

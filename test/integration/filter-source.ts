@@ -1,17 +1,15 @@
 /**
- * A small source dataset version for the filter tests: 2 Parquet shards written with ShardWriter
- * (success rows with the fixture images, failed rows, an undecodable image, a row without caption,
- * an extra column), a manifest, and the lineage records a crawl would have made.
+ * A small source dataset version for the filter tests: 2 Parquet shards (success rows with the
+ * fixture images, failed rows, an undecodable image, a row without caption, an extra column), with
+ * its manifest and lineage records (test/helpers/dataset-version.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { SHARD_SCHEMA_VERSION } from '../../infra/constants.js';
 import type { ArtifactStorage } from '../../infra/storage.js';
 import type { LineageStore } from '../../infra/lineage/store.js';
-import { DatasetLayout, shardRelativePath } from '../../datasets/shards/layout.js';
-import { writeDatasetManifest, type DatasetManifest } from '../../datasets/shards/manifest.js';
+import type { DatasetManifest } from '../../datasets/shards/manifest.js';
 import type { RowStatus, ShardRow } from '../../datasets/shards/schema.js';
-import { ShardWriter } from '../../datasets/shards/writer.js';
+import { writeDatasetVersion } from '../helpers/dataset-version.js';
 import { python } from '../helpers/env.js';
 import { MODELS } from '../filter/fixtures.js';
 
@@ -66,58 +64,12 @@ export function sourceRows(): ShardRow[][] {
 }
 
 /** Write `name@v1` from SOURCE_ROWS and record it in lineage as a crawl would. */
-export async function writeSourceDataset(
+export function writeSourceDataset(
   storage: ArtifactStorage,
   lineage: LineageStore,
   name: string,
 ): Promise<DatasetManifest> {
-  const layout = new DatasetLayout(storage, name, 1);
-  const shards: DatasetManifest['shards'] = [];
-  const counts: Partial<Record<RowStatus, number>> = {};
-  const runId = `source-${name}/crawl/manifest`;
-  lineage.startRun({ id: runId, stage: 'crawl.manifest', params: {}, codeVersion: 'test' });
-  for (const [i, rows] of sourceRows().entries()) {
-    const w = await ShardWriter.open(storage, layout.shardUri(i), { columns: { extra: ['source_id'] } });
-    for (const r of rows) {
-      await w.append(r);
-      counts[r.status] = (counts[r.status] ?? 0) + 1;
-    }
-    const shard = await w.commit();
-    lineage.recordArtifactOfRun(runId, 'produced', {
-      uri: shard.uri,
-      kind: 'dataset-shard',
-      sha256: shard.sha256,
-      bytes: shard.bytes,
-    });
-    shards.push({ index: i, path: shardRelativePath(i), rows: shard.rows, sha256: shard.sha256, bytes: shard.bytes });
-  }
-  const manifest: DatasetManifest = {
-    id: layout.id,
-    name,
-    version: 1,
-    parents: [],
-    schemaVersion: SHARD_SCHEMA_VERSION,
-    stage: 'crawl',
-    params: {},
-    createdAt: new Date().toISOString(),
-    rows: shards.reduce((n, s) => n + s.rows, 0),
-    countsByStatus: counts,
-    shards,
-  };
-  const ref = await writeDatasetManifest(storage, manifest);
-  const artifact = lineage.recordArtifactOfRun(runId, 'produced', { ...ref, kind: 'dataset-manifest' });
-  lineage.recordDatasetVersion({
-    id: layout.id,
-    name,
-    version: 1,
-    manifestArtifactId: artifact.id,
-    parents: [],
-    schemaVersion: SHARD_SCHEMA_VERSION,
-    params: {},
-    runId,
-  });
-  lineage.finishRun(runId, 'completed');
-  return manifest;
+  return writeDatasetVersion(storage, lineage, name, sourceRows(), ['source_id']);
 }
 
 /** Schema and rows (jpg as its length) of a Parquet file, read by pyarrow. */

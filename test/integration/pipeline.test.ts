@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,26 +13,7 @@ import { PROJECT_ROOT } from '../../infra/config.js';
 import { startSyntheticWeb } from '../../demo/synthetic-web.js';
 import { LineageStore } from '../../infra/lineage/store.js';
 import { freePort, tempDir } from '../helpers/env.js';
-
-const KILN = join(PROJECT_ROOT, 'bin', 'kiln.js');
-
-function kilnAsync(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [KILN, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
+import { KILN, kilnAsync } from '../helpers/kiln-cli.js';
 
 test(
   'kiln run spec.yaml: crawl -> filter -> train + eval, then trace, where-used-style lookups and verify',
