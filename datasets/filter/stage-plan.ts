@@ -203,7 +203,8 @@ async function resolvePlan(
   };
   if (candidates && candidates.from === 'beams' && options.numBeams < candidates.count) {
     throw new ConfigError(
-      `captionCandidates.count is ${candidates.count} but numBeams is ${options.numBeams}: the candidates are beam search's best hypotheses, at most numBeams per image`,
+      `captionCandidates.count is ${candidates.count} but numBeams is ${options.numBeams}: ` +
+        "the candidates are beam search's best hypotheses, at most numBeams per image",
       `set numBeams to at least ${candidates.count} (or omit it: it defaults to captionCandidates.count), or lower captionCandidates.count.`,
     );
   }

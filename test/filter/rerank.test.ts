@@ -157,7 +157,7 @@ void test("the captioner's candidates are transformers' generate(num_return_sequ
   }
 });
 
-void test('captionCandidates 3: three beam candidates per image, scored with CLIP (= transformers), the best kept, stored in the shard, rerun identical', async (t) => {
+void test('captionCandidates 3: beam candidates scored with CLIP (= transformers), the best kept, stored, rerun identical', async (t) => {
   const spec = { ...SPEC, captionCandidates: { count: 3 } };
   const run = await filterAll(`${tmp.path}/a`, spec);
   assert.deepEqual(run.plan.captioner?.options, {
