@@ -19,6 +19,7 @@ import { ConfigError } from '../../infra/errors.js';
 import { beamSearch, type BeamSearchConfig, type DecoderStep } from './beam-search.js';
 import type { CrossKvSplit } from './cross-kv-split.js';
 import type { PixelBatch } from './preprocess.js';
+import { sampleToken, type SamplingConfig, type Uniform } from './sampling.js';
 
 type Session = ort.InferenceSession;
 
@@ -106,8 +107,46 @@ export class EncoderDecoderLoop {
    * `maxNewTokens`. Returns prefix + new tokens per image.
    */
   async greedy(batch: PixelBatch, prefix: readonly number[], cfg: GreedyConfig): Promise<number[][]> {
-    const rows = batch.dims[0];
-    const step = await this.stepper(batch, 1);
+    return this.decode(batch, 1, prefix, cfg, (logits, r, vocab) => {
+      let best = 0,
+        max = logits[r * vocab] as number;
+      for (let v = 1; v < vocab; v++) {
+        const x = logits[r * vocab + v] as number;
+        if (x > max) {
+          max = x;
+          best = v;
+        }
+      }
+      return best;
+    });
+  }
+
+  /**
+   * `streams.length / images` sampled sequences per image (row = image * k + candidate), each drawing its
+   * tokens from its own stream (sampling.ts); finished rows padded, as greedy. Returns prefix + new tokens per row.
+   */
+  async sample(
+    batch: PixelBatch,
+    prefix: readonly number[],
+    cfg: GreedyConfig & SamplingConfig,
+    streams: readonly Uniform[],
+  ): Promise<number[][]> {
+    const k = streams.length / batch.dims[0];
+    return this.decode(batch, k, prefix, cfg, (logits, r, vocab) =>
+      sampleToken(logits, r * vocab, vocab, cfg, (streams[r] as Uniform)()),
+    );
+  }
+
+  /** The token-by-token loop greedy and sampling share: `choose` picks row r's next token. */
+  private async decode(
+    batch: PixelBatch,
+    k: number,
+    prefix: readonly number[],
+    cfg: GreedyConfig,
+    choose: (logits: Float32Array, r: number, vocab: number) => number,
+  ): Promise<number[][]> {
+    const rows = batch.dims[0] * k;
+    const step = await this.stepper(batch, k);
     const eos = new Set(cfg.eos);
     const seqs = Array.from({ length: rows }, () => [...prefix]);
     const done = new Array<boolean>(rows).fill(false);
@@ -116,16 +155,7 @@ export class EncoderDecoderLoop {
     for (let t = 0; t < cfg.maxNewTokens; t++) {
       const { logits, vocab } = await step(tokens, reorder);
       for (let r = 0; r < rows; r++) {
-        let best = 0,
-          max = logits[r * vocab] as number;
-        for (let v = 1; v < vocab; v++) {
-          const x = logits[r * vocab + v] as number;
-          if (x > max) {
-            max = x;
-            best = v;
-          }
-        }
-        const next = done[r] ? cfg.pad : best;
+        const next = done[r] ? cfg.pad : choose(logits, r, vocab);
         (seqs[r] as number[]).push(next);
         if (eos.has(next)) done[r] = true;
       }

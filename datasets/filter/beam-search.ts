@@ -13,8 +13,9 @@
  *   the best running score divided by the current length cannot beat the worst kept one; "never"
  *   uses the max length instead (when length_penalty > 0);
  * - the loop ends when no input can improve, or every continuation finished (max length).
- * The result is each input's best hypothesis (prefix + new tokens, EOS included), padded with the
- * pad token to the longest, as transformers returns `sequences`.
+ * The result is each input's best hypothesis (prefix + new tokens, EOS included), or its
+ * `numReturnSequences` best ones (best first, input-major), padded with the pad token to the longest,
+ * as transformers returns `sequences`.
  *
  * Scores are kept in float32 (Math.fround) like PyTorch's, including the -1e9 masks.
  */
@@ -33,6 +34,8 @@ export interface BeamSearchConfig {
   lengthPenalty: number;
   /** early_stopping (default false). */
   earlyStopping: boolean | 'never';
+  /** num_return_sequences (default 1, at most numBeams): the best finished hypotheses per input, best first. */
+  numReturnSequences?: number;
 }
 
 /**
@@ -155,7 +158,8 @@ interface Hypothesis {
 
 /**
  * Run beam search for `batch` inputs that all start from `prefix` (decoder start token + prompt).
- * Returns one sequence per input (prefix + new tokens), padded to the longest with `pad`.
+ * Returns `numReturnSequences` (default 1) sequences per input, input-major and best first (prefix +
+ * new tokens), padded to the longest with `pad`.
  */
 export async function beamSearch(
   batch: number,
@@ -164,6 +168,9 @@ export async function beamSearch(
   step: DecoderStep,
 ): Promise<number[][]> {
   const k = cfg.numBeams;
+  const ret = cfg.numReturnSequences ?? 1;
+  if (!Number.isInteger(ret) || ret < 1 || ret > k)
+    throw new RangeError(`numReturnSequences is ${ret}; it must be an integer from 1 to numBeams (${k})`);
   const prefixLen = prefix.length;
   const maxLength = prefixLen + cfg.maxNewTokens;
   const eos = new Set(cfg.eos);
@@ -256,7 +263,8 @@ export async function beamSearch(
     tokens = nextTokens;
     reorder = nextReorder;
   }
-  const best = kept.map((hyps) => (hyps[0] as Hypothesis).tokens);
+  // kept is sorted best first (topK): transformers' `sequences[:, :num_return_sequences]`.
+  const best = kept.flatMap((hyps) => hyps.slice(0, ret).map((h) => h.tokens));
   const len = Math.max(...best.map((t) => t.length));
   return best.map((t) => [...prefix, ...t, ...new Array<number>(len - t.length).fill(cfg.pad)]);
 }

@@ -41,6 +41,7 @@ import {
   type ModelFileHash,
 } from './model-dir.js';
 import type { ImageProcessorConfig, PixelBatch } from './preprocess.js';
+import { candidateStream, type SamplingConfig } from './sampling.js';
 import { positiveInt, preprocessPool, resolveRuntime, type ModelRuntimeOptions } from './runtime.js';
 
 /** The vision encoder in Optimum's layout (what transformers.js loads for VisionEncoderDecoder). */
@@ -59,6 +60,17 @@ export interface CaptionerOptions extends ModelRuntimeOptions {
   prompt?: string;
   /** Images per generate() call (default 16). */
   batchSize?: number;
+  /**
+   * Candidate captions per image for {@link Captioner.captionCandidateRows}: beam search's best
+   * `candidates` hypotheses (transformers' num_return_sequences; needs numBeams >= candidates). Default
+   * null: captionCandidateRows is refused.
+   */
+  candidates?: number | null;
+  /**
+   * Make the candidates by seeded sampling instead of beam search (sampling.ts: each candidate's stream
+   * seeded by the seed, the image bytes and its index, so reruns give the same captions). Default null: beams.
+   */
+  sampling?: SamplingConfig | null;
 }
 
 /** Generated token ids per image: the new tokens only (no start token, no prompt, cut at EOS). */
@@ -75,6 +87,10 @@ export interface Captioner {
     Pick<CaptionerOptions, 'maxNewTokens' | 'numBeams' | 'batchSize' | 'lengthPenalty' | 'earlyStopping'>
   > & {
     prompt: string | null;
+    /** Candidates per image (beam search's best hypotheses, or samples); null: one caption per image only. */
+    candidates: number | null;
+    /** How candidates are sampled; null: beam search. */
+    sampling: SamplingConfig | null;
     decoder: CaptionDecoderPath;
     /** The architecture (config.json's model_type): `vit-gpt2` or `blip`. */
     type: CaptionerType;
@@ -85,6 +101,13 @@ export interface Captioner {
   captionRows(
     images: readonly (Uint8Array | null)[],
   ): Promise<{ captions: (string | null)[]; errors: (string | null)[] }>;
+  /**
+   * `options.candidates` captions per image, best beam first (the first is what captionRows returns);
+   * null/undecodable rows get null and a reason. ConfigError when the captioner was loaded without `candidates`.
+   */
+  captionCandidateRows(
+    images: readonly (Uint8Array | null)[],
+  ): Promise<{ candidates: (string[] | null)[]; errors: (string | null)[] }>;
   /** Full generated sequences as transformers returns them (start token + prompt + new tokens). */
   generateSequences(images: readonly Uint8Array[]): Promise<number[][]>;
   pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch>;
@@ -188,6 +211,25 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const maxNewTokens = positiveInt('maxNewTokens', opts.maxNewTokens ?? 30);
   const numBeams = positiveInt('numBeams', opts.numBeams ?? 1);
   const batchSize = positiveInt('batchSize', opts.batchSize ?? 16);
+  const candidates = opts.candidates == null ? null : positiveInt('candidates', opts.candidates);
+  const sampling = opts.sampling ?? null;
+  if (sampling) {
+    if (!Number.isInteger(sampling.seed) || sampling.seed < 0 || sampling.seed > 0xffffffff)
+      throw new ConfigError(`sampling.seed is ${sampling.seed}`, 'pass an integer from 0 to 4294967295.');
+    if (!(sampling.temperature > 0) || !Number.isFinite(sampling.temperature))
+      throw new ConfigError(
+        `sampling.temperature is ${sampling.temperature}`,
+        "pass a number > 0 (1.0: the model's distribution).",
+      );
+    if (!(sampling.topP > 0 && sampling.topP <= 1))
+      throw new ConfigError(`sampling.topP is ${sampling.topP}`, 'pass a number in (0, 1] (1.0: no nucleus cut).');
+  }
+  if (candidates !== null && !sampling && candidates > numBeams) {
+    throw new ConfigError(
+      `candidates is ${candidates} but numBeams is ${numBeams}: beam search returns at most numBeams hypotheses per image`,
+      `set numBeams to at least ${candidates} (or lower candidates).`,
+    );
+  }
   const rt = await resolveRuntime(opts);
   const pool = preprocessPool(
     await readModelJson<ImageProcessorConfig>(modelDir, 'preprocessor_config.json'),
@@ -216,7 +258,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const bad = Object.entries(UNSUPPORTED_FOR_BEAMS)
     .filter(([k, isSet]) => isSet(gen[k]))
     .map(([k]) => `${k}=${JSON.stringify(gen[k])}`);
-  if (bad.length > 0 && (numBeams > 1 || type === 'blip')) {
+  if (bad.length > 0 && (numBeams > 1 || type === 'blip' || sampling)) {
     throw new ConfigError(
       `${modelDir}/${setup.source} sets ${bad.join(', ')}, which Kiln's ${numBeams > 1 ? 'beam search' : 'decoding loop'} does not apply`,
       type === 'blip'
@@ -254,7 +296,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
     if (split?.firstStep === 'split')
       encoder = await ort.InferenceSession.create(join(modelDir, ENCODER_FILE), sessionOptions);
     else model = await AutoModelForVision2Seq.from_pretrained(modelDir, rt.pretrained);
-    if (numBeams > 1 || split)
+    if (numBeams > 1 || split || sampling)
       loop = new EncoderDecoderLoop(
         model ? modelSessions(model) : { encoder: encoder ?? undefined },
         setup.loopConfig,
@@ -287,9 +329,16 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
   const pad = setup.pad ?? [...eos][0] ?? -1;
   const beamPad = eos.size === 0 ? -1 : pad !== 0 ? pad : ([...eos][0] as number);
 
-  async function generate(batch: PixelBatch): Promise<number[][]> {
+  /** `ret` sequences per image (input-major, best first); ret > 1 only with beams, or sampled with `images`' streams. */
+  async function generate(batch: PixelBatch, ret = 1, images?: readonly Uint8Array[]): Promise<number[][]> {
     const n = batch.dims[0];
     const prefix = [start as number, ...promptIds];
+    if (loop && sampling && images) {
+      const streams = images.flatMap((im) =>
+        Array.from({ length: ret }, (_, j) => candidateStream(sampling.seed, im, j)),
+      );
+      return loop.sample(batch, prefix, { maxNewTokens, eos: [...eos], pad, ...sampling }, streams);
+    }
     if (loop && numBeams > 1)
       return loop.generate(batch, prefix, {
         numBeams,
@@ -298,6 +347,7 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
         pad: beamPad,
         lengthPenalty,
         earlyStopping,
+        numReturnSequences: ret,
       });
     if (loop) return loop.greedy(batch, prefix, { maxNewTokens, eos: [...eos], pad });
     if (!model) throw new Error('captioner: no decoding loop and no transformers.js model (internal error)');
@@ -320,10 +370,51 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
 
   const decodeOrThrow = (images: readonly Uint8Array[]): Promise<PixelBatch> => pool.pixels(images);
 
+  /** `ret` decoded captions per image (best first); null rows / undecodable images: null + reason. */
+  async function captionSets(
+    images: readonly (Uint8Array | null)[],
+    ret: number,
+    sampled = false,
+  ): Promise<{ sets: (string[] | null)[]; errors: (string | null)[] }> {
+    const sets: (string[] | null)[] = new Array<string[] | null>(images.length).fill(null);
+    const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
+    // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the model runs on this one.
+    await prefetchBatches(
+      images,
+      batchSize,
+      (batch) => pool.prepare(batch),
+      async (prep, s) => {
+        prep.errors.forEach((e, k) => {
+          if (e !== null) errors[s + k] = e;
+        });
+        if (!prep.pixels) return;
+        const decoded = prep.rows.map((row) => images[s + row] as Uint8Array);
+        const seqs = await generate(prep.pixels, ret, sampled ? decoded : undefined);
+        prep.rows.forEach((row, k) => {
+          sets[s + row] = seqs
+            .slice(k * ret, (k + 1) * ret)
+            .map((seq) => tokenizer.decode(newTokens(seq), { skip_special_tokens: true }).trim());
+        });
+      },
+    );
+    return { sets, errors };
+  }
+
   const captioner: Captioner = {
     modelDir,
     device: rt.choice,
-    options: { maxNewTokens, numBeams, batchSize, prompt, lengthPenalty, earlyStopping, decoder, type },
+    options: {
+      maxNewTokens,
+      numBeams,
+      batchSize,
+      prompt,
+      lengthPenalty,
+      earlyStopping,
+      candidates,
+      sampling,
+      decoder,
+      type,
+    },
     async caption(images) {
       const res = await captioner.captionRows(images);
       const bad = res.errors.findIndex((e) => e !== null);
@@ -331,27 +422,18 @@ export async function loadCaptioner(dir: string, opts: CaptionerOptions = {}): P
       return res.captions as string[];
     },
     async captionRows(images) {
-      const captions: (string | null)[] = new Array<string | null>(images.length).fill(null);
-      const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
-      // Prepare the next batch (sharp's threads; worker threads with preprocessThreads > 0) while the model runs on this one.
-      await prefetchBatches(
-        images,
-        batchSize,
-        (batch) => pool.prepare(batch),
-        async (prep, s) => {
-          prep.errors.forEach((e, k) => {
-            if (e !== null) errors[s + k] = e;
-          });
-          if (!prep.pixels) return;
-          const seqs = await generate(prep.pixels);
-          seqs.forEach((seq, k) => {
-            captions[s + (prep.rows[k] as number)] = tokenizer
-              .decode(newTokens(seq), { skip_special_tokens: true })
-              .trim();
-          });
-        },
-      );
-      return { captions, errors };
+      const { sets, errors } = await captionSets(images, 1);
+      return { captions: sets.map((set) => set?.[0] ?? null), errors };
+    },
+    async captionCandidateRows(images) {
+      if (candidates === null) {
+        throw new ConfigError(
+          `captioner ${modelDir} was loaded without candidates`,
+          'load it with the candidates option (e.g. { candidates: 3, numBeams: 3 }).',
+        );
+      }
+      const { sets, errors } = await captionSets(images, candidates, sampling !== null);
+      return { candidates: sets, errors };
     },
     async generateSequences(images) {
       const out: number[][] = [];

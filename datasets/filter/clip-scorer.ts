@@ -40,6 +40,15 @@ export interface ClipScorer {
   score(images: readonly Uint8Array[], captions: readonly string[]): Promise<Float32Array>;
   /** Like score, but rows may be null and each row's failure reason is returned. */
   scoreRows(images: readonly (Uint8Array | null)[], captions: readonly (string | null)[]): Promise<ClipScoreResult>;
+  /**
+   * Per row, the cosine of its image with each caption of its set (candidate captions): each image
+   * embedded once, the texts of a batch's sets in text batches of `batchSize`. A null row, an empty set
+   * or an undecodable image gives null and a reason.
+   */
+  scoreCaptionSets(
+    images: readonly (Uint8Array | null)[],
+    sets: readonly (readonly string[] | null)[],
+  ): Promise<{ scores: (Float32Array | null)[]; errors: (string | null)[] }>;
   /** The pixel tensor the vision model receives (throws on undecodable images). */
   pixelValues(images: readonly Uint8Array[]): Promise<PixelBatch>;
   /** Image embeddings (unnormalised), row-major [n, projection_dim]. */
@@ -53,23 +62,26 @@ export interface ClipScorer {
   dispose(): Promise<void>;
 }
 
+/** Cosine similarity of row `i` of `a` and row `j` of `b` (both [n, dim]), computed in float64. */
+export function pairCosine(a: Float32Array, i: number, b: Float32Array, j: number, dim: number): number {
+  let dot = 0,
+    na = 0,
+    nb = 0;
+  for (let d = 0; d < dim; d++) {
+    const x = a[i * dim + d] as number,
+      y = b[j * dim + d] as number;
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  return dot / (Math.sqrt(na) * Math.sqrt(nb));
+}
+
 /** Cosine similarity of row i of `a` and row i of `b` (both [n, dim]), computed in float64. */
 export function rowCosine(a: Float32Array, b: Float32Array, dim: number): Float32Array {
   const n = a.length / dim;
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let dot = 0,
-      na = 0,
-      nb = 0;
-    for (let j = i * dim; j < (i + 1) * dim; j++) {
-      const x = a[j] as number,
-        y = b[j] as number;
-      dot += x * y;
-      na += x * x;
-      nb += y * y;
-    }
-    out[i] = dot / (Math.sqrt(na) * Math.sqrt(nb));
-  }
+  for (let i = 0; i < n; i++) out[i] = pairCosine(a, i, b, i, dim);
   return out;
 }
 
@@ -187,6 +199,38 @@ export async function loadClipScorer(dir: string, opts: ClipScorerOptions = {}):
         const cos = rowCosine(imageEmb, textEmb, dim);
         rows.forEach((r, k) => {
           scores[r] = cos[k] as number;
+        });
+      });
+      return { scores, errors };
+    },
+    async scoreCaptionSets(images, sets) {
+      if (images.length !== sets.length) {
+        throw new RangeError(`scoreCaptionSets got ${images.length} images but ${sets.length} caption sets`);
+      }
+      const scores: (Float32Array | null)[] = new Array<Float32Array | null>(images.length).fill(null);
+      const errors: (string | null)[] = new Array<string | null>(images.length).fill(null);
+      const hasSet = (row: number) => (sets[row]?.length ?? 0) > 0;
+      const prepare = (batch: (Uint8Array | null)[], s: number) =>
+        pool.prepare(
+          batch,
+          batch.map((_, k) => hasSet(s + k)),
+        );
+      await prefetchBatches(images, batchSize, prepare, async (prep, s) => {
+        prep.errors.forEach((e, k) => {
+          if (e !== null) errors[s + k] = e;
+          else if (!hasSet(s + k)) errors[s + k] = 'no caption';
+        });
+        if (!prep.pixels) return;
+        const rows = prep.rows.map((k) => s + k);
+        const imageEmb = await runVision(prep.pixels);
+        const dim = imageEmb.length / rows.length;
+        const texts = rows.flatMap((r) => sets[r] as readonly string[]);
+        const textEmb = await inBatches(texts.length, (a, b) => runText(texts.slice(a, b)));
+        let t = 0;
+        rows.forEach((r, k) => {
+          const out = new Float32Array((sets[r] as readonly string[]).length);
+          for (let c = 0; c < out.length; c++, t++) out[c] = pairCosine(imageEmb, k, textEmb, t, dim);
+          scores[r] = out;
         });
       });
       return { scores, errors };

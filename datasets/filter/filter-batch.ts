@@ -2,6 +2,12 @@
  * One batch of shard rows through the filter models: generated captions (when a captioner is given)
  * and CLIP scores against the caption the policy names. Row failures are data (an `error` string),
  * never exceptions, so a stage can keep every row with its reason.
+ *
+ * CLIP reranking (LAION-COCO's method), when the captioner was loaded with `candidates`: beam search's
+ * N best captions per image are scored with the filter's CLIP (each image embedded once, the candidate
+ * texts batched, the original caption in the same set when the policy scores it) and the highest-scoring
+ * one (the first on ties, i.e. the better beam) becomes `caption_generated`; the candidates and their
+ * scores are returned too.
  */
 import { ConfigError } from '../../infra/errors.js';
 import type { OnnxDeviceChoice } from '../../infra/onnx-runtime.js';
@@ -16,11 +22,22 @@ export interface FilterInputRow {
   caption: string | null;
 }
 
-/** What the filter adds to a row (shard columns `clip_score`, `caption_generated`). */
+/** What the filter adds to a row (shard columns `clip_score`, `caption_generated`, and with reranking `caption_candidates`, `caption_candidate_scores`). */
 export interface FilterRowResult {
   clip_score: number | null;
   caption_generated: string | null;
   error: string | null;
+  /** Reranking only: the candidate captions, best beam first (null when none were made). */
+  caption_candidates?: string[] | null;
+  /** Reranking only: CLIP score of each candidate (same order). */
+  caption_candidate_scores?: number[] | null;
+}
+
+/** Index of the largest value (the first on ties). */
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if ((values[i] as number) > (values[best] as number)) best = i;
+  return best;
 }
 
 /** The models a filter batch uses. */
@@ -45,6 +62,8 @@ export async function scoreAndCaptionRows(
     );
   }
   const images = rows.map((r) => r.image);
+  if (models.captioner?.options.candidates != null)
+    return rerankRows(rows, models as Required<FilterModels>, captionSource);
   const generated = models.captioner ? await models.captioner.captionRows(images) : null;
   const texts = rows.map((r, i) => (captionSource === 'generated' ? (generated?.captions[i] ?? null) : r.caption));
   const scored = await models.scorer.scoreRows(images, texts);
@@ -82,4 +101,42 @@ export async function filterLineage(models: FilterModels, policy: SelectionPolic
         }
       : null,
   };
+}
+
+/** Candidates from the captioner, scored with CLIP, the best kept (see the file comment). */
+async function rerankRows(
+  rows: readonly FilterInputRow[],
+  models: Required<FilterModels>,
+  captionSource: CaptionSource,
+): Promise<FilterRowResult[]> {
+  const images = rows.map((r) => r.image);
+  const made = await models.captioner.captionCandidateRows(images);
+  const withOriginal = rows.map((r) => captionSource === 'original' && r.caption !== null);
+  const sets = made.candidates.map((c, i) =>
+    c === null ? null : withOriginal[i] ? [...c, rows[i]!.caption as string] : c,
+  );
+  const scored = await models.scorer.scoreCaptionSets(images, sets);
+  return rows.map((_, i) => {
+    const cands = made.candidates[i] ?? null;
+    const all = scored.scores[i] ?? null;
+    const error = made.errors[i] ?? scored.errors[i] ?? null;
+    if (cands === null || all === null)
+      return {
+        clip_score: null,
+        caption_generated: null,
+        error,
+        caption_candidates: cands,
+        caption_candidate_scores: null,
+      };
+    const candScores = Array.from(all.subarray(0, cands.length));
+    const best = argmax(candScores);
+    const clip = captionSource === 'generated' ? candScores[best]! : withOriginal[i] ? all[cands.length]! : null;
+    return {
+      clip_score: clip,
+      caption_generated: cands[best]!,
+      error: clip === null ? 'no caption' : error,
+      caption_candidates: cands,
+      caption_candidate_scores: candScores,
+    };
+  });
 }

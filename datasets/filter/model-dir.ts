@@ -77,13 +77,13 @@ export async function captionerType(dir: string): Promise<CaptionerType> {
 
 const HOW_TO_EXPORT: Record<ModelKind, string> = {
   clip:
-    'export a CLIP model with Optimum split into text and vision graphs (as transformers.js models such ' +
-    'as Xenova/clip-vit-base-patch32 are laid out), or generate the tiny test model with ' +
-    '`.venv-fixtures/bin/python scripts/fixtures/make_tiny_models.py`',
+    'import a CLIP checkpoint with `kiln models import clip DIR --out OUT` (Optimum split into text and ' +
+    'vision graphs, as transformers.js models such as Xenova/clip-vit-base-patch32 are laid out), or ' +
+    'generate the tiny test model with `.venv-models/bin/python scripts/fixtures/make_tiny_models.py`',
   captioner:
     'export an image-to-text model with `optimum-cli export onnx --task image-to-text-with-past` (ViT-GPT2 ' +
     'style VisionEncoderDecoder) and keep encoder_model.onnx and decoder_model_merged.onnx under onnx/, ' +
-    'or generate the tiny test model with `.venv-fixtures/bin/python ' +
+    'or generate the tiny test model with `.venv-models/bin/python ' +
     'scripts/fixtures/make_tiny_models.py`',
 };
 

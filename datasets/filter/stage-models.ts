@@ -102,6 +102,16 @@ export class FilterModelCache {
           maxNewTokens: c.options.maxNewTokens,
           numBeams: c.options.numBeams,
           ...(c.options.prompt ? { prompt: c.options.prompt } : {}),
+          ...(c.options.candidates ? { candidates: c.options.candidates.count } : {}),
+          ...(c.options.candidates?.from === 'sampling'
+            ? {
+                sampling: {
+                  seed: c.options.candidates.seed,
+                  temperature: c.options.candidates.temperature,
+                  topP: c.options.candidates.topP,
+                },
+              }
+            : {}),
         });
         return this.verified(m, c);
       });

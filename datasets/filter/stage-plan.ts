@@ -40,8 +40,27 @@ export interface FilterPlanSpec {
   captionPrompt?: string | null;
   maxNewTokens?: number;
   numBeams?: number;
+  /**
+   * CLIP reranking of candidate captions (LAION-COCO): `count` candidates per image (beam search's best
+   * hypotheses; numBeams defaults to `count` and must be >= it), scored with the filter's CLIP, the best
+   * kept as `caption_generated`; candidates and scores stored in the shard. Default null: off.
+   */
+  captionCandidates?: CaptionCandidatesSpec | null;
   batchSize?: number;
   device?: OnnxDeviceRequest;
+}
+
+/** How candidate captions are made and chosen: beam search's best `count` (or `count` seeded samples), the highest CLIP score kept. */
+export interface CaptionCandidatesSpec {
+  count: number;
+  /** How the caption is chosen among the candidates: `clip` (the only one: highest CLIP score). */
+  select?: 'clip';
+  /** `beams` (default): beam search's best hypotheses; `sampling`: seeded samples (datasets/filter/sampling.ts). */
+  from?: 'beams' | 'sampling';
+  /** Sampling only: seed (default 0), temperature (default 1.0), top_p (default 1.0). */
+  seed?: number;
+  temperature?: number;
+  topP?: number;
 }
 
 /** A model as the plan pins it: directory and sha256 of every file. */
@@ -55,6 +74,10 @@ export interface PlannedCaptionOptions {
   maxNewTokens: number;
   numBeams: number;
   prompt: string | null;
+  /** Present only with reranking (so plans without it keep their fingerprints). */
+  candidates?:
+    | { count: number; select: 'clip'; from: 'beams' }
+    | { count: number; select: 'clip'; from: 'sampling'; seed: number; temperature: number; topP: number };
 }
 
 /** The plan of one filter output version (`plan.json`). */
@@ -95,6 +118,64 @@ export async function readFilterPlan(storage: ArtifactStorage, name: string, ver
   return plan;
 }
 
+/** The reranking option, validated (null when off). */
+function captionCandidates(spec: FilterPlanSpec, hasCaptioner: boolean): PlannedCaptionOptions['candidates'] | null {
+  const c = spec.captionCandidates;
+  if (c === undefined || c === null) return null;
+  if (typeof c !== 'object' || typeof c.count !== 'number' || !Number.isInteger(c.count) || c.count < 1) {
+    throw new ConfigError(
+      `captionCandidates.count is ${JSON.stringify((c as { count?: unknown } | null)?.count)}; it must be an integer >= 1`,
+      'give the number of candidate captions per image, e.g. captionCandidates: { count: 4 } (or omit captionCandidates to turn reranking off).',
+    );
+  }
+  if (c.select !== undefined && c.select !== 'clip') {
+    throw new ConfigError(
+      `captionCandidates.select is ${JSON.stringify(c.select)}`,
+      'use select "clip" (the candidate with the highest CLIP score is kept), or omit it.',
+    );
+  }
+  if (!hasCaptioner) {
+    throw new ConfigError(
+      'captionCandidates is set but no captioner model was given, so there are no candidate captions to rerank',
+      'pass a captioner model directory (captionerModelDir / --captioner DIR), or omit captionCandidates.',
+    );
+  }
+  if (typeof spec.clipModelDir !== 'string' || spec.clipModelDir.length === 0) {
+    throw new ConfigError(
+      "captionCandidates is set but no CLIP model directory was given (clipModelDir): the candidates are scored with the filter's CLIP",
+      'pass the CLIP model directory (clipModelDir / --clip DIR), or omit captionCandidates.',
+    );
+  }
+  if (c.from === undefined || c.from === 'beams') {
+    const extra = (['seed', 'temperature', 'topP'] as const).filter((k) => c[k] !== undefined);
+    if (extra.length > 0)
+      throw new ConfigError(
+        `captionCandidates sets ${extra.join(', ')}, which only apply to sampled candidates`,
+        'add from: "sampling", or remove them (beam search has no randomness).',
+      );
+    return { count: c.count, select: 'clip', from: 'beams' };
+  }
+  if (c.from !== 'sampling') {
+    throw new ConfigError(
+      `captionCandidates.from is ${JSON.stringify(c.from)}`,
+      'use "beams" (beam search\'s best hypotheses, the default) or "sampling" (seeded samples).',
+    );
+  }
+  const seed = c.seed ?? 0;
+  const temperature = c.temperature ?? 1;
+  const topP = c.topP ?? 1;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new ConfigError(`captionCandidates.seed is ${seed}`, 'pass an integer from 0 to 4294967295 (default 0).');
+  if (!(typeof temperature === 'number' && temperature > 0 && Number.isFinite(temperature)))
+    throw new ConfigError(`captionCandidates.temperature is ${temperature}`, 'pass a number > 0 (default 1.0).');
+  if (!(typeof topP === 'number' && topP > 0 && topP <= 1))
+    throw new ConfigError(
+      `captionCandidates.topP is ${topP}`,
+      'pass a number in (0, 1] (default 1.0: no nucleus cut).',
+    );
+  return { count: c.count, select: 'clip', from: 'sampling', seed, temperature, topP };
+}
+
 /** Validate options and the source; check and hash the models (no file is written). */
 async function resolvePlan(
   storage: ArtifactStorage,
@@ -114,11 +195,20 @@ async function resolvePlan(
       'pass a captioner model directory (--captioner DIR), or apply the threshold to the original captions (--threshold-caption original).',
     );
   }
+  const candidates = captionCandidates(spec, hasCaptioner);
   const options: PlannedCaptionOptions = {
     maxNewTokens: positiveInt('maxNewTokens', spec.maxNewTokens ?? 30),
-    numBeams: positiveInt('numBeams', spec.numBeams ?? 1),
+    numBeams: positiveInt('numBeams', spec.numBeams ?? (candidates?.from === 'beams' ? candidates.count : 1)),
     prompt: spec.captionPrompt && spec.captionPrompt.length > 0 ? spec.captionPrompt : null,
+    ...(candidates ? { candidates } : {}),
   };
+  if (candidates && candidates.from === 'beams' && options.numBeams < candidates.count) {
+    throw new ConfigError(
+      `captionCandidates.count is ${candidates.count} but numBeams is ${options.numBeams}: ` +
+        "the candidates are beam search's best hypotheses, at most numBeams per image",
+      `set numBeams to at least ${candidates.count} (or omit it: it defaults to captionCandidates.count), or lower captionCandidates.count.`,
+    );
+  }
   const clipDir = await checkModelDir(spec.clipModelDir, 'clip');
   const captionerDir = hasCaptioner ? await checkModelDir(spec.captionerModelDir as string, 'captioner') : null;
   // The plan names an s3:// model by its location, never by this machine's cache copy: every

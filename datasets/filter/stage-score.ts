@@ -125,7 +125,12 @@ export async function scoreShard(
   await verifySourceShard(storage, src);
   const s =
     found?.scores ??
-    emptyShardScores(spec.shardIndex, plan.fingerprint, { uri: src.uri, sha256: src.sha256, rows: src.rows });
+    emptyShardScores(
+      spec.shardIndex,
+      plan.fingerprint,
+      { uri: src.uri, sha256: src.sha256, rows: src.rows },
+      plan.captioner?.options.candidates !== undefined,
+    );
   const start = s.rowsDone;
   const models = await hooks.models();
   noteRuntime(s, models);
@@ -153,6 +158,8 @@ export async function scoreShard(
       s.clipScore.push(r?.clip_score ?? null);
       s.captionGenerated.push(r?.caption_generated ?? null);
       s.scoreError.push(r && r.clip_score === null ? (r.error ?? 'not scored') : null);
+      s.captionCandidates?.push(r?.caption_candidates ?? null);
+      s.captionCandidateScores?.push(r?.caption_candidate_scores ?? null);
     }
     s.rowsDone += pending.length;
     rowsScored += inputs.length;

@@ -39,6 +39,9 @@ export interface ShardScores {
   captionGenerated: (string | null)[];
   /** Why a `success` row has no score (null when scored, or when the row was not `success`). */
   scoreError: (string | null)[];
+  /** CLIP reranking only (absent otherwise): each row's candidate captions and their CLIP scores. */
+  captionCandidates?: (string[] | null)[] | undefined;
+  captionCandidateScores?: (number[] | null)[] | undefined;
   /** Execution providers and ONNX Runtime version that computed these rows; captioner decoder graphs (split or merged). */
   runtime: {
     executionProviders: string[];
@@ -57,6 +60,8 @@ const scoresSchema = z.object({
   clipScore: z.array(z.number().nullable()),
   captionGenerated: z.array(z.string().nullable()),
   scoreError: z.array(z.string().nullable()),
+  captionCandidates: z.array(z.array(z.string()).nullable()).optional(),
+  captionCandidateScores: z.array(z.array(z.number()).nullable()).optional(),
   runtime: z.object({
     executionProviders: z.array(z.string()),
     ortVersion: z.string().nullable(),
@@ -77,8 +82,14 @@ export function scoresDirUri(storage: ArtifactStorage, layout: DatasetLayout): s
 }
 
 /** An empty (nothing scored yet) sidecar. */
-export function emptyShardScores(shardIndex: number, fingerprint: string, source: ShardScores['source']): ShardScores {
+export function emptyShardScores(
+  shardIndex: number,
+  fingerprint: string,
+  source: ShardScores['source'],
+  candidates = false,
+): ShardScores {
   return {
+    ...(candidates ? { captionCandidates: [], captionCandidateScores: [] } : {}),
     schemaVersion: SCORES_SCHEMA_VERSION,
     shardIndex,
     fingerprint,
@@ -112,6 +123,8 @@ export async function readShardScores(
     return undefined;
   }
   const lengths = [parsed.clipScore.length, parsed.captionGenerated.length, parsed.scoreError.length];
+  if (parsed.captionCandidates) lengths.push(parsed.captionCandidates.length);
+  if (parsed.captionCandidateScores) lengths.push(parsed.captionCandidateScores.length);
   if (
     parsed.fingerprint !== expect.fingerprint ||
     parsed.source.sha256 !== expect.sourceSha256 ||

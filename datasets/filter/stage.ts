@@ -169,6 +169,8 @@ async function writeFilteredShard(
   const info = await readShardInfo(storage, src.uri);
   const known = new Set<string>([...BASE_COLUMNS, ...STAGE_COLUMNS]);
   const extra = info.columns.filter((c) => !known.has(c));
+  // Reranking's columns: written when this run reranks, or carried when the source has them.
+  const candidateColumns = s.captionCandidates !== undefined || info.columns.includes('caption_candidates');
   let carried = 0;
   let r = 0;
   const { stats, ref } = await commitShard<FilterShardStats>(storage, {
@@ -176,7 +178,7 @@ async function writeFilteredShard(
     shardIndex: i,
     inputUri: src.uri,
     writer: {
-      columns: { extra, clipScore: true, captionGenerated: true },
+      columns: { extra, clipScore: true, captionGenerated: true, captionCandidates: candidateColumns },
       rowGroupSize: spec.rowGroupSize,
       metadata: {
         'kiln.dataset': layout.id,
@@ -204,6 +206,11 @@ async function writeFilteredShard(
             clip_score: score,
             caption_generated: s.captionGenerated[r] ?? null,
           };
+          if (candidateColumns) {
+            // This run's candidates (a source's candidates belong to the caption this run replaced).
+            out.caption_candidates = s.captionCandidates?.[r] ?? null;
+            out.caption_candidate_scores = s.captionCandidateScores?.[r] ?? null;
+          }
         }
         await emit(out);
         r++;

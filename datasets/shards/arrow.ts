@@ -7,6 +7,7 @@ import {
   Binary,
   Float64,
   Int32,
+  List,
   RecordBatch,
   Struct,
   Table,
@@ -74,6 +75,30 @@ function float64Column(values: (number | null | undefined)[]): Data<Float64> {
   return makeData({ type: new Float64(), length: n, nullCount: nulls, nullBitmap: nulls ? bitmap : null, data: arr });
 }
 
+/** A nullable list column whose items come from `child` (built over the flattened values). */
+function listColumn<T extends Utf8 | Float64>(
+  type: List<T>,
+  values: (readonly unknown[] | null | undefined)[],
+  child: (flat: unknown[]) => Data<T>,
+): Data<List<T>> {
+  const n = values.length;
+  const offsets = new Int32Array(n + 1);
+  const flat: unknown[] = [];
+  for (let i = 0; i < n; i++) {
+    for (const v of values[i] ?? []) flat.push(v);
+    offsets[i + 1] = flat.length;
+  }
+  const { bitmap, nulls } = validity(n, (i) => values[i] !== null && values[i] !== undefined);
+  return makeData({
+    type,
+    length: n,
+    nullCount: nulls,
+    nullBitmap: nulls ? bitmap : null,
+    valueOffsets: offsets,
+    child: child(flat),
+  });
+}
+
 /** One Arrow table (a single record batch) holding `rows` with the shard schema for `columns`. */
 export function shardRowsToTable(
   rows: readonly ShardRow[],
@@ -99,6 +124,26 @@ export function shardRowsToTable(
   ];
   if (columns.clipScore) children.push(float64Column(rows.map((r) => r.clip_score)));
   if (columns.captionGenerated) children.push(stringColumn(rows.map((r) => r.caption_generated)));
+  if (columns.captionCandidates) {
+    const [cands, scores] = [
+      schema.fields.find((f) => f.name === 'caption_candidates')!,
+      schema.fields.find((f) => f.name === 'caption_candidate_scores')!,
+    ];
+    children.push(
+      listColumn(
+        cands.type as List<Utf8>,
+        rows.map((r) => r.caption_candidates),
+        (flat) => stringColumn(flat as string[]),
+      ),
+    );
+    children.push(
+      listColumn(
+        scores.type as List<Float64>,
+        rows.map((r) => r.caption_candidate_scores),
+        (flat) => float64Column(flat as number[]),
+      ),
+    );
+  }
   for (const name of columns.extra) children.push(stringColumn(rows.map((r) => r.extra?.[name] ?? null)));
   const struct = makeData({ type: new Struct(schema.fields), length: rows.length, nullCount: 0, children });
   return new Table([new RecordBatch(schema, struct)]);

@@ -88,7 +88,7 @@ const KNOWN = new Set<string>([...BASE_COLUMNS, ...STAGE_COLUMNS]);
 /** Typed rows of an Arrow shard table (missing columns read as null). */
 export function* shardTableRows(table: Table): Generator<ShardRow> {
   const col = (name: string) => table.getChild(name);
-  const [key, url, caption, status, err, width, height, ow, oh, sha, jpg, clip, capGen] = [
+  const [key, url, caption, status, err, width, height, ow, oh, sha, jpg, clip, capGen, cands, candScores] = [
     'key',
     'url',
     'caption',
@@ -102,7 +102,10 @@ export function* shardTableRows(table: Table): Generator<ShardRow> {
     'jpg',
     'clip_score',
     'caption_generated',
+    'caption_candidates',
+    'caption_candidate_scores',
   ].map(col);
+  const list = <T>(v: unknown): T[] | null => (v === null || v === undefined ? null : ([...(v as Iterable<T>)] as T[]));
   const extras = table.schema.fields.map((f) => f.name).filter((n) => !KNOWN.has(n));
   const extraCols = extras.map((n) => [n, col(n)] as const);
   for (let i = 0; i < table.numRows; i++) {
@@ -121,6 +124,8 @@ export function* shardTableRows(table: Table): Generator<ShardRow> {
     };
     if (clip) row.clip_score = (clip.get(i) as number | null) ?? null;
     if (capGen) row.caption_generated = (capGen.get(i) as string | null) ?? null;
+    if (cands) row.caption_candidates = list<string>(cands.get(i));
+    if (candScores) row.caption_candidate_scores = list<number>(candScores.get(i));
     if (extraCols.length)
       row.extra = Object.fromEntries(extraCols.map(([n, c]) => [n, (c?.get(i) as string | null | undefined) ?? null]));
     yield row;

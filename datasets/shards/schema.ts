@@ -5,7 +5,7 @@
  * Versioned by SHARD_SCHEMA_VERSION (infra/constants.ts); the version is also written into each
  * Parquet file's key-value metadata under `kiln.schema_version`.
  */
-import { Binary, Field, Float64, Int32, Schema, Utf8, type DataType } from 'apache-arrow';
+import { Binary, Field, Float64, Int32, List, Schema, Utf8, type DataType } from 'apache-arrow';
 
 export type RowStatus = 'success' | 'failed_to_download' | 'failed_to_resize' | 'filtered';
 
@@ -34,6 +34,10 @@ export interface ShardRow {
   clip_score?: number | null;
   /** Added by the caption stage. */
   caption_generated?: string | null;
+  /** Added by the filter stage with CLIP reranking: the candidate captions (best beam first). */
+  caption_candidates?: string[] | null;
+  /** Added with `caption_candidates`: each candidate's CLIP score (same order). */
+  caption_candidate_scores?: number[] | null;
   /** Extra input columns carried through, as strings (null when absent). */
   extra?: Record<string, string | null>;
 }
@@ -55,7 +59,12 @@ export const BASE_COLUMNS = [
 export type BaseColumn = (typeof BASE_COLUMNS)[number];
 
 /** Columns added by later stages (present in a shard only when the stage wrote them). */
-export const STAGE_COLUMNS = ['clip_score', 'caption_generated'] as const;
+export const STAGE_COLUMNS = [
+  'clip_score',
+  'caption_generated',
+  'caption_candidates',
+  'caption_candidate_scores',
+] as const;
 
 /** Which columns a shard file has beyond the base ones. */
 export interface ShardColumns {
@@ -63,6 +72,8 @@ export interface ShardColumns {
   extra: string[];
   clipScore?: boolean;
   captionGenerated?: boolean;
+  /** `caption_candidates` (list<utf8>) and `caption_candidate_scores` (list<float64>), both nullable. */
+  captionCandidates?: boolean;
 }
 
 /** Parquet key-value metadata key holding the shard schema version. */
@@ -94,6 +105,10 @@ export function shardArrowSchema(columns: ShardColumns): Schema {
   const fields = BASE_COLUMNS.map((name) => new Field(name, BASE_TYPES[name][0], BASE_TYPES[name][1]));
   if (columns.clipScore) fields.push(new Field('clip_score', new Float64(), true));
   if (columns.captionGenerated) fields.push(new Field('caption_generated', new Utf8(), true));
+  if (columns.captionCandidates) {
+    fields.push(new Field('caption_candidates', new List(new Field('item', new Utf8(), false)), true));
+    fields.push(new Field('caption_candidate_scores', new List(new Field('item', new Float64(), false)), true));
+  }
   for (const name of columns.extra) {
     if (isReservedColumn(name)) throw new TypeError(`extra column ${JSON.stringify(name)} clashes with a shard column`);
     fields.push(new Field(name, new Utf8(), true));

@@ -111,26 +111,10 @@ def copy_processor_files(src: Path, out: Path) -> None:
 
 # --------------------------------------------------------------------------- clip
 def import_clip(src: Path, out: Path) -> dict:
-    from optimum.exporters.onnx.convert import export_models
-    from optimum.exporters.onnx.model_configs import CLIPTextOnnxConfig, ViTOnnxConfig
-    from transformers import AutoTokenizer, CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+    from clip_onnx import export_clip_onnx
+    from transformers import AutoTokenizer, CLIPModel
 
-    class TextWithProjection(CLIPTextOnnxConfig):
-        @property
-        def outputs(self):
-            return {"text_embeds": {0: "batch_size"}}
-
-    class VisionWithProjection(ViTOnnxConfig):
-        @property
-        def outputs(self):
-            return {"image_embeds": {0: "batch_size"}}
-
-    text = CLIPTextModelWithProjection.from_pretrained(src, local_files_only=True, attn_implementation="eager").eval()
-    vision = CLIPVisionModelWithProjection.from_pretrained(src, local_files_only=True, attn_implementation="eager").eval()
-    export_models(models_and_onnx_configs={
-        "text_model": (text, TextWithProjection(text.config, task="feature-extraction")),
-        "vision_model": (vision, VisionWithProjection(vision.config, task="feature-extraction")),
-    }, output_dir=out / "onnx")
+    export_clip_onnx(src, out / "onnx")
     copy_processor_files(src, out)
     # Check: generated images and captions through PyTorch's CLIPModel and the two graphs.
     model = CLIPModel.from_pretrained(src, local_files_only=True).eval()

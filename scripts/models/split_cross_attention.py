@@ -21,8 +21,8 @@ random inputs and logits/presents must agree (max |diff| printed). It also tries
 with an empty past for the first (whole-prefix) step; `first_step` in the JSON says whether Kiln may
 use it there ("split") or must run the merged decoder's no-past branch ("merged").
 
-Usage (needs `pip install onnx onnxruntime numpy`; Kiln's fixtures venv has them):
-  .venv-fixtures/bin/python scripts/models/split_cross_attention.py <model-dir>
+Usage (needs onnx, onnxruntime and numpy; the models venv, .venv-models, has them):
+  .venv-models/bin/python scripts/models/split_cross_attention.py <model-dir>
 <model-dir>/onnx/decoder_model_merged.onnx is read (or decoder_with_past_model.onnx when there is no
 merged file). Rerun it whenever the decoder changes: Kiln refuses a split whose recorded sha256 no
 longer matches the decoder.
