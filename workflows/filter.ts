@@ -19,6 +19,7 @@
  */
 import { defineQuery, proxyActivities } from '@temporalio/workflow';
 import type { FilterActivities, FilterShardResult, PlanFilterResult, ScoreShardResult } from '../activities/filter.js';
+import type { CaptionCandidatesSpec } from '../datasets/filter/stage-plan.js';
 import { GPU_QUEUE, IO_QUEUE } from './queues.js';
 import { stageRetryPolicy } from './retry.js';
 import {
@@ -46,6 +47,12 @@ export interface FilterWorkflowInput extends StageInput<FilterProgress> {
   captionPrompt?: string | null;
   maxNewTokens?: number;
   numBeams?: number;
+  /**
+   * CLIP reranking (LAION-COCO): `count` candidate captions per image (beam search's best, or seeded
+   * samples), the highest CLIP score kept as caption_generated; candidates and scores stored in the
+   * shard. Omitted or null: off (and the activity input is the same as without the field).
+   */
+  captionCandidates?: CaptionCandidatesSpec | null;
   batchSize?: number;
   device?: 'auto' | 'cpu' | 'cuda';
   /** Shard activities running at once (default 2). */
@@ -179,6 +186,7 @@ export async function filterWorkflow(input: FilterWorkflowInput): Promise<Filter
         captionPrompt: input.captionPrompt,
         maxNewTokens: input.maxNewTokens,
         numBeams: input.numBeams,
+        ...(input.captionCandidates ? { captionCandidates: input.captionCandidates } : {}),
         batchSize: input.batchSize,
         device: input.device,
       }),

@@ -25,6 +25,11 @@ export interface FilterFlags extends RunFlags {
   captionPrompt?: string;
   maxNewTokens?: number;
   numBeams?: number;
+  captionCandidates?: number;
+  captionCandidatesFrom?: string;
+  captionCandidatesSeed?: number;
+  captionCandidatesTemperature?: number;
+  captionCandidatesTopP?: number;
   batchSize?: number;
   device?: string;
   maxConcurrentShards?: number;
@@ -45,6 +50,55 @@ function number(name: string): (v: string) => number {
     if (v.trim() === '' || !Number.isFinite(n))
       throw new ConfigError(`${name} is "${v}", not a number`, `pass a number to ${name}.`);
     return n;
+  };
+}
+
+/** `--caption-candidates` and its sampling flags -> the workflow's captionCandidates (absent when not set). */
+function captionCandidatesFromFlags(o: FilterFlags): Pick<FilterWorkflowInput, 'captionCandidates'> {
+  const sampling = [
+    ['--caption-candidates-seed', o.captionCandidatesSeed, 'seed'],
+    ['--caption-candidates-temperature', o.captionCandidatesTemperature, 'temperature'],
+    ['--caption-candidates-top-p', o.captionCandidatesTopP, 'topP'],
+  ] as const;
+  const given = sampling.filter(([, v]) => v !== undefined);
+  if (o.captionCandidates === undefined) {
+    const stray = [
+      ...(o.captionCandidatesFrom !== undefined ? ['--caption-candidates-from'] : []),
+      ...given.map(([f]) => f),
+    ];
+    if (stray.length > 0)
+      throw new ConfigError(
+        `${stray.join(', ')} given without --caption-candidates`,
+        'add --caption-candidates <n> (e.g. 4) to turn CLIP reranking on, or remove them.',
+      );
+    return {};
+  }
+  const count = o.captionCandidates;
+  if (!Number.isInteger(count) || count < 1 || count > 16)
+    throw new ConfigError(
+      `--caption-candidates is ${count}`,
+      'pass an integer from 1 to 16 (candidate captions per image).',
+    );
+  if (!o.captioner)
+    throw new ConfigError(
+      '--caption-candidates is set but no --captioner was given, so there are no candidate captions to rerank',
+      'add --captioner <dir>, or remove --caption-candidates.',
+    );
+  const from = o.captionCandidatesFrom ?? 'beams';
+  if (from !== 'beams' && from !== 'sampling')
+    throw new ConfigError(`--caption-candidates-from is "${from}"`, 'use --caption-candidates-from beams or sampling.');
+  if (from === 'beams' && given.length > 0)
+    throw new ConfigError(
+      `${given.map(([f]) => f).join(', ')} only apply to sampled candidates`,
+      'add --caption-candidates-from sampling, or remove them (beam search has no randomness).',
+    );
+  return {
+    captionCandidates: {
+      count,
+      select: 'clip',
+      ...(o.captionCandidatesFrom !== undefined ? { from } : {}),
+      ...Object.fromEntries(given.map(([, v, k]) => [k, v])),
+    },
   };
 }
 
@@ -72,6 +126,7 @@ export function filterInputFromFlags(o: FilterFlags): FilterWorkflowInput {
     captionPrompt: o.captionPrompt ?? null,
     ...(o.maxNewTokens !== undefined ? { maxNewTokens: o.maxNewTokens } : {}),
     ...(o.numBeams !== undefined ? { numBeams: o.numBeams } : {}),
+    ...captionCandidatesFromFlags(o),
     ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
     device,
     ...(o.maxConcurrentShards !== undefined ? { maxConcurrentShards: o.maxConcurrentShards } : {}),
@@ -119,6 +174,23 @@ export function registerFilterCommand(run: Command): void {
         '--num-beams <n>',
         'beams (1 = greedy; > 1 = beam search, as transformers generate(num_beams))',
         number('--num-beams'),
+      )
+      .option(
+        '--caption-candidates <n>',
+        'CLIP reranking: candidate captions per image (1-16), the highest CLIP score kept as caption_generated (needs --captioner; --num-beams defaults to n)',
+        number('--caption-candidates'),
+      )
+      .option('--caption-candidates-from <how>', "beams (default: beam search's best) | sampling (seeded samples)")
+      .option('--caption-candidates-seed <n>', 'sampling: seed (default 0)', number('--caption-candidates-seed'))
+      .option(
+        '--caption-candidates-temperature <t>',
+        'sampling: temperature > 0 (default 1.0)',
+        number('--caption-candidates-temperature'),
+      )
+      .option(
+        '--caption-candidates-top-p <p>',
+        'sampling: nucleus top_p in (0, 1] (default 1.0)',
+        number('--caption-candidates-top-p'),
       )
       .option('--batch-size <n>', 'rows per model batch (default 32)', number('--batch-size'))
       .option('--device <d>', 'ONNX Runtime execution provider: auto | cpu | cuda', 'auto')

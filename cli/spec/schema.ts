@@ -57,6 +57,17 @@ export const filterSpecSchema = z
     caption_prompt: z.string().nullable().default(null),
     max_new_tokens: positiveInt.max(512).default(30),
     num_beams: positiveInt.max(16).default(1),
+    /**
+     * CLIP reranking (LAION-COCO): candidate captions per image, the highest CLIP score kept as
+     * caption_generated. No default (omitted: off), so specs without it keep their job identity.
+     */
+    caption_candidates: positiveInt.max(16).optional(),
+    /** beams (default): beam search's best num_beams hypotheses; sampling: seeded temperature/top-p samples. */
+    caption_candidates_from: z.enum(['beams', 'sampling']).optional(),
+    /** Sampling only: seed (default 0), temperature (default 1.0), top_p (default 1.0). */
+    caption_candidates_seed: z.number().int().min(0).max(4_294_967_295).optional(),
+    caption_candidates_temperature: z.number().gt(0).optional(),
+    caption_candidates_top_p: z.number().gt(0).max(1).optional(),
     batch_size: positiveInt.max(4096).default(32),
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   })
@@ -106,6 +117,7 @@ export const pipelineSpecSchema = z
   })
   .strict()
   .superRefine((s, ctx) => {
+    if (s.filter) checkCaptionCandidates(s.filter, ctx);
     if (s.eval && !s.train)
       ctx.addIssue({
         code: 'custom',
@@ -120,5 +132,38 @@ export const pipelineSpecSchema = z
       });
     }
   });
+
+type FilterSpec = z.output<typeof filterSpecSchema>;
+
+/** Reranking needs a captioner (candidates) and, for beams, num_beams >= caption_candidates; sampling fields need sampling. */
+function checkCaptionCandidates(f: FilterSpec, ctx: z.RefinementCtx): void {
+  const issue = (field: string, message: string) => ctx.addIssue({ code: 'custom', path: ['filter', field], message });
+  const sampling = ['caption_candidates_seed', 'caption_candidates_temperature', 'caption_candidates_top_p'] as const;
+  const given = sampling.filter((k) => f[k] !== undefined);
+  if (f.caption_candidates === undefined) {
+    for (const k of [...(f.caption_candidates_from !== undefined ? ['caption_candidates_from'] : []), ...given])
+      issue(
+        k,
+        `${k} is set but caption_candidates is not: set caption_candidates (e.g. 4) to turn reranking on, or remove ${k}`,
+      );
+    return;
+  }
+  if (f.captioner_model === null)
+    issue(
+      'captioner_model',
+      `caption_candidates (${f.caption_candidates}) needs a captioner to make the candidates: set filter.captioner_model to a captioner model directory, or remove caption_candidates`,
+    );
+  const from = f.caption_candidates_from ?? 'beams';
+  if (from === 'beams') {
+    if (f.caption_candidates > f.num_beams)
+      issue(
+        'caption_candidates',
+        `caption_candidates (${f.caption_candidates}) exceeds num_beams (${f.num_beams}): beam search keeps only num_beams hypotheses; ` +
+          `set filter.num_beams to at least ${f.caption_candidates}, lower caption_candidates, or use caption_candidates_from: sampling`,
+      );
+    for (const k of given)
+      issue(k, `${k} only applies to sampled candidates: set caption_candidates_from: sampling, or remove ${k}`);
+  }
+}
 
 export type PipelineSpec = z.output<typeof pipelineSpecSchema>;

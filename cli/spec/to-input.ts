@@ -46,6 +46,20 @@ export function pipelineInputFromSpec(spec: PipelineSpec): PipelineInput {
       captionPrompt: f.caption_prompt,
       maxNewTokens: f.max_new_tokens,
       numBeams: f.num_beams,
+      ...(f.caption_candidates !== undefined
+        ? {
+            captionCandidates: {
+              count: f.caption_candidates,
+              select: 'clip' as const,
+              ...(f.caption_candidates_from !== undefined ? { from: f.caption_candidates_from } : {}),
+              ...(f.caption_candidates_seed !== undefined ? { seed: f.caption_candidates_seed } : {}),
+              ...(f.caption_candidates_temperature !== undefined
+                ? { temperature: f.caption_candidates_temperature }
+                : {}),
+              ...(f.caption_candidates_top_p !== undefined ? { topP: f.caption_candidates_top_p } : {}),
+            },
+          }
+        : {}),
       batchSize: f.batch_size,
       device: f.device,
     };
