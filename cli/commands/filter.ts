@@ -89,7 +89,7 @@ function captionCandidatesFromFlags(o: FilterFlags): Pick<FilterWorkflowInput, '
     throw new ConfigError(`--caption-candidates-from is "${from}"`, 'use --caption-candidates-from beams or sampling.');
   if (from === 'beams' && given.length > 0)
     throw new ConfigError(
-      `${given.map(([f]) => f).join(', ')} only apply to sampled candidates`,
+      `${given.map(([f]) => f).join(', ')} ${given.length > 1 ? 'apply' : 'applies'} only to sampled candidates`,
       'add --caption-candidates-from sampling, or remove them (beam search has no randomness).',
     );
   return {
