@@ -3,7 +3,8 @@
  * (cli/spec/to-input.ts) to filterWorkflow's input and run through a real Temporal dev server and Kiln
  * worker on the tiny BLIP and CLIP fixtures. The output shard, read back by pyarrow, holds each row's
  * 3 candidates (= transformers' generate(num_beams=3, num_return_sequences=3), fixtures/models/
- * blip-candidates.json) and their CLIP scores, and caption_generated is the best-scored candidate.
+ * blip-candidates.json) and their CLIP scores, and caption_generated is the best-scored candidate; a
+ * sampled spec (caption_candidates_from: sampling, seed, temperature) reaches the plan and the shard.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,6 +128,72 @@ void test('a spec with caption_candidates: 3 runs through filterWorkflow: candid
     // 10 decodable success rows (the one without a caption included); the undecodable image and the failed rows have none.
     assert.equal(reranked, 10);
     assert.ok(changed > 0, 'reranking kept a candidate other than the best beam for some image');
+  } finally {
+    lineage.close();
+  }
+});
+
+void test('caption_candidates_from: sampling reaches the plan: 2 seeded samples per image, scored, the argmax kept', async () => {
+  const spec = parseSpecText(
+    [
+      'version: 1',
+      `name: ${NAME}`,
+      'sources:',
+      '  - path: urls.csv',
+      'filter:',
+      `  clip_model: ${CLIP_DIR}`,
+      `  captioner_model: ${BLIP_DIR}`,
+      '  threshold: -1',
+      '  threshold_caption: generated',
+      '  max_new_tokens: 6',
+      '  caption_candidates: 2',
+      '  caption_candidates_from: sampling',
+      '  caption_candidates_seed: 7',
+      '  caption_candidates_temperature: 1.5',
+      '  batch_size: 4',
+      '  device: cpu',
+      '',
+    ].join('\n'),
+    'spec.yaml',
+  );
+  const config = testConfig(`${tmp.path}/sampled`, env.address);
+  const storage = new LocalStorage(config.dataRoot);
+  const lineage = new LineageStore(config.lineagePath);
+  try {
+    await writeSourceDataset(storage, lineage, NAME);
+    const input: FilterWorkflowInput = { ...pipelineInputFromSpec(spec).filter!, datasetName: NAME, sourceVersion: 1 };
+    const kw = await createKilnWorkers(config, { connection: env.nativeConnection });
+    await kw.runUntil(
+      env.client.workflow.execute('filterWorkflow', {
+        taskQueue: WORKFLOW_TASK_QUEUE,
+        workflowId: 'filter-rerank-sampled',
+        args: [input],
+      }),
+    );
+    const manifest = await readDatasetManifest(storage, NAME, 2);
+    const params = manifest.params as { captioner: { options: { candidates: unknown } } };
+    assert.deepEqual(params.captioner.options.candidates, {
+      count: 2,
+      select: 'clip',
+      from: 'sampling',
+      seed: 7,
+      temperature: 1.5,
+      topP: 1,
+    });
+    const layout = new DatasetLayout(storage, NAME, 2);
+    let reranked = 0;
+    for (let s = 0; s < manifest.shards.length; s++) {
+      for (const row of pyarrowRead(fileURLToPath(layout.shardUri(s))).rows) {
+        const cands = row['caption_candidates'] as string[] | null;
+        if (cands === null) continue;
+        const scores = row['caption_candidate_scores'] as number[];
+        assert.equal(cands.length, 2);
+        assert.equal(scores.length, 2);
+        assert.equal(row['caption_generated'], cands[argmax(scores)], `row ${String(row['key'])}: the argmax kept`);
+        reranked++;
+      }
+    }
+    assert.equal(reranked, 10);
   } finally {
     lineage.close();
   }
