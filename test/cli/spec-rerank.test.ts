@@ -6,6 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../infra/config.js';
 import { parseSpecText } from '../../cli/spec/load.js';
 import { pipelineInputFromSpec } from '../../cli/spec/to-input.js';
 import { specJobId } from '../../cli/spec/identity.js';
@@ -142,3 +145,19 @@ for (const [what, extra, re] of badFlags) {
     );
   });
 }
+
+void test('the real CLI: kiln run filter --help lists --caption-candidates; a bad use exits 2 naming the flag and the fix', () => {
+  const kiln = (args: string[]) =>
+    spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'kiln.js'), 'run', 'filter', ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  const help = kiln(['--help']);
+  assert.equal(help.status, 0, help.stderr);
+  for (const flag of ['--caption-candidates <n>', '--caption-candidates-from', '--caption-candidates-seed'])
+    assert.ok(help.stdout.includes(flag), flag);
+  const bad = kiln(['--dataset', 'web', '--from-version', '1', '--clip-model', '/m/clip', '--caption-candidates', '2']);
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /--caption-candidates is set but no --captioner was given/);
+  assert.match(bad.stderr, /Fix: add --captioner <dir>/);
+});
