@@ -4,7 +4,8 @@
  *
  * - prepareTrainingRun (kiln-io): validates the config and eval options, pins the dataset version
  *   (manifest sha256), starts the lineage run `${jobId}/train`, and finds where an existing run of
- *   the same name stands (newest checkpoint, earlier evaluations). Idempotent.
+ *   the same name stands (newest checkpoint, earlier evaluations). Idempotent. Heartbeats every 5 s
+ *   (the workflow's heartbeat timeout: 1 minute), so a killed worker is noticed in a minute.
  * - trainChunk (kiln-gpu): trains (fromStep, fromStep + steps] with runTrainingChunk, heartbeating
  *   {step, loss} after every step and passing the activity's cancellation signal. Records the
  *   checkpoint files (sha256) in lineage as run `${jobId}/train/chunk-${target}` (consumed: the
@@ -41,7 +42,7 @@ import { learningRateAt } from '../training/lr-schedule.js';
 import type { StepResult } from '../training/trainer.js';
 import type { LossPartsSummary, TrainingChunkResult } from '../training/run-chunk.js';
 import type { ActivityDeps } from './deps.js';
-import { activityContext, withRun } from './run-lifecycle.js';
+import { activityContext, withHeartbeats, withRun } from './run-lifecycle.js';
 import {
   createEvalActivities,
   evalPointFromRecord,
@@ -222,80 +223,92 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
     return uri;
   }
 
+  async function prepareTrainingRun(input: PrepareTrainingInput): Promise<PreparedTraining> {
+    const { chunkSteps } = input;
+    if (!Number.isInteger(chunkSteps) || chunkSteps < 1)
+      throw new ConfigError(
+        `chunkSteps ${chunkSteps} is not a positive integer`,
+        'set chunkSteps (the checkpoint interval) to e.g. 500.',
+      );
+    const totalSteps = input.totalSteps ?? input.config.totalSteps ?? 1000;
+    if (!Number.isInteger(totalSteps) || totalSteps < 1)
+      throw new ConfigError(
+        `totalSteps ${totalSteps} is not a positive integer`,
+        'set totalSteps to the number of optimiser steps to train.',
+      );
+    let config: TrainingConfigInput = { ...input.config, totalSteps: input.config.totalSteps ?? totalSteps };
+    let evalInput = input.eval;
+    if (evalInput) {
+      // The stopping metric, resolved once (KID below feature_dim samples), is also what checkpoint
+      // retention ranks by: config.checkpoint.metricMode follows it (a contradicting one is an error).
+      evalInput = {
+        ...evalInput,
+        metric: resolveStoppingMetric(evalInput, await checkEvalOptions(evalInput, chunkSteps)),
+      };
+      config = withMetricMode(config, metricMode(evalInput.metric!), evalInput.metric!);
+    }
+    const resolved = resolveTrainingConfig(config);
+    if (resolved.codec !== 'identity') await assertVaeFiles(resolved.codec.vae);
+    const runUri = storage.uri('runs', assertSafeSegment(input.runName, 'run name'));
+    const { pin, manifest } = await resolveDatasetRef(deps, input.dataset);
+    if (manifest.shards.length === 0 || manifest.countsByStatus?.success === 0) {
+      throw new EmptyDatasetError(
+        `dataset ${manifest.id} has ${manifest.shards.length} shards and ${manifest.countsByStatus?.success ?? 0} success rows`,
+      );
+    }
+    const runId = `${input.jobId}/train`;
+    lineage.startRun({
+      id: runId,
+      jobId: input.jobId,
+      stage: 'train',
+      params: { runUri, dataset: pin, config, totalSteps, chunkSteps, eval: evalInput ?? null },
+      codeVersion: deps.codeVersion,
+    });
+    const recorded = lineage.getArtifactByUri(pin.manifestUri);
+    if (recorded && recorded.sha256 !== pin.manifestSha256)
+      throw new InvalidManifestError(
+        pin.manifestUri,
+        `lineage records sha256 ${recorded.sha256} but the file has ${pin.manifestSha256}`,
+      );
+    const bytes = (await storage.size(pin.manifestUri)) ?? 0;
+    lineage.recordArtifactOfRun(runId, 'consumed', {
+      uri: pin.manifestUri,
+      kind: 'dataset-manifest',
+      sha256: pin.manifestSha256,
+      bytes,
+      metadata: { datasetId: pin.datasetId },
+    });
+    const startStep = (await listCheckpoints(storage, runUri)).at(-1)?.step ?? 0;
+    const evals: EvalPoint[] = [];
+    for (const name of await storage.list(storage.child(runUri, 'evals'))) {
+      const s = JSON.parse(await storage.readText(storage.child(runUri, 'evals', name))) as {
+        record: Parameters<typeof evalPointFromRecord>[0];
+      };
+      if (s.record.step <= startStep) evals.push(evalPointFromRecord(s.record));
+    }
+    const evalOptions =
+      evalInput && !evalInput.referenceDataset && !evalInput.referenceDir
+        ? { ...evalInput, referenceDataset: pin.manifestUri }
+        : (evalInput ?? null);
+    return { runUri, dataset: pin, totalSteps, config, startStep, evals, eval: evalOptions };
+  }
+
   return temporalFailures({
     ...createEvalActivities(deps),
     ...createTrainReportActivities(deps),
     ...createLatentCacheActivities(deps),
 
-    /** Validate, pin the dataset, start the `${jobId}/train` lineage run; see the module comment. */
-    async prepareTrainingRun(input: PrepareTrainingInput): Promise<PreparedTraining> {
-      const { chunkSteps } = input;
-      if (!Number.isInteger(chunkSteps) || chunkSteps < 1)
-        throw new ConfigError(
-          `chunkSteps ${chunkSteps} is not a positive integer`,
-          'set chunkSteps (the checkpoint interval) to e.g. 500.',
-        );
-      const totalSteps = input.totalSteps ?? input.config.totalSteps ?? 1000;
-      if (!Number.isInteger(totalSteps) || totalSteps < 1)
-        throw new ConfigError(
-          `totalSteps ${totalSteps} is not a positive integer`,
-          'set totalSteps to the number of optimiser steps to train.',
-        );
-      let config: TrainingConfigInput = { ...input.config, totalSteps: input.config.totalSteps ?? totalSteps };
-      let evalInput = input.eval;
-      if (evalInput) {
-        // The stopping metric, resolved once (KID below feature_dim samples), is also what checkpoint
-        // retention ranks by: config.checkpoint.metricMode follows it (a contradicting one is an error).
-        evalInput = {
-          ...evalInput,
-          metric: resolveStoppingMetric(evalInput, await checkEvalOptions(evalInput, chunkSteps)),
-        };
-        config = withMetricMode(config, metricMode(evalInput.metric!), evalInput.metric!);
-      }
-      const resolved = resolveTrainingConfig(config);
-      if (resolved.codec !== 'identity') await assertVaeFiles(resolved.codec.vae);
-      const runUri = storage.uri('runs', assertSafeSegment(input.runName, 'run name'));
-      const { pin, manifest } = await resolveDatasetRef(deps, input.dataset);
-      if (manifest.shards.length === 0 || manifest.countsByStatus?.success === 0) {
-        throw new EmptyDatasetError(
-          `dataset ${manifest.id} has ${manifest.shards.length} shards and ${manifest.countsByStatus?.success ?? 0} success rows`,
-        );
-      }
-      const runId = `${input.jobId}/train`;
-      lineage.startRun({
-        id: runId,
-        jobId: input.jobId,
-        stage: 'train',
-        params: { runUri, dataset: pin, config, totalSteps, chunkSteps, eval: evalInput ?? null },
-        codeVersion: deps.codeVersion,
-      });
-      const recorded = lineage.getArtifactByUri(pin.manifestUri);
-      if (recorded && recorded.sha256 !== pin.manifestSha256)
-        throw new InvalidManifestError(
-          pin.manifestUri,
-          `lineage records sha256 ${recorded.sha256} but the file has ${pin.manifestSha256}`,
-        );
-      const bytes = (await storage.size(pin.manifestUri)) ?? 0;
-      lineage.recordArtifactOfRun(runId, 'consumed', {
-        uri: pin.manifestUri,
-        kind: 'dataset-manifest',
-        sha256: pin.manifestSha256,
-        bytes,
-        metadata: { datasetId: pin.datasetId },
-      });
-      const startStep = (await listCheckpoints(storage, runUri)).at(-1)?.step ?? 0;
-      const evals: EvalPoint[] = [];
-      for (const name of await storage.list(storage.child(runUri, 'evals'))) {
-        const s = JSON.parse(await storage.readText(storage.child(runUri, 'evals', name))) as {
-          record: Parameters<typeof evalPointFromRecord>[0];
-        };
-        if (s.record.step <= startStep) evals.push(evalPointFromRecord(s.record));
-      }
-      const evalOptions =
-        evalInput && !evalInput.referenceDataset && !evalInput.referenceDir
-          ? { ...evalInput, referenceDataset: pin.manifestUri }
-          : (evalInput ?? null);
-      return { runUri, dataset: pin, totalSteps, config, startStep, evals, eval: evalOptions };
+    /**
+     * Validate, pin the dataset, start the `${jobId}/train` lineage run; see the module comment.
+     * Heartbeats every 5 s (fetching the eval extractor into the cache and hashing the manifest take
+     * seconds to minutes), so a worker killed meanwhile is noticed within the workflow's heartbeat
+     * timeout, not its 10-minute start-to-close timeout (issue 17).
+     */
+    prepareTrainingRun(input: PrepareTrainingInput): Promise<PreparedTraining> {
+      return withHeartbeats(
+        () => ({ phase: 'prepare' }),
+        () => prepareTrainingRun(input),
+      );
     },
 
     /** Train one chunk of steps on the GPU queue; see the module comment. */

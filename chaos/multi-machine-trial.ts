@@ -34,6 +34,7 @@ import { freePort } from '../test/helpers/env.js';
 import { checkDataset, expectedKeys } from './checks.js';
 import { resultWithin, stageOf } from './pipeline-trials.js';
 import { sleep } from './harness.js';
+import { stuckReport } from './stuck-report.js';
 import type { TrialSpec } from './types.js';
 import { verdict } from './types.js';
 
@@ -62,11 +63,13 @@ export interface MultiMachineShape {
   rows: number;
   rowsPerShard: number;
   kill: boolean;
+  /** The trial fails past this, saying what it waited for (stuckReport), instead of hanging. */
+  deadlineMs: number;
 }
-export const MULTI_SHORT: MultiMachineShape = { rows: 400, rowsPerShard: 40, kill: true };
+export const MULTI_SHORT: MultiMachineShape = { rows: 400, rowsPerShard: 40, kill: true, deadlineMs: 900_000 };
 /** `npm run test:multi-machine`'s form (test/chaos/multi-machine.test.ts): 6 shards, still long enough to kill A mid-crawl. */
-export const MULTI_TEST: MultiMachineShape = { rows: 120, rowsPerShard: 20, kill: true };
-export const MULTI_FULL: MultiMachineShape = { rows: 10_000, rowsPerShard: 250, kill: true };
+export const MULTI_TEST: MultiMachineShape = { rows: 120, rowsPerShard: 20, kill: true, deadlineMs: 420_000 };
+export const MULTI_FULL: MultiMachineShape = { rows: 10_000, rowsPerShard: 250, kill: true, deadlineMs: 3_600_000 };
 
 class Machine {
   proc?: ChildProcess;
@@ -85,13 +88,25 @@ class Machine {
     this.proc = child;
     this.exited = new Promise((r) => child.once('exit', () => r()));
     let ready = false;
+    this.log += `--- ${new Date().toISOString()} worker ${this.name} pid ${child.pid} started\n`;
+    child.once('exit', (code, sig) => {
+      this.log += `--- ${new Date().toISOString()} worker ${this.name} pid ${child.pid} exited ${code ?? sig}\n`;
+    });
     child.stderr!.on('data', (d: Buffer) => {
-      this.log += d.toString();
+      this.log = (this.log + d.toString()).slice(-64_000);
       if (this.log.includes('worker serving')) ready = true;
     });
     for (let i = 0; i < 1200 && !ready && child.exitCode === null; i++) await sleep(100);
     if (!ready) throw new Error(`worker ${this.name} did not start: ${this.log.slice(-500)}`);
-    this.log = '';
+  }
+
+  /** Alive or not, and the last lines of its log (stuckReport). */
+  describe(lines = 15): string[] {
+    const p = this.proc;
+    const alive = p && p.exitCode === null && p.signalCode === null;
+    const state = alive ? 'alive' : `exited ${p?.exitCode ?? p?.signalCode ?? '(never started)'}`;
+    const tail = this.log.trimEnd().split('\n').slice(-lines);
+    return [`worker ${this.name} pid ${p?.pid} ${state}; log tail:`, ...tail.map((l) => `  ${l.slice(0, 300)}`)];
   }
 
   async kill(): Promise<void> {
@@ -114,6 +129,7 @@ class Machine {
       env: { ...process.env, ...this.env },
       encoding: 'utf8',
       maxBuffer: 64 << 20,
+      timeout: 120_000, // spawnSync blocks the event loop: the trial's deadline cannot fire meanwhile
     });
   }
 }
@@ -154,7 +170,7 @@ async function startCluster(): Promise<Cluster> {
     TEMPORAL_ADDRESS: address,
     KILN_DATA_ROOT: `s3://${BUCKET}/data`,
     KILN_LINEAGE_URL: lineageUrl,
-    KILN_LOG_LEVEL: 'ERROR',
+    KILN_LOG_LEVEL: 'WARN',
   };
   const machines = ['a', 'b'].map((n) => {
     mkdirSync(join(dir, n));
@@ -212,10 +228,16 @@ async function activityWorkers(client: Client, workflowId: string): Promise<Set<
   return ids;
 }
 
-async function waitForStage(handle: Parameters<typeof stageOf>[0], want: string, ms: number): Promise<string | null> {
+async function waitForStage(
+  handle: Parameters<typeof stageOf>[0],
+  want: string,
+  ms: number,
+  stop: AbortSignal,
+): Promise<string | null> {
   const t0 = Date.now();
   let seen: string | null = null;
   while (Date.now() - t0 < ms) {
+    stop.throwIfAborted();
     seen = await stageOf(handle);
     if (seen === want || seen === 'done') return seen;
     await sleep(100);
@@ -233,7 +255,12 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
       const actions: string[] = [];
       const problems: string[] = [];
       const notes: string[] = [];
-      try {
+      let client: Client | undefined;
+      let closeClient: (() => Promise<void>) | undefined;
+      const stop = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((r) => (timer = setTimeout(() => r('deadline'), shape.deadlineMs)));
+      const work = (async () => {
         const [a, b] = cl.machines as [Machine, Machine];
         await a.start();
         await b.start();
@@ -243,10 +270,12 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
         input.crawl.shardHeartbeatTimeout = '5s';
         if (input.filter) input.filter.shardHeartbeatTimeout = '5s';
         if (input.train) input.train.chunkHeartbeatTimeout = '5s';
-        const { client, close } = await connectClient({
+        const conn = await connectClient({
           temporalAddress: cl.env.TEMPORAL_ADDRESS!,
           namespace: 'default',
         } as Parameters<typeof connectClient>[0]);
+        client = conn.client;
+        const close = (closeClient = conn.close);
         try {
           const workflowId = `multi-${Date.now().toString(36)}`;
           const handle = await client.workflow.start('pipelineWorkflow', {
@@ -255,13 +284,13 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
             args: [input],
           });
           if (shape.kill) {
-            await waitForStage(handle, 'crawl', 120_000);
+            await waitForStage(handle, 'crawl', 120_000, stop.signal);
             await sleep(1500);
             await a.kill();
             actions.push(`kill -9 A mid-crawl (${await stageOf(handle)})`);
             await sleep(500);
             await a.start();
-            const at = await waitForStage(handle, 'train', 900_000);
+            const at = await waitForStage(handle, 'train', 900_000, stop.signal);
             await sleep(1000);
             await b.kill();
             actions.push(`kill -9 B mid-training (${at})`);
@@ -351,12 +380,29 @@ export function multiMachineTrial(shape: MultiMachineShape, index = 1): TrialSpe
         } finally {
           await close();
         }
+      })();
+      try {
+        if ((await Promise.race([work, deadline])) === 'deadline') {
+          work.catch(() => {}); // it fails once the cluster below is gone
+          const report = [`not done within ${shape.deadlineMs / 1000} s (actions so far: ${actions.join('; ')})`];
+          try {
+            if (client) report.push(...(await stuckReport(client)));
+          } catch (err) {
+            report.push(`stuckReport: ${(err as Error).message}`);
+          }
+          for (const m of cl.machines) report.push(...m.describe());
+          console.error(report.join('\n'));
+          problems.push(report.join('\n'));
+          stop.abort(new Error('past the deadline')); // ends the waits; closing the client ends handle.result()
+          await closeClient?.().catch(() => {});
+        }
       } catch (err) {
         const chain: string[] = [];
         for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause)
           chain.push((e as Error).message.split('\n').slice(0, 2).join(' '));
         problems.push(chain.join(' <- '));
       } finally {
+        clearTimeout(timer);
         await web.close();
         await cl.dispose();
       }

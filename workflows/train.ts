@@ -140,6 +140,13 @@ function activities(input: TrainWorkflowInput) {
       startToCloseTimeout: '10 minutes',
       retry: { ...retry, maximumAttempts: 5 },
     }),
+    /** Heartbeats (activities/train.ts): a worker killed while it runs costs a minute, not ten. */
+    prepare: proxyActivities<TrainActivities>({
+      taskQueue: IO_QUEUE,
+      startToCloseTimeout: '10 minutes',
+      heartbeatTimeout: '1 minute',
+      retry: { ...retry, maximumAttempts: 5 },
+    }),
     chunk: proxyActivities<TrainActivities>({
       taskQueue: GPU_QUEUE,
       startToCloseTimeout: input.chunkTimeout ?? '12 hours',
@@ -198,7 +205,7 @@ export async function trainWorkflow(input: TrainWorkflowInput): Promise<TrainWor
     async () => {
       if (!s) {
         phase = 'preparing';
-        const prepared = await acts.io.prepareTrainingRun({
+        const prepared = await acts.prepare.prepareTrainingRun({
           jobId,
           runName: input.runName ?? jobId,
           dataset: datasetRef!,

@@ -7,7 +7,9 @@
  * from either machine. 2-3.5 minutes on the shared 2-core machine (servers, worker starts,
  * heartbeat timeouts and the reference training dominate; the row count hardly matters), more than
  * `npm test` can spend on it: it runs with `npm run test:multi-machine` (KILN_MULTI_MACHINE_TEST=1)
- * and is skipped, saying so, otherwise.
+ * and is skipped, saying so, otherwise. Past 420 s (KILN_MULTI_MACHINE_DEADLINE_S) it fails, printing
+ * every workflow's status, pending activities with attempts and last failure, and each worker's state
+ * and log tail (chaos/stuck-report.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,7 +21,9 @@ test(
   async (t) => {
     if (process.env.KILN_MULTI_MACHINE_TEST !== '1')
       return t.skip('2-3.5 minutes: run it with npm run test:multi-machine');
-    const r = await multiMachineTrial(MULTI_TEST).run();
+    // Past the deadline the trial fails and prints what it waited for (workflows, pending activities, workers).
+    const deadlineS = Number(process.env.KILN_MULTI_MACHINE_DEADLINE_S ?? MULTI_TEST.deadlineMs / 1000);
+    const r = await multiMachineTrial({ ...MULTI_TEST, deadlineMs: deadlineS * 1000 }).run();
     assert.equal(r.outcome, 'PASS', `${r.action}: ${r.detail}`);
     assert.match(r.action, /kill -9 A mid-crawl \(crawl\)/, 'A died while the crawl ran');
     assert.match(r.action, /kill -9 B mid-training \(train\)/, 'B died while training ran');
