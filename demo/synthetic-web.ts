@@ -8,6 +8,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import sharp from 'sharp';
+import { mulberry32 } from '../infra/prng.js';
 
 const COLORS: Record<string, string> = {
   red: '#d62828',
@@ -47,16 +48,6 @@ export interface SyntheticWeb {
   close(): Promise<void>;
 }
 
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Scene {
   shape: (typeof SHAPES)[number];
   fg: string;
@@ -67,7 +58,7 @@ interface Scene {
 }
 
 function sceneOf(index: number, seed: number): Scene {
-  const r = rand(seed * 100_003 + index);
+  const r = mulberry32(seed * 100_003 + index);
   const names = Object.keys(COLORS);
   const fg = names[Math.floor(r() * names.length)]!;
   let bg = names[Math.floor(r() * names.length)]!;

@@ -19,7 +19,8 @@ import { ConfigError } from '../../infra/errors.js';
 import { beamSearch, type BeamSearchConfig, type DecoderStep } from './beam-search.js';
 import type { CrossKvSplit } from './cross-kv-split.js';
 import type { PixelBatch } from './preprocess.js';
-import { sampleToken, type SamplingConfig, type Uniform } from './sampling.js';
+import type { Uniform } from '../../infra/prng.js';
+import { sampleToken, type SamplingConfig } from './sampling.js';
 
 type Session = ort.InferenceSession;
 

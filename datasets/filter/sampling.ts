@@ -4,34 +4,20 @@
  * Each candidate row has its own random stream, seeded from (user seed, sha256 of the image bytes,
  * candidate index), so a caption does not depend on which other images share the batch, on the batch
  * size, or on whether the shard was resumed: a rerun gives the same candidates. The stream is
- * mulberry32 (32-bit state, one uniform double per token); the choice is an inverse-CDF draw over
+ * `infra/prng.ts`'s mulberry32 (one uniform double per token); the choice is an inverse-CDF draw over
  * softmax(logits / temperature), restricted to the top-p nucleus (tokens by descending probability,
  * ties by lower id, kept until their cumulative probability reaches top_p, as transformers'
  * TopPLogitsWarper keeps at least one). Probabilities are computed in double precision.
  * Not transformers' sampler (PyTorch's RNG cannot be reproduced here): candidates are Kiln's own.
  */
 import { createHash } from 'node:crypto';
+import { mulberry32, type Uniform } from '../../infra/prng.js';
 
 /** Sampling settings (transformers' names: temperature, top_p). */
 export interface SamplingConfig {
   seed: number;
   temperature: number;
   topP: number;
-}
-
-/** A uniform [0, 1) stream (mulberry32). */
-export type Uniform = () => number;
-
-/** mulberry32 from a 32-bit seed. */
-export function mulberry32(seed: number): Uniform {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The stream of candidate `index` of the image with bytes `image`, under `seed`. */

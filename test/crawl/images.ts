@@ -1,17 +1,9 @@
 /** Real test images made with sharp: gradients + seeded noise, so they compress like photos. */
 import sharp from 'sharp';
+import { mulberry32 } from '../../infra/prng.js';
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG: infra/prng.ts's mulberry32 (this name is kept for bench/crawl.ts and the native cases). */
+export const rng = mulberry32;
 
 /** Raw RGB(A) pixels: two-axis colour gradient plus noise of amplitude `noise`. */
 export function photoLikePixels(width: number, height: number, seed: number, channels: 3 | 4 = 3, noise = 40): Buffer {
