@@ -83,49 +83,38 @@ export async function* readShardBatches(
   }
 }
 
-const KNOWN = new Set<string>([...BASE_COLUMNS, ...STAGE_COLUMNS]);
+const KNOWN_COLUMNS = [...BASE_COLUMNS, ...STAGE_COLUMNS] as const;
+const KNOWN = new Set<string>(KNOWN_COLUMNS);
 
 /** Typed rows of an Arrow shard table (missing columns read as null). */
 export function* shardTableRows(table: Table): Generator<ShardRow> {
   const col = (name: string) => table.getChild(name);
-  const [key, url, caption, status, err, width, height, ow, oh, sha, jpg, clip, capGen, cands, candScores] = [
-    'key',
-    'url',
-    'caption',
-    'status',
-    'error_message',
-    'width',
-    'height',
-    'original_width',
-    'original_height',
-    'sha256',
-    'jpg',
-    'clip_score',
-    'caption_generated',
-    'caption_candidates',
-    'caption_candidate_scores',
-  ].map(col);
+  const cols = Object.fromEntries(KNOWN_COLUMNS.map((n) => [n, col(n)])) as Record<
+    (typeof KNOWN_COLUMNS)[number],
+    ReturnType<typeof col>
+  >;
   const list = <T>(v: unknown): T[] | null => (v === null || v === undefined ? null : ([...(v as Iterable<T>)] as T[]));
   const extras = table.schema.fields.map((f) => f.name).filter((n) => !KNOWN.has(n));
   const extraCols = extras.map((n) => [n, col(n)] as const);
   for (let i = 0; i < table.numRows; i++) {
     const row: ShardRow = {
-      key: key?.get(i) as string,
-      url: url?.get(i) as string,
-      caption: (caption?.get(i) as string | null | undefined) ?? null,
-      status: status?.get(i) as RowStatus,
-      error_message: (err?.get(i) as string | null | undefined) ?? null,
-      width: (width?.get(i) as number | null | undefined) ?? null,
-      height: (height?.get(i) as number | null | undefined) ?? null,
-      original_width: (ow?.get(i) as number | null | undefined) ?? null,
-      original_height: (oh?.get(i) as number | null | undefined) ?? null,
-      sha256: (sha?.get(i) as string | null | undefined) ?? null,
-      jpg: (jpg?.get(i) as Uint8Array | null | undefined) ?? null,
+      key: cols.key?.get(i) as string,
+      url: cols.url?.get(i) as string,
+      caption: (cols.caption?.get(i) as string | null | undefined) ?? null,
+      status: cols.status?.get(i) as RowStatus,
+      error_message: (cols.error_message?.get(i) as string | null | undefined) ?? null,
+      width: (cols.width?.get(i) as number | null | undefined) ?? null,
+      height: (cols.height?.get(i) as number | null | undefined) ?? null,
+      original_width: (cols.original_width?.get(i) as number | null | undefined) ?? null,
+      original_height: (cols.original_height?.get(i) as number | null | undefined) ?? null,
+      sha256: (cols.sha256?.get(i) as string | null | undefined) ?? null,
+      jpg: (cols.jpg?.get(i) as Uint8Array | null | undefined) ?? null,
     };
-    if (clip) row.clip_score = (clip.get(i) as number | null) ?? null;
-    if (capGen) row.caption_generated = (capGen.get(i) as string | null) ?? null;
-    if (cands) row.caption_candidates = list<string>(cands.get(i));
-    if (candScores) row.caption_candidate_scores = list<number>(candScores.get(i));
+    if (cols.clip_score) row.clip_score = (cols.clip_score.get(i) as number | null) ?? null;
+    if (cols.caption_generated) row.caption_generated = (cols.caption_generated.get(i) as string | null) ?? null;
+    if (cols.caption_candidates) row.caption_candidates = list<string>(cols.caption_candidates.get(i));
+    if (cols.caption_candidate_scores)
+      row.caption_candidate_scores = list<number>(cols.caption_candidate_scores.get(i));
     if (extraCols.length)
       row.extra = Object.fromEntries(extraCols.map(([n, c]) => [n, (c?.get(i) as string | null | undefined) ?? null]));
     yield row;
