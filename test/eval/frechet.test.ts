@@ -14,7 +14,7 @@ import {
   decodeStatistics,
 } from '../../eval/statistics.js';
 import { frechetDistance } from '../../eval/frechet.js';
-import { features, loadReferenceFixture } from './helpers.js';
+import { assertClose, assertGeneratorSum, assertReferenceCases, features, loadReferenceFixture } from './helpers.js';
 
 interface FidCase {
   name: string;
@@ -39,11 +39,7 @@ interface FidCase {
 const FIXTURE = loadReferenceFixture<{ fid: FidCase[] }>();
 
 void test('the FID reference fixture has every case', () => {
-  assert.equal(
-    FIXTURE.fid.length,
-    5,
-    'fixtures/eval/fid-kid-reference.json: expected 5 FID cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py',
-  );
+  assertReferenceCases(FIXTURE.fid, 5, 'FID');
 });
 
 for (const ref of FIXTURE.fid) {
@@ -53,18 +49,8 @@ for (const ref of FIXTURE.fid) {
     const b = features(c.n2, c.d, 12, c.off2, c.sc2);
     // The fixture's generator ported `features`; make sure both produced the same vectors.
     for (let i = 0; i < 4; i++) assertClose(a[i]!, ref.check_a[i]!, 1e-14, `feature a[0][${i}] (generator port)`, true);
-    assertClose(
-      a.reduce((s, v) => s + v, 0),
-      ref.check_a[4]!,
-      1e-12,
-      'sum of set A (generator port)',
-    );
-    assertClose(
-      b.reduce((s, v) => s + v, 0),
-      ref.check_b[0]!,
-      1e-12,
-      'sum of set B (generator port)',
-    );
+    assertGeneratorSum(a, ref.check_a[4]!, 'set A');
+    assertGeneratorSum(b, ref.check_b[0]!, 'set B');
     // Feed set A in uneven batches to exercise the streaming panel flushes.
     const acc = new FeatureStatisticsAccumulator(c.d);
     for (let r = 0; r < c.n1; r += 7) acc.add(a.subarray(r * c.d, Math.min(c.n1, r + 7) * c.d));
@@ -118,11 +104,3 @@ void test('statistics reject non-finite features and too few samples with KilnEr
   assert.throws(() => acc.finalize(), { code: 'KILN_EVAL_FEATURE_STATS' });
   assert.throws(() => acc.add([1, NaN, 3]), { code: 'KILN_EVAL_FEATURE_STATS' });
 });
-
-function assertClose(actual: number, expected: number, rel: number, what: string, absolute = false): void {
-  const tol = absolute ? rel : rel * Math.max(Math.abs(expected), 1e-300);
-  assert.ok(
-    Math.abs(actual - expected) <= tol,
-    `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`,
-  );
-}

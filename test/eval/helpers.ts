@@ -1,7 +1,8 @@
-/** Shared helpers for the eval tests: a seeded PRNG, the reference feature generator, the committed reference values. */
+/** Shared helpers for the eval tests: a seeded PRNG, the reference feature generator, the committed reference values and checks against them. */
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import { mulberry32 } from '../../infra/prng.js';
 
 /** Repository root (tests run from dist/test/eval). */
@@ -49,4 +50,35 @@ export function features(n: number, d: number, seed: number, offset: number, sca
     }
   }
   return out;
+}
+
+/** Fails unless the fixture has `count` cases of `what`, saying how to regenerate it. */
+export function assertReferenceCases(cases: readonly unknown[], count: number, what: string): void {
+  assert.equal(
+    cases.length,
+    count,
+    `fixtures/eval/fid-kid-reference.json: expected ${count} ${what} cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py`,
+  );
+}
+
+/** |actual - expected| within `rel` of |expected| (or within `rel` itself when `absolute`). */
+export function assertClose(actual: number, expected: number, rel: number, what: string, absolute = false): void {
+  const tol = absolute ? rel : rel * Math.max(Math.abs(expected), 1e-300);
+  assert.ok(
+    Math.abs(actual - expected) <= tol,
+    `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`,
+  );
+}
+
+/**
+ * The fixture's generator (make_fid_kid_reference.py) ports `features`: the sum of a set made here
+ * must equal the sum it recorded (to 1e-12), or the two would compare different vectors.
+ */
+export function assertGeneratorSum(set: Float64Array, recorded: number, what: string): void {
+  assertClose(
+    set.reduce((s, v) => s + v, 0),
+    recorded,
+    1e-12,
+    `sum of ${what} (generator port)`,
+  );
 }

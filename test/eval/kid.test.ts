@@ -13,7 +13,7 @@ import {
   KID_DEFAULT_MAX_SUBSET_SIZE,
   KID_DEFAULT_SUBSETS,
 } from '../../eval/kid.js';
-import { features, loadReferenceFixture, seededRandom } from './helpers.js';
+import { assertGeneratorSum, assertReferenceCases, features, loadReferenceFixture, seededRandom } from './helpers.js';
 
 interface KidCase {
   name: string;
@@ -41,29 +41,15 @@ interface KidCase {
 const FIXTURE = loadReferenceFixture<{ kid: KidCase[] }>();
 
 void test('the KID reference fixture has every case', () => {
-  assert.equal(
-    FIXTURE.kid.length,
-    4,
-    'fixtures/eval/fid-kid-reference.json: expected 4 KID cases; regenerate it with scripts/fixtures/make_fid_kid_reference.py',
-  );
+  assertReferenceCases(FIXTURE.kid, 4, 'KID');
 });
 
 for (const c of FIXTURE.kid) {
   void test(`KID matches the numpy reference to 1e-6: ${c.name}`, () => {
     const x = features(c.nx, c.d, c.seedx, c.offx, c.scx);
     const y = features(c.ny, c.d, c.seedy, c.offy, c.scy);
-    assertClose(
-      x.reduce((s, v) => s + v, 0),
-      c.check_x[0]!,
-      1e-12,
-      'sum of X (generator port)',
-    );
-    assertClose(
-      y.reduce((s, v) => s + v, 0),
-      c.check_y[0]!,
-      1e-12,
-      'sum of Y (generator port)',
-    );
+    assertGeneratorSum(x, c.check_x[0]!, 'X');
+    assertGeneratorSum(y, c.check_y[0]!, 'Y');
     const plan = {
       subsetSize: c.subset_size,
       x: c.subsets_idx.map((s) => Int32Array.from(s.x)),
@@ -198,11 +184,3 @@ void test('KID rejects non-finite features and wrong sizes', () => {
     code: 'KILN_EVAL_FEATURE_STATS',
   });
 });
-
-function assertClose(actual: number, expected: number, rel: number, what: string): void {
-  const tol = rel * Math.max(Math.abs(expected), 1e-300);
-  assert.ok(
-    Math.abs(actual - expected) <= tol,
-    `${what}: ${actual} vs reference ${expected} (|diff| ${Math.abs(actual - expected)} > ${tol})`,
-  );
-}
