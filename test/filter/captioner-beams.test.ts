@@ -4,51 +4,20 @@
  * Runs that end hypotheses on a frequent token use a copy of the model directory whose
  * generation_config.json names that token as EOS (the reference passes eos_token_id=...).
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadCaptioner } from '../../datasets/filter/captioner.js';
-import { CAPTIONER_DIR, MODELS, reference, referenceImages } from './fixtures.js';
+import { beamReference as beams, beamRunOptions, CAPTIONER_DIR, reference, referenceImages } from './fixtures.js';
+import { modelCopies } from './model-copies.js';
 
-interface BeamRun {
-  name: string;
-  num_beams: number;
-  max_new_tokens: number;
-  eos_token_id: number | null;
-  length_penalty: number | null;
-  early_stopping: boolean | 'never' | null;
-  prompt: string | null;
-  sequences: number[][];
-  texts: string[];
-  single_sequences: number[][];
-  stable_under_noise: boolean;
-}
-const beams = JSON.parse(readFileSync(`${MODELS}/captioner-beams.json`, 'utf8')) as {
-  images: string[];
-  noise: number;
-  runs: BeamRun[];
-};
 const images = referenceImages();
-let tmp: string;
+const copyModel = modelCopies('kiln-beams-');
 
 /** The fixture model dir, or a copy whose generation_config.json uses another EOS token. */
 function modelDirFor(eos: number | null): string {
   if (eos === null) return CAPTIONER_DIR;
-  const dir = join(tmp, `eos-${eos}`);
-  cpSync(CAPTIONER_DIR, dir, { recursive: true });
-  const gen = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ ...gen, eos_token_id: eos }));
-  return dir;
+  return copyModel(CAPTIONER_DIR, `eos-${eos}`, { 'generation_config.json': { eos_token_id: eos } });
 }
-
-before(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'kiln-beams-'));
-});
-after(() => {
-  rmSync(tmp, { recursive: true, force: true });
-});
 
 void test('the beam reference is robust (sequences unchanged under logit noise) and covers EOS, penalties and prompts', () => {
   assert.deepEqual(beams.images, reference.images);
@@ -66,15 +35,7 @@ void test('the beam reference is robust (sequences unchanged under logit noise) 
 for (const run of beams.runs) {
   void test(`${run.name}: token ids equal transformers generate(num_beams=${run.num_beams}) exactly, batched and one by one`, async () => {
     const dir = modelDirFor(run.eos_token_id);
-    const cap = await loadCaptioner(dir, {
-      device: 'cpu',
-      numBeams: run.num_beams,
-      maxNewTokens: run.max_new_tokens,
-      batchSize: images.length,
-      ...(run.prompt ? { prompt: run.prompt } : {}),
-      ...(run.length_penalty !== null ? { lengthPenalty: run.length_penalty } : {}),
-      ...(run.early_stopping !== null ? { earlyStopping: run.early_stopping } : {}),
-    });
+    const cap = await loadCaptioner(dir, { ...beamRunOptions(run), batchSize: images.length });
     try {
       assert.equal(cap.options.numBeams, run.num_beams);
       assert.equal(cap.options.lengthPenalty, run.length_penalty ?? 1);
@@ -94,14 +55,10 @@ for (const run of beams.runs) {
 }
 
 void test('length penalty and early stopping default to generation_config.json', async () => {
-  const dir = join(tmp, 'gen-config');
-  cpSync(CAPTIONER_DIR, dir, { recursive: true });
-  const run = beams.runs.find((r) => r.name === 'beams3_eos_lp2_early') as BeamRun;
-  const gen = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(
-    join(dir, 'generation_config.json'),
-    JSON.stringify({ ...gen, eos_token_id: run.eos_token_id, length_penalty: 2, early_stopping: true }),
-  );
+  const run = beams.runs.find((r) => r.name === 'beams3_eos_lp2_early')!;
+  const dir = copyModel(CAPTIONER_DIR, 'gen-config', {
+    'generation_config.json': { eos_token_id: run.eos_token_id, length_penalty: 2, early_stopping: true },
+  });
   const cap = await loadCaptioner(dir, { device: 'cpu', numBeams: 3, maxNewTokens: run.max_new_tokens });
   try {
     assert.equal(cap.options.lengthPenalty, 2);
@@ -113,10 +70,7 @@ void test('length penalty and early stopping default to generation_config.json',
 });
 
 void test('generation settings beam search does not apply are refused, not ignored', async () => {
-  const dir = join(tmp, 'ngram');
-  cpSync(CAPTIONER_DIR, dir, { recursive: true });
-  const gen = JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ ...gen, no_repeat_ngram_size: 3 }));
+  const dir = copyModel(CAPTIONER_DIR, 'ngram', { 'generation_config.json': { no_repeat_ngram_size: 3 } });
   await assert.rejects(
     loadCaptioner(dir, { device: 'cpu', numBeams: 2 }),
     (e: Error & { code?: string }) => e.code === 'KILN_CONFIG' && /no_repeat_ngram_size=3/.test(e.message),

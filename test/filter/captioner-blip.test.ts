@@ -5,28 +5,19 @@
  * with and without the conditional prompt, batched and one image at a time; the type and decoder path
  * are recorded; incomplete or stale exports are refused with the fix.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadCaptioner, type CaptionerOptions } from '../../datasets/filter/captioner.js';
+import { loadCaptioner } from '../../datasets/filter/captioner.js';
 import { captionerType, checkModelDir } from '../../datasets/filter/model-dir.js';
-import { assertClose, MODELS, referenceImages } from './fixtures.js';
+import { assertClose, beamRunOptions, MODELS, referenceImages, type BeamReferenceRun } from './fixtures.js';
+import { modelCopies } from './model-copies.js';
 
 const BLIP_DIR = `${MODELS}/blip-tiny`;
-interface BlipRun {
-  name: string;
-  num_beams: number;
-  max_new_tokens: number;
+interface BlipRun extends BeamReferenceRun {
+  /** Null: the model's own end token; else a copy whose text_config names this one. */
   sep_token_id: number | null;
-  length_penalty: number | null;
-  early_stopping: boolean | 'never' | null;
-  prompt: string | null;
-  sequences: number[][];
-  texts: string[];
-  single_sequences: number[][];
-  stable_under_noise: boolean;
 }
 interface BlipReference {
   images: string[];
@@ -36,35 +27,13 @@ interface BlipReference {
 }
 const ref = JSON.parse(readFileSync(`${MODELS}/blip-reference.json`, 'utf8')) as BlipReference;
 const images = referenceImages();
-let tmp: string;
-
-before(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'kiln-blip-'));
-});
-after(() => {
-  rmSync(tmp, { recursive: true, force: true });
-});
+const copyModel = modelCopies('kiln-blip-');
+const TEXT_CONFIG = (JSON.parse(readFileSync(`${BLIP_DIR}/config.json`, 'utf8')) as { text_config: object })
+  .text_config;
 
 /** A copy of the fixture with text_config fields replaced. */
 function withTextConfig(name: string, fields: Record<string, unknown>): string {
-  const out = join(tmp, name);
-  cpSync(BLIP_DIR, out, { recursive: true });
-  const p = join(out, 'config.json');
-  const config = JSON.parse(readFileSync(p, 'utf8')) as { text_config: Record<string, unknown> };
-  config.text_config = { ...config.text_config, ...fields };
-  writeFileSync(p, JSON.stringify(config));
-  return out;
-}
-
-function runOptions(run: BlipRun): CaptionerOptions {
-  return {
-    device: 'cpu',
-    numBeams: run.num_beams,
-    maxNewTokens: run.max_new_tokens,
-    ...(run.prompt ? { prompt: run.prompt } : {}),
-    ...(run.length_penalty !== null ? { lengthPenalty: run.length_penalty } : {}),
-    ...(run.early_stopping !== null ? { earlyStopping: run.early_stopping } : {}),
-  };
+  return copyModel(BLIP_DIR, name, { 'config.json': { text_config: { ...TEXT_CONFIG, ...fields } } });
 }
 
 void test('the reference covers greedy, beams, the prompt and early end tokens, and no decision is within 1e-4 of a tie', () => {
@@ -105,7 +74,7 @@ void test("BLIP pixel values equal transformers' BlipImageProcessor (bicubic 32x
 for (const run of ref.runs) {
   void test(`BLIP ${run.name}: token ids and captions equal transformers generate() (batched and per image)`, async () => {
     const dir = run.sep_token_id === null ? BLIP_DIR : withTextConfig(run.name, { sep_token_id: run.sep_token_id });
-    const cap = await loadCaptioner(dir, { ...runOptions(run), batchSize: images.length });
+    const cap = await loadCaptioner(dir, { ...beamRunOptions(run), batchSize: images.length });
     try {
       assert.equal(cap.options.type, 'blip');
       assert.equal(cap.options.decoder.path, 'split');
@@ -117,7 +86,7 @@ for (const run of ref.runs) {
     } finally {
       await cap.dispose();
     }
-    const one = await loadCaptioner(dir, { ...runOptions(run), batchSize: 1 });
+    const one = await loadCaptioner(dir, { ...beamRunOptions(run), batchSize: 1 });
     try {
       const singles = await one.generateSequences(images);
       assert.deepEqual(singles, run.single_sequences);
@@ -148,16 +117,14 @@ void test("BLIP: the prompt is [DEC] + the prompt's word pieces, as BlipProcesso
 void test('the captioner type comes from config.json; a BLIP directory missing a graph names the BLIP files and the import command', async () => {
   assert.equal(await captionerType(BLIP_DIR), 'blip');
   assert.equal(await captionerType(`${MODELS}/vit-gpt2-tiny`), 'vit-gpt2');
-  const odd = withTextConfig('odd-type', {});
-  const p = join(odd, 'config.json');
-  writeFileSync(p, JSON.stringify({ ...(JSON.parse(readFileSync(p, 'utf8')) as object), model_type: 'git' }));
+  const odd = copyModel(BLIP_DIR, 'odd-type', { 'config.json': { model_type: 'git' } });
   await assert.rejects(captionerType(odd), (e: Error & { code?: string; fix?: string }) => {
     assert.equal(e.code, 'KILN_CONFIG');
     assert.match(e.message, /model_type "git"/);
     assert.match(e.fix ?? '', /kiln models import captioner/);
     return true;
   });
-  const missing = withTextConfig('missing', {});
+  const missing = copyModel(BLIP_DIR, 'missing');
   rmSync(join(missing, 'onnx/decoder_cross_kv.onnx'));
   await assert.rejects(checkModelDir(missing, 'captioner'), (e: Error & { code?: string; fix?: string }) => {
     assert.equal(e.code, 'KILN_MISSING_FILE');
@@ -168,7 +135,7 @@ void test('the captioner type comes from config.json; a BLIP directory missing a
 });
 
 void test('a BLIP export whose decoder graph changed since export is refused with the re-export fix', async () => {
-  const edited = withTextConfig('edited', {});
+  const edited = copyModel(BLIP_DIR, 'edited');
   writeFileSync(
     join(edited, 'onnx/decoder_with_past_xkv.onnx'),
     readFileSync(join(BLIP_DIR, 'onnx/encoder_model.onnx')),

@@ -5,53 +5,29 @@
  * transformers' (reference.json, captioner-beams.json) and the merged decoder's; a split that does
  * not match the directory is refused.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCaptioner, type CaptionerOptions } from '../../datasets/filter/captioner.js';
-import { CAPTIONER_DIR, MODELS, reference, referenceImages } from './fixtures.js';
+import {
+  beamReference as beams,
+  beamRunOptions,
+  CAPTIONER_DIR,
+  MODELS,
+  reference,
+  referenceImages,
+} from './fixtures.js';
+import { modelCopies } from './model-copies.js';
 
 const XKV_DIR = `${MODELS}/vit-gpt2-tiny-xkv`;
-interface BeamRun {
-  name: string;
-  num_beams: number;
-  max_new_tokens: number;
-  eos_token_id: number | null;
-  length_penalty: number | null;
-  early_stopping: boolean | 'never' | null;
-  prompt: string | null;
-  sequences: number[][];
-}
-const beams = JSON.parse(readFileSync(`${MODELS}/captioner-beams.json`, 'utf8')) as { runs: BeamRun[] };
 const images = referenceImages();
 const maxNewTokens = reference.captioner.max_new_tokens;
-let tmp: string;
+const copyModel = modelCopies('kiln-xkv-');
 
-before(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'kiln-xkv-'));
-});
-after(() => {
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-/** A copy of `dir` with generation_config.json / decoder_xkv.json fields replaced. */
-function copyWith(
-  dir: string,
-  name: string,
-  gen: Record<string, unknown> = {},
-  meta: Record<string, unknown> | null = null,
-): string {
-  const out = join(tmp, name);
-  cpSync(dir, out, { recursive: true });
-  const g = join(out, 'generation_config.json');
-  writeFileSync(g, JSON.stringify({ ...(JSON.parse(readFileSync(g, 'utf8')) as object), ...gen }));
-  if (meta) {
-    const m = join(out, 'onnx/decoder_xkv.json');
-    writeFileSync(m, JSON.stringify({ ...(JSON.parse(readFileSync(m, 'utf8')) as object), ...meta }));
-  }
-  return out;
+/** A copy of the split fixture with generation_config.json / decoder_xkv.json fields replaced. */
+function copyWith(name: string, gen: Record<string, unknown> = {}, meta: Record<string, unknown> = {}): string {
+  return copyModel(XKV_DIR, name, { 'generation_config.json': gen, 'onnx/decoder_xkv.json': meta });
 }
 
 async function sequences(
@@ -119,7 +95,7 @@ void test("greedy with an early EOS: rows end at the EOS and are padded, as tran
     return end < 0 ? s : [...s.slice(0, end + 1), ...new Array<number>(s.length - end - 1).fill(pad)];
   });
   assert.ok(expected.some((s) => s.includes(pad)) && expected.some((s) => !s.includes(eos)), 'the case exercises both');
-  const split = await sequences(copyWith(XKV_DIR, 'greedy-eos', { eos_token_id: eos, pad_token_id: pad }), {
+  const split = await sequences(copyWith('greedy-eos', { eos_token_id: eos, pad_token_id: pad }), {
     maxNewTokens,
     batchSize: 5,
   });
@@ -140,24 +116,16 @@ void test('without a split the merged decoder runs and the captioner says how to
 
 for (const run of beams.runs) {
   void test(`${run.name} with the split: token ids equal transformers generate(num_beams=${run.num_beams})`, async () => {
-    const dir =
-      run.eos_token_id === null ? XKV_DIR : copyWith(XKV_DIR, `${run.name}`, { eos_token_id: run.eos_token_id });
-    const got = await sequences(dir, {
-      numBeams: run.num_beams,
-      maxNewTokens: run.max_new_tokens,
-      batchSize: images.length,
-      ...(run.prompt ? { prompt: run.prompt } : {}),
-      ...(run.length_penalty !== null ? { lengthPenalty: run.length_penalty } : {}),
-      ...(run.early_stopping !== null ? { earlyStopping: run.early_stopping } : {}),
-    });
+    const dir = run.eos_token_id === null ? XKV_DIR : copyWith(`${run.name}`, { eos_token_id: run.eos_token_id });
+    const got = await sequences(dir, { ...beamRunOptions(run), batchSize: images.length });
     assert.equal(got.path, 'split');
     assert.deepEqual(got.seqs, run.sequences);
   });
 }
 
 void test('a split whose first step is recorded as "merged" runs step 0 on the merged decoder, same ids', async () => {
-  const dir = copyWith(XKV_DIR, 'first-merged', {}, { first_step: 'merged' });
-  const run = beams.runs.find((r) => r.name === 'beams3') as BeamRun;
+  const dir = copyWith('first-merged', {}, { first_step: 'merged' });
+  const run = beams.runs.find((r) => r.name === 'beams3')!;
   const cap = await loadCaptioner(dir, { device: 'cpu', numBeams: 3, maxNewTokens: run.max_new_tokens });
   try {
     assert.ok(cap.options.decoder.files.includes('onnx/decoder_model_merged.onnx'));
@@ -175,9 +143,9 @@ void test('beams: the cross-attention tensors per image repeated per beam give t
   };
   assert.equal(meta.per_image, true);
   assert.deepEqual([...new Set(meta.frontier.map((f) => f.kind))].sort(), ['batch_size', 'fixed', 'rows']);
-  const rowsDir = copyWith(XKV_DIR, 'per-row', {}, { per_image: false });
+  const rowsDir = copyWith('per-row', {}, { per_image: false });
   for (const name of ['beams3', 'beams3_short']) {
-    const run = beams.runs.find((r) => r.name === name) as BeamRun;
+    const run = beams.runs.find((r) => r.name === name)!;
     const opts = { numBeams: run.num_beams, maxNewTokens: run.max_new_tokens, batchSize: images.length };
     assert.deepEqual((await sequences(rowsDir, opts)).seqs, run.sequences, `${name} per row`);
     assert.deepEqual(
@@ -189,10 +157,10 @@ void test('beams: the cross-attention tensors per image repeated per beam give t
 });
 
 void test('a stale split (decoder or graph changed since splitting, or a graph missing) is a ConfigError naming the file and the fix', async () => {
-  const stale = copyWith(XKV_DIR, 'stale', {}, { source_sha256: '0'.repeat(64) });
-  const missing = copyWith(XKV_DIR, 'missing');
+  const stale = copyWith('stale', {}, { source_sha256: '0'.repeat(64) });
+  const missing = copyWith('missing');
   rmSync(join(missing, 'onnx/decoder_cross_kv.onnx'));
-  const edited = copyWith(XKV_DIR, 'edited');
+  const edited = copyWith('edited');
   writeFileSync(
     join(edited, 'onnx/decoder_with_past_xkv.onnx'),
     readFileSync(join(CAPTIONER_DIR, 'onnx/decoder_model_merged.onnx')),

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
+import type { CaptionerOptions } from '../../datasets/filter/captioner.js';
 
 /** Project root (this file runs from dist/test/filter/). */
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -43,6 +44,46 @@ export const reference: Reference = JSON.parse(readFileSync(`${MODELS}/reference
 /** The encoded test images, in reference order. */
 export function referenceImages(): Uint8Array[] {
   return reference.images.map((n) => new Uint8Array(readFileSync(`${MODELS}/images/${n}`)));
+}
+
+/**
+ * A run of a beam-search reference (fixtures/models/captioner-beams.json, blip-reference.json):
+ * transformers' generate() settings and the token ids it returned, batched and one image at a time.
+ */
+export interface BeamReferenceRun {
+  name: string;
+  num_beams: number;
+  max_new_tokens: number;
+  length_penalty: number | null;
+  early_stopping: boolean | 'never' | null;
+  prompt: string | null;
+  sequences: number[][];
+  texts: string[];
+  single_sequences: number[][];
+  stable_under_noise: boolean;
+}
+
+/** fixtures/models/captioner-beams.json (scripts/fixtures/make_beam_reference.py), on the ViT-GPT2 fixture. */
+export interface ViTGpt2BeamRun extends BeamReferenceRun {
+  /** Null: the model's own EOS; else a copy of the model whose generation_config.json names this one. */
+  eos_token_id: number | null;
+}
+export const beamReference = JSON.parse(readFileSync(`${MODELS}/captioner-beams.json`, 'utf8')) as {
+  images: string[];
+  noise: number;
+  runs: ViTGpt2BeamRun[];
+};
+
+/** The captioner options of `run` on the CPU (settings the run leaves unset keep the model's defaults). */
+export function beamRunOptions(run: BeamReferenceRun): CaptionerOptions {
+  return {
+    device: 'cpu',
+    numBeams: run.num_beams,
+    maxNewTokens: run.max_new_tokens,
+    ...(run.prompt ? { prompt: run.prompt } : {}),
+    ...(run.length_penalty !== null ? { lengthPenalty: run.length_penalty } : {}),
+    ...(run.early_stopping !== null ? { earlyStopping: run.early_stopping } : {}),
+  };
 }
 
 /** Assert two numeric arrays agree elementwise within `tol`, naming the worst index. */
