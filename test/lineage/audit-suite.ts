@@ -7,32 +7,19 @@ import assert from 'node:assert/strict';
 import { LineageStore } from '../../infra/lineage/store.js';
 import { traceArtifact, resolveArtifactRef } from '../../infra/lineage/trace.js';
 import { exportOpenLineage, uuidFromId, OPENLINEAGE_SCHEMA_URL } from '../../infra/lineage/openlineage.js';
-import type { LineageBackend } from './backend.js';
+import { withStore, type LineageBackend } from './backend.js';
 
 const sha = (c: string) => c.repeat(64);
+/** An artifact record whose sha256 is the digit `c` 64 times. */
+const file = (uri: string, kind: string, c: string, bytes: number) => ({ uri, kind, sha256: sha(c), bytes });
 
 /** crawl (urls.csv -> shard + manifest v1) -> filter (v1 + clip model -> v2) -> train (v2 -> checkpoint) */
 function pipeline(s: LineageStore): void {
   s.startJob({ id: 'p', kind: 'pipeline', workflowId: 'p', params: {}, codeVersion: 'git:aaa' });
   s.startRun({ id: 'p/crawl', jobId: 'p', stage: 'crawl.shard', params: { image_size: 64 }, codeVersion: 'git:aaa' });
-  s.recordArtifactOfRun('p/crawl', 'consumed', {
-    uri: 'file:///in/urls.csv',
-    kind: 'input.url_list',
-    sha256: sha('1'),
-    bytes: 100,
-  });
-  s.recordArtifactOfRun('p/crawl', 'produced', {
-    uri: 'file:///d/web/v1/shard-0.parquet',
-    kind: 'shard',
-    sha256: sha('2'),
-    bytes: 2000,
-  });
-  const m1 = s.recordArtifactOfRun('p/crawl', 'produced', {
-    uri: 'file:///d/web/v1/manifest.json',
-    kind: 'manifest',
-    sha256: sha('3'),
-    bytes: 300,
-  });
+  s.recordArtifactOfRun('p/crawl', 'consumed', file('file:///in/urls.csv', 'input.url_list', '1', 100));
+  s.recordArtifactOfRun('p/crawl', 'produced', file('file:///d/web/v1/shard-0.parquet', 'shard', '2', 2000));
+  const m1 = s.recordArtifactOfRun('p/crawl', 'produced', file('file:///d/web/v1/manifest.json', 'manifest', '3', 300));
   s.recordDatasetVersion({
     id: 'web@1',
     name: 'web',
@@ -53,18 +40,16 @@ function pipeline(s: LineageStore): void {
     codeVersion: 'git:bbb',
   });
   s.linkArtifact('p/filter', m1.id, 'consumed');
-  s.recordArtifactOfRun('p/filter', 'consumed', {
-    uri: 'file:///models/clip/onnx/vision_model.onnx',
-    kind: 'model.file',
-    sha256: sha('4'),
-    bytes: 5,
-  });
-  const m2 = s.recordArtifactOfRun('p/filter', 'produced', {
-    uri: 'file:///d/web/v2/manifest.json',
-    kind: 'manifest',
-    sha256: sha('5'),
-    bytes: 300,
-  });
+  s.recordArtifactOfRun(
+    'p/filter',
+    'consumed',
+    file('file:///models/clip/onnx/vision_model.onnx', 'model.file', '4', 5),
+  );
+  const m2 = s.recordArtifactOfRun(
+    'p/filter',
+    'produced',
+    file('file:///d/web/v2/manifest.json', 'manifest', '5', 300),
+  );
   s.recordDatasetVersion({
     id: 'web@2',
     name: 'web',
@@ -85,19 +70,17 @@ function pipeline(s: LineageStore): void {
     codeVersion: 'git:bbb',
   });
   s.linkArtifact('p/train', m2.id, 'consumed');
-  s.recordArtifactOfRun('p/train', 'produced', {
-    uri: 'file:///d/runs/r1/checkpoints/step-10/model.safetensors',
-    kind: 'checkpoint.model',
-    sha256: sha('6'),
-    bytes: 999,
-  });
+  s.recordArtifactOfRun(
+    'p/train',
+    'produced',
+    file('file:///d/runs/r1/checkpoints/step-10/model.safetensors', 'checkpoint.model', '6', 999),
+  );
   s.finishRun('p/train', 'failed', undefined, 'NaN loss');
 }
 
 export function auditSuite(b: LineageBackend): void {
-  test('trace from a checkpoint reaches the filter threshold, the model file, both dataset versions and the source URL list', async () => {
-    const s = new LineageStore(await b.location());
-    try {
+  test('trace from a checkpoint reaches the filter threshold, the model file, both dataset versions and the source URL list', () =>
+    withStore(b, async (s) => {
       pipeline(s);
       const ckpt = resolveArtifactRef(s, 'file:///d/runs/r1/checkpoints/step-10/model.safetensors')!;
       const t = traceArtifact(s, ckpt);
@@ -114,14 +97,10 @@ export function auditSuite(b: LineageBackend): void {
       assert.equal(resolveArtifactRef(s, 'web@1')?.uri, 'file:///d/web/v1/manifest.json');
       assert.equal(resolveArtifactRef(s, sha('2'))?.uri, 'file:///d/web/v1/shard-0.parquet');
       assert.equal(resolveArtifactRef(s, 'nope'), undefined);
-    } finally {
-      s.close();
-    }
-  });
+    }));
 
-  test('OpenLineage export: START + terminal RunEvent per run, spec 2-0-2 shape, stable UUIDs, inputs/outputs with hashes', async () => {
-    const s = new LineageStore(await b.location());
-    try {
+  test('OpenLineage export: START + terminal RunEvent per run, spec 2-0-2 shape, stable UUIDs, inputs/outputs with hashes', () =>
+    withStore(b, async (s) => {
       pipeline(s);
       const events = exportOpenLineage(s);
       assert.equal(events.length, 6);
@@ -153,8 +132,5 @@ export function auditSuite(b: LineageBackend): void {
       );
       assert.deepEqual((filterDone.run.facets.kiln_run as { params: unknown }).params, { threshold: 0.25 });
       assert.equal((filterDone.run.facets.parent as { job: { name: string } }).job.name, 'p');
-    } finally {
-      s.close();
-    }
-  });
+    }));
 }

@@ -20,7 +20,7 @@ import { ArtifactConflictError } from '../../infra/errors.js';
 import { PROJECT_ROOT } from '../../infra/config.js';
 import { tempDir } from '../helpers/env.js';
 import { databaseUrl, startPostgres, type TestServer } from '../helpers/servers.js';
-import type { LineageBackend } from './backend.js';
+import { withStore, type LineageBackend } from './backend.js';
 import { storeSuite } from './store-suite.js';
 import { chainSuite } from './chain-suite.js';
 import { auditSuite } from './audit-suite.js';
@@ -153,9 +153,8 @@ for (const b of backends) {
     storeSuite(b);
     chainSuite(b);
     auditSuite(b);
-    test('records read back as written; rewrites are idempotent; a changed artifact is refused; the chain verifies', async () => {
-      const s = new LineageStore(await b.location());
-      try {
+    test('records read back as written; rewrites are idempotent; a changed artifact is refused; the chain verifies', () =>
+      withStore(b, async (s) => {
         assert.equal(s.backend, b.name);
         populate(s);
         const entries = s.verify().entries;
@@ -178,14 +177,10 @@ for (const b of backends) {
           code: ['abc'],
         });
         results.set(b.name, snap);
-      } finally {
-        s.close();
-      }
-    });
+      }));
 
-    test('an edited row and an edited log entry are reported', async () => {
-      const s = new LineageStore(await b.location());
-      try {
+    test('an edited row and an edited log entry are reported', () =>
+      withStore(b, async (s) => {
         populate(s);
         s.sql.prepare("UPDATE runs SET params_json = '{\"perShard\":11}' WHERE id = 'crawl-1/plan'").run();
         let v = s.verify();
@@ -199,10 +194,7 @@ for (const b of backends) {
           v.problems.some((p) => p.kind === 'chain_broken' && p.seq === 2),
           JSON.stringify(v.problems),
         );
-      } finally {
-        s.close();
-      }
-    });
+      }));
 
     test('5 writer processes at once: one unbroken chain, every record once', async () => {
       const loc = await b.location();

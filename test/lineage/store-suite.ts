@@ -10,17 +10,7 @@ import Database from 'better-sqlite3';
 import { LineageStore, LineageSchemaError } from '../../infra/lineage/store.js';
 import { LATEST_SCHEMA_VERSION } from '../../infra/lineage/migrations.js';
 import { ArtifactConflictError } from '../../infra/errors.js';
-import type { LineageBackend } from './backend.js';
-
-async function withStore(b: LineageBackend, fn: (s: LineageStore, location: string) => void): Promise<void> {
-  const location = await b.location();
-  const s = new LineageStore(location);
-  try {
-    fn(s, location);
-  } finally {
-    s.close();
-  }
-}
+import { withStore, type LineageBackend } from './backend.js';
 
 export function storeSuite(b: LineageBackend): void {
   test('opens at the latest schema version (SQLite: in WAL mode)', () =>
@@ -180,9 +170,8 @@ export function storeSuite(b: LineageBackend): void {
       assert.equal(s.verify().ok, true);
     }));
 
-  test('startRun: first vs latest environment of a retried run', async () => {
-    const s = new LineageStore(await b.location());
-    try {
+  test('startRun: first vs latest environment of a retried run', () =>
+    withStore(b, async (s) => {
       const base = { jobId: null, stage: 'crawl.shard', params: { i: 1 }, codeVersion: 'git:x' };
       s.startRun({ ...base, id: 'keep', environment: { attempt: 1 } });
       s.startRun({ ...base, id: 'keep', environment: { attempt: 2 } }); // attempt 1 died: still `running`
@@ -206,10 +195,7 @@ export function storeSuite(b: LineageBackend): void {
       s.startRun({ ...base, id: 'latest', environment: { attempt: 5 } }, { environment: 'latest' });
       assert.deepEqual([s.getRun('latest')!.status, s.getRun('latest')!.environment], ['completed', { attempt: 4 }]);
       assert.equal(s.verify().ok, true);
-    } finally {
-      s.close();
-    }
-  });
+    }));
 
   test("the seen index takes a crawl's rows in batches: every new row once, repeats ignored", () =>
     withStore(b, (s) => {
