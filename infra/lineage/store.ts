@@ -5,7 +5,8 @@
  * a retried activity can record the same thing twice without creating a second row.
  *
  * Follows undici's sqlite-cache-store: options validated at open, pragmas at open, statements
- * prepared once, schema version tracked in `schema_migrations`.
+ * prepared once (statements.ts), schema version tracked in `schema_migrations`. Rows become typed
+ * records in records.ts.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -15,6 +16,8 @@ import { sha256Hex } from '../hash.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
 import { appendRowImage, backfillChain, verifyLineage, type VerifyReport } from './chain.js';
 import { PgDb, SqliteDb, redact, type Param, type SqlDb, type Stmt } from './sql.js';
+import { prepareStatements, type Statements } from './statements.js';
+import { toArtifact, toDataset, toJob, toRun, type Row } from './records.js';
 import type {
   ArtifactRecord,
   DatasetVersionRecord,
@@ -36,8 +39,6 @@ export class LineageSchemaError extends KilnError {
   }
 }
 
-type Row = Record<string, unknown>;
-
 /** True for a PostgreSQL connection URL (KILN_LINEAGE_URL), false for a SQLite file path. */
 export function isPostgresUrl(pathOrUrl: string): boolean {
   return /^postgres(ql)?:\/\//.test(pathOrUrl);
@@ -58,7 +59,7 @@ export class LineageStore {
   readonly backend: 'sqlite' | 'postgres';
   private readonly db: SqlDb;
   private readonly seenInserts = new Map<number, Stmt>();
-  private readonly stmts: ReturnType<LineageStore['prepare']>;
+  private readonly stmts: Statements;
 
   /** Open (creating and migrating if needed) the lineage database at `path` (a file, or postgres://...). */
   constructor(path: string) {
@@ -84,7 +85,7 @@ export class LineageStore {
       this.db.close();
       throw err;
     }
-    this.stmts = this.prepare();
+    this.stmts = prepareStatements(this.db);
   }
 
   /** Schema version currently applied. */
@@ -110,57 +111,6 @@ export class LineageStore {
         if (m.version === 2) backfillChain(this.db);
       }
     });
-  }
-
-  private prepare() {
-    const db = this.db;
-    return {
-      insertJob: db.prepare(`INSERT INTO jobs (id, kind, workflow_id, status, params_json, code_version, started_at)
-        VALUES (@id, @kind, @workflowId, 'running', @params, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
-      finishJob: db.prepare('UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?'),
-      getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
-      setJobParent: db.prepare('UPDATE jobs SET parent_job_id = ? WHERE id = ? AND parent_job_id IS DISTINCT FROM ?'),
-      childJobs: db.prepare('SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY started_at, id'),
-      listJobs: db.prepare('SELECT * FROM jobs ORDER BY started_at DESC, id DESC LIMIT ?'),
-      insertRun:
-        db.prepare(`INSERT INTO runs (id, job_id, stage, status, params_json, environment_json, code_version, started_at)
-        VALUES (@id, @jobId, @stage, 'running', @params, @environment, @codeVersion, @at) ON CONFLICT(id) DO NOTHING`),
-      restartRun: db.prepare(
-        `UPDATE runs SET status = 'running', finished_at = NULL, error = NULL WHERE id = ? AND status IN ('failed','cancelled')`,
-      ),
-      setRunEnvironment: db.prepare(
-        `UPDATE runs SET environment_json = ? WHERE id = ? AND status = 'running' AND environment_json <> ?`,
-      ),
-      finishRun: db.prepare('UPDATE runs SET status = ?, finished_at = ?, result_json = ?, error = ? WHERE id = ?'),
-      getRun: db.prepare('SELECT * FROM runs WHERE id = ?'),
-      runsOfJob: db.prepare('SELECT * FROM runs WHERE job_id = ? ORDER BY started_at, id'),
-      getArtifactByUri: db.prepare('SELECT * FROM artifacts WHERE uri = ?'),
-      getArtifactById: db.prepare('SELECT * FROM artifacts WHERE id = ?'),
-      artifactsBySha: db.prepare('SELECT * FROM artifacts WHERE sha256 = ? ORDER BY id'),
-      insertArtifact: db.prepare(`INSERT INTO artifacts (uri, kind, sha256, bytes, metadata_json, created_at)
-        VALUES (@uri, @kind, @sha256, @bytes, @metadata, @at)`),
-      insertEdge: db.prepare('INSERT INTO edges (run_id, artifact_id, role) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
-      artifactsOfRun: db.prepare(`SELECT a.*, e.role AS edge_role FROM edges e JOIN artifacts a ON a.id = e.artifact_id
-        WHERE e.run_id = ? ORDER BY a.id`),
-      runsOfArtifact: db.prepare(`SELECT r.*, e.role AS edge_role FROM edges e JOIN runs r ON r.id = e.run_id
-        WHERE e.artifact_id = ? ORDER BY r.started_at, r.id`),
-      insertDataset:
-        db.prepare(`INSERT INTO dataset_versions (id, name, version, manifest_artifact_id, parents_json, schema_version, params_json, run_id, created_at)
-        VALUES (@id, @name, @version, @manifestArtifactId, @parents, @schemaVersion, @params, @runId, @at) ON CONFLICT(id) DO NOTHING`),
-      getDataset: db.prepare('SELECT * FROM dataset_versions WHERE id = ?'),
-      datasetByManifest: db.prepare('SELECT * FROM dataset_versions WHERE manifest_artifact_id = ?'),
-      allRuns: db.prepare('SELECT * FROM runs ORDER BY started_at, id'),
-      allDatasets: db.prepare('SELECT * FROM dataset_versions ORDER BY name, version'),
-      datasetVersions: db.prepare('SELECT * FROM dataset_versions WHERE name = ? ORDER BY version'),
-      maxDatasetVersion: db.prepare('SELECT MAX(version) AS v FROM dataset_versions WHERE name = ?'),
-      rawEdge: db.prepare('SELECT * FROM edges WHERE run_id = ? AND artifact_id = ? AND role = ?'),
-      seenUrl: db.prepare('SELECT dataset_id FROM seen_items WHERE url_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1'),
-      seenImage: db.prepare(
-        'SELECT dataset_id FROM seen_items WHERE image_sha256 = ? AND seq <= ? ORDER BY seq LIMIT 1',
-      ),
-      seenMax: db.prepare('SELECT COALESCE(MAX(seq), 0) AS v FROM seen_items'),
-      seenCount: db.prepare('SELECT COUNT(*) AS n FROM seen_items WHERE dataset_id = ?'),
-    };
   }
 
   /** Record a job (a user-submitted workflow). Idempotent on `id`. */
@@ -210,10 +160,7 @@ export class LineageStore {
   }
 
   /**
-   * Record the start of a stage run. Idempotent on `id`: a retried activity gets the existing
-   * row back (a failed or cancelled one is marked running again).
-   */
-  /**
+   * Record the start of a stage run. Idempotent on `id`: a retried activity gets the existing row back.
    * Start a run, or restart it (a failed or cancelled run, or one left `running` by an attempt whose
    * process died). A restarted run keeps its first attempt's environment unless `environment` is
    * `latest`: then it records this attempt's (e.g. a crawl shard retried without the native codec).
@@ -454,63 +401,4 @@ export class LineageStore {
   close(): void {
     this.db.close();
   }
-}
-
-const parse = (s: unknown) => (typeof s === 'string' ? JSON.parse(s) : null);
-
-function toJob(r: Row): JobRecord {
-  return {
-    id: r.id as string,
-    kind: r.kind as string,
-    workflowId: r.workflow_id as string,
-    status: r.status as LifecycleStatus,
-    params: parse(r.params_json),
-    codeVersion: r.code_version as string,
-    startedAt: r.started_at as string,
-    finishedAt: (r.finished_at as string | null) ?? null,
-    error: (r.error as string | null) ?? null,
-    parentJobId: (r.parent_job_id as string | null) ?? null,
-  };
-}
-
-function toRun(r: Row): RunRecord {
-  return {
-    id: r.id as string,
-    jobId: (r.job_id as string | null) ?? null,
-    stage: r.stage as string,
-    status: r.status as LifecycleStatus,
-    params: parse(r.params_json),
-    environment: parse(r.environment_json) ?? {},
-    codeVersion: r.code_version as string,
-    startedAt: r.started_at as string,
-    finishedAt: (r.finished_at as string | null) ?? null,
-    result: parse(r.result_json),
-    error: (r.error as string | null) ?? null,
-  };
-}
-
-function toArtifact(r: Row): ArtifactRecord {
-  return {
-    id: r.id as number,
-    uri: r.uri as string,
-    kind: r.kind as string,
-    sha256: r.sha256 as string,
-    bytes: r.bytes as number,
-    metadata: parse(r.metadata_json) ?? {},
-    createdAt: r.created_at as string,
-  };
-}
-
-function toDataset(r: Row): DatasetVersionRecord {
-  return {
-    id: r.id as string,
-    name: r.name as string,
-    version: r.version as number,
-    manifestArtifactId: r.manifest_artifact_id as number,
-    parents: parse(r.parents_json) ?? [],
-    schemaVersion: r.schema_version as number,
-    params: parse(r.params_json),
-    runId: (r.run_id as string | null) ?? null,
-    createdAt: r.created_at as string,
-  };
 }
