@@ -159,10 +159,12 @@ export function inputTrials(): TrialSpec[] {
             const problems = [...d.problems, ...checkLineage(sb.dataRoot)];
             const longest = Math.max(...caps.map((x) => x?.length ?? 0));
             if (longest !== 100_000) problems.push(`100 KB caption came back with length ${longest}`);
+            const lengths = caps.map((x) => (x === null ? 'null' : x.length)).join(', ');
+            const short = JSON.stringify(caps.filter((x) => (x?.length ?? 0) < 100));
             return verdict(
               action,
               problems,
-              `${d.rows} rows ${JSON.stringify(d.byStatus)}; caption lengths ${caps.map((x) => (x === null ? 'null' : x.length)).join(', ')}; ${JSON.stringify(caps.filter((x) => (x?.length ?? 0) < 100))}`,
+              `${d.rows} rows ${JSON.stringify(d.byStatus)}; caption lengths ${lengths}; ${short}`,
             );
           } finally {
             await web.close();

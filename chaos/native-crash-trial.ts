@@ -104,7 +104,9 @@ export function nativeCrashTrial(
           options,
           shardHeartbeatTimeout: '3s',
         };
-        const action = `worker crawls ${rows} rows (${rows / rowsPerShard} shards), row ${poisonAt} aborts the native addon (${poison.length} bytes); worker restarted after each death`;
+        const action =
+          `worker crawls ${rows} rows (${rows / rowsPerShard} shards), row ${poisonAt} aborts the native addon ` +
+          `(${poison.length} bytes); worker restarted after each death`;
         const { client, close } = await sb.client();
         let r: CrawlWorkflowResult;
         try {

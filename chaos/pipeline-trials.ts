@@ -294,7 +294,9 @@ export function serverRestartTrial(
           await sleep(3000);
           const restarted = !sb.workerAlive;
           if (restarted) await sb.startWorker();
-          const action = `stop Temporal ${delay} ms into ${target} (running: ${at ?? '?'}), down ${downMs} ms, same SQLite file${restarted ? '; worker had exited, restarted' : ''}`;
+          const action =
+            `stop Temporal ${delay} ms into ${target} (running: ${at ?? '?'}), down ${downMs} ms, same SQLite file` +
+            (restarted ? '; worker had exited, restarted' : '');
           const again = await sb.client();
           try {
             let r: PipelineResult;
@@ -369,11 +371,10 @@ export function activityKillTrial(
           try {
             r = await resultWithin(p.handle, limitS * 1000);
           } catch (err) {
+            const running = (await pendingActivities(client, p.handle.workflowId, stage)).join(', ') || '-';
             return verdict(
               action,
-              [
-                `${(err as Error).message.split('\n')[0]} of the kill (now running: ${(await pendingActivities(client, p.handle.workflowId, stage)).join(', ') || '-'})`,
-              ],
+              [`${(err as Error).message.split('\n')[0]} of the kill (now running: ${running})`],
               '',
             );
           }

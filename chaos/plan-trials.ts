@@ -90,7 +90,9 @@ export function bigListTrial(rows: number): TrialSpec {
       try {
         const rps = rows >= 200_000 ? 10_000 : 5_000; // 10,000: the product default
         await writeBigList(join(sb.dir, 'urls.csv'), rows);
-        const action = `${rows.toLocaleString('en')}-row URL list to a closed port on ${HOSTS} loopback addresses (kiln run, ${rps.toLocaleString('en')} rows/shard)`;
+        const action =
+          `${rows.toLocaleString('en')}-row URL list to a closed port on ${HOSTS} loopback addresses ` +
+          `(kiln run, ${rps.toLocaleString('en')} rows/shard)`;
         const limitMs = Math.max(240_000, rows * 4); // 4 ms a row: far above the crawl's pace, so only a hang hits it
         // The peak RSS so far when plan.json appears: what planning took (the crawl's own peak comes later).
         const planPath = new LocalStorage(sb.dataRoot).localPath(
@@ -183,7 +185,9 @@ export function planKillTrial(index: number, rows: number, rps: number): TrialSp
           const downMs = Math.floor(Math.random() * 1000);
           await sleep(downMs);
           await sb.startWorker();
-          const action = `kill -9 worker during planning of ${rows.toLocaleString('en')} rows (${written}/${shards} input shards written), restart after ${downMs} ms`;
+          const action =
+            `kill -9 worker during planning of ${rows.toLocaleString('en')} rows ` +
+            `(${written}/${shards} input shards written), restart after ${downMs} ms`;
           while (!existsSync(planPath) && Date.now() - killedAt < REPLAN_LIMIT_S * 1000) await sleep(200);
           const replanS = Math.round((Date.now() - killedAt) / 100) / 10;
           if (!existsSync(planPath))

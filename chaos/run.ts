@@ -108,7 +108,8 @@ function parseArgs(argv: string[]): ChaosOptions & { json: boolean } {
     else if (a === '--stage') o.stages!.push(...(String(argv[++i]).split(',') as ChaosStage[]));
     else {
       process.stderr.write(
-        `chaos: unknown argument ${a}\nFix: use [--short] [--trials N] [--stage crawl|filter|train|server|inputs|paths|disk|multi] [--only name-prefix,...] [--json]\n`,
+        `chaos: unknown argument ${a}\nFix: use [--short] [--trials N] ` +
+          '[--stage crawl|filter|train|server|inputs|paths|disk|multi] [--only name-prefix,...] [--json]\n',
       );
       process.exit(2);
     }

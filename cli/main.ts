@@ -36,8 +36,11 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText(
       'after',
-      `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n  kiln demo          run the whole demo job on a local synthetic web\n  kiln up            start Temporal (if needed) and a worker, in the foreground\n  kiln run spec.yaml run a whole pipeline from a spec (docs/pipeline-spec.md)
-  kiln run hello     run the smallest stage end to end`,
+      `${ENV_HELP}\n${EXIT_CODES_HELP}\n\nStart here:\n` +
+        '  kiln demo          run the whole demo job on a local synthetic web\n' +
+        '  kiln up            start Temporal (if needed) and a worker, in the foreground\n' +
+        '  kiln run spec.yaml run a whole pipeline from a spec (docs/pipeline-spec.md)\n' +
+        '  kiln run hello     run the smallest stage end to end',
     );
   registerUp(program);
   registerRun(program);

@@ -94,6 +94,29 @@ const COLORS = {
   best: '#16a34a',
 };
 
+/** The evaluation table's header cells. */
+const TABLE_HEAD = [
+  'Step',
+  'KID (± noise)',
+  'FID',
+  'CLIP score',
+  'Extractor (sha256)',
+  'Samples',
+  'Seed',
+  'Reference stats (sha256)',
+  'Sampler, resize, KID',
+]
+  .map((h) => `<th>${h}</th>`)
+  .join('');
+
+const PROTOCOL_DIFFERS =
+  '<br><span class="pill warn" title="differs from the latest evaluation\'s protocol: not comparable">protocol differs</span>';
+
+const FOOTER =
+  'Kiln run report. FID: Frechet distance of feature statistics (float64; biased below the feature dimension); ' +
+  "KID: unbiased MMD² with the cubic polynomial kernel (clean-fid's subsets); evaluations are comparable only " +
+  'when extractor, reference statistics, sample count, seed and sampler match.';
+
 const METRIC_TEXT: Record<string, string> = {
   fid: 'FID (lower is better)',
   kid: 'KID (lower is better)',
@@ -113,15 +136,23 @@ export function noiseStatement(evals: readonly ReportEvaluation[], metric: strin
       minDelta >= 2 * sd
         ? 'above twice the noise: an improvement that passes it is unlikely to be noise'
         : `below twice the noise (${fmtNum(2 * sd)}): some "improvements" may be noise`;
-    return `KID noise at ${withNoise.protocol.sampleCount} samples: std ≲ ${fmtNum(sd)} between evaluations of the same model (${withNoise.kidParts!.noiseMethod}; an upper-side estimate). min_delta ${minDelta} is ${cmp}.`;
+    return (
+      `KID noise at ${withNoise.protocol.sampleCount} samples: std ≲ ${fmtNum(sd)} between evaluations of the same ` +
+      `model (${withNoise.kidParts!.noiseMethod}; an upper-side estimate). min_delta ${minDelta} is ${cmp}.`
+    );
   }
   if (metric === 'fid') {
     const p = evals.at(-1)?.protocol;
     const dimNote =
       p?.featureDim && p.sampleCount < p.featureDim
-        ? ` ${p.sampleCount} samples is below the feature dimension ${p.featureDim}: FID is strongly biased and rank-deficient here; prefer KID.`
+        ? ` ${p.sampleCount} samples is below the feature dimension ${p.featureDim}: ` +
+          'FID is strongly biased and rank-deficient here; prefer KID.'
         : '';
-    return `FID noise is not estimated per evaluation (see eval/architecture.md, "FID's bias", for its spread at 256 / 1k / 5k / 10k samples).${dimNote}${withNoise ? ` KID noise at the same samples: std ≲ ${fmtNum(withNoise.kidParts!.noiseStd)}.` : ''}`;
+    const kidNote = withNoise ? ` KID noise at the same samples: std ≲ ${fmtNum(withNoise.kidParts!.noiseStd)}.` : '';
+    return (
+      'FID noise is not estimated per evaluation (see eval/architecture.md, "FID\'s bias", ' +
+      `for its spread at 256 / 1k / 5k / 10k samples).${dimNote}${kidNote}`
+    );
   }
   return 'CLIP score noise is not estimated.';
 }
@@ -175,10 +206,14 @@ export function renderRunReport(r: RunReportInput): string {
     .map(([k, v]) => `<div class="card"><div class="k">${k}</div><div class="v">${v}</div></div>`)
     .join('');
 
+  const failedCount = evals.filter((e) => e.failed).length;
   const esBox = es
     ? `<section class="decision ${es.stop ? 'stop' : 'go'}"><h2>Early stopping: ${es.stop ? 'stop' : 'continue'}</h2>` +
-      `<p>${esc(es.reason)}</p><p class="muted">Metric ${esc(METRIC_TEXT[es.metric] ?? es.metric)}, patience ${es.patience}, min_delta ${es.minDelta}.` +
-      `${es.bestStep !== null ? ` Best checkpoint: <b>step ${es.bestStep}</b>.` : ''}${evals.some((e) => e.failed) ? ` Failed evaluations (${evals.filter((e) => e.failed).length}) count as no improvement.` : ''}</p>` +
+      `<p>${esc(es.reason)}</p><p class="muted">Metric ${esc(METRIC_TEXT[es.metric] ?? es.metric)}, ` +
+      `patience ${es.patience}, min_delta ${es.minDelta}.` +
+      (es.bestStep !== null ? ` Best checkpoint: <b>step ${es.bestStep}</b>.` : '') +
+      (failedCount ? ` Failed evaluations (${failedCount}) count as no improvement.` : '') +
+      '</p>' +
       `<p class="noise">${esc(noiseStatement(evals, es.metric, es.minDelta))}</p></section>`
     : '<section class="decision"><h2>Early stopping</h2><p class="muted">No decision recorded.</p></section>';
 
@@ -259,12 +294,15 @@ export function renderRunReport(r: RunReportInput): string {
         `<td class="n">${num(e.kid ?? null)}${noise}</td><td class="n">${num(e.fid)}</td><td class="n">${num(e.clipScore)}</td>` +
         `<td>${esc(p.extractor)}<br>${shortHash(p.extractorSha256)}</td><td class="n">${p.sampleCount}</td><td class="n">${p.seed}</td>` +
         `<td>${shortHash(p.referenceStatsSha256)}${p.referenceSet ? `<br><span class="muted">${esc(p.referenceSet)}</span>` : ''}</td>` +
-        `<td>${esc(p.sampler ?? '')}${p.resize ? `<br><span class="muted">${esc(p.resize)}</span>` : ''}${p.kid ? `<br><span class="muted">KID: ${esc(p.kid)}</span>` : ''}${mismatch ? '<br><span class="pill warn" title="differs from the latest evaluation\'s protocol: not comparable">protocol differs</span>' : ''}</td></tr>`
+        `<td>${esc(p.sampler ?? '')}${p.resize ? `<br><span class="muted">${esc(p.resize)}</span>` : ''}` +
+        (p.kid ? `<br><span class="muted">KID: ${esc(p.kid)}</span>` : '') +
+        (mismatch ? PROTOCOL_DIFFERS : '') +
+        '</td></tr>'
       );
     })
     .join('');
   const table = evals.length
-    ? `<div class="scroll"><table><thead><tr><th>Step</th><th>KID (± noise)</th><th>FID</th><th>CLIP score</th><th>Extractor (sha256)</th><th>Samples</th><th>Seed</th><th>Reference stats (sha256)</th><th>Sampler, resize, KID</th></tr></thead><tbody>${rows}</tbody></table></div>`
+    ? `<div class="scroll"><table><thead><tr>${TABLE_HEAD}</tr></thead><tbody>${rows}</tbody></table></div>`
     : '<p class="muted">No evaluations yet.</p>';
 
   const withGrid = [...evals].reverse().filter((e) => e.sampleGrid);
@@ -276,12 +314,19 @@ export function renderRunReport(r: RunReportInput): string {
     .map(
       (e) =>
         `<figure class="grid-fig"><img src="${esc(e.sampleGrid!)}" alt="samples at step ${e.step}" loading="lazy">` +
-        `<figcaption><b>Step ${e.step}</b>${es?.bestStep === e.step ? ' <span class="pill best">best</span>' : ''}<br>KID ${num(e.kid ?? null)} · FID ${num(e.fid)} · CLIP score ${num(e.clipScore)}` +
-        `${!sharedPrompts && e.samplePrompts?.length ? `<details><summary>prompts</summary>${promptList(e.samplePrompts)}</details>` : ''}</figcaption></figure>`,
+        `<figcaption><b>Step ${e.step}</b>${es?.bestStep === e.step ? ' <span class="pill best">best</span>' : ''}` +
+        `<br>KID ${num(e.kid ?? null)} · FID ${num(e.fid)} · CLIP score ${num(e.clipScore)}` +
+        (!sharedPrompts && e.samplePrompts?.length
+          ? `<details><summary>prompts</summary>${promptList(e.samplePrompts)}</details>`
+          : '') +
+        '</figcaption></figure>',
     )
     .join('');
   const samples = grids
-    ? `${sharedPrompts?.length ? `<details class="prompt-box" open><summary>Prompts, in grid order (left to right, top to bottom); the same prompts and seeds at every evaluation</summary>${promptList(sharedPrompts)}</details>` : ''}<div class="grids">${grids}</div>`
+    ? (sharedPrompts?.length
+        ? '<details class="prompt-box" open><summary>Prompts, in grid order (left to right, top to bottom); ' +
+          `the same prompts and seeds at every evaluation</summary>${promptList(sharedPrompts)}</details>`
+        : '') + `<div class="grids">${grids}</div>`
     : '<p class="muted">No sample grids yet.</p>';
 
   const summary =
@@ -294,19 +339,21 @@ export function renderRunReport(r: RunReportInput): string {
           .join('')}</table>`
       : '';
 
+  const statusPill = r.status ? ` <span class="pill">${esc(r.status)}</span>` : '';
+  const lineage = r.lineage === undefined ? '<p class="muted">No lineage recorded.</p>' : renderJson(r.lineage);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)}</title><style>${REPORT_CSS}</style></head>
 <body><main>
-<header><h1>${esc(title)}</h1><p class="muted">Run <code>${esc(r.runId)}</code>${r.status ? ` <span class="pill">${esc(r.status)}</span>` : ''} - report generated ${esc(r.generatedAt)}</p></header>
+<header><h1>${esc(title)}</h1><p class="muted">Run <code>${esc(r.runId)}</code>${statusPill} - report generated ${esc(r.generatedAt)}</p></header>
 <section class="cards">${cards}</section>
 ${esBox}
 ${summary ? `<section><h2>Run</h2>${summary}</section>` : ''}
 <section><h2>Curves</h2><div class="charts">${charts}</div></section>
 <section><h2>Evaluations</h2>${table}</section>
 <section><h2>Samples</h2>${samples}</section>
-<section><h2>Lineage</h2>${r.lineage === undefined ? '<p class="muted">No lineage recorded.</p>' : renderJson(r.lineage)}</section>
-<footer class="muted">Kiln run report. FID: Frechet distance of feature statistics (float64; biased below the feature dimension); KID: unbiased MMD² with the cubic polynomial kernel (clean-fid's subsets); evaluations are comparable only when extractor, reference statistics, sample count, seed and sampler match.</footer>
+<section><h2>Lineage</h2>${lineage}</section>
+<footer class="muted">${FOOTER}</footer>
 </main></body></html>
 `;
 }

@@ -100,7 +100,10 @@ export function lineChartSvg(o: ChartOptions): string {
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeHtml(o.title)}" class="chart">` +
     `<text x="${m.l}" y="18" class="chart-title">${escapeHtml(o.title)}</text>`;
   if (xs.length === 0 || ys.length === 0) {
-    return `${head}<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" class="plot"/><text x="${m.l + pw / 2}" y="${m.t + ph / 2}" text-anchor="middle" class="empty">no data yet</text></svg>`;
+    return (
+      `${head}<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" class="plot"/>` +
+      `<text x="${m.l + pw / 2}" y="${m.t + ph / 2}" text-anchor="middle" class="empty">no data yet</text></svg>`
+    );
   }
   let x0 = Math.min(...xs),
     x1 = Math.max(...xs);
@@ -169,7 +172,8 @@ export function lineChartSvg(o: ChartOptions): string {
       for (const [x, y] of s.points)
         if (Number.isFinite(y))
           parts.push(
-            `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.2" fill="${s.color}"><title>${escapeHtml(`${s.name} at step ${x}: ${y}`)}</title></circle>`,
+            `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.2" fill="${s.color}">` +
+              `<title>${escapeHtml(`${s.name} at step ${x}: ${y}`)}</title></circle>`,
           );
     }
   }

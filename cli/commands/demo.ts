@@ -90,8 +90,10 @@ export function demoSummary(r: PipelineResult, dataRoot: string): string {
     `  crawl:  ${crawl?.rows} rows -> ${crawl?.datasetId}: ${Object.entries(counts)
       .map(([k, v]) => `${v} ${k}`)
       .join(', ')}`,
-    `  filter: ${filter?.datasetId}: ${filter?.kept} kept, ${filter?.filtered} filtered by CLIP score (cutoff ${Number(filter?.topFractionCutoff).toFixed(4)}), ${filter?.failed} failed rows carried`,
-    `  train:  ${train?.finalStep} steps (${train?.status}); best ${String(train?.metric ?? 'fid').toUpperCase()} ${Number(train?.bestValue ?? train?.bestFid).toPrecision(4)} at step ${train?.bestStep}; ${train?.stopReason}`,
+    `  filter: ${filter?.datasetId}: ${filter?.kept} kept, ${filter?.filtered} filtered by CLIP score ` +
+      `(cutoff ${Number(filter?.topFractionCutoff).toFixed(4)}), ${filter?.failed} failed rows carried`,
+    `  train:  ${train?.finalStep} steps (${train?.status}); best ${String(train?.metric ?? 'fid').toUpperCase()} ` +
+      `${Number(train?.bestValue ?? train?.bestFid).toPrecision(4)} at step ${train?.bestStep}; ${train?.stopReason}`,
     '',
     `Report:  ${train?.reportUri ? openStorage(dataRoot).displayLocation(String(train.reportUri)) : '(none)'}`,
     `Data:    ${dataRoot}`,
@@ -105,7 +107,9 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description(
-      'Run the whole pipeline end to end on a synthetic local web with the tiny test models: crawl, CLIP filter + recaption, train with FID + KID every 20 steps until early stopping (on KID: 16 samples < 64 feature dims). Prints where the report is.',
+      'Run the whole pipeline end to end on a synthetic local web with the tiny test models: crawl, CLIP filter + ' +
+        'recaption, train with FID + KID every 20 steps until early stopping (on KID: 16 samples < 64 feature dims). ' +
+        'Prints where the report is.',
     )
     .option('--images <n>', 'images on the synthetic web', (v) => Number(v), 144)
     .option('--steps <n>', 'maximum training steps (early stopping usually ends sooner)', (v) => Number(v), 400)

@@ -56,7 +56,9 @@ export function registerJobCommands(program: Command): void {
   program
     .command('resume')
     .description(
-      'Run a job on to its end with an in-process worker: attach to it if it runs (also when its worker died), start it again from its first unfinished stage if it failed or was cancelled (dataset versions and checkpoints already made are reused), or print its result if it finished.',
+      'Run a job on to its end with an in-process worker: attach to it if it runs (also when its worker died), ' +
+        'start it again from its first unfinished stage if it failed or was cancelled (dataset versions and ' +
+        'checkpoints already made are reused), or print its result if it finished.',
     )
     .argument('<workflowId>', 'the job id (kiln status lists them)')
     .option('--json', 'print machine-readable JSON on stdout', false)
@@ -82,7 +84,8 @@ export function registerJobCommands(program: Command): void {
             ...(d.memo ? { memo: d.memo } : {}),
           });
           process.stderr.write(
-            `kiln: ${kind} job ${id} ended ${d.status.name.toLowerCase()}; started it again with its original input (finished stages, dataset versions and checkpoints are reused)\n`,
+            `kiln: ${kind} job ${id} ended ${d.status.name.toLowerCase()}; started it again with its original ` +
+              'input (finished stages, dataset versions and checkpoints are reused)\n',
           );
         }
         return awaitJob(handle, kind, id, o, PROGRESS[d.type]);
@@ -92,7 +95,8 @@ export function registerJobCommands(program: Command): void {
   program
     .command('cancel')
     .description(
-      'Cancel a running job: its stages stop at their next step, record what they finished (checkpoints, shards stay) and close as cancelled. An in-process worker lets a job whose worker died close too.',
+      'Cancel a running job: its stages stop at their next step, record what they finished (checkpoints, shards ' +
+        'stay) and close as cancelled. An in-process worker lets a job whose worker died close too.',
     )
     .argument('<workflowId>', 'the job id (kiln status lists them)')
     .option('--wait <seconds>', 'how long to wait for the job to close', (v) => Number(v), 120)

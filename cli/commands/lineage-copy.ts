@@ -11,7 +11,8 @@ export function registerLineageCopy(lineage: Command): void {
   lineage
     .command('copy')
     .description(
-      'Copy this lineage store (KILN_LINEAGE_URL, else <data root>/lineage.db) into an empty PostgreSQL database (or SQLite file); verifies the chain on both sides.',
+      'Copy this lineage store (KILN_LINEAGE_URL, else <data root>/lineage.db) into an empty PostgreSQL database ' +
+        '(or SQLite file); verifies the chain on both sides.',
     )
     .requiredOption('--to <url>', 'target: postgres://user@host:5432/db (an empty database), or a new SQLite file path')
     .option('--from <url>', 'source instead of the configured store (a SQLite file path or postgres:// URL)')

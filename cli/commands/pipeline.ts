@@ -21,8 +21,9 @@ export function registerPipelineCommand(run: Command): void {
     run
       .command('pipeline')
       .description(
-        'Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec (see docs/pipeline-spec.md). ' +
-          'The job id derives from the spec, so rerunning the same spec attaches to its job, resumes it after a crash, or prints the finished result. Shorthand: kiln run spec.yaml',
+        'Run a whole pipeline (sources -> crawl -> filter/caption -> train + eval) from a YAML or JSON spec ' +
+          '(see docs/pipeline-spec.md). The job id derives from the spec, so rerunning the same spec attaches to ' +
+          'its job, resumes it after a crash, or prints the finished result. Shorthand: kiln run spec.yaml',
       )
       .argument('<spec>', 'pipeline spec file (.yaml, .yml or .json)'),
     { derivedId: true },

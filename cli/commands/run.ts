@@ -58,7 +58,8 @@ export async function runWorkflow(
       const prior = await describeJob(client, workflowId);
       if (prior === 'COMPLETED') {
         process.stderr.write(
-          `kiln: ${kind} job ${workflowId} already finished for this ${kind === 'pipeline' ? 'spec' : 'input'}; its result follows (--new runs it again as a new job)\n`,
+          `kiln: ${kind} job ${workflowId} already finished for this ${kind === 'pipeline' ? 'spec' : 'input'}; ` +
+            'its result follows (--new runs it again as a new job)\n',
         );
         return awaitJob(client.workflow.getHandle(workflowId), kind, workflowId, flags);
       }
@@ -85,7 +86,8 @@ export async function runWorkflow(
         } else if (earlier) {
           const changed = changedFields(earlier.identity?.content, identity.content);
           process.stderr.write(
-            `kiln: new ${kind} job ${workflowId}: it does not resume earlier job ${earlier.workflowId} (${earlier.status.toLowerCase()}) of the same name, because its input changed:\n` +
+            `kiln: new ${kind} job ${workflowId}: it does not resume earlier job ${earlier.workflowId} ` +
+              `(${earlier.status.toLowerCase()}) of the same name, because its input changed:\n` +
               `${changed
                 .slice(0, 12)
                 .map((c) => `  ${c}\n`)
@@ -182,10 +184,16 @@ export function rootCause(err: unknown): { message: string; type: string | null 
 /** A fix for failures that carry none of their own (system errors surfacing from an activity). */
 export function genericFix(message: string): string {
   if (/ENOSPC|SQLITE_FULL|database or disk is full/i.test(message))
-    return 'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun the same command (for a spec, or with the same --id): finished work is kept and the job resumes.';
+    return (
+      'free space on the disk holding KILN_DATA_ROOT (or point it at a larger disk), then rerun the same command ' +
+      '(for a spec, or with the same --id): finished work is kept and the job resumes.'
+    );
   if (/EACCES|EPERM|EROFS/.test(message))
     return 'make KILN_DATA_ROOT writable by this user (or point it elsewhere), then rerun the same command (or with the same --id) to resume.';
-  return 'read the error above; after fixing its cause, rerun the same command (a spec keeps its job id; elsewhere pass the same --id) to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.';
+  return (
+    'read the error above; after fixing its cause, rerun the same command (a spec keeps its job id; elsewhere pass ' +
+    'the same --id) to resume (finished shards and checkpoints are kept). `kiln lineage show <id>` lists what finished.'
+  );
 }
 
 /** Renders a workflow's `progress` query result as one status line (null: nothing to show). */

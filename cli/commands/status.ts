@@ -34,7 +34,9 @@ export function registerStatus(program: Command): void {
   program
     .command('status')
     .description(
-      `Show recent Kiln jobs (Temporal workflows) and their status, or one job's live progress. Running jobs that no worker has polled for ${staleWindowText(DEFAULT_STALE_POLLER_MS)} (KILN_STALE_POLLER_MS) are marked ${NO_WORKER}.`,
+      "Show recent Kiln jobs (Temporal workflows) and their status, or one job's live progress. Running jobs " +
+        `that no worker has polled for ${staleWindowText(DEFAULT_STALE_POLLER_MS)} (KILN_STALE_POLLER_MS) ` +
+        `are marked ${NO_WORKER}.`,
     )
     .argument('[workflowId]', 'a job id to describe')
     .option('--limit <n>', 'how many recent jobs', (v) => Number(v), 20)
@@ -63,7 +65,8 @@ export function registerStatus(program: Command): void {
           process.stdout.write(
             o.json
               ? `${JSON.stringify(out)}\n`
-              : `${id}  ${d.type}  ${d.status.name}${noWorker ? ` (${NO_WORKER}: kiln resume ${id})` : ''}  started ${d.startTime.toISOString()}${progress ? `  progress ${JSON.stringify(progress)}` : ''}\n`,
+              : `${id}  ${d.type}  ${d.status.name}${noWorker ? ` (${NO_WORKER}: kiln resume ${id})` : ''}` +
+                  `  started ${d.startTime.toISOString()}${progress ? `  progress ${JSON.stringify(progress)}` : ''}\n`,
           );
           return;
         }

@@ -133,7 +133,10 @@ export function formatTrainProgress(p: unknown): string | null {
   const e = t.evals.at(-1);
   return (
     `train ${bar(t.step, t.totalSteps)} step ${t.step}/${t.totalSteps} ${t.phase}` +
-    `${t.lastLoss !== null ? ` · loss ${t.lastLoss.toPrecision(4)}` : ''}${e && e.kid != null ? ` · KID ${e.kid.toPrecision(3)}` : ''}${e && e.fid !== null ? ` · FID ${e.fid.toPrecision(4)} at step ${e.step}` : ''}${e?.failed ? ` · evaluation at step ${e.step} failed` : ''}`
+    (t.lastLoss !== null ? ` · loss ${t.lastLoss.toPrecision(4)}` : '') +
+    (e && e.kid != null ? ` · KID ${e.kid.toPrecision(3)}` : '') +
+    (e && e.fid !== null ? ` · FID ${e.fid.toPrecision(4)} at step ${e.step}` : '') +
+    (e?.failed ? ` · evaluation at step ${e.step} failed` : '')
   );
 }
 
@@ -143,7 +146,9 @@ export function registerTrainCommands(run: Command): void {
     run
       .command('train')
       .description(
-        'Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), an HTML report. The same --run-name resumes a run.',
+        'Train a PRX-recipe text-to-image model on a dataset version: checkpoints every --chunk-steps, FID + KID ' +
+          'every --eval-every with early stopping (on KID below the extractor feature_dim samples, else FID), ' +
+          'an HTML report. The same --run-name resumes a run.',
       )
       .requiredOption('--dataset <ref>', 'dataset version: name@vN, name (newest recorded) or a manifest file:// URI')
       .option(

@@ -53,7 +53,8 @@ async function serve(o: WorkerFlags, startServer: boolean, ui: boolean): Promise
   >;
   const workers = await createKilnWorkers(config, { queues, concurrency });
   console.error(
-    `kiln: worker serving ${queues.map((q) => `${q} (${concurrency[q]} at once)`).join(', ')} on ${config.temporalAddress}, data root ${config.dataRoot}, lineage ${workers.deps.lineage.path}. Ctrl-C stops.`,
+    `kiln: worker serving ${queues.map((q) => `${q} (${concurrency[q]} at once)`).join(', ')} ` +
+      `on ${config.temporalAddress}, data root ${config.dataRoot}, lineage ${workers.deps.lineage.path}. Ctrl-C stops.`,
   );
   const stop = () => workers.shutdown();
   process.once('SIGINT', stop);
@@ -96,7 +97,8 @@ export function registerUp(program: Command): void {
     program
       .command('worker')
       .description(
-        'Run a worker against an already running Temporal server (CPU machines: --queues kiln-io; GPU machines: --queues kiln-gpu, one process per GPU). See README "Running on many machines".',
+        'Run a worker against an already running Temporal server (CPU machines: --queues kiln-io; GPU machines: ' +
+          '--queues kiln-gpu, one process per GPU). See README "Running on many machines".',
       ),
   ).action(async (o: WorkerFlags) => serve(o, false, false));
 }

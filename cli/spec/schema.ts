@@ -151,7 +151,8 @@ function checkCaptionCandidates(f: FilterSpec, ctx: z.RefinementCtx): void {
   if (f.captioner_model === null)
     issue(
       'captioner_model',
-      `caption_candidates (${f.caption_candidates}) needs a captioner to make the candidates: set filter.captioner_model to a captioner model directory, or remove caption_candidates`,
+      `caption_candidates (${f.caption_candidates}) needs a captioner to make the candidates: ` +
+        'set filter.captioner_model to a captioner model directory, or remove caption_candidates',
     );
   const from = f.caption_candidates_from ?? 'beams';
   if (from === 'beams') {

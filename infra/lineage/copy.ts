@@ -85,7 +85,9 @@ export function copyLineage(from: LineageStore, to: LineageStore): CopyReport {
   const targetHead = head(to);
   if (!target.ok || target.entries !== source.entries || target.rows !== source.rows || targetHead !== sourceHead) {
     throw new LineageCopyError(
-      `the copy in ${to.path} does not match its source: ${target.entries}/${source.entries} log entries, ${target.rows}/${source.rows} rows, head ${targetHead.slice(0, 12)} vs ${sourceHead.slice(0, 12)}${target.problems[0] ? `, first problem: ${target.problems[0].detail}` : ''}`,
+      `the copy in ${to.path} does not match its source: ${target.entries}/${source.entries} log entries, ` +
+        `${target.rows}/${source.rows} rows, head ${targetHead.slice(0, 12)} vs ${sourceHead.slice(0, 12)}` +
+        (target.problems[0] ? `, first problem: ${target.problems[0].detail}` : ''),
       'drop the target database, create it empty and copy again; report the problem if it repeats.',
     );
   }

@@ -186,8 +186,11 @@ export async function waitForDatabaseRelease(dbFile: string, timeoutMs: number):
     if (holders.length === 0) return;
     if (Date.now() >= end)
       throw new TemporalUnavailableError(
-        `the embedded Temporal database ${dbFile} is still open in ${holders.map(describeListener).join(', ')}, so Kiln does not start a second server on it`,
-        `if that is an earlier embedded server, it is still shutting down: wait for it to exit (or kill ${holders.map((h) => h.pid).join(' ')}) and rerun; if it is a server you run on purpose, set TEMPORAL_ADDRESS to its address.`,
+        `the embedded Temporal database ${dbFile} is still open in ${holders.map(describeListener).join(', ')}, ` +
+          'so Kiln does not start a second server on it',
+        'if that is an earlier embedded server, it is still shutting down: wait for it to exit ' +
+          `(or kill ${holders.map((h) => h.pid).join(' ')}) and rerun; ` +
+          'if it is a server you run on purpose, set TEMPORAL_ADDRESS to its address.',
       );
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -412,8 +415,10 @@ export async function checkExistingServer(
   const db = listener ? devServerDatabase(listener) : undefined;
   if (listener && db?.gone) {
     throw new TemporalUnavailableError(
-      `a Temporal dev server answers at ${address} (${describeListener(listener)}) but its database file ${db.path} is gone: its history would vanish with that process, so Kiln does not attach to it`,
-      `stop it (kill ${listener.pid}; it is probably left over from an earlier run whose data root was removed) and rerun: Kiln then starts a fresh embedded server with its database under the data root.`,
+      `a Temporal dev server answers at ${address} (${describeListener(listener)}) but its database file ${db.path} ` +
+        'is gone: its history would vanish with that process, so Kiln does not attach to it',
+      `stop it (kill ${listener.pid}; it is probably left over from an earlier run whose data root was removed) ` +
+        'and rerun: Kiln then starts a fresh embedded server with its database under the data root.',
     );
   }
   const looksLikeTemporal = !listener || listener.argv.some((a) => /temporal/i.test(a));
@@ -425,13 +430,15 @@ export async function checkExistingServer(
     return;
   } catch (err) {
     const reply = await probeReply(address);
+    const grpcReply = String((err as Error).message ?? err)
+      .split('\n')[0]!
+      .slice(0, 160);
     throw new TemporalUnavailableError(
-      `something answers at ${address} but it is not a working Temporal frontend serving namespace ${JSON.stringify(namespace)}: ${describeListener(listener)}, which replied ${reply} to HTTP and ${JSON.stringify(
-        String((err as Error).message ?? err)
-          .split('\n')[0]!
-          .slice(0, 160),
-      )} to Temporal's gRPC`,
-      `stop that process or free the port, or set TEMPORAL_ADDRESS to your Temporal server (or to a free loopback port such as 127.0.0.1:7239, where Kiln starts its embedded dev server).`,
+      `something answers at ${address} but it is not a working Temporal frontend serving namespace ` +
+        `${JSON.stringify(namespace)}: ${describeListener(listener)}, which replied ${reply} to HTTP and ` +
+        `${JSON.stringify(grpcReply)} to Temporal's gRPC`,
+      'stop that process or free the port, or set TEMPORAL_ADDRESS to your Temporal server (or to a free loopback ' +
+        'port such as 127.0.0.1:7239, where Kiln starts its embedded dev server).',
       { cause: err },
     );
   }

@@ -194,7 +194,8 @@ type TrainOut = {
 };
 
 test(
-  'kiln run train: kill -9 mid-run leaves a stale worker (NO WORKER); the same command resumes from the last checkpoint to the same weights; again reports it; a changed option names the field',
+  'kiln run train: kill -9 mid-run leaves a stale worker (NO WORKER); the same command resumes from the last ' +
+    'checkpoint to the same weights; again reports it; a changed option names the field',
   { timeout: 400_000 },
   async () => {
     const cfg = join(dir.path, 'train.json');

@@ -88,7 +88,9 @@ describe('URL lists', () => {
       `
 import json, sys, pyarrow as pa, pyarrow.parquet as pq
 rows = json.loads(sys.argv[2])
-pq.write_table(pa.table({'url': [r['url'] for r in rows], 'caption': [r['caption'] for r in rows], 'license': [r['license'] for r in rows], 'n': pa.array([1, 2, 3], pa.int64())}), sys.argv[1])
+table = pa.table({'url': [r['url'] for r in rows], 'caption': [r['caption'] for r in rows],
+                  'license': [r['license'] for r in rows], 'n': pa.array([1, 2, 3], pa.int64())})
+pq.write_table(table, sys.argv[1])
 print('null')`,
       [pq, JSON.stringify(records)],
     );

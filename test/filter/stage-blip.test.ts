@@ -18,7 +18,8 @@ const BLIP_DIR = `${MODELS}/blip-tiny`;
 const tmp = tempDir('kiln-filter-blip-');
 after(() => tmp.cleanup());
 
-void test('a BLIP captioner filters a dataset end to end: type picked from the model dir, recorded in plan and manifest, captions as the captioner writes them', async () => {
+void test('a BLIP captioner filters a dataset end to end: its type from the model dir, in plan and manifest, its captions', async () => {
+  // The type is picked from the model dir and recorded in the plan and manifest; captions as the captioner writes them.
   await withSourceDataset(`${tmp.path}/data`, async (root) => {
     const { storage } = root;
     const spec = captionSpec(BLIP_DIR, { numBeams: 2, captionPrompt: 'a picture of' });

@@ -60,13 +60,14 @@ describe('decodeRgb (whichever path is in use)', () => {
 
   it('still decodes with the native path disabled (KILN_NATIVE_JPEG=0: sharp for every image)', () => {
     const url = new URL('../../infra/imaging/decode-rgb.js', import.meta.url).href;
+    const nativeUrl = new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href;
     const file = `${DIR}${cases[0]!.file}`;
     const r = spawnSync(
       process.execPath,
       [
         '--input-type=module',
         '-e',
-        `const m = await import(${JSON.stringify(url)}); const n = await import(${JSON.stringify(new URL('../../infra/imaging/native-jpeg.js', import.meta.url).href)});
+        `const m = await import(${JSON.stringify(url)}); const n = await import(${JSON.stringify(nativeUrl)});
        const d = await m.decodeRgb((await import('node:fs')).readFileSync(${JSON.stringify(file)}));
        console.log(JSON.stringify([n.nativeJpeg === undefined, d.width, d.height, Buffer.from(d.data).toString('base64')]))`,
       ],

@@ -162,7 +162,8 @@ describe('trainWorkflow (Temporal)', () => {
     dir.cleanup();
   });
 
-  it('evaluates every N steps, stops early when KID (the default below feature_dim samples) does not improve, keeps the best checkpoint, writes the report', async () => {
+  it('evaluates every N steps, stops early when KID does not improve, keeps the best checkpoint, writes the report', async () => {
+    // KID: the early-stopping metric by default below feature_dim samples.
     // The input shape the pipeline passes: the manifest URI, and no reference set (the training set is the default).
     const handle = await start({
       datasetManifestUri: new DatasetLayout(storage, 'tiny', 1).manifestUri,
