@@ -7,9 +7,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { LocalStorage } from '../../infra/storage.js';
@@ -21,7 +20,7 @@ import { DatasetLayout } from '../../datasets/shards/layout.js';
 import { readDatasetManifest } from '../../datasets/shards/manifest.js';
 import type { CrawlWorkflowInput, CrawlWorkflowResult } from '../../workflows/crawl.js';
 import { IO_QUEUE } from '../../workflows/queues.js';
-import { tempDir, temporalBinary, testConfig, uniqueId } from '../helpers/env.js';
+import { bundleTestWorkflows, tempDir, temporalBinary, testConfig, uniqueId } from '../helpers/env.js';
 import { startFixtureServer, type FixtureServer } from './fixture-server.js';
 import { TEST_CRAWL_OPTIONS, pyJson, writeJsonl } from './helpers.js';
 
@@ -43,17 +42,7 @@ describe('crawlWorkflow (Temporal)', () => {
       server: { executable: { type: 'existing-path', path: temporalBinary() } },
     });
     server = await startFixtureServer();
-    bundle = await bundleWorkflowCode({
-      workflowsPath: fileURLToPath(new URL('../../workflows/crawl.js', import.meta.url)),
-      logger: {
-        log: () => undefined,
-        trace: () => undefined,
-        debug: () => undefined,
-        info: () => undefined,
-        warn: () => undefined,
-        error: (m: string) => console.error(m),
-      },
-    });
+    bundle = await bundleTestWorkflows(new URL('../../workflows/crawl.js', import.meta.url));
     const config = testConfig(`${tmp.path}/data`, env.address);
     deps = {
       config,

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { findTemporalBinary } from '../../infra/temporal/binary.js';
 import { installRuntime } from '../../infra/temporal/worker.js';
 
@@ -47,4 +49,19 @@ export function testConfig(dataRoot: string, temporalAddress = '127.0.0.1:7233')
 /** A unique workflow id per test. */
 export function uniqueId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Bundle the workflow module at `url` (e.g. `new URL('./my-workflow.js', import.meta.url)`); the bundler reports only errors. */
+export function bundleTestWorkflows(url: URL): Promise<WorkflowBundleWithSourceMap> {
+  return bundleWorkflowCode({
+    workflowsPath: fileURLToPath(url),
+    logger: {
+      log: () => undefined,
+      trace: () => undefined,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: (m: string) => console.error(m),
+    },
+  });
 }

@@ -8,9 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import { temporalFailures } from '../../activities/failures.js';
@@ -34,7 +33,7 @@ import { FilterIncompleteError } from '../../datasets/filter/stage-manifest.js';
 import { CheckpointError, EmptyDatasetError, ModelTooLargeError, NonFiniteLossError } from '../../training/errors.js';
 import { FeatureExtractorError } from '../../eval/features.js';
 import { FeatureStatisticsError } from '../../eval/statistics.js';
-import { temporalBinary, uniqueId } from '../helpers/env.js';
+import { bundleTestWorkflows, temporalBinary, uniqueId } from '../helpers/env.js';
 import { LineageUnavailableError } from '../../infra/lineage/sql.js';
 import { LineageCopyError } from '../../infra/lineage/copy.js';
 
@@ -163,17 +162,7 @@ describe('typed errors decide retries and exit codes', () => {
     env = await TestWorkflowEnvironment.createLocal({
       server: { executable: { type: 'existing-path', path: temporalBinary() } },
     });
-    bundle = await bundleWorkflowCode({
-      workflowsPath: fileURLToPath(new URL('./retry-workflow.js', import.meta.url)),
-      logger: {
-        log: () => undefined,
-        trace: () => undefined,
-        debug: () => undefined,
-        info: () => undefined,
-        warn: () => undefined,
-        error: (m: string) => console.error(m),
-      },
-    });
+    bundle = await bundleTestWorkflows(new URL('./retry-workflow.js', import.meta.url));
   });
   after(async () => {
     await env?.teardown();

@@ -7,12 +7,11 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import * as workflows from '../../workflows/index.js';
 import { HISTORIES_DIR, readHistoryFile, type StoredHistory } from './histories.js';
-import '../helpers/env.js';
+import { bundleTestWorkflows } from '../helpers/env.js';
 
 describe('committed workflow histories replay against the current code', () => {
   let bundle: WorkflowBundleWithSourceMap;
@@ -26,17 +25,7 @@ describe('committed workflow histories replay against the current code', () => {
   const older = load(`${HISTORIES_DIR}/before-issue-16`);
 
   before(async () => {
-    bundle = await bundleWorkflowCode({
-      workflowsPath: fileURLToPath(new URL('../../workflows/index.js', import.meta.url)),
-      logger: {
-        log: () => undefined,
-        trace: () => undefined,
-        debug: () => undefined,
-        info: () => undefined,
-        warn: () => undefined,
-        error: (m: string) => console.error(m),
-      },
-    });
+    bundle = await bundleTestWorkflows(new URL('../../workflows/index.js', import.meta.url));
   });
 
   it('every workflow type the worker serves has a committed history', () => {
