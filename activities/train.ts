@@ -320,13 +320,15 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const target = input.fromStep + input.steps;
       const runId = `${input.jobId}/train/chunk-${target}`;
       const config = resolveTrainingConfig(input.config);
-      const [{ runTrainingChunk }, { selectTfBackend }] = await Promise.all([
+      const [{ runTrainingChunk }, { selectTfBackend }, { opThreadsFor }] = await Promise.all([
         import('../training/run-chunk.js'),
         import('../infra/tfjs-backend.js'),
+        import('../training/op-threads.js'),
       ]);
-      const backend = await selectTfBackend(
-        config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend },
-      );
+      const backend = await selectTfBackend({
+        ...(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend }),
+        opThreads: opThreadsFor(config),
+      });
       const shardUris = await pinnedShardUris(input.dataset);
       const resumedFrom = (await listCheckpoints(storage, input.runUri)).at(-1);
       const env = {
@@ -335,6 +337,7 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
         precision: backend.precision,
         backendSkipped: backend.skipped,
         ...(backend.build ? { backendBuild: backend.build } : {}),
+        ...(backend.opThreads ? { opThreads: backend.opThreads } : {}),
       };
       const progress = new Map<number, StepResult>();
       return withRun(

@@ -37,6 +37,7 @@ import { resolveTrainingConfig, type TrainingConfig, type TrainingConfigInput } 
 import { ShardSampleStream, type LoaderOptions } from '../training/data-loader.js';
 import { artifactSha256, buildLatentCache } from '../training/latent-cache.js';
 import { createLatentCodec } from '../training/latent-codec.js';
+import { opThreadsFor } from '../training/op-threads.js';
 import { TrainingSession } from '../training/trainer.js';
 import { colorRows, tempStorage, writeFixtureShard } from '../test/training/shard-fixtures.js';
 
@@ -66,6 +67,8 @@ interface BenchRow {
   config: string;
   backend: string;
   codec: string;
+  /** Threads per op: Kiln's native TensorFlow choice (training/op-threads.ts; null = one per core), PyTorch's set_num_threads. */
+  threads?: number | null;
   steps: number;
   batch: number;
   stepsPerSec: number;
@@ -127,13 +130,13 @@ async function runKiln(
   vae: string,
   profile: boolean,
 ): Promise<BenchRow> {
-  const choice = await selectTfBackend({ prefer: backend });
+  const config = benchConfig(configName, vae);
+  const choice = await selectTfBackend({ prefer: backend, opThreads: opThreadsFor(config) });
   const { storage, cleanup } = await tempStorage();
   try {
     const shards = [storage.uri('data', 'shard-00000.parquet'), storage.uri('data', 'shard-00001.parquet')];
     await writeFixtureShard(storage, shards[0]!, await colorRows('0', 32, 11), 8);
     await writeFixtureShard(storage, shards[1]!, await colorRows('1', 32, 11), 8);
-    const config = benchConfig(configName, vae);
     const codec = await createLatentCodec(config.codec);
     let latents: LoaderOptions['latents'];
     let cacheMs: number | undefined;
@@ -214,6 +217,7 @@ async function runKiln(
         impl: 'kiln',
         config: configName,
         backend: choice.name,
+        ...(choice.opThreads ? { threads: choice.opThreads.threads } : {}),
         codec: session.codec.name,
         steps,
         batch,
@@ -377,10 +381,10 @@ async function main(): Promise<void> {
   }
   console.log(`\nload average after: ${load()}`);
   console.log(
-    '\n| config | impl | backend | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | ' +
+    '\n| config | impl | backend | threads/op | codec | params | steps/s | samples/s | ms/step | x PyTorch | data ms/step | ' +
       'cache ms | peak RSS MiB | RSS x PyTorch | training peak RSS MiB | x PyTorch |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     const ref = rows.find((x) => x.impl === 'pytorch' && x.config === r.config);
     const ratio = ref ? (r.stepsPerSec / ref.stepsPerSec).toFixed(2) : '-';
@@ -388,7 +392,7 @@ async function main(): Promise<void> {
     const trainRss = r.trainPeakRssMiB ?? r.peakRssMiB;
     const trainRatio = ref ? (trainRss / ref.peakRssMiB).toFixed(2) : '-';
     console.log(
-      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.codec} | ${r.parameters} | ` +
+      `| ${r.config} | ${r.impl} | ${r.backend} | ${r.threads === undefined ? '-' : (r.threads ?? 'cores')} | ${r.codec} | ${r.parameters} | ` +
         `${r.stepsPerSec.toFixed(2)} | ${r.samplesPerSec.toFixed(1)} | ${r.msPerStep.toFixed(0)} | ` +
         `${ratio} | ${r.dataMsPerStep?.toFixed(1) ?? '-'} | ${r.cacheMs?.toFixed(0) ?? '-'} | ` +
         `${r.peakRssMiB.toFixed(0)} | ${rss} | ${trainRss.toFixed(0)} | ${trainRatio} |`,

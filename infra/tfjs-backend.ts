@@ -12,6 +12,11 @@
  * `kiln-native.json` into the package (wheel, sha256, variant), which the choice carries as `build`.
  * TensorFlow's C++ INFO logs are silenced (`TF_CPP_MIN_LOG_LEVEL=1` unless set).
  *
+ * Threads per op (`opThreads`): native TensorFlow fixes its intra-op pool when it loads. The caller
+ * may pass a hint (training/op-threads.ts derives one from the model's size); `KILN_TF_THREADS` (a
+ * positive integer) overrides the hint, and TensorFlow's own `TF_NUM_INTRAOP_THREADS` overrides both.
+ * Once loaded, later hints cannot change it: the choice says what is in effect and where it came from.
+ *
  * Precision: TensorFlow.js has no bfloat16 dtype on any backend, so training runs in fp32 and says
  * so (`precision`, `precisionNote`), as the recipe asks ("bf16 where the backend has it, fp32
  * otherwise").
@@ -38,6 +43,16 @@ export interface TfBackendChoice {
   skipped: { name: TfBackendName; reason: string }[];
   /** For `tensorflow`: how setup built the binding (`kiln-native.json`), when it says. */
   build?: TfNativeBuild;
+  /** For `tensorflow`: the intra-op threads each op may use, and why. */
+  opThreads?: TfOpThreads;
+}
+
+/** Native TensorFlow's intra-op thread count in effect, and where it came from. */
+export interface TfOpThreads {
+  /** Threads per op; `null` = TensorFlow's default (one per core). */
+  threads: number | null;
+  source: 'TF_NUM_INTRAOP_THREADS' | 'KILN_TF_THREADS' | 'hint' | 'default';
+  reason: string;
 }
 
 /** What `scripts/setup-tf-native.sh` records next to the binding it built. */
@@ -53,6 +68,8 @@ export interface SelectTfBackendOptions {
   /** Force a backend; default `KILN_TF_BACKEND` from `env`, else `auto`. */
   prefer?: TfBackendPreference;
   env?: NodeJS.ProcessEnv;
+  /** Threads per op the work wants (training/op-threads.ts); used only when native TensorFlow loads. */
+  opThreads?: { threads: number | null; reason: string };
 }
 
 const NATIVE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
@@ -60,6 +77,42 @@ const PREFERENCES: readonly TfBackendPreference[] = ['auto', 'tensorflow', 'wasm
 const FP32_NOTE = 'TensorFlow.js has no bfloat16 dtype on any backend; training runs in fp32 (never fp16).';
 
 let current: { preference: TfBackendPreference; choice: TfBackendChoice } | undefined;
+/** Set when native TensorFlow loaded in this process: its thread pool is fixed from then on. */
+let loadedOpThreads: TfOpThreads | undefined;
+
+/**
+ * Apply the thread choice before native TensorFlow loads (it reads `TF_NUM_INTRAOP_THREADS` when it
+ * creates its context), and say what will be in effect.
+ */
+export function applyOpThreads(opts: SelectTfBackendOptions = {}, env: NodeJS.ProcessEnv = process.env): TfOpThreads {
+  const given = env.TF_NUM_INTRAOP_THREADS;
+  if (given !== undefined && given !== '') {
+    const n = Number(given);
+    return {
+      threads: Number.isInteger(n) && n > 0 ? n : null,
+      source: 'TF_NUM_INTRAOP_THREADS',
+      reason: `TF_NUM_INTRAOP_THREADS=${given} in the environment`,
+    };
+  }
+  const raw = (opts.env ?? env).KILN_TF_THREADS?.trim();
+  if (raw !== undefined && raw !== '' && raw !== 'auto') {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new ConfigError(
+        `KILN_TF_THREADS=${JSON.stringify(raw)} is not a thread count`,
+        'set KILN_TF_THREADS to a positive integer (threads per TensorFlow op), or to auto / unset it to let Kiln choose from the model size.',
+      );
+    }
+    env.TF_NUM_INTRAOP_THREADS = String(n);
+    return { threads: n, source: 'KILN_TF_THREADS', reason: `KILN_TF_THREADS=${n}` };
+  }
+  const hint = opts.opThreads;
+  if (hint?.threads) {
+    env.TF_NUM_INTRAOP_THREADS = String(hint.threads);
+    return { threads: hint.threads, source: 'hint', reason: hint.reason };
+  }
+  return { threads: null, source: 'default', reason: hint?.reason ?? 'no hint: one thread per core' };
+}
 
 /** Read and validate the preference from options or `KILN_TF_BACKEND`. */
 export function tfBackendPreference(opts: SelectTfBackendOptions = {}): TfBackendPreference {
@@ -84,9 +137,11 @@ export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promis
   const skipped: TfBackendChoice['skipped'] = [];
   const order: TfBackendName[] = preference === 'auto' ? ['tensorflow', 'wasm', 'cpu'] : [preference];
   for (const name of order) {
+    const threads = name === 'tensorflow' ? (loadedOpThreads ?? applyOpThreads(opts)) : undefined;
     const started = await tryStart(name);
     if ('provider' in started) {
       const build = name === 'tensorflow' ? nativeBuild(started.provider) : undefined;
+      if (threads) loadedOpThreads = threads;
       const choice: TfBackendChoice = {
         name,
         provider: started.provider,
@@ -94,6 +149,7 @@ export async function selectTfBackend(opts: SelectTfBackendOptions = {}): Promis
         precisionNote: FP32_NOTE,
         skipped,
         ...(build ? { build } : {}),
+        ...(threads ? { opThreads: threads } : {}),
       };
       current = { preference, choice };
       return choice;

@@ -42,10 +42,20 @@ function engineTape(): EngineTape | null {
     : null;
 }
 
-/** Gradients of the scalar `f()` with respect to `vars`, keyed by variable name (as `tf.variableGrads`). */
-export function variableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+/**
+ * Gradients of the scalar `f()` with respect to `vars`, keyed by variable name (as `tf.variableGrads`).
+ * `watch`, filled by `f` with tensors it creates, asks for the gradient of the result with respect to
+ * each of them too, from the same backward pass (`watched`, in order; null where none flows, or all
+ * null when tfjs's own variableGrads had to run).
+ */
+export function variableGrads(
+  f: () => tf.Scalar,
+  vars: tf.Variable[],
+  watch: tf.Tensor[] = [],
+): { value: tf.Scalar; grads: tf.NamedTensorMap; watched: (tf.Tensor | null)[] } {
   const engine = engineTape();
-  if (!engine || engine.state.gradientDepth !== 0) return tf.variableGrads(f, vars);
+  if (!engine || engine.state.gradientDepth !== 0)
+    return { ...tf.variableGrads(f, vars), watched: watch.map(() => null) };
   const trainable = vars.filter((v) => v.trainable);
   const y = engine.scopedRun(
     () => engine.startTape(),
@@ -56,9 +66,9 @@ export function variableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { value:
     throw new Error(`variableGrads: f must return a scalar, got rank ${(y as tf.Tensor).rank}`);
   const tape = engine.state.activeTape ?? [];
   const nodes = nodesFromXToY(tape, trainable, y);
-  return engine.tidy('backward', () => {
+  const out = engine.tidy('backward', () => {
     const acc = new Map<number, tf.Tensor>([[y.id, tf.onesLike(y)]]);
-    const keep = new Set(trainable.map((v) => v.id));
+    const keep = new Set([...trainable, ...watch].map((v) => v.id));
     try {
       for (let i = nodes.length - 1; i >= 0; i--) {
         const node = nodes[i]!;
@@ -98,8 +108,14 @@ export function variableGrads(f: () => tf.Scalar, vars: tf.Variable[]): { value:
     }
     if (Object.keys(grads).length === 0)
       throw new Error('Cannot find a connection between any variable and the result of the loss function.');
-    return { value: y as tf.Scalar, grads };
+    const watched: tf.NamedTensorMap = {};
+    watch.forEach((t, i) => {
+      const g = acc.get(t.id);
+      if (g) watched[i] = g;
+    });
+    return { value: y as tf.Scalar, grads, watched };
   });
+  return { value: out.value, grads: out.grads, watched: watch.map((_, i) => out.watched[i] ?? null) };
 }
 
 /** The tape nodes on a path from `xs` to `y`, their inputs pruned to those that depend on `xs` (tfjs's getFilteredNodesXToY). */

@@ -5,7 +5,7 @@
  * `DropoutStream`, a pure function of (key, call index).
  */
 import * as tf from '@tensorflow/tfjs';
-import { batchMatMul, biasAdd, biasAddGrad, einsum, nativeBackend, statelessUniform } from './native-ops.js';
+import { batchMatMul, biasAdd, biasAddGrad, nativeBackend, statelessUniform, swapAxes12 } from './native-ops.js';
 import { Rng } from './rng.js';
 
 /**
@@ -239,36 +239,39 @@ export function genericAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads
 
 /**
  * Attention as one custom-gradient op on native TensorFlow. Heads are a reshape ([B, len, heads, dh],
- * no copy) and TF's Einsum contracts them without explicit transposes; the backward pass is written
- * out (softmax gradient p * (dp - sum(dp * p))), saving only q, k, v and the probabilities.
- * Forward 8 ops (10 with a mask), backward 13, where tfjs's composition issues about 32.
+ * no copy) and one transpose to [B, heads, len, dh]; the products are BatchMatMulV2 on that layout
+ * (Einsum on the token-major layout transposes inside every call: 6 calls, 2-3 transposes each,
+ * where this transposes 8 times in all). The backward pass is written out (softmax gradient
+ * p * (dp - sum(dp * p))), saving only the head-major q, k, v and the probabilities.
  */
 export function nativeAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, mask?: tf.Tensor): tf.Tensor {
   const [B, N, D] = q.shape as [number, number, number];
   const M = k.shape[1]!;
   const dh = D / heads;
   const scale = 1 / Math.sqrt(dh);
+  const toHeads = (t: tf.Tensor, len: number) => swapAxes12(t.reshape([B, len, heads, dh]));
+  const fromHeads = (t: tf.Tensor, len: number) => swapAxes12(t).reshape([B, len, D]);
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const save = args[3] as tf.GradSaveFunc;
-    const q4 = (args[0] as tf.Tensor).reshape([B, N, heads, dh]);
-    const k4 = (args[1] as tf.Tensor).reshape([B, M, heads, dh]);
-    const v4 = (args[2] as tf.Tensor).reshape([B, M, heads, dh]);
-    let scores = tf.mul(einsum('bnhd,bmhd->bhnm', q4, k4), scale);
+    const qh = toHeads(args[0] as tf.Tensor, N);
+    const kh = toHeads(args[1] as tf.Tensor, M);
+    const vh = toHeads(args[2] as tf.Tensor, M);
+    let scores = tf.mul(batchMatMul(qh, kh, false, true), scale);
     if (mask) scores = tf.add(scores, mask.reshape([B, heads, mask.shape[1]!, M]));
     const probs = tf.softmax(scores);
-    save([q4, k4, v4, probs]);
+    save([qh, kh, vh, probs]);
     return {
-      value: einsum('bhnm,bmhd->bnhd', probs, v4).reshape([B, N, D]),
+      value: fromHeads(batchMatMul(probs, vh, false, false), N),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
         tf.tidy(() => {
           const [qs, ks, vs, p] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-          const dy4 = dy.reshape([B, N, heads, dh]);
-          const dp = einsum('bnhd,bmhd->bhnm', dy4, vs);
-          const dv = einsum('bhnm,bnhd->bmhd', p, dy4);
+          const dyh = toHeads(dy, N);
+          const dp = batchMatMul(dyh, vs, false, true);
+          const dv = batchMatMul(p, dyh, true, false);
           const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), scale);
-          const dq = einsum('bhnm,bmhd->bnhd', ds, ks);
-          const dk = einsum('bhnm,bnhd->bmhd', ds, qs);
-          return [dq.reshape([B, N, D]), dk.reshape([B, M, D]), dv.reshape([B, M, D])];
+          const dq = batchMatMul(ds, ks, false, false);
+          const dk = batchMatMul(ds, qs, true, false);
+          return [fromHeads(dq, N), fromHeads(dk, M), fromHeads(dv, M)];
         }),
     };
   });

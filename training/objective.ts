@@ -165,7 +165,11 @@ function prxOptions(o: Objective, measured: MeasuredPrxTargets | undefined) {
   return { targetVar: measured.variance, corrWeight: o.prxCorrWeight, targetCorr: measured.correlation };
 }
 
-/** Loss of a prediction `pred` for clean latents `x0`, noisy `xt` and the draw that made it. */
+/**
+ * Loss of a prediction `pred` for clean latents `x0`, noisy `xt` and the draw that made it. `prxPred`
+ * (default `pred`, the same values) is what the PRX term reads: the trainer passes a separate handle
+ * so one backward pass also yields each term's gradient on the prediction (see `gradientShare`).
+ */
 export function objectiveTerms(
   pred: tf.Tensor4D,
   x0: tf.Tensor4D,
@@ -173,6 +177,7 @@ export function objectiveTerms(
   d: NoiseDraw,
   o: Objective,
   measured?: MeasuredPrxTargets,
+  prxPred: tf.Tensor4D = pred,
 ): ObjectiveTerms {
   const B = x0.shape[0];
   const a = tf.tensor4d(d.signal, [B, 1, 1, 1]);
@@ -182,13 +187,13 @@ export function objectiveTerms(
   let x0hat: tf.Tensor;
   if (o.prediction === 'epsilon') {
     target = eps;
-    x0hat = tf.div(tf.sub(xt, tf.mul(s, pred)), a);
+    x0hat = tf.div(tf.sub(xt, tf.mul(s, prxPred)), a);
   } else if (o.prediction === 'v') {
     target = tf.sub(tf.mul(a, eps), tf.mul(s, x0));
-    x0hat = tf.sub(tf.mul(a, xt), tf.mul(s, pred));
+    x0hat = tf.sub(tf.mul(a, xt), tf.mul(s, prxPred));
   } else {
     target = tf.sub(eps, x0);
-    x0hat = tf.sub(xt, tf.mul(s, pred));
+    x0hat = tf.sub(xt, tf.mul(s, prxPred));
   }
   const perSample = tf.mean(tf.squaredDifference(pred, target), [1, 2, 3]);
   const diffusion = tf.mean(tf.mul(perSample, tf.tensor1d(d.weights))) as tf.Scalar;
@@ -205,6 +210,15 @@ export function objectiveTerms(
     prxCorr: p ? p.corrTerm : zero,
     x0hat: x0hat as tf.Tensor4D,
   };
+}
+
+/**
+ * PRX's share from the two gradients on the prediction the training backward pass already computed
+ * (the diffusion term's, and prx_weight x PRX's): |g_prx| / (|g_diffusion| + |g_prx|), one read.
+ */
+export function gradientShare(gDiffusion: tf.Tensor, gPrx: tf.Tensor): number {
+  const [nd, np] = tf.tidy(() => tf.stack([tf.norm(gDiffusion), tf.norm(gPrx)])).dataSync() as Float32Array;
+  return nd! + np! > 0 ? np! / (nd! + np!) : 0;
 }
 
 /**

@@ -25,6 +25,8 @@ import {
   drawMicroBatch,
   noisyLatents,
   objectiveTerms,
+  gradientShare,
+  prxActive,
   prxGradientShare,
   type MeasuredPrxTargets,
 } from './objective.js';
@@ -271,26 +273,42 @@ export class TrainingSession {
     const drop = new DropoutStream(dropoutKey);
     const parts: tf.Scalar[] = [];
     let prxGradShare = 0;
-    let predOut: tf.Tensor4D | null = null;
+    // PRX's share of the gradient on the prediction comes from the same backward pass: the diffusion
+    // and PRX terms read two handles of the prediction, whose gradients are the two terms' own.
+    const share = prxActive(cfg.objective) && draw.prxMask.some((m) => m > 0);
     const out = tf.tidy(() => {
       const xt = noisyLatents(x0, draw);
       const ctxMask = attentionMask(tokens.mask, B, den.heads, 1, tokens.maxTokens, false);
-      const { value, grads } = variableGrads(() => {
-        const context = encodeText(this.params, this.spec.text, tokens, drop);
-        const pred = runDenoiser(
-          this.params,
-          den,
-          { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask },
-          drop,
-        );
-        const terms = objectiveTerms(pred, x0, xt, draw, cfg.objective, this.src.prxTargets);
-        parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx), tf.keep(terms.prxVar), tf.keep(terms.prxCorr));
-        predOut = tf.keep(pred);
-        return terms.loss;
-      }, vars);
-      // Outside the weights' tape: PRX's share of the gradient on the prediction (objective only).
-      prxGradShare = prxGradientShare(predOut!, x0, xt, draw, cfg.objective, this.src.prxTargets);
-      predOut!.dispose();
+      const watch: tf.Tensor[] = [];
+      let predOut: tf.Tensor4D | null = null;
+      const { value, grads, watched } = variableGrads(
+        () => {
+          const context = encodeText(this.params, this.spec.text, tokens, drop);
+          const pred = runDenoiser(
+            this.params,
+            den,
+            { latents: xt, timesteps: draw.modelTimesteps, context, contextMask: ctxMask },
+            drop,
+          );
+          if (share) watch.push(tf.clone(pred), tf.clone(pred));
+          const [forDiffusion, forPrx] = (share ? watch : [pred, pred]) as [tf.Tensor4D, tf.Tensor4D];
+          const terms = objectiveTerms(forDiffusion, x0, xt, draw, cfg.objective, this.src.prxTargets, forPrx);
+          parts.push(tf.keep(terms.diffusion), tf.keep(terms.prx), tf.keep(terms.prxVar), tf.keep(terms.prxCorr));
+          if (share) predOut = tf.keep(pred);
+          return terms.loss;
+        },
+        vars,
+        watch,
+      );
+      if (share) {
+        const [gDiffusion, gPrx] = watched;
+        prxGradShare =
+          gDiffusion && gPrx
+            ? gradientShare(gDiffusion, gPrx)
+            : // tfjs's own variableGrads ran (no tape access): the two gradients in passes of their own.
+              prxGradientShare(predOut!, x0, xt, draw, cfg.objective, this.src.prxTargets);
+      }
+      (predOut as tf.Tensor | null)?.dispose();
       return { value, grads };
     });
     x0.dispose();

@@ -15,7 +15,14 @@ import { CheckpointError } from '../../training/errors.js';
 import { ddpmSchedule } from '../../training/noise-schedule.js';
 import { defineDenoiser, runDenoiser, type DenoiserShape } from '../../training/denoiser.js';
 import { attentionMask } from '../../training/layers.js';
-import { drawMicroBatch, noisyLatents, objectiveTerms } from '../../training/objective.js';
+import { variableGrads } from '../../training/gradients.js';
+import {
+  drawMicroBatch,
+  gradientShare,
+  noisyLatents,
+  objectiveTerms,
+  prxGradientShare,
+} from '../../training/objective.js';
 import { ParamStore } from '../../training/params.js';
 import { Rng } from '../../training/rng.js';
 import { runTrainingChunk } from '../../training/run-chunk.js';
@@ -368,4 +375,40 @@ void test("measured PRX targets (pixel space): the data's variance and channel c
     runTrainingChunk({ storage, runUri, config, datasetShardUris: [shard], fromStep: 2, steps: 1 }),
     CheckpointError,
   );
+});
+
+void test("PRX's gradient share from the training backward pass (two watched handles of the prediction) equals two separate passes; the weight gradient is unchanged", () => {
+  for (const prediction of ['flow', 'epsilon', 'v'] as const) {
+    // Every sample in PRX's statistics (prxMaxGain null), so both terms reach the prediction.
+    const o = resolveTrainingConfig({ objective: { prediction, prxTargets: 'unit', prxMaxGain: null } }).objective;
+    const rng = Rng.derive(7, `share-${prediction}`);
+    const [B, S, C] = [4, 8, 3];
+    const x0 = tf.tensor4d(rng.fillNormal(new Float32Array(B * S * S * C), 0, 0.5), [B, S, S, C]);
+    const { draw } = drawMicroBatch(rng, new Array<string>(B).fill('x'), S * S * C, o, SCHED);
+    const xt = noisyLatents(x0, draw);
+    const w = tf.variable(
+      tf.tensor4d(rng.fillNormal(new Float32Array(B * S * S * C)), [B, S, S, C]),
+      true,
+      `share-w-${prediction}`,
+    );
+    const watch: tf.Tensor[] = [];
+    const one = variableGrads(
+      () => {
+        const pred = tf.tanh(w) as tf.Tensor4D;
+        watch.push(tf.clone(pred), tf.clone(pred));
+        return objectiveTerms(watch[0] as tf.Tensor4D, x0, xt, draw, o, undefined, watch[1] as tf.Tensor4D).loss;
+      },
+      [w],
+      watch,
+    );
+    const plain = variableGrads(() => objectiveTerms(tf.tanh(w) as tf.Tensor4D, x0, xt, draw, o).loss, [w]);
+    const shareOnePass = gradientShare(one.watched[0]!, one.watched[1]!);
+    const shareTwoPasses = prxGradientShare(tf.tanh(w) as tf.Tensor4D, x0, xt, draw, o);
+    assert.ok(shareOnePass > 0 && shareOnePass < 1, `${prediction}: share ${shareOnePass}`);
+    assert.ok(Math.abs(shareOnePass - shareTwoPasses) <= 1e-6, `${prediction}: ${shareOnePass} vs ${shareTwoPasses}`);
+    assert.deepEqual(one.value.dataSync(), plain.value.dataSync(), `${prediction}: loss`);
+    assert.deepEqual(one.grads[w.name]!.dataSync(), plain.grads[w.name]!.dataSync(), `${prediction}: weight gradient`);
+    tf.dispose([x0, xt, w, one.value, plain.value, ...Object.values(one.grads), ...Object.values(plain.grads)]);
+    tf.dispose(one.watched.filter((t): t is tf.Tensor => t !== null));
+  }
 });
