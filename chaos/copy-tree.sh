@@ -9,7 +9,7 @@ mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 if [ "$dest" = "$src" ] || [ -e "$dest/.git" ]; then echo "copy-tree: $dest is a checkout; refusing to clear it" >&2; exit 2; fi
 find "$dest" -mindepth 1 -maxdepth 1 ! -name dist ! -name node_modules ! -name .venv -exec rm -rf {} +
-tar -C "$src" -cf - --exclude=./node_modules --exclude=./.venv --exclude=./.venv-fixtures --exclude=./.venv-bench \
+tar -C "$src" -cf - --exclude=./node_modules --exclude=./.venv --exclude=./.venv-bench --exclude=./.venv-models \
   --exclude=./dist --exclude=./kiln-data --exclude=./.git . | tar -xf - -C "$dest"
 ln -sfn "$src/node_modules" "$dest/node_modules"
 ln -sfn "$src/.venv" "$dest/.venv"

@@ -229,15 +229,6 @@ export function batchMatMul(x: tf.Tensor, y: tf.Tensor, adjX: boolean, adjY: boo
   ]);
 }
 
-/** TF Einsum of two operands (e.g. 'bnhd,bmhd->bhnm': the transposes happen inside the one op). */
-export function einsum(equation: string, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  return runNative('Einsum', [a, b], (bd) => [
-    attr.float(bd),
-    { name: 'N', type: bd.TF_ATTR_INT, value: 2 },
-    { name: 'equation', type: bd.TF_ATTR_STRING, value: equation },
-  ]);
-}
-
 /** x + bias over the last axis (TF BiasAdd, any rank). */
 export function biasAdd(x: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   return runNative('BiasAdd', [x, bias], (b) => [attr.float(b)]);
