@@ -14,7 +14,7 @@ import { recordedTrainingConfig, type TrainingConfig } from './config.js';
 import type { DataPosition } from './data-loader.js';
 import { CheckpointError } from './errors.js';
 import type { RngState } from './rng.js';
-import { decodeSafetensors, writeSafetensors, type NamedArray, type SafetensorsFile } from './safetensors.js';
+import { decodeSafetensors, writeSafetensors, type SafetensorsFile, type TensorSource } from './safetensors.js';
 
 export const CHECKPOINT_FORMAT = 'kiln-checkpoint-v1';
 export const TENSOR_FILES = ['model.safetensors', 'ema.safetensors', 'optimizer.safetensors'] as const;
@@ -42,7 +42,8 @@ export interface CheckpointState {
 }
 
 export interface TensorFileContent {
-  arrays: NamedArray[];
+  /** The tensors, read as the file is written (training/tensor-source.ts; `arraySource` for host arrays). */
+  tensors: TensorSource[];
   metadata: Record<string, string>;
 }
 
@@ -83,7 +84,7 @@ export async function writeCheckpoint(
   for (const name of TENSOR_FILES) {
     const writer = await storage.openAtomicWriter(storage.child(dir, name));
     try {
-      await writeSafetensors(writer, tensors[name].arrays, tensors[name].metadata);
+      await writeSafetensors(writer, tensors[name].tensors, tensors[name].metadata);
       const written = await writer.commit();
       files[name] = { sha256: written.sha256, bytes: written.bytes };
     } catch (err) {

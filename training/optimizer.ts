@@ -9,7 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Param, ParamGroup, ParamStore } from './params.js';
-import type { NamedArray, SafetensorsFile } from './safetensors.js';
+import type { NamedArray, SafetensorsFile, TensorSource } from './safetensors.js';
+import { byName, deviceSource } from './tensor-source.js';
 import { entryToFloat32 } from './safetensors.js';
 
 export interface AdamWOptions {
@@ -106,6 +107,19 @@ async function namedFromFlat(
     }
   }
   return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** Per-parameter sources over per-group flat vectors (the store's order within each group). */
+function sourcesFromFlat(store: ParamStore, flat: Map<ParamGroup, tf.Variable>, prefix: string): TensorSource[] {
+  const out: TensorSource[] = [];
+  for (const [group, t] of flat) {
+    let offset = 0;
+    for (const p of store.list(group)) {
+      out.push(deviceSource(`${prefix}${p.name}`, p.shape, t, offset));
+      offset += sizeOf(p.shape);
+    }
+  }
+  return out;
 }
 
 /** Fill per-group flat variables from a checkpoint file's per-parameter entries. */
@@ -235,6 +249,14 @@ export class AdamW {
     return this.flatParams.flat;
   }
 
+  /** Moments as sources (`exp_avg.<name>` / `exp_avg_sq.<name>`), sorted by name, for a checkpoint file. */
+  tensorSources(): TensorSource[] {
+    return byName([
+      ...sourcesFromFlat(this.store, this.m, 'exp_avg.'),
+      ...sourcesFromFlat(this.store, this.v, 'exp_avg_sq.'),
+    ]);
+  }
+
   /** Moments as `exp_avg.<name>` / `exp_avg_sq.<name>` (torch's state names), sorted by name. */
   async toNamedArrays(): Promise<NamedArray[]> {
     const out = [
@@ -299,6 +321,16 @@ export class WeightEma {
 
   async toNamedArrays(): Promise<NamedArray[]> {
     return namedFromFlat(this.store, this.shadow, '');
+  }
+
+  /** The averaged weights as sources under the parameters' names, sorted, for a checkpoint file. */
+  tensorSources(): TensorSource[] {
+    return byName(sourcesFromFlat(this.store, this.shadow, ''));
+  }
+
+  /** The averaged weights, one flat vector per group (read-only use). */
+  vectors(): tf.Tensor[] {
+    return [...this.shadow.values()];
   }
 
   load(file: SafetensorsFile): void {

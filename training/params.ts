@@ -9,7 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from './rng.js';
-import type { NamedArray } from './safetensors.js';
+import type { NamedArray, TensorSource } from './safetensors.js';
+import { byName, deviceSource } from './tensor-source.js';
 
 export type ParamGroup = 'denoiser' | 'text';
 
@@ -71,6 +72,11 @@ export class ParamStore {
 
   count(group?: ParamGroup): number {
     return this.list(group).reduce((n, p) => n + p.shape.reduce((a, d) => a * d, 1), 0);
+  }
+
+  /** Current values as sources read chunk by chunk, sorted by name (for a checkpoint file). */
+  tensorSources(): TensorSource[] {
+    return byName([...this.params.values()].map((p) => deviceSource(p.name, p.shape, p.variable)));
   }
 
   /** Current values, sorted by name (for safetensors). */

@@ -19,6 +19,29 @@ export interface NamedArray {
   data: Float32Array | Int32Array;
 }
 
+/**
+ * A float32 tensor to write whose values are read when its turn comes, chunk by chunk (the chunks,
+ * in order, hold the shape's element count): a writer then holds one chunk, not the whole file.
+ */
+export interface TensorSource {
+  name: string;
+  shape: number[];
+  chunks(): AsyncIterable<Float32Array>;
+}
+
+/** A tensor already in memory as a source (one chunk). */
+export function arraySource(a: NamedArray): TensorSource {
+  if (!(a.data instanceof Float32Array)) throw new Error(`tensor ${a.name}: a source holds float32 values`);
+  const data = a.data;
+  return {
+    name: a.name,
+    shape: a.shape,
+    async *chunks() {
+      yield data;
+    },
+  };
+}
+
 /** A tensor read from a file; `bytes` is a view into the file buffer. */
 export interface SafetensorsEntry {
   dtype: SafetensorsDtype;
@@ -49,23 +72,32 @@ if (endianness() !== 'LE') throw new Error('training/safetensors.ts assumes a li
 
 /** The header bytes (length prefix + padded JSON) for tensors written in the given order. */
 export function safetensorsHeader(arrays: readonly NamedArray[], metadata: Record<string, string> = {}): Uint8Array {
+  return headerBytes(
+    arrays.map((a) => {
+      const count = a.shape.reduce((p, d) => p * d, 1);
+      if (count !== a.data.length)
+        throw new Error(`tensor ${a.name}: shape [${a.shape}] has ${count} elements but data has ${a.data.length}`);
+      const dtype = a.data instanceof Float32Array ? ('F32' as const) : ('I32' as const);
+      return { name: a.name, shape: a.shape, dtype, bytes: a.data.byteLength };
+    }),
+    metadata,
+  );
+}
+
+function headerBytes(
+  entries: readonly { name: string; shape: number[]; dtype: 'F32' | 'I32'; bytes: number }[],
+  metadata: Record<string, string>,
+): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   const seen = new Set<string>();
-  for (const a of arrays) {
+  for (const a of entries) {
     if (seen.has(a.name) || a.name === '__metadata__')
       throw new Error(`duplicate or reserved tensor name ${JSON.stringify(a.name)}`);
     seen.add(a.name);
-    const count = a.shape.reduce((p, d) => p * d, 1);
-    if (count !== a.data.length)
-      throw new Error(`tensor ${a.name}: shape [${a.shape}] has ${count} elements but data has ${a.data.length}`);
-    const end = offset + a.data.byteLength;
-    header[a.name] = {
-      dtype: a.data instanceof Float32Array ? 'F32' : 'I32',
-      shape: a.shape,
-      data_offsets: [offset, end],
-    };
+    const end = offset + a.bytes;
+    header[a.name] = { dtype: a.dtype, shape: a.shape, data_offsets: [offset, end] };
     offset = end;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -84,14 +116,35 @@ export function encodeSafetensors(arrays: readonly NamedArray[], metadata: Recor
   return Buffer.concat(parts);
 }
 
-/** Stream tensors into an atomic writer (no whole-file buffer); the caller commits. */
+/**
+ * Stream float32 tensors into an atomic writer, reading each source's chunks as it goes (no
+ * whole-file buffer, no whole-tensor copy); the caller commits. Same bytes as `encodeSafetensors`
+ * of the same values.
+ */
 export async function writeSafetensors(
   writer: AtomicWriter,
-  arrays: readonly NamedArray[],
+  sources: readonly TensorSource[],
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writer.write(safetensorsHeader(arrays, metadata));
-  for (const a of arrays) await writer.write(new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength));
+  const count = (shape: number[]) => shape.reduce((p, d) => p * d, 1);
+  const entries = sources.map((s) => ({
+    name: s.name,
+    shape: s.shape,
+    dtype: 'F32' as const,
+    bytes: 4 * count(s.shape),
+  }));
+  await writer.write(headerBytes(entries, metadata));
+  for (const s of sources) {
+    const want = count(s.shape);
+    let got = 0;
+    for await (const chunk of s.chunks()) {
+      got += chunk.length;
+      if (got > want) break;
+      await writer.write(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    }
+    if (got !== want)
+      throw new Error(`tensor ${s.name}: its source gave ${got} values for shape [${s.shape}] (${want})`);
+  }
 }
 
 /** Parse a safetensors buffer; validates offsets (contiguous, in bounds) and dtypes. */

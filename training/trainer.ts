@@ -339,10 +339,8 @@ export class TrainingSession {
   /** Write a checkpoint of the current state (tensor files, then state.json). */
   async saveCheckpoint(lastGoodCheckpoint: string | null): Promise<WrittenCheckpoint> {
     const { storage, runUri, config, backend, shardUris } = this.src;
-    const model = await this.params.toNamedArrays();
-    const ema = this.ema ? await this.ema.toNamedArrays() : model;
-    assertFinite(model, this.step, lastGoodCheckpoint);
-    assertFinite(ema, this.step, lastGoodCheckpoint);
+    await this.assertWeightsFinite(lastGoodCheckpoint);
+    // Each file is written from the device in small chunks (training/tensor-source.ts), not from host copies of all three.
     return writeCheckpoint(
       storage,
       runUri,
@@ -363,14 +361,34 @@ export class TrainingSession {
         lossesFromStep: this.lossesFromStep,
       },
       {
-        'model.safetensors': { arrays: model, metadata: { format: 'pt', kiln_step: String(this.step) } },
-        'ema.safetensors': { arrays: ema, metadata: { format: 'pt', updates: String(this.ema?.updates ?? 0) } },
+        'model.safetensors': {
+          tensors: this.params.tensorSources(),
+          metadata: { format: 'pt', kiln_step: String(this.step) },
+        },
+        'ema.safetensors': {
+          tensors: (this.ema ?? this.params).tensorSources(),
+          metadata: { format: 'pt', updates: String(this.ema?.updates ?? 0) },
+        },
         'optimizer.safetensors': {
-          arrays: await this.optimizer.toNamedArrays(),
+          tensors: this.optimizer.tensorSources(),
           metadata: { step: String(this.optimizer.step) },
         },
       },
     );
+  }
+
+  /**
+   * Weights and EMA all finite, checked on the device first (sum of x * 0 per tensor is NaN iff an
+   * element is NaN or infinite; one read); when not, the host check names the weight.
+   */
+  private async assertWeightsFinite(lastGoodCheckpoint: string | null): Promise<void> {
+    const tensors = [...this.params.list().map((p) => p.variable as tf.Tensor), ...(this.ema?.vectors() ?? [])];
+    const probe = tf.tidy(() => tf.addN(tensors.map((t) => tf.sum(tf.mul(t, 0)))));
+    const ok = Number.isFinite((await probe.data())[0]!);
+    probe.dispose();
+    if (ok) return;
+    assertFinite(await this.params.toNamedArrays(), this.step, lastGoodCheckpoint);
+    if (this.ema) assertFinite(await this.ema.toNamedArrays(), this.step, lastGoodCheckpoint);
   }
 
   dispose(): void {
@@ -382,7 +400,7 @@ export class TrainingSession {
   }
 }
 
-/** Never write a checkpoint holding NaN/Inf weights. */
+/** Never write a checkpoint holding NaN/Inf weights (the host check, which names the weight). */
 function assertFinite(arrays: NamedArray[], step: number, lastGoodCheckpoint: string | null): void {
   for (const a of arrays) {
     for (let i = 0; i < a.data.length; i++) {

@@ -15,6 +15,7 @@ import {
 } from '../../training/checkpoint.js';
 import { resolveTrainingConfig } from '../../training/config.js';
 import { CheckpointError } from '../../training/errors.js';
+import { arraySource } from '../../training/safetensors.js';
 import { tempStorage } from './shard-fixtures.js';
 
 const { storage, cleanup } = await tempStorage();
@@ -40,12 +41,12 @@ function stateAt(step: number): Omit<CheckpointState, 'files'> {
 }
 
 async function save(step: number) {
-  const arrays = [{ name: 'w', shape: [2], data: Float32Array.from([step, -step]) }];
+  const tensors = [arraySource({ name: 'w', shape: [2], data: Float32Array.from([step, -step]) })];
   return writeCheckpoint(storage, runUri, stateAt(step), {
-    'model.safetensors': { arrays, metadata: {} },
-    'ema.safetensors': { arrays, metadata: { updates: String(step) } },
+    'model.safetensors': { tensors, metadata: {} },
+    'ema.safetensors': { tensors, metadata: { updates: String(step) } },
     'optimizer.safetensors': {
-      arrays: [{ name: 'exp_avg.w', shape: [2], data: new Float32Array(2) }],
+      tensors: [arraySource({ name: 'exp_avg.w', shape: [2], data: new Float32Array(2) })],
       metadata: { step: String(step) },
     },
   });

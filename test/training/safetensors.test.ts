@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { PROJECT_ROOT } from '../../infra/config.js';
 import { join } from 'node:path';
-import { decodeSafetensors, encodeSafetensors, entryToFloat32 } from '../../training/safetensors.js';
+import * as tf from '@tensorflow/tfjs';
+import { selectTfBackend } from '../../infra/tfjs-backend.js';
+import {
+  arraySource,
+  decodeSafetensors,
+  encodeSafetensors,
+  entryToFloat32,
+  writeSafetensors,
+} from '../../training/safetensors.js';
+import { CHUNK_ELEMENTS, deviceSource } from '../../training/tensor-source.js';
+import { tempStorage } from './shard-fixtures.js';
 
 const FIXTURES = join(PROJECT_ROOT, 'fixtures', 'training');
 interface Ref {
@@ -75,4 +85,45 @@ void test('rejects truncated and overlapping files', () => {
   const bad = Buffer.from(good);
   bad.write(JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }).padEnd(n, ' '), 8);
   assert.throws(() => decodeSafetensors(bad), /not contiguous|outside data/);
+});
+
+void test('streamed from device tensors in chunks (checkpoint writes), the file is byte for byte what encodeSafetensors writes from host arrays', async () => {
+  await selectTfBackend();
+  const { storage, cleanup } = await tempStorage();
+  try {
+    // One tensor past two chunks, and per-parameter slices of a flat vector (how the optimizer and EMA hold them).
+    const big = tf.randomNormal([CHUNK_ELEMENTS * 2 + 17], 0, 1, 'float32', 3);
+    const flat = tf.randomNormal([10 + 12], 0, 1, 'float32', 4);
+    const [bigHost, flatHost] = [(await big.data()) as Float32Array, (await flat.data()) as Float32Array];
+    const sources = [
+      deviceSource('a.big', [CHUNK_ELEMENTS * 2 + 17], big),
+      deviceSource('b.w', [2, 5], flat, 0),
+      deviceSource('c.v', [12], flat, 10),
+    ];
+    const uri = storage.uri('streamed.safetensors');
+    const writer = await storage.openAtomicWriter(uri);
+    await writeSafetensors(writer, sources, { format: 'pt' });
+    await writer.commit();
+    const expected = encodeSafetensors(
+      [
+        { name: 'a.big', shape: [CHUNK_ELEMENTS * 2 + 17], data: bigHost },
+        { name: 'b.w', shape: [2, 5], data: flatHost.subarray(0, 10) },
+        { name: 'c.v', shape: [12], data: flatHost.subarray(10) },
+      ],
+      { format: 'pt' },
+    );
+    assert.ok(Buffer.from(await storage.read(uri)).equals(expected));
+    // A source that gives the wrong number of values is refused, naming the tensor.
+    const short = {
+      name: 'short',
+      shape: [3],
+      chunks: () => arraySource({ name: 'x', shape: [2], data: new Float32Array(2) }).chunks(),
+    };
+    const w2 = await storage.openAtomicWriter(storage.uri('short.safetensors'));
+    await assert.rejects(writeSafetensors(w2, [short]), /tensor short: its source gave 2 values for shape \[3\]/);
+    await w2.abort();
+    tf.dispose([big, flat]);
+  } finally {
+    await cleanup();
+  }
 });
