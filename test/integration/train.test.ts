@@ -645,8 +645,9 @@ describe('trainWorkflow (Temporal)', () => {
       dataset: 'tiny@v1',
       runName: 'cancelled',
       config: CONFIG,
-      totalSteps: 800,
-      chunkSteps: 400,
+      // A chunk far longer than cancellation takes to arrive (a heartbeat, <= 5 s), however fast the steps.
+      totalSteps: 40_000,
+      chunkSteps: 20_000,
       chunkHeartbeatTimeout: '5s',
     });
     await assert.rejects(
@@ -666,13 +667,13 @@ describe('trainWorkflow (Temporal)', () => {
       const final = (
         trainRun.result as { finalCheckpoint: { step: number; checkpointUri: string; sha256s: Record<string, string> } }
       ).finalCheckpoint;
-      assert.ok(final.step > 0 && final.step < 400, `checkpointed mid-chunk at step ${final.step}`);
+      assert.ok(final.step > 0 && final.step < 20_000, `checkpointed mid-chunk at step ${final.step}`);
       for (const [name, sha] of Object.entries(final.sha256s)) {
         const uri = storage.child(final.checkpointUri, name);
         assert.equal(await sha256File(file(uri)), sha);
         assert.equal(store.getArtifactByUri(uri)?.sha256, sha, `${name} recorded in lineage`);
       }
-      assert.equal(store.getRun(`${handle.workflowId}/train/chunk-400`)!.status, 'cancelled');
+      assert.equal(store.getRun(`${handle.workflowId}/train/chunk-20000`)!.status, 'cancelled');
       assert.ok(existsSync(file(storage.child(storage.uri('runs', 'cancelled'), 'report', 'index.html'))));
     } finally {
       store.close();
