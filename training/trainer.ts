@@ -12,7 +12,7 @@ import type { ArtifactStorage } from '../infra/storage.js';
 import type { TfBackendChoice } from '../infra/tfjs-backend.js';
 import { CHECKPOINT_FORMAT, writeCheckpoint, type LoadedCheckpoint, type WrittenCheckpoint } from './checkpoint.js';
 import type { TrainingConfig } from './config.js';
-import { ShardSampleStream } from './data-loader.js';
+import { openSampleSource, type SampleSource } from './loader-thread.js';
 import { runDenoiser } from './denoiser.js';
 import { NonFiniteLossError } from './errors.js';
 import { variableGrads } from './gradients.js';
@@ -87,7 +87,7 @@ export class TrainingSession {
     private readonly optimizer: AdamW,
     private readonly ema: WeightEma | null,
     private rng: Rng,
-    readonly data: ShardSampleStream,
+    readonly data: SampleSource,
     private readonly schedule: NoiseSchedule,
   ) {}
 
@@ -139,7 +139,7 @@ export class TrainingSession {
       prefetch: true,
       latents,
     };
-    const data = new ShardSampleStream(src.storage, src.shardUris, loaderOpts, ck?.state.data);
+    const data = openSampleSource(src.storage, src.shardUris, loaderOpts, ck?.state.data);
     const rng = ck ? new Rng(ck.state.rng) : Rng.derive(cfg.seed, 'train');
     const session = new TrainingSession(
       src,
