@@ -504,14 +504,11 @@ export function createEvalActivities(deps: ActivityDeps) {
       const reportDirUri = storage.child(input.runUri, 'report');
       // The backend the checkpoint trained on (sampling runs on it too), chosen before anything loads.
       const state = await readCheckpointState(storage, input.checkpointUri);
-      const [{ selectTfBackend }, { opThreadsFor }] = await Promise.all([
+      const [{ selectTfBackend }, { backendOptionsFor }] = await Promise.all([
         import('../infra/tfjs-backend.js'),
         import('../training/op-threads.js'),
       ]);
-      const backend = await selectTfBackend({
-        ...(state.config.runtime.backend === 'auto' ? {} : { prefer: state.config.runtime.backend }),
-        opThreads: opThreadsFor(state.config),
-      });
+      const backend = await selectTfBackend(backendOptionsFor(state.config));
       return withRun(
         deps,
         {

@@ -320,15 +320,12 @@ export function createTrainActivities(deps: ActivityDeps, hooks: TrainActivityHo
       const target = input.fromStep + input.steps;
       const runId = `${input.jobId}/train/chunk-${target}`;
       const config = resolveTrainingConfig(input.config);
-      const [{ runTrainingChunk }, { selectTfBackend }, { opThreadsFor }] = await Promise.all([
+      const [{ runTrainingChunk }, { selectTfBackend }, { backendOptionsFor }] = await Promise.all([
         import('../training/run-chunk.js'),
         import('../infra/tfjs-backend.js'),
         import('../training/op-threads.js'),
       ]);
-      const backend = await selectTfBackend({
-        ...(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend }),
-        opThreads: opThreadsFor(config),
-      });
+      const backend = await selectTfBackend(backendOptionsFor(config));
       const shardUris = await pinnedShardUris(input.dataset);
       const resumedFrom = (await listCheckpoints(storage, input.runUri)).at(-1);
       const env = {

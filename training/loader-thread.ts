@@ -11,9 +11,9 @@
  * (EmptyDatasetError, ConfigError; another KilnError with its name, code, fix and retryability).
  */
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, KilnError } from '../infra/errors.js';
 import type { ArtifactStorage } from '../infra/storage.js';
+import { reopenableRoot } from '../infra/storage-open.js';
 import { ShardSampleStream, type DataPosition, type LoaderOptions, type SampleBatch } from './data-loader.js';
 import { EmptyDatasetError } from './errors.js';
 import type { LoaderReply, LoaderRequest, LoaderThreadInit, ThreadError } from './loader-worker.js';
@@ -26,13 +26,6 @@ export interface SampleSource {
   nextBatch(n: number): Promise<SampleBatch>;
   position(): DataPosition;
   close(): void;
-}
-
-/** The root to open `storage` again from in another thread, or null when it cannot be. */
-export function reopenableRoot(storage: ArtifactStorage): string | null {
-  if (storage.rootUri.startsWith('file://')) return fileURLToPath(storage.rootUri).replace(/(.)\/+$/, '$1');
-  if (storage.rootUri.startsWith('s3://')) return storage.rootUri.replace(/\/+$/, '');
-  return null;
 }
 
 /** A prefetching sample source: on a loader thread when the storage can be reopened there, else in this thread. */

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { KilnError } from '../infra/errors.js';
-import { LocalStorage } from '../infra/storage.js';
+import { openStorage } from '../infra/storage-open.js';
 import { ShardSampleStream, type DataPosition, type LoaderOptions } from './data-loader.js';
 
 export interface LoaderThreadInit {
@@ -29,11 +29,12 @@ export interface ThreadError {
 }
 
 const init = workerData as LoaderThreadInit;
-// The S3 client only for an s3:// root: the AWS SDK costs this thread ~20 MB of heap otherwise.
-const storage = init.storageRoot.startsWith('s3://')
-  ? new (await import('../infra/storage-s3.js')).S3Storage(init.storageRoot)
-  : new LocalStorage(init.storageRoot);
-const stream = new ShardSampleStream(storage, init.shardUris, { ...init.options, prefetch: false }, init.start);
+const stream = new ShardSampleStream(
+  openStorage(init.storageRoot),
+  init.shardUris,
+  { ...init.options, prefetch: false },
+  init.start,
+);
 let queue: Promise<void> = Promise.resolve();
 
 parentPort!.on('message', (req: LoaderRequest) => {

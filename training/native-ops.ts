@@ -29,6 +29,7 @@ interface NativeBackend {
     TF_FLOAT: number;
     TF_INT32: number;
     createTensor(shape: number[], dtype: number, values: Int32Array): number;
+    deleteTensor(id: number): void;
     executeOp(name: string, attrs: TfeOpAttr[], inputIds: number[], numOutputs: number): OutputMetadata[];
   };
   executeSingleOutput(name: string, attrs: TfeOpAttr[], inputs: tf.TensorInfo[]): tf.Tensor;
@@ -107,17 +108,15 @@ function installLeanKernels(): void {
  */
 const shapeHandles = new Map<string, number>();
 const MAX_SHAPES = 4096;
-let shapeBinding: { deleteTensor?: (id: number) => void } | null = null;
 
 function int32Handle(be: NativeBackend, shape: readonly number[]): number {
   const key = shape.join(',');
   let id = shapeHandles.get(key);
   if (id === undefined) {
     if (shapeHandles.size >= MAX_SHAPES) {
-      for (const old of shapeHandles.values()) shapeBinding?.deleteTensor?.(old);
+      for (const old of shapeHandles.values()) be.binding.deleteTensor(old);
       shapeHandles.clear();
     }
-    shapeBinding = be.binding as unknown as { deleteTensor?: (id: number) => void };
     // The handle shares this array's memory (tfjs-node's binding keeps a reference to it): give it an
     // off-heap ArrayBuffer of its own, which V8's garbage collector never moves.
     const values = new Int32Array(new ArrayBuffer(4 * Math.max(1, shape.length)), 0, shape.length);

@@ -14,6 +14,7 @@
  * config a process selects the backend for decides it. `KILN_TF_THREADS` (a positive integer) or
  * TensorFlow's own `TF_NUM_INTRAOP_THREADS` override it; lineage records what ran and why.
  */
+import type { SelectTfBackendOptions } from '../infra/tfjs-backend.js';
 import type { TrainingConfig } from './config.js';
 
 /** Activations smaller than this (elements) train faster on one thread (measured: tiny 16K, 10.6M config 524K). */
@@ -43,4 +44,9 @@ export function opThreadsFor(cfg: TrainingConfig): OpThreadsHint {
         reason: `activations of ${elements} elements (< ${SMALL_OP_ELEMENTS}): one thread per op costs less than splitting`,
       }
     : { threads: null, reason: `activations of ${elements} elements (>= ${SMALL_OP_ELEMENTS}): one thread per core` };
+}
+
+/** What `selectTfBackend` gets for a training config: its forced backend (unless auto) and its thread choice. */
+export function backendOptionsFor(cfg: TrainingConfig): SelectTfBackendOptions {
+  return { ...(cfg.runtime.backend === 'auto' ? {} : { prefer: cfg.runtime.backend }), opThreads: opThreadsFor(cfg) };
 }

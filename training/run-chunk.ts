@@ -35,7 +35,7 @@ import { artifactSha256, buildLatentCache } from './latent-cache.js';
 import { createLatentCodec, type LatentCodec } from './latent-codec.js';
 import { assertFitsInMemory, trainingDevice } from './memory.js';
 import { resolveModel } from './model.js';
-import { opThreadsFor } from './op-threads.js';
+import { backendOptionsFor } from './op-threads.js';
 import { shardListSha256, TrainingSession, type StepResult } from './trainer.js';
 
 export interface TrainingChunkInput {
@@ -277,10 +277,7 @@ async function cacheLatents(
 }
 
 async function chooseBackend(config: TrainingConfig): Promise<TfBackendChoice> {
-  const backend = await selectTfBackend({
-    ...(config.runtime.backend === 'auto' ? {} : { prefer: config.runtime.backend }),
-    opThreads: opThreadsFor(config),
-  });
+  const backend = await selectTfBackend(backendOptionsFor(config));
   if (config.runtime.precision === 'bf16' && backend.precision !== 'bf16') {
     throw new ConfigError(
       `runtime.precision is bf16 but backend ${backend.name} trains in ${backend.precision} (${backend.precisionNote})`,

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ShardSampleStream, type DataPosition, type SampleBatch } from '../../training/data-loader.js';
 import { EmptyDatasetError } from '../../training/errors.js';
-import { openSampleSource, reopenableRoot, ThreadedSampleStream } from '../../training/loader-thread.js';
+import { reopenableRoot } from '../../infra/storage-open.js';
+import { openSampleSource, ThreadedSampleStream } from '../../training/loader-thread.js';
 import { colorRows, tempStorage, twoShardDataset, writeFixtureShard } from './shard-fixtures.js';
 
 const OPTS = { seed: 11, captionColumn: 'caption', resolution: 16 };
